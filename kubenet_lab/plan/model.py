@@ -1,0 +1,366 @@
+"""The data every layer shares: the validated model of the manifests and the desired-state plan.
+
+Plain frozen dataclasses, no behaviour beyond small helpers. `manifests` produces a `Model`;
+`plan` turns a `Model` (plus the allocations of the previous run) into a `Plan`; `render` and
+`system` consume the `Plan`. Nothing here touches the kernel or the file system.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Mapping
+
+PROXY_MODES = ("iptables", "nftables")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+NODEPORT_RANGE = (30000, 32767)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an object came from, for error messages: `file:line`."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+# --------------------------------------------------------------------------------------------
+# The validated model: what the manifests say, checked and typed, nothing derived yet.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    pod_subnet: IPv4Network = IPv4Network("10.244.0.0/16")
+    service_subnet: IPv4Network = IPv4Network("10.96.0.0/16")
+    node_subnet: IPv4Network = IPv4Network("172.18.0.0/24")
+    kube_proxy_mode: str = "iptables"
+    dns_domain: str = "cluster.local"
+    # LoadBalancer address pool (first, last), inclusive; None: the default range of node_subnet.
+    lb_pool: tuple[IPv4Address, IPv4Address] | None = None
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    pod_cidr: IPv4Network | None = None
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    container_port: int
+    name: str | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str = ""
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    ports: tuple[ContainerPort, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchExpression:
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    match_expressions: tuple[MatchExpression, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for k, v in self.match_labels.items():
+            if labels.get(k) != v:
+                return False
+        for e in self.match_expressions:
+            present = e.key in labels
+            if e.operator == "In" and not (present and labels[e.key] in e.values):
+                return False
+            if e.operator == "NotIn" and present and labels[e.key] in e.values:
+                return False
+            if e.operator == "Exists" and not present:
+                return False
+            if e.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+    @property
+    def empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    """A pod's spec, shared by Pod objects and workload templates."""
+
+    containers: tuple[Container, ...] = ()
+    node_name: str | None = None
+    host_network: bool = False
+    hostname: str | None = None
+    subdomain: str | None = None
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    spec: PodSpec = field(default_factory=PodSpec)
+    # "ReplicaSet/web-7d4b9c" for pods a workload made; None for Pod objects.
+    owner: str | None = None
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment, ReplicaSet or ReplicationController."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+    selector: LabelSelector
+    template_labels: Mapping[str, str]
+    template: PodSpec
+    # The template as the manifest wrote it (plain data), for the pod-template-hash.
+    template_raw: Mapping = field(default_factory=dict)
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    protocol: str = "TCP"
+    name: str | None = None
+    target_port: int | str | None = None  # None: same as port
+    node_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    selector: Mapping[str, str] | None = None
+    cluster_ip: str | None = None  # as written: None (allocate), "None" (headless) or an address
+    ports: tuple[ServicePort, ...] = ()
+    session_affinity: str = "None"  # or "ClientIP"
+    affinity_timeout: int = 10800
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ip: str | None = None
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Model:
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    nodes: tuple[Node, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    services: tuple[Service, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# What a container runs (resolved from image/command/args by plan.containers).
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunExec:
+    """A real process: argv run in the pod's namespaces."""
+
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunNetexec:
+    """agnhost netexec: HTTP and UDP servers (-1 disables one)."""
+
+    http_port: int = 8080
+    udp_port: int = 8081
+
+
+@dataclass(frozen=True)
+class RunServeHostname:
+    """agnhost serve-hostname: answers the hostname over http, tcp or udp."""
+
+    port: int = 9376
+    http: bool = True
+    tcp: bool = False
+    udp: bool = False
+
+
+@dataclass(frozen=True)
+class RunHttp:
+    """The built-in HTTP server on each declared TCP containerPort (images we do not run)."""
+
+    ports: tuple[int, ...]
+    udp_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunDns:
+    """The cluster DNS server (the kube-dns pod)."""
+
+    port: int = 53
+
+
+@dataclass(frozen=True)
+class RunNothing:
+    """Nothing runs: the namespace alone is the pod, as the pause container is."""
+
+
+RunSpec = RunExec | RunNetexec | RunServeHostname | RunHttp | RunDns | RunNothing
+
+
+# --------------------------------------------------------------------------------------------
+# The plan: the desired state, fully resolved (addresses, names, placement, endpoints).
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    name: str
+    index: int
+    ip: IPv4Address  # on the underlay
+    pod_cidr: IPv4Network
+    gateway: IPv4Address  # first address of pod_cidr, on cbr0
+    netns: str
+    underlay_veth: str  # the node's eth0 peer, in the underlay namespace
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # host-gw: (other node's podCIDR, that node's IP)
+    routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedContainer:
+    name: str
+    image: str
+    run: RunSpec
+    ports: tuple[ContainerPort, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedPod:
+    namespace: str
+    name: str
+    node: str
+    ip: IPv4Address  # the pod IP (the node's IP for hostNetwork pods)
+    netns: str  # the pod's own namespace, or its node's for hostNetwork pods
+    host_veth: str | None  # None for hostNetwork pods
+    labels: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[PlannedContainer, ...] = ()
+    host_network: bool = False
+    owner: str | None = None
+    uid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: IPv4Address
+    port: int
+    pod: str  # "namespace/name"
+    node: str
+    ready: bool = True
+
+
+@dataclass(frozen=True)
+class PlannedServicePort:
+    name: str | None
+    protocol: str
+    port: int
+    target_port: int | str
+    node_port: int | None
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedService:
+    namespace: str
+    name: str
+    type: str
+    cluster_ip: IPv4Address | None  # None: headless
+    ports: tuple[PlannedServicePort, ...] = ()
+    selector: Mapping[str, str] | None = None
+    session_affinity: str = "None"
+    affinity_timeout: int = 10800
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    external_ips: tuple[IPv4Address, ...] = ()
+    load_balancer_ips: tuple[IPv4Address, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip is None
+
+
+@dataclass(frozen=True)
+class Allocations:
+    """What must survive from one `up` to the next: addresses and ports in use."""
+
+    pod_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
+    last_reserved: Mapping[str, str] = field(default_factory=dict)  # node -> last pod ip handed out
+    cluster_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
+    node_ports: Mapping[str, int] = field(default_factory=dict)  # "ns/name:port/PROTO" -> port
+    lb_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: str
+    cluster: ClusterConfig
+    nodes: tuple[PlannedNode, ...]
+    pods: tuple[PlannedPod, ...]
+    services: tuple[PlannedService, ...]
+    allocations: Allocations
+    underlay_netns: str
+    underlay_bridge: str = "br0"
+    namespaces: tuple[str, ...] = ("default",)
+
+    def node(self, name: str) -> PlannedNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def pod(self, key: str) -> PlannedPod:
+        for p in self.pods:
+            if p.key == key:
+                return p
+        raise KeyError(key)
