@@ -1,0 +1,290 @@
+"""One function per verb: load -> plan -> diff -> render -> apply, undoing a failed `up`.
+
+This is the only module that ties the pure core (manifests, plan, render) to the imperative
+shell (system). It decides *what* changes; system/ knows *how*.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Sequence, TextIO
+
+from .errors import InputError, LabError
+from .manifests import load_model
+from .plan import make_plan, naming
+from .plan.model import Model, Plan, PlannedPod
+from .plan.podfiles import hosts, resolv_conf
+from .render.iptables import render_iptables
+from .render.nftables import render_nftables
+from .system import checks, netlink, nsenter, rules, state, supervisor
+
+DEFAULT_LAB = "kubenet"
+BUNDLED_MANIFESTS = os.path.join(os.path.dirname(__file__), "examples")
+
+
+def default_manifests() -> list[str]:
+    """The example lab: the checkout's manifests/ when run from a checkout, else the bundled copy."""
+    checkout = os.path.join(os.path.dirname(os.path.dirname(__file__)), "manifests")
+    return [checkout if os.path.isdir(checkout) else BUNDLED_MANIFESTS]
+
+
+def check_lab_name(lab: str) -> None:
+    if not naming.is_dns1123_label(lab) or len(lab) > 20:
+        raise InputError(f"--lab: {lab!r} is not a valid lab name: expected lower-case letters, digits and '-', "
+                         f"at most 20 characters, starting and ending with a letter or digit")
+
+
+@dataclass
+class UpResult:
+    plan: Plan
+    warnings: tuple[str, ...] = ()
+    created: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rules_changed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def load(paths: Sequence[str], stdin: TextIO | None, proxy_mode: str | None) -> Model:
+    model = load_model(list(paths) or default_manifests(), stdin=stdin)
+    if proxy_mode:
+        if proxy_mode == "ipvs":
+            raise InputError("--proxy-mode: ipvs is not supported: this kernel has no IPVS, and kubenet-lab does not "
+                             "pretend; use iptables or nftables")
+        model = dataclasses.replace(model, cluster=dataclasses.replace(model.cluster, kube_proxy_mode=proxy_mode))
+    return model
+
+
+def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_mode: str | None = None) -> UpResult:
+    check_lab_name(lab)
+    model = load(paths, stdin, proxy_mode)
+    checks.require_root("up")
+    mode = model.cluster.kube_proxy_mode
+    checks.require_tools(*checks.tools_for_mode(mode))
+    started = time.monotonic()
+    with state.locked(lab):
+        previous = state.load_plan(lab)
+        plan = make_plan(model, lab, previous)
+        result = UpResult(plan=plan, warnings=model.warnings)
+        _apply(plan, previous, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:
+    return {p.netns: p for p in plan.pods if not p.host_network} if plan else {}
+
+
+def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
+    actual = netlink.discover(plan.lab)
+    desired_pods = _pod_namespaces(plan)
+    desired = {plan.underlay_netns, *(n.netns for n in plan.nodes), *desired_pods}
+    foreign = sorted(n for n in desired if n in actual and not actual[n])
+    if foreign:
+        raise LabError(f"network namespace {foreign[0]} exists but was not made by lab {plan.lab} (it has no "
+                       f"ownership mark); remove it or choose another --lab")
+    before = _pod_namespaces(previous)
+    changed = {ns for ns, pod in desired_pods.items() if ns in actual and ns in before and before[ns].uid != pod.uid}
+    stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed
+    nodes_changed = previous is None or [(n.name, n.ip, n.pod_cidr) for n in previous.nodes] != \
+        [(n.name, n.ip, n.pod_cidr) for n in plan.nodes]
+    new_lab = not actual
+    made: list[str] = []
+    try:
+        if stale:
+            # Built-in servers hold sockets in those namespaces: let go of them first, or the
+            # namespaces (and their veths) outlive their names.
+            if previous is not None and supervisor.find_supervisors(plan.lab):
+                interim = dataclasses.replace(previous, pods=tuple(p for p in previous.pods if p.netns not in stale))
+                state.save_plan(interim)
+                supervisor.request(plan.lab, {"op": "reload"})
+            netlink.delete_namespaces(sorted(stale))
+            result.removed = sorted(stale)
+        if nodes_changed or new_lab or any(n not in actual for n in desired if n not in desired_pods):
+            made += [n for n in [plan.underlay_netns, *(x.netns for x in plan.nodes)] if n not in actual]
+            netlink.ensure_base(plan)
+            netlink.ensure_nodes(plan)
+        missing = [p for ns, p in desired_pods.items() if ns not in actual or ns in stale]
+        if missing:
+            made += [p.netns for p in missing]
+            netlink.create_pods(plan, missing)
+        result.created = made
+        _write_pod_files(plan)
+        result.rules_changed = _apply_rules(plan, previous)
+        state.save_plan(plan)
+        supervisor.ensure_running(plan.lab)
+        reply = supervisor.request(plan.lab, {"op": "reload"})
+        if not reply.get("ok", False):
+            raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
+    except BaseException:
+        _undo(plan.lab, made, new_lab)
+        raise
+
+
+def _undo(lab: str, made: list[str], new_lab: bool) -> None:
+    """A failed `up` leaves nothing half-built: what it made goes; a new lab goes entirely."""
+    try:
+        if new_lab:
+            teardown(lab)
+        elif made:
+            netlink.delete_namespaces(made)
+    except Exception:  # the original error matters more than a failed undo
+        pass
+
+
+def _write_pod_files(plan: Plan) -> None:
+    for pod in plan.pods:
+        d = state.pod_dir(plan.lab, pod.namespace, pod.name)
+        for name, text in (("resolv.conf", resolv_conf(plan, pod)), ("hosts", hosts(plan, pod))):
+            path = os.path.join(d, name)
+            try:
+                with open(path) as f:
+                    if f.read() == text:
+                        continue
+            except FileNotFoundError:
+                pass
+            state.write_atomic(path, text)
+
+
+RENDERERS = {"iptables": render_iptables, "nftables": render_nftables}
+
+
+def _rules_path(lab: str, node: str) -> str:
+    return os.path.join(state.state_dir(lab), "rules", f"{node}.rules")
+
+
+def _apply_rules(plan: Plan, previous: Plan | None) -> list[str]:
+    """One iptables-restore or nft -f per node whose rules differ from what was last applied."""
+    mode = plan.cluster.kube_proxy_mode
+    old_mode = previous.cluster.kube_proxy_mode if previous else None
+    render = RENDERERS[mode]
+    changed = []
+    for node in plan.nodes:
+        text = render(plan, node.name)
+        path = _rules_path(plan.lab, node.name)
+        if old_mode == mode and os.path.exists(path):
+            with open(path) as f:
+                if f.read() == text:
+                    continue
+        if old_mode != mode:
+            for other in RENDERERS:
+                if other != mode and shutil.which("nft" if other == "nftables" else "iptables-restore"):
+                    rules.clear_rules(node.netns, other)
+        rules.apply_rules(node.netns, mode, text)
+        state.write_atomic(path, text)
+        changed.append(node.name)
+    return changed
+
+
+def teardown(lab: str) -> list[str]:
+    """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
+    supervisor.stop(lab)
+    owned = sorted(ns for ns, mine in netlink.discover(lab).items() if mine)
+    netlink.delete_namespaces(owned)
+    state.remove_state(lab)
+    return owned
+
+
+def down(lab: str) -> list[str]:
+    check_lab_name(lab)
+    checks.require_root("down")
+    with state.locked(lab):
+        removed = teardown(lab)
+    state.remove_state(lab)
+    return removed
+
+
+def down_all() -> dict[str, list[str]]:
+    checks.require_root("down")
+    labs = set(netlink.discover_all()) | set(supervisor.find_supervisors(None)) | set(state.known_labs())
+    return {lab: down(lab) for lab in sorted(labs)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a running lab
+# ---------------------------------------------------------------------------------------------
+
+
+def running_plan(lab: str) -> Plan:
+    check_lab_name(lab)
+    plan = state.load_plan(lab)
+    if plan is None:
+        raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
+                       f"start it with `kubenet-lab --lab {lab} up`")
+    return plan
+
+
+def pod_status(lab: str) -> dict:
+    """Container states from the supervisor; {} when it is not running."""
+    if not supervisor.find_supervisors(lab):
+        return {}
+    try:
+        return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
+    except Exception:
+        return {}
+
+
+@dataclass(frozen=True)
+class ExecTarget:
+    netns: str
+    hostname: str | None
+    files: dict
+
+
+def resolve_target(plan: Plan, target: str, namespace: str, container: str | None) -> ExecTarget:
+    if target.startswith("node/") or target.startswith("nodes/"):
+        name = target.split("/", 1)[1]
+        try:
+            node = plan.node(name)
+        except KeyError:
+            raise LabError(f"node {name!r} not found; nodes: {', '.join(n.name for n in plan.nodes)}") from None
+        return ExecTarget(netns=node.netns, hostname=node.name, files={})
+    name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
+    try:
+        pod = plan.pod(f"{namespace}/{name}")
+    except KeyError:
+        raise LabError(f'pods "{name}" not found in namespace {namespace!r} (see `kubenet-lab get pods -A`)') from None
+    if container is not None and container not in [c.name for c in pod.containers]:
+        raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
+                       f"{', '.join(c.name for c in pod.containers)}")
+    d = state.pod_dir(plan.lab, pod.namespace, pod.name)
+    files = {} if pod.host_network else {"/etc/resolv.conf": os.path.join(d, "resolv.conf"),
+                                         "/etc/hosts": os.path.join(d, "hosts")}
+    hostname = plan.node(pod.node).name if pod.host_network else pod.name
+    return ExecTarget(netns=pod.netns, hostname=hostname, files=files)
+
+
+def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str]) -> int:
+    """Replace this process with argv inside the target's namespaces: stdio and exit status pass through."""
+    checks.require_root("exec")
+    plan = running_plan(lab)
+    t = resolve_target(plan, target, namespace, container)
+    if not argv:
+        raise InputError("exec: no command given; usage: kubenet-lab exec TARGET -- COMMAND [ARGS...]")
+    if shutil.which(argv[0]) is None:
+        raise LabError(f'exec: "{argv[0]}": executable file not found in $PATH')
+    nsenter.enter_pod(t.netns, t.hostname, t.files)
+    os.execvp(argv[0], list(argv))
+    return 127  # not reached
+
+
+def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
+    plan = running_plan(lab)
+    try:
+        p = plan.pod(f"{namespace}/{pod}")
+    except KeyError:
+        raise LabError(f'pods "{pod}" not found in namespace {namespace!r}') from None
+    names = [c.name for c in p.containers]
+    if container is None:
+        if len(names) != 1:
+            raise LabError(f"a container name must be specified for pod {pod}, choose one of: [{' '.join(names)}]")
+        container = names[0]
+    elif container not in names:
+        raise LabError(f"container {container} is not valid for pod {pod}")
+    try:
+        with open(state.log_path(lab, namespace, pod, container), errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""

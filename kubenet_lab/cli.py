@@ -1,0 +1,221 @@
+"""The `kubenet-lab` command: click verbs only; the work is in app, the printing in output."""
+from __future__ import annotations
+
+import sys
+from functools import wraps
+
+import click
+
+from . import __version__, app, output
+from .errors import EnvironmentProblem, InputError, LabError
+
+RESOURCES = {
+    "nodes": "nodes", "node": "nodes", "no": "nodes",
+    "pods": "pods", "pod": "pods", "po": "pods",
+    "services": "services", "service": "services", "svc": "services",
+    "endpoints": "endpoints", "ep": "endpoints",
+}
+
+
+def handle_errors(fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            for p in e.problems:
+                click.echo(f"error: {p}", err=True)
+            sys.exit(2)
+        except (LabError, EnvironmentProblem) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--lab", envvar="KUBENET_LAB", default=app.DEFAULT_LAB, show_default=True, metavar="NAME",
+              help="Name of the lab; part of every namespace it creates, so several labs live side by side. "
+                   "Also read from $KUBENET_LAB.")
+@click.version_option(__version__, prog_name="kubenet-lab")
+@click.pass_context
+def main(ctx: click.Context, lab: str) -> None:
+    """Real Kubernetes pod networks from ordinary manifests, built in network namespaces.
+
+    \b
+    Examples:
+      sudo kubenet-lab up manifests/          # build the lab the manifests describe
+      sudo kubenet-lab get pods -o wide       # pods, their IPs and nodes
+      sudo kubenet-lab exec client -- curl -s web
+      sudo kubenet-lab exec node/node1 -- iptables-save -t nat
+      sudo kubenet-lab down                   # remove everything the lab made
+    """
+    ctx.obj = {"lab": lab}
+
+
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--proxy-mode", type=click.Choice(["iptables", "nftables", "ipvs"]),
+              help="kube-proxy mode for every node (overrides the Cluster config's kubeProxyMode).")
+@click.pass_context
+@handle_errors
+def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> None:
+    """Build (or update) the lab the manifests describe.
+
+    PATH is a file, a directory (every *.yaml/*.yml inside, in sorted order) or - for standard
+    input; with no PATH, the bundled example lab. Running it again with the same manifests
+    changes nothing; with changed manifests it changes only what differs.
+
+    \b
+    Examples:
+      sudo kubenet-lab up                       # the example lab
+      sudo kubenet-lab up manifests/ extra.yaml
+      cat web.yaml | sudo kubenet-lab up -
+      sudo kubenet-lab --lab demo up --proxy-mode nftables manifests/
+    """
+    result = app.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    plan = result.plan
+    click.echo(f"lab {plan.lab} is up: {len(plan.nodes)} nodes, {len(plan.pods)} pods, {len(plan.services)} "
+               f"services, kube-proxy mode {plan.cluster.kube_proxy_mode} "
+               f"({len(result.created)} namespaces created, {len(result.removed)} removed, "
+               f"{result.seconds:.2f}s)")
+    click.echo(f"next: kubenet-lab{_lab_flag(plan.lab)} get pods -o wide")
+
+
+def _lab_flag(lab: str) -> str:
+    return "" if lab == app.DEFAULT_LAB else f" --lab {lab}"
+
+
+@main.command()
+@click.option("--all", "all_labs", is_flag=True, help="Remove every kubenet-lab lab on this machine.")
+@click.pass_context
+@handle_errors
+def down(ctx: click.Context, all_labs: bool) -> None:
+    """Remove everything the lab made: namespaces, links, rules, processes, state.
+
+    It finds what is the lab's own from the ownership marks, so it works even with the state
+    lost, and it succeeds on a lab that is already gone.
+
+    \b
+    Examples:
+      sudo kubenet-lab down
+      sudo kubenet-lab --lab demo down
+      sudo kubenet-lab down --all
+    """
+    if all_labs:
+        removed = app.down_all()
+        for lab, names in removed.items():
+            click.echo(f"lab {lab} removed ({len(names)} namespaces)")
+        if not removed:
+            click.echo("no kubenet-lab lab on this machine")
+        return
+    names = app.down(ctx.obj["lab"])
+    click.echo(f"lab {ctx.obj['lab']} removed ({len(names)} namespaces)" if names
+               else f"lab {ctx.obj['lab']} is not up; nothing to remove")
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("target")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod.")
+@click.option("-c", "--container", help="Container of the pod (they all share its network namespace).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+@handle_errors
+def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | None, command: tuple[str, ...]) -> None:
+    """Run a command inside a pod or a node: TARGET is a pod name or node/NAME.
+
+    Standard input, output and error pass through and the exit status is the command's. Inside
+    a pod the hostname is the pod's name and /etc/resolv.conf and /etc/hosts are the pod's.
+
+    \b
+    Examples:
+      sudo kubenet-lab exec client -- ip addr
+      sudo kubenet-lab exec client -- curl -s http://10.244.1.2:8080/hostname
+      sudo kubenet-lab exec -n shop web-0 -- cat /etc/resolv.conf
+      sudo kubenet-lab exec node/node1 -- ip route
+      sudo kubenet-lab exec node/node1 -- iptables-save -t nat
+    """
+    app.exec_(ctx.obj["lab"], target, namespace, container, list(command))
+
+
+@main.command()
+@click.argument("resource", type=click.Choice(sorted(RESOURCES)), metavar="RESOURCE")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace to list.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="List objects of every namespace.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["wide", "json", "yaml"]), help="Output format.")
+@click.pass_context
+@handle_errors
+def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all_namespaces: bool,
+        fmt: str | None) -> None:
+    """Show nodes, pods, services or endpoints, like kubectl get.
+
+    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep).
+
+    \b
+    Examples:
+      sudo kubenet-lab get nodes -o wide
+      sudo kubenet-lab get pods -o wide -A
+      sudo kubenet-lab get svc
+      sudo kubenet-lab get pod client -o json
+      sudo kubenet-lab get ep web -o yaml
+    """
+    kind = RESOURCES[resource]
+    plan = app.running_plan(ctx.obj["lab"])
+    if kind == "nodes":
+        items = [n for n in plan.nodes if name in (None, n.name)]
+        all_ns = False
+    else:
+        pool = plan.pods if kind == "pods" else plan.services
+        all_ns = all_namespaces and name is None
+        items = [o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)]
+    if name is not None and not items:
+        raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
+    status = app.pod_status(plan.lab) if kind == "pods" else {}
+    if fmt in ("json", "yaml"):
+        objects = {
+            "nodes": lambda o: output.node_object(plan, o),
+            "pods": lambda o: output.pod_object(plan, o, status),
+            "services": lambda o: output.service_object(plan, o),
+            "endpoints": lambda o: output.endpoints_object(plan, o),
+        }[kind]
+        objs = [objects(o) for o in items]
+        click.echo(output.dump(objs[0] if name is not None else output.as_list(objs), fmt), nl=False)
+        return
+    wide = fmt == "wide"
+    if kind == "nodes":
+        headers, rows = output.node_rows(plan, items, wide)
+    elif kind == "pods":
+        headers, rows = output.pod_rows(plan, items, status, wide, all_ns)
+    elif kind == "services":
+        headers, rows = output.service_rows(plan, items, wide, all_ns)
+    else:
+        headers, rows = output.endpoint_rows(plan, items, wide, all_ns)
+    if not rows:
+        where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
+        click.echo(f"No resources found{where}.", err=True)
+        return
+    click.echo(output.table(headers, rows), nl=False)
+
+
+@main.command()
+@click.argument("pod")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod.")
+@click.option("-c", "--container", help="Container to show (needed when the pod has several).")
+@click.pass_context
+@handle_errors
+def logs(ctx: click.Context, pod: str, namespace: str, container: str | None) -> None:
+    """Print the output of a pod's container.
+
+    \b
+    Examples:
+      sudo kubenet-lab logs web-7cb4cc975d-fvkkf
+      sudo kubenet-lab logs -n shop cart-0 -c sidecar
+    """
+    click.echo(app.logs(ctx.obj["lab"], pod.split("/", 1)[1] if pod.startswith("pod/") else pod, namespace,
+                        container), nl=False)
+
+
+if __name__ == "__main__":
+    main()

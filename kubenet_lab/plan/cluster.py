@@ -1,0 +1,202 @@
+"""Model -> Plan: nodes, workload expansion, scheduling and pod addresses.
+
+Deterministic: the same manifests (and the same previous plan) give the same plan. A pod keeps
+its node and its address from one run to the next, as a real pod does while it exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from ipaddress import IPv4Address, IPv4Network
+
+from ..errors import InputError
+from . import ipam, naming
+from .containers import resolve_run
+from .model import (Allocations, Model, Node, Origin, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
+                    PodSpec, Workload)
+from .serialize import to_data
+from .services import plan_services
+
+DEFAULT_NODES = ("node1", "node2")
+
+
+def _at(origin: Origin | None) -> str:
+    return f"{origin}: " if origin else ""
+
+
+def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
+    nodes = model.nodes or tuple(Node(name=n) for n in DEFAULT_NODES)
+    cluster = model.cluster
+    taken = [n.pod_cidr for n in nodes if n.pod_cidr is not None]
+    free = (c for c in cluster.pod_subnet.subnets(new_prefix=max(24, cluster.pod_subnet.prefixlen))
+            if not any(c.overlaps(t) for t in taken))
+    room = ipam.default_lb_pool(cluster.node_subnet)[0]
+    problems = []
+    cidrs: list[IPv4Network] = []
+    for node in nodes:
+        if node.pod_cidr is not None:
+            cidrs.append(node.pod_cidr)
+            continue
+        cidr = next(free, None)
+        if cidr is None:
+            problems.append(f"{_at(node.origin)}spec.podCIDR: networking.podSubnet {cluster.pod_subnet} has no free /24 "
+                            f"left for node {node.name}; set a larger podSubnet")
+            cidr = IPv4Network("0.0.0.0/32")
+        cidrs.append(cidr)
+    if ipam.node_ip(cluster.node_subnet, len(nodes) - 1) >= room:
+        problems.append(f"{_at(cluster.origin)}networking.nodeSubnet: {cluster.node_subnet} is too small for "
+                        f"{len(nodes)} nodes and the load-balancer pool")
+    if problems:
+        raise InputError(problems)
+    planned = []
+    for i, (node, cidr) in enumerate(zip(nodes, cidrs)):
+        planned.append(PlannedNode(
+            name=node.name, index=i, ip=ipam.node_ip(cluster.node_subnet, i), pod_cidr=cidr,
+            gateway=ipam.gateway(cidr), netns=naming.node_netns(lab, node.name),
+            underlay_veth=naming.node_underlay_veth(lab, node.name), labels=dict(node.labels)))
+    return tuple(
+        PlannedNode(**{**n.__dict__, "routes": tuple((o.pod_cidr, o.ip) for o in planned if o.name != n.name)})
+        for n in planned)
+
+
+def expand_workload(w: Workload) -> list[Pod]:
+    """The pods a controller makes, named as Kubernetes names them (stable suffixes here)."""
+    labels = dict(w.template_labels)
+    if w.kind == "Deployment":
+        template_hash = naming.pod_template_hash(w.template_raw)
+        owner_name = f"{w.name}-{template_hash}"[: naming.MAX_LABEL]
+        owner = f"ReplicaSet/{owner_name}"
+        labels["pod-template-hash"] = template_hash
+    else:
+        owner_name, owner = w.name, f"{w.kind}/{w.name}"
+    return [Pod(namespace=w.namespace, name=naming.generate_name(owner_name, f"{w.namespace}/{owner}", i),
+                labels=labels, spec=w.template, owner=owner, origin=w.origin)
+            for i in range(w.replicas)]
+
+
+def all_pods(model: Model) -> list[Pod]:
+    pods = list(model.pods)
+    seen = {p.key: p for p in pods}
+    problems = []
+    for w in model.workloads:
+        for p in expand_workload(w):
+            if p.key in seen:
+                problems.append(f"{_at(w.origin)}metadata.name: {w.kind} {w.name} makes pod {p.name}, "
+                                f"which already exists in namespace {p.namespace}")
+                continue
+            seen[p.key] = p
+            pods.append(p)
+    if problems:
+        raise InputError(problems)
+    return pods
+
+
+def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | None) -> dict[str, str]:
+    """Pod key -> node name. nodeName first, then where the pod already runs, then the node with
+    the fewest pods (ties in node order), within each node's podCIDR capacity."""
+    capacity = {n.name: ipam.pod_capacity(n.pod_cidr) for n in nodes}
+    count = {n.name: 0 for n in nodes}
+    needs_ip = {}
+    placed: dict[str, str] = {}
+    before = {p.key: p.node for p in previous.pods} if previous else {}
+    problems = []
+
+    def put(pod: Pod, node: str) -> None:
+        placed[pod.key] = node
+        count[node] += 1
+        needs_ip[node] = needs_ip.get(node, 0) + (0 if pod.spec.host_network else 1)
+        if needs_ip[node] > capacity[node]:
+            cidr = next(n.pod_cidr for n in nodes if n.name == node)
+            problems.append(f"{_at(pod.origin)}spec: node {node}'s podCIDR {cidr} holds {capacity[node]} pods; "
+                            f"pod {pod.key} is one too many")
+
+    for pod in pods:
+        if pod.spec.node_name:
+            if pod.spec.node_name not in count:
+                problems.append(f"{_at(pod.origin)}spec.nodeName: no node named {pod.spec.node_name!r} "
+                                f"(nodes: {', '.join(count)})")
+                continue
+            put(pod, pod.spec.node_name)
+    for pod in pods:
+        if pod.key not in placed and not pod.spec.node_name and before.get(pod.key) in count:
+            put(pod, before[pod.key])
+    for pod in pods:
+        if pod.key not in placed and not pod.spec.node_name:
+            fits = [n.name for n in nodes if pod.spec.host_network or needs_ip.get(n.name, 0) < capacity[n.name]]
+            if not fits:
+                problems.append(f"{_at(pod.origin)}spec: no node has room for pod {pod.key}: every podCIDR is full")
+                continue
+            put(pod, min(fits, key=lambda n: count[n]))
+    if problems:
+        raise InputError(problems)
+    return placed
+
+
+def pod_uid(pod: Pod, node: str, ip: IPv4Address) -> str:
+    """Changes whenever the pod would have to be made anew (spec, node or address changed)."""
+    data = json.dumps([pod.key, node, str(ip), to_data(pod.spec), dict(pod.labels)], sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def assign_addresses(pods: list[Pod], placed: dict[str, str], nodes: tuple[PlannedNode, ...],
+                     previous: Allocations) -> dict[str, IPv4Address]:
+    pools = {n.name: ipam.HostLocal(n.pod_cidr, last_reserved=_addr(previous.last_reserved.get(n.name)))
+             for n in nodes}
+    by_name = {n.name: n for n in nodes}
+    ips: dict[str, IPv4Address] = {}
+    for pod in pods:
+        if pod.spec.host_network:
+            ips[pod.key] = by_name[placed[pod.key]].ip
+            continue
+        old = _addr(previous.pod_ips.get(pod.key))
+        if old is not None and pools[placed[pod.key]].reserve(old):
+            ips[pod.key] = old
+    for pod in pods:
+        if pod.key not in ips:
+            ips[pod.key] = pools[placed[pod.key]].allocate()
+    return ips, {name: str(IPv4Address(p.last_reserved)) for name, p in pools.items() if p.last_reserved}
+
+
+def _addr(text: str | None) -> IPv4Address | None:
+    return IPv4Address(text) if text else None
+
+
+def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None):
+    pods = all_pods(model)
+    placed = schedule(pods, nodes, previous)
+    prev_alloc = previous.allocations if previous else Allocations()
+    ips, last_reserved = assign_addresses(pods, placed, nodes, prev_alloc)
+    by_name = {n.name: n for n in nodes}
+    planned = []
+    veths: dict[str, set[str]] = {n.name: set() for n in nodes}
+    for pod in pods:
+        node = placed[pod.key]
+        veth = None
+        if not pod.spec.host_network:
+            attempt = 0
+            while (veth := naming.pod_host_veth(lab, pod.namespace, pod.name, attempt)) in veths[node]:
+                attempt += 1
+            veths[node].add(veth)
+        planned.append(PlannedPod(
+            namespace=pod.namespace, name=pod.name, node=node, ip=ips[pod.key],
+            netns=by_name[node].netns if pod.spec.host_network else naming.pod_netns(lab, pod.namespace, pod.name),
+            host_veth=veth, labels=dict(pod.labels),
+            containers=tuple(PlannedContainer(name=c.name, image=c.image, run=resolve_run(c), ports=c.ports)
+                             for c in pod.spec.containers),
+            host_network=pod.spec.host_network, owner=pod.owner, uid=pod_uid(pod, node, ips[pod.key])))
+    pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
+    return tuple(planned), pod_ips, last_reserved
+
+
+def make_plan(model: Model, lab: str, previous: Plan | None = None) -> Plan:
+    nodes = plan_nodes(model, lab)
+    pods, pod_ips, last_reserved = plan_pods(model, lab, nodes, previous)
+    services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
+    allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc)
+    namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
+                         *(s.namespace for s in services)})
+    return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
+                allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces))
+
+
+__all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

@@ -1,0 +1,193 @@
+"""Services: cluster IPs, NodePorts, load-balancer addresses and endpoints.
+
+The first address of the service CIDR is reserved for `kubernetes.default`, the tenth for the
+cluster DNS (`kube-system/kube-dns`). Endpoints are the planned pods of the service's namespace
+whose labels match its selector, resolved per port (a named targetPort is looked up in each pod's
+container ports; pods without it are no endpoint of that port).
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from ..errors import InputError
+from . import ipam
+from .model import (NODEPORT_RANGE, Allocations, Endpoint, Model, Origin, PlannedPod, PlannedService,
+                    PlannedServicePort, Service)
+
+DNS_SERVICE = "kube-system/kube-dns"
+KUBERNETES_SERVICE = "default/kubernetes"
+
+
+def _at(origin: Origin | None) -> str:
+    return f"{origin}: " if origin else ""
+
+
+def port_key(svc: Service, port) -> str:
+    return f"{svc.key}:{port.port}/{port.protocol}"
+
+
+def resolve_target(pod: PlannedPod, target: int | str) -> int | None:
+    if isinstance(target, int):
+        return target
+    for c in pod.containers:
+        for p in c.ports:
+            if p.name == target:
+                return p.container_port
+    return None
+
+
+def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
+    if not svc.selector:
+        return ()
+    target = port.target_port if port.target_port is not None else port.port
+    eps = []
+    for pod in pods:
+        if pod.namespace != svc.namespace or any(pod.labels.get(k) != v for k, v in svc.selector.items()):
+            continue
+        resolved = resolve_target(pod, target)
+        if resolved is not None:
+            eps.append(Endpoint(ip=pod.ip, port=resolved, pod=pod.key, node=pod.node))
+    return tuple(sorted(eps, key=lambda e: (int(e.ip), e.port)))
+
+
+class _ClusterIPs:
+    def __init__(self, model: Model, previous: Allocations):
+        subnet = model.cluster.service_subnet
+        self.subnet = subnet
+        self.reserved = {int(ipam.kubernetes_service_ip(subnet)): KUBERNETES_SERVICE,
+                         int(ipam.dns_service_ip(subnet)): DNS_SERVICE}
+        self.alloc = ipam.Sequential(*ipam.service_ip_range(subnet), in_use=self.reserved)
+        self.owner: dict[int, str] = {}
+        self.previous = previous
+
+    def request(self, svc: Service, problems: list[str]) -> IPv4Address | None:
+        ip = svc.cluster_ip
+        if ip == "None":
+            return None
+        if ip:
+            addr = IPv4Address(ip)
+            first, last = ipam.service_ip_range(self.subnet)
+            if not first <= int(addr) <= last:
+                problems.append(f"{_at(svc.origin)}spec.clusterIP: {ip} is not in serviceSubnet {self.subnet}")
+                return None
+            holder = self.owner.get(int(addr)) or self.reserved.get(int(addr))
+            if holder and holder != svc.key:
+                what = "reserved for" if int(addr) in self.reserved and int(addr) not in self.owner else "already allocated to"
+                problems.append(f"{_at(svc.origin)}spec.clusterIP: {ip} is {what} {holder}")
+                return None
+            self.alloc.in_use.add(int(addr))
+            self.owner[int(addr)] = svc.key
+            return addr
+        return None
+
+    def assign(self, svc: Service) -> IPv4Address:
+        for addr, holder in self.reserved.items():
+            if holder == svc.key and addr not in self.owner:
+                self.owner[addr] = svc.key
+                return IPv4Address(addr)
+        old = self.previous.cluster_ips.get(svc.key)
+        if old and IPv4Address(old) in self.subnet and self.alloc.take(int(IPv4Address(old))):
+            self.owner[int(IPv4Address(old))] = svc.key
+            return IPv4Address(old)
+        addr = self.alloc.allocate()
+        self.owner[addr] = svc.key
+        return IPv4Address(addr)
+
+
+def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocations):
+    problems: list[str] = []
+    ips = _ClusterIPs(model, previous)
+    services = [s for s in model.services if s.type != "ExternalName"]
+    cluster_ip: dict[str, IPv4Address | None] = {}
+    # Explicit addresses first, so an automatic one never takes an address a manifest asks for.
+    for svc in services:
+        if svc.cluster_ip:
+            cluster_ip[svc.key] = ips.request(svc, problems)
+    for svc in services:
+        if not svc.cluster_ip:
+            try:
+                cluster_ip[svc.key] = ips.assign(svc)
+            except ipam.Exhausted:
+                problems.append(f"{_at(svc.origin)}spec.clusterIP: serviceSubnet {ips.subnet} is full")
+
+    node_ports = ipam.Sequential(*NODEPORT_RANGE)
+    np_owner: dict[int, str] = {}
+    assigned_np: dict[str, int] = {}
+    wants_np = [s for s in services if s.type in ("NodePort", "LoadBalancer")]
+    for svc in wants_np:
+        for p in svc.ports:
+            if p.node_port:
+                holder = np_owner.get(p.node_port)
+                if holder:
+                    problems.append(f"{_at(svc.origin)}spec.ports.nodePort: {p.node_port} is already allocated "
+                                    f"to {holder}")
+                    continue
+                node_ports.take(p.node_port)
+                np_owner[p.node_port] = svc.key
+                assigned_np[port_key(svc, p)] = p.node_port
+    for svc in wants_np:
+        for p in svc.ports:
+            key = port_key(svc, p)
+            if key in assigned_np:
+                continue
+            old = previous.node_ports.get(key)
+            if old and node_ports.take(old):
+                assigned_np[key] = old
+            else:
+                try:
+                    assigned_np[key] = node_ports.allocate()
+                except ipam.Exhausted:
+                    problems.append(f"{_at(svc.origin)}spec.ports.nodePort: no free NodePort in "
+                                    f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}")
+                    continue
+            np_owner[assigned_np[key]] = svc.key
+
+    lb_ips = _lb_ips(model, services, previous, problems)
+    if problems:
+        raise InputError(problems)
+
+    planned = []
+    for svc in services:
+        ports = tuple(PlannedServicePort(
+            name=p.name, protocol=p.protocol, port=p.port,
+            target_port=p.target_port if p.target_port is not None else p.port,
+            node_port=assigned_np.get(port_key(svc, p)), endpoints=endpoints_for(svc, p, pods))
+            for p in svc.ports)
+        planned.append(PlannedService(
+            namespace=svc.namespace, name=svc.name, type=svc.type, cluster_ip=cluster_ip.get(svc.key),
+            ports=ports, selector=dict(svc.selector) if svc.selector is not None else None,
+            session_affinity=svc.session_affinity, affinity_timeout=svc.affinity_timeout,
+            external_traffic_policy=svc.external_traffic_policy, internal_traffic_policy=svc.internal_traffic_policy,
+            external_ips=tuple(IPv4Address(a) for a in svc.external_ips),
+            load_balancer_ips=(lb_ips[svc.key],) if svc.key in lb_ips else ()))
+    alloc = dict(
+        cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
+        node_ports=assigned_np,
+        lb_ips={k: str(v) for k, v in lb_ips.items()})
+    return tuple(planned), alloc
+
+
+def _lb_ips(model: Model, services: list[Service], previous: Allocations, problems: list[str]):
+    pool = model.cluster.lb_pool or ipam.default_lb_pool(model.cluster.node_subnet)
+    alloc = ipam.Sequential(int(pool[0]), int(pool[1]))
+    out: dict[str, IPv4Address] = {}
+    lbs = [s for s in services if s.type == "LoadBalancer"]
+    for svc in lbs:
+        if svc.load_balancer_ip:
+            if not alloc.take(int(IPv4Address(svc.load_balancer_ip))):
+                problems.append(f"{_at(svc.origin)}spec.loadBalancerIP: {svc.load_balancer_ip} is taken or outside "
+                                f"the load-balancer pool {pool[0]}-{pool[1]}")
+                continue
+            out[svc.key] = IPv4Address(svc.load_balancer_ip)
+    for svc in lbs:
+        if svc.key in out or svc.load_balancer_ip:
+            continue
+        old = previous.lb_ips.get(svc.key)
+        if old and alloc.take(int(IPv4Address(old))):
+            out[svc.key] = IPv4Address(old)
+            continue
+        try:
+            out[svc.key] = IPv4Address(alloc.allocate())
+        except ipam.Exhausted:
+            problems.append(f"{_at(svc.origin)}spec.type: the load-balancer pool {pool[0]}-{pool[1]} is full")
+    return out

@@ -1,0 +1,88 @@
+"""The lab's state on disk: /run/kubenet-lab/<lab>/ (gone at reboot, like the namespaces).
+
+Only what cannot be read back from the kernel lives here: the plan of the last successful `up`
+(with its address allocations) and the per-pod files (resolv.conf, hosts, logs). Writes are
+atomic (temp file + rename) and a lock keeps two commands on one lab from interleaving.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from typing import Iterator
+
+from ..errors import LabError
+from ..plan.model import Plan
+from ..plan.serialize import plan_from_data, plan_to_data
+
+ROOT_ENV = "KUBENET_LAB_STATE_ROOT"
+DEFAULT_ROOT = "/run/kubenet-lab"
+PLAN_FILE = "plan.json"
+
+
+def state_root() -> str:
+    return os.environ.get(ROOT_ENV, DEFAULT_ROOT)
+
+
+def state_dir(lab: str) -> str:
+    return os.path.join(state_root(), lab)
+
+
+def pod_dir(lab: str, namespace: str, pod: str) -> str:
+    return os.path.join(state_dir(lab), "pods", namespace, pod)
+
+
+def log_path(lab: str, namespace: str, pod: str, container: str) -> str:
+    return os.path.join(state_dir(lab), "logs", f"{namespace}_{pod}_{container}.log")
+
+
+def write_atomic(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_plan(plan: Plan) -> None:
+    write_atomic(os.path.join(state_dir(plan.lab), PLAN_FILE), json.dumps(plan_to_data(plan), indent=1))
+
+
+def load_plan(lab: str) -> Plan | None:
+    path = os.path.join(state_dir(lab), PLAN_FILE)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise LabError(f"the state of lab {lab!r} at {path} is unreadable ({e}); "
+                       f"`kubenet-lab --lab {lab} down` removes the lab without it") from e
+    return plan_from_data(data)
+
+
+@contextlib.contextmanager
+def locked(lab: str) -> Iterator[None]:
+    """Hold the lab's lock for the block: commands on one lab run one at a time."""
+    os.makedirs(state_dir(lab), exist_ok=True)
+    fd = os.open(os.path.join(state_dir(lab), "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_state(lab: str) -> None:
+    shutil.rmtree(state_dir(lab), ignore_errors=True)
+
+
+def known_labs() -> list[str]:
+    try:
+        return sorted(e for e in os.listdir(state_root()) if os.path.isdir(os.path.join(state_root(), e)))
+    except FileNotFoundError:
+        return []
