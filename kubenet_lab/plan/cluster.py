@@ -15,6 +15,7 @@ from .containers import resolve_run
 from .model import (Allocations, Model, Node, Origin, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
                     PodSpec, Workload)
 from .serialize import to_data
+from .addons import with_addons
 from .services import plan_services
 
 DEFAULT_NODES = ("node1", "node2")
@@ -189,6 +190,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
 
 
 def make_plan(model: Model, lab: str, previous: Plan | None = None) -> Plan:
+    model = with_addons(model)
     nodes = plan_nodes(model, lab)
     pods, pod_ips, last_reserved = plan_pods(model, lab, nodes, previous)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())

@@ -18,6 +18,11 @@ from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
 
+def ours(objects):
+    """The manifests' own objects, without the cluster DNS every plan carries."""
+    return [o for o in objects if o.namespace != "kube-system"]
+
+
 def pod(name, ns="default", labels=None, node=None, host_network=False, ports=()):
     c = Container("c", "nginx", ports=tuple(ContainerPort(p, name=n) for p, n in ports))
     return Pod(ns, name, labels or {}, PodSpec(containers=(c,), node_name=node, host_network=host_network),
@@ -37,12 +42,12 @@ def deployment(name, replicas, labels, ns="default", template_raw=None):
 
 def test_pods_go_to_the_node_with_fewest_pods_ties_in_node_order():
     plan = make_plan(Model(pods=tuple(pod(f"p{i}") for i in range(5))), "lab")
-    assert [p.node for p in plan.pods] == ["node1", "node2", "node1", "node2", "node1"]
+    assert [p.node for p in ours(plan.pods)] == ["node1", "node2", "node1", "node2", "node1"]
 
 
 def test_node_name_is_honoured_and_counts_for_the_others():
     m = Model(pods=(pod("a", node="node1"), pod("b", node="node1"), pod("c"), pod("d")))
-    assert [p.node for p in make_plan(m, "lab").pods] == ["node1", "node1", "node2", "node2"]
+    assert [p.node for p in ours(make_plan(m, "lab").pods)] == ["node1", "node1", "node2", "node2"]
 
 
 def test_unknown_node_name_is_an_error_with_origin():
@@ -118,22 +123,22 @@ def test_same_input_same_plan_and_json_round_trip():
 
 def test_deployment_pods_are_named_like_kubernetes_names_them_and_stable():
     plan = make_plan(Model(workloads=(deployment("web", 3, {"app": "web"}),)), "lab")
-    names = [p.name for p in plan.pods]
+    names = [p.name for p in ours(plan.pods)]
     assert len(set(names)) == 3
     hashes = {n.rsplit("-", 2)[1] for n in names}
     assert len(hashes) == 1
     for n in names:
         assert re.fullmatch(r"web-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}", n), n
-    assert all(p.labels["pod-template-hash"] == hashes.pop() for p in plan.pods[:1])
-    assert all(p.owner.startswith("ReplicaSet/web-") for p in plan.pods)
+    assert all(p.labels["pod-template-hash"] == next(iter(hashes)) for p in ours(plan.pods))
+    assert all(p.owner.startswith("ReplicaSet/web-") for p in ours(plan.pods))
     again = make_plan(Model(workloads=(deployment("web", 3, {"app": "web"}),)), "lab")
-    assert [p.name for p in again.pods] == names
+    assert [p.name for p in ours(again.pods)] == names
 
 
 def test_scaling_keeps_existing_replica_names():
     three = make_plan(Model(workloads=(deployment("web", 3, {"app": "web"}),)), "lab")
     two = make_plan(Model(workloads=(deployment("web", 2, {"app": "web"}),)), "lab", three)
-    assert [p.name for p in two.pods] == [p.name for p in three.pods[:2]]
+    assert [p.name for p in ours(two.pods)] == [p.name for p in ours(three.pods)[:2]]
 
 
 def test_a_changed_template_changes_the_hash():
@@ -145,7 +150,7 @@ def test_a_changed_template_changes_the_hash():
 def test_replicaset_and_rc_pods_are_owner_dash_five():
     rs = dataclasses.replace(deployment("front", 2, {"app": "f"}), kind="ReplicaSet")
     plan = make_plan(Model(workloads=(rs,)), "lab")
-    assert all(re.fullmatch(r"front-[bcdfghjklmnpqrstvwxz2456789]{5}", p.name) for p in plan.pods)
+    assert all(re.fullmatch(r"front-[bcdfghjklmnpqrstvwxz2456789]{5}", p.name) for p in ours(plan.pods))
 
 
 def test_generated_names_stay_dns_labels():
@@ -185,7 +190,7 @@ def svc(name, **kw):
 
 def test_cluster_ips_skip_the_reserved_first_and_tenth_addresses():
     plan = make_plan(Model(services=tuple(svc(f"s{i}") for i in range(10))), "lab")
-    ips = [str(s.cluster_ip) for s in plan.services]
+    ips = [str(s.cluster_ip) for s in ours(plan.services)]
     assert "10.96.0.1" not in ips and "10.96.0.10" not in ips
     assert ips[0] == "10.96.0.2" and len(set(ips)) == 10
 
@@ -218,7 +223,7 @@ def test_headless_service_has_no_cluster_ip_but_endpoints():
 def test_node_ports_allocated_honoured_and_conflicts_rejected():
     plan = make_plan(Model(services=(svc("a", type="NodePort"),
                                      svc("b", type="NodePort", ports=(ServicePort(80, node_port=30000),)))), "lab")
-    assert [s.ports[0].node_port for s in plan.services] == [30001, 30000]
+    assert [s.ports[0].node_port for s in ours(plan.services)] == [30001, 30000]
     with pytest.raises(InputError) as e:
         make_plan(Model(services=(svc("a", type="NodePort", ports=(ServicePort(80, node_port=30080),)),
                                   svc("b", type="NodePort", ports=(ServicePort(81, node_port=30080),)))), "lab")
@@ -264,3 +269,11 @@ def test_cluster_config_defaults():
     c = ClusterConfig()
     assert (str(c.pod_subnet), str(c.service_subnet), str(c.node_subnet), c.kube_proxy_mode, c.dns_domain) == \
         ("10.244.0.0/16", "10.96.0.0/16", "172.18.0.0/24", "iptables", "cluster.local")
+
+
+def test_every_plan_has_the_cluster_dns_at_the_tenth_address():
+    plan = make_plan(Model(), "lab")
+    dns = [s for s in plan.services if s.key == "kube-system/kube-dns"][0]
+    assert str(dns.cluster_ip) == "10.96.0.10"
+    assert [(p.port, p.protocol) for p in dns.ports] == [(53, "UDP"), (53, "TCP")]
+    assert len(dns.ports[0].endpoints) == 1 and dns.ports[0].endpoints[0].port == 53
