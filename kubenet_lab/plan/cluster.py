@@ -12,13 +12,12 @@ from ipaddress import IPv4Address, IPv4Network
 from ..errors import InputError
 from . import ipam, naming
 from .containers import resolve_run
-from .model import (Allocations, Model, Node, Origin, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
+from .model import (DEFAULT_NODES, Allocations, Model, Node, Origin, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
                     PodSpec, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .services import plan_services
 
-DEFAULT_NODES = ("node1", "node2")
 
 
 def _at(origin: Origin | None) -> str:

@@ -1,0 +1,245 @@
+"""Validated documents -> the typed `Model`, and the checks that span several objects.
+
+Documents arrive one by one (`Builder.document`); checks that need the whole input (duplicates,
+nodeNames, podCIDRs against each other and the podSubnet) run in `Builder.model` once everything
+is read. An object with any problem is reported but not built, so one mistake gives one message.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from typing import Any
+
+from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, LabelSelector, Model, Node, Origin, Pod,
+                          PodSpec, Service, ServicePort, Workload)
+from .fields import At, Checked, LMap, Sink, describe, did_you_mean, plain
+from .schema import KINDS, Kind, subnets, template_labels, to_selector
+
+IMPLIED_NAMESPACES = ("default", "kube-system")
+
+
+def _field_at(raw: Any, at: At, *keys: str) -> At:
+    """Where `keys` (a path into the raw document) was written, as far as it exists."""
+    for key in keys:
+        if not isinstance(raw, LMap) or key not in raw:
+            return at.child(key)
+        at, raw = at.child(key, raw.lines[key]), raw[key]
+    return at
+
+
+def _raw_name(raw: LMap) -> tuple[str | None, str]:
+    meta = raw.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    return (name if isinstance(name, str) else None,
+            namespace if isinstance(namespace, str) else "default")
+
+
+class Builder:
+    def __init__(self, sink: Sink):
+        self.sink = sink
+        self.cluster: ClusterConfig | None = None
+        self.cluster_seen: At | None = None
+        self.nodes: list[Node] = []
+        self.node_names: list[str] = []
+        self.namespaces: list[str] = []
+        self.pods: list[Pod] = []
+        self.workloads: list[Workload] = []
+        self.services: list[Service] = []
+        self.seen: dict[tuple[str, str, str], Origin] = {}
+        self.pod_cidrs: list[tuple[At, IPv4Network, str]] = []
+
+    # ----------------------------------------------------------------------------- dispatch
+
+    def document(self, raw: Any, at: At) -> None:
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            at.error(f"expected a Kubernetes object (a map with apiVersion and kind), got {describe(raw)}")
+            return
+        kind = raw.get("kind")
+        kind_at = _field_at(raw, at, "kind")
+        if kind is None or not isinstance(kind, str):
+            kind_at.error("required field is missing" if kind is None else
+                          f"expected a string, got {describe(kind)}")
+            self._api_version(raw, at, None, None)
+            return
+        if kind == "List":
+            self._list(raw, at)
+            return
+        spec = KINDS.get(kind)
+        if spec is None:
+            name, _ = _raw_name(raw)
+            hint = did_you_mean(kind, KINDS)
+            at.warn(f"skipping {kind}{'/' + name if name else ''} (kind not modelled by kubenet-lab){hint}")
+            return
+        before = self.sink.count
+        self._api_version(raw, at, spec.name, spec.api_version)
+        self._remember(raw, at, spec)
+        checked = spec.schema.convert(raw, at)
+        if self.sink.count == before:
+            add = {"Cluster": self._add_cluster, "Node": self._add_node, "Namespace": self._add_namespace,
+                   "Pod": self._add_pod, "Service": self._add_service}.get(kind, self._add_workload)
+            add(raw, checked, at)
+
+    def _api_version(self, raw: dict, at: At, kind: str | None, expected: str | None) -> None:
+        version = raw.get("apiVersion")
+        version_at = _field_at(raw, at, "apiVersion")
+        if version is None:
+            version_at.error("required field is missing" + (f" (expected {expected!r})" if expected else ""))
+        elif not isinstance(version, str):
+            version_at.error(f"expected a string, got {describe(version)}")
+        elif expected and version != expected:
+            version_at.error(f"expected {expected!r} for a {kind}, got {version!r}")
+
+    def _list(self, raw: LMap, at: At) -> None:
+        """`kind: List` (what `kubectl get -o yaml` writes): each item is a document of its own."""
+        self._api_version(raw, at, "List", "v1")
+        items = raw.get("items")
+        items_at = _field_at(raw, at, "items")
+        unknown = [k for k in raw if k not in ("apiVersion", "kind", "items", "metadata")]
+        for key in unknown:
+            _field_at(raw, at, key).error(f"unknown field{did_you_mean(str(key), ('items', 'metadata'))}")
+        if items is None:
+            return
+        if not isinstance(items, list):
+            items_at.error(f"expected a list, got {describe(items)}")
+            return
+        for i, item in enumerate(items):
+            self.document(item, items_at.item(i, items.lines[i]))
+
+    def _remember(self, raw: LMap, at: At, kind: Kind) -> None:
+        """Duplicates are found from the raw names, so that a broken first copy still counts."""
+        if kind.name == "Cluster":
+            if self.cluster_seen is not None:
+                _field_at(raw, at, "kind").error(
+                    f"only one Cluster object is allowed (the first is at {self.cluster_seen.origin})")
+            self.cluster_seen = self.cluster_seen or at
+            return
+        name, namespace = _raw_name(raw)
+        if name is None:
+            return
+        if kind.name == "Node":
+            self.node_names.append(name)
+        key = (kind.name, namespace if kind.namespaced else "", name)
+        shown = f"{namespace}/{name}" if kind.namespaced else name
+        if key in self.seen:
+            _field_at(raw, at, "metadata", "name").error(
+                f"duplicate {kind.name} {shown} (first defined at {self.seen[key]})")
+        else:
+            self.seen[key] = at.origin
+
+    # ----------------------------------------------------------------------------- kinds
+
+    def _add_cluster(self, raw: LMap, doc: Checked, at: At) -> None:
+        net = doc.get("networking", {})
+        nets = subnets(net)
+        defaults = ClusterConfig()
+        self.cluster = ClusterConfig(
+            pod_subnet=nets["podSubnet"], service_subnet=nets["serviceSubnet"], node_subnet=nets["nodeSubnet"],
+            kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
+            dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
+            origin=at.origin)
+
+    def _add_node(self, raw: LMap, doc: Checked, at: At) -> None:
+        spec = doc.get("spec", {})
+        pod_cidr = spec.get("podCIDR") or next(iter(spec.get("podCIDRs", [])), None)
+        name = doc["metadata"]["name"]
+        if pod_cidr is not None:
+            place = spec.at("podCIDR") if "podCIDR" in spec else spec.at("podCIDRs")
+            self.pod_cidrs.append((place, pod_cidr, name))
+        self.nodes.append(Node(name=name, labels=doc["metadata"].get("labels", {}), pod_cidr=pod_cidr,
+                               origin=at.origin))
+
+    def _add_namespace(self, raw: LMap, doc: Checked, at: At) -> None:
+        name = doc["metadata"]["name"]
+        if name not in IMPLIED_NAMESPACES:
+            self.namespaces.append(name)
+
+    def _add_pod(self, raw: LMap, doc: Checked, at: At) -> None:
+        meta = doc["metadata"]
+        self.pods.append(Pod(namespace=meta.get("namespace", "default"), name=meta["name"],
+                             labels=meta.get("labels", {}), spec=self._pod_spec(doc["spec"]), origin=at.origin))
+
+    def _add_workload(self, raw: LMap, doc: Checked, at: At) -> None:
+        meta, spec, kind = doc["metadata"], doc["spec"], raw["kind"]
+        labels = template_labels(spec)
+        if kind == "ReplicationController":
+            selector = LabelSelector(match_labels=dict(spec.get("selector") or labels))
+        else:
+            selector = to_selector(spec["selector"])
+        self.workloads.append(Workload(
+            kind=kind, namespace=meta.get("namespace", "default"), name=meta["name"],
+            replicas=spec.get("replicas", 1), selector=selector, template_labels=labels,
+            template=self._pod_spec(spec["template"]["spec"]), template_raw=plain(raw["spec"]["template"]),
+            origin=at.origin))
+
+    def _add_service(self, raw: LMap, doc: Checked, at: At) -> None:
+        meta, spec = doc["metadata"], doc["spec"]
+        kind = spec.get("type", "ClusterIP")
+        if kind == "ExternalName":
+            at.warn(f"skipping Service/{meta['name']} (type ExternalName is not modelled by kubenet-lab)")
+            return
+        cluster_ip = spec.get("clusterIP", next(iter(spec.get("clusterIPs", [])), None)) or None
+        timeout = spec.get("sessionAffinityConfig", {}).get("clientIP", {}).get("timeoutSeconds", 10800)
+        self.services.append(Service(
+            namespace=meta.get("namespace", "default"), name=meta["name"], type=kind,
+            selector=spec.get("selector") or None, cluster_ip=cluster_ip,
+            ports=tuple(ServicePort(port=p["port"], protocol=p.get("protocol", "TCP"), name=p.get("name"),
+                                    target_port=p.get("targetPort"), node_port=p.get("nodePort"))
+                        for p in spec.get("ports", [])),
+            session_affinity=spec.get("sessionAffinity", "None"), affinity_timeout=timeout,
+            external_traffic_policy=spec.get("externalTrafficPolicy", "Cluster"),
+            internal_traffic_policy=spec.get("internalTrafficPolicy", "Cluster"),
+            external_ips=tuple(spec.get("externalIPs", ())), load_balancer_ip=spec.get("loadBalancerIP"),
+            origin=at.origin))
+
+    @staticmethod
+    def _pod_spec(spec: Checked) -> PodSpec:
+        return PodSpec(
+            containers=tuple(_container(c) for c in spec["containers"]), node_name=spec.get("nodeName"),
+            host_network=spec.get("hostNetwork", False), hostname=spec.get("hostname"),
+            subdomain=spec.get("subdomain"))
+
+    # ----------------------------------------------------------------------------- the whole input
+
+    def model(self) -> Model:
+        self._check_node_refs()
+        self._check_pod_cidrs()
+        return Model(cluster=self.cluster or ClusterConfig(), nodes=tuple(self.nodes),
+                     namespaces=tuple(dict.fromkeys(self.namespaces)), pods=tuple(self.pods),
+                     workloads=tuple(self.workloads), services=tuple(self.services))
+
+    def _check_node_refs(self) -> None:
+        declared = list(dict.fromkeys(self.node_names))
+        known = declared or list(DEFAULT_NODES)
+        for at, name in self.sink.notes.get("nodeName", ()):
+            if name in known:
+                continue
+            if not declared:
+                why = " (with no Node objects the lab has node1 and node2)"
+            else:
+                shown = ", ".join(declared[:10]) + (", ..." if len(declared) > 10 else "")
+                why = did_you_mean(name, declared) or f" (the nodes are {shown})"
+            at.error(f"no Node named {name!r}{why}")
+
+    def _check_pod_cidrs(self) -> None:
+        # A Cluster object with problems of its own has no podSubnet to compare against.
+        broken = self.cluster is None and self.cluster_seen is not None
+        pod_subnet = None if broken else (self.cluster or ClusterConfig()).pod_subnet
+        earlier: list[tuple[IPv4Network, str]] = []
+        for at, net, node in self.pod_cidrs:
+            if pod_subnet is not None and not net.subnet_of(pod_subnet):
+                at.error(f"{net} is outside networking.podSubnet {pod_subnet}")
+            for other, other_node in earlier:
+                if net.overlaps(other):
+                    at.error(f"{net} overlaps the podCIDR of node {other_node} ({other})")
+            earlier.append((net, node))
+
+
+def _container(c: Checked) -> Container:
+    return Container(
+        name=c["name"], image=c.get("image", ""),
+        command=tuple(c["command"]) if "command" in c else None,
+        args=tuple(c["args"]) if "args" in c else None,
+        ports=tuple(ContainerPort(container_port=p["containerPort"], name=p.get("name"),
+                                  protocol=p.get("protocol", "TCP")) for p in c.get("ports", [])))

@@ -1,0 +1,310 @@
+"""The shape of every kind kubenet-lab models, and the checks between fields of one object.
+
+The field tables follow the Kubernetes API (core/v1, apps/v1) and kind's Cluster config. Fields
+real manifests carry that do not change the network (resources, probes, volumes, ...) are accepted
+and ignored, so that real bundles load; anything else is an unknown field, with a hint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+from ..plan.model import NODEPORT_RANGE, PROTOCOLS, ClusterConfig, LabelSelector, MatchExpression
+from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
+                     describe)
+from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_subdomain, iana_svc_name,
+                     ipv4_text, label_key, label_value)
+
+CLUSTER_API = "kubenet-lab.dev/v1alpha1"
+PORT = Int(1, 65535)
+LABELS = MapOf(label_key, label_value)
+PROTOCOL = OneOf(*PROTOCOLS)
+
+
+def _ignored(*names: str) -> dict[str, Type]:
+    return {n: IGNORE for n in names}
+
+
+# ------------------------------------------------------------------------------------- metadata
+
+_META_IGNORED = _ignored("annotations", "uid", "resourceVersion", "generation", "creationTimestamp",
+                         "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers",
+                         "managedFields", "selfLink", "clusterName")
+
+
+def _name_given(meta: Checked) -> None:
+    if "name" not in meta:
+        hint = " (generateName is not supported: give each object a name)" if "generateName" in meta else ""
+        meta.here.child("name").error("required field is missing" + hint)
+
+
+def metadata(name: Type, namespaced: bool, required: bool = True) -> Obj:
+    fields = {"name": name, "generateName": Str(), "labels": LABELS, **_META_IGNORED,
+              "namespace": Str(dns_label) if namespaced else IGNORE}
+    return Obj(fields, post=_name_given if required else None)
+
+
+TEMPLATE_METADATA = Obj({"labels": LABELS, **_META_IGNORED,
+                         **_ignored("name", "generateName", "namespace")})
+
+# ------------------------------------------------------------------------------------- pods
+
+
+def _unique(items: list[Checked], field: str, key: Any) -> None:
+    """Reports every item whose `key(item)` (a value to show, or None) an earlier item has."""
+    first: dict[Any, Checked] = {}
+    for item in items:
+        k = key(item)
+        if k is None:
+            continue
+        if k in first:
+            item.at(field).error(f"{k} is already used by {first[k].here.path}")
+        else:
+            first[k] = item
+
+
+def _name(item: Checked) -> str | None:
+    return describe(item["name"]) if "name" in item else None
+
+
+def _check_container(c: Checked) -> None:
+    _unique(c.get("ports", []), "name", _name)
+
+
+CONTAINER_PORT = Obj({"containerPort": PORT, "name": Str(iana_svc_name), "protocol": PROTOCOL,
+                      **_ignored("hostPort", "hostIP")}, required=("containerPort",))
+
+CONTAINER = Obj({
+    "name": Str(dns_label), "image": Str(), "command": ListOf(Str()), "args": ListOf(Str()),
+    "ports": ListOf(CONTAINER_PORT),
+    **_ignored("workingDir", "env", "envFrom", "resources", "resizePolicy", "restartPolicy", "volumeMounts",
+               "volumeDevices", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle",
+               "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext",
+               "stdin", "stdinOnce", "tty"),
+}, required=("name",), post=_check_container)
+
+
+def _check_pod_spec(spec: Checked) -> None:
+    _unique(spec["containers"], "name", _name)
+
+
+POD_SPEC = Obj({
+    "containers": ListOf(CONTAINER, at_least=1, what="container"),
+    "nodeName": Noted("nodeName", Str(dns_label)), "hostNetwork": Bool(),
+    "hostname": Str(dns_label), "subdomain": Str(dns_label),
+    "initContainers": Ignore(warning="ignored: kubenet-lab does not run init containers"),
+    "ephemeralContainers": Ignore(warning="ignored: kubenet-lab does not run ephemeral containers"),
+    **_ignored("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
+               "dnsConfig", "nodeSelector", "serviceAccountName", "serviceAccount",
+               "automountServiceAccountToken", "securityContext", "imagePullSecrets", "affinity",
+               "schedulerName", "tolerations", "hostAliases", "priorityClassName", "priority", "readinessGates",
+               "runtimeClassName", "enableServiceLinks", "preemptionPolicy", "overhead",
+               "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostPID", "hostIPC", "hostUsers",
+               "shareProcessNamespace", "volumes", "schedulingGates", "resourceClaims", "resources"),
+}, required=("containers",), post=_check_pod_spec)
+
+POD_TEMPLATE = Obj({"metadata": TEMPLATE_METADATA, "spec": POD_SPEC}, required=("spec",))
+
+# ------------------------------------------------------------------------------------- workloads
+
+
+def _check_expression(e: Checked) -> None:
+    values = e.get("values", [])
+    if e["operator"] in ("In", "NotIn") and not values:
+        e.at("values").error(f"required (non-empty) for operator {e['operator']}")
+    if e["operator"] in ("Exists", "DoesNotExist") and values:
+        e.at("values").error(f"must be empty for operator {e['operator']}")
+
+
+MATCH_EXPRESSION = Obj({"key": Str(label_key), "operator": OneOf("In", "NotIn", "Exists", "DoesNotExist"),
+                        "values": ListOf(Str(label_value))}, required=("key", "operator"), post=_check_expression)
+SELECTOR = Obj({"matchLabels": LABELS, "matchExpressions": ListOf(MATCH_EXPRESSION)})
+
+
+def to_selector(checked: dict) -> LabelSelector:
+    return LabelSelector(
+        match_labels=dict(checked.get("matchLabels", {})),
+        match_expressions=tuple(MatchExpression(e["key"], e["operator"], tuple(e.get("values", ())))
+                                for e in checked.get("matchExpressions", ())))
+
+
+def show_selector(selector: LabelSelector) -> str:
+    """As kubectl prints a selector: `app=web,tier in (a,b)`."""
+    parts = [f"{k}={v}" for k, v in selector.match_labels.items()]
+    for e in selector.match_expressions:
+        words = {"In": "in", "NotIn": "notin"}
+        if e.operator in words:
+            parts.append(f"{e.key} {words[e.operator]} ({','.join(e.values)})")
+        else:
+            parts.append(e.key if e.operator == "Exists" else f"!{e.key}")
+    return ",".join(parts)
+
+
+def template_labels(spec: Checked) -> dict[str, str]:
+    return dict(spec["template"].get("metadata", {}).get("labels", {}))
+
+
+def _labels_at(spec: Checked) -> At:
+    template = spec["template"]
+    meta = template.get("metadata")
+    return meta.at("labels") if meta is not None else template.at("metadata")
+
+
+def _check_selector(spec: Checked) -> None:
+    """apps/v1: a required, non-empty selector that matches the template's labels."""
+    selector = to_selector(spec["selector"])
+    if selector.empty:
+        spec.at("selector").error("must not be empty (give matchLabels or matchExpressions)")
+    elif not selector.matches(template_labels(spec)):
+        _labels_at(spec).error(f"does not match spec.selector ({show_selector(selector)})")
+
+
+def _check_rc_selector(spec: Checked) -> None:
+    """ReplicationController: a plain map, defaulting to the template's labels."""
+    labels = template_labels(spec)
+    selector = LabelSelector(match_labels=spec.get("selector", {}))
+    if selector.empty and not labels:
+        spec.at("selector").error("required (or give spec.template.metadata.labels, its default)")
+    elif not selector.matches(labels):
+        _labels_at(spec).error(f"does not match spec.selector ({show_selector(selector)})")
+
+
+_APPS_COMMON = {"replicas": Int(0), "selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE}
+DEPLOYMENT_SPEC = Obj({**_APPS_COMMON, **_ignored("strategy", "revisionHistoryLimit", "progressDeadlineSeconds",
+                                                  "paused")},
+                      required=("selector", "template"), post=_check_selector)
+REPLICASET_SPEC = Obj(_APPS_COMMON, required=("selector", "template"), post=_check_selector)
+RC_SPEC = Obj({**_APPS_COMMON, "selector": LABELS}, required=("template",), post=_check_rc_selector)
+
+# ------------------------------------------------------------------------------------- services
+
+
+def _check_service(spec: Checked) -> None:
+    kind = spec.get("type", "ClusterIP")
+    if kind == "ExternalName":
+        return
+    ports: list[Checked] = spec.get("ports", [])
+    headless = spec.get("clusterIP") == "None"
+    if headless and kind != "ClusterIP":
+        spec.at("clusterIP").error(f"cannot be None (headless) for a {kind} service")
+    if not ports and not headless:
+        spec.at("ports").error("at least one port is required (only a headless service may have none)")
+    for port in ports:
+        if "nodePort" in port and kind == "ClusterIP":
+            port.at("nodePort").error("only NodePort and LoadBalancer services have a nodePort")
+        if len(ports) > 1 and "name" not in port:
+            port.here.child("name").error("required when a service has more than one port")
+    _unique(ports, "name", _name)
+    _unique(ports, "port", lambda p: f"{p['port']}/{p.get('protocol', 'TCP')}")
+    _unique(ports, "nodePort", lambda p: f"{p['nodePort']}/{p.get('protocol', 'TCP')}" if "nodePort" in p else None)
+
+
+SERVICE_PORT = Obj({
+    "name": Str(dns_label), "protocol": PROTOCOL, "port": PORT, "targetPort": Either(PORT, Str(iana_svc_name)),
+    "nodePort": Int(*NODEPORT_RANGE), "appProtocol": IGNORE,
+}, required=("port",))
+
+TRAFFIC_POLICY = OneOf("Cluster", "Local")
+SERVICE_SPEC = Obj({
+    "type": OneOf("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"),
+    "selector": LABELS, "clusterIP": Str(cluster_ip), "clusterIPs": ListOf(Str(cluster_ip)),
+    "ports": ListOf(SERVICE_PORT),
+    "sessionAffinity": OneOf("None", "ClientIP"),
+    "sessionAffinityConfig": Obj({"clientIP": Obj({"timeoutSeconds": Int(1, 86400)})}),
+    "externalTrafficPolicy": TRAFFIC_POLICY, "internalTrafficPolicy": TRAFFIC_POLICY,
+    "externalIPs": ListOf(Str(ipv4_text)), "loadBalancerIP": Str(ipv4_text), "externalName": Str(dns_subdomain),
+    **_ignored("ipFamilies", "ipFamilyPolicy", "publishNotReadyAddresses", "healthCheckNodePort",
+               "allocateLoadBalancerNodePorts", "loadBalancerClass", "loadBalancerSourceRanges",
+               "trafficDistribution"),
+}, post=_check_service)
+
+# ------------------------------------------------------------------------------------- nodes, cluster
+
+
+def _check_node_spec(spec: Checked) -> None:
+    first = spec.get("podCIDRs", [None])[0]
+    if "podCIDR" in spec and first is not None and first != spec["podCIDR"]:
+        spec.at("podCIDRs").error(f"must start with spec.podCIDR ({spec['podCIDR']}), got {first}")
+    for key, nets in (("podCIDR", [spec.get("podCIDR")]), ("podCIDRs", spec.get("podCIDRs", []))):
+        for net in nets:
+            if net is not None and net.prefixlen > 30:
+                spec.at(key).error(f"{net} is too small to hold pods (use /30 or larger)")
+
+
+NODE_SPEC = Obj({"podCIDR": Str(cidr), "podCIDRs": ListOf(Str(cidr)),
+                 **_ignored("providerID", "taints", "unschedulable", "externalID", "configSource")},
+                post=_check_node_spec)
+
+_SUBNETS = (("podSubnet", "pod_subnet"), ("serviceSubnet", "service_subnet"), ("nodeSubnet", "node_subnet"))
+
+
+def subnets(networking: dict) -> dict[str, Any]:
+    defaults = ClusterConfig()
+    return {key: networking.get(key, getattr(defaults, attr)) for key, attr in _SUBNETS}
+
+
+def _check_networking(net: Checked) -> None:
+    nets = subnets(net)
+    for a, b in combinations(nets, 2):
+        if nets[a].overlaps(nets[b]):
+            place = b if b in net else a
+            other = a if place == b else b
+            net.at(place).error(f"{nets[place]} overlaps networking.{other} {nets[other]}")
+    service = nets["serviceSubnet"]
+    if service.prefixlen > 28:
+        net.at("serviceSubnet").error(f"{service} is too small: cluster DNS takes its tenth address "
+                                      "(use /28 or larger)")
+    if "loadBalancerPool" in net:
+        first, last = net["loadBalancerPool"]
+        node = nets["nodeSubnet"]
+        if not (node.network_address < first and last < node.broadcast_address):
+            net.at("loadBalancerPool").error(f"{first}-{last} must lie inside networking.nodeSubnet {node} "
+                                             "(without its first and last address): the load balancer "
+                                             "answers on the nodes' network")
+
+
+NETWORKING = Obj({
+    "podSubnet": Str(cidr), "serviceSubnet": Str(cidr), "nodeSubnet": Str(cidr),
+    "kubeProxyMode": OneOf("iptables", "nftables", refused={
+        "ipvs": "ipvs is not supported: this kernel has no IPVS (ip_vs), so kubenet-lab cannot program it; "
+                "use iptables or nftables"}),
+    "dnsDomain": Str(dns_subdomain), "loadBalancerPool": Str(address_range),
+    "ipFamily": OneOf("ipv4", refused={f: "only ipv4 is supported" for f in ("ipv6", "dual")}),
+}, post=_check_networking)
+
+# ------------------------------------------------------------------------------------- kinds
+
+
+def _object(meta: Obj, spec: Obj | None, spec_required: bool = True) -> Obj:
+    fields: dict[str, Type] = {"apiVersion": IGNORE, "kind": IGNORE, "metadata": meta, "status": IGNORE}
+    if spec is not None:
+        fields["spec"] = spec
+    required = ("metadata", "spec") if spec_required and spec is not None else ("metadata",)
+    return Obj(fields, required=required)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    api_version: str
+    schema: Obj
+    namespaced: bool = True
+
+
+_NAMESPACED = metadata(Str(dns_label), namespaced=True)
+_CLUSTER_SCOPED = metadata(Str(dns_label), namespaced=False)
+
+KINDS = {k.name: k for k in (
+    Kind("Cluster", CLUSTER_API, Obj({"apiVersion": IGNORE, "kind": IGNORE, "networking": NETWORKING,
+                                      "metadata": metadata(Str(dns_label), False, required=False)}),
+         namespaced=False),
+    Kind("Node", "v1", _object(_CLUSTER_SCOPED, NODE_SPEC, spec_required=False), namespaced=False),
+    Kind("Namespace", "v1", _object(_CLUSTER_SCOPED, Obj(_ignored("finalizers")), spec_required=False),
+         namespaced=False),
+    Kind("Pod", "v1", _object(_NAMESPACED, POD_SPEC)),
+    Kind("Deployment", "apps/v1", _object(_NAMESPACED, DEPLOYMENT_SPEC)),
+    Kind("ReplicaSet", "apps/v1", _object(_NAMESPACED, REPLICASET_SPEC)),
+    Kind("ReplicationController", "v1", _object(_NAMESPACED, RC_SPEC)),
+    Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
+)}

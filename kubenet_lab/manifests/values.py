@@ -1,0 +1,119 @@
+"""Parsers for the string values manifests carry: names, label keys and values, addresses.
+
+Each takes the string as written and returns it (or its parsed form), or raises `Invalid` with a
+message that says what was expected. Names end up in namespace paths, interface names and DNS
+records, so they follow Kubernetes' own rules (k8s.io/apimachinery/pkg/util/validation).
+"""
+from __future__ import annotations
+
+import re
+from ipaddress import AddressValueError, IPv4Address, IPv4Network
+
+from .fields import Invalid
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_IANA = re.compile(r"[-a-z0-9]+")
+
+
+def dns_label(s: str) -> str:
+    if len(s) > 63 or not _LABEL.fullmatch(s):
+        raise Invalid(f"{s!r} is not a DNS-1123 label (at most 63 lowercase letters, digits and '-', "
+                      "starting and ending with a letter or digit)")
+    return s
+
+
+def dns1035_label(s: str) -> str:
+    """Service names: a DNS label that starts with a letter, as Kubernetes requires."""
+    if len(s) > 63 or not _LABEL_1035.fullmatch(s):
+        raise Invalid(f"{s!r} is not a DNS-1035 label (at most 63 lowercase letters, digits and '-', "
+                      "starting with a letter and ending with a letter or digit)")
+    return s
+
+
+def dns_subdomain(s: str) -> str:
+    if len(s) > 253 or not _SUBDOMAIN.fullmatch(s):
+        raise Invalid(f"{s!r} is not a DNS-1123 subdomain (dot-separated DNS labels, e.g. 'cluster.local')")
+    return s
+
+
+def iana_svc_name(s: str) -> str:
+    """Container port names (IANA_SVC_NAME), the names targetPort refers to."""
+    if (len(s) > 15 or not _IANA.fullmatch(s) or s.startswith("-") or s.endswith("-") or "--" in s
+            or not re.search("[a-z]", s)):
+        raise Invalid(f"{s!r} is not a valid port name (at most 15 lowercase letters, digits and single "
+                      "'-' between them, with at least one letter)")
+    return s
+
+
+def label_key(s: str) -> str:
+    prefix, slash, name = s.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
+        raise Invalid(f"{s!r} is not a valid label key: the prefix before '/' must be a DNS subdomain "
+                      "such as 'app.kubernetes.io'")
+    if not name or len(name) > 63 or not _QUALIFIED.fullmatch(name):
+        raise Invalid(f"{s!r} is not a valid label key (at most 63 letters, digits, '-', '_' or '.', "
+                      "starting and ending with a letter or digit, with an optional 'prefix/')")
+    return s
+
+
+def label_value(s: str) -> str:
+    if s and (len(s) > 63 or not _QUALIFIED.fullmatch(s)):
+        raise Invalid(f"{s!r} is not a valid label value (empty, or at most 63 letters, digits, '-', '_' "
+                      "or '.', starting and ending with a letter or digit)")
+    return s
+
+
+def ipv4(s: str) -> IPv4Address:
+    try:
+        return IPv4Address(s)
+    except AddressValueError:
+        raise Invalid(f"expected an IPv4 address like 10.96.0.10, got {s!r}") from None
+
+
+def ipv4_text(s: str) -> str:
+    """An address kept as written in the model (the planner parses it)."""
+    ipv4(s)
+    return s
+
+
+def cidr(s: str) -> IPv4Network:
+    address, slash, _ = s.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        net = IPv4Network(s, strict=False)
+    except ValueError:
+        raise Invalid(f"expected an IPv4 CIDR like 10.244.0.0/16, got {s!r}") from None
+    if net.network_address != IPv4Address(address):
+        raise Invalid(f"{s!r} has host bits set (did you mean {net}?)")
+    return net
+
+
+def cluster_ip(s: str) -> str:
+    """`None` makes a headless service, "" (or no field) asks for an address."""
+    if s not in ("None", ""):
+        try:
+            IPv4Address(s)
+        except AddressValueError:
+            raise Invalid(f"expected an IPv4 address, \"None\" (headless) or \"\", got {s!r}") from None
+    return s
+
+
+def address_range(s: str) -> tuple[IPv4Address, IPv4Address]:
+    """A pool written `first-last` or as a CIDR (all its addresses), as MetalLB writes pools."""
+    if "/" in s:
+        net = cidr(s.strip())
+        return net.network_address, net.broadcast_address
+    first, dash, last = s.partition("-")
+    try:
+        if not dash:
+            raise AddressValueError
+        low, high = IPv4Address(first.strip()), IPv4Address(last.strip())
+    except AddressValueError:
+        raise Invalid(f"expected an address range like 172.18.0.200-172.18.0.250 or a CIDR, got {s!r}") from None
+    if low > high:
+        raise Invalid(f"the range {s!r} ends before it starts")
+    return low, high

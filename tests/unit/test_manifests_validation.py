@@ -1,0 +1,556 @@
+"""Every validation rule: the exact `file:line: field.path: message`, all problems at once."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from kubenet_lab.errors import InputError
+from kubenet_lab.manifests import load_model
+
+DNS_LABEL = ("is not a DNS-1123 label (at most 63 lowercase letters, digits and '-', "
+             "starting and ending with a letter or digit)")
+PORT_NAME = ("is not a valid port name (at most 15 lowercase letters, digits and single '-' between them, "
+             "with at least one letter)")
+
+
+@pytest.fixture
+def problems(tmp_path, monkeypatch):
+    """Writes the manifests (name -> text) and returns the problems load_model reports."""
+    monkeypatch.chdir(tmp_path)
+
+    def check(text: str | None = None, **named: str) -> list[str]:
+        texts = {"web.yaml": text} if text is not None else {k.replace("_", "."): v for k, v in named.items()}
+        for name, body in texts.items():
+            (tmp_path / name).write_text(textwrap.dedent(body).lstrip("\n"))
+        with pytest.raises(InputError) as err:
+            load_model(list(texts))
+        return err.value.problems
+
+    return check
+
+
+def deployment(spec_lines: str = "", template: str = "", pod: str = "", containers: str = "- name: c\n") -> str:
+    """A valid Deployment, with lines added at the spec, template metadata and pod spec levels."""
+    return (
+        "apiVersion: apps/v1\n"             # 1
+        "kind: Deployment\n"                # 2
+        "metadata:\n"                       # 3
+        "  name: web\n"                     # 4
+        "spec:\n"                           # 5
+        + textwrap.indent(textwrap.dedent(spec_lines), "  ") +
+        "  selector:\n"
+        "    matchLabels: {app: web}\n"
+        "  template:\n"
+        "    metadata:\n"
+        "      labels: {app: web}\n"
+        + textwrap.indent(textwrap.dedent(template), "      ") +
+        "    spec:\n"
+        + textwrap.indent(textwrap.dedent(pod), "      ") +
+        "      containers:\n"
+        + textwrap.indent(textwrap.dedent(containers), "      ")
+    )
+
+
+def test_the_issue_example(problems):
+    assert problems(deployment("replicas: three\n")) == [
+        "web.yaml:6: spec.replicas: expected an integer, got 'three'"]
+
+
+def test_unknown_field_with_hint(problems):
+    assert problems(deployment("replcas: 3\n")) == [
+        "web.yaml:6: spec.replcas: unknown field (did you mean 'replicas'?)"]
+
+
+def test_unknown_field_without_a_close_match(problems):
+    assert problems(deployment(pod="frobnicate: true\n")) == [
+        "web.yaml:12: spec.template.spec.frobnicate: unknown field"]
+
+
+def test_yaml_syntax_error_has_its_line(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: p
+          labels: {a: b
+        spec: {}
+    """) == ["web.yaml:6: invalid YAML: did not find expected ',' or '}' (while parsing a flow mapping at line 5)"]
+
+
+def test_documents_before_a_syntax_error_are_still_checked(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: P}
+        spec: {containers: [{name: c}]}
+        ---
+        a: b: c
+    """) == ["web.yaml:3: metadata.name: 'P' " + DNS_LABEL,
+             "web.yaml:6: invalid YAML: mapping values are not allowed in this context"]
+
+
+@pytest.mark.parametrize("pod, containers, expected", [
+    ("hostNetwork: \"yes\"\n", "- name: c\n",
+     "web.yaml:12: spec.template.spec.hostNetwork: expected true or false, got 'yes'"),
+    ("", "- {name: c, image: 5}\n", "web.yaml:13: spec.template.spec.containers[0].image: expected a string, got 5"),
+    ("", "- {name: c, args: [--port, 80]}\n",
+     "web.yaml:13: spec.template.spec.containers[0].args[1]: expected a string, got 80"),
+    ("", "- {name: c, ports: {containerPort: 80}}\n",
+     "web.yaml:13: spec.template.spec.containers[0].ports: expected a list, got a map"),
+    ("", "- name: c\n  ports: [{containerPort: 80.5}]\n",
+     "web.yaml:14: spec.template.spec.containers[0].ports[0].containerPort: expected an integer, got 80.5"),
+    ("", "- just-a-string\n", "web.yaml:13: spec.template.spec.containers[0]: expected a map, got 'just-a-string'"),
+    ("", "- {image: nginx}\n", "web.yaml:13: spec.template.spec.containers[0].name: required field is missing"),
+    ("", "- {name: c, ports: [{name: http}]}\n",
+     "web.yaml:13: spec.template.spec.containers[0].ports[0].containerPort: required field is missing"),
+    ("", "[]\n", "web.yaml:12: spec.template.spec.containers: at least 1 container required"),
+])
+def test_types_and_required_fields(problems, pod, containers, expected):
+    text = deployment(pod=pod, containers=containers)
+    if containers == "[]\n":
+        text = text.replace("containers:\n      []", "containers: []")
+    assert problems(text) == [expected]
+
+
+def test_required_top_level_fields(problems):
+    assert problems("""
+        kind: Pod
+        ---
+        apiVersion: v1
+        metadata: {name: x}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {generateName: web-}
+        spec: {containers: [{name: c}]}
+    """) == [
+        "web.yaml:1: apiVersion: required field is missing (expected 'v1')",
+        "web.yaml:1: metadata: required field is missing",
+        "web.yaml:1: spec: required field is missing",
+        "web.yaml:3: kind: required field is missing",
+        "web.yaml:8: metadata.name: required field is missing (generateName is not supported: give each object a name)",
+    ]
+
+
+def test_a_document_that_is_not_an_object(problems):
+    assert problems("- a\n- b\n---\njust text\n") == [
+        "web.yaml:1: expected a Kubernetes object (a map with apiVersion and kind), got a list",
+        "web.yaml:4: expected a Kubernetes object (a map with apiVersion and kind), got 'just text'"]
+
+
+def test_api_version_mismatch_names_the_expected_version(problems):
+    assert problems(deployment().replace("apps/v1", "extensions/v1beta1")) == [
+        "web.yaml:1: apiVersion: expected 'apps/v1' for a Deployment, got 'extensions/v1beta1'"]
+    assert problems("apiVersion: apps/v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n") == [
+        "web.yaml:1: apiVersion: expected 'v1' for a Service, got 'apps/v1'"]
+
+
+def test_key_written_twice(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: a
+          name: b
+          labels: {app: x, app: y}
+        spec: {containers: [{name: c}]}
+    """) == ["web.yaml:5: metadata.name: given twice (first at line 4)",
+             "web.yaml:6: metadata.labels: key 'app' given twice (first at line 6)"]
+
+
+def test_duplicate_objects(problems):
+    svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web%s}\nspec: {ports: [{port: 80}]}\n---\n"
+    assert problems(
+        a_yaml=svc % "" + svc % ", namespace: other" + deployment(),
+        b_yaml=svc % ", namespace: default" + deployment().replace("Deployment", "ReplicaSet")
+        + "---\n" + deployment()) == [
+        "b.yaml:3: metadata.name: duplicate Service default/web (first defined at a.yaml:1)",
+        "b.yaml:23: metadata.name: duplicate Deployment default/web (first defined at a.yaml:11)"]
+
+
+def test_selector_must_match_the_template(problems):
+    text = deployment().replace("labels: {app: web}", "labels: {app: api}")
+    assert problems(text) == ["web.yaml:10: spec.template.metadata.labels: does not match spec.selector (app=web)"]
+
+
+def test_selector_must_not_be_empty(problems):
+    text = deployment().replace("matchLabels: {app: web}", "matchLabels: {}")
+    assert problems(text) == [
+        "web.yaml:6: spec.selector: must not be empty (give matchLabels or matchExpressions)"]
+
+
+def test_match_expressions(problems):
+    text = deployment().replace("matchLabels: {app: web}", "matchExpressions:\n"
+                                "    - {key: app, operator: in, values: [web]}\n"
+                                "    - {key: app, operator: In}\n"
+                                "    - {key: app, operator: Exists, values: [web]}\n"
+                                "    - {key: tier, operator: NotIn, values: [db]}")
+    assert problems(text) == [
+        "web.yaml:8: spec.selector.matchExpressions[0].operator: expected one of In, NotIn, Exists, DoesNotExist, "
+        "got 'in'",
+        "web.yaml:9: spec.selector.matchExpressions[1].values: required (non-empty) for operator In",
+        "web.yaml:10: spec.selector.matchExpressions[2].values: must be empty for operator Exists"]
+
+
+def test_replication_controller_selector(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: ReplicationController
+        metadata: {name: rc}
+        spec:
+          selector: {app: x}
+          template:
+            metadata: {labels: {app: y}}
+            spec: {containers: [{name: c}]}
+        ---
+        apiVersion: v1
+        kind: ReplicationController
+        metadata: {name: rc2}
+        spec:
+          template:
+            spec: {containers: [{name: c}]}
+    """) == ["web.yaml:7: spec.template.metadata.labels: does not match spec.selector (app=x)",
+             "web.yaml:13: spec.selector: required (or give spec.template.metadata.labels, its default)"]
+
+
+def test_node_name_without_node_objects(problems):
+    assert problems(deployment(pod="nodeName: node3\n")) == [
+        "web.yaml:12: spec.template.spec.nodeName: no Node named 'node3' "
+        "(with no Node objects the lab has node1 and node2)"]
+
+
+def test_node_name_with_node_objects(problems):
+    nodes = "".join(f"apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n---\n" for n in ("alpha", "beta"))
+    assert problems(nodes + "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+                    "spec: {nodeName: node1, containers: [{name: c}]}\n---\n"
+                    "apiVersion: v1\nkind: Pod\nmetadata: {name: q}\n"
+                    "spec: {nodeName: alpah, containers: [{name: c}]}\n") == [
+        "web.yaml:12: spec.nodeName: no Node named 'node1' (the nodes are alpha, beta)",
+        "web.yaml:17: spec.nodeName: no Node named 'alpah' (did you mean 'alpha'?)"]
+
+
+def test_pod_cidrs(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Node
+        metadata: {name: a}
+        spec: {podCIDR: 10.1.0.0/24}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: b}
+        spec: {podCIDR: 10.244.0.0/23}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: c}
+        spec: {podCIDRs: [10.244.1.0/24]}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: d}
+        spec: {podCIDR: 10.244.5.1/24}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: e}
+        spec: {podCIDR: 10.244.6.0/31}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: f}
+        spec: {podCIDR: 10.244.7.0/24, podCIDRs: [10.244.8.0/24]}
+    """) == [
+        "web.yaml:4: spec.podCIDR: 10.1.0.0/24 is outside networking.podSubnet 10.244.0.0/16",
+        "web.yaml:14: spec.podCIDRs: 10.244.1.0/24 overlaps the podCIDR of node b (10.244.0.0/23)",
+        "web.yaml:19: spec.podCIDR: '10.244.5.1/24' has host bits set (did you mean 10.244.5.0/24?)",
+        "web.yaml:24: spec.podCIDR: 10.244.6.0/31 is too small to hold pods (use /30 or larger)",
+        "web.yaml:29: spec.podCIDRs: must start with spec.podCIDR (10.244.7.0/24), got 10.244.8.0/24",
+    ]
+
+
+def test_pod_cidr_checked_against_the_cluster_pod_subnet(problems):
+    assert problems(
+        a_yaml="apiVersion: v1\nkind: Node\nmetadata: {name: a}\nspec: {podCIDR: 10.244.1.0/24}\n",
+        b_yaml="apiVersion: kubenet-lab.dev/v1alpha1\nkind: Cluster\nnetworking: {podSubnet: 10.10.0.0/16}\n") == [
+        "a.yaml:4: spec.podCIDR: 10.244.1.0/24 is outside networking.podSubnet 10.10.0.0/16"]
+
+
+def test_cluster_networking(problems):
+    assert problems("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking:
+          podSubnet: 10.96.0.0/12
+          serviceSubnet: 10.96.0.0/29
+          nodeSubnet: 172.18.0.0/24
+          kubeProxyMode: ipvs
+          dnsDomain: Cluster_Local
+          loadBalancerPool: 10.0.0.1-10.0.0.5
+          ipFamily: ipv6
+          podSubnt: 10.0.0.0/8
+    """) == [
+        "web.yaml:7: networking.kubeProxyMode: ipvs is not supported: this kernel has no IPVS (ip_vs), so "
+        "kubenet-lab cannot program it; use iptables or nftables",
+        "web.yaml:8: networking.dnsDomain: 'Cluster_Local' is not a DNS-1123 subdomain (dot-separated DNS labels, "
+        "e.g. 'cluster.local')",
+        "web.yaml:10: networking.ipFamily: only ipv4 is supported",
+        "web.yaml:11: networking.podSubnt: unknown field (did you mean 'podSubnet'?)",
+    ]
+
+
+def test_cluster_subnets_against_each_other(problems):
+    # Checked once every field of networking is valid; all such problems come together.
+    assert problems("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking:
+          podSubnet: 10.96.0.0/12
+          serviceSubnet: 10.96.0.0/29
+          nodeSubnet: 10.0.0.0/24
+          loadBalancerPool: 10.0.1.1-10.0.1.5
+    """) == [
+        "web.yaml:5: networking.serviceSubnet: 10.96.0.0/29 overlaps networking.podSubnet 10.96.0.0/12",
+        "web.yaml:5: networking.serviceSubnet: 10.96.0.0/29 is too small: cluster DNS takes its tenth address "
+        "(use /28 or larger)",
+        "web.yaml:7: networking.loadBalancerPool: 10.0.1.1-10.0.1.5 must lie inside networking.nodeSubnet "
+        "10.0.0.0/24 (without its first and last address): the load balancer answers on the nodes' network",
+    ]
+
+
+def test_cluster_default_subnet_overlap_points_at_the_given_one(problems):
+    assert problems("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking:
+          nodeSubnet: 10.244.3.0/24
+          kubeProxyMode: userspace
+        ---
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {serviceSubnet: 10.244.128.0/20}
+    """) == [
+        "web.yaml:5: networking.kubeProxyMode: expected one of iptables, nftables, got 'userspace'",
+        "web.yaml:8: kind: only one Cluster object is allowed (the first is at web.yaml:1)",
+        "web.yaml:9: networking.serviceSubnet: 10.244.128.0/20 overlaps networking.podSubnet 10.244.0.0/16",
+    ]
+
+
+def test_cluster_bad_values(problems):
+    assert problems("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking:
+          podSubnet: 10.244.0.0
+          serviceSubnet: fd00::/108
+          loadBalancerPool: 172.18.0.9-172.18.0.2
+        ---
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {loadBalancerPool: lots}
+    """) == [
+        "web.yaml:4: networking.podSubnet: expected an IPv4 CIDR like 10.244.0.0/16, got '10.244.0.0'",
+        "web.yaml:5: networking.serviceSubnet: expected an IPv4 CIDR like 10.244.0.0/16, got 'fd00::/108'",
+        "web.yaml:6: networking.loadBalancerPool: the range '172.18.0.9-172.18.0.2' ends before it starts",
+        "web.yaml:9: kind: only one Cluster object is allowed (the first is at web.yaml:1)",
+        "web.yaml:10: networking.loadBalancerPool: expected an address range like 172.18.0.200-172.18.0.250 "
+        "or a CIDR, got 'lots'",
+    ]
+
+
+def test_names(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: Web_1
+          namespace: my.ns
+          labels:
+            -bad: x
+            ok: 1
+            good: with space
+            example.com/fine: "yes"
+            Bad.Prefix/x: y
+        spec:
+          hostname: host.name
+          containers:
+          - name: main-
+            ports:
+            - {containerPort: 80, name: http-metrics-long}
+            - {containerPort: 81, name: "8080"}
+            - {containerPort: 82, name: a--b}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: 1web}
+        spec: {ports: [{port: 80, name: Http}]}
+    """) == [
+        "web.yaml:4: metadata.name: 'Web_1' " + DNS_LABEL,
+        "web.yaml:5: metadata.namespace: 'my.ns' " + DNS_LABEL,
+        "web.yaml:7: metadata.labels: '-bad' is not a valid label key (at most 63 letters, digits, '-', '_' or '.', "
+        "starting and ending with a letter or digit, with an optional 'prefix/')",
+        "web.yaml:8: metadata.labels: value of 'ok': expected a string, got 1",
+        "web.yaml:9: metadata.labels: value of 'good': 'with space' is not a valid label value (empty, or at most "
+        "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)",
+        "web.yaml:11: metadata.labels: 'Bad.Prefix/x' is not a valid label key: the prefix before '/' must be a "
+        "DNS subdomain such as 'app.kubernetes.io'",
+        "web.yaml:13: spec.hostname: 'host.name' " + DNS_LABEL,
+        "web.yaml:15: spec.containers[0].name: 'main-' " + DNS_LABEL,
+        "web.yaml:17: spec.containers[0].ports[0].name: 'http-metrics-long' " + PORT_NAME,
+        "web.yaml:18: spec.containers[0].ports[1].name: '8080' " + PORT_NAME,
+        "web.yaml:19: spec.containers[0].ports[2].name: 'a--b' " + PORT_NAME,
+        "web.yaml:23: metadata.name: '1web' is not a DNS-1035 label (at most 63 lowercase letters, digits and '-', "
+        "starting with a letter and ending with a letter or digit)",
+        "web.yaml:24: spec.ports[0].name: 'Http' " + DNS_LABEL,
+    ]
+
+
+def test_long_names(problems):
+    long = "a" * 64
+    assert problems(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {long}}}\n") == [
+        f"web.yaml:3: metadata.name: '{long}' " + DNS_LABEL]
+
+
+def test_duplicate_names_in_a_pod(problems):
+    assert problems(deployment(containers="""
+        - name: c
+          ports: [{containerPort: 80, name: http}, {containerPort: 81, name: http}]
+        - name: c
+    """)) == [
+        "web.yaml:15: spec.template.spec.containers[0].ports[1].name: 'http' is already used by "
+        "spec.template.spec.containers[0].ports[0]",
+        "web.yaml:16: spec.template.spec.containers[1].name: 'c' is already used by spec.template.spec.containers[0]"]
+
+
+def test_service_values(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        spec:
+          type: Foo
+          sessionAffinity: Sticky
+          sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}
+          externalTrafficPolicy: local
+          internalTrafficPolicy: Local
+          clusterIP: 10.96.0
+          externalIPs: [1.2.3]
+          loadBalancerIP: lb
+          ports:
+          - {port: 70000, nodePort: 80, protocol: tcp, targetPort: "8080"}
+          - {name: a, port: 0, targetPort: 65536}
+          - {name: b, port: 80, targetPort: [1]}
+    """) == [
+        "web.yaml:5: spec.type: expected one of ClusterIP, NodePort, LoadBalancer, ExternalName, got 'Foo'",
+        "web.yaml:6: spec.sessionAffinity: expected one of None, ClientIP, got 'Sticky'",
+        "web.yaml:7: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be between 1 and 86400, got 0",
+        "web.yaml:8: spec.externalTrafficPolicy: expected one of Cluster, Local, got 'local'",
+        "web.yaml:10: spec.clusterIP: expected an IPv4 address, \"None\" (headless) or \"\", got '10.96.0'",
+        "web.yaml:11: spec.externalIPs[0]: expected an IPv4 address like 10.96.0.10, got '1.2.3'",
+        "web.yaml:12: spec.loadBalancerIP: expected an IPv4 address like 10.96.0.10, got 'lb'",
+        "web.yaml:14: spec.ports[0].port: must be between 1 and 65535, got 70000",
+        "web.yaml:14: spec.ports[0].nodePort: must be between 30000 and 32767, got 80",
+        "web.yaml:14: spec.ports[0].protocol: expected one of TCP, UDP, SCTP, got 'tcp'",
+        "web.yaml:14: spec.ports[0].targetPort: '8080' " + PORT_NAME,
+        "web.yaml:15: spec.ports[1].port: must be between 1 and 65535, got 0",
+        "web.yaml:15: spec.ports[1].targetPort: must be between 1 and 65535, got 65536",
+        "web.yaml:16: spec.ports[2].targetPort: expected an integer or a string, got a list",
+    ]
+
+
+def test_service_ports_against_each_other(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        spec:
+          ports:
+          - {name: a, port: 80, nodePort: 30001}
+          - {name: a, port: 80}
+          - {port: 81}
+          - {name: dns, port: 53, protocol: UDP}
+          - {name: dns-tcp, port: 53, protocol: TCP}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: np}
+        spec:
+          type: NodePort
+          ports:
+          - {name: a, port: 80, nodePort: 30001}
+          - {name: b, port: 81, nodePort: 30001}
+    """) == [
+        "web.yaml:6: spec.ports[0].nodePort: only NodePort and LoadBalancer services have a nodePort",
+        "web.yaml:7: spec.ports[1].name: 'a' is already used by spec.ports[0]",
+        "web.yaml:7: spec.ports[1].port: 80/TCP is already used by spec.ports[0]",
+        "web.yaml:8: spec.ports[2].name: required when a service has more than one port",
+        "web.yaml:19: spec.ports[1].nodePort: 30001/TCP is already used by spec.ports[0]",
+    ]
+
+
+def test_service_headless_and_portless(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: a}
+        spec: {type: NodePort, clusterIP: None, ports: [{port: 80}]}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: b}
+        spec: {selector: {app: b}}
+    """) == [
+        "web.yaml:4: spec.clusterIP: cannot be None (headless) for a NodePort service",
+        "web.yaml:9: spec.ports: at least one port is required (only a headless service may have none)"]
+
+
+def test_kind_list_problems_carry_the_item_path(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: List
+        itms: []
+        ---
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: v1
+          kind: Pod
+          metadata: {name: p}
+          spec: {containers: [{name: c, image: 1}]}
+    """) == [
+        "web.yaml:3: itms: unknown field (did you mean 'items'?)",
+        "web.yaml:11: items[0].spec.containers[0].image: expected a string, got 1"]
+
+
+def test_many_problems_at_once_in_file_then_line_order(problems):
+    result = problems(
+        b_yaml="apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: [{port: 0}]\n  tpye: NodePort\n",
+        a_yaml=deployment("replicas: -1\n", pod="nodeName: nowhere\n", containers="- name: C\n"),
+    )
+    # Files in the order given (b.yaml first), lines in order; the nodeName check, made once every
+    # file is read, still lands at its place.
+    assert result == [
+        "b.yaml:5: spec.ports[0].port: must be between 1 and 65535, got 0",
+        "b.yaml:6: spec.tpye: unknown field (did you mean 'type'?)",
+        "a.yaml:6: spec.replicas: must be at least 0, got -1",
+        "a.yaml:13: spec.template.spec.nodeName: no Node named 'nowhere' (with no Node objects the lab has node1 "
+        "and node2)",
+        "a.yaml:15: spec.template.spec.containers[0].name: 'C' " + DNS_LABEL,
+    ]
+
+
+def test_problems_and_warnings_never_leave_a_partial_model(problems):
+    # A broken object is not half-built: the error is the only outcome.
+    assert problems(deployment(containers="- {name: c, ports: [{containerPort: x}]}\n") + "---\n"
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n") == [
+        "web.yaml:13: spec.template.spec.containers[0].ports[0].containerPort: expected an integer, got 'x'"]
+
+
+def test_empty_directory_and_unreadable_input(problems, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InputError) as err:
+        load_model(["empty", "bin.yaml"])
+    assert err.value.problems == ["empty: no *.yaml or *.yml files in this directory",
+                                  "bin.yaml: not a UTF-8 text file"]
