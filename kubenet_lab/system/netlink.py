@@ -1,0 +1,361 @@
+"""Build, inspect and remove the lab's topology (host-gw flat L3) over netlink, without forks.
+
+  underlay netns: br0 <- one veth per node
+  node netns:     eth0 (node IP, routes `<other podCIDR> via <other node IP>`), cbr0 (gateway)
+  pod netns:      eth0 (pod IP, default via gateway) <-> host veth on the node's cbr0, hairpin
+
+Every link made here carries the ownership mark as its ifalias, and so does `lo` of every
+namespace made here: that is how discover() tells the lab's namespaces from anything else's
+when the state file is lost. Nothing here ever touches the root namespace: veths are created
+from inside a lab namespace with the peer created directly in the other lab namespace, and
+sysctls are written by a thread that is inside the node's namespace.
+
+All netlink traffic goes through `rtnl` (one socket per namespace, requests batched; see
+there why not pyroute2's request layer: it alone costs more than the kernel work).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import defaultdict
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Iterable, Iterator, Sequence
+
+from kubenet_lab.errors import EnvironmentProblem, LabError
+from kubenet_lab.plan import naming
+from kubenet_lab.plan.model import Plan, PlannedNode, PlannedPod
+from kubenet_lab.system import netns, procs, rtnl
+from kubenet_lab.system.nsenter import in_netns, netns_path
+
+__all__ = [
+    "discover", "discover_all", "ensure_base", "ensure_nodes", "create_pods",
+    "delete_namespaces", "processes_in", "read_pod_ips",
+]
+
+NODE_BRIDGE = "cbr0"
+ETH0 = "eth0"
+# A fresh namespace numbers `lo` 1 and the first link made in it 2: the pod's eth0.
+POD_ETH0_INDEX = 2
+NODE_SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/bridge/bridge-nf-call-iptables": "1",
+}
+# Below this many pods per worker a fork costs more than it saves.
+MIN_PODS_PER_WORKER = 16
+
+processes_in = procs.processes_in
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+def _lo_alias(_name: str) -> str | None:
+    with rtnl.Rtnl() as nl:
+        found = nl.link(index=1)
+    return rtnl.text(found[1].get(rtnl.IFLA_IFALIAS)) if found else None
+
+
+def discover(lab: str) -> dict[str, bool]:
+    """Every namespace named like the lab's; True for those whose `lo` carries the lab's mark."""
+    mark = naming.mark(lab)
+    aliases = netns.visit(netns.names(naming.lab_prefix(lab)), _lo_alias)
+    return {name: alias == mark for name, alias in aliases.items()}
+
+
+def discover_all() -> dict[str, list[str]]:
+    """Lab name -> its owned namespaces, over every namespace on the machine."""
+    labs: dict[str, list[str]] = defaultdict(list)
+    for name, alias in netns.visit(netns.names(), _lo_alias).items():
+        if alias and alias.startswith(naming.MARK_PREFIX):
+            lab = alias[len(naming.MARK_PREFIX):]
+            if name.startswith(naming.lab_prefix(lab)):
+                labs[lab].append(name)
+    return dict(labs)
+
+
+def _eth0_address(mark: str) -> str | None:
+    with rtnl.Rtnl() as nl:
+        found = nl.link(index=1)
+        if not found or rtnl.text(found[1].get(rtnl.IFLA_IFALIAS)) != mark:
+            return None
+        for body in nl.query(rtnl.addr_dump()):
+            _index, _plen, attrs = rtnl.addr_info(body)
+            if rtnl.text(attrs.get(rtnl.IFA_LABEL)) == ETH0 and rtnl.IFA_LOCAL in attrs:
+                return str(IPv4Address(attrs[rtnl.IFA_LOCAL]))
+    return None
+
+
+def read_pod_ips(lab: str) -> dict[str, str]:
+    """Owned pod namespace -> the address on its eth0 (for recovering lost state)."""
+    found = netns.visit(netns.names(f"{lab}.pod."), lambda _n: _eth0_address(naming.mark(lab)))
+    return {name: ip for name, ip in found.items() if ip}
+
+
+# --- underlay and nodes -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _socket(name: str) -> Iterator[rtnl.Rtnl]:
+    """A netlink socket inside namespace `name` (opened by this thread after setns: no fork)."""
+    with in_netns(name):
+        nl = rtnl.Rtnl()
+    with nl:
+        yield nl
+
+
+def _index(nl: rtnl.Rtnl, ifname: str) -> int | None:
+    found = nl.link(name=ifname)
+    return found[0] if found else None
+
+
+def _ensure_bridge(nl: rtnl.Rtnl, ifname: str, mark: str) -> int:
+    index = _index(nl, ifname)
+    if index is None:
+        nl.batch([rtnl.bridge_add(ifname)])
+        index = _index(nl, ifname)
+    nl.batch([rtnl.link_set(index, alias=mark)])
+    return index
+
+
+def _ensure_addresses(nl: rtnl.Rtnl, index: int, wanted: set[IPv4Interface]) -> None:
+    have = set()
+    for body in nl.query(rtnl.addr_dump()):
+        found, prefixlen, attrs = rtnl.addr_info(body)
+        if found == index and rtnl.IFA_LOCAL in attrs:
+            have.add(IPv4Interface((IPv4Address(attrs[rtnl.IFA_LOCAL]), prefixlen)))
+    nl.batch([rtnl.addr_del(index, i.ip, i.network.prefixlen) for i in have - wanted]
+             + [rtnl.addr_add(index, i.ip, i.network.prefixlen) for i in wanted - have])
+
+
+def _ensure_routes(nl: rtnl.Rtnl, oif: int, wanted: dict[IPv4Network, IPv4Address]) -> None:
+    """Routes via a gateway in the main table are exactly `wanted` (host-gw; no default)."""
+    have: dict[IPv4Network, IPv4Address] = {}
+    stale = []
+    for route in map(rtnl.route_info, nl.query(rtnl.route_dump())):
+        if route.table != rtnl.RT_TABLE_MAIN or route.gateway is None:
+            continue  # connected routes belong to the kernel
+        if route.dst in wanted and route.oif == oif:
+            have[route.dst] = route.gateway
+        else:
+            stale.append(rtnl.route_del(route.dst, route.gateway))
+    nl.batch(stale + [rtnl.route_add(dst, via, oif, replace=True)
+                      for dst, via in wanted.items() if have.get(dst) != via])
+
+
+def _ensure_sysctls() -> None:
+    """Written by the calling thread, which must be inside the node's namespace: /proc/sys/net
+    shows the namespace of the thread that opens it."""
+    for key, value in NODE_SYSCTLS.items():
+        path = f"/proc/sys/{key}"
+        try:
+            with open(path) as f:
+                if f.read().strip() == value:
+                    continue
+            with open(path, "w") as f:
+                f.write(value)
+        except FileNotFoundError:
+            raise EnvironmentProblem(
+                f"{path} is missing: load the bridge netfilter module (`modprobe br_netfilter`)"
+            ) from None
+
+
+def ensure_base(plan: Plan) -> None:
+    """The underlay namespace and its bridge."""
+    mark = naming.mark(plan.lab)
+    netns.prepare_run_dir()
+    netns.ensure(plan.underlay_netns)
+    with _socket(plan.underlay_netns) as nl:
+        nl.batch([rtnl.link_set(1, alias=mark)])
+        _ensure_bridge(nl, plan.underlay_bridge, mark)
+
+
+def _ensure_uplink(under: rtnl.Rtnl, bridge: int, node: PlannedNode, nl: rtnl.Rtnl, mark: str) -> int:
+    """The node's veth pair to the underlay bridge, made from the underlay side with the peer
+    created directly in the node namespace as eth0; a half pair is removed and made again.
+    Returns eth0's index."""
+    uplink, eth0 = _index(under, node.underlay_veth), _index(nl, ETH0)
+    if (uplink is None) != (eth0 is None):
+        if uplink is not None:
+            under.batch([rtnl.link_del(uplink)])
+        else:
+            nl.batch([rtnl.link_del(eth0)])
+        uplink = eth0 = None
+    if uplink is None:
+        fd = os.open(netns_path(node.netns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            under.batch([rtnl.veth_add(node.underlay_veth, ETH0, fd, master=bridge)])
+        finally:
+            os.close(fd)
+        uplink, eth0 = _index(under, node.underlay_veth), _index(nl, ETH0)
+    under.batch([rtnl.link_set(uplink, master=bridge, alias=mark)])
+    return eth0
+
+
+def _ensure_node(nl: rtnl.Rtnl, under: rtnl.Rtnl, bridge: int, node: PlannedNode, plan: Plan, mark: str) -> None:
+    nl.batch([rtnl.link_set(1, alias=mark)])
+    cbr0 = _ensure_bridge(nl, NODE_BRIDGE, mark)
+    _ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, node.pod_cidr.prefixlen))})
+    eth0 = _ensure_uplink(under, bridge, node, nl, mark)
+    nl.batch([rtnl.link_set(eth0, alias=mark)])  # up before routes via it
+    _ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
+    _ensure_routes(nl, eth0, dict(node.routes))
+
+
+def ensure_nodes(plan: Plan) -> None:
+    """Node namespaces, their uplinks, addresses, routes and sysctls; idempotent, and the routes
+    of every node follow the current set of nodes. One socket per namespace for the call."""
+    mark = naming.mark(plan.lab)
+    netns.prepare_run_dir()
+    with contextlib.ExitStack() as stack:
+        under = stack.enter_context(_socket(plan.underlay_netns))
+        bridge = _index(under, plan.underlay_bridge)
+        if bridge is None:
+            raise LabError(f"{plan.underlay_netns} has no {plan.underlay_bridge} (ensure_base first)")
+        for node in plan.nodes:
+            netns.ensure(node.netns)
+            with in_netns(node.netns):
+                _ensure_sysctls()
+                nl = stack.enter_context(rtnl.Rtnl())
+            try:
+                _ensure_node(nl, under, bridge, node, plan, mark)
+            except OSError as e:
+                raise LabError(f"setting up node {node.name} ({node.netns}): {e.strerror or e}") from e
+
+
+# --- pods (rtnl, batched, optionally split over forked workers) -------------------------------
+
+
+def _wire_pod(node_nl: rtnl.Rtnl, bridge: int, node: PlannedNode, pod: PlannedPod, mark: str) -> None:
+    """Namespace, veth (peer made directly in the pod), hairpin, address, default route:
+    two batches, one on the node's socket and one on a socket opened inside the new pod."""
+    with netns.created(pod.netns):
+        pod_nl = rtnl.Rtnl()
+        try:
+            pod_fd = os.open(netns.THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            pod_nl.close()  # an open socket would keep the namespace alive after rollback
+            raise
+    try:
+        node_nl.batch([
+            rtnl.veth_add(pod.host_veth, ETH0, pod_fd, master=bridge),
+            rtnl.link_set(name=pod.host_veth, alias=mark, hairpin=True),
+        ])
+        pod_nl.batch([
+            rtnl.link_set(index=1, alias=mark),
+            rtnl.link_set(index=POD_ETH0_INDEX, alias=mark),  # up before the route
+            rtnl.addr_add(POD_ETH0_INDEX, pod.ip, node.pod_cidr.prefixlen),
+            rtnl.route_add(IPv4Network("0.0.0.0/0"), node.gateway, POD_ETH0_INDEX),
+        ])
+    finally:
+        os.close(pod_fd)
+        pod_nl.close()
+
+
+def _wire_node_pods(plan: Plan, node: PlannedNode, pods: Sequence[PlannedPod]) -> None:
+    mark = naming.mark(plan.lab)
+    if not netns.exists(node.netns):
+        raise LabError(f"node namespace {node.netns} is missing (ensure_nodes first)")
+    with in_netns(node.netns):
+        node_nl = rtnl.Rtnl()
+    with node_nl:
+        found = node_nl.link(name=NODE_BRIDGE)
+        if found is None:
+            raise LabError(f"{node.netns} has no {NODE_BRIDGE} (ensure_nodes first)")
+        for pod in pods:
+            try:
+                _wire_pod(node_nl, found[0], node, pod, mark)
+            except OSError as e:
+                raise LabError(f"creating pod {pod.key} ({pod.netns}) on {node.name}: {e.strerror or e}") from e
+
+
+def _wire(plan: Plan, pods: Sequence[PlannedPod]) -> None:
+    by_node: dict[str, list[PlannedPod]] = defaultdict(list)
+    for pod in pods:
+        by_node[pod.node].append(pod)
+    for node_name, group in by_node.items():
+        _wire_node_pods(plan, plan.node(node_name), group)
+
+
+def _chunks(pods: Sequence[PlannedPod], workers: int) -> list[list[PlannedPod]]:
+    """Pods ordered by node, cut into `workers` runs of near-equal length."""
+    count = max(1, min(workers, len(pods) // MIN_PODS_PER_WORKER))
+    ordered = sorted(pods, key=lambda p: p.node)
+    size, extra = divmod(len(ordered), count)
+    out, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        out.append(ordered[start:end])
+        start = end
+    return out
+
+
+def _fork_worker(plan: Plan, pods: Sequence[PlannedPod]) -> tuple[int, int]:
+    """A child that wires `pods` and reports a failure as text on a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into the caller's code
+        status = 0
+        try:
+            os.close(read)
+            _wire(plan, pods)
+        except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+            status = 1
+            with contextlib.suppress(BaseException):
+                os.write(write, str(e).encode()[:4000] or type(e).__name__.encode())
+        finally:
+            os._exit(status)
+    os.close(write)
+    return pid, read
+
+
+def _join(pid: int, read: int) -> str | None:
+    try:
+        message = b""
+        while chunk := os.read(read, 4096):
+            message += chunk
+    finally:
+        os.close(read)
+    _pid, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    return message.decode(errors="replace") or f"worker {pid} failed with status {status}"
+
+
+def create_pods(plan: Plan, pods: Sequence[PlannedPod], workers: int = 2) -> None:
+    """Namespaces and wiring for new pods (hostNetwork pods need nothing). The pods are split
+    by node over `workers` processes (the parent is one of them) when there are enough; on any
+    failure every namespace of `pods` is removed again and LabError raised."""
+    pods = [p for p in pods if not p.host_network]
+    if not pods:
+        return
+    taken = [p.netns for p in pods if os.path.lexists(netns_path(p.netns))]
+    if taken:
+        raise LabError(f"pod namespaces already exist: {', '.join(taken)}")
+    netns.prepare_run_dir()
+    first, *rest = _chunks(pods, workers)
+    children = [_fork_worker(plan, chunk) for chunk in rest]
+    errors = []
+    try:
+        _wire(plan, first)
+    except (LabError, OSError) as e:
+        errors.append(str(e))
+    finally:
+        errors += [e for e in (_join(pid, read) for pid, read in children) if e]
+    if errors:
+        delete_namespaces(p.netns for p in pods)
+        raise LabError("; ".join(errors))
+
+
+# --- removal ------------------------------------------------------------------------------------
+
+
+def delete_namespaces(names: Iterable[str]) -> None:
+    """Stop every process inside, then unbind the names. The kernel then frees each namespace
+    with its veths, batched (never delete veths one by one: 16 ms each). Tolerates names that
+    are already gone."""
+    names = list(names)
+    pids = [pid for found in procs.processes_in(names).values() for pid in found]
+    if pids:
+        procs.kill(pids)
+    for name in names:
+        netns.remove(name)
