@@ -115,7 +115,7 @@ def down(ctx: click.Context, all_labs: bool) -> None:
                else f"lab {ctx.obj['lab']} is not up; nothing to remove")
 
 
-@main.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.argument("target")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod.")
 @click.option("-c", "--container", help="Container of the pod (they all share its network namespace).")
@@ -136,7 +136,10 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
       sudo kubenet-lab exec node/node1 -- ip route
       sudo kubenet-lab exec node/node1 -- iptables-save -t nat
     """
-    app.exec_(ctx.obj["lab"], target, namespace, container, list(command))
+    argv = list(command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    app.exec_(ctx.obj["lab"], target, namespace, container, argv)
 
 
 @main.command()
