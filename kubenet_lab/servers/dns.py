@@ -1,0 +1,489 @@
+"""The cluster DNS server (the lab's kube-dns): the records of the kubernetes/dns specification.
+
+Records come from the plan, as CoreDNS's kubernetes plugin takes them from the API server:
+  <svc>.<ns>.svc.<zone>            A: the ClusterIP, or each ready endpoint of a headless service
+  <host>.<svc>.<ns>.svc.<zone>     A: an endpoint (host: the pod's hostname when its subdomain is the
+                                   service, else the dashed address, e.g. 10-244-1-5)
+  _<port>._<proto>.<svc>...        SRV for named ports (per endpoint for headless services)
+  <d>.<c>.<b>.<a>.in-addr.arpa     PTR: ClusterIP -> service, endpoint -> <host>.<svc>..., any other
+                                   pod -> its pod record (so every pod address has a name)
+  <a>-<b>-<c>-<d>.<ns>.pod.<zone>  A: any well-formed address in an existing namespace ("pods insecure")
+  dns-version.<zone>               TXT: the schema version
+Unknown names in our zones get NXDOMAIN, other types of existing names NODATA, both with the SOA.
+Our zones are the cluster zone and the reverse zones of the pod, service and node subnets; any
+other name is REFUSED at once: the lab has no way out, and a resolver waiting on a forwarder
+would hang.
+
+update() runs on every reload of a running lab (thousands of services), so it only indexes
+services by name and addresses by number; a query derives its few records from those, as CoreDNS
+derives them from its informer caches.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network
+from typing import Callable, Iterable
+
+from dnslib import (EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError, DNSHeader, DNSQuestion,
+                    DNSRecord)
+
+from ..plan.model import Plan, PlannedPod, PlannedService
+from ..system.nsenter import in_netns
+from .base import Served
+
+TTL = 5  # CoreDNS's default: a lab changes under its clients, answers must not linger
+SCHEMA_VERSION = "1.0.1"
+SOA_TIMERS = (7200, 1800, 86400, TTL)  # refresh, retry, expire, minimum (the negative-answer TTL)
+UDP_PLAIN = 512
+UDP_EDNS_MAX = 1232  # the DNS flag day 2020 size: no IP fragmentation on any sane path
+TCP_MAX = 65535
+TCP_IDLE = 10.0
+CLASS_IN, CLASS_ANY = 1, 255
+
+QTYPE_A, QTYPE_NS, QTYPE_SOA, QTYPE_PTR, QTYPE_TXT, QTYPE_SRV = (QTYPE.A, QTYPE.NS, QTYPE.SOA, QTYPE.PTR,
+                                                                 QTYPE.TXT, QTYPE.SRV)
+_RDATA = {QTYPE_A: A, QTYPE_PTR: PTR, QTYPE_NS: NS, QTYPE_TXT: TXT}
+
+
+def reverse_name(ip: IPv4Address | str) -> str:
+    return ".".join(reversed(str(ip).split("."))) + ".in-addr.arpa"
+
+
+def reverse_zone(net: IPv4Network) -> str:
+    """The smallest octet-aligned reverse zone holding `net` (10.244.0.0/16 -> 244.10.in-addr.arpa)."""
+    octets = str(net.network_address).split(".")[: net.prefixlen // 8]
+    return ".".join([*reversed(octets), "in-addr", "arpa"])
+
+
+def dashed(ip: IPv4Address | str) -> str:
+    return str(ip).replace(".", "-")
+
+
+def _undashed(label: str) -> str | None:
+    """10-244-1-5 -> 10.244.1.5; None unless it is a well-formed IPv4 address."""
+    parts = label.split("-")
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    try:
+        return str(IPv4Address(".".join(parts)))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# The index: services by name and addresses by number; records are derived per query, as
+# CoreDNS derives them from its informer caches. Names are lower-case, without the final dot.
+# --------------------------------------------------------------------------------------------
+
+Record = tuple[int, object]  # (QTYPE, data): an address or a name, or (port, target) for SRV
+
+
+@dataclass
+class Index:
+    zone: str
+    reverse_zones: tuple[str, ...] = ()  # longest first, so the closest apex wins
+    namespaces: frozenset[str] = frozenset()
+    services: dict[str, PlannedService] = field(default_factory=dict)  # "<svc>.<ns>"
+    cluster_ips: dict[int, PlannedService] = field(default_factory=dict)
+    pods: dict[str, PlannedPod] = field(default_factory=dict)  # "namespace/name"
+    dns_ip: str | None = None
+    serial: int = 0
+
+    @cached_property
+    def endpoint_ips(self) -> dict[int, list[PlannedService]]:
+        """Ready endpoint address -> its services; built on the first reverse query that needs it
+        (most plans never see one), which keeps update() cheap."""
+        found: dict[int, list[PlannedService]] = {}
+        for svc in self.services.values():
+            if svc.ports:
+                addresses = (int(e.ip) for p in svc.ports for e in p.endpoints if e.ready)
+            else:
+                addresses = (int(IPv4Address(ip)) for ip, _ in _ready_refs(svc, self.pods))
+            for ip in addresses:
+                refs = found.setdefault(ip, [])
+                if not refs or refs[-1] is not svc:
+                    refs.append(svc)
+        return found
+
+    @cached_property
+    def pod_ips(self) -> dict[int, PlannedPod]:
+        return {int(p.ip): p for p in self.pods.values() if not p.host_network}
+
+    def apex(self, name: str) -> str | None:
+        """The zone of ours that holds `name`, or None when the name is not ours."""
+        for zone in (self.zone, *self.reverse_zones):
+            if name == zone or name.endswith("." + zone):
+                return zone
+        return None
+
+    def lookup(self, name: str) -> list[Record] | None:
+        """The records at `name` (one of ours): [] for a name that exists without records of its
+        own (an empty non-terminal such as `svc.<zone>`), None for a name that does not exist."""
+        if name == self.zone:
+            return []
+        if name.endswith("." + self.zone):
+            return self._forward(name[: -len(self.zone) - 1].split("."))
+        return self._reverse(name)
+
+    def _forward(self, labels: list[str]) -> list[Record] | None:
+        match labels:
+            case ["dns-version"]:
+                return [(QTYPE_TXT, SCHEMA_VERSION)]
+            case ["dns"] | ["svc"] | ["pod"]:
+                return []
+            case ["ns", "dns"]:
+                return [(QTYPE_A, self.dns_ip)] if self.dns_ip else []
+            case [ns, "svc" | "pod"]:
+                return [] if ns in self.namespaces else None
+            case [host, ns, "pod"]:
+                ip = _undashed(host) if ns in self.namespaces else None
+                return [(QTYPE_A, ip)] if ip else None
+            case [name, ns, "svc"]:
+                svc = self.services.get(f"{name}.{ns}")
+                return self._service(svc) if svc else None
+            case [first, name, ns, "svc"]:
+                svc = self.services.get(f"{name}.{ns}")
+                if svc is None:
+                    return None
+                return self._proto(svc, first[1:]) if first.startswith("_") else self._endpoint(svc, first)
+            case [port, proto, name, ns, "svc"]:
+                svc = self.services.get(f"{name}.{ns}")
+                ok = svc and port.startswith("_") and proto.startswith("_")
+                return self._srv(svc, port[1:], proto[1:]) if ok else None
+        return None
+
+    def _service(self, svc: PlannedService) -> list[Record] | None:
+        if svc.cluster_ip is not None:
+            return [(QTYPE_A, str(svc.cluster_ip))]
+        # Spec 2.4.1: a headless service without ready endpoints is NXDOMAIN.
+        return [(QTYPE_A, ip) for ip in self.ready(svc)] or None
+
+    def _endpoint(self, svc: PlannedService, host: str) -> list[Record] | None:
+        return [(QTYPE_A, ip) for ip, h in self.ready(svc).items() if h == host] or None
+
+    def _proto(self, svc: PlannedService, proto: str) -> list[Record] | None:
+        """`_<proto>.<svc>...`: exists (no records) when some SRV record sits below it."""
+        ports = {p.name.lower() for p in svc.ports if p.name and p.protocol.lower() == proto}
+        return [] if any(self._srv(svc, port, proto) for port in ports) else None
+
+    def _srv(self, svc: PlannedService, port_name: str, proto: str) -> list[Record] | None:
+        name = self.service_name(svc)
+        for port in svc.ports:
+            if (port.name or "").lower() != port_name or port.protocol.lower() != proto:
+                continue
+            if svc.cluster_ip is not None:
+                return [(QTYPE_SRV, (port.port, name))]
+            hosts = self.ready(svc)
+            return [(QTYPE_SRV, (e.port, f"{hosts[str(e.ip)]}.{name}")) for e in port.endpoints if e.ready] or None
+        return None
+
+    def _reverse(self, name: str) -> list[Record] | None:
+        octets = name[: -len(".in-addr.arpa")].split(".")
+        if len(octets) < 4:
+            return []  # above an address, inside a zone of ours
+        ip = _ip_number(octets)
+        if ip is None:
+            return None
+        svc = self.cluster_ips.get(ip)
+        if svc is not None:
+            return [(QTYPE_PTR, self.service_name(svc))]
+        refs = self.endpoint_ips.get(ip)
+        if refs:
+            text = str(IPv4Address(ip))
+            return [(QTYPE_PTR, f"{self.ready(svc)[text]}.{self.service_name(svc)}") for svc in refs]
+        pod = self.pod_ips.get(ip)
+        if pod is not None:
+            return [(QTYPE_PTR, f"{dashed(pod.ip)}.{pod.namespace}.pod.{self.zone}")]
+        return None
+
+    def service_name(self, svc: PlannedService) -> str:
+        return f"{svc.name}.{svc.namespace}.svc.{self.zone}".lower()
+
+    def ready(self, svc: PlannedService) -> dict[str, str]:
+        """Ready endpoint address -> its hostname label, in endpoint order."""
+        hosts: dict[str, str] = {}
+        for ip, pod_key in _ready_refs(svc, self.pods):
+            if ip not in hosts:
+                hosts[ip] = _pod_hostname(self.pods.get(pod_key), svc) or dashed(ip)
+        return hosts
+
+
+def _ready_refs(svc: PlannedService, pods: dict[str, PlannedPod]) -> Iterable[tuple[str, str]]:
+    """(address, pod key) of each ready endpoint. A portless service (a StatefulSet's governing
+    service) has endpoints too: the pods it selects, which the planner only lists per port."""
+    if svc.ports:
+        return ((str(e.ip), e.pod) for p in svc.ports for e in p.endpoints if e.ready)
+    if svc.selector:
+        return ((str(p.ip), p.key) for p in pods.values() if p.namespace == svc.namespace
+                and all(p.labels.get(k) == v for k, v in svc.selector.items()))
+    return ()
+
+
+def _pod_hostname(pod: PlannedPod | None, svc: PlannedService) -> str | None:
+    """The endpoint's hostname as the endpoints controller sets it: spec.hostname when the pod's
+    spec.subdomain names this service. (Read with getattr: older plans carry neither field.)"""
+    hostname = getattr(pod, "hostname", None)
+    if hostname and getattr(pod, "subdomain", None) == svc.name:
+        return hostname.lower()
+    return None
+
+
+def _ip_number(octets: list[str]) -> int | None:
+    """The address of reversed octets ["5", "1", "244", "10"], or None when they are not one."""
+    value = 0
+    for octet in reversed(octets):
+        if not (octet.isascii() and octet.isdigit() and len(octet) <= 3 and int(octet) <= 255):
+            return None
+        value = value << 8 | int(octet)
+    return value
+
+
+def build_index(plan: Plan) -> Index:
+    cluster = plan.cluster
+    zone = cluster.dns_domain.lower().rstrip(".")
+    subnets = (cluster.pod_subnet, cluster.service_subnet, cluster.node_subnet)
+    index = Index(zone=zone, reverse_zones=tuple(sorted({reverse_zone(n) for n in subnets}, key=len, reverse=True)),
+                  namespaces=frozenset(n.lower() for n in plan.namespaces), serial=int(time.time()) & 0xFFFFFFFF)
+    index.pods = {f"{p.namespace}/{p.name}": p for p in plan.pods}
+    for svc in plan.services:
+        index.services[f"{svc.name}.{svc.namespace}".lower()] = svc
+        if svc.cluster_ip is not None:
+            index.cluster_ips[int(svc.cluster_ip)] = svc
+    dns = index.services.get("kube-dns.kube-system")
+    if dns is not None and dns.cluster_ip is not None:
+        index.dns_ip = str(dns.cluster_ip)
+    return index
+
+
+# --------------------------------------------------------------------------------------------
+# Answering.
+# --------------------------------------------------------------------------------------------
+
+
+class ClusterDNS:
+    """Wire query in, wire reply out, from the records of the current plan."""
+
+    def __init__(self, plan: Plan):
+        self._index = build_index(plan)
+
+    @property
+    def zone(self) -> str:
+        return self._index.zone
+
+    def update(self, plan: Plan) -> None:
+        """Swap in the records of a new plan (one assignment: queries never see half of it)."""
+        self._index = build_index(plan)
+
+    def answer(self, query: bytes, client_ip: str | None = None, *, udp: bool = False) -> bytes:
+        """The reply to one DNS message; b"" when there is nothing to answer (a reply, or noise).
+
+        `client_ip` is accepted for "pods verified" mode; the lab answers as "pods insecure".
+        With `udp` the reply is cut to the client's buffer size (512, or its EDNS0 size), with
+        TC set so it retries over TCP."""
+        try:
+            request = DNSRecord.parse(query)
+        except (DNSError, ValueError, IndexError, struct.error, UnicodeError):
+            return _format_error(query)
+        if request.header.qr:
+            return b""
+        reply = self._reply(request)
+        edns = _edns(request)
+        if edns is not None:
+            reply.add_ar(EDNS0(udp_len=UDP_EDNS_MAX))
+        wire = bytes(reply.pack())
+        limit = (max(UDP_PLAIN, min(edns, UDP_EDNS_MAX)) if edns is not None else UDP_PLAIN) if udp else TCP_MAX
+        if len(wire) > limit:
+            wire = bytes(_truncated(reply).pack())
+        return wire
+
+    def _reply(self, request: DNSRecord) -> DNSRecord:
+        header = DNSHeader(id=request.header.id, qr=1, opcode=request.header.opcode, rd=request.header.rd, ra=0)
+        reply = DNSRecord(header, q=request.q if request.questions else None)
+        if request.header.opcode != 0:
+            header.rcode = RCODE.NOTIMP
+        elif len(request.questions) != 1:
+            header.rcode = RCODE.FORMERR
+        elif request.q.qclass not in (CLASS_IN, CLASS_ANY):
+            header.rcode = RCODE.REFUSED
+        else:
+            self._resolve(request.q, reply)
+        return reply
+
+    def _resolve(self, q: DNSQuestion, reply: DNSRecord) -> None:
+        index = self._index
+        name = str(q.qname).rstrip(".").lower()
+        apex = index.apex(name)
+        if apex is None:
+            reply.header.rcode = RCODE.REFUSED
+            return
+        reply.header.aa = 1
+        found = index.lookup(name)
+        if found is None:
+            reply.header.rcode = RCODE.NXDOMAIN
+        else:
+            records = list(found)
+            if name == apex:
+                records += [(QTYPE_SOA, None), (QTYPE_NS, f"ns.dns.{index.zone}")]
+            wanted = [r for r in records if q.qtype in (r[0], QTYPE.ANY)]
+            for rr in _rrs(q.qname, wanted, index, apex):
+                reply.add_answer(rr)
+            for rr in _additional(wanted, index):
+                reply.add_ar(rr)
+        if not reply.rr:
+            reply.add_auth(_soa(index, apex))
+
+
+def _rrs(owner, records: list[Record], index: Index, apex: str) -> Iterable[RR]:
+    srv_count = sum(1 for r in records if r[0] == QTYPE_SRV)
+    for rtype, data in records:
+        if rtype == QTYPE_SOA:
+            yield _soa(index, apex)
+        elif rtype == QTYPE_SRV:
+            port, target = data
+            yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, 100 // srv_count, port, target + "."))
+        else:
+            yield RR(owner, rtype, ttl=TTL, rdata=_RDATA[rtype](data))
+
+
+def _additional(records: list[Record], index: Index) -> Iterable[RR]:
+    """The addresses of SRV and NS targets, so the client needs no second query."""
+    seen: set[str] = set()
+    for rtype, data in records:
+        target = data[1] if rtype == QTYPE_SRV else data if rtype == QTYPE_NS else None
+        if target is None or target in seen:
+            continue
+        seen.add(target)
+        for t, ip in index.lookup(target) or ():
+            if t == QTYPE_A:
+                yield RR(target + ".", QTYPE_A, ttl=TTL, rdata=A(ip))
+
+
+def _soa(index: Index, apex: str) -> RR:
+    times = (index.serial, *SOA_TIMERS)
+    return RR(apex + ".", QTYPE_SOA, ttl=TTL,
+              rdata=SOA(f"ns.dns.{index.zone}.", f"hostmaster.{index.zone}.", times))
+
+
+def _edns(request: DNSRecord) -> int | None:
+    """The client's EDNS0 buffer size, or None when it sent no OPT record."""
+    for rr in request.ar:
+        if rr.rtype == QTYPE.OPT:
+            return rr.rclass
+    return None
+
+
+def _truncated(reply: DNSRecord) -> DNSRecord:
+    header = reply.header
+    short = DNSRecord(DNSHeader(id=header.id, qr=1, aa=header.aa, tc=1, rd=header.rd, rcode=header.rcode),
+                      q=reply.q)
+    for rr in reply.ar:
+        if rr.rtype == QTYPE.OPT:
+            short.add_ar(rr)
+    return short
+
+
+def _format_error(query: bytes) -> bytes:
+    """FORMERR for a message with a readable header that is not a reply; silence for noise."""
+    if len(query) < 12 or query[2] & 0x80:
+        return b""
+    (qid,) = struct.unpack("!H", query[:2])
+    return bytes(DNSRecord(DNSHeader(id=qid, qr=1, rcode=RCODE.FORMERR)).pack())
+
+
+# --------------------------------------------------------------------------------------------
+# Serving, inside a namespace.
+# --------------------------------------------------------------------------------------------
+
+
+def _respond(dns: ClusterDNS, query: bytes, peer: str, udp: bool, log: Callable[[str], None]) -> bytes:
+    """answer(), with any bug turned into SERVFAIL and a log line instead of a dead server."""
+    try:
+        return dns.answer(query, peer, udp=udp)
+    except Exception as e:  # noqa: BLE001 - one bad query must not stop the cluster's DNS
+        log(f"[ERROR] query from {peer}: {type(e).__name__}: {e}")
+        if len(query) < 12:
+            return b""
+        return bytes(DNSRecord(DNSHeader(id=struct.unpack("!H", query[:2])[0], qr=1, rcode=RCODE.SERVFAIL)).pack())
+
+
+class _UdpServer(asyncio.DatagramProtocol):
+    def __init__(self, dns: ClusterDNS, log: Callable[[str], None]):
+        self.dns, self.log = dns, log
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        reply = _respond(self.dns, data, addr[0], True, self.log)
+        if reply and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable from a client that left: nothing to do
+
+
+def _tcp_handler(dns: ClusterDNS, log: Callable[[str], None], served: Served):
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.track(asyncio.current_task())
+        peer = (writer.get_extra_info("peername") or ("?",))[0]
+        try:
+            while True:
+                (size,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), TCP_IDLE))
+                query = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
+                reply = _respond(dns, query, peer, False, log)
+                if reply:
+                    writer.write(struct.pack("!H", len(reply)) + reply)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+    return handle
+
+
+def _bound_sockets(netns: str, port: int) -> tuple[socket.socket, socket.socket]:
+    with in_netns(netns):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        udp.bind(("0.0.0.0", port))
+        tcp.bind(("0.0.0.0", port))
+        tcp.listen(128)
+        udp.setblocking(False)
+        tcp.setblocking(False)
+    except OSError:
+        udp.close()
+        tcp.close()
+        raise
+    return udp, tcp
+
+
+async def serve_dns(netns: str, port: int, dns: ClusterDNS, log: Callable[[str], None]) -> Served:
+    """Serve `dns` on UDP and TCP `port` of every address of network namespace `netns`.
+
+    The sockets are made inside the namespace (a socket stays in the namespace it was made in)
+    and served by the running loop; close() on the result ends both, and live TCP clients."""
+    udp, tcp = _bound_sockets(netns, port)
+    loop = asyncio.get_running_loop()
+    served = Served()
+    try:
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpServer(dns, log), sock=udp)
+        served.transports.append(transport)
+        served.servers.append(await asyncio.start_server(_tcp_handler(dns, log, served), sock=tcp))
+    except BaseException:
+        served.close()
+        udp.close()
+        tcp.close()
+        raise
+    log(f"[INFO] cluster DNS for {dns.zone} on 0.0.0.0:{port} (udp, tcp)")
+    return served
+
+
+__all__ = ["ClusterDNS", "serve_dns", "build_index", "reverse_name", "TTL", "SCHEMA_VERSION"]

@@ -1,0 +1,324 @@
+"""The cluster DNS answers, without root: wire query in, wire reply out, checked with dnslib."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
+
+from kubenet_lab.plan import make_plan
+from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, Endpoint, Model, Pod, PodSpec,
+                                    PlannedService, PlannedServicePort, Service, ServicePort)
+from kubenet_lab.servers.dns import ClusterDNS, reverse_name
+
+ZONE = "cluster.local"
+
+
+def pod(name, ns, labels, ports=()):
+    c = Container("c", "nginx", ports=tuple(ContainerPort(p, name=n) for p, n in ports))
+    return Pod(ns, name, dict(labels), PodSpec(containers=(c,)))
+
+
+def model(extra_services=(), cluster=None):
+    pods = (pod("web-1", "default", {"app": "web"}, [(8080, "http")]),
+            pod("web-2", "default", {"app": "web"}, [(8080, "http")]),
+            pod("db-0", "shop", {"app": "db"}, [(5432, "pg")]),
+            pod("db-1", "shop", {"app": "db"}, [(5432, "pg")]),
+            pod("loner", "default", {"app": "none"}))
+    services = (
+        Service("default", "web", selector={"app": "web"},
+                ports=(ServicePort(80, name="http", target_port="http"), ServicePort(9090, target_port=8080))),
+        Service("shop", "web", selector={"app": "db"}, ports=(ServicePort(80, target_port=5432),)),
+        Service("shop", "db", selector={"app": "db"}, cluster_ip="None",
+                ports=(ServicePort(5432, name="pg", target_port="pg"),)),
+        Service("shop", "db-sts", selector={"app": "db"}, cluster_ip="None"),
+        Service("default", "empty", selector={"app": "nothing"}, cluster_ip="None",
+                ports=(ServicePort(80, name="http"),)),
+        *extra_services)
+    return Model(cluster=cluster or ClusterConfig(), pods=pods, services=services)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return make_plan(model(), "lab")
+
+
+@pytest.fixture(scope="module")
+def dns(plan):
+    return ClusterDNS(plan)
+
+
+def ask(dns, name, qtype="A", **kw) -> DNSRecord:
+    return DNSRecord.parse(dns.answer(DNSRecord.question(name, qtype).pack(), **kw))
+
+
+def values(reply, rtype=None):
+    return [str(rr.rdata) for rr in reply.rr if rtype is None or rr.rtype == getattr(QTYPE, rtype)]
+
+
+def svc(plan, key):
+    return next(s for s in plan.services if s.key == key)
+
+
+def pod_ips(plan, ns, app):
+    return sorted((str(p.ip) for p in plan.pods if p.namespace == ns and p.labels.get("app") == app),
+                  key=lambda ip: IPv4Address(ip))
+
+
+def dashed(ip):
+    return ip.replace(".", "-")
+
+
+# --------------------------------------------------------------------------- A records
+
+
+def test_cluster_ip_service_has_one_authoritative_a_record(dns, plan):
+    reply = ask(dns, f"web.default.svc.{ZONE}")
+    assert reply.header.rcode == RCODE.NOERROR and reply.header.aa == 1 and reply.header.qr == 1
+    assert str(reply.q.qname) == f"web.default.svc.{ZONE}."
+    assert values(reply) == [str(svc(plan, "default/web").cluster_ip)]
+    assert reply.rr[0].ttl == 5
+
+
+def test_same_name_in_two_namespaces_are_two_services(dns, plan):
+    assert values(ask(dns, f"web.shop.svc.{ZONE}")) == [str(svc(plan, "shop/web").cluster_ip)]
+    assert svc(plan, "shop/web").cluster_ip != svc(plan, "default/web").cluster_ip
+
+
+def test_headless_service_answers_every_ready_endpoint(dns, plan):
+    assert sorted(values(ask(dns, f"db.shop.svc.{ZONE}")), key=IPv4Address) == pod_ips(plan, "shop", "db")
+
+
+def test_portless_headless_service_answers_its_selected_pods(dns, plan):
+    assert sorted(values(ask(dns, f"db-sts.shop.svc.{ZONE}")), key=IPv4Address) == pod_ips(plan, "shop", "db")
+
+
+def test_headless_service_without_endpoints_is_nxdomain_as_the_spec_says(dns):
+    assert ask(dns, f"empty.default.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+
+
+def test_endpoint_hostname_records(dns, plan):
+    for ip in pod_ips(plan, "shop", "db"):
+        assert values(ask(dns, f"{dashed(ip)}.db.shop.svc.{ZONE}")) == [ip]
+    assert ask(dns, f"10-9-9-9.db.shop.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+
+
+def test_names_are_case_insensitive_and_the_question_is_echoed(dns, plan):
+    reply = ask(dns, "WeB.DeFault.SVC.Cluster.Local")
+    assert values(reply) == [str(svc(plan, "default/web").cluster_ip)]
+    assert str(reply.q.qname) == "WeB.DeFault.SVC.Cluster.Local."
+    assert str(reply.rr[0].rname) == "WeB.DeFault.SVC.Cluster.Local."
+
+
+def test_kube_dns_service_has_the_tenth_address(dns):
+    assert values(ask(dns, f"kube-dns.kube-system.svc.{ZONE}")) == ["10.96.0.10"]
+
+
+# --------------------------------------------------------------------------- SRV
+
+
+def test_srv_for_a_named_port_of_a_cluster_ip_service(dns, plan):
+    reply = ask(dns, f"_http._tcp.web.default.svc.{ZONE}", "SRV")
+    [srv] = [rr.rdata for rr in reply.rr]
+    assert (srv.priority, srv.weight, srv.port, str(srv.target)) == (0, 100, 80, f"web.default.svc.{ZONE}.")
+    assert [(str(rr.rname), str(rr.rdata)) for rr in reply.ar] == [
+        (f"web.default.svc.{ZONE}.", str(svc(plan, "default/web").cluster_ip))]
+
+
+def test_srv_for_a_headless_service_names_each_endpoint(dns, plan):
+    reply = ask(dns, f"_pg._tcp.db.shop.svc.{ZONE}", "SRV")
+    ips = pod_ips(plan, "shop", "db")
+    got = sorted((rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target)) for rr in reply.rr)
+    assert got == sorted((0, 50, 5432, f"{dashed(ip)}.db.shop.svc.{ZONE}.") for ip in ips)
+    assert sorted((str(rr.rname), str(rr.rdata)) for rr in reply.ar) == sorted(
+        (f"{dashed(ip)}.db.shop.svc.{ZONE}.", ip) for ip in ips)
+
+
+def test_no_srv_for_unknown_port_names_or_protocols(dns):
+    assert ask(dns, f"_nope._tcp.web.default.svc.{ZONE}", "SRV").header.rcode == RCODE.NXDOMAIN
+    assert ask(dns, f"_http._udp.web.default.svc.{ZONE}", "SRV").header.rcode == RCODE.NXDOMAIN
+
+
+def test_protocol_label_above_an_srv_record_is_nodata(dns):
+    reply = ask(dns, f"_tcp.web.default.svc.{ZONE}", "SRV")
+    assert reply.header.rcode == RCODE.NOERROR and not reply.rr and reply.auth
+
+
+# --------------------------------------------------------------------------- PTR
+
+
+def test_ptr_for_a_cluster_ip(dns, plan):
+    ip = svc(plan, "default/web").cluster_ip
+    assert values(ask(dns, reverse_name(ip), "PTR")) == [f"web.default.svc.{ZONE}."]
+
+
+def test_ptr_for_endpoints_names_every_service_with_the_endpoint(dns, plan):
+    ip = pod_ips(plan, "shop", "db")[0]
+    assert sorted(values(ask(dns, reverse_name(ip), "PTR"))) == sorted(
+        f"{dashed(ip)}.{name}.shop.svc.{ZONE}." for name in ("db", "db-sts", "web"))
+
+
+def test_ptr_for_a_pod_behind_no_service_is_its_pod_record(dns, plan):
+    ip = str(plan.pod("default/loner").ip)
+    assert values(ask(dns, reverse_name(ip), "PTR")) == [f"{dashed(ip)}.default.pod.{ZONE}."]
+
+
+def test_unknown_reverse_names(dns):
+    unknown = ask(dns, "250.250.244.10.in-addr.arpa", "PTR")
+    assert unknown.header.rcode == RCODE.NXDOMAIN and unknown.header.aa == 1
+    assert str(unknown.auth[0].rname) == "244.10.in-addr.arpa."
+    assert ask(dns, "1.1.168.192.in-addr.arpa", "PTR").header.rcode == RCODE.REFUSED
+    assert ask(dns, "x.1.244.10.in-addr.arpa", "PTR").header.rcode == RCODE.NXDOMAIN
+
+
+# --------------------------------------------------------------------------- pods, apex, version
+
+
+def test_pod_records_answer_any_well_formed_address_in_an_existing_namespace(dns):
+    assert values(ask(dns, f"10-244-7-9.default.pod.{ZONE}")) == ["10.244.7.9"]
+    assert values(ask(dns, f"1-2-3-4.shop.pod.{ZONE}")) == ["1.2.3.4"]
+    for bad in ("10-244-7-300", "10-244-7", "a-b-c-d", "10-244-07-9"):
+        assert ask(dns, f"{bad}.default.pod.{ZONE}").header.rcode == RCODE.NXDOMAIN, bad
+    assert ask(dns, f"10-244-7-9.nowhere.pod.{ZONE}").header.rcode == RCODE.NXDOMAIN
+
+
+def test_dns_version(dns):
+    assert values(ask(dns, f"dns-version.{ZONE}", "TXT")) == ['"1.0.1"']
+
+
+def test_zone_apex_has_soa_and_ns_with_glue(dns):
+    soa = ask(dns, ZONE, "SOA").rr[0]
+    assert (str(soa.rdata.mname), soa.rdata.times[-1]) == (f"ns.dns.{ZONE}.", 5)
+    ns = ask(dns, ZONE, "NS")
+    assert values(ns) == [f"ns.dns.{ZONE}."] and [str(rr.rdata) for rr in ns.ar] == ["10.96.0.10"]
+
+
+# --------------------------------------------------------------------------- negative answers
+
+
+def test_unknown_name_in_the_zone_is_nxdomain_with_the_soa(dns):
+    reply = ask(dns, f"nope.default.svc.{ZONE}")
+    assert reply.header.rcode == RCODE.NXDOMAIN and reply.header.aa == 1 and not reply.rr
+    [soa] = reply.auth
+    assert soa.rtype == QTYPE.SOA and str(soa.rname) == f"{ZONE}." and soa.rdata.times[-1] == 5
+    assert ask(dns, f"web.nowhere.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+
+
+def test_existing_name_other_type_is_nodata_with_the_soa(dns):
+    for name, qtype in ((f"web.default.svc.{ZONE}", "AAAA"), (f"web.default.svc.{ZONE}", "TXT"),
+                        (f"default.svc.{ZONE}", "A"), (f"svc.{ZONE}", "A"), (f"shop.pod.{ZONE}", "A"),
+                        (f"10-1-2-3.default.pod.{ZONE}", "AAAA")):
+        reply = ask(dns, name, qtype)
+        assert (reply.header.rcode, len(reply.rr), len(reply.auth)) == (RCODE.NOERROR, 0, 1), (name, qtype)
+        assert reply.auth[0].rtype == QTYPE.SOA
+
+
+def test_names_outside_the_zone_are_refused_not_forwarded(dns):
+    for name in ("example.com", "cluster.local.example.com", "local", "."):
+        reply = ask(dns, name)
+        assert reply.header.rcode == RCODE.REFUSED and reply.header.aa == 0 and not reply.rr, name
+
+
+def test_other_classes_and_opcodes(dns):
+    chaos = DNSRecord.question("version.bind", "TXT", "CH")
+    assert DNSRecord.parse(dns.answer(chaos.pack())).header.rcode == RCODE.REFUSED
+    notify = DNSRecord.question(f"web.default.svc.{ZONE}")
+    notify.header.opcode = 4
+    assert DNSRecord.parse(dns.answer(notify.pack())).header.rcode == RCODE.NOTIMP
+
+
+# --------------------------------------------------------------------------- wire handling
+
+
+def test_malformed_input_never_raises():
+    dns = ClusterDNS(make_plan(model(), "lab"))
+    good = DNSRecord.question(f"web.default.svc.{ZONE}").pack()
+    rng = random.Random(7)
+    samples = [b"", b"\x00", good[:5], good[:12], good[:-3], good + b"\xff" * 3]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80))) for _ in range(500)]
+    samples += [good[:i] + bytes([rng.randrange(256)]) + good[i + 1:] for i in range(len(good)) for _ in range(4)]
+    for raw in samples:
+        assert isinstance(dns.answer(raw), bytes)
+        assert isinstance(dns.answer(raw, udp=True), bytes)
+
+
+def test_a_broken_query_with_a_header_gets_formerr_with_its_id(dns):
+    good = DNSRecord.question(f"web.default.svc.{ZONE}").pack()
+    reply = DNSRecord.parse(dns.answer(good[:-3]))
+    assert reply.header.rcode == RCODE.FORMERR and reply.header.id == DNSRecord.parse(good).header.id
+
+
+def test_replies_and_noise_get_no_answer(dns):
+    response = DNSRecord.question(f"web.default.svc.{ZONE}").reply().pack()
+    assert dns.answer(response) == b""
+    assert dns.answer(b"\x01\x02") == b""
+
+
+def test_edns_is_answered_with_an_opt_record(dns):
+    q = DNSRecord.question(f"web.default.svc.{ZONE}")
+    q.add_ar(EDNS0(udp_len=4096))
+    reply = DNSRecord.parse(dns.answer(q.pack(), udp=True))
+    assert [rr.rtype for rr in reply.ar] == [QTYPE.OPT] and values(reply, "A")
+
+
+def _big_headless(plan, n):
+    eps = tuple(Endpoint(IPv4Address(int(IPv4Address("10.244.0.2")) + i), 80, f"default/p{i}", "node1")
+                for i in range(n))
+    big = PlannedService("default", "big", "ClusterIP", None, (PlannedServicePort("http", "TCP", 80, 80, None, eps),))
+    return dataclasses.replace(plan, services=plan.services + (big,))
+
+
+def test_large_udp_answers_are_truncated_and_complete_over_tcp(plan):
+    dns = ClusterDNS(_big_headless(plan, 100))
+    name = f"big.default.svc.{ZONE}"
+    small = ask(dns, name, udp=True)
+    assert small.header.tc == 1 and not small.rr and str(small.q.qname) == name + "."
+    assert len(ask(dns, name).rr) == 100
+    assert len(ask(dns, name, "SRV").rr) == 0  # the name holds A records, not SRV
+    srv = ask(dns, f"_http._tcp.{name}", "SRV")
+    assert len(srv.rr) == 100 and {rr.rdata.weight for rr in srv.rr} == {1}
+
+
+# --------------------------------------------------------------------------- updates
+
+
+def test_update_picks_up_a_new_service_and_forgets_a_removed_one():
+    dns = ClusterDNS(make_plan(model(), "lab"))
+    assert ask(dns, f"api.default.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+    added = make_plan(model((Service("default", "api", selector={"app": "web"}, ports=(ServicePort(80),)),)), "lab")
+    dns.update(added)
+    assert values(ask(dns, f"api.default.svc.{ZONE}")) == [str(svc(added, "default/api").cluster_ip)]
+    dns.update(make_plan(model(), "lab"))
+    assert ask(dns, f"api.default.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+
+
+def test_another_cluster_domain():
+    dns = ClusterDNS(make_plan(model(cluster=ClusterConfig(dns_domain="lab.example")), "lab"))
+    assert values(ask(dns, "web.default.svc.lab.example"))
+    assert ask(dns, f"web.default.svc.{ZONE}").header.rcode == RCODE.REFUSED
+
+
+def test_update_of_5000_services_is_cheap(plan):
+    services = []
+    for i in range(5000):
+        eps = tuple(Endpoint(IPv4Address(int(IPv4Address("10.244.0.2")) + (3 * i + k) % 60000), 8080,
+                             f"default/p{i}-{k}", "node1") for k in range(3))
+        headless = i % 5 == 0
+        services.append(PlannedService(
+            "default", f"s{i}", "ClusterIP", None if headless else IPv4Address(int(IPv4Address("10.96.1.0")) + i),
+            (PlannedServicePort("http", "TCP", 80, 8080, None, eps), PlannedServicePort("m", "TCP", 81, 8080, None, eps))))
+    big = dataclasses.replace(plan, services=tuple(services))
+    dns = ClusterDNS(plan)
+    best = min(_timed(dns.update, big) for _ in range(3))
+    assert best < 0.1, f"update took {best * 1000:.0f} ms"
+    assert len(values(ask(dns, f"s10.default.svc.{ZONE}"))) == 3
+    assert values(ask(dns, reverse_name(IPv4Address("10.96.1.7")), "PTR")) == [f"s7.default.svc.{ZONE}."]
+
+
+def _timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
