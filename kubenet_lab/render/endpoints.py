@@ -1,0 +1,106 @@
+"""Which endpoints a node's proxy uses for each service port, as kube-proxy decides it.
+
+Both renderers need the same answer (kube-proxy's `CategorizeEndpoints` plus the traffic-policy
+flags derived from it), so it is computed once here, per service port and per node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from kubenet_lab.plan.model import Endpoint, Plan, PlannedService, PlannedServicePort
+
+EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
+
+
+@dataclass(frozen=True)
+class PortView:
+    """One service port as one node's proxy sees it."""
+
+    svc: PlannedService
+    port: PlannedServicePort
+    proto: str  # lower case, as in chain names and rules
+    spn: str  # "ns/name" or "ns/name:port": kube-proxy's ServicePortName.String()
+    cluster_ip: str
+    node_port: int | None
+    external_ips: tuple[str, ...]
+    lb_ips: tuple[str, ...]
+    cluster_eps: tuple[Endpoint, ...]  # endpoints behind the cluster-policy chain
+    local_eps: tuple[Endpoint, ...]  # endpoints on this node
+    reachable: tuple[Endpoint, ...]  # endpoints that get an endpoint chain on this node
+    has_endpoints: bool  # any ready endpoint anywhere
+    internal_local: bool
+    external_local: bool
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.lb_ips)
+
+    @property
+    def uses_cluster(self) -> bool:
+        # Even with externalTrafficPolicy Local, the cluster endpoints serve the short-circuit
+        # of pod and node traffic to external destinations.
+        return not self.internal_local or self.externally_accessible
+
+    @property
+    def uses_local(self) -> bool:
+        return self.internal_local or (self.externally_accessible and self.external_local)
+
+    @property
+    def has_internal(self) -> bool:
+        """Cluster-IP traffic has somewhere to go (else: reject, or drop for a Local policy)."""
+        return self.has_endpoints and (not self.internal_local or bool(self.local_eps))
+
+    @property
+    def has_external(self) -> bool:
+        return self.has_endpoints and (not self.external_local or bool(self.local_eps))
+
+    @property
+    def uses_cluster_chain(self) -> bool:
+        return bool(self.cluster_eps) and self.uses_cluster
+
+    @property
+    def uses_local_chain(self) -> bool:
+        return bool(self.local_eps) and self.uses_local
+
+    @property
+    def uses_external_chain(self) -> bool:
+        return self.has_endpoints and self.externally_accessible
+
+
+def ep_string(ep: Endpoint) -> str:
+    return f"{ep.ip}:{ep.port}"
+
+
+def total_endpoints(plan: Plan) -> int:
+    return sum(len(p.endpoints) for s in plan.services if not s.headless for p in s.ports)
+
+
+def port_views(plan: Plan, node: str) -> Iterator[PortView]:
+    for svc in plan.services:
+        if svc.headless or svc.type == "ExternalName":
+            continue
+        for port in svc.ports:
+            yield _view(svc, port, node)
+
+
+def _view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortView:
+    ready = tuple(ep for ep in port.endpoints if ep.ready)
+    local = tuple(ep for ep in ready if ep.node == node)
+    node_port = port.node_port if svc.type in EXTERNAL_TYPES else None
+    ext_ips = tuple(str(ip) for ip in svc.external_ips)
+    lb_ips = tuple(str(ip) for ip in svc.load_balancer_ips) if svc.type == "LoadBalancer" else ()
+    accessible = bool(node_port or ext_ips or lb_ips)
+    internal_local = svc.internal_traffic_policy == "Local"
+    external_local = accessible and svc.external_traffic_policy == "Local"
+    uses_cluster = not internal_local or accessible
+    uses_local = internal_local or (accessible and external_local)
+    cluster = ready if uses_cluster else ()
+    reachable = cluster if uses_cluster else local  # cluster holds every ready endpoint
+    name = f"{svc.namespace}/{svc.name}:{port.name}" if port.name else f"{svc.namespace}/{svc.name}"
+    return PortView(
+        svc=svc, port=port, proto=port.protocol.lower(), spn=name,
+        cluster_ip=str(svc.cluster_ip), node_port=node_port, external_ips=ext_ips, lb_ips=lb_ips,
+        cluster_eps=cluster, local_eps=local if uses_local else (), reachable=reachable,
+        has_endpoints=bool(ready), internal_local=internal_local, external_local=external_local,
+    )

@@ -1,0 +1,524 @@
+"""A packet tracer over rendered rules, so tests check behaviour rather than text.
+
+It parses the renderers' output (iptables-restore text or the nft transaction) into one small
+rule model and follows the first packet of a connection through the netfilter hooks a node
+passes it through: where it ends (DNAT target), whether it is masqueraded, accepted, dropped or
+rejected, with the probability of every branch (`statistic`, `numgen`). Session affinity is
+answered for a given client state: `known` maps an affinity list/set name to the age in seconds
+of the client's entry; each outcome records the lists/sets the connection would add it to.
+It understands exactly what the renderers write and rejects anything else, so an unexpected
+rule shows up as a failing test instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, ip_network
+from typing import Callable, Iterable, Iterator, Mapping
+
+CONT, MISS = "cont", "miss"
+TERMINAL = ("accept", "drop", "reject")
+
+
+@dataclass(frozen=True)
+class _State:
+    src: IPv4Address
+    dst: IPv4Address
+    proto: str
+    dport: int
+    local: frozenset
+    known: Mapping[str, float]
+    mark: int = 0
+    dnat: str | None = None
+    masq: bool = False
+    recorded: frozenset = frozenset()
+
+
+Step = Callable[[_State, "Ruleset"], Iterable[tuple[float, _State, object]]]
+
+
+@dataclass
+class Ruleset:
+    chains: dict[str, list[list[Step]]] = field(default_factory=dict)
+    hooks: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # hook -> (prio, chain)
+    sets: dict[str, set] = field(default_factory=dict)
+    maps: dict[str, dict[tuple, tuple]] = field(default_factory=dict)
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+    def hook_chains(self, hook: str) -> list[str]:
+        return [c for _, c in sorted(self.hooks.get(hook, []), key=lambda pc: pc[0])]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    probability: float
+    verdict: str  # accept, drop or reject
+    endpoint: str | None  # "ip:port" the packet was DNATed to, None if not
+    masquerade: bool
+    recorded: frozenset  # affinity lists/sets this connection adds the client to
+
+
+@dataclass(frozen=True)
+class Trace:
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def endpoints(self) -> dict[str, float]:
+        """Endpoint -> probability, over accepted DNATed outcomes."""
+        out: dict[str, float] = {}
+        for o in self.outcomes:
+            if o.verdict == "accept" and o.endpoint:
+                out[o.endpoint] = out.get(o.endpoint, 0.0) + o.probability
+        return out
+
+    def probability(self, verdict: str) -> float:
+        return sum(o.probability for o in self.outcomes if o.verdict == verdict)
+
+    @property
+    def rejected(self) -> bool:
+        return abs(self.probability("reject") - 1) < 1e-9
+
+    @property
+    def dropped(self) -> bool:
+        return abs(self.probability("drop") - 1) < 1e-9
+
+    @property
+    def masqueraded(self) -> bool:
+        """Every outcome that reaches an endpoint is masqueraded (False if none does)."""
+        hits = [o for o in self.outcomes if o.verdict == "accept" and o.endpoint]
+        return bool(hits) and all(o.masquerade for o in hits)
+
+    @property
+    def untouched(self) -> bool:
+        """Accepted without DNAT: the proxy let the packet pass as it was."""
+        return all(o.verdict == "accept" and not o.endpoint for o in self.outcomes)
+
+    def recorded_for(self, endpoint: str) -> frozenset:
+        return frozenset().union(*(o.recorded for o in self.outcomes if o.endpoint == endpoint))
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def _run_chain(rs: Ruleset, chain: str, i: int, st: _State, p: float) -> Iterator:
+    rules = rs.chains[chain]
+    if i >= len(rules):
+        yield p, st, None
+        return
+    yield from _run_steps(rs, chain, i, 0, st, p)
+
+
+def _run_steps(rs: Ruleset, chain: str, i: int, j: int, st: _State, p: float) -> Iterator:
+    rule = rs.chains[chain][i]
+    if j == len(rule):
+        yield from _run_chain(rs, chain, i + 1, st, p)
+        return
+    for q, st2, res in rule[j](st, rs):
+        if q == 0:
+            continue
+        pq = p * q
+        if res == CONT:
+            yield from _run_steps(rs, chain, i, j + 1, st2, pq)
+        elif res == MISS:
+            yield from _run_chain(rs, chain, i + 1, st2, pq)
+        elif res[0] == "jump":
+            for p3, st3, verdict in _run_chain(rs, res[1], 0, st2, pq):
+                if verdict is None:
+                    yield from _run_chain(rs, chain, i + 1, st3, p3)
+                else:
+                    yield p3, st3, verdict
+        elif res[0] == "goto":
+            yield from _run_chain(rs, res[1], 0, st2, pq)
+        elif res[0] == "return":
+            yield pq, st2, None
+        else:
+            yield pq, st2, res[0]
+
+
+def _run_hook(rs: Ruleset, hook: str, st: _State, p: float) -> Iterator:
+    """Every base chain of the hook in priority order; a drop or reject ends the packet."""
+    todo = [(p, st, None)]
+    for chain in rs.hook_chains(hook):
+        nxt = []
+        for p1, st1, verdict in todo:
+            if verdict in ("drop", "reject"):
+                nxt.append((p1, st1, verdict))
+                continue
+            for p2, st2, v2 in _run_chain(rs, chain, 0, st1, p1):
+                nxt.append((p2, st2, v2 if v2 in ("drop", "reject") else None))
+        todo = nxt
+    yield from todo
+
+
+def _dest_local(st: _State) -> bool:
+    return str(st.dst) in st.local
+
+
+def trace_packet(rs: Ruleset, st: _State, source: str) -> Trace:
+    first = ["OUTPUT"] if source == "node" else ["PREROUTING"]
+    paths = [(1.0, st, None)]
+    for hook in first:
+        paths = [r for p, s, v in paths for r in _run_hook(rs, hook, s, p)]
+    results = []
+    for p, s, v in paths:
+        if v is None and source != "node":
+            hooks = ["INPUT"] if _dest_local(s) else ["FORWARD", "POSTROUTING"]
+        else:
+            hooks = ["POSTROUTING"] if v is None else []
+        cur = [(p, s, v)]
+        for hook in hooks:
+            cur = [r for p1, s1, v1 in cur
+                   for r in ([(p1, s1, v1)] if v1 else _run_hook(rs, hook, s1, p1))]
+        results += cur
+    merged: dict[tuple, float] = {}
+    for p, s, v in results:
+        key = (v or "accept", s.dnat, s.masq, s.recorded)
+        merged[key] = merged.get(key, 0.0) + p
+    return Trace(tuple(Outcome(p, *k) for k, p in merged.items()))
+
+
+class Tracer:
+    """Traces packets through one node's rendered ruleset."""
+
+    def __init__(self, text: str, mode: str, local_ips: Iterable[str]):
+        self.rules = parse_iptables(text) if mode == "iptables" else parse_nftables(text)
+        self.local = frozenset(str(ip) for ip in local_ips) | {"127.0.0.1"}
+
+    def trace(self, src: str, dst: str, dport: int, proto: str = "tcp", source: str = "pod",
+              known: Mapping[str, float] | None = None) -> Trace:
+        """`source`: "pod" or "external" (arrives at the node: PREROUTING), "node" (sent by a
+        process of the node: OUTPUT). A destination is local when it is one of `local_ips`."""
+        st = _State(IPv4Address(src), IPv4Address(dst), proto.lower(), dport, self.local,
+                    dict(known or {}))
+        return trace_packet(self.rules, st, source)
+
+
+def for_node(plan, node: str, mode: str, **render_kw) -> Tracer:
+    """Render `mode` for `node` and trace over it; the node's IP and bridge address are local."""
+    from kubenet_lab.render.iptables import render_iptables
+    from kubenet_lab.render.nftables import render_nftables
+    render = render_iptables if mode == "iptables" else render_nftables
+    n = plan.node(node)
+    return Tracer(render(plan, node, **render_kw), mode, [str(n.ip), str(n.gateway)])
+
+
+# --- steps shared by both syntaxes ------------------------------------------------------------
+
+
+def _match(pred: Callable[[_State], bool]) -> Step:
+    return lambda st, rs: [(1.0, st, CONT if pred(st) else MISS)]
+
+
+def _chance(prob: float) -> Step:
+    return lambda st, rs: [(prob, st, CONT), (1 - prob, st, MISS)]
+
+
+def _do(fn: Callable[[_State], _State], verdict=CONT) -> Step:
+    return lambda st, rs: [(1.0, fn(st), verdict)]
+
+
+def _addr_match(field_: str, value: str, negate: bool) -> Step:
+    net = ip_network(value, strict=False)
+    return _match(lambda st: (getattr(st, field_) in net) != negate)
+
+
+def _known(name: str, max_age: float | None) -> Step:
+    def pred(st: _State) -> bool:
+        age = st.known.get(name)
+        return age is not None and (max_age is None or age <= max_age)
+    return _match(pred)
+
+
+def _record(name: str) -> Step:
+    return _do(lambda st: replace(st, recorded=st.recorded | {name}))
+
+
+def _dnat(to: str) -> Step:
+    """Later hooks see the translated packet, as the kernel's do."""
+    ip, _, port = to.rpartition(":")
+    return _do(lambda st: replace(st, dnat=to, dst=IPv4Address(ip), dport=int(port)), ("accept",))
+
+
+def _masquerade() -> Step:
+    return _do(lambda st: replace(st, masq=True), ("accept",))
+
+
+# --- iptables-restore text -------------------------------------------------------------------
+
+_IPT_HOOKS = {("nat", "PREROUTING"): ("PREROUTING", -100), ("nat", "OUTPUT"): ("OUTPUT", -100),
+              ("nat", "POSTROUTING"): ("POSTROUTING", 100), ("nat", "INPUT"): ("INPUT", 100),
+              ("filter", "INPUT"): ("INPUT", 0), ("filter", "FORWARD"): ("FORWARD", 0),
+              ("filter", "OUTPUT"): ("OUTPUT", 0)}
+
+
+def parse_iptables(text: str) -> Ruleset:
+    rs = Ruleset()
+    table = ""
+    for line in text.splitlines():
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        if line.startswith("*"):
+            table = line[1:]
+            for (t, chain), (hook, prio) in _IPT_HOOKS.items():
+                if t == table:
+                    rs.chains.setdefault(f"{table}/{chain}", [])
+                    rs.hooks.setdefault(hook, []).append((prio, f"{table}/{chain}"))
+        elif line.startswith(":"):
+            rs.chains[f"{table}/{line[1:].split()[0]}"] = []
+        else:
+            words = shlex.split(line)
+            op, chain, args = words[0], words[1], words[2:]
+            if op == "-A":
+                rs.chains[f"{table}/{chain}"].append(_ipt_rule(table, args))
+            elif op == "-I":
+                pos = int(args.pop(0)) - 1 if args and args[0].isdigit() else 0
+                rs.chains[f"{table}/{chain}"].insert(pos, _ipt_rule(table, args))
+            else:
+                raise ValueError(f"unsupported iptables line: {line}")
+    return rs
+
+
+def _ipt_rule(table: str, args: list[str]) -> list[Step]:
+    steps: list[Step] = []
+    i, neg = 0, False
+    while i < len(args):
+        a = args[i]
+        if a == "!":
+            neg, i = True, i + 1
+            continue
+        if a == "-m" and args[i + 1] in ("comment", "tcp", "udp", "sctp", "addrtype", "statistic",
+                                         "recent", "mark", "conntrack"):
+            i += 2
+        elif a == "--comment":
+            i += 2
+        elif a == "-p":
+            proto = args[i + 1]
+            steps.append(_match(lambda st, proto=proto: st.proto == proto))
+            i += 2
+        elif a == "--dport":
+            port = int(args[i + 1])
+            steps.append(_match(lambda st, port=port: st.dport == port))
+            i += 2
+        elif a in ("-s", "-d"):
+            steps.append(_addr_match("src" if a == "-s" else "dst", args[i + 1], neg))
+            i += 2
+        elif a in ("--dst-type", "--src-type"):
+            assert args[i + 1] == "LOCAL", args
+            fld = "dst" if a == "--dst-type" else "src"
+            steps.append(_match(lambda st, f=fld, n=neg: (str(getattr(st, f)) in st.local) != n))
+            i += 2
+        elif a == "--mode":
+            assert args[i + 1] == "random" and args[i + 2] == "--probability"
+            steps.append(_chance(float(args[i + 3])))
+            i += 4
+        elif a == "--name":
+            name, i = args[i + 1], i + 2
+            if args[i] == "--set":
+                steps.append(_record(name))
+                i += 1
+            elif args[i] == "--rcheck":
+                assert args[i + 1] == "--seconds" and args[i + 3] == "--reap", args
+                steps.append(_known(name, float(args[i + 2])))
+                i += 4
+            else:
+                raise ValueError(f"unsupported recent options: {args}")
+        elif a == "--mark":
+            value, mask = (int(x, 16) for x in args[i + 1].split("/"))
+            steps.append(_match(lambda st, v=value, m=mask, n=neg: ((st.mark & m) == v) != n))
+            i += 2
+        elif a == "--ctstate":
+            states = set(args[i + 1].split(","))
+            steps.append(_match(lambda st, s=states, n=neg: ("NEW" in s) != n))  # first packet
+            i += 2
+        elif a in ("-j", "-g"):
+            steps.append(_ipt_target(table, a, args[i + 1:]))
+            break
+        else:
+            raise ValueError(f"unsupported iptables argument {a!r} in {args}")
+        neg = False
+    return steps
+
+
+def _ipt_target(table: str, how: str, args: list[str]) -> Step:
+    target, opts = args[0], args[1:]
+    if target == "DNAT":
+        return _dnat(opts[opts.index("--to-destination") + 1])
+    if target == "MASQUERADE":
+        return _masquerade()
+    if target == "MARK":
+        op, value = opts[0], int(opts[1], 16)
+        fn = (lambda m: m | value) if op == "--or-mark" else (lambda m: m ^ value)
+        assert op in ("--or-mark", "--xor-mark"), opts
+        return _do(lambda st: replace(st, mark=fn(st.mark)))
+    if target in ("ACCEPT", "DROP", "REJECT"):
+        return _do(lambda st: st, (target.lower(),))
+    if target == "RETURN":
+        return _do(lambda st: st, ("return",))
+    return _do(lambda st: st, ("goto" if how == "-g" else "jump", f"{table}/{target}"))
+
+
+# --- nft transaction text ---------------------------------------------------------------------
+
+
+def parse_nftables(text: str) -> Ruleset:
+    rs = Ruleset()
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if not words or words[0].startswith("#"):
+            continue
+        verb, kind = words[0], words[1]
+        if kind == "table":
+            if verb == "delete":
+                rs = Ruleset()  # the transaction replaces the table
+            continue
+        name, rest = words[4], words[5:]
+        if kind == "set":
+            rs.sets[name] = set()
+            if "timeout" in rest:
+                rs.timeouts[name] = float(rest[rest.index("timeout") + 1].rstrip("s"))
+        elif kind == "map":
+            rs.maps[name] = {}
+        elif kind == "chain":
+            rs.chains[name] = []
+            if "hook" in rest:
+                hook = rest[rest.index("hook") + 1].upper()
+                rs.hooks.setdefault(hook, []).append((int(rest[rest.index("priority") + 1]), name))
+        elif kind == "rule":
+            rs.chains[name].append(_nft_rule(rest))
+        elif kind == "element":
+            _nft_elements(rs, name, rest)
+        else:
+            raise ValueError(f"unsupported nft line: {line}")
+    return rs
+
+
+def _nft_elements(rs: Ruleset, name: str, words: list[str]) -> None:
+    assert words[0] == "{" and words[-1] == "}", words
+    body = " ".join(shlex.quote(w) if " " in w else w for w in words[1:-1])
+    for element in body.split(", "):
+        parts = shlex.split(element)
+        if "comment" in parts:
+            k = parts.index("comment")
+            del parts[k:k + 2]
+        if name in rs.maps:
+            colon = parts.index(":")
+            key = tuple(p for p in parts[:colon] if p != ".")
+            rs.maps[name][key] = tuple(parts[colon + 1:])
+        else:
+            rs.sets[name].add(parts[0])
+
+
+def _key(st: _State, fields: list[str]) -> tuple:
+    values = {"daddr": str(st.dst), "l4proto": st.proto, "dport": str(st.dport)}
+    return tuple(values[f] for f in fields)
+
+
+def _lookup(fields: list[str], mapname: str) -> Step:
+    def step(st: _State, rs: Ruleset):
+        verdict = rs.maps[mapname].get(_key(st, fields))
+        return [(1.0, st, MISS if verdict is None else _verdict(list(verdict)))]
+    return step
+
+
+def _verdict(words: list[str]):
+    if words[0] in ("jump", "goto"):
+        return (words[0], words[1])
+    assert words[0] in TERMINAL or words[0] == "return", words
+    return (words[0],)
+
+
+def _nft_rule(w: list[str]) -> list[Step]:
+    steps: list[Step] = []
+    i = 0
+    while i < len(w):
+        a = w[i]
+        if a == "ct" and w[i + 1] == "state":
+            steps.append(_match(lambda st, s=w[i + 2]: s == "new"))
+            i += 3
+        elif a == "ip" and w[i + 2] == ".":  # ip daddr . meta l4proto . th dport vmap @map
+            assert w[i + 1:i + 7] == ["daddr", ".", "meta", "l4proto", ".", "th"], w
+            steps.append(_lookup(["daddr", "l4proto", "dport"], w[i + 9][1:]))
+            i += 10
+        elif a == "ip":
+            fld = "src" if w[i + 1] == "saddr" else "dst"
+            neg = w[i + 2] == "!="
+            j = i + 2 + neg
+            if w[j].startswith("@"):
+                steps.append(_nft_in_set(fld, w[j][1:], neg))
+                i = j + 1
+            elif w[j] == "{":
+                end = w.index("}", j)
+                nets = [ip_network(x.rstrip(","), strict=False) for x in w[j + 1:end]]
+                steps.append(_match(lambda st, f=fld, ns=nets, n=neg:
+                                    any(getattr(st, f) in x for x in ns) != n))
+                i = end + 1
+            else:
+                steps.append(_addr_match(fld, w[j], neg))
+                i = j + 1
+        elif a == "meta" and w[i + 2] == ".":  # meta l4proto . th dport vmap @map
+            steps.append(_lookup(["l4proto", "dport"], w[i + 6][1:]))
+            i += 7
+        elif a == "meta" and w[i + 1] == "l4proto":
+            steps.append(_match(lambda st, p=w[i + 2]: st.proto == p))
+            i += 3
+        elif a == "fib":
+            fld = "src" if w[i + 1] == "saddr" else "dst"
+            assert w[i + 2:i + 4] == ["type", "local"], w
+            steps.append(_match(lambda st, f=fld: str(getattr(st, f)) in st.local))
+            i += 4
+        elif a == "numgen":
+            n = int(w[i + 3])
+            if w[i + 4] == "vmap":
+                end = w.index("}", i)
+                branches = " ".join(w[i + 6:end]).split(" , ")
+                targets = [tuple(b.split(" : ")[1].split()) for b in branches]
+                steps.append(lambda st, rs, t=targets, n=n: [(1 / n, st, _verdict(list(x)))
+                                                           for x in t])
+                i = end + 1
+            else:
+                k = 5 if w[i + 4] == "==" else 4
+                assert int(w[i + k]) == 0, w
+                steps.append(_chance(1 / n))
+                i += k + 1
+        elif a == "mark" and w[i + 1] == "and":
+            m, v = int(w[i + 2], 16), int(w[i + 4])
+            assert w[i + 3] == "==", w
+            steps.append(_match(lambda st, m=m, v=v: (st.mark & m) == v))
+            i += 5
+        elif a == "mark" and w[i + 1] == "set":
+            op, v = w[i + 3], int(w[i + 4], 16)
+            steps.append(_do(lambda st, op=op, v=v: replace(
+                st, mark=st.mark | v if op == "or" else st.mark ^ v)))
+            i += 5
+        elif a == "update":
+            assert w[i + 2:i + 6] == ["{", "ip", "saddr", "}"], w
+            steps.append(_record(w[i + 1][1:]))
+            i += 6
+        elif a == "comment":
+            i += 2
+        elif a == "masquerade":
+            steps.append(_masquerade())
+            i += 2 if i + 1 < len(w) and w[i + 1] == "fully-random" else 1
+        elif a == "dnat":
+            steps.append(_dnat(w[i + 2]))
+            i += 3
+        elif a in ("jump", "goto"):
+            steps.append(_do(lambda st: st, (a, w[i + 1])))
+            i += 2
+        elif a in TERMINAL or a == "return":
+            steps.append(_do(lambda st: st, (a,)))
+            i += 1
+        else:
+            raise ValueError(f"unsupported nft rule word {a!r} in {' '.join(w)}")
+    return steps
+
+
+def _nft_in_set(fld: str, name: str, neg: bool) -> Step:
+    def step(st: _State, rs: Ruleset):
+        if name in rs.timeouts:  # an affinity set: membership is the client's known state
+            age = st.known.get(name)
+            hit = age is not None and age < rs.timeouts[name]
+        else:
+            hit = str(getattr(st, fld)) in rs.sets[name]
+        return [(1.0, st, CONT if hit != neg else MISS)]
+    return step

@@ -1,0 +1,166 @@
+"""Loading rendered proxy rules into a node's network namespace.
+
+iptables mode: `iptables-restore --noflush` declaring ~20k chains costs time quadratic in their
+number with the nf_tables backend (measured here: 5k chains 0.24 s, 20k chains 10-14 s), while a
+restore that replaces whole tables stays linear (5000 services in about 1-4 s). So the rendered
+`--noflush` text is merged with whatever else the namespace holds in the filter and nat tables
+(read with iptables-save: every non-KUBE chain and rule is kept, in order) and the result is
+restored as complete tables. That also drops stale KUBE-SVC/SEP chains and never duplicates the
+jumps from the built-in chains, in one atomic step per apply.
+
+nftables mode: the rendered text is already one transaction that replaces the table.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from typing import Iterator
+
+from kubenet_lab.errors import EnvironmentProblem, LabError
+
+CLONE_NEWNET = 0x40000000
+NFT_TABLE = "ip kube-proxy"
+BUILTIN = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+}
+OUR_PREFIX = "KUBE-"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise LabError(f"setns: {os.strerror(err)}")
+
+
+@contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the body (and the processes it starts) in network namespace `name`.
+
+    Only the calling thread moves (setns), so this costs no fork; the thread's own namespace is
+    opened before switching and restored afterwards, even when the body fails."""
+    path = f"/run/netns/{name}"
+    if not os.path.exists(path):
+        raise LabError(f"network namespace {name!r} does not exist")
+    origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(origin)
+    finally:
+        os.close(origin)
+
+
+def _run(argv: list[str], text: str | None = None) -> str:
+    if shutil.which(argv[0]) is None:
+        raise EnvironmentProblem(f"{argv[0]} not found: install the iptables and nftables packages")
+    proc = subprocess.run(argv, input=text, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def apply_rules(netns: str, mode: str, text: str) -> None:
+    """Load a render of `mode` into `netns`, replacing the previous one of the same mode."""
+    with in_netns(netns):
+        if mode == "iptables":
+            saved = _run(["iptables-save"])
+            _run(["iptables-restore", "-w", "5"], merge_iptables(saved, text))
+        elif mode == "nftables":
+            _run(["nft", "-f", "-"], text)
+        else:
+            raise LabError(f"unknown proxy mode {mode!r}")
+
+
+def clear_rules(netns: str, mode: str) -> None:
+    """Remove everything `mode` installed in `netns` (for a mode switch); a no-op when absent."""
+    with in_netns(netns):
+        if mode == "iptables":
+            if shutil.which("iptables-save") is None:
+                return  # nothing can have been loaded without the tools
+            saved = _run(["iptables-save"])
+            if OUR_PREFIX in saved:
+                _run(["iptables-restore", "-w", "5"], merge_iptables(saved, ""))
+        elif mode == "nftables":
+            if shutil.which("nft") is None:
+                return
+            # add-then-delete succeeds whether or not the table exists, in one transaction
+            _run(["nft", "-f", "-"], f"add table {NFT_TABLE}\ndelete table {NFT_TABLE}\n")
+        else:
+            raise LabError(f"unknown proxy mode {mode!r}")
+
+
+# --- the pure part: merging a render with what the namespace already holds ------------------
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.decls: dict[str, str] = {}  # chain -> its ":" line
+        self.prepends: list[tuple[str, str]] = []  # (chain, rest of rule) from "-I chain 1 ..."
+        self.rules: list[str] = []  # "-A ..." lines
+
+
+def _parse(text: str) -> dict[str, _Table]:
+    tables: dict[str, _Table] = {}
+    current: _Table | None = None
+    for line in text.splitlines():
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), _Table())
+        elif current is None:
+            raise LabError(f"rule outside a table: {line!r}")
+        elif line.startswith(":"):
+            current.decls[line[1:].split()[0]] = line
+        elif line.startswith("-I "):
+            _, chain, rest = line.split(" ", 2)
+            if rest.split(" ", 1)[0].isdigit():
+                rest = rest.split(" ", 1)[1]
+            current.prepends.append((chain, rest))
+        elif line.startswith("-A "):
+            current.rules.append(line)
+        else:
+            raise LabError(f"unexpected iptables-restore line: {line!r}")
+    return tables
+
+
+def _is_ours(rule: str) -> bool:
+    """A rule in a KUBE- chain, or a jump from anywhere into one."""
+    parts = rule.split()
+    chain = parts[1]
+    target = parts[parts.index("-j") + 1] if "-j" in parts else ""
+    return chain.startswith(OUR_PREFIX) or target.startswith(OUR_PREFIX)
+
+
+def merge_iptables(saved: str, rendered: str) -> str:
+    """Complete filter and nat tables: the namespace's own chains and rules (from
+    `iptables-save`) with every KUBE- chain and jump replaced by those of `rendered`."""
+    theirs, ours = _parse(saved), _parse(rendered)
+    out: list[str] = []
+    for name in BUILTIN:
+        if name not in theirs and name not in ours:
+            continue
+        old, new = theirs.get(name, _Table()), ours.get(name, _Table())
+        out.append(f"*{name}")
+        for chain in BUILTIN[name]:
+            out.append(old.decls.get(chain, f":{chain} ACCEPT [0:0]"))
+        out += [line for chain, line in old.decls.items()
+                if chain not in BUILTIN[name] and not chain.startswith(OUR_PREFIX)]
+        out += [line for chain, line in new.decls.items() if chain not in BUILTIN[name]]
+        # "-I chain 1" prepends: the last one given ends up first, as with kube-proxy's EnsureRule
+        out += [f"-A {chain} {rest}" for chain, rest in reversed(new.prepends)]
+        out += [rule for rule in old.rules if not _is_ours(rule)]
+        out += new.rules
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
