@@ -1,0 +1,107 @@
+"""Fixtures for the root tests: real namespaces, real packets, and a check that the host is untouched."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+MANIFESTS = HERE / "manifests"
+
+if os.geteuid() != 0:
+    pytest.skip("integration tests need root: they create network namespaces (CI runs as root)",
+                allow_module_level=True)
+for tool in ("ip", "iptables-restore", "nft"):
+    if shutil.which(tool) is None:
+        pytest.skip(f"integration tests need {tool}: run ./setup.sh", allow_module_level=True)
+
+
+def kl(lab: str, *args: str, check: bool = True, input: str | None = None, timeout: float = 120):
+    """Run the kubenet-lab CLI as a user would (a real process: exec replaces it)."""
+    proc = subprocess.run([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab, *args], capture_output=True,
+                          text=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubenet-lab {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+    return proc
+
+
+def host_snapshot() -> dict:
+    """Everything of the root network namespace a lab must never change."""
+    def run(*cmd):
+        return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+    def read(path):
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+    return {
+        "links": run("ip", "-o", "link", "show"),
+        "addrs": run("ip", "-o", "addr", "show"),
+        "routes": run("ip", "route", "show", "table", "all"),
+        "rules": run("ip", "rule", "show"),
+        "iptables": "\n".join(l for l in run("iptables-save").splitlines() if not l.startswith("#")),
+        "nft": run("nft", "list", "ruleset"),
+        "ip_forward": read("/proc/sys/net/ipv4/ip_forward"),
+        "bridge_nf": read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+    }
+
+
+def lab_namespaces(lab: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [l.split()[0] for l in out.splitlines() if l.startswith(lab + ".")]
+
+
+def lab_processes(lab: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if f"--lab {lab}" in l and "kubenet_lab.system.supervisor" in l]
+
+
+def new_lab_name(prefix: str = "t") -> str:
+    return f"{prefix}{secrets.token_hex(3)}"
+
+
+class Lab:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args, **kw):
+        return kl(self.name, *args, **kw)
+
+    def exec(self, target: str, *cmd: str, check: bool = True, **kw):
+        return kl(self.name, "exec", target, "--", *cmd, check=check, **kw)
+
+    def pods(self) -> dict[str, dict]:
+        items = json.loads(self("get", "pods", "-A", "-o", "json").stdout)["items"]
+        return {i["metadata"]["name"]: i for i in items}
+
+    def ip(self, pod: str) -> str:
+        return self.pods()[pod]["status"]["podIP"]
+
+
+@pytest.fixture(scope="session")
+def host_before():
+    return host_snapshot()
+
+
+@pytest.fixture(scope="module")
+def lab(host_before):
+    """One lab for a module's tests, removed afterwards whatever happened."""
+    name = new_lab_name()
+    lab = Lab(name)
+    try:
+        lab("up", str(MANIFESTS / "lab.yaml"))
+        yield lab
+    finally:
+        kl(name, "down", check=False)
+        leftovers = lab_namespaces(name)
+        for ns in leftovers:
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        assert not leftovers, f"down left namespaces behind: {leftovers}"

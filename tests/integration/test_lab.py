@@ -1,0 +1,152 @@
+"""The flat L3 pod network, for real: namespaces, veths, bridges, routes and packets."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name
+
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+print(s.recv(65535).decode())
+"""
+
+
+def curl(lab: Lab, pod: str, url: str) -> str:
+    return lab.exec(pod, "curl", "-sS", "--max-time", "5", url).stdout
+
+
+def udp(lab: Lab, pod: str, ip: str, port: int, msg: str) -> str:
+    return lab.exec(pod, "python3", "-c", UDP_CLIENT, ip, str(port), msg).stdout.strip()
+
+
+def test_pods_are_where_the_manifests_put_them(lab):
+    pods = lab.pods()
+    assert {n: p["spec"]["nodeName"] for n, p in pods.items() if p["metadata"]["namespace"] == "default"} == \
+        {"a1": "node1", "a2": "node1", "b1": "node2", "duo": "node2"}
+    nodes = {n["metadata"]["name"]: n for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]}
+    for p in pods.values():
+        node = nodes[p["spec"]["nodeName"]]
+        assert p["status"]["hostIP"] == node["status"]["addresses"][0]["address"]
+        assert p["status"]["phase"] == "Running"
+        if not p["spec"]["hostNetwork"]:
+            assert p["status"]["podIP"].startswith(node["spec"]["podCIDR"].rsplit(".", 2)[0])
+
+
+def test_same_node_tcp_and_the_receiver_sees_the_sender_pod_ip(lab):
+    assert curl(lab, "a1", f"http://{lab.ip('a2')}:8080/hostname") == "a2"
+    assert curl(lab, "a1", f"http://{lab.ip('a2')}:8080/clientip").split(":")[0] == lab.ip("a1")
+
+
+def test_cross_node_tcp_without_nat(lab):
+    assert curl(lab, "a1", f"http://{lab.ip('b1')}:8080/hostname") == "b1"
+    assert curl(lab, "b1", f"http://{lab.ip('a1')}:8080/clientip").split(":")[0] == lab.ip("b1")
+
+
+def test_udp_same_and_cross_node(lab):
+    assert udp(lab, "a1", lab.ip("a2"), 8081, "hostname") == "a2"
+    assert udp(lab, "a1", lab.ip("b1"), 8081, "hostname") == "b1"
+    assert udp(lab, "b1", lab.ip("a1"), 8081, "clientip").split(":")[0] == lab.ip("b1")
+
+
+def test_icmp_same_and_cross_node(lab):
+    for target in ("a2", "b1", "duo"):
+        lab.exec("a1", "ping", "-c", "1", "-W", "2", lab.ip(target))
+
+
+def test_containers_of_a_pod_share_localhost_and_ip(lab):
+    assert curl(lab, "duo", "http://127.0.0.1:80/").strip() == "duo"
+    assert lab("exec", "duo", "-c", "sidecar", "--", "hostname").stdout.strip() == "duo"
+    addrs = lab.exec("duo", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert lab.ip("duo") in addrs
+
+
+def test_hostname_is_the_pod_name_in_exec_and_in_containers(lab):
+    assert lab.exec("b1", "hostname").stdout.strip() == "b1"
+    assert curl(lab, "a1", f"http://{lab.ip('duo')}:80/hostname").strip() == "duo"
+
+
+def test_exec_passes_the_exit_status_and_stdin_through(lab):
+    assert lab.exec("a1", "sh", "-c", "exit 7", check=False).returncode == 7
+    assert lab.exec("a1", "cat", input="hello\n").stdout == "hello\n"
+    missing = lab.exec("a1", "no-such-command-xyz", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr
+
+
+def test_exec_into_a_node_sees_its_bridge_and_host_gw_routes(lab):
+    routes = lab.exec("node/node1", "ip", "route").stdout
+    nodes = {n["metadata"]["name"]: n for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]}
+    node2 = nodes["node2"]
+    assert f"{node2['spec']['podCIDR']} via {node2['status']['addresses'][0]['address']} dev eth0" in routes
+    assert "default" not in routes
+    assert "cbr0" in lab.exec("node/node1", "ip", "-o", "link", "show", "type", "bridge").stdout
+    assert lab.exec("node/node1", "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+
+
+def test_pod_resolv_conf_is_kubelets(lab):
+    text = lab.exec("a1", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 10.96.0.10" in text
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in text
+    assert "options ndots:5" in text
+
+
+def test_up_twice_changes_nothing(lab):
+    before = {n: (p["status"]["podIP"], p["metadata"]["uid"]) for n, p in lab.pods().items()}
+    inodes = {ns: subprocess.run(["stat", "-c", "%i", f"/run/netns/{ns}"], capture_output=True, text=True).stdout
+              for ns in lab_namespaces(lab.name)}
+    status_before = lab("get", "pods", "duo", "-o", "json").stdout
+    out = lab("up", str(MANIFESTS / "lab.yaml")).stdout
+    assert "0 namespaces created, 0 removed" in out
+    after = {n: (p["status"]["podIP"], p["metadata"]["uid"]) for n, p in lab.pods().items()}
+    assert after == before
+    assert {ns: subprocess.run(["stat", "-c", "%i", f"/run/netns/{ns}"], capture_output=True, text=True).stdout
+            for ns in lab_namespaces(lab.name)} == inodes
+    pid = lambda text: json.loads(text)["status"]["containerStatuses"][1]["state"]  # noqa: E731
+    assert pid(lab("get", "pods", "duo", "-o", "json").stdout) == pid(status_before)
+
+
+def test_logs_show_a_container_output(lab):
+    assert "8080" in lab("logs", "a1").stdout
+
+
+def test_down_removes_everything_and_leaves_the_host_untouched(host_before):
+    name = new_lab_name("d")
+    lab = Lab(name)
+    try:
+        lab("up", str(MANIFESTS / "lab.yaml"))
+        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1  # underlay, nodes, pods, kube-dns pod
+        assert lab_processes(name)
+    finally:
+        kl(name, "down", check=False)
+    assert lab_namespaces(name) == []
+    assert lab_processes(name) == []
+    after = host_snapshot()
+    for key, value in host_before.items():
+        assert after[key] == value, f"the host's {key} changed"
+    # down is idempotent
+    assert kl(name, "down").returncode == 0
+
+
+def test_down_finds_the_lab_with_its_state_lost():
+    name = new_lab_name("s")
+    lab = Lab(name)
+    try:
+        lab("up", str(MANIFESTS / "lab.yaml"))
+        subprocess.run(["rm", "-rf", f"/run/kubenet-lab/{name}"], check=True)
+    finally:
+        kl(name, "down", check=False)
+    assert lab_namespaces(name) == []
+    assert lab_processes(name) == []
+
+
+def test_bad_input_exits_2_and_creates_nothing(tmp_path):
+    name = new_lab_name("b")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: three\n")
+    proc = kl(name, "up", str(bad), check=False)
+    assert proc.returncode == 2
+    assert "bad.yaml:6: spec.replicas: expected an integer, got 'three'" in proc.stderr
+    assert lab_namespaces(name) == []
