@@ -1,0 +1,334 @@
+"""A small HTTP/1.1 server and client on asyncio streams, and the default HTTP server.
+
+Enough HTTP for curl, urllib, Go's client and Kubernetes probes: request line, headers,
+Content-Length or chunked bodies, `Expect: 100-continue`, keep-alive. One coroutine per live
+connection and none per idle listener, so hundreds of pods cost little memory.
+
+The default server stands in for images we do not run (nginx and the like): `/` answers 200 with
+the pod's name and a newline, `/hostname` the name, `/clientip` the caller's `ip:port`.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from .base import Served, ServerContext, addr_str
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 16 * 1024 * 1024
+IDLE_TIMEOUT = 60.0
+TEXT = "text/plain; charset=utf-8"
+
+
+class BadRequest(Exception):
+    pass
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]  # lower-case names
+    client: tuple
+    body: bytes = b""
+    path: str = "/"
+    query: dict[str, list[str]] = field(default_factory=dict)
+    form: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def remote_addr(self) -> str:
+        return addr_str(self.client)
+
+    def value(self, name: str) -> str:
+        """Go's Request.FormValue: the query first, then a url-encoded body."""
+        for source in (self.query, self.form):
+            if name in source:
+                return source[name][0]
+        return ""
+
+    @property
+    def keep_alive(self) -> bool:
+        conn = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            return "keep-alive" in conn
+        return "close" not in conn
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False  # close the connection after answering
+    abort: bool = False  # drop the connection without an answer (a process that exits)
+    after: Callable[[], None] | None = None  # run once the answer is sent
+
+    def payload(self) -> bytes:
+        return self.body.encode() if isinstance(self.body, str) else self.body
+
+
+Handler = Callable[[Request], "Awaitable[Response] | Response"]
+
+
+def text(body: str | bytes, status: int = 200) -> Response:
+    return Response(status, body, {"Content-Type": TEXT} if body else {})
+
+
+def error(msg: str, status: int) -> Response:
+    """Go's http.Error: the message and a newline, never sniffed."""
+    return Response(status, msg + "\n", {"Content-Type": TEXT, "X-Content-Type-Options": "nosniff"})
+
+
+def reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"status code {status}"
+
+
+def clean_path(path: str) -> str:
+    """The path Go's ServeMux routes on: no empty, `.` or `..` elements."""
+    out: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(part)
+    cleaned = "/" + "/".join(out)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+def parse_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """Split a message head into its first line and its header fields."""
+    lines = head.decode("latin-1").split("\r\n")
+    fields = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise BadRequest(f"malformed header line {line!r}")
+        fields.append((name.lower(), value.strip()))
+    return lines[0], fields
+
+
+async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], until_eof: bool) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass
+                return b"".join(chunks)
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if length < 0 or length > MAX_BODY:
+            raise BadRequest("bad Content-Length")
+        return await reader.readexactly(length)
+    return await reader.read(MAX_BODY) if until_eof else b""
+
+
+async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       client: tuple) -> Request | None:
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+        return None
+    except asyncio.LimitOverrunError as e:
+        raise BadRequest("request head too large") from e
+    first, fields = parse_head(head)
+    parts = first.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest(f"malformed request line {first!r}")
+    method, target, version = parts
+    headers = dict(fields)
+    if headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    body = await read_body(reader, headers, until_eof=False)
+    url = urlsplit(target)
+    req = Request(method, target, version, headers, client, body, url.path or "/",
+                  parse_qs(url.query, keep_blank_values=True))
+    if method in ("POST", "PUT", "PATCH") and headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        req.form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return req
+
+
+def render(resp: Response, req: Request | None, keep_alive: bool) -> bytes:
+    body = resp.payload()
+    headers = {"Date": formatdate(usegmt=True), **resp.headers}
+    if resp.status >= 200 and resp.status not in (204, 304):
+        headers["Content-Length"] = str(len(body))
+    if not keep_alive:
+        headers["Connection"] = "close"
+    elif req is not None and req.version == "HTTP/1.0":
+        headers["Connection"] = "keep-alive"
+    head = f"HTTP/1.1 {resp.status} {reason(resp.status)}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    if req is not None and req.method == "HEAD":
+        body = b""
+    return head.encode("latin-1", "replace") + body
+
+
+async def _connection(handler: Handler, served: Served, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        served.track(task)
+    client = writer.get_extra_info("peername") or ("", 0)
+    try:
+        while True:
+            try:
+                req = await read_request(reader, writer, client)
+            except (BadRequest, ValueError):
+                writer.write(render(text("400 Bad Request", 400), None, False))
+                await writer.drain()
+                return
+            if req is None:
+                return
+            try:
+                resp = handler(req)
+                if inspect.isawaitable(resp):
+                    resp = await resp
+            except Exception as e:  # a bug in a handler answers 500, like Go's recovered panic
+                resp = error(f"internal error: {type(e).__name__}: {e}", 500)
+                resp.close = True
+            if resp.abort:
+                writer.transport.abort()
+            else:
+                keep = req.keep_alive and not resp.close
+                writer.write(render(resp, req, keep))
+                await writer.drain()
+            if resp.after is not None:
+                resp.after()
+            if resp.abort or not keep:
+                return
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve_http(sock: socket.socket, handler: Handler, served: Served) -> None:
+    """Serve `handler` on a listening socket; everything is recorded in `served`."""
+    server = await asyncio.start_server(lambda r, w: _connection(handler, served, r, w),
+                                        sock=sock, limit=MAX_HEAD)
+    served.servers.append(server)
+
+
+class DatagramServer(asyncio.DatagramProtocol):
+    """Answers each datagram with what `answer(data, addr)` returns (None: no answer)."""
+
+    def __init__(self, answer: Callable[[bytes, tuple], bytes | None]):
+        self.answer = answer
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        reply = self.answer(data, addr)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for an earlier answer: nothing to do
+
+
+async def serve_udp(sock: socket.socket, answer: Callable[[bytes, tuple], bytes | None],
+                    served: Served) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: DatagramServer(answer), sock=sock)
+    served.transports.append(transport)
+
+
+# --------------------------------------------------------------------------------------------
+# A client, for agnhost's /dial.
+# --------------------------------------------------------------------------------------------
+
+
+async def http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
+                   path: str) -> tuple[int, bytes]:
+    """One GET over an open connection, as Go's client sends it; returns (status, body)."""
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Go-http-client/1.1\r\n"
+                  "Connection: close\r\n\r\n").encode("latin-1", "replace"))
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    first, fields = parse_head(head)
+    parts = first.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise BadRequest(f"malformed HTTP response {first!r}")
+    return int(parts[1]), await read_body(reader, dict(fields), until_eof=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The default HTTP server.
+# --------------------------------------------------------------------------------------------
+
+
+class DefaultHttp:
+    """The stand-in for an image we do not run: it answers with the pod's name."""
+
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+
+    def handle(self, req: Request) -> Response:
+        path = clean_path(req.path)
+        if path == "/":
+            resp = text(self.ctx.hostname + "\n")
+        elif path == "/hostname":
+            resp = text(self.ctx.hostname)
+        elif path == "/clientip":
+            resp = text(req.remote_addr)
+        elif path == "/healthz":
+            resp = text("ok")
+        else:
+            resp = text("404 page not found\n", 404)
+        self._access(req, resp)
+        return resp
+
+    def _access(self, req: Request, resp: Response) -> None:
+        """An nginx-style access line, so `kubenet-lab logs` shows who came."""
+        when = datetime.now().astimezone().strftime("%d/%b/%Y:%H:%M:%S %z")
+        agent = req.headers.get("user-agent", "-")
+        self.ctx.log(f'{req.client[0]} - - [{when}] "{req.method} {req.target} {req.version}" '
+                     f'{resp.status} {len(resp.payload())} "-" "{agent}"')
+
+    def udp(self, data: bytes, addr: tuple) -> bytes:
+        self.ctx.log(f"UDP request from {addr_str(addr)}")
+        return self.ctx.hostname.encode()
+
+
+async def start_default_http(ctx: ServerContext, tcp: list[socket.socket],
+                             udp: list[socket.socket]) -> Served:
+    """Serve every declared TCP port over HTTP and every UDP port with the hostname."""
+    app = DefaultHttp(ctx)
+    served = Served()
+    try:
+        for sock in tcp:
+            await serve_http(sock, app.handle, served)
+            ctx.log(f"listening on TCP port {sock.getsockname()[1]} (built-in HTTP server)")
+        for sock in udp:
+            await serve_udp(sock, app.udp, served)
+            ctx.log(f"listening on UDP port {sock.getsockname()[1]} (built-in hostname server)")
+    except BaseException:
+        served.close()
+        raise
+    return served

@@ -1,0 +1,378 @@
+"""The per-lab long-lived process that runs every pod's containers.
+
+A socket stays in the namespace where it was created, so one process serves the built-in
+servers of every pod of a lab from one asyncio loop (no thread or process per pod), and is the
+parent of the pods' real processes. It is started as
+
+    python3 -m kubenet_lab.system.supervisor --lab LAB
+
+(the lab in argv, so `find_supervisors` finds it in /proc even with the state gone), detaches,
+and answers JSON lines on <state_dir>/supervisor.sock:
+
+    {"op": "ping"}    -> {"ok": true, "pid": N, "lab": LAB}
+    {"op": "reload"}  -> re-read the plan and reconcile; answers once every socket is bound
+    {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"containers": {"c": {...}}}}}
+    {"op": "stop"}    -> end every container, close every socket, answer, exit
+
+The functions at the end (ensure_running, request, stop, find_supervisors) are the client side
+the CLI uses.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from ..errors import LabError
+from ..plan.model import Plan, PlannedContainer, PlannedPod
+from ..plan.naming import is_dns1123_label
+from . import state
+from .containers import LOGS, Container, make_runner
+
+MODULE = "kubenet_lab.system.supervisor"
+SOCK = "supervisor.sock"
+PID = "supervisor.pid"
+LOG = "supervisor.log"
+LOCK = "supervisor.lock"
+STOP_GRACE = 2.0
+
+log = logging.getLogger("kubenet-lab.supervisor")
+
+# (pod key, pod uid, container name, run spec, netns): a container whose key is unchanged by a
+# reload is left alone (same process, same sockets).
+Key = tuple
+
+
+def container_key(pod: PlannedPod, container: PlannedContainer) -> Key:
+    return (pod.key, pod.uid, container.name, container.run, pod.netns)
+
+
+def desired(plan: Plan | None) -> dict[Key, tuple[PlannedPod, PlannedContainer]]:
+    if plan is None:
+        return {}
+    return {container_key(p, c): (p, c) for p in plan.pods for c in p.containers}
+
+
+def path(lab: str, name: str) -> str:
+    return os.path.join(state.state_dir(lab), name)
+
+
+# --------------------------------------------------------------------------------------------
+# The supervisor process
+# --------------------------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, lab: str):
+        self.lab = lab
+        self.plan: Plan | None = None
+        self.containers: dict[Key, Container] = {}
+        self.done = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def reload(self) -> dict:
+        async with self._lock:
+            plan = state.load_plan(self.lab)
+            self.plan = plan
+            want = desired(plan)
+            gone = [k for k in self.containers if k not in want]
+            # Stop first: a changed container may want the port its old self holds.
+            await asyncio.gather(*(self.containers.pop(k).stop(STOP_GRACE) for k in gone))
+            new = {k: Container(make_runner(self.lab, pod, c, lambda: self.plan))
+                   for k, (pod, c) in want.items() if k not in self.containers}
+            self.containers.update(new)
+            await asyncio.gather(*(c.start() for c in new.values()))
+            for c in self.containers.values():
+                c.runner.update(plan)
+            log.info("reload: %d containers, %d started, %d stopped", len(self.containers), len(new), len(gone))
+            return {"ok": True, "started": len(new), "stopped": len(gone), "containers": len(self.containers)}
+
+    def status(self) -> dict:
+        pods: dict[str, dict] = {}
+        for key, c in self.containers.items():
+            pod = pods.setdefault(key[0], {"uid": key[1], "containers": {}})
+            pod["containers"][key[2]] = c.status()
+        return {"ok": True, "pid": os.getpid(), "pods": pods}
+
+    async def stop(self) -> dict:
+        async with self._lock:
+            containers, self.containers = list(self.containers.values()), {}
+            await asyncio.gather(*(c.stop(STOP_GRACE) for c in containers))
+        log.info("stopped %d containers", len(containers))
+        return {"ok": True, "pid": os.getpid(), "stopped": len(containers)}
+
+    async def handle(self, msg: dict) -> dict:
+        op = msg.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid(), "lab": self.lab}
+        if op == "reload":
+            return await self.reload()
+        if op == "status":
+            return self.status()
+        if op == "stop":
+            return await self.stop()
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                msg: dict = {}
+                with LOGS.hold():  # log files are written after the answer
+                    try:
+                        msg = json.loads(line)
+                        reply = await self.handle(msg)
+                    except Exception as e:  # the CLI shows it; the supervisor carries on
+                        log.exception("request %r failed", line)
+                        reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                    writer.write(json.dumps(reply).encode() + b"\n")
+                    await writer.drain()
+                if msg.get("op") == "stop":
+                    self.done.set()
+                    return
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+async def serve(lab: str) -> None:
+    loop = asyncio.get_running_loop()
+    if sys.version_info < (3, 12):
+        # The default child watcher starts a thread per child; fork with a thread around is
+        # unsafe for preexec_fn. pidfds need no thread.
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
+    sup = Supervisor(lab)
+    sock_path = path(lab, SOCK)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock_path)
+    server = await asyncio.start_unix_server(sup.client, path=sock_path)
+    os.chmod(sock_path, 0o600)
+
+    async def terminate() -> None:
+        await sup.stop()
+        sup.done.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(terminate()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(sup.reload()))
+    log.info("supervisor of lab %s running, pid %d", lab, os.getpid())
+    try:
+        if state.load_plan(lab) is not None:
+            await sup.reload()  # restarted with a lab in place: bring its containers back
+    except Exception:
+        log.exception("initial reload failed")
+    await sup.done.wait()
+    LOGS.flush()
+    server.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock_path)
+    log.info("supervisor of lab %s exiting", lab)
+
+
+def _daemonize(log_file: str) -> None:
+    """Leave the caller: a new session, stdio to the log, no working directory held."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    os.close(out)
+
+
+def _raise_nofile() -> None:
+    """Two or three sockets per pod: 500 pods pass the usual soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python3 -m {MODULE}", description=__doc__.split("\n")[0])
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("--foreground", action="store_true", help="do not detach (for debugging)")
+    args = parser.parse_args(argv)
+    if not is_dns1123_label(args.lab):
+        parser.error(f"invalid lab name {args.lab!r}")
+    os.makedirs(state.state_dir(args.lab), exist_ok=True)
+    if not args.foreground:
+        _daemonize(path(args.lab, LOG))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s")
+    lock = os.open(path(args.lab, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("another supervisor of lab %s is running", args.lab)
+        return 0
+    _raise_nofile()
+    state.write_atomic(path(args.lab, PID), f"{os.getpid()}\n")
+    try:
+        asyncio.run(serve(args.lab))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if _read_pid(args.lab) == os.getpid():
+                os.unlink(path(args.lab, PID))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Client side (the CLI)
+# --------------------------------------------------------------------------------------------
+
+
+class SupervisorUnavailable(LabError):
+    pass
+
+
+def request(lab: str, msg: dict, timeout: float = 30) -> dict:
+    """Send one request to the lab's supervisor and return its answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path(lab, SOCK))
+            s.sendall(json.dumps(msg).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as e:
+        raise SupervisorUnavailable(f"the supervisor of lab {lab!r} does not answer ({e})") from e
+    if not data.endswith(b"\n"):
+        raise SupervisorUnavailable(f"the supervisor of lab {lab!r} closed the connection")
+    return json.loads(data)
+
+
+def _read_pid(lab: str) -> int | None:
+    try:
+        with open(path(lab, PID)) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _log_tail(lab: str, lines: int = 10) -> str:
+    try:
+        with open(path(lab, LOG), errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _package_root() -> str:
+    import kubenet_lab
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(kubenet_lab.__file__)))
+
+
+def ensure_running(lab: str, timeout: float = 10) -> int:
+    """Start the lab's supervisor unless it runs; returns its pid. Idempotent."""
+    with contextlib.suppress(SupervisorUnavailable):
+        return request(lab, {"op": "ping"}, timeout=2)["pid"]
+    os.makedirs(state.state_dir(lab), exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+    # argv[0] "python3" keeps the command line short: `ps` output cut at 80 columns still shows the lab.
+    launcher = subprocess.run(["python3", "-m", MODULE, "--lab", lab], executable=sys.executable, env=env,
+                              cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout)
+    if launcher.returncode != 0:
+        raise LabError(f"could not start the supervisor of lab {lab!r}: "
+                       f"{launcher.stderr.decode(errors='replace').strip()}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SupervisorUnavailable):
+            return request(lab, {"op": "ping"}, timeout=2)["pid"]
+        time.sleep(0.02)
+    raise LabError(f"the supervisor of lab {lab!r} did not come up within {timeout:.0f}s; "
+                   f"its log says:\n{_log_tail(lab)}")
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a zombie has ended; only its parent's wait is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pids: set[int], timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = {p for p in pids if _alive(p)}
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.02)
+
+
+def _signal(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def stop(lab: str, timeout: float = 5) -> None:
+    """Stop the lab's supervisor and its containers; nothing running is fine too."""
+    pids = {pid for name, pid in _scan() if name == lab}
+    with contextlib.suppress(SupervisorUnavailable, ValueError):
+        reply = request(lab, {"op": "stop"}, timeout=timeout)
+        pids.add(reply.get("pid") or 0)
+    pids.discard(0)
+    left = _wait_gone(pids, timeout)
+    if left:
+        _signal(left, signal.SIGTERM)  # it stops its containers on SIGTERM too
+        left = _wait_gone(left, STOP_GRACE + 1)
+    if left:
+        # Its children die with it (PR_SET_PDEATHSIG).
+        _signal(left, signal.SIGKILL)
+        _wait_gone(left, 2)
+
+
+def _scan() -> list[tuple[str, int]]:
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in args]
+        for i in range(len(args) - 1):
+            if args[i] == "-m" and args[i + 1] == MODULE:
+                rest = args[i + 2:]
+                if "--lab" in rest and rest.index("--lab") + 1 < len(rest):
+                    found.append((rest[rest.index("--lab") + 1], int(entry)))
+                break
+    return found
+
+
+def find_supervisors(lab: str | None = None) -> dict[str, int]:
+    """Running supervisors by lab (all labs when `lab` is None), from /proc alone."""
+    return {name: pid for name, pid in sorted(_scan(), key=lambda x: -x[1])
+            if (lab is None or name == lab) and _alive(pid)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
