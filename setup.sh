@@ -4,6 +4,7 @@
 #
 #   sudo ./setup.sh                    # system packages + kubenet-lab (with pytest)
 #   sudo ./setup.sh --with-dev-tools   # also vagrant, shellcheck, actionlint (infra tests)
+#   sudo ./setup.sh --demo             # then bring up the example lab and show its pods talking
 #
 # Safe to run again: it installs only what is missing and says what it did. It never touches the
 # host's network configuration (no sysctls, links, routes or firewall rules): that is the CLI's
@@ -15,16 +16,18 @@ readonly TOOLS_DIR=/opt/kubenet-lab
 readonly BIN_DIR=/usr/local/bin
 
 usage() {
-    sed -n '2,6s/^# \{0,1\}//p' "$0"
+    sed -n '2,7s/^# \{0,1\}//p' "$0"
 }
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 with_dev_tools=0
+demo=0
 for arg in "$@"; do
     case "$arg" in
         --with-dev-tools) with_dev_tools=1 ;;
+        --demo) demo=1 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $arg" ;;
     esac
@@ -132,3 +135,21 @@ if (( with_dev_tools )); then
 fi
 
 log "done: $(kubenet-lab --version 2>/dev/null || echo 'kubenet-lab installed (CLI not importable yet)')"
+
+# --- the example lab -------------------------------------------------------------------------
+if (( demo )); then
+    run() { printf '\n$ %s\n' "$*"; "$@"; }
+    run kubenet-lab up
+    run kubenet-lab get nodes -o wide
+    run kubenet-lab get pods -o wide
+    run kubenet-lab get svc
+    web_ip=$(kubenet-lab get pods -o json | python3 -c \
+        'import json,sys; print([p["status"]["podIP"] for p in json.load(sys.stdin)["items"] if p["metadata"]["labels"].get("app") == "web" and p["spec"]["nodeName"] == "node2"][0])')
+    run kubenet-lab exec client -- ping -c 2 "$web_ip"   # client is on node1, that pod on node2
+    run kubenet-lab exec client -- curl -s "http://$web_ip:8080/clientip"
+    echo
+    run kubenet-lab exec client -- sh -c 'for i in 1 2 3 4 5 6; do curl -s http://web/hostname; echo; done'
+    run kubenet-lab exec duo -c sidecar -- curl -s http://localhost/
+    printf '\nThe lab is up. Look around with kubenet-lab exec node/node1 -- iptables-save -t nat,\n'
+    printf 'kubenet-lab exec client -- dig web.default.svc.cluster.local; remove it with kubenet-lab down.\n'
+fi

@@ -172,7 +172,8 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     else:
         pool = plan.pods if kind == "pods" else plan.services
         all_ns = all_namespaces and name is None
-        items = [o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)]
+        items = sorted((o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)),
+                       key=lambda o: (o.namespace, o.name))
     if name is not None and not items:
         raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
     status = app.pod_status(plan.lab) if kind == "pods" else {}
