@@ -9,7 +9,6 @@ delete_namespaces), in the same run, so both see the same machine load. Root onl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ from kubenet_lab.plan import naming  # noqa: E402
 from kubenet_lab.plan.model import Allocations, ClusterConfig, Plan, PlannedNode, PlannedPod  # noqa: E402
 from kubenet_lab.system import netlink  # noqa: E402
 
-LAB = "nlbench"
+LAB = f"nlbench{os.getpid()}"  # runs side by side do not meet
 NODES = 4
 
 
@@ -54,14 +53,17 @@ def make_plan(pods: int) -> Plan:
 def run_ours(pods: int) -> dict[str, float]:
     plan = make_plan(pods)
     netlink.delete_namespaces(netlink.discover(LAB))
-    start = time.perf_counter()
-    netlink.ensure_base(plan)
-    netlink.ensure_nodes(plan)
-    base = time.perf_counter()
-    netlink.create_pods(plan, plan.pods, workers=2)
-    up = time.perf_counter()
-    netlink.delete_namespaces([n for n, owned in netlink.discover(LAB).items() if owned])
-    down = time.perf_counter()
+    try:
+        start = time.perf_counter()
+        netlink.ensure_base(plan)
+        netlink.ensure_nodes(plan)
+        base = time.perf_counter()
+        netlink.create_pods(plan, plan.pods, workers=2)
+        up = time.perf_counter()
+        netlink.delete_namespaces([n for n, owned in netlink.discover(LAB).items() if owned])
+        down = time.perf_counter()
+    finally:
+        netlink.delete_namespaces(netlink.discover(LAB))
     return {
         "up_ms_per_pod": (up - start) / pods * 1000,
         "pods_ms_per_pod": (up - base) / pods * 1000,
@@ -71,9 +73,10 @@ def run_ours(pods: int) -> dict[str, float]:
 
 
 def run_reference(pods: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, str(HERE / "reference_netlink.py"), str(pods)],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, str(HERE / "reference_netlink.py"), "--nodes", str(NODES),
+                          "--pods", str(pods), "--machine"], check=True, capture_output=True, text=True).stdout
+    seconds = {key: float(value) for key, value in (field.split("=") for field in out.split())}
+    return {"up_ms_per_pod": seconds["up"] / pods * 1000, "down_ms_per_pod": seconds["down"] / pods * 1000}
 
 
 def median(runs: list[dict[str, float]], key: str) -> float:

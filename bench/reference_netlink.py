@@ -1,14 +1,17 @@
-"""Reference: the lab's topology (4 nodes x N pods) in plain pyroute2, no project code.
+"""Reference: the lab's topology (N nodes x M pods) in plain pyroute2, no project code.
 
 What a careful hand-written script does: setns instead of forks (netns.setns(fork=False)
 creates the namespace in-process), one IPRoute socket per namespace, pods split by node over
 2 processes, teardown by unmounting the namespaces (the kernel removes their veths).
-Prints one JSON line: {"pods": N, "up_ms_per_pod": ..., "down_ms_per_pod": ...}.
+Prints one JSON line: {"pods": M, "up_ms_per_pod": ..., "down_ms_per_pod": ...}; with
+--machine exactly one line `up=<seconds> down=<seconds>`. Its namespaces carry the process id
+in their names, so runs side by side do not meet.
 
-    python3 bench/reference_netlink.py 200
+    python3 bench/reference_netlink.py [--nodes 4] [--pods 200] [--machine]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -16,9 +19,8 @@ import time
 
 from pyroute2 import IPRoute, netns
 
-LAB = "refbench"
+LAB = f"refbench{os.getpid()}"
 MARK = "kubenet-lab:" + LAB
-NODES = 4
 
 
 def ns_name(kind: str, i: int, j: int | None = None) -> str:
@@ -37,12 +39,12 @@ def enter_new(name: str) -> IPRoute:
     return ipr
 
 
-def build_base() -> None:
+def build_base(nodes: int) -> None:
     under = enter_new(f"{LAB}.underlay")
     under.link("add", ifname="br0", kind="bridge")
     br0 = under.link_lookup(ifname="br0")[0]
     under.link("set", index=br0, state="up", ifalias=MARK)
-    for i in range(NODES):
+    for i in range(nodes):
         node = enter_new(ns_name("node", i))
         under.link("add", ifname=f"vethnode{i}", kind="veth", peer={"ifname": "eth0", "net_ns_fd": ns_name("node", i)})
         up = under.link_lookup(ifname=f"vethnode{i}")[0]
@@ -54,7 +56,7 @@ def build_base() -> None:
         cbr0 = node.link_lookup(ifname="cbr0")[0]
         node.link("set", index=cbr0, state="up", ifalias=MARK)
         node.addr("add", index=cbr0, address=f"10.244.{i}.1", prefixlen=24)
-        for k in range(NODES):
+        for k in range(nodes):
             if k != i:
                 node.route("add", dst=f"10.244.{k}.0/24", gateway=f"172.18.0.{k + 2}", oif=eth0)
         netns.pushns(ns_name("node", i))
@@ -94,31 +96,45 @@ def teardown() -> None:
             netns.remove(name)
 
 
-def main() -> None:
-    pods = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-    per_node = pods // NODES
-    teardown()
-    start = time.perf_counter()
-    build_base()
+def build(nodes: int, per_node: int) -> None:
+    """The underlay and nodes, then the pods, the nodes split over this process and a child."""
+    build_base(nodes)
+    half = (nodes + 1) // 2
     child = os.fork()
     if child == 0:
         code = 0
         try:
-            build_pods([0, 1], per_node)
+            build_pods(list(range(half)), per_node)
         except BaseException as e:  # noqa: BLE001
             print(f"worker: {e!r}", file=sys.stderr)
             code = 1
         os._exit(code)
-    build_pods([2, 3], per_node)
+    build_pods(list(range(half, nodes)), per_node)
     _, status = os.waitpid(child, 0)
-    up = time.perf_counter() - start
     if status:
+        raise RuntimeError("reference worker failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--pods", type=int, default=40, help="in all, spread evenly over the nodes")
+    parser.add_argument("--machine", action="store_true", help="print only `up=<s> down=<s>`")
+    args = parser.parse_args()
+    per_node = args.pods // args.nodes
+    try:
+        start = time.perf_counter()
+        build(args.nodes, per_node)
+        up = time.perf_counter() - start
+        start = time.perf_counter()
         teardown()
-        sys.exit("reference worker failed")
-    start = time.perf_counter()
-    teardown()
-    down = time.perf_counter() - start
-    total = per_node * NODES
+        down = time.perf_counter() - start
+    finally:
+        teardown()
+    if args.machine:
+        print(f"up={up:.6f} down={down:.6f}")
+        return
+    total = per_node * args.nodes
     print(json.dumps({"pods": total, "up_ms_per_pod": up / total * 1000, "down_ms_per_pod": down / total * 1000}))
 
 

@@ -10,8 +10,9 @@ when the state file is lost. Nothing here ever touches the root namespace: veths
 from inside a lab namespace with the peer created directly in the other lab namespace, and
 sysctls are written by a thread that is inside the node's namespace.
 
-All netlink traffic goes through `rtnl` (one socket per namespace, requests batched; see
-there why not pyroute2's request layer: it alone costs more than the kernel work).
+All netlink traffic goes through `rtnl`: pyroute2's messages, one socket per namespace,
+requests batched (see there why not pyroute2's request layer: it alone costs more than the
+kernel work).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ processes_in = procs.processes_in
 def _lo_alias(_name: str) -> str | None:
     with rtnl.Rtnl() as nl:
         found = nl.link(index=1)
-    return rtnl.text(found[1].get(rtnl.IFLA_IFALIAS)) if found else None
+    return found.get_attr("IFLA_IFALIAS") if found else None
 
 
 def discover(lab: str) -> dict[str, bool]:
@@ -76,12 +77,12 @@ def discover_all() -> dict[str, list[str]]:
 def _eth0_address(mark: str) -> str | None:
     with rtnl.Rtnl() as nl:
         found = nl.link(index=1)
-        if not found or rtnl.text(found[1].get(rtnl.IFLA_IFALIAS)) != mark:
+        if not found or found.get_attr("IFLA_IFALIAS") != mark:
             return None
-        for body in nl.query(rtnl.addr_dump()):
-            _index, _plen, attrs = rtnl.addr_info(body)
-            if rtnl.text(attrs.get(rtnl.IFA_LABEL)) == ETH0 and rtnl.IFA_LOCAL in attrs:
-                return str(IPv4Address(attrs[rtnl.IFA_LOCAL]))
+        for msg in nl.query(rtnl.addr_dump()):
+            _index, address, label = rtnl.addr_info(msg)
+            if label == ETH0 and address is not None:
+                return str(address.ip)
     return None
 
 
@@ -105,7 +106,7 @@ def _socket(name: str) -> Iterator[rtnl.Rtnl]:
 
 def _index(nl: rtnl.Rtnl, ifname: str) -> int | None:
     found = nl.link(name=ifname)
-    return found[0] if found else None
+    return found["index"] if found else None
 
 
 def _ensure_bridge(nl: rtnl.Rtnl, ifname: str, mark: str) -> int:
@@ -119,10 +120,10 @@ def _ensure_bridge(nl: rtnl.Rtnl, ifname: str, mark: str) -> int:
 
 def _ensure_addresses(nl: rtnl.Rtnl, index: int, wanted: set[IPv4Interface]) -> None:
     have = set()
-    for body in nl.query(rtnl.addr_dump()):
-        found, prefixlen, attrs = rtnl.addr_info(body)
-        if found == index and rtnl.IFA_LOCAL in attrs:
-            have.add(IPv4Interface((IPv4Address(attrs[rtnl.IFA_LOCAL]), prefixlen)))
+    for msg in nl.query(rtnl.addr_dump()):
+        found, address, _label = rtnl.addr_info(msg)
+        if found == index and address is not None:
+            have.add(address)
     nl.batch([rtnl.addr_del(index, i.ip, i.network.prefixlen) for i in have - wanted]
              + [rtnl.addr_add(index, i.ip, i.network.prefixlen) for i in wanted - have])
 
@@ -132,7 +133,7 @@ def _ensure_routes(nl: rtnl.Rtnl, oif: int, wanted: dict[IPv4Network, IPv4Addres
     have: dict[IPv4Network, IPv4Address] = {}
     stale = []
     for route in map(rtnl.route_info, nl.query(rtnl.route_dump())):
-        if route.table != rtnl.RT_TABLE_MAIN or route.gateway is None:
+        if route.table != rtnl.MAIN_TABLE or route.gateway is None:
             continue  # connected routes belong to the kernel
         if route.dst in wanted and route.oif == oif:
             have[route.dst] = route.gateway
@@ -263,7 +264,7 @@ def _wire_node_pods(plan: Plan, node: PlannedNode, pods: Sequence[PlannedPod]) -
             raise LabError(f"{node.netns} has no {NODE_BRIDGE} (ensure_nodes first)")
         for pod in pods:
             try:
-                _wire_pod(node_nl, found[0], node, pod, mark)
+                _wire_pod(node_nl, found["index"], node, pod, mark)
             except OSError as e:
                 raise LabError(f"creating pod {pod.key} ({pod.netns}) on {node.name}: {e.strerror or e}") from e
 

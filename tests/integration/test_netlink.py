@@ -1,16 +1,16 @@
 """The netlink layer against the real kernel: topology, reachability, discovery, removal.
 
 Root tests build small labs by hand (2 nodes x 2 pods) under a random lab name and always
-remove them, even on failure. The codec tests at the top need no root: they decode the
-messages `rtnl` builds with pyroute2's own parsers.
+remove them, even on failure. The codec tests at the top need no root: they decode what
+pyroute2 encoded from `rtnl`'s requests and check it says what was meant.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import shutil
-import struct
 import subprocess
 import time
 from ipaddress import IPv4Address, IPv4Network
@@ -35,9 +35,8 @@ needs_ping = pytest.mark.skipif(shutil.which("ping") is None, reason="`ping` mis
 # --- codec (no root) ---------------------------------------------------------------------------
 
 
-def _decode(cls, req: rtnl.Request):
-    header = struct.pack("=IHHII", 16 + len(req.body), req.type, req.flags, 1, 0)
-    msg = cls(header + req.body)
+def _decode(cls, req: rtnl.Request, seq: int = 0, ack: bool = True):
+    msg = cls(rtnl.encode(req, seq, ack))
     msg.decode()
     return msg
 
@@ -45,7 +44,9 @@ def _decode(cls, req: rtnl.Request):
 def test_veth_add_decodes_with_pyroute2():
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-    msg = _decode(ifinfmsg, rtnl.veth_add("vethdeadbeef", "eth0", 7, master=3))
+    msg = _decode(ifinfmsg, rtnl.veth_add("vethdeadbeef", "eth0", 7, master=3), seq=1)
+    assert msg["header"]["type"] == 16 and msg["header"]["sequence_number"] == 1
+    assert msg["header"]["flags"] == 0x1 | 0x4 | 0x400 | 0x200  # request, ack, create, excl
     assert msg.get_attr("IFLA_IFNAME") == "vethdeadbeef"
     assert msg.get_attr("IFLA_MASTER") == 3
     assert msg["flags"] & 1 and msg["change"] & 1
@@ -61,15 +62,26 @@ def test_link_set_and_addr_route_decode_with_pyroute2():
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-    link = _decode(ifinfmsg, rtnl.link_set(name="veth1", alias="kubenet-lab:x"))
+    link = _decode(ifinfmsg, rtnl.link_set(name="veth1", alias="kubenet-lab:x", hairpin=True), ack=False)
+    assert link["header"]["flags"] == 0x1  # no ack: only the last request of a batch asks
     assert (link["index"], link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_IFALIAS")) == (0, "veth1", "kubenet-lab:x")
+    port = link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_SLAVE_DATA")
+    assert port.get_attr("IFLA_BRPORT_MODE") == 1
     addr = _decode(ifaddrmsg, rtnl.addr_add(2, IPv4Address("10.244.0.5"), 24))
     assert (addr["index"], addr["prefixlen"], addr.get_attr("IFA_LOCAL")) == (2, 24, "10.244.0.5")
     route = _decode(rtmsg, rtnl.route_add(IPv4Network("10.244.1.0/24"), IPv4Address("172.18.0.3"), 2))
     assert (route["dst_len"], route.get_attr("RTA_DST"), route.get_attr("RTA_GATEWAY")) == (24, "10.244.1.0", "172.18.0.3")
+    assert (route["table"], route["proto"], route.get_attr("RTA_OIF")) == (254, 3, 2)
     default = _decode(rtmsg, rtnl.route_add(IPv4Network("0.0.0.0/0"), IPv4Address("10.244.0.1"), 2))
     assert default["dst_len"] == 0 and default.get_attr("RTA_DST") is None
+    assert rtnl.route_info(default) == rtnl.Route(IPv4Network("0.0.0.0/0"), IPv4Address("10.244.0.1"), 2, 254)
 
+
+def test_identical_requests_are_encoded_once():
+    request = rtnl.link_set(index=1, alias="kubenet-lab:x")
+    first = rtnl.encode(request, 0, False)
+    assert rtnl.encode(rtnl.link_set(index=1, alias="kubenet-lab:x"), 0, False) is first
+    assert rtnl.encode(request, 1, False) != first  # the sequence number is part of it
 
 # --- a hand-made plan ---------------------------------------------------------------------------
 
@@ -156,6 +168,30 @@ def link(ns: str, ifname: str) -> dict:
 def ping(ns: str, ip) -> bool:
     return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", str(ip)],
                           capture_output=True).returncode == 0
+
+
+# --- the batching socket -----------------------------------------------------------------------
+
+
+@needs_root
+def test_batch_maps_a_failure_to_its_index(lab_name):
+    """Only the last request asks for an ack: a failure before it still surfaces with its index,
+    the requests after it still run (the kernel's order), and the socket stays in step."""
+    with netns.created(f"{lab_name}.rtnl"):
+        nl = rtnl.Rtnl()
+    with nl:
+        with pytest.raises(rtnl.NetlinkError) as failed:
+            nl.batch([rtnl.link_set(1, alias="kubenet-lab:x"),
+                      rtnl.addr_add(99, IPv4Address("10.0.0.1"), 24),
+                      rtnl.bridge_add("br9")])
+        assert (failed.value.index, failed.value.errno) == (1, errno.ENODEV)
+        assert nl.link(name="br9") is not None
+        assert nl.link(index=1).get_attr("IFLA_IFALIAS") == "kubenet-lab:x"
+        with pytest.raises(rtnl.NetlinkError) as failed:
+            nl.batch([rtnl.bridge_add("br9")])
+        assert (failed.value.index, failed.value.errno) == (0, errno.EEXIST)
+        assert nl.link(name="nothing") is None
+        assert nl.link(index=nl.link(name="br9")["index"]).get_attr("IFLA_IFNAME") == "br9"
 
 
 # --- topology -----------------------------------------------------------------------------------
