@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
 from .errors import InputError, LabError
+from .query import check_lab_name
 from .manifests import load_model
 from .plan import make_plan, naming
 from .plan.model import Model, Plan, PlannedPod
 from .plan.podfiles import hosts, resolv_conf
 from .render.iptables import render_iptables
+from .render.lb import forwards as lb_forwards, render_lb
 from .render.nftables import render_nftables
-from .system import checks, netlink, nsenter, rules, state, supervisor
+from .system import checks, netlink, outside, rules, state, supervisor
 
-DEFAULT_LAB = "kubenet"
+
 BUNDLED_MANIFESTS = os.path.join(os.path.dirname(__file__), "examples")
 
 
@@ -29,12 +31,6 @@ def default_manifests() -> list[str]:
     """The example lab: the checkout's manifests/ when run from a checkout, else the bundled copy."""
     checkout = os.path.join(os.path.dirname(os.path.dirname(__file__)), "manifests")
     return [checkout if os.path.isdir(checkout) else BUNDLED_MANIFESTS]
-
-
-def check_lab_name(lab: str) -> None:
-    if not naming.is_dns1123_label(lab) or len(lab) > 20:
-        raise InputError(f"--lab: {lab!r} is not a valid lab name: expected lower-case letters, digits and '-', "
-                         f"at most 20 characters, starting and ending with a letter or digit")
 
 
 @dataclass
@@ -80,7 +76,8 @@ def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:
 def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
     actual = netlink.discover(plan.lab)
     desired_pods = _pod_namespaces(plan)
-    desired = {plan.underlay_netns, *(n.netns for n in plan.nodes), *desired_pods}
+    outside_ns = outside.namespaces(plan.lab)
+    desired = {plan.underlay_netns, *(n.netns for n in plan.nodes), *outside_ns, *desired_pods}
     foreign = sorted(n for n in desired if n in actual and not actual[n])
     if foreign:
         raise LabError(f"network namespace {foreign[0]} exists but was not made by lab {plan.lab} (it has no "
@@ -106,6 +103,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             made += [n for n in [plan.underlay_netns, *(x.netns for x in plan.nodes)] if n not in actual]
             netlink.ensure_base(plan)
             netlink.ensure_nodes(plan)
+        made += [n for n in outside_ns if n not in actual]
+        outside.ensure_outside(plan)
         missing = [p for ns, p in desired_pods.items() if ns not in actual or ns in stale]
         if missing:
             made += [p.netns for p in missing]
@@ -113,6 +112,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         result.created = made
         _write_pod_files(plan)
         result.rules_changed = _apply_rules(plan, previous)
+        _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) not in actual)
         state.save_plan(plan)
         supervisor.ensure_running(plan.lab)
         reply = supervisor.request(plan.lab, {"op": "reload"})
@@ -178,6 +178,22 @@ def _apply_rules(plan: Plan, previous: Plan | None) -> list[str]:
     return changed
 
 
+def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:
+    """The external balancer's table, loaded when it differs from the last one (or the balancer is new).
+    Without LoadBalancer services an iptables-mode lab does not need nft installed."""
+    if not lb_forwards(plan) and shutil.which("nft") is None:
+        return False
+    text = render_lb(plan)
+    path = os.path.join(state.state_dir(plan.lab), "rules", "lb.nft")
+    if not fresh and os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return False
+    rules.apply_rules(naming.lb_netns(plan.lab), "nftables", text)
+    state.write_atomic(path, text)
+    return True
+
+
 def teardown(lab: str) -> list[str]:
     """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
     supervisor.stop(lab)
@@ -200,91 +216,3 @@ def down_all() -> dict[str, list[str]]:
     checks.require_root("down")
     labs = set(netlink.discover_all()) | set(supervisor.find_supervisors(None)) | set(state.known_labs())
     return {lab: down(lab) for lab in sorted(labs)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a running lab
-# ---------------------------------------------------------------------------------------------
-
-
-def running_plan(lab: str) -> Plan:
-    check_lab_name(lab)
-    plan = state.load_plan(lab)
-    if plan is None:
-        raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
-                       f"start it with `kubenet-lab --lab {lab} up`")
-    return plan
-
-
-def pod_status(lab: str) -> dict:
-    """Container states from the supervisor; {} when it is not running."""
-    if not supervisor.find_supervisors(lab):
-        return {}
-    try:
-        return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
-    except Exception:
-        return {}
-
-
-@dataclass(frozen=True)
-class ExecTarget:
-    netns: str
-    hostname: str | None
-    files: dict
-
-
-def resolve_target(plan: Plan, target: str, namespace: str, container: str | None) -> ExecTarget:
-    if target.startswith("node/") or target.startswith("nodes/"):
-        name = target.split("/", 1)[1]
-        try:
-            node = plan.node(name)
-        except KeyError:
-            raise LabError(f"node {name!r} not found; nodes: {', '.join(n.name for n in plan.nodes)}") from None
-        return ExecTarget(netns=node.netns, hostname=node.name, files={})
-    name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
-    try:
-        pod = plan.pod(f"{namespace}/{name}")
-    except KeyError:
-        raise LabError(f'pods "{name}" not found in namespace {namespace!r} (see `kubenet-lab get pods -A`)') from None
-    if container is not None and container not in [c.name for c in pod.containers]:
-        raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
-                       f"{', '.join(c.name for c in pod.containers)}")
-    d = state.pod_dir(plan.lab, pod.namespace, pod.name)
-    files = {} if pod.host_network else {"/etc/resolv.conf": os.path.join(d, "resolv.conf"),
-                                         "/etc/hosts": os.path.join(d, "hosts")}
-    hostname = plan.node(pod.node).name if pod.host_network else pod.name
-    return ExecTarget(netns=pod.netns, hostname=hostname, files=files)
-
-
-def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str]) -> int:
-    """Replace this process with argv inside the target's namespaces: stdio and exit status pass through."""
-    checks.require_root("exec")
-    plan = running_plan(lab)
-    t = resolve_target(plan, target, namespace, container)
-    if not argv:
-        raise InputError("exec: no command given; usage: kubenet-lab exec TARGET -- COMMAND [ARGS...]")
-    if shutil.which(argv[0]) is None:
-        raise LabError(f'exec: "{argv[0]}": executable file not found in $PATH')
-    nsenter.enter_pod(t.netns, t.hostname, t.files)
-    os.execvp(argv[0], list(argv))
-    return 127  # not reached
-
-
-def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
-    plan = running_plan(lab)
-    try:
-        p = plan.pod(f"{namespace}/{pod}")
-    except KeyError:
-        raise LabError(f'pods "{pod}" not found in namespace {namespace!r}') from None
-    names = [c.name for c in p.containers]
-    if container is None:
-        if len(names) != 1:
-            raise LabError(f"a container name must be specified for pod {pod}, choose one of: [{' '.join(names)}]")
-        container = names[0]
-    elif container not in names:
-        raise LabError(f"container {container} is not valid for pod {pod}")
-    try:
-        with open(state.log_path(lab, namespace, pod, container), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""

@@ -6,7 +6,7 @@ from functools import wraps
 
 import click
 
-from . import __version__, app, output
+from . import __version__, output, query
 from .errors import EnvironmentProblem, InputError, LabError
 
 RESOURCES = {
@@ -33,7 +33,7 @@ def handle_errors(fn):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--lab", envvar="KUBENET_LAB", default=app.DEFAULT_LAB, show_default=True, metavar="NAME",
+@click.option("--lab", envvar="KUBENET_LAB", default=query.DEFAULT_LAB, show_default=True, metavar="NAME",
               help="Name of the lab; part of every namespace it creates, so several labs live side by side. "
                    "Also read from $KUBENET_LAB.")
 @click.version_option(__version__, prog_name="kubenet-lab")
@@ -72,6 +72,8 @@ def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> No
       cat web.yaml | sudo kubenet-lab up -
       sudo kubenet-lab --lab demo up --proxy-mode nftables manifests/
     """
+    from . import app  # the kernel layer: only the verbs that change the lab import it
+
     result = app.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
@@ -84,7 +86,7 @@ def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> No
 
 
 def _lab_flag(lab: str) -> str:
-    return "" if lab == app.DEFAULT_LAB else f" --lab {lab}"
+    return "" if lab == query.DEFAULT_LAB else f" --lab {lab}"
 
 
 @main.command()
@@ -103,6 +105,8 @@ def down(ctx: click.Context, all_labs: bool) -> None:
       sudo kubenet-lab --lab demo down
       sudo kubenet-lab down --all
     """
+    from . import app
+
     if all_labs:
         removed = app.down_all()
         for lab, names in removed.items():
@@ -127,6 +131,8 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
 
     Standard input, output and error pass through and the exit status is the command's. Inside
     a pod the hostname is the pod's name and /etc/resolv.conf and /etc/hosts are the pod's.
+    TARGET `external` is a client outside the cluster on the nodes' network, `lb` the external
+    load balancer of LoadBalancer services (a pod named so in the namespace wins).
 
     \b
     Examples:
@@ -135,11 +141,13 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
       sudo kubenet-lab exec -n shop web-0 -- cat /etc/resolv.conf
       sudo kubenet-lab exec node/node1 -- ip route
       sudo kubenet-lab exec node/node1 -- iptables-save -t nat
+      sudo kubenet-lab exec external -- curl -s http://<LB-IP>/hostname
+      sudo kubenet-lab exec lb -- nft list table ip kubenet-lb
     """
     argv = list(command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    app.exec_(ctx.obj["lab"], target, namespace, container, argv)
+    query.exec_(ctx.obj["lab"], target, namespace, container, argv)
 
 
 @main.command()
@@ -165,7 +173,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
       sudo kubenet-lab get ep web -o yaml
     """
     kind = RESOURCES[resource]
-    plan = app.running_plan(ctx.obj["lab"])
+    plan = query.running_plan(ctx.obj["lab"])
     if kind == "nodes":
         items = [n for n in plan.nodes if name in (None, n.name)]
         all_ns = False
@@ -176,7 +184,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
                        key=lambda o: (o.namespace, o.name))
     if name is not None and not items:
         raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
-    status = app.pod_status(plan.lab) if kind == "pods" else {}
+    status = query.pod_status(plan.lab) if kind == "pods" else {}
     if fmt in ("json", "yaml"):
         objects = {
             "nodes": lambda o: output.node_object(plan, o),
@@ -217,7 +225,7 @@ def logs(ctx: click.Context, pod: str, namespace: str, container: str | None) ->
       sudo kubenet-lab logs web-7cb4cc975d-fvkkf
       sudo kubenet-lab logs -n shop cart-0 -c sidecar
     """
-    click.echo(app.logs(ctx.obj["lab"], pod.split("/", 1)[1] if pod.startswith("pod/") else pod, namespace,
+    click.echo(query.logs(ctx.obj["lab"], pod.split("/", 1)[1] if pod.startswith("pod/") else pod, namespace,
                         container), nl=False)
 
 

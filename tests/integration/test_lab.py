@@ -117,7 +117,7 @@ def test_down_removes_everything_and_leaves_the_host_untouched(host_before):
     lab = Lab(name)
     try:
         lab("up", str(MANIFESTS / "lab.yaml"))
-        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1  # underlay, nodes, pods, kube-dns pod
+        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1 + 2  # underlay, nodes, pods, kube-dns pod, external, lb
         assert lab_processes(name)
     finally:
         kl(name, "down", check=False)

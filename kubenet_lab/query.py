@@ -1,0 +1,113 @@
+"""The verbs that read a running lab: get, logs, exec. Light on imports, so `exec` starts fast.
+
+Nothing here changes the lab; `app` holds the verbs that do.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Sequence
+
+from .errors import InputError, LabError
+from .plan import naming
+from .plan.model import Plan
+from .system import checks, nsenter, state, supervisor
+
+DEFAULT_LAB = "kubenet"
+
+def check_lab_name(lab: str) -> None:
+    if not naming.is_dns1123_label(lab) or len(lab) > 20:
+        raise InputError(f"--lab: {lab!r} is not a valid lab name: expected lower-case letters, digits and '-', "
+                         f"at most 20 characters, starting and ending with a letter or digit")
+
+
+
+
+def running_plan(lab: str) -> Plan:
+    check_lab_name(lab)
+    plan = state.load_plan(lab)
+    if plan is None:
+        raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
+                       f"start it with `kubenet-lab --lab {lab} up`")
+    return plan
+
+
+def pod_status(lab: str) -> dict:
+    """Container states from the supervisor; {} when it is not running."""
+    if not supervisor.find_supervisors(lab):
+        return {}
+    try:
+        return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
+    except Exception:
+        return {}
+
+
+@dataclass(frozen=True)
+class ExecTarget:
+    netns: str
+    hostname: str | None
+    files: dict
+
+
+# `exec external -- ...` and `exec lb -- ...`: the client outside the cluster and the load balancer.
+OUTSIDE_TARGETS = {"external": naming.external_netns, "lb": naming.lb_netns}
+
+
+def resolve_target(plan: Plan, target: str, namespace: str, container: str | None) -> ExecTarget:
+    if target.startswith("node/") or target.startswith("nodes/"):
+        name = target.split("/", 1)[1]
+        try:
+            node = plan.node(name)
+        except KeyError:
+            raise LabError(f"node {name!r} not found; nodes: {', '.join(n.name for n in plan.nodes)}") from None
+        return ExecTarget(netns=node.netns, hostname=node.name, files={})
+    name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
+    try:
+        pod = plan.pod(f"{namespace}/{name}")
+    except KeyError:
+        if target in OUTSIDE_TARGETS:  # a pod of that name wins
+            return ExecTarget(netns=OUTSIDE_TARGETS[target](plan.lab), hostname=target, files={})
+        raise LabError(f'pods "{name}" not found in namespace {namespace!r} (see `kubenet-lab get pods -A`)') from None
+    if container is not None and container not in [c.name for c in pod.containers]:
+        raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
+                       f"{', '.join(c.name for c in pod.containers)}")
+    d = state.pod_dir(plan.lab, pod.namespace, pod.name)
+    files = {} if pod.host_network else {"/etc/resolv.conf": os.path.join(d, "resolv.conf"),
+                                         "/etc/hosts": os.path.join(d, "hosts")}
+    hostname = plan.node(pod.node).name if pod.host_network else pod.name
+    return ExecTarget(netns=pod.netns, hostname=hostname, files=files)
+
+
+def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str]) -> int:
+    """Replace this process with argv inside the target's namespaces: stdio and exit status pass through."""
+    checks.require_root("exec")
+    plan = running_plan(lab)
+    t = resolve_target(plan, target, namespace, container)
+    if not argv:
+        raise InputError("exec: no command given; usage: kubenet-lab exec TARGET -- COMMAND [ARGS...]")
+    if shutil.which(argv[0]) is None:
+        raise LabError(f'exec: "{argv[0]}": executable file not found in $PATH')
+    nsenter.enter_pod(t.netns, t.hostname, t.files)
+    os.execvp(argv[0], list(argv))
+    return 127  # not reached
+
+
+def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
+    plan = running_plan(lab)
+    try:
+        p = plan.pod(f"{namespace}/{pod}")
+    except KeyError:
+        raise LabError(f'pods "{pod}" not found in namespace {namespace!r}') from None
+    names = [c.name for c in p.containers]
+    if container is None:
+        if len(names) != 1:
+            raise LabError(f"a container name must be specified for pod {pod}, choose one of: [{' '.join(names)}]")
+        container = names[0]
+    elif container not in names:
+        raise LabError(f"container {container} is not valid for pod {pod}")
+    try:
+        with open(state.log_path(lab, namespace, pod, container), errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
