@@ -1,0 +1,92 @@
+"""The external load balancer's ruleset, as a cloud provider's L4 balancer would forward.
+
+For every port of every LoadBalancer service, LB-IP:port is DNATed to one of the eligible nodes'
+IP:nodePort, chosen by `numgen random`. Eligible are all nodes for externalTrafficPolicy Cluster
+(the node's kube-proxy forwards again if it has no endpoint), and for Local only the nodes with a
+ready endpoint of that port (a cloud balancer learns them from kube-proxy's health check port).
+There is no SNAT, so with Local the backend sees the external client's own address; the nodes
+route the replies back through the balancer, which undoes the DNAT.
+
+A port with no eligible node is rejected by the balancer itself. The transaction adds, deletes
+and re-adds the table, so the previous ruleset goes in the same atomic step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from kubenet_lab.plan.model import Plan, PlannedService, PlannedServicePort
+
+TABLE = "ip kubenet-lb"
+COMMENT = "kubenet-lab external load balancer"
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One LB-IP:port/proto and where the balancer may send it (empty: nowhere, reject)."""
+
+    spn: str  # "ns/name" or "ns/name:port", as kube-proxy names a service port
+    ip: IPv4Address
+    proto: str  # lower case, as nft writes it
+    port: int
+    node_port: int
+    nodes: tuple[IPv4Address, ...]
+
+
+def eligible_nodes(plan: Plan, svc: PlannedService, port: PlannedServicePort) -> tuple[IPv4Address, ...]:
+    """The node IPs the balancer may choose for a port, in the plan's node order."""
+    if svc.external_traffic_policy != "Local":
+        return tuple(n.ip for n in plan.nodes)
+    local = {ep.node for ep in port.endpoints if ep.ready}
+    return tuple(n.ip for n in plan.nodes if n.name in local)
+
+
+def forwards(plan: Plan) -> list[Forward]:
+    out = []
+    for svc in plan.services:
+        if svc.type != "LoadBalancer":
+            continue
+        for port in svc.ports:
+            if port.node_port is None:
+                continue
+            spn = f"{svc.namespace}/{svc.name}" + (f":{port.name}" if port.name else "")
+            nodes = eligible_nodes(plan, svc, port)
+            out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes)
+                    for ip in svc.load_balancer_ips]
+    return out
+
+
+def _match(f: Forward) -> str:
+    return f"ip daddr {f.ip} {f.proto} dport {f.port}"
+
+
+def _dnat(f: Forward) -> str:
+    targets = ", ".join(f"{i} : {ip} . {f.node_port}" for i, ip in enumerate(f.nodes))
+    return (f"\t\t{_match(f)} dnat ip to numgen random mod {len(f.nodes)} map {{ {targets} }} "
+            f'comment "{f.spn}"')
+
+
+def _reject(f: Forward) -> str:
+    how = "reject with tcp reset" if f.proto == "tcp" else "reject"
+    return f'\t\t{_match(f)} {how} comment "{f.spn} has no eligible node"'
+
+
+def render_lb(plan: Plan) -> str:
+    """The whole table as one `nft -f` transaction."""
+    fs = forwards(plan)
+    return "\n".join([
+        f"add table {TABLE}",
+        f"delete table {TABLE}",
+        f"table {TABLE} {{",
+        f'\tcomment "{COMMENT}"',
+        "\tchain prerouting {",
+        "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+        *(_dnat(f) for f in fs if f.nodes),
+        "\t}",
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter; policy accept;",
+        *(_reject(f) for f in fs if not f.nodes),
+        "\t}",
+        "}",
+        "",
+    ])
