@@ -54,8 +54,17 @@ def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
             name=node.name, index=i, ip=ipam.node_ip(cluster.node_subnet, i), pod_cidr=cidr,
             gateway=ipam.gateway(cidr), netns=naming.node_netns(lab, node.name),
             underlay_veth=naming.node_underlay_veth(lab, node.name), labels=dict(node.labels)))
+    # host-gw: every other node's podCIDR via that node. Service IPs and the external client go to
+    # the underlay's router (the load balancer), as a real node's default route sends them: a
+    # packet to a ClusterIP must be routable for kube-proxy's rules (DNAT, or REJECT when there
+    # is no endpoint) to see it, and replies to the external client must return through the
+    # balancer that DNATed the request. No default route: nothing leads out of the lab.
+    router = ipam.load_balancer_ip(cluster.node_subnet)
+    common = ((cluster.service_subnet, router),
+              (IPv4Network((ipam.external_client_ip(cluster.node_subnet), 32)), router))
     return tuple(
-        PlannedNode(**{**n.__dict__, "routes": tuple((o.pod_cidr, o.ip) for o in planned if o.name != n.name)})
+        PlannedNode(**{**n.__dict__,
+                       "routes": tuple((o.pod_cidr, o.ip) for o in planned if o.name != n.name) + common})
         for n in planned)
 
 

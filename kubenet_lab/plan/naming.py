@@ -73,6 +73,12 @@ def node_underlay_veth(lab: str, node: str) -> str:
     return "veth" + _hex8(lab, "node", node)
 
 
+def outside_underlay_veth(lab: str, role: str) -> str:
+    """The underlay side of the external client's or the load balancer's eth0, hashed from an
+    input no node name can produce."""
+    return "veth" + _hex8(lab, "outside", role)
+
+
 def fnv32a(data: bytes) -> int:
     h = 0x811C9DC5
     for b in data:

@@ -40,6 +40,10 @@ POD_ETH0_INDEX = 2
 NODE_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/bridge/bridge-nf-call-iptables": "1",
+    # Replies to the external client go through the load balancer (a host route the plan gives
+    # every node); an ICMP redirect from it must not short-cut that path.
+    "net/ipv4/conf/all/accept_redirects": "0",
+    "net/ipv4/conf/default/accept_redirects": "0",
 }
 # Below this many pods per worker a fork costs more than it saves.
 MIN_PODS_PER_WORKER = 16
@@ -96,7 +100,7 @@ def read_pod_ips(lab: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _socket(name: str) -> Iterator[rtnl.Rtnl]:
+def socket_in(name: str) -> Iterator[rtnl.Rtnl]:
     """A netlink socket inside namespace `name` (opened by this thread after setns: no fork)."""
     with in_netns(name):
         nl = rtnl.Rtnl()
@@ -104,21 +108,21 @@ def _socket(name: str) -> Iterator[rtnl.Rtnl]:
         yield nl
 
 
-def _index(nl: rtnl.Rtnl, ifname: str) -> int | None:
+def link_index(nl: rtnl.Rtnl, ifname: str) -> int | None:
     found = nl.link(name=ifname)
     return found["index"] if found else None
 
 
 def _ensure_bridge(nl: rtnl.Rtnl, ifname: str, mark: str) -> int:
-    index = _index(nl, ifname)
+    index = link_index(nl, ifname)
     if index is None:
         nl.batch([rtnl.bridge_add(ifname)])
-        index = _index(nl, ifname)
+        index = link_index(nl, ifname)
     nl.batch([rtnl.link_set(index, alias=mark)])
     return index
 
 
-def _ensure_addresses(nl: rtnl.Rtnl, index: int, wanted: set[IPv4Interface]) -> None:
+def ensure_addresses(nl: rtnl.Rtnl, index: int, wanted: set[IPv4Interface]) -> None:
     have = set()
     for msg in nl.query(rtnl.addr_dump()):
         found, address, _label = rtnl.addr_info(msg)
@@ -128,7 +132,7 @@ def _ensure_addresses(nl: rtnl.Rtnl, index: int, wanted: set[IPv4Interface]) -> 
              + [rtnl.addr_add(index, i.ip, i.network.prefixlen) for i in wanted - have])
 
 
-def _ensure_routes(nl: rtnl.Rtnl, oif: int, wanted: dict[IPv4Network, IPv4Address]) -> None:
+def ensure_routes(nl: rtnl.Rtnl, oif: int, wanted: dict[IPv4Network, IPv4Address]) -> None:
     """Routes via a gateway in the main table are exactly `wanted` (host-gw; no default)."""
     have: dict[IPv4Network, IPv4Address] = {}
     stale = []
@@ -143,10 +147,10 @@ def _ensure_routes(nl: rtnl.Rtnl, oif: int, wanted: dict[IPv4Network, IPv4Addres
                       for dst, via in wanted.items() if have.get(dst) != via])
 
 
-def _ensure_sysctls() -> None:
-    """Written by the calling thread, which must be inside the node's namespace: /proc/sys/net
+def write_sysctls(values: dict[str, str]) -> None:
+    """Written by the calling thread, which must be inside the target namespace: /proc/sys/net
     shows the namespace of the thread that opens it."""
-    for key, value in NODE_SYSCTLS.items():
+    for key, value in values.items():
         path = f"/proc/sys/{key}"
         try:
             with open(path) as f:
@@ -165,7 +169,7 @@ def ensure_base(plan: Plan) -> None:
     mark = naming.mark(plan.lab)
     netns.prepare_run_dir()
     netns.ensure(plan.underlay_netns)
-    with _socket(plan.underlay_netns) as nl:
+    with socket_in(plan.underlay_netns) as nl:
         nl.batch([rtnl.link_set(1, alias=mark)])
         _ensure_bridge(nl, plan.underlay_bridge, mark)
 
@@ -174,7 +178,7 @@ def _ensure_uplink(under: rtnl.Rtnl, bridge: int, node: PlannedNode, nl: rtnl.Rt
     """The node's veth pair to the underlay bridge, made from the underlay side with the peer
     created directly in the node namespace as eth0; a half pair is removed and made again.
     Returns eth0's index."""
-    uplink, eth0 = _index(under, node.underlay_veth), _index(nl, ETH0)
+    uplink, eth0 = link_index(under, node.underlay_veth), link_index(nl, ETH0)
     if (uplink is None) != (eth0 is None):
         if uplink is not None:
             under.batch([rtnl.link_del(uplink)])
@@ -187,7 +191,7 @@ def _ensure_uplink(under: rtnl.Rtnl, bridge: int, node: PlannedNode, nl: rtnl.Rt
             under.batch([rtnl.veth_add(node.underlay_veth, ETH0, fd, master=bridge)])
         finally:
             os.close(fd)
-        uplink, eth0 = _index(under, node.underlay_veth), _index(nl, ETH0)
+        uplink, eth0 = link_index(under, node.underlay_veth), link_index(nl, ETH0)
     under.batch([rtnl.link_set(uplink, master=bridge, alias=mark)])
     return eth0
 
@@ -195,11 +199,11 @@ def _ensure_uplink(under: rtnl.Rtnl, bridge: int, node: PlannedNode, nl: rtnl.Rt
 def _ensure_node(nl: rtnl.Rtnl, under: rtnl.Rtnl, bridge: int, node: PlannedNode, plan: Plan, mark: str) -> None:
     nl.batch([rtnl.link_set(1, alias=mark)])
     cbr0 = _ensure_bridge(nl, NODE_BRIDGE, mark)
-    _ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, node.pod_cidr.prefixlen))})
+    ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, node.pod_cidr.prefixlen))})
     eth0 = _ensure_uplink(under, bridge, node, nl, mark)
     nl.batch([rtnl.link_set(eth0, alias=mark)])  # up before routes via it
-    _ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
-    _ensure_routes(nl, eth0, dict(node.routes))
+    ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
+    ensure_routes(nl, eth0, dict(node.routes))
 
 
 def ensure_nodes(plan: Plan) -> None:
@@ -208,14 +212,14 @@ def ensure_nodes(plan: Plan) -> None:
     mark = naming.mark(plan.lab)
     netns.prepare_run_dir()
     with contextlib.ExitStack() as stack:
-        under = stack.enter_context(_socket(plan.underlay_netns))
-        bridge = _index(under, plan.underlay_bridge)
+        under = stack.enter_context(socket_in(plan.underlay_netns))
+        bridge = link_index(under, plan.underlay_bridge)
         if bridge is None:
             raise LabError(f"{plan.underlay_netns} has no {plan.underlay_bridge} (ensure_base first)")
         for node in plan.nodes:
             netns.ensure(node.netns)
             with in_netns(node.netns):
-                _ensure_sysctls()
+                write_sysctls(NODE_SYSCTLS)
                 nl = stack.enter_context(rtnl.Rtnl())
             try:
                 _ensure_node(nl, under, bridge, node, plan, mark)

@@ -106,7 +106,9 @@ def test_nodes_get_cidrs_in_order_addresses_and_host_gw_routes():
     assert [str(n.ip) for n in plan.nodes] == ["172.18.0.2", "172.18.0.3", "172.18.0.4"]
     assert [str(n.gateway) for n in plan.nodes] == ["10.244.1.1", "10.244.0.1", "10.244.2.1"]
     a = plan.node("a")
-    assert [(str(c), str(v)) for c, v in a.routes] == [("10.244.0.0/24", "172.18.0.3"), ("10.244.2.0/24", "172.18.0.4")]
+    assert [(str(c), str(v)) for c, v in a.routes] == [
+        ("10.244.0.0/24", "172.18.0.3"), ("10.244.2.0/24", "172.18.0.4"),
+        ("10.96.0.0/16", "172.18.0.253"), ("172.18.0.254/32", "172.18.0.253")]  # via the underlay's router (the LB)
 
 
 def test_same_input_same_plan_and_json_round_trip():
