@@ -192,7 +192,8 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             host_veth=veth, labels=dict(pod.labels),
             containers=tuple(PlannedContainer(name=c.name, image=c.image, run=resolve_run(c), ports=c.ports)
                              for c in pod.spec.containers),
-            host_network=pod.spec.host_network, owner=pod.owner, uid=pod_uid(pod, node, ips[pod.key])))
+            host_network=pod.spec.host_network, owner=pod.owner, uid=pod_uid(pod, node, ips[pod.key]),
+            hostname=pod.spec.hostname, subdomain=pod.spec.subdomain))
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved
 

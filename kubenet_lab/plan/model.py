@@ -283,6 +283,10 @@ class PlannedPod:
     host_network: bool = False
     owner: str | None = None
     uid: str = ""
+    # spec.hostname / spec.subdomain: a headless service named like the subdomain gives the pod
+    # the DNS name <hostname>.<subdomain>.<namespace>.svc.<zone>.
+    hostname: str | None = None
+    subdomain: str | None = None
 
     @property
     def key(self) -> str:

@@ -226,9 +226,9 @@ def _ready_refs(svc: PlannedService, pods: dict[str, PlannedPod]) -> Iterable[tu
 
 def _pod_hostname(pod: PlannedPod | None, svc: PlannedService) -> str | None:
     """The endpoint's hostname as the endpoints controller sets it: spec.hostname when the pod's
-    spec.subdomain names this service. (Read with getattr: older plans carry neither field.)"""
-    hostname = getattr(pod, "hostname", None)
-    if hostname and getattr(pod, "subdomain", None) == svc.name:
+    spec.subdomain names this service."""
+    hostname = pod.hostname if pod else None
+    if hostname and pod.subdomain == svc.name:
         return hostname.lower()
     return None
 

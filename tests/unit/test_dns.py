@@ -322,3 +322,13 @@ def _timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t
+
+
+def test_pod_hostname_and_subdomain_name_a_headless_endpoint():
+    spec = PodSpec(containers=(Container("c", "nginx", ports=(ContainerPort(80),)),), hostname="db-a", subdomain="dbs")
+    m = Model(pods=(Pod("shop", "db-x7k2p", {"app": "dbs"}, spec),),
+              services=(Service("shop", "dbs", selector={"app": "dbs"}, cluster_ip="None",
+                                ports=(ServicePort(80, name="http"),)),))
+    plan = make_plan(m, "lab")
+    ip = str(plan.pod("shop/db-x7k2p").ip)
+    assert values(ask(ClusterDNS(plan), f"db-a.dbs.shop.svc.{ZONE}"), "A") == [ip]
