@@ -5,12 +5,19 @@ KUBE-SVC/SVL/EXT/SEP chains under kube-proxy's own hash names, rules in kube-pro
 order. The jumps from the built-in chains are `-I` lines; `system.rules.apply_rules` drops those
 already present so that re-applying never duplicates them (kube-proxy's EnsureRule). Stale
 service chains are removed at apply time too, since only the kernel knows what exists.
+
+The text is cut into a fixed skeleton (`base`) and one `Fragment` per service port
+(`fragment_renderer`); `assemble` joins them, `sync_text` writes only what changed between two
+such cuts, as one `iptables-restore --noflush` input.
 """
 from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
 
 from kubenet_lab.plan.model import Plan
 from kubenet_lab.render import names
 from kubenet_lab.render.endpoints import PortView, ep_string, port_views, total_endpoints
+from kubenet_lab.render.fragments import Changes, Fragment, make_fragment
 
 MASQ_MARK = "0x4000"
 # Above this many endpoints kube-proxy leaves out per-endpoint comments ("large cluster mode").
@@ -64,35 +71,73 @@ def _static_nat() -> list[str]:
     ]
 
 
+NODEPORTS_LAST = ('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: '
+                  'this must be the last rule in this chain" -m addrtype --dst-type LOCAL '
+                  "-j KUBE-NODEPORTS")
+
+
 class _Out:
-    """The four buffers kube-proxy fills: chain declarations and rules, per table."""
+    """What one service port writes: its own nat chains and their rules, and its lines in the
+    shared chains (filter KUBE-SERVICES/KUBE-EXTERNAL-SERVICES, nat KUBE-SERVICES/NODEPORTS)."""
 
     def __init__(self) -> None:
-        self.filter_chains = [f":{c} - [0:0]" for c in FILTER_CHAINS]
-        self.filter_rules: list[str] = []
-        self.nat_chains = [f":{c} - [0:0]" for c in NAT_CHAINS]
+        self.chains: list[str] = []
         self.nat_rules: list[str] = []
-        self.services: list[str] = []  # KUBE-SERVICES nat rules, kept together for readability
+        self.filter_rules: list[str] = []
+        self.services: list[str] = []
         self.nodeports: list[str] = []
 
     def chain(self, name: str) -> None:
-        self.nat_chains.append(f":{name} - [0:0]")
+        self.chains.append(name)
+
+    def fragment(self) -> Fragment:
+        return make_fragment(self.chains, self.nat_rules, {
+            "filter": self.filter_rules, "nat-services": self.services,
+            "nat-nodeports": self.nodeports})
+
+
+def base() -> dict[str, tuple[str, ...]]:
+    """The skeleton every node has, cut where `assemble` places the fragments' lines."""
+    return {
+        "filter-head": (*(f":{c} - [0:0]" for c in FILTER_CHAINS), *jump_lines("filter")),
+        "filter-tail": tuple(_static_filter()),
+        "nat-head": tuple(f":{c} - [0:0]" for c in NAT_CHAINS),
+        "nat-jumps": tuple(jump_lines("nat")),
+        "nat-services-tail": (NODEPORTS_LAST,),
+        "nat-tail": tuple(_static_nat()),
+    }
+
+
+def fragment_renderer(plan: Plan) -> Callable[[PortView], Fragment]:
+    """Binds the plan-wide inputs (pod CIDR, large-cluster mode) once for all service ports."""
+    pod_cidr = str(plan.cluster.pod_subnet)
+    comments = total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS
+
+    def render(view: PortView) -> Fragment:
+        out = _Out()
+        _service_port(out, view, pod_cidr, comments)
+        return out.fragment()
+    return render
+
+
+def assemble(sections: Mapping[str, tuple[str, ...]], fragments: Iterable[Fragment]) -> str:
+    frags = list(fragments)
+
+    def shared(key: str) -> list[str]:
+        return [line for f in frags for line in f.shared.get(key, ())]
+
+    lines = ["*filter", *sections["filter-head"], *shared("filter"), *sections["filter-tail"],
+             "COMMIT",
+             "*nat", *sections["nat-head"], *(f":{c} - [0:0]" for f in frags for c in f.chains),
+             *sections["nat-jumps"], *shared("nat-services"), *sections["nat-services-tail"],
+             *shared("nat-nodeports"), *sections["nat-tail"],
+             *(rule for f in frags for rule in f.rules), "COMMIT", ""]
+    return "\n".join(lines)
 
 
 def render_iptables(plan: Plan, node: str) -> str:
-    out = _Out()
-    pod_cidr = str(plan.cluster.pod_subnet)
-    comments = total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS
-    for view in port_views(plan, node):
-        _service_port(out, view, pod_cidr, comments)
-    out.services.append(
-        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must '
-        'be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
-    lines = ["*filter", *out.filter_chains, *jump_lines("filter"), *out.filter_rules,
-             *_static_filter(), "COMMIT",
-             "*nat", *out.nat_chains, *jump_lines("nat"), *out.services, *out.nodeports,
-             *_static_nat(), *out.nat_rules, "COMMIT", ""]
-    return "\n".join(lines)
+    render = fragment_renderer(plan)
+    return assemble(base(), (render(v) for v in port_views(plan, node)))
 
 
 def _chain_names(v: PortView) -> tuple[str, str, str]:
@@ -208,3 +253,66 @@ def _balance(out: _Out, v: PortView, chain: str, eps, seps: dict[str, str], comm
     for i, ep in enumerate(keys):
         stat = f" -m statistic --mode random --probability {probability(n - i)}" if i < n - 1 else ""
         out.nat_rules.append(f"{head(ep)}{stat} -j {seps[ep]}")
+
+
+# --- incremental sync -------------------------------------------------------------------------
+
+# `iptables-restore --noflush` (nf_tables backend) costs time growing with the square of the
+# chains it declares: measured 4000 chains 0.27 s, 8000 chains 1 s, 25000 chains minutes. Above
+# this many, a complete restore (linear) is faster.
+PARTIAL_MAX_CHAINS = 1000
+# Fails when the skeleton is not loaded (a namespace made anew, rules flushed by hand), so a
+# partial sync cannot succeed on top of something other than what it was computed against.
+GUARD = f"-C KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}"
+_SHARED_TABLE = {"filter": "filter", "nat-services": "nat", "nat-nodeports": "nat"}
+
+
+def rule_chain(line: str) -> str:
+    return line.split(" ", 2)[1]
+
+
+def sync_text(ch: Changes) -> str | None:
+    """`iptables-restore --noflush` input for `ch`, or None when a complete restore is better.
+
+    Changed chains are declared (which flushes them) and refilled; stale ones are declared and
+    then deleted, after the rules naming them are gone. The shared chains are edited in place,
+    rule by rule (-D, then -I at the position the full render gives), as rewriting a
+    5000-rule KUBE-SERVICES costs almost a second."""
+    declared = [*ch.write, *ch.stale_chains]
+    if len(declared) > PARTIAL_MAX_CHAINS:
+        return None
+    edits: dict[str, list[str]] = {"filter": [], "nat": []}
+    for key, (old, new) in ch.shared.items():
+        for chain, (old_lines, new_lines) in _by_chain(old, new).items():
+            lines = _edit_chain(chain, old_lines, new_lines)
+            if lines is None:
+                return None
+            edits[_SHARED_TABLE[key]] += lines
+    out = ["*filter", *edits["filter"], "COMMIT"] if edits["filter"] else []
+    out += ["*nat", GUARD, *(f":{c} - [0:0]" for c in declared), *edits["nat"],
+            *(rule for rules in ch.write.values() for rule in rules),
+            *(f"-X {c}" for c in ch.stale_chains), "COMMIT", ""]
+    return "\n".join(out)
+
+
+def _by_chain(old: list[str], new: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for index, lines in ((0, old), (1, new)):
+        for line in lines:
+            out.setdefault(rule_chain(line), ([], []))[index].append(line)
+    return out
+
+
+def _edit_chain(chain: str, old: list[str], new: list[str]) -> list[str] | None:
+    """-D and -I lines turning `old` into `new`; None when that cannot be done rule by rule
+    (a repeated rule, or kept rules in another order)."""
+    old_set, new_set = set(old), set(new)
+    if len(old_set) != len(old) or len(new_set) != len(new):
+        return None
+    if [line for line in old if line in new_set] != [line for line in new if line in old_set]:
+        return None
+    prefix = len(f"-A {chain} ")
+    deletes = [f"-D {chain} {line[prefix:]}" for line in old if line not in new_set]
+    inserts = [f"-I {chain} {i + 1} {line[prefix:]}" for i, line in enumerate(new)
+               if line not in old_set]
+    return deletes + inserts

@@ -9,6 +9,10 @@ restored as complete tables. That also drops stale KUBE-SVC/SEP chains and never
 jumps from the built-in chains, in one atomic step per apply.
 
 nftables mode: the rendered text is already one transaction that replaces the table.
+
+After the first load, `sync_rules` loads only what changed (computed by render.sync.plan_sync):
+one `iptables-restore --noflush` or one `nft -f` transaction, falling back to the complete load
+when the kernel refuses it because the node no longer holds what the change was computed against.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import os
 import shutil
 import subprocess
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from kubenet_lab.errors import EnvironmentProblem, LabError
 
@@ -81,6 +85,28 @@ def apply_rules(netns: str, mode: str, text: str) -> None:
             _run(["nft", "-f", "-"], text)
         else:
             raise LabError(f"unknown proxy mode {mode!r}")
+
+
+def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], str]) -> bool:
+    """Load the incremental `partial` into `netns`, or the complete `full()` when there is no
+    partial or the kernel refuses it (rules flushed by hand, a namespace made anew: each partial
+    text checks the skeleton it builds on). True when the partial load was enough."""
+    if partial is not None:
+        try:
+            with in_netns(netns):
+                if mode == "iptables":
+                    _run(["iptables-restore", "-w", "5", "--noflush"], partial)
+                elif mode == "nftables":
+                    _run(["nft", "-f", "-"], partial)
+                else:
+                    raise LabError(f"unknown proxy mode {mode!r}")
+            return True
+        except EnvironmentProblem:
+            raise
+        except LabError:
+            pass
+    apply_rules(netns, mode, full())
+    return False
 
 
 def clear_rules(netns: str, mode: str) -> None:

@@ -1,4 +1,5 @@
-"""apply_rules / clear_rules against the real tools, in a throwaway network namespace."""
+"""apply_rules / clear_rules / sync_rules against the real tools, in throwaway network namespaces."""
+import json
 import os
 import shutil
 import subprocess
@@ -9,8 +10,10 @@ import pytest
 from kubenet_lab.errors import LabError
 from kubenet_lab.render.iptables import render_iptables
 from kubenet_lab.render.nftables import render_nftables
-from kubenet_lab.system.rules import apply_rules, clear_rules, in_netns
+from kubenet_lab.render.sync import plan_sync, render_node
+from kubenet_lab.system.rules import apply_rules, clear_rules, in_netns, sync_rules
 from tests.unit.test_render_fixtures import kube_proxy_plan
+from tests.unit.test_sync import BASE, CHANGES, ep, plan as svc_plan, replaced, with_eps
 
 pytestmark = [
     pytest.mark.root,
@@ -91,3 +94,102 @@ def test_errors_carry_the_tool_message_and_restore_the_namespace(netns):
     with pytest.raises(LabError):
         with in_netns("kubenet-test-does-not-exist"):
             pass
+
+
+# --- incremental sync against the real tools -------------------------------------------------
+
+MODES = ("iptables", "nftables")
+
+
+@pytest.fixture
+def netns2():
+    name = f"kubenet-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _dump(netns: str, mode: str):
+    """The loaded rules, without counters, handles or the order the kernel lists sets in."""
+    if mode == "iptables":
+        chains: dict[str, list[str]] = {}
+        for line in _out("iptables-save", netns=netns).splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                chains.setdefault(f"{table}/{line[1:].split()[0]}", [])
+            elif line.startswith("-A "):
+                _, chain, rest = line.split(" ", 2)
+                chains[f"{table}/{chain}"].append(rest)
+        return chains
+    out = json.loads(_out("nft", "-j", "list", "table", "ip", "kube-proxy", netns=netns))
+    rules, objects = {}, {}
+    for item in out["nftables"]:
+        kind, body = next(iter(item.items()))
+        if kind == "rule":
+            rules.setdefault(body["chain"], []).append(json.dumps(body["expr"], sort_keys=True))
+        elif kind in ("chain", "set", "map"):
+            body = {k: v for k, v in body.items() if k != "handle"}
+            body["elem"] = sorted(json.dumps(e, sort_keys=True) for e in body.get("elem", []))
+            objects[f"{kind} {body['name']}"] = body
+    return rules, objects
+
+
+def _sync(netns: str, old, new) -> bool:
+    sync = plan_sync(old, new)
+    return sync_rules(netns, new.mode, None if sync.full else sync.text, new.text)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("change", ["add a service", "change one endpoint", "remove a service",
+                                    "affinity timeout", "several at once"])
+def test_incremental_sync_equals_a_full_apply(netns, netns2, mode, change):
+    host_before = _host_rules()
+    old = render_node(svc_plan(*BASE), "node1", mode)
+    new = render_node(svc_plan(*CHANGES[change]), "node1", mode)
+    assert _sync(netns, None, old) is False
+    assert _sync(netns, old, new) is True  # the partial text was accepted
+    assert _sync(netns2, None, new) is False
+    assert _dump(netns, mode) == _dump(netns2, mode)
+    assert _host_rules() == host_before
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_partial_sync_on_a_wiped_namespace_falls_back_to_a_full_load(netns, netns2, mode):
+    old = render_node(svc_plan(*BASE), "node1", mode)
+    new = render_node(svc_plan(*CHANGES["add a service at the end"]), "node1", mode)
+    _sync(netns, None, old)
+    clear_rules(netns, mode)
+    assert _sync(netns, old, new) is False
+    _sync(netns2, None, new)
+    assert _dump(netns, mode) == _dump(netns2, mode)
+
+
+def _affinity_elements(netns: str, name: str) -> list:
+    out = json.loads(_out("nft", "-j", "list", "set", "ip", "kube-proxy", name, netns=netns))
+    return [e for item in out["nftables"] if "set" in item for e in item["set"].get("elem", [])]
+
+
+def test_nft_affinity_entries_survive_an_incremental_sync(netns):
+    """A client pinned to an endpoint stays pinned when another endpoint of the same service
+    or another service changes; only a complete reload would forget it."""
+    old = render_node(svc_plan(*BASE), "node1", "nftables")
+    _sync(netns, None, old)
+    sets = [s for f in old.fragments.values() for s in f.sets]
+    assert len(sets) == 3
+    for name in sets:
+        subprocess.run(["ip", "netns", "exec", netns, "nft", "add", "element", "ip", "kube-proxy",
+                        name, "{ 10.244.1.200 }"], check=True)
+    svc = BASE[5]
+    grown = with_eps(svc, [*svc.ports[0].endpoints[:2], ep("10.244.1.250")])
+    new = render_node(svc_plan(*replaced(5, grown), *CHANGES["add a service at the end"][-1:]),
+                      "node1", "nftables")
+    assert _sync(netns, old, new) is True
+    kept = [s for s in sets if s in {n for f in new.fragments.values() for n in f.sets}]
+    assert len(kept) == 2
+    for name in kept:
+        assert len(_affinity_elements(netns, name)) == 1, name
+    _sync(netns, None, new)  # the complete load starts every set empty
+    assert all(not _affinity_elements(netns, name) for name in kept)

@@ -1,0 +1,137 @@
+"""A node's rules as data, and the least a change needs to write (kube-proxy's partial sync).
+
+`render_node` cuts a node's ruleset into its skeleton and one `Fragment` per service port; the
+caller keeps the last applied `RenderedNode` (JSON in the state dir). `plan_sync(old, new)`
+compares the two and writes either the complete ruleset (first apply, mode switch, unknown
+previous state, or a change too big for a partial load) or only the changed chains, shared-chain
+rules, map elements and sets, in the syntax of the mode. Everything here is pure: the kernel is
+left to system/rules.py.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from kubenet_lab.plan.model import Plan
+from kubenet_lab.render import iptables, nftables
+from kubenet_lab.render.endpoints import port_views
+from kubenet_lab.render.fragments import Changes, Fragment, fragment_key
+
+MODES = {"iptables": iptables, "nftables": nftables}
+FORMAT = 1  # bump when the cut changes, so that a stored cut of an older version means "unknown"
+
+
+@dataclass(frozen=True)
+class RenderedNode:
+    mode: str
+    base: Mapping[str, tuple[str, ...]]
+    fragments: Mapping[str, Fragment]  # service-port key -> its share, in render order
+
+    def text(self) -> str:
+        """The complete ruleset, as `iptables-restore --noflush` or `nft -f` input."""
+        return MODES[self.mode].assemble(self.base, self.fragments.values())
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, "mode": self.mode,
+                           "base": {k: list(v) for k, v in self.base.items()},
+                           "fragments": {k: f.to_json() for k, f in self.fragments.items()}},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "RenderedNode":
+        """ValueError for anything this version would not have written."""
+        try:
+            data = json.loads(text)
+            if data["format"] != FORMAT or data["mode"] not in MODES:
+                raise ValueError(f"unsupported rules state (format {data['format']!r})")
+            return cls(mode=data["mode"], base={k: tuple(v) for k, v in data["base"].items()},
+                       fragments={k: Fragment.from_json(f) for k, f in data["fragments"].items()})
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"malformed rules state: {e!r}") from e
+
+
+def render_nodes(plan: Plan, mode: str, nodes: Iterable[str] | None = None,
+                 **options) -> dict[str, RenderedNode]:
+    """Several nodes at once. A service port without a Local traffic policy has the same rules
+    on every node, so it is rendered once and its fragment shared by all nodes."""
+    module = MODES[mode]
+    render = module.fragment_renderer(plan, **options)
+    common: dict[str, Fragment] = {}
+    out = {}
+    for node in nodes if nodes is not None else [n.name for n in plan.nodes]:
+        fragments = {}
+        for view in port_views(plan, node):
+            key = fragment_key(view)
+            if view.uses_local:
+                fragments[key] = render(view)
+            else:
+                if key not in common:
+                    common[key] = render(view)
+                fragments[key] = common[key]
+        base = iptables.base() if mode == "iptables" else nftables.base(plan, node)
+        out[node] = RenderedNode(mode, base, fragments)
+    return out
+
+
+def render_node(plan: Plan, node: str, mode: str, **options) -> RenderedNode:
+    return render_nodes(plan, mode, [node], **options)[node]
+
+
+@dataclass(frozen=True)
+class Sync:
+    full: bool  # the text is the complete ruleset, replacing whatever the node holds
+    text: str  # empty when nothing changed
+
+
+def plan_sync(old: RenderedNode | None, new: RenderedNode) -> Sync:
+    if old is None or old.mode != new.mode or old.base != new.base:
+        return Sync(True, new.text())
+    keys = [k for k, f in new.fragments.items() if old.fragments.get(k) != f]
+    keys += [k for k in old.fragments if k not in new.fragments]
+    if not keys:
+        return Sync(False, "")
+    module = MODES[new.mode]
+    text = module.sync_text(changes(old, new, keys, module.rule_chain))
+    return Sync(text is None, new.text() if text is None else text)
+
+
+def changes(old: RenderedNode, new: RenderedNode, keys: list[str],
+            rule_chain: Callable[[str], str]) -> Changes:
+    """What differs between `old` and `new`, given the fragment keys that differ."""
+    before = [old.fragments[k] for k in keys if k in old.fragments]
+    after = [new.fragments[k] for k in keys if k in new.fragments]
+    old_chains, new_chains = _chains(before, rule_chain), _chains(after, rule_chain)
+    old_sets = {n: d for f in before for n, d in f.sets.items()}
+    new_sets = {n: d for f in after for n, d in f.sets.items()}
+    redeclared = {n for n, d in new_sets.items() if n in old_sets and old_sets[n] != d}
+    ch = Changes()
+    # A set is redeclared by deleting it, so every chain naming it is refilled too.
+    ch.write = {c: rules for c, rules in new_chains.items()
+                if old_chains.get(c) != rules or _names(rules) & redeclared}
+    ch.existing = {c for c in ch.write if c in old_chains}
+    ch.stale_chains = [c for c in old_chains if c not in new_chains]
+    ch.add_sets = {n: d for n, d in new_sets.items() if old_sets.get(n) != d}
+    ch.stale_sets = [n for n in old_sets if n not in new_sets or n in redeclared]
+    touched = dict.fromkeys(key for f in before + after for key in f.shared)
+    ch.shared = {key: (_shared(old, key), _shared(new, key)) for key in touched}
+    return ch
+
+
+def _chains(fragments: list[Fragment], rule_chain: Callable[[str], str]) -> dict[str, tuple]:
+    out: dict[str, list[str]] = {}
+    for f in fragments:
+        for chain in f.chains:
+            out[chain] = []
+        for rule in f.rules:
+            out[rule_chain(rule)].append(rule)
+    return {c: tuple(rules) for c, rules in out.items()}
+
+
+def _names(rules: tuple[str, ...]) -> set[str]:
+    """The sets the rules name (`@name`)."""
+    return {word[1:] for rule in rules for word in rule.split() if word.startswith("@")}
+
+
+def _shared(node: RenderedNode, key: str) -> list[str]:
+    return [line for f in node.fragments.values() for line in f.shared.get(key, ())]
