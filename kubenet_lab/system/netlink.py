@@ -174,11 +174,12 @@ def ensure_base(plan: Plan) -> None:
         _ensure_bridge(nl, plan.underlay_bridge, mark)
 
 
-def _ensure_uplink(under: rtnl.Rtnl, bridge: int, node: PlannedNode, nl: rtnl.Rtnl, mark: str) -> int:
-    """The node's veth pair to the underlay bridge, made from the underlay side with the peer
-    created directly in the node namespace as eth0; a half pair is removed and made again.
-    Returns eth0's index."""
-    uplink, eth0 = link_index(under, node.underlay_veth), link_index(nl, ETH0)
+def ensure_uplink(under: rtnl.Rtnl, bridge: int, nl: rtnl.Rtnl, netns_name: str, underlay_veth: str,
+                  mark: str) -> int:
+    """A namespace's veth pair to the underlay bridge, made from the underlay side with the peer
+    created directly in the namespace as eth0; a half pair is removed and made again. Both ends
+    carry the mark and eth0 is up. Returns eth0's index."""
+    uplink, eth0 = link_index(under, underlay_veth), link_index(nl, ETH0)
     if (uplink is None) != (eth0 is None):
         if uplink is not None:
             under.batch([rtnl.link_del(uplink)])
@@ -186,13 +187,14 @@ def _ensure_uplink(under: rtnl.Rtnl, bridge: int, node: PlannedNode, nl: rtnl.Rt
             nl.batch([rtnl.link_del(eth0)])
         uplink = eth0 = None
     if uplink is None:
-        fd = os.open(netns_path(node.netns), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(netns_path(netns_name), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            under.batch([rtnl.veth_add(node.underlay_veth, ETH0, fd, master=bridge)])
+            under.batch([rtnl.veth_add(underlay_veth, ETH0, fd, master=bridge)])
         finally:
             os.close(fd)
-        uplink, eth0 = link_index(under, node.underlay_veth), link_index(nl, ETH0)
+        uplink, eth0 = link_index(under, underlay_veth), link_index(nl, ETH0)
     under.batch([rtnl.link_set(uplink, master=bridge, alias=mark)])
+    nl.batch([rtnl.link_set(eth0, alias=mark)])  # up before routes via it
     return eth0
 
 
@@ -200,8 +202,7 @@ def _ensure_node(nl: rtnl.Rtnl, under: rtnl.Rtnl, bridge: int, node: PlannedNode
     nl.batch([rtnl.link_set(1, alias=mark)])
     cbr0 = _ensure_bridge(nl, NODE_BRIDGE, mark)
     ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, node.pod_cidr.prefixlen))})
-    eth0 = _ensure_uplink(under, bridge, node, nl, mark)
-    nl.batch([rtnl.link_set(eth0, alias=mark)])  # up before routes via it
+    eth0 = ensure_uplink(under, bridge, nl, node.netns, node.underlay_veth, mark)
     ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
     ensure_routes(nl, eth0, dict(node.routes))
 

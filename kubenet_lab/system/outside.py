@@ -15,7 +15,6 @@ namespace: sysctls are written by a thread inside the namespace they belong to.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -23,8 +22,8 @@ from ..errors import LabError
 from ..plan import ipam, naming
 from ..plan.model import Plan
 from . import netns, rtnl
-from .netlink import ensure_addresses, ensure_routes, link_index, socket_in, write_sysctls
-from .nsenter import in_netns, netns_path
+from .netlink import ensure_addresses, ensure_routes, ensure_uplink, link_index, socket_in, write_sysctls
+from .nsenter import in_netns
 
 ETH0 = "eth0"
 EXTERNAL, LB = "external", "lb"
@@ -68,27 +67,6 @@ def hosts(plan: Plan) -> tuple[Host, Host]:
     )
 
 
-def _ensure_uplink(under: rtnl.Rtnl, bridge: int, nl: rtnl.Rtnl, host: Host, mark: str) -> int:
-    """The veth pair to the underlay bridge (a half pair is made again); returns eth0's index."""
-    uplink, eth0 = link_index(under, host.underlay_veth), link_index(nl, ETH0)
-    if (uplink is None) != (eth0 is None):
-        if uplink is not None:
-            under.batch([rtnl.link_del(uplink)])
-        else:
-            nl.batch([rtnl.link_del(eth0)])
-        uplink = eth0 = None
-    if uplink is None:
-        fd = os.open(netns_path(host.netns), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            under.batch([rtnl.veth_add(host.underlay_veth, ETH0, fd, master=bridge)])
-        finally:
-            os.close(fd)
-        uplink, eth0 = link_index(under, host.underlay_veth), link_index(nl, ETH0)
-    under.batch([rtnl.link_set(uplink, master=bridge, alias=mark)])
-    nl.batch([rtnl.link_set(eth0, alias=mark)])
-    return eth0
-
-
 def _ensure_host(under: rtnl.Rtnl, bridge: int, host: Host, mark: str) -> None:
     netns.ensure(host.netns)
     with in_netns(host.netns):
@@ -98,7 +76,7 @@ def _ensure_host(under: rtnl.Rtnl, bridge: int, host: Host, mark: str) -> None:
         with in_netns(host.netns):
             # `default` first, so an eth0 made below starts with it
             write_sysctls({k: v for k, v in host.sysctls.items() if "/eth0/" not in k})
-        eth0 = _ensure_uplink(under, bridge, nl, host, mark)
+        eth0 = ensure_uplink(under, bridge, nl, host.netns, host.underlay_veth, mark)
         with in_netns(host.netns):
             write_sysctls(host.sysctls)
         ensure_addresses(nl, eth0, host.addresses)
