@@ -9,6 +9,7 @@ import dataclasses
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
@@ -17,10 +18,10 @@ from .query import check_lab_name
 from .manifests import load_model
 from .plan import make_plan, naming
 from .plan.model import Model, Plan, PlannedPod
-from .plan.podfiles import hosts, resolv_conf
 from .render.iptables import render_iptables
 from .render.lb import forwards as lb_forwards, render_lb
 from .render.nftables import render_nftables
+from .render.sync import RenderedNode, plan_sync, render_nodes
 from .system import checks, netlink, outside, rules, state, supervisor
 
 
@@ -110,7 +111,6 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             made += [p.netns for p in missing]
             netlink.create_pods(plan, missing)
         result.created = made
-        _write_pod_files(plan)
         result.rules_changed = _apply_rules(plan, previous)
         _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) not in actual)
         state.save_plan(plan)
@@ -134,48 +134,44 @@ def _undo(lab: str, made: list[str], new_lab: bool) -> None:
         pass
 
 
-def _write_pod_files(plan: Plan) -> None:
-    for pod in plan.pods:
-        d = state.pod_dir(plan.lab, pod.namespace, pod.name)
-        for name, text in (("resolv.conf", resolv_conf(plan, pod)), ("hosts", hosts(plan, pod))):
-            path = os.path.join(d, name)
-            try:
-                with open(path) as f:
-                    if f.read() == text:
-                        continue
-            except FileNotFoundError:
-                pass
-            state.write_atomic(path, text)
-
-
 RENDERERS = {"iptables": render_iptables, "nftables": render_nftables}
 
 
 def _rules_path(lab: str, node: str) -> str:
-    return os.path.join(state.state_dir(lab), "rules", f"{node}.rules")
+    return os.path.join(state.state_dir(lab), "rules", f"{node}.json")
 
 
 def _apply_rules(plan: Plan, previous: Plan | None) -> list[str]:
-    """One iptables-restore or nft -f per node whose rules differ from what was last applied."""
+    """Per node, only what changed since the last apply (kept as a RenderedNode in the state dir),
+    in one iptables-restore --noflush or nft -f; the whole ruleset on the first apply, after a
+    mode switch, or when the last applied state is unknown. Nodes are loaded in parallel: the
+    tools are CPU-bound processes, and each thread enters its node's namespace on its own."""
     mode = plan.cluster.kube_proxy_mode
     old_mode = previous.cluster.kube_proxy_mode if previous else None
-    render = RENDERERS[mode]
-    changed = []
-    for node in plan.nodes:
-        text = render(plan, node.name)
-        path = _rules_path(plan.lab, node.name)
-        if old_mode == mode and os.path.exists(path):
-            with open(path) as f:
-                if f.read() == text:
-                    continue
-        if old_mode != mode:
+
+    def sync(name: str, new: RenderedNode) -> bool:
+        netns, path, old = plan.node(name).netns, _rules_path(plan.lab, name), None
+        if old_mode == mode:
+            try:
+                with open(path) as f:
+                    old = RenderedNode.from_json(f.read())
+            except (OSError, ValueError):
+                pass  # unknown: load everything
+        else:
             for other in RENDERERS:
                 if other != mode and shutil.which("nft" if other == "nftables" else "iptables-restore"):
-                    rules.clear_rules(node.netns, other)
-        rules.apply_rules(node.netns, mode, text)
-        state.write_atomic(path, text)
-        changed.append(node.name)
-    return changed
+                    rules.clear_rules(netns, other)
+        change = plan_sync(old, new)
+        if not change.text:
+            return False
+        rules.sync_rules(netns, mode, None if change.full else change.text, new.text)
+        state.write_atomic(path, new.to_json())
+        return True
+
+    rendered = render_nodes(plan, mode)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(rendered), os.cpu_count() or 1))) as pool:
+        changed = list(pool.map(sync, rendered, rendered.values()))
+    return [name for name, did in zip(rendered, changed) if did]
 
 
 def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:
@@ -207,9 +203,7 @@ def down(lab: str) -> list[str]:
     check_lab_name(lab)
     checks.require_root("down")
     with state.locked(lab):
-        removed = teardown(lab)
-    state.remove_state(lab)
-    return removed
+        return teardown(lab)
 
 
 def down_all() -> dict[str, list[str]]:

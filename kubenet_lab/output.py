@@ -58,8 +58,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def pod_created(plan: Plan, pod: PlannedPod) -> float | None:
-    return _created(nsenter.netns_path(pod.netns)) if not pod.host_network else \
-        _created(os.path.join(state.pod_dir(plan.lab, pod.namespace, pod.name), "hosts"))
+    """When its network namespace was made (a hostNetwork pod's is its node's: pod.netns)."""
+    return _created(nsenter.netns_path(pod.netns))
 
 
 def container_states(pod: PlannedPod, status: dict) -> list[dict]:

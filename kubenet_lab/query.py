@@ -4,6 +4,7 @@ Nothing here changes the lab; `app` holds the verbs that do.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Sequence
 from .errors import InputError, LabError
 from .plan import naming
 from .plan.model import Plan
+from .plan.podfiles import pod_files
 from .system import checks, nsenter, state, supervisor
 
 DEFAULT_LAB = "kubenet"
@@ -47,7 +49,7 @@ def pod_status(lab: str) -> dict:
 class ExecTarget:
     netns: str
     hostname: str | None
-    files: dict
+    files: dict[str, str]  # target path -> content
 
 
 # `exec external -- ...` and `exec lb -- ...`: the client outside the cluster and the load balancer.
@@ -72,9 +74,7 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
     if container is not None and container not in [c.name for c in pod.containers]:
         raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
                        f"{', '.join(c.name for c in pod.containers)}")
-    d = state.pod_dir(plan.lab, pod.namespace, pod.name)
-    files = {} if pod.host_network else {"/etc/resolv.conf": os.path.join(d, "resolv.conf"),
-                                         "/etc/hosts": os.path.join(d, "hosts")}
+    files = pod_files(plan, pod)
     hostname = plan.node(pod.node).name if pod.host_network else pod.name
     return ExecTarget(netns=pod.netns, hostname=hostname, files=files)
 
@@ -106,6 +106,17 @@ def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
         container = names[0]
     elif container not in names:
         raise LabError(f"container {container} is not valid for pod {pod}")
+    return _container_log(lab, namespace, pod, container)
+
+
+def _container_log(lab: str, namespace: str, pod: str, container: str) -> str:
+    """Built-in servers log into the supervisor's memory, real processes into a file; without
+    a supervisor only the file remains."""
+    with contextlib.suppress(supervisor.SupervisorUnavailable):
+        reply = supervisor.request(lab, {"op": "logs", "pod": f"{namespace}/{pod}", "container": container},
+                                   timeout=5)
+        if reply.get("ok"):
+            return reply.get("text", "")
     try:
         with open(state.log_path(lab, namespace, pod, container), errors="replace") as f:
             return f.read()

@@ -22,3 +22,11 @@ def hosts(plan: Plan, pod: PlannedPod) -> str:
             "fe00::1\tip6-allnodes\n"
             "fe00::2\tip6-allrouters\n"
             f"{pod.ip}\t{pod.name}\n")
+
+
+def pod_files(plan: Plan, pod: PlannedPod) -> dict[str, str]:
+    """What each process of the pod sees over the host's files (target -> content); a
+    hostNetwork pod sees its node's, as with Kubernetes' default dnsPolicy."""
+    if pod.host_network:
+        return {}
+    return {"/etc/resolv.conf": resolv_conf(plan, pod), "/etc/hosts": hosts(plan, pod)}

@@ -1,8 +1,9 @@
 """Name resolution as a process in the pod would see it, for agnhost's /dial to names.
 
 The supervisor lives in the host's mount namespace, so getaddrinfo would read the host's
-/etc/hosts and /etc/resolv.conf. This reads the pod's own files and asks the pod's nameserver
-from a socket inside the pod's network namespace, with the search path and ndots of resolv.conf.
+/etc/hosts and /etc/resolv.conf. This reads the pod's own files (their text, as its processes
+see them) and asks the pod's nameserver from a socket inside the pod's network namespace, with
+the search path and ndots of resolv.conf.
 """
 from __future__ import annotations
 
@@ -49,29 +50,20 @@ def candidates(name: str, search: list[str], ndots: int) -> list[str]:
     return [name + "."] + searched if name.count(".") >= ndots else searched + [name + "."]
 
 
-def _read(path: str | None) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 class PodResolver:
-    """resolve(host) -> IPv4 address, from the pod's hosts file, then its DNS server."""
+    """resolve(host) -> IPv4 address, from the pod's hosts file, then its DNS server.
 
-    def __init__(self, resolv_conf: str | None, hosts: str | None,
-                 make_socket: Callable[[int, int], socket.socket]):
-        self.resolv_conf = resolv_conf
+    `resolv_conf` and `hosts` are the files' text ("" for none)."""
+
+    def __init__(self, resolv_conf: str, hosts: str, make_socket: Callable[[int, int], socket.socket]):
         self.hosts = hosts
+        self.servers, self.search, self.ndots = parse_resolv_conf(resolv_conf)
         self.make_socket = make_socket
 
     async def __call__(self, host: str) -> str:
-        if (ip := lookup_hosts(_read(self.hosts), host)) is not None:
+        if (ip := lookup_hosts(self.hosts, host)) is not None:
             return ip
-        servers, search, ndots = parse_resolv_conf(_read(self.resolv_conf))
+        servers, search, ndots = self.servers, self.search, self.ndots
         for name in candidates(host, search, ndots):
             for server in servers:
                 ip = await self._query(server, name)

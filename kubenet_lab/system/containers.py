@@ -16,11 +16,13 @@ import shutil
 import signal
 import socket
 import time
+from collections import deque
 from datetime import datetime, timezone
 from typing import Callable
 
 from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
+from ..plan.podfiles import pod_files
 from ..servers import agnhost
 from ..servers.base import Served, ServerContext
 from ..servers.http import start_default_http
@@ -52,60 +54,22 @@ class StartError(Exception):
         self.message = message
 
 
-class LogBook:
-    """Buffers container log lines and appends them in batches.
+class LogBuffer:
+    """A built-in server's log: its last MAX_LINES lines, in the supervisor's memory.
 
-    Creating a log file costs a millisecond or two on a disk-backed /run; 500 containers log
-    their start at once, so a reload holds the writes until its answer is sent (hold()), and
-    request lines go out within FLUSH_DELAY."""
+    A file per container would cost a disk create and unlink each (/run may be ext4) for
+    hundreds of containers; `kubenet-lab logs` asks the supervisor instead."""
 
-    FLUSH_DELAY = 0.05
-    BATCH = 32
+    MAX_LINES = 2000
 
     def __init__(self) -> None:
-        self.pending: dict[str, list[str]] = {}
-        self.held = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self.lines: deque[str] = deque(maxlen=self.MAX_LINES)
 
-    def write(self, path: str, line: str) -> None:
-        self.pending.setdefault(path, []).append(line)
-        self._schedule()
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
 
-    def _schedule(self, delay: float = FLUSH_DELAY) -> None:
-        if self.held or self._timer is not None or not self.pending:
-            return
-        try:
-            self._timer = asyncio.get_running_loop().call_later(delay, self.flush, self.BATCH)
-        except RuntimeError:  # no loop: write now
-            self.flush()
-
-    def flush(self, limit: int | None = None) -> None:
-        """Write pending lines; at most `limit` files, so the loop never stalls for long."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        paths = list(self.pending)[:limit]
-        for path in paths:
-            lines = self.pending.pop(path)
-            try:
-                ensure_log_dir(path)
-                with open(path, "a", encoding="utf-8", errors="replace") as f:
-                    f.write("\n".join(lines) + "\n")
-            except OSError:
-                pass
-        self._schedule(0 if self.pending else self.FLUSH_DELAY)
-
-    @contextlib.contextmanager
-    def hold(self):
-        self.held += 1
-        try:
-            yield
-        finally:
-            self.held -= 1
-            self._schedule()
-
-
-LOGS = LogBook()
+    def text(self) -> str:
+        return "".join(f"{line}\n" for line in self.lines)
 
 
 def ensure_log_dir(path: str) -> None:
@@ -116,27 +80,36 @@ def ensure_log_dir(path: str) -> None:
 
 
 class LogFile:
-    """One container's log (through LOGS, so a removed log never breaks a server)."""
+    """A real process's log: the file its stdout and stderr go to, and our lines about it."""
 
     def __init__(self, path: str):
         self.path = path
 
     def __call__(self, line: str) -> None:
-        LOGS.write(self.path, line)
+        with contextlib.suppress(OSError):  # a removed log never breaks the supervisor
+            ensure_log_dir(self.path)
+            with open(self.path, "a", encoding="utf-8", errors="replace") as f:
+                f.write(line + "\n")
+
+    def text(self) -> str:
+        try:
+            with open(self.path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
 
 class PodEnv:
-    """Where a pod's containers live: its network namespace, hostname and files."""
+    """Where a pod's containers live: its network namespace, hostname and files (target path ->
+    content, mounted over the target in each of its processes)."""
 
-    def __init__(self, lab: str, pod: PlannedPod):
+    def __init__(self, lab: str, pod: PlannedPod, plan: Plan):
         self.lab = lab
         self.pod = pod
         self.netns = pod.netns
         # Like Kubernetes, a hostNetwork pod sees its node's hostname.
         self.hostname = pod.node if pod.host_network else pod.name
-        pdir = state.pod_dir(lab, pod.namespace, pod.name)
-        self.files = {"/etc/resolv.conf": os.path.join(pdir, "resolv.conf"),
-                      "/etc/hosts": os.path.join(pdir, "hosts")}
+        self.files = pod_files(plan, pod)
 
     def log_path(self, container: str) -> str:
         return state.log_path(self.lab, self.pod.namespace, self.pod.name, container)
@@ -175,9 +148,19 @@ class PodEnv:
             raise
         return socks
 
-    def context(self, log: LogFile, exit: Callable[[int], None]) -> ServerContext:
+    def _file(self, path: str) -> str:
+        """What the pod's processes see at `path`: its own content, or the host's file."""
+        if path in self.files:
+            return self.files[path]
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def context(self, log: Callable[[str], None], exit: Callable[[int], None]) -> ServerContext:
         return ServerContext(hostname=self.hostname, log=log, socket=self.socket,
-                             resolve=PodResolver(self.files["/etc/resolv.conf"], self.files["/etc/hosts"],
+                             resolve=PodResolver(self._file("/etc/resolv.conf"), self._file("/etc/hosts"),
                                                  self.socket),
                              preexec=self.preexec, exit=exit)
 
@@ -203,6 +186,10 @@ class Runner:
 
     def update(self, plan: Plan) -> None:
         """A new plan was loaded (the DNS server needs it); the container itself is unchanged."""
+
+    def logs(self) -> str:
+        """What `kubenet-lab logs` shows: the output of every start, oldest first."""
+        return ""
 
 
 class IdleRunner(Runner):
@@ -246,7 +233,6 @@ class ExecRunner(Runner):
         except StartError as e:
             self.log(f"kubenet-lab: cannot start the container: {e.message}")
             raise
-        LOGS.flush()  # what we wrote before comes first
         try:
             ensure_log_dir(self.log.path)
         except OSError as e:
@@ -266,6 +252,9 @@ class ExecRunner(Runner):
         finally:
             os.close(fd)
         self.pid = self.proc.pid
+
+    def logs(self) -> str:
+        return self.log.text()
 
     async def wait(self) -> int:
         rc = await self.proc.wait()
@@ -298,9 +287,12 @@ class ServerRunner(Runner):
     def __init__(self, env: PodEnv, container: PlannedContainer):
         self.env = env
         self.run = container.run
-        self.log = LogFile(env.log_path(container.name))
+        self.log = LogBuffer()
         self.served: Served | None = None
         self._ended: asyncio.Future | None = None
+
+    def logs(self) -> str:
+        return self.log.text()
 
     def _exit(self, code: int) -> None:
         if self._ended is not None and not self._ended.done():
@@ -358,11 +350,14 @@ class DnsRunner(Runner):
     def __init__(self, env: PodEnv, container: PlannedContainer, plan: Callable[[], Plan | None]):
         self.env = env
         self.port = container.run.port
-        self.log = LogFile(env.log_path(container.name))
+        self.log = LogBuffer()
         self.plan = plan
         self.dns = None
         self.served: Served | None = None
         self._ended: asyncio.Future | None = None
+
+    def logs(self) -> str:
+        return self.log.text()
 
     async def start(self) -> None:
         try:
@@ -409,7 +404,7 @@ def make_runner(lab: str, pod: PlannedPod, container: PlannedContainer,
     run = container.run
     if isinstance(run, RunNothing):
         return IdleRunner()
-    env = PodEnv(lab, pod)
+    env = PodEnv(lab, pod, plan())
     if isinstance(run, RunExec):
         return ExecRunner(env, container, run.argv)
     if isinstance(run, RunDns):

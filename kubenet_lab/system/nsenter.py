@@ -55,9 +55,10 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, len(raw)), "sethostname")
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     _check(
-        _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None),
+        _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                    data.encode() if data else None),
         f"mount {target}",
     )
 
@@ -89,9 +90,10 @@ def enter_pod(netns: str, hostname: str | None = None, files: Mapping[str, str] 
     """Move the calling process (a child about to exec) into a pod's namespaces.
 
     Network: the pod's named namespace. UTS: a fresh one whose hostname is the pod's name.
-    Mount: a fresh one where `files` (target -> source, e.g. /etc/resolv.conf) are bind-mounted,
-    as `ip netns exec` does with /etc/netns/<name>/; the host's files are never touched.
-    Only for a single-threaded child (after fork, or a process that will exec)."""
+    Mount: a fresh private one where `files` (target path -> content, e.g. /etc/resolv.conf)
+    cover the targets, as `ip netns exec` does with /etc/netns/<name>/; nothing reaches the
+    host's mount namespace or its disk. Only for a single-threaded child (after fork, or a
+    process that will exec)."""
     fd = os.open(netns_path(netns), os.O_RDONLY)
     try:
         setns(fd)
@@ -103,14 +105,40 @@ def enter_pod(netns: str, hostname: str | None = None, files: Mapping[str, str] 
     if hostname:
         sethostname(hostname)
     if files:
-        # Keep our bind mounts from propagating back to the host's mount namespace.
+        # Keep our mounts from propagating back to the host's mount namespace.
         mount("none", "/", None, MS_REC | MS_SLAVE)
-        for target, source in files.items():
-            if os.path.exists(source) and os.path.exists(target):
-                mount(source, target, None, MS_BIND)
+        _cover_files(files)
         # A sysfs of this namespace, so /sys/class/net lists the pod's links as `ip netns exec` shows.
         try:
             umount("/sys")
             mount("sysfs", "/sys", "sysfs", 0)
         except OSError:
             pass
+
+
+# The scratch tmpfs lives for a few microseconds, in the child's private mount namespace, before
+# anything of the pod runs there; it goes on /run/netns because that directory surely exists (the
+# pod's namespace was just opened from it) and, covered that briefly, hides nothing anyone uses.
+SCRATCH_DIR = NETNS_RUN_DIR
+
+
+def _cover_files(files: Mapping[str, str], scratch: str = SCRATCH_DIR) -> None:
+    """Bind-mount each content over its target from a tmpfs, then let go of the tmpfs.
+
+    Per-pod files on the host's /run cost a disk create and unlink each (/run may be ext4);
+    a tmpfs made here costs no disk, and the bind mounts keep its files alive after the lazy
+    unmount, for as long as this mount namespace lives."""
+    mount("tmpfs", scratch, "tmpfs", 0, "size=64k,nr_inodes=16,mode=0755")
+    try:
+        for i, (target, content) in enumerate(files.items()):
+            if not os.path.exists(target):
+                continue
+            source = os.path.join(scratch, str(i))
+            fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, content.encode())
+            finally:
+                os.close(fd)
+            mount(source, target, None, MS_BIND)
+    finally:
+        umount(scratch)

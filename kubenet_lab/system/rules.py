@@ -16,16 +16,15 @@ when the kernel refuses it because the node no longer holds what the change was 
 """
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
 import subprocess
-from contextlib import contextmanager
+import contextlib
+import os
 from typing import Callable, Iterator
 
 from kubenet_lab.errors import EnvironmentProblem, LabError
+from kubenet_lab.system.nsenter import in_netns, netns_path
 
-CLONE_NEWNET = 0x40000000
 NFT_TABLE = "ip kube-proxy"
 BUILTIN = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
@@ -33,37 +32,13 @@ BUILTIN = {
 }
 OUR_PREFIX = "KUBE-"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise LabError(f"setns: {os.strerror(err)}")
-
-
-@contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the body (and the processes it starts) in network namespace `name`.
-
-    Only the calling thread moves (setns), so this costs no fork; the thread's own namespace is
-    opened before switching and restored afterwards, even when the body fails."""
-    path = f"/run/netns/{name}"
-    if not os.path.exists(path):
+@contextlib.contextmanager
+def _inside(name: str) -> Iterator[None]:
+    """Inside node namespace `name`, with a clear error when it does not exist."""
+    if not os.path.exists(netns_path(name)):
         raise LabError(f"network namespace {name!r} does not exist")
-    origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(origin)
-    finally:
-        os.close(origin)
+    with in_netns(name):
+        yield
 
 
 def _run(argv: list[str], text: str | None = None) -> str:
@@ -77,7 +52,7 @@ def _run(argv: list[str], text: str | None = None) -> str:
 
 def apply_rules(netns: str, mode: str, text: str) -> None:
     """Load a render of `mode` into `netns`, replacing the previous one of the same mode."""
-    with in_netns(netns):
+    with _inside(netns):
         if mode == "iptables":
             saved = _run(["iptables-save"])
             _run(["iptables-restore", "-w", "5"], merge_iptables(saved, text))
@@ -93,7 +68,7 @@ def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], st
     text checks the skeleton it builds on). True when the partial load was enough."""
     if partial is not None:
         try:
-            with in_netns(netns):
+            with _inside(netns):
                 if mode == "iptables":
                     _run(["iptables-restore", "-w", "5", "--noflush"], partial)
                 elif mode == "nftables":
@@ -111,7 +86,7 @@ def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], st
 
 def clear_rules(netns: str, mode: str) -> None:
     """Remove everything `mode` installed in `netns` (for a mode switch); a no-op when absent."""
-    with in_netns(netns):
+    with _inside(netns):
         if mode == "iptables":
             if shutil.which("iptables-save") is None:
                 return  # nothing can have been loaded without the tools

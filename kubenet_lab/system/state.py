@@ -1,7 +1,9 @@
 """The lab's state on disk: /run/kubenet-lab/<lab>/ (gone at reboot, like the namespaces).
 
 Only what cannot be read back from the kernel lives here: the plan of the last successful `up`
-(with its address allocations) and the per-pod files (resolv.conf, hosts, logs). Writes are
+(with its address allocations), the rules last applied, the supervisor's socket and the output
+of real (RunExec) processes. Nothing per pod otherwise: /run may be a disk where each file
+costs a millisecond or two to create and to remove, and a lab has hundreds of pods. Writes are
 atomic (temp file + rename) and a lock keeps two commands on one lab from interleaving.
 """
 from __future__ import annotations
@@ -30,11 +32,8 @@ def state_dir(lab: str) -> str:
     return os.path.join(state_root(), lab)
 
 
-def pod_dir(lab: str, namespace: str, pod: str) -> str:
-    return os.path.join(state_dir(lab), "pods", namespace, pod)
-
-
 def log_path(lab: str, namespace: str, pod: str, container: str) -> str:
+    """The output of a RunExec container (a process needs a file descriptor to write to)."""
     return os.path.join(state_dir(lab), "logs", f"{namespace}_{pod}_{container}.log")
 
 

@@ -12,6 +12,8 @@ and answers JSON lines on <state_dir>/supervisor.sock:
     {"op": "ping"}    -> {"ok": true, "pid": N, "lab": LAB}
     {"op": "reload"}  -> re-read the plan and reconcile; answers once every socket is bound
     {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"containers": {"c": {...}}}}}
+    {"op": "logs", "pod": "ns/name", "container": "c"} -> {"ok": true, "text": "..."}
+                         (built-in servers log into memory, real processes into a file)
     {"op": "stop"}    -> end every container, close every socket, answer, exit
 
 The functions at the end (ensure_running, request, stop, find_supervisors) are the client side
@@ -37,7 +39,7 @@ from ..errors import LabError
 from ..plan.model import Plan, PlannedContainer, PlannedPod
 from ..plan.naming import is_dns1123_label
 from . import state
-from .containers import LOGS, Container, make_runner
+from .containers import Container, make_runner
 
 MODULE = "kubenet_lab.system.supervisor"
 SOCK = "supervisor.sock"
@@ -104,6 +106,12 @@ class Supervisor:
             pod["containers"][key[2]] = c.status()
         return {"ok": True, "pid": os.getpid(), "pods": pods}
 
+    def logs(self, pod: str, container: str) -> dict:
+        for key, c in self.containers.items():
+            if key[0] == pod and key[2] == container:
+                return {"ok": True, "text": c.runner.logs()}
+        return {"ok": False, "error": f"no container {container!r} in pod {pod!r}"}
+
     async def stop(self) -> dict:
         async with self._lock:
             containers, self.containers = list(self.containers.values()), {}
@@ -119,6 +127,8 @@ class Supervisor:
             return await self.reload()
         if op == "status":
             return self.status()
+        if op == "logs":
+            return self.logs(str(msg.get("pod")), str(msg.get("container")))
         if op == "stop":
             return await self.stop()
         return {"ok": False, "error": f"unknown op {op!r}"}
@@ -127,15 +137,14 @@ class Supervisor:
         try:
             while line := await reader.readline():
                 msg: dict = {}
-                with LOGS.hold():  # log files are written after the answer
-                    try:
-                        msg = json.loads(line)
-                        reply = await self.handle(msg)
-                    except Exception as e:  # the CLI shows it; the supervisor carries on
-                        log.exception("request %r failed", line)
-                        reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-                    writer.write(json.dumps(reply).encode() + b"\n")
-                    await writer.drain()
+                try:
+                    msg = json.loads(line)
+                    reply = await self.handle(msg)
+                except Exception as e:  # the CLI shows it; the supervisor carries on
+                    log.exception("request %r failed", line)
+                    reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
                 if msg.get("op") == "stop":
                     self.done.set()
                     return
@@ -174,7 +183,6 @@ async def serve(lab: str) -> None:
     except Exception:
         log.exception("initial reload failed")
     await sup.done.wait()
-    LOGS.flush()
     server.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock_path)

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
+
+from kubenet_lab.system import state
 
 from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name
 
@@ -110,6 +114,37 @@ def test_up_twice_changes_nothing(lab):
 
 def test_logs_show_a_container_output(lab):
     assert "8080" in lab("logs", "a1").stdout
+
+
+def _mount_points(prefixes: tuple[str, ...]) -> list[str]:
+    """The host's mount points under `prefixes`, leaving out the namespaces' own (/run/netns/NAME),
+    which other labs may add meanwhile."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return sorted(p for p in points if p.startswith(prefixes) and not p.startswith("/run/netns/"))
+
+
+def test_pod_files_live_in_the_pods_mounts_not_on_the_host(lab):
+    """resolv.conf and hosts exist only in the pods' own mount namespaces: no per-pod file in the
+    state directory (only a real process's log), no mount and no change in the host's /etc."""
+    host = {p: Path(p).read_bytes() for p in ("/etc/resolv.conf", "/etc/hosts") if os.path.exists(p)}
+    mounts = _mount_points(("/etc", "/run/netns"))
+    assert lab.exec("a1", "cat", "/etc/resolv.conf").stdout == (
+        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\n"
+        "options ndots:5\n")
+    hosts = lab.exec("a1", "cat", "/etc/hosts").stdout
+    assert hosts.startswith("# Kubernetes-managed hosts file") and hosts.endswith(f"\n{lab.ip('a1')}\ta1\n")
+    assert f"{lab.ip('duo')}\tduo" in lab("exec", "duo", "-c", "sidecar", "--", "cat", "/etc/hosts").stdout
+    assert {p: Path(p).read_bytes() for p in host} == host
+    assert _mount_points(("/etc", "/run/netns")) == mounts  # no mount reached the host
+
+    root = state.state_dir(lab.name)
+    files = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+    nodes = [n["metadata"]["name"] for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]]
+    fixed = {"plan.json", "lock", "supervisor.sock", "supervisor.pid", "supervisor.log", "supervisor.lock"}
+    per_node = [f for f in files if f.startswith("rules/") and Path(f).stem in (*nodes, "lb")]
+    assert [f for f in files if f not in fixed and f not in per_node] == [
+        "logs/default_duo_sidecar.log"]  # the lab's one real process
 
 
 def test_down_removes_everything_and_leaves_the_host_untouched(host_before):

@@ -11,7 +11,8 @@ from kubenet_lab.errors import LabError
 from kubenet_lab.render.iptables import render_iptables
 from kubenet_lab.render.nftables import render_nftables
 from kubenet_lab.render.sync import plan_sync, render_node
-from kubenet_lab.system.rules import apply_rules, clear_rules, in_netns, sync_rules
+from kubenet_lab.system.nsenter import in_netns
+from kubenet_lab.system.rules import apply_rules, clear_rules, sync_rules
 from tests.unit.test_render_fixtures import kube_proxy_plan
 from tests.unit.test_sync import BASE, CHANGES, ep, plan as svc_plan, replaced, with_eps
 
@@ -91,9 +92,9 @@ def test_errors_carry_the_tool_message_and_restore_the_namespace(netns):
     with pytest.raises(LabError, match="kube-proxy|Error|error"):
         apply_rules(netns, "nftables", "add rule ip kube-proxy nowhere drop\n")
     assert os.readlink("/proc/thread-self/ns/net") == me
-    with pytest.raises(LabError):
-        with in_netns("kubenet-test-does-not-exist"):
-            pass
+    with pytest.raises(LabError, match="does not exist"):
+        apply_rules("kubenet-test-does-not-exist", "nftables", "")
+    assert os.readlink("/proc/thread-self/ns/net") == me
 
 
 # --- incremental sync against the real tools -------------------------------------------------

@@ -23,7 +23,7 @@ if os.geteuid() != 0:
     pytest.skip("needs root: creates network namespaces", allow_module_level=True)
 
 A_IP, B_IP = "10.250.0.1", "10.250.0.2"
-RESOLV = "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+RESOLV = "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -72,13 +72,6 @@ def ctr(run, name: str = "main") -> PlannedContainer:
 def write_plan(lab: str, pods: list[PlannedPod]) -> None:
     state.save_plan(Plan(lab=lab, cluster=ClusterConfig(), nodes=(), pods=tuple(pods), services=(),
                          allocations=Allocations(), underlay_netns=f"{lab}.underlay"))
-    for p in pods:
-        d = state.pod_dir(lab, p.namespace, p.name)
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "resolv.conf"), "w") as f:
-            f.write(RESOLV)
-        with open(os.path.join(d, "hosts"), "w") as f:
-            f.write(f"127.0.0.1\tlocalhost\n{p.ip}\t{p.name}\n")
 
 
 def curl(ns: str, url: str) -> str:
@@ -102,11 +95,13 @@ def status(lab: str) -> dict:
 
 
 def log_of(lab: str, pod_name: str, container: str = "main") -> str:
-    try:
-        with open(state.log_path(lab, "default", pod_name, container)) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    reply = supervisor.request(lab, {"op": "logs", "pod": f"default/{pod_name}", "container": container})
+    assert reply["ok"], reply
+    return reply["text"]
+
+
+def files_under(path: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs)
 
 
 def wait_for(pred, timeout: float = 10, what: str = "condition"):
@@ -163,6 +158,8 @@ def test_supervisor_end_to_end(nets, lab):
     # /shell runs in the pod: its hostname and its resolv.conf.
     shell = json.loads(curl(b, f"http://{A_IP}:8080/shell?cmd=hostname%3B%20cat%20/etc/resolv.conf"))
     assert shell == {"output": "web\n" + RESOLV}
+    shell = json.loads(curl(b, f"http://{A_IP}:8080/shell?cmd=cat%20/etc/hosts"))
+    assert shell["output"].endswith(f"\n{A_IP}\tweb\n") and "127.0.0.1\tlocalhost" in shell["output"]
     assert "GET /hostname" in log_of(lab, "web") and "HTTP request from" in log_of(lab, "hello")
 
     # A real process: hostname, resolv.conf and output in its log.
@@ -183,6 +180,13 @@ def test_supervisor_end_to_end(nets, lab):
     both = st["default/both"]["containers"]["main"]
     assert both["message"] == "Can't server TCP/UDP mode and HTTP mode at the same time"
     wait_for(lambda: "address already in use" in log_of(lab, "dup"), what="dup's log")
+    assert supervisor.request(lab, {"op": "logs", "pod": "default/web", "container": "nope"})["ok"] is False
+    # Only real processes write their logs to disk; built-in servers' stay in memory.
+    files = files_under(state.state_dir(lab))
+    assert [f for f in files if f.startswith("logs/")] == [
+        f"logs/default_{p}_main.log" for p in ("cmd", "crash", "extra", "missing")]
+    assert {f for f in files if not f.startswith("logs/")} <= {
+        "plan.json", "supervisor.sock", "supervisor.pid", "supervisor.log", "supervisor.lock"}
 
     # A crashing command restarts with backoff; its exit code is kept.
     crash = wait_for(lambda: (c := status(lab)["default/crash"]["containers"]["main"])["restarts"] >= 2 and c,

@@ -341,15 +341,14 @@ def test_go_helpers():
     assert clean_path("//hostname") == "/hostname" and clean_path("/a/../b/") == "/b/"
 
 
-def test_resolver_pieces(tmp_path):
+def test_resolver_pieces():
     assert parse_resolv_conf("nameserver 10.96.0.10\nsearch default.svc.cluster.local "
                              "svc.cluster.local cluster.local\noptions ndots:5\n") == (
         ["10.96.0.10"], ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"], 5)
     assert candidates("web", ["a.svc", "svc"], 5) == ["web.a.svc.", "web.svc.", "web."]
     assert candidates("a.b.c.d.e.f", ["svc"], 5) == ["a.b.c.d.e.f.", "a.b.c.d.e.f.svc."]
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n10.244.1.5 web-0.sub.default.svc.cluster.local web-0\n")
-    resolver = PodResolver(None, str(hosts), socket.socket)
+    hosts = "127.0.0.1 localhost\n10.244.1.5 web-0.sub.default.svc.cluster.local web-0\n"
+    resolver = PodResolver("", hosts, socket.socket)
     assert asyncio.run(resolver("web-0")) == "10.244.1.5"
     with pytest.raises(LookupError):
         asyncio.run(resolver("nothing-here"))
