@@ -75,7 +75,7 @@ def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:
 
 
 def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
-    actual = netlink.discover(plan.lab)
+    actual = netlink.discover(plan.lab, known=planned_namespaces(previous))
     desired_pods = _pod_namespaces(plan)
     outside_ns = outside.namespaces(plan.lab)
     desired = {plan.underlay_netns, *(n.netns for n in plan.nodes), *outside_ns, *desired_pods}
@@ -90,6 +90,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         [(n.name, n.ip, n.pod_cidr) for n in plan.nodes]
     new_lab = not actual
     made: list[str] = []
+    launcher = None
     try:
         if stale:
             # Built-in servers hold sockets in those namespaces: let go of them first, or the
@@ -100,6 +101,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
                 supervisor.request(plan.lab, {"op": "reload"})
             netlink.delete_namespaces(sorted(stale))
             result.removed = sorted(stale)
+        launcher = supervisor.launch(plan.lab)  # its start-up overlaps the build below
         if nodes_changed or new_lab or any(n not in actual for n in desired if n not in desired_pods):
             made += [n for n in [plan.underlay_netns, *(x.netns for x in plan.nodes)] if n not in actual]
             netlink.ensure_base(plan)
@@ -114,11 +116,13 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         result.rules_changed = _apply_rules(plan, previous)
         _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) not in actual)
         state.save_plan(plan)
-        supervisor.ensure_running(plan.lab)
+        supervisor.ensure_running(plan.lab, launcher=launcher)
         reply = supervisor.request(plan.lab, {"op": "reload"})
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
     except BaseException:
+        if launcher is not None and launcher.returncode is None:
+            launcher.wait()  # so that the undo finds (and stops) the supervisor it started
         _undo(plan.lab, made, new_lab)
         raise
 
@@ -190,10 +194,26 @@ def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:
     return True
 
 
+def planned_namespaces(plan: Plan | None) -> set[str]:
+    """The namespaces a saved plan says the lab made."""
+    if plan is None:
+        return set()
+    return {plan.underlay_netns, *outside.namespaces(plan.lab), *(n.netns for n in plan.nodes),
+            *_pod_namespaces(plan)}
+
+
+def _saved_plan(lab: str) -> Plan | None:
+    try:
+        return state.load_plan(lab)
+    except LabError:  # unreadable state: the marks alone decide
+        return None
+
+
 def teardown(lab: str) -> list[str]:
     """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
     supervisor.stop(lab)
-    owned = sorted(ns for ns, mine in netlink.discover(lab).items() if mine)
+    owned = sorted(ns for ns, mine in netlink.discover(lab, known=planned_namespaces(_saved_plan(lab))).items()
+                   if mine)
     netlink.delete_namespaces(owned)
     state.remove_state(lab)
     return owned

@@ -291,27 +291,41 @@ def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(kubenet_lab.__file__)))
 
 
-def ensure_running(lab: str, timeout: float = 10) -> int:
-    """Start the lab's supervisor unless it runs; returns its pid. Idempotent."""
+def launch(lab: str) -> subprocess.Popen | None:
+    """Start the lab's supervisor in the background unless it runs (None then); `ensure_running`
+    waits for it. Starting early lets its interpreter start-up overlap the namespace build."""
     with contextlib.suppress(SupervisorUnavailable):
-        return request(lab, {"op": "ping"}, timeout=2)["pid"]
+        request(lab, {"op": "ping"}, timeout=2)
+        return None
     os.makedirs(state.state_dir(lab), exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
     # argv[0] "python3" keeps the command line short: `ps` output cut at 80 columns still shows the lab.
-    launcher = subprocess.run(["python3", "-m", MODULE, "--lab", lab], executable=sys.executable, env=env,
-                              cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout)
-    if launcher.returncode != 0:
-        raise LabError(f"could not start the supervisor of lab {lab!r}: "
-                       f"{launcher.stderr.decode(errors='replace').strip()}")
+    return subprocess.Popen(["python3", "-m", MODULE, "--lab", lab], executable=sys.executable, env=env,
+                            cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def ensure_running(lab: str, timeout: float = 10, launcher: subprocess.Popen | None = None) -> int:
+    """Start the lab's supervisor unless it runs (or wait for the one `launch` started); returns
+    its pid. Idempotent."""
+    if launcher is None:
+        launcher = launch(lab)
+    if launcher is not None:
+        try:
+            _, err = launcher.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            raise LabError(f"the supervisor of lab {lab!r} did not start within {timeout:.0f}s") from None
+        if launcher.returncode != 0:
+            raise LabError(f"could not start the supervisor of lab {lab!r}: {err.decode(errors='replace').strip()}")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         with contextlib.suppress(SupervisorUnavailable):
             return request(lab, {"op": "ping"}, timeout=2)["pid"]
+        if time.monotonic() > deadline:
+            raise LabError(f"the supervisor of lab {lab!r} did not come up within {timeout:.0f}s; "
+                           f"its log says:\n{_log_tail(lab)}")
         time.sleep(0.02)
-    raise LabError(f"the supervisor of lab {lab!r} did not come up within {timeout:.0f}s; "
-                   f"its log says:\n{_log_tail(lab)}")
 
 
 def _alive(pid: int) -> bool:
