@@ -185,3 +185,18 @@ def test_bad_input_exits_2_and_creates_nothing(tmp_path):
     assert proc.returncode == 2
     assert "bad.yaml:6: spec.replicas: expected an integer, got 'three'" in proc.stderr
     assert lab_namespaces(name) == []
+
+
+def test_down_leaves_a_namespace_it_did_not_make_even_if_named_like_its_own():
+    name = new_lab_name("f")
+    lab = Lab(name)
+    foreign = f"{name}.pod.default.intruder"
+    try:
+        lab("up", str(MANIFESTS / "lab.yaml"))
+        subprocess.run(["ip", "netns", "add", foreign], check=True)
+        kl(name, "down")
+        assert lab_namespaces(name) == [foreign]
+    finally:
+        kl(name, "down", check=False)
+        subprocess.run(["ip", "netns", "delete", foreign], capture_output=True)
+    assert lab_namespaces(name) == []
