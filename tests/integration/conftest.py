@@ -1,6 +1,7 @@
 """Fixtures for the root tests: real namespaces, real packets, and a check that the host is untouched."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -91,17 +92,24 @@ def host_before():
     return host_snapshot()
 
 
-@pytest.fixture(scope="module")
-def lab(host_before):
-    """One lab for a module's tests, removed afterwards whatever happened."""
-    name = new_lab_name()
-    lab = Lab(name)
+@contextlib.contextmanager
+def torn_down(name: str):
+    """Whatever happens in the block, lab `name` is removed afterwards, and `down` must have
+    left no namespace behind (any it left is removed, and the test fails)."""
     try:
-        lab("up", str(MANIFESTS / "lab.yaml"))
-        yield lab
+        yield
     finally:
         kl(name, "down", check=False)
         leftovers = lab_namespaces(name)
         for ns in leftovers:
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         assert not leftovers, f"down left namespaces behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def lab(host_before):
+    """One lab for a module's tests."""
+    lab = Lab(new_lab_name())
+    with torn_down(lab.name):
+        lab("up", str(MANIFESTS / "lab.yaml"))
+        yield lab

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, new_lab_name
+from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, new_lab_name, torn_down
 
 CLIENT, BALANCER = "172.18.0.254", "172.18.0.253"
 EXTERNAL_IP = "203.0.113.10"
@@ -23,17 +22,10 @@ print(s.recv(65535).decode())
 
 @pytest.fixture(scope="module")
 def lab(host_before):
-    name = new_lab_name("o")
-    lab = Lab(name)
-    try:
+    lab = Lab(new_lab_name("o"))
+    with torn_down(lab.name):
         lab("up", str(MANIFESTS / "outside.yaml"))
         yield lab
-    finally:
-        kl(name, "down", check=False)
-        leftovers = lab_namespaces(name)
-        for ns in leftovers:
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-        assert not leftovers, f"down left namespaces behind: {leftovers}"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from kubenet_lab.plan import naming
 
-from .conftest import MANIFESTS, Lab, kl, lab_namespaces, new_lab_name
+from .conftest import MANIFESTS, Lab, new_lab_name, torn_down
 
 MODES = ("iptables", "nftables")
 BACKENDS = {"be1", "be2", "be3"}  # be1, be2 on node1; be3 on node2
@@ -115,15 +115,9 @@ def lab(request, host_before, tmp_path_factory):
     shutil.copy(MANIFESTS / "services.yaml", manifests)
     name = new_lab_name("sv")
     lab = ServiceLab(name, mode, manifests)
-    try:
+    with torn_down(name):
         lab.up()
         yield lab
-    finally:
-        kl(name, "down", check=False)
-        leftovers = lab_namespaces(name)
-        for ns in leftovers:
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-        assert not leftovers, f"down left namespaces behind: {leftovers}"
 
 
 def run(lab: Lab, target: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
@@ -128,16 +127,6 @@ def test_exec_targets_external_and_lb_unless_a_pod_has_that_name():
     p = dataclasses.replace(p, pods=(pod,))
     assert resolve_target(p, "external", "default", None).netns == "kubenet.pod.default.external"
     assert resolve_target(p, "external", "other", None).netns == "kubenet.external"
-
-
-@pytest.fixture
-def scratch_netns():
-    name = f"kubenet-test-lb-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")

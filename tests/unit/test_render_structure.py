@@ -5,7 +5,6 @@ import shlex
 import shutil
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -155,16 +154,6 @@ def test_render_5000_services_quickly():
 # --- the real tools, in a throwaway network namespace ---------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
-
-
-@pytest.fixture
-def scratch_netns():
-    name = f"kubenet-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @needs_root
