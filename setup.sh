@@ -150,6 +150,10 @@ if (( demo )); then
     echo
     run kubenet-lab exec client -- sh -c 'for i in 1 2 3 4 5 6; do curl -s http://web/hostname; echo; done'
     run kubenet-lab exec duo -c sidecar -- curl -s http://localhost/
+    lb_ip=$(kubenet-lab get svc web-public -o json | python3 -c \
+        'import json,sys; print(json.load(sys.stdin)["status"]["loadBalancer"]["ingress"][0]["ip"])')
+    run kubenet-lab exec external -- curl -s "http://$lb_ip/clientip"   # through the load balancer
+    echo
     printf '\nThe lab is up. Look around with kubenet-lab exec node/node1 -- iptables-save -t nat,\n'
     printf 'kubenet-lab exec client -- dig web.default.svc.cluster.local; remove it with kubenet-lab down.\n'
 fi
