@@ -75,7 +75,8 @@ def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:
 
 
 def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
-    actual = netlink.discover(plan.lab, known=planned_namespaces(previous))
+    half_built = state.intended(plan.lab) - planned_namespaces(previous)  # left by an interrupted up
+    actual = netlink.discover(plan.lab, known=planned_namespaces(previous) | half_built)
     desired_pods = _pod_namespaces(plan)
     outside_ns = outside.namespaces(plan.lab)
     desired = {plan.underlay_netns, *(n.netns for n in plan.nodes), *outside_ns, *desired_pods}
@@ -85,12 +86,13 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
                        f"ownership mark); remove it or choose another --lab")
     before = _pod_namespaces(previous)
     changed = {ns for ns, pod in desired_pods.items() if ns in actual and ns in before and before[ns].uid != pod.uid}
-    stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed
+    stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed | (half_built & set(actual))
     nodes_changed = previous is None or [(n.name, n.ip, n.pod_cidr) for n in previous.nodes] != \
         [(n.name, n.ip, n.pod_cidr) for n in plan.nodes]
     new_lab = not actual
     made: list[str] = []
     launcher = None
+    state.record_intent(plan.lab, (desired - set(actual)) | stale)
     try:
         if stale:
             # Built-in servers hold sockets in those namespaces: let go of them first, or the
@@ -116,6 +118,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         result.rules_changed = _apply_rules(plan, previous)
         _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) not in actual)
         state.save_plan(plan)
+        state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
         reply = supervisor.request(plan.lab, {"op": "reload"})
         if not reply.get("ok", False):
@@ -134,6 +137,7 @@ def _undo(lab: str, made: list[str], new_lab: bool) -> None:
             teardown(lab)
         elif made:
             netlink.delete_namespaces(made)
+            state.clear_intent(lab)
     except Exception:  # the original error matters more than a failed undo
         pass
 
@@ -212,8 +216,8 @@ def _saved_plan(lab: str) -> Plan | None:
 def teardown(lab: str) -> list[str]:
     """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
     supervisor.stop(lab)
-    owned = sorted(ns for ns, mine in netlink.discover(lab, known=planned_namespaces(_saved_plan(lab))).items()
-                   if mine)
+    known = planned_namespaces(_saved_plan(lab)) | state.intended(lab)
+    owned = sorted(ns for ns, mine in netlink.discover(lab, known=known).items() if mine)
     netlink.delete_namespaces(owned)
     state.remove_state(lab)
     return owned

@@ -22,6 +22,10 @@ from ..plan.serialize import plan_from_data, plan_to_data
 ROOT_ENV = "KUBENET_LAB_STATE_ROOT"
 DEFAULT_ROOT = "/run/kubenet-lab"
 PLAN_FILE = "plan.json"
+# Namespaces an `up` is about to create, written before it creates any: should it be killed
+# half-way, the next `up` or `down` knows them for the lab's own even where the ownership mark
+# had not been set yet.
+INTENT_FILE = "creating.json"
 
 
 def state_root() -> str:
@@ -49,6 +53,25 @@ def write_atomic(path: str, text: str) -> None:
 
 def save_plan(plan: Plan) -> None:
     write_atomic(os.path.join(state_dir(plan.lab), PLAN_FILE), json.dumps(plan_to_data(plan), indent=1))
+
+
+def record_intent(lab: str, names: set[str]) -> None:
+    write_atomic(os.path.join(state_dir(lab), INTENT_FILE), json.dumps(sorted(names)))
+
+
+def intended(lab: str) -> set[str]:
+    try:
+        with open(os.path.join(state_dir(lab), INTENT_FILE)) as f:
+            return set(json.load(f))
+    except (OSError, ValueError):
+        return set()
+
+
+def clear_intent(lab: str) -> None:
+    try:
+        os.unlink(os.path.join(state_dir(lab), INTENT_FILE))
+    except FileNotFoundError:
+        pass
 
 
 def load_plan(lab: str) -> Plan | None:
