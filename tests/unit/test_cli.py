@@ -1,0 +1,66 @@
+"""The command line without root: help, version, exit codes and the messages people act on."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from kubenet_lab import __version__
+from kubenet_lab.cli import main
+from kubenet_lab.errors import EnvironmentProblem
+from kubenet_lab.system import checks
+
+VERBS = ["up", "down", "exec", "get", "logs"]
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBENET_LAB_STATE_ROOT", str(tmp_path / "state"))
+    runner = CliRunner()
+    return lambda *args, **kw: runner.invoke(main, list(args), catch_exceptions=False, **kw)
+
+
+def test_version(run):
+    out = run("--version")
+    assert out.exit_code == 0 and __version__ in out.output
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help_with_examples(run, verb):
+    out = run(verb, "--help")
+    assert out.exit_code == 0
+    assert "Examples:" in out.output and f"kubenet-lab {verb}" in out.output
+
+
+def test_bad_manifests_exit_2_with_file_line_and_path(run, tmp_path):
+    bad = tmp_path / "web.yaml"
+    bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: three\n")
+    out = run("--lab", "unit", "up", str(bad))
+    assert out.exit_code == 2
+    assert f"error: {bad}:6: spec.replicas: expected an integer, got 'three'" in out.output
+
+
+def test_bad_lab_name_exits_2(run):
+    out = run("--lab", "Not_A.Name", "get", "pods")
+    assert out.exit_code == 2 and "--lab" in out.output
+
+
+def test_get_on_a_lab_that_is_not_up_says_how_to_start_it(run):
+    out = run("--lab", "nothere", "get", "pods")
+    assert out.exit_code == 1 and "kubenet-lab --lab nothere up" in out.output
+
+
+def test_ipvs_is_refused_clearly(run):
+    out = run("--lab", "unit", "up", "--proxy-mode", "ipvs")
+    assert out.exit_code == 2 and "no IPVS" in out.output
+
+
+def test_not_root_says_to_use_sudo(monkeypatch):
+    monkeypatch.setattr(checks.os, "geteuid", lambda: 1000)
+    with pytest.raises(EnvironmentProblem, match=r"needs root.*sudo kubenet-lab up"):
+        checks.require_root("up")
+
+
+def test_a_missing_tool_names_the_package_to_install(monkeypatch):
+    monkeypatch.setattr(checks.shutil, "which", lambda tool: None)
+    with pytest.raises(EnvironmentProblem, match=r"nft.*apt-get install nftables"):
+        checks.require_tools(*checks.tools_for_mode("nftables"))
