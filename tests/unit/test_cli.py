@@ -64,3 +64,16 @@ def test_a_missing_tool_names_the_package_to_install(monkeypatch):
     monkeypatch.setattr(checks.shutil, "which", lambda tool: None)
     with pytest.raises(EnvironmentProblem, match=r"nft.*apt-get install nftables"):
         checks.require_tools(*checks.tools_for_mode("nftables"))
+
+
+def test_down_all_removes_every_lab_found_by_marks_processes_or_state(run, monkeypatch):
+    from kubenet_lab import app
+    monkeypatch.setattr(checks.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(app.netlink, "discover_all", lambda: {"a": ["a.underlay"], "b": ["b.underlay"]})
+    monkeypatch.setattr(app.supervisor, "find_supervisors", lambda lab: {"c": 42} if lab is None else {})
+    monkeypatch.setattr(app.state, "known_labs", lambda: ["d", "a"])
+    removed = []
+    monkeypatch.setattr(app, "down", lambda lab: removed.append(lab) or [f"{lab}.underlay"])
+    out = run("down", "--all")
+    assert out.exit_code == 0 and removed == ["a", "b", "c", "d"]
+    assert "lab a removed (1 namespaces)" in out.output
