@@ -63,7 +63,11 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
     started = time.monotonic()
     with state.locked(lab):
         previous = state.load_plan(lab)
-        plan = make_plan(model, lab, previous)
+        try:
+            plan = make_plan(model, lab, previous)
+        except InputError:
+            state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
+            raise
         result = UpResult(plan=plan, warnings=model.warnings)
         _apply(plan, previous, result)
     result.seconds = time.monotonic() - started
@@ -115,8 +119,9 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             made += [p.netns for p in missing]
             netlink.create_pods(plan, missing)
         result.created = made
-        result.rules_changed = _apply_rules(plan, previous)
-        _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) not in actual)
+        fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
+        result.rules_changed = _apply_rules(plan, previous, fresh)
+        _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) in fresh)
         state.save_plan(plan)
         state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
@@ -149,23 +154,24 @@ def _rules_path(lab: str, node: str) -> str:
     return os.path.join(state.state_dir(lab), "rules", f"{node}.json")
 
 
-def _apply_rules(plan: Plan, previous: Plan | None) -> list[str]:
+def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str]:
     """Per node, only what changed since the last apply (kept as a RenderedNode in the state dir),
     in one iptables-restore --noflush or nft -f; the whole ruleset on the first apply, after a
-    mode switch, or when the last applied state is unknown. Nodes are loaded in parallel: the
+    mode switch, into a node namespace made anew (`fresh`), or when the last applied state is
+    unknown. Nodes are loaded in parallel: the
     tools are CPU-bound processes, and each thread enters its node's namespace on its own."""
     mode = plan.cluster.kube_proxy_mode
     old_mode = previous.cluster.kube_proxy_mode if previous else None
 
     def sync(name: str, new: RenderedNode) -> bool:
         netns, path, old = plan.node(name).netns, _rules_path(plan.lab, name), None
-        if old_mode == mode:
+        if old_mode == mode and netns not in fresh:
             try:
                 with open(path) as f:
                     old = RenderedNode.from_json(f.read())
             except (OSError, ValueError):
                 pass  # unknown: load everything
-        else:
+        elif netns not in fresh:  # a mode switch, or the state was lost: the other mode's rules may be there
             for other in RENDERERS:
                 if other != mode and shutil.which("nft" if other == "nftables" else "iptables-restore"):
                     rules.clear_rules(netns, other)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, LabelSelector, Model, Node, Origin, Pod,
                           PodSpec, Service, ServicePort, Workload)
-from .fields import At, Checked, LMap, Sink, describe, did_you_mean, plain
+from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import KINDS, Kind, subnets, template_labels, to_selector
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
@@ -32,6 +32,11 @@ def _raw_name(raw: LMap) -> tuple[str | None, str]:
     name, namespace = meta.get("name"), meta.get("namespace")
     return (name if isinstance(name, str) else None,
             namespace if isinstance(namespace, str) else "default")
+
+
+def _origin(raw: LMap, at: At) -> Origin:
+    """The object's place, with the line of each of its fields for the planner's messages."""
+    return Origin(at.file, at.line, field_lines(raw))
 
 
 class Builder:
@@ -138,7 +143,7 @@ class Builder:
             pod_subnet=nets["podSubnet"], service_subnet=nets["serviceSubnet"], node_subnet=nets["nodeSubnet"],
             kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
             dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
-            origin=at.origin)
+            origin=_origin(raw, at))
 
     def _add_node(self, raw: LMap, doc: Checked, at: At) -> None:
         spec = doc.get("spec", {})
@@ -148,7 +153,7 @@ class Builder:
             place = spec.at("podCIDR") if "podCIDR" in spec else spec.at("podCIDRs")
             self.pod_cidrs.append((place, pod_cidr, name))
         self.nodes.append(Node(name=name, labels=doc["metadata"].get("labels", {}), pod_cidr=pod_cidr,
-                               origin=at.origin))
+                               origin=_origin(raw, at)))
 
     def _add_namespace(self, raw: LMap, doc: Checked, at: At) -> None:
         name = doc["metadata"]["name"]
@@ -158,7 +163,7 @@ class Builder:
     def _add_pod(self, raw: LMap, doc: Checked, at: At) -> None:
         meta = doc["metadata"]
         self.pods.append(Pod(namespace=meta.get("namespace", "default"), name=meta["name"],
-                             labels=meta.get("labels", {}), spec=self._pod_spec(doc["spec"]), origin=at.origin))
+                             labels=meta.get("labels", {}), spec=self._pod_spec(doc["spec"]), origin=_origin(raw, at)))
 
     def _add_workload(self, raw: LMap, doc: Checked, at: At) -> None:
         meta, spec, kind = doc["metadata"], doc["spec"], raw["kind"]
@@ -171,7 +176,7 @@ class Builder:
             kind=kind, namespace=meta.get("namespace", "default"), name=meta["name"],
             replicas=spec.get("replicas", 1), selector=selector, template_labels=labels,
             template=self._pod_spec(spec["template"]["spec"]), template_raw=plain(raw["spec"]["template"]),
-            origin=at.origin))
+            origin=_origin(raw, at)))
 
     def _add_service(self, raw: LMap, doc: Checked, at: At) -> None:
         meta, spec = doc["metadata"], doc["spec"]
@@ -191,7 +196,7 @@ class Builder:
             external_traffic_policy=spec.get("externalTrafficPolicy", "Cluster"),
             internal_traffic_policy=spec.get("internalTrafficPolicy", "Cluster"),
             external_ips=tuple(spec.get("externalIPs", ())), load_balancer_ip=spec.get("loadBalancerIP"),
-            origin=at.origin))
+            origin=_origin(raw, at)))
 
     @staticmethod
     def _pod_spec(spec: Checked) -> PodSpec:

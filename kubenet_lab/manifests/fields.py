@@ -47,6 +47,22 @@ class LList(list):
         self.lines: list[int] = []
 
 
+def field_lines(value: Any, prefix: str = "") -> dict[str, int]:
+    """Every field's path (as messages write it: `spec.ports[0].nodePort`) -> its line."""
+    out: dict[str, int] = {}
+    if isinstance(value, LMap):
+        for key, child in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out[path] = value.lines.get(key, value.line)
+            out.update(field_lines(child, path))
+    elif isinstance(value, LList):
+        for i, child in enumerate(value):
+            path = f"{prefix}[{i}]"
+            out[path] = value.lines[i] if i < len(value.lines) else value.line
+            out.update(field_lines(child, path))
+    return out
+
+
 def plain(value: Any) -> Any:
     """The same data without line bookkeeping: what a JSON decoder would have produced."""
     if isinstance(value, dict):

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from ..errors import InputError
 from . import ipam, naming
 from .containers import resolve_run
-from .model import (DEFAULT_NODES, Allocations, Model, Node, Origin, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
+from .model import (DEFAULT_NODES, Allocations, at, Model, Node, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
                     PodSpec, Workload)
 from .serialize import to_data
 from .addons import with_addons
@@ -20,8 +20,9 @@ from .services import plan_services
 
 
 
-def _at(origin: Origin | None) -> str:
-    return f"{origin}: " if origin else ""
+def _spec(pod: Pod) -> str:
+    """Where a pod's spec is written: its own, or its controller's template."""
+    return "spec.template.spec" if pod.owner else "spec"
 
 
 def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
@@ -39,12 +40,12 @@ def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
             continue
         cidr = next(free, None)
         if cidr is None:
-            problems.append(f"{_at(node.origin)}spec.podCIDR: networking.podSubnet {cluster.pod_subnet} has no free /24 "
+            problems.append(f"{at(node.origin, 'spec.podCIDR')}: networking.podSubnet {cluster.pod_subnet} has no free /24 "
                             f"left for node {node.name}; set a larger podSubnet")
             cidr = IPv4Network("0.0.0.0/32")
         cidrs.append(cidr)
     if ipam.node_ip(cluster.node_subnet, len(nodes) - 1) >= room:
-        problems.append(f"{_at(cluster.origin)}networking.nodeSubnet: {cluster.node_subnet} is too small for "
+        problems.append(f"{at(cluster.origin, 'networking.nodeSubnet')}: {cluster.node_subnet} is too small for "
                         f"{len(nodes)} nodes and the load-balancer pool")
     if problems:
         raise InputError(problems)
@@ -90,7 +91,7 @@ def all_pods(model: Model) -> list[Pod]:
     for w in model.workloads:
         for p in expand_workload(w):
             if p.key in seen:
-                problems.append(f"{_at(w.origin)}metadata.name: {w.kind} {w.name} makes pod {p.name}, "
+                problems.append(f"{at(w.origin, 'metadata.name')}: {w.kind} {w.name} makes pod {p.name}, "
                                 f"which already exists in namespace {p.namespace}")
                 continue
             seen[p.key] = p
@@ -116,13 +117,13 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
         needs_ip[node] = needs_ip.get(node, 0) + (0 if pod.spec.host_network else 1)
         if needs_ip[node] > capacity[node]:
             cidr = next(n.pod_cidr for n in nodes if n.name == node)
-            problems.append(f"{_at(pod.origin)}spec: node {node}'s podCIDR {cidr} holds {capacity[node]} pods; "
+            problems.append(f"{at(pod.origin, _spec(pod))}: node {node}'s podCIDR {cidr} holds {capacity[node]} pods; "
                             f"pod {pod.key} is one too many")
 
     for pod in pods:
         if pod.spec.node_name:
             if pod.spec.node_name not in count:
-                problems.append(f"{_at(pod.origin)}spec.nodeName: no node named {pod.spec.node_name!r} "
+                problems.append(f"{at(pod.origin, _spec(pod) + '.nodeName')}: no node named {pod.spec.node_name!r} "
                                 f"(nodes: {', '.join(count)})")
                 continue
             put(pod, pod.spec.node_name)
@@ -133,7 +134,7 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
         if pod.key not in placed and not pod.spec.node_name:
             fits = [n.name for n in nodes if pod.spec.host_network or needs_ip.get(n.name, 0) < capacity[n.name]]
             if not fits:
-                problems.append(f"{_at(pod.origin)}spec: no node has room for pod {pod.key}: every podCIDR is full")
+                problems.append(f"{at(pod.origin, _spec(pod))}: no node has room for pod {pod.key}: every podCIDR is full")
                 continue
             put(pod, min(fits, key=lambda n: count[n]))
     if problems:

@@ -20,13 +20,29 @@ DEFAULT_NODES = ("node1", "node2")
 
 @dataclass(frozen=True)
 class Origin:
-    """Where an object came from, for error messages: `file:line`."""
+    """Where an object came from, for error messages: `file:line`, and the line of each of its
+    fields (path -> line, e.g. "spec.ports[0].nodePort"), so that a problem found after
+    validation (a taken clusterIP, a full podCIDR) still points at the field."""
 
     file: str
     line: int
+    fields: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+    def at(self, path: str) -> str:
+        """`file:line: path`, the line being the field's own when known (else the nearest
+        enclosing field's, else the object's)."""
+        probe = path
+        while probe and probe not in self.fields:
+            probe = probe.rsplit(".", 1)[0] if "." in probe else ""
+        return f"{self.file}:{self.fields.get(probe, self.line)}: {path}"
+
+
+def at(origin: Origin | None, path: str) -> str:
+    """The prefix of a message about field `path` of an object: `file:line: path`."""
+    return origin.at(path) if origin else path
 
 
 # --------------------------------------------------------------------------------------------

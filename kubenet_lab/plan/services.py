@@ -11,15 +11,11 @@ from ipaddress import IPv4Address
 
 from ..errors import InputError
 from . import ipam
-from .model import (NODEPORT_RANGE, Allocations, Endpoint, Model, Origin, PlannedPod, PlannedService,
+from .model import (NODEPORT_RANGE, at, Allocations, Endpoint, Model, PlannedPod, PlannedService,
                     PlannedServicePort, Service)
 
 DNS_SERVICE = "kube-system/kube-dns"
 KUBERNETES_SERVICE = "default/kubernetes"
-
-
-def _at(origin: Origin | None) -> str:
-    return f"{origin}: " if origin else ""
 
 
 def port_key(svc: Service, port) -> str:
@@ -68,12 +64,12 @@ class _ClusterIPs:
             addr = IPv4Address(ip)
             first, last = ipam.service_ip_range(self.subnet)
             if not first <= int(addr) <= last:
-                problems.append(f"{_at(svc.origin)}spec.clusterIP: {ip} is not in serviceSubnet {self.subnet}")
+                problems.append(f"{at(svc.origin, 'spec.clusterIP')}: {ip} is not in serviceSubnet {self.subnet}")
                 return None
             holder = self.owner.get(int(addr)) or self.reserved.get(int(addr))
             if holder and holder != svc.key:
                 what = "reserved for" if int(addr) in self.reserved and int(addr) not in self.owner else "already allocated to"
-                problems.append(f"{_at(svc.origin)}spec.clusterIP: {ip} is {what} {holder}")
+                problems.append(f"{at(svc.origin, 'spec.clusterIP')}: {ip} is {what} {holder}")
                 return None
             self.alloc.in_use.add(int(addr))
             self.owner[int(addr)] = svc.key
@@ -108,25 +104,25 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             try:
                 cluster_ip[svc.key] = ips.assign(svc)
             except ipam.Exhausted:
-                problems.append(f"{_at(svc.origin)}spec.clusterIP: serviceSubnet {ips.subnet} is full")
+                problems.append(f"{at(svc.origin, 'spec.clusterIP')}: serviceSubnet {ips.subnet} is full")
 
     node_ports = ipam.Sequential(*NODEPORT_RANGE)
     np_owner: dict[int, str] = {}
     assigned_np: dict[str, int] = {}
     wants_np = [s for s in services if s.type in ("NodePort", "LoadBalancer")]
     for svc in wants_np:
-        for p in svc.ports:
+        for i, p in enumerate(svc.ports):
             if p.node_port:
                 holder = np_owner.get(p.node_port)
                 if holder:
-                    problems.append(f"{_at(svc.origin)}spec.ports.nodePort: {p.node_port} is already allocated "
+                    problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: {p.node_port} is already allocated "
                                     f"to {holder}")
                     continue
                 node_ports.take(p.node_port)
                 np_owner[p.node_port] = svc.key
                 assigned_np[port_key(svc, p)] = p.node_port
     for svc in wants_np:
-        for p in svc.ports:
+        for i, p in enumerate(svc.ports):
             key = port_key(svc, p)
             if key in assigned_np:
                 continue
@@ -137,7 +133,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                 try:
                     assigned_np[key] = node_ports.allocate()
                 except ipam.Exhausted:
-                    problems.append(f"{_at(svc.origin)}spec.ports.nodePort: no free NodePort in "
+                    problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: no free NodePort in "
                                     f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}")
                     continue
             np_owner[assigned_np[key]] = svc.key
@@ -175,7 +171,7 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
     for svc in lbs:
         if svc.load_balancer_ip:
             if not alloc.take(int(IPv4Address(svc.load_balancer_ip))):
-                problems.append(f"{_at(svc.origin)}spec.loadBalancerIP: {svc.load_balancer_ip} is taken or outside "
+                problems.append(f"{at(svc.origin, 'spec.loadBalancerIP')}: {svc.load_balancer_ip} is taken or outside "
                                 f"the load-balancer pool {pool[0]}-{pool[1]}")
                 continue
             out[svc.key] = IPv4Address(svc.load_balancer_ip)
@@ -189,5 +185,5 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
         try:
             out[svc.key] = IPv4Address(alloc.allocate())
         except ipam.Exhausted:
-            problems.append(f"{_at(svc.origin)}spec.type: the load-balancer pool {pool[0]}-{pool[1]} is full")
+            problems.append(f"{at(svc.origin, 'spec.type')}: the load-balancer pool {pool[0]}-{pool[1]} is full")
     return out

@@ -103,6 +103,15 @@ def remove_state(lab: str) -> None:
     shutil.rmtree(state_dir(lab), ignore_errors=True)
 
 
+def remove_if_unused(lab: str) -> None:
+    """Remove the lab's state dir when it holds nothing but the lock (a lab never brought up)."""
+    try:
+        if set(os.listdir(state_dir(lab))) <= {"lock"}:
+            remove_state(lab)
+    except FileNotFoundError:
+        pass
+
+
 def known_labs() -> list[str]:
     try:
         return sorted(e for e in os.listdir(state_root()) if os.path.isdir(os.path.join(state_root(), e)))

@@ -229,7 +229,7 @@ def test_node_ports_allocated_honoured_and_conflicts_rejected():
     with pytest.raises(InputError) as e:
         make_plan(Model(services=(svc("a", type="NodePort", ports=(ServicePort(80, node_port=30080),)),
                                   svc("b", type="NodePort", ports=(ServicePort(81, node_port=30080),)))), "lab")
-    assert e.value.problems == ["svc.yaml:2: spec.ports.nodePort: 30080 is already allocated to default/a"]
+    assert e.value.problems == ["svc.yaml:2: spec.ports[0].nodePort: 30080 is already allocated to default/a"]
 
 
 def test_endpoints_match_selector_namespace_and_named_target_ports():
@@ -279,3 +279,19 @@ def test_every_plan_has_the_cluster_dns_at_the_tenth_address():
     assert str(dns.cluster_ip) == "10.96.0.10"
     assert [(p.port, p.protocol) for p in dns.ports] == [(53, "UDP"), (53, "TCP")]
     assert len(dns.ports[0].endpoints) == 1 and dns.ports[0].endpoints[0].port == 53
+
+
+def test_planner_problems_point_at_the_field_line(tmp_path):
+    from kubenet_lab.manifests import load_model
+    f = tmp_path / "svc.yaml"
+    f.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  clusterIP: 10.96.0.1\n"
+                 "  type: NodePort\n  ports:\n  - {name: a, port: 80}\n  - name: b\n    port: 81\n"
+                 "    nodePort: 30007\n---\n"
+                 "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec:\n  type: NodePort\n"
+                 "  ports:\n  - port: 80\n    nodePort: 30007\n")
+    with pytest.raises(InputError) as e:
+        make_plan(load_model([str(f)]), "lab")
+    assert e.value.problems == [
+        f"{f}:6: spec.clusterIP: 10.96.0.1 is reserved for default/kubernetes",
+        f"{f}:21: spec.ports[0].nodePort: 30007 is already allocated to default/a",
+    ]
