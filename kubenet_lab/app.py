@@ -154,6 +154,15 @@ def _rules_path(lab: str, node: str) -> str:
     return os.path.join(state.state_dir(lab), "rules", f"{node}.json")
 
 
+def _stored_rules(lab: str, node: str) -> RenderedNode | None:
+    """The node's last applied render, None when missing or unreadable."""
+    try:
+        with open(_rules_path(lab, node)) as f:
+            return RenderedNode.from_json(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str]:
     """Per node, only what changed since the last apply (kept as a RenderedNode in the state dir),
     in one iptables-restore --noflush or nft -f; the whole ruleset on the first apply, after a
@@ -163,14 +172,12 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
     mode = plan.cluster.kube_proxy_mode
     old_mode = previous.cluster.kube_proxy_mode if previous else None
 
+    stored = {n.name: _stored_rules(plan.lab, n.name) for n in plan.nodes}
+
     def sync(name: str, new: RenderedNode) -> bool:
-        netns, path, old = plan.node(name).netns, _rules_path(plan.lab, name), None
+        netns, old = plan.node(name).netns, None
         if old_mode == mode and netns not in fresh:
-            try:
-                with open(path) as f:
-                    old = RenderedNode.from_json(f.read())
-            except (OSError, ValueError):
-                pass  # unknown: load everything
+            old = stored[name]  # None when unknown: load everything
         elif netns not in fresh:  # a mode switch, or the state was lost: the other mode's rules may be there
             for other in RENDERERS:
                 if other != mode and shutil.which("nft" if other == "nftables" else "iptables-restore"):
@@ -179,10 +186,11 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
         if not change.text:
             return False
         rules.sync_rules(netns, mode, None if change.full else change.text, new.text)
-        state.write_atomic(path, new.to_json())
+        state.write_atomic(_rules_path(plan.lab, name), new.to_json())
         return True
 
-    rendered = render_nodes(plan, mode)
+    # The stored renders also spare re-rendering the service ports that did not change.
+    rendered = render_nodes(plan, mode, previous={n: r for n, r in stored.items() if r})
     with ThreadPoolExecutor(max_workers=max(1, min(len(rendered), os.cpu_count() or 1))) as pool:
         changed = list(pool.map(sync, rendered, rendered.values()))
     return [name for name, did in zip(rendered, changed) if did]

@@ -76,15 +76,30 @@ def total_endpoints(plan: Plan) -> int:
     return sum(len(p.endpoints) for s in plan.services if not s.headless for p in s.ports)
 
 
-def port_views(plan: Plan, node: str) -> Iterator[PortView]:
+def proxied_ports(plan: Plan) -> Iterator[tuple[PlannedService, PlannedServicePort]]:
+    """The service ports a proxy writes rules for, in render order."""
     for svc in plan.services:
         if svc.headless or svc.type == "ExternalName":
             continue
         for port in svc.ports:
-            yield _view(svc, port, node)
+            yield svc, port
 
 
-def _view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortView:
+def port_views(plan: Plan, node: str) -> Iterator[PortView]:
+    for svc, port in proxied_ports(plan):
+        yield port_view(svc, port, node)
+
+
+def node_dependent(svc: PlannedService, port: PlannedServicePort) -> bool:
+    """Whether the view differs between nodes: only a Local policy makes which endpoints are on
+    this node matter (`PortView.uses_local`); otherwise every node sees the same view."""
+    accessible = bool((port.node_port and svc.type in EXTERNAL_TYPES) or svc.external_ips
+                      or (svc.load_balancer_ips and svc.type == "LoadBalancer"))
+    return svc.internal_traffic_policy == "Local" or (
+        accessible and svc.external_traffic_policy == "Local")
+
+
+def port_view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortView:
     ready = tuple(ep for ep in port.endpoints if ep.ready)
     local = tuple(ep for ep in ready if ep.node == node)
     node_port = port.node_port if svc.type in EXTERNAL_TYPES else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from kubenet_lab.plan.model import PlannedService, PlannedServicePort
+from kubenet_lab.render import names
 from kubenet_lab.render.endpoints import PortView
 
 
@@ -21,9 +23,15 @@ class Fragment:
     sets: Mapping[str, str] = field(default_factory=dict)  # set it owns -> its declaration
     # shared chain or map -> the lines or elements this service port contributes to it
     shared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # digest of everything the fragment was rendered from (render.sync.render_nodes): an equal
+    # digest lets the next render reuse the fragment instead of rendering it again. Not part of
+    # equality: two renders giving the same rules are the same fragment to a sync.
+    fingerprint: str = field(default="", compare=False)
 
     def to_json(self) -> dict:
         out: dict = {"chains": list(self.chains), "rules": list(self.rules)}
+        if self.fingerprint:
+            out["fp"] = self.fingerprint
         if self.sets:
             out["sets"] = dict(self.sets)
         if self.shared:
@@ -34,12 +42,18 @@ class Fragment:
     def from_json(cls, data: dict) -> "Fragment":
         return cls(chains=tuple(data["chains"]), rules=tuple(data["rules"]),
                    sets=dict(data.get("sets", {})),
-                   shared={k: tuple(v) for k, v in data.get("shared", {}).items()})
+                   shared={k: tuple(v) for k, v in data.get("shared", {}).items()},
+                   fingerprint=data.get("fp", ""))
 
 
 def fragment_key(v: PortView) -> str:
     """`ns/name:port/proto`: unique per service port, stable across renders."""
     return f"{v.spn}/{v.proto}"
+
+
+def port_key(svc: PlannedService, port: PlannedServicePort) -> str:
+    """`fragment_key` of the port's view, without building the view."""
+    return f"{names.port_name(svc.namespace, svc.name, port.name)}/{port.protocol.lower()}"
 
 
 def make_fragment(chains: list[str], rules: list[str], shared: dict[str, list[str]],

@@ -108,6 +108,11 @@ def base() -> dict[str, tuple[str, ...]]:
     }
 
 
+def render_context(plan: Plan) -> tuple:
+    """The plan-wide inputs a fragment depends on besides its own service port."""
+    return str(plan.cluster.pod_subnet), total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS
+
+
 def fragment_renderer(plan: Plan) -> Callable[[PortView], Fragment]:
     """Binds the plan-wide inputs (pod CIDR, large-cluster mode) once for all service ports."""
     pod_cidr = str(plan.cluster.pod_subnet)

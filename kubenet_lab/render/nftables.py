@@ -124,6 +124,11 @@ def base(plan: Plan, node: str) -> dict[str, tuple[str, ...]]:
     return {"head": tuple(lines)}
 
 
+def render_context(plan: Plan, vmap: bool = False) -> tuple:
+    """The plan-wide inputs a fragment depends on besides its own service port."""
+    return str(plan.cluster.pod_subnet), vmap
+
+
 def fragment_renderer(plan: Plan, vmap: bool = False) -> Callable[[PortView], Fragment]:
     pod_cidr = str(plan.cluster.pod_subnet)
 
@@ -283,5 +288,13 @@ def sync_text(ch: Changes) -> str:
     lines += [f"delete set {TABLE} {s}" for s in ch.stale_sets]
     lines += ch.add_sets.values()
     lines += [f"add chain {TABLE} {c}" for c in ch.write if c not in ch.existing]
-    lines += [rule for rules in ch.write.values() for rule in rules]
+    lines += [chain_with_rules(c, rules) for c, rules in ch.write.items() if rules]
     return "\n".join(lines + adds) + "\n"
+
+
+def chain_with_rules(chain: str, rules: tuple[str, ...]) -> str:
+    """`add chain T c { r1 ; r2 ; }`: the same rules as `add rule` lines, but nft then does not
+    fetch every chain of the table first (measured with 1000 services: 16 ms instead of 36 ms
+    for a one-service change), as the chain's rules need no cache lookup."""
+    cut = len(f"add rule {TABLE} {chain} ")
+    return f"add chain {TABLE} {chain} {{ {' ; '.join(r[cut:] for r in rules)} ; }}"

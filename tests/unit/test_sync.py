@@ -109,6 +109,9 @@ class NftModel:
 
     def _add_chain(self, name, rest):
         self.chains.setdefault(name, [])
+        body = rest[2:-4] if rest.startswith("{ ") and rest.endswith(" ; }") else ""
+        if body and not body.startswith(("type ", "comment ")):  # rules, not a declaration
+            self.chains[name] += body.split(" ; ")
 
     def _add_set(self, name, rest):
         self.sets.setdefault(name, rest)
@@ -342,3 +345,59 @@ def test_nodes_rendered_together_equal_nodes_rendered_alone(mode):
     # a service without Local policies is the same object on both nodes: rendered once
     key = "default/web1:http/tcp"
     assert together["node1"].fragments[key] is together["node2"].fragments[key]
+
+
+# --- reusing the previous render ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_render_reusing_the_previous_one_equals_a_fresh_render(mode, change):
+    old = render_nodes(plan(*BASE), mode)
+    stored = {n: RenderedNode.from_json(r.to_json()) for n, r in old.items()}  # as app keeps it
+    for previous in (old, stored):
+        reused = render_nodes(plan(*CHANGES[change]), mode, previous=previous)
+        fresh = render_nodes(plan(*CHANGES[change]), mode)
+        assert reused == fresh
+        for node, r in reused.items():
+            assert r.text() == fresh[node].text()
+            assert [f.fingerprint for f in r.fragments.values()] == \
+                [f.fingerprint for f in fresh[node].fragments.values()]
+
+
+def test_only_changed_service_ports_are_rendered_again():
+    old = render_nodes(plan(*BASE), "nftables")
+    new = render_nodes(plan(*CHANGES["change one endpoint"]), "nftables", previous=old)
+    for node in old:
+        again = [k for k, f in new[node].fragments.items() if f is not old[node].fragments[k]]
+        assert again == ["default/web2:http/tcp"]
+
+
+def test_a_local_policy_fragment_is_not_reused_on_another_node():
+    """The node is part of a Local-policy fragment's fingerprint, not of the others'."""
+    old = render_nodes(plan(*BASE), "nftables")
+    swapped = render_nodes(plan(*BASE), "nftables", previous={"node1": old["node2"],
+                                                               "node2": old["node1"]})
+    assert swapped == old
+    for node, other in (("node1", "node2"), ("node2", "node1")):
+        for key, f in swapped[node].fragments.items():
+            local = key in ("default/web7:http/tcp", "default/web9:http/tcp")
+            assert (f is old[other].fragments[key]) is not local, key
+
+
+def test_other_render_inputs_are_part_of_the_fingerprint():
+    old = render_nodes(plan(*BASE), "nftables")
+    for mode, options, p in (("nftables", {"vmap": True}, plan(*BASE)),
+                             ("nftables", {}, plan(*BASE, pod_subnet="10.0.0.0/8")),
+                             ("iptables", {}, plan(*BASE))):
+        reused = render_nodes(p, mode, previous=old, **options)
+        assert reused == render_nodes(p, mode, **options)
+        assert not any(f is old["node1"].fragments.get(k)
+                       for k, f in reused["node1"].fragments.items())
+
+
+def test_node_dependence_agrees_with_the_view():
+    from kubenet_lab.render.endpoints import node_dependent, port_view, proxied_ports
+    for p in (plan(*BASE), kube_proxy_plan(), *(plan(*c) for c in CHANGES.values())):
+        for svc, port in proxied_ports(p):
+            assert node_dependent(svc, port) == port_view(svc, port, "node1").uses_local
