@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kubenet_lab.system import state
 
-from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name
+from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name, torn_down
 
 UDP_CLIENT = """
 import socket, sys
@@ -30,7 +30,7 @@ def udp(lab: Lab, pod: str, ip: str, port: int, msg: str) -> str:
 def test_pods_are_where_the_manifests_put_them(lab):
     pods = lab.pods()
     assert {n: p["spec"]["nodeName"] for n, p in pods.items() if p["metadata"]["namespace"] == "default"} == \
-        {"a1": "node1", "a2": "node1", "b1": "node2", "duo": "node2"}
+        {"a1": "node1", "a2": "node1", "b1": "node2", "duo": "node2", "hn": "node2"}
     nodes = {n["metadata"]["name"]: n for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]}
     for p in pods.values():
         node = nodes[p["spec"]["nodeName"]]
@@ -152,7 +152,7 @@ def test_down_removes_everything_and_leaves_the_host_untouched(host_before):
     lab = Lab(name)
     try:
         lab("up", str(MANIFESTS / "lab.yaml"))
-        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1 + 2  # underlay, nodes, pods, kube-dns pod, external, lb
+        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1 + 2  # underlay, nodes, pods (not hn), kube-dns, external, lb
         assert lab_processes(name)
     finally:
         kl(name, "down", check=False)
@@ -200,3 +200,32 @@ def test_down_leaves_a_namespace_it_did_not_make_even_if_named_like_its_own():
         kl(name, "down", check=False)
         subprocess.run(["ip", "netns", "delete", foreign], capture_output=True)
     assert lab_namespaces(name) == []
+
+
+def test_host_network_pods_live_in_their_node(lab):
+    pods = lab.pods()
+    node2 = pods["b1"]["status"]["hostIP"]
+    assert pods["hn"]["status"]["podIP"] == node2 and pods["hn"]["spec"]["hostNetwork"] is True
+    # served from node2's own namespace, on node2's address, with the node's hostname
+    assert curl(lab, "a1", f"http://{node2}:9090/hostname") == "node2"
+    assert lab.exec("hn", "hostname").stdout.strip() == "node2"
+    assert "cbr0" in lab.exec("hn", "ip", "-o", "link").stdout
+
+
+def test_a_changed_pod_is_made_anew_and_the_others_stay(tmp_path):
+    manifests = tmp_path / "lab.yaml"
+    manifests.write_text((MANIFESTS / "lab.yaml").read_text())
+    lab = Lab(new_lab_name("u"))
+    with torn_down(lab.name):
+        lab("up", str(manifests))
+        before = lab.pods()
+        text = manifests.read_text()  # b1 now listens on another port: a new pod spec
+        b1 = text.index("name: b1")
+        manifests.write_text(text[:b1] + text[b1:].replace('"--http-port=8080"', '"--http-port=8082"', 1))
+        out = lab("up", str(manifests)).stdout
+        assert "1 namespaces created, 1 removed" in out
+        after = lab.pods()
+        assert after["b1"]["metadata"]["uid"] != before["b1"]["metadata"]["uid"]
+        assert {n: p["metadata"]["uid"] for n, p in after.items() if n != "b1"} == \
+            {n: p["metadata"]["uid"] for n, p in before.items() if n != "b1"}
+        assert curl(lab, "a1", f"http://{lab.ip('b1')}:8082/hostname") == "b1"
