@@ -5,7 +5,7 @@ import json
 import os
 import time
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import yaml
 
@@ -271,5 +271,3 @@ def dump(obj: dict, fmt: str) -> str:
         return json.dumps(obj, indent=4) + "\n"
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
-
-Renderer = Callable[..., tuple[list[str], list[list[str]]]]

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Mapping
 
-PROXY_MODES = ("iptables", "nftables")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 NODEPORT_RANGE = (30000, 32767)
 # With no Node objects the lab has these two nodes.
 DEFAULT_NODES = ("node1", "node2")

@@ -17,7 +17,6 @@ MARK_PREFIX = "kubenet-lab:"
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_LABEL = 63
-IFNAMSIZ = 15  # usable characters of an interface name
 
 # Kubernetes' alphabet for generated names (k8s.io/apimachinery/pkg/util/rand): no vowels, no
 # digits that look like letters, so generated names never spell words.

@@ -19,7 +19,6 @@ from .http import Request, Response, clean_path, error, http_get, reason, serve_
 
 DIAL_TIMEOUT = 5.0
 UDP_BUFFER = 2048
-SERVE_HOSTNAME_UDP_BUFFER = 16
 SHELL = "/bin/sh"
 
 _INT = re.compile(r"^[+-]?\d+$")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import importlib
 import logging
 import os
 import shutil
@@ -25,10 +23,11 @@ from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, R
 from ..plan.podfiles import pod_files
 from ..servers import agnhost
 from ..servers.base import Served, ServerContext
+from ..servers.dns import ClusterDNS, serve_dns
 from ..servers.http import start_default_http
 from ..servers.resolve import PodResolver
 from . import state
-from .nsenter import enter_pod, in_netns
+from .nsenter import die_with_parent, enter_pod, in_netns
 
 log = logging.getLogger("kubenet-lab.supervisor")
 
@@ -36,9 +35,6 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0  # a container that ran this long starts its backoff afresh
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PR_SET_PDEATHSIG = 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def utc_now() -> str:
@@ -116,7 +112,7 @@ class PodEnv:
 
     def preexec(self) -> None:
         """In a fresh child: die with the supervisor, then become a process of the pod."""
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        die_with_parent()
         enter_pod(self.netns, hostname=self.hostname, files=self.files)
 
     def socket(self, family: int, type_: int) -> socket.socket:
@@ -360,15 +356,10 @@ class DnsRunner(Runner):
         return self.log.text()
 
     async def start(self) -> None:
-        try:
-            module = importlib.import_module("kubenet_lab.servers.dns")
-        except ImportError as e:
-            self.log(f"kubenet-lab: no built-in DNS server available ({e})")
-            raise StartError("RunContainerError", f"the built-in DNS server is missing: {e}") from e
         self._ended = asyncio.get_running_loop().create_future()
-        self.dns = module.ClusterDNS(self.plan())
+        self.dns = ClusterDNS(self.plan())
         try:
-            self.served = await module.serve_dns(self.env.netns, self.port, self.dns, self.log)
+            self.served = await serve_dns(self.env.netns, self.port, self.dns, self.log)
         except OSError as e:
             message = f"listen :{self.port}: bind: {os.strerror(e.errno).lower() if e.errno else e}"
             self.log(message)

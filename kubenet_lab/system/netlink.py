@@ -1,7 +1,8 @@
 """Build, inspect and remove the lab's topology (host-gw flat L3) over netlink, without forks.
 
   underlay netns: br0 <- one veth per node
-  node netns:     eth0 (node IP, routes `<other podCIDR> via <other node IP>`), cbr0 (gateway)
+  node netns:     eth0 (node IP, the planned routes: `<other podCIDR> via <other node IP>`, and the
+                  service CIDR and external client via the load balancer), cbr0 (gateway)
   pod netns:      eth0 (pod IP, default via gateway) <-> host veth on the node's cbr0, hairpin
 
 Every link made here carries the ownership mark as its ifalias, and so does `lo` of every
@@ -165,6 +166,8 @@ def write_sysctls(values: dict[str, str]) -> None:
             with open(path, "w") as f:
                 f.write(value)
         except FileNotFoundError:
+            if "/bridge/" not in path:
+                raise
             raise EnvironmentProblem(
                 f"{path} is missing: load the bridge netfilter module (`modprobe br_netfilter`)"
             ) from None

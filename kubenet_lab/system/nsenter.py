@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import signal
 import threading
 from typing import Iterator, Mapping
 
@@ -84,6 +85,14 @@ def in_netns(name: str) -> Iterator[None]:
     finally:
         os.close(fd)
         os.close(back)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a fresh child: be killed (SIGKILL) when the process that forked it dies."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
 
 
 def enter_pod(netns: str, hostname: str | None = None, files: Mapping[str, str] | None = None) -> None:

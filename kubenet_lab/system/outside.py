@@ -59,19 +59,18 @@ def hosts(plan: Plan) -> tuple[Host, Host]:
     balancer = IPv4Interface((ipam.load_balancer_ip(subnet), subnet.prefixlen))
     ingress = {IPv4Interface((ip, 32)) for svc in plan.services if svc.type == "LoadBalancer"
                for ip in svc.load_balancer_ips}
+    lab = plan.lab
     return (
-        Host(EXTERNAL, naming.external_netns(plan.lab), naming.outside_underlay_veth(plan.lab, EXTERNAL), frozenset({client}),
+        Host(EXTERNAL, naming.external_netns(lab), naming.outside_underlay_veth(lab, EXTERNAL), frozenset({client}),
              {IPv4Network((ip, 32)): first_node for ip in sorted(external_ips)}, {}),
-        Host(LB, naming.lb_netns(plan.lab), naming.outside_underlay_veth(plan.lab, LB), frozenset({balancer, *ingress}),
+        Host(LB, naming.lb_netns(lab), naming.outside_underlay_veth(lab, LB), frozenset({balancer, *ingress}),
              {}, LB_SYSCTLS),
     )
 
 
 def _ensure_host(under: rtnl.Rtnl, bridge: int, host: Host, mark: str) -> None:
     netns.ensure(host.netns)
-    with in_netns(host.netns):
-        nl = rtnl.Rtnl()
-    with nl:
+    with socket_in(host.netns) as nl:
         nl.batch([rtnl.link_set(1, alias=mark)])  # owned from the start: `down` finds it even half-made
         with in_netns(host.netns):
             # `default` first, so an eth0 made below starts with it
@@ -84,8 +83,9 @@ def _ensure_host(under: rtnl.Rtnl, bridge: int, host: Host, mark: str) -> None:
 
 
 def ensure_outside(plan: Plan) -> None:
-    """The external client, the load balancer and the nodes' return path; idempotent, and the
-    balancer's addresses and the client's routes follow the current services."""
+    """The external client and the load balancer; idempotent, and the balancer's addresses and
+    the client's routes follow the current services. (The nodes' route back to the client is
+    planned with their other routes.)"""
     mark = naming.mark(plan.lab)
     netns.prepare_run_dir()
     with socket_in(plan.underlay_netns) as under:

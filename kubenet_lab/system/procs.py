@@ -40,32 +40,42 @@ def processes_in(names: Iterable[str]) -> dict[str, list[int]]:
     return out
 
 
-def _gone(pid: int) -> bool:
-    """Exited: no /proc entry, or a zombie (it left its namespaces when it exited). Zombies
-    are not reaped here: their parent (maybe a Popen of the caller's) keeps the exit status."""
+def alive(pid: int) -> bool:
+    """Running: a /proc entry that is not a zombie (a zombie has left its namespaces; its
+    parent, maybe a Popen of the caller's, keeps its exit status, so it is not reaped here)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat[stat.rindex(b")") + 2:][:1] in (b"Z", b"X")
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def wait_gone(pids: Iterable[int], timeout: float) -> set[int]:
+    """Wait until every pid has exited or `timeout` passed; the pids still running."""
+    pending = set(pids)
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        pending = {pid for pid in pending if alive(pid)}
+        if not pending or time.monotonic() > deadline:
+            return pending
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def signal_all(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def kill(pids: Iterable[int], timeout: float = 5.0) -> None:
     """SIGKILL every pid and wait until all have exited."""
-    pending = set(pids)
-    for pid in pending:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while pending:
-        pending = {pid for pid in pending if not _gone(pid)}
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"processes {sorted(pending)} did not exit after SIGKILL within {timeout:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    pids = set(pids)
+    signal_all(pids, signal.SIGKILL)
+    left = wait_gone(pids, timeout)
+    if left:
+        raise LabError(f"processes {sorted(left)} did not exit after SIGKILL within {timeout:.0f} s")

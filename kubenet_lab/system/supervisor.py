@@ -38,7 +38,7 @@ import time
 from ..errors import LabError
 from ..plan.model import Plan, PlannedContainer, PlannedPod
 from ..plan.naming import is_dns1123_label
-from . import state
+from . import procs, state
 from .containers import Container, make_runner
 
 MODULE = "kubenet_lab.system.supervisor"
@@ -328,30 +328,6 @@ def ensure_running(lab: str, timeout: float = 10, launcher: subprocess.Popen | N
         time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (a zombie has ended; only its parent's wait is missing)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _wait_gone(pids: set[int], timeout: float) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = {p for p in pids if _alive(p)}
-        if not pids or time.monotonic() >= deadline:
-            return pids
-        time.sleep(0.02)
-
-
-def _signal(pids: set[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
 def stop(lab: str, timeout: float = 5) -> None:
     """Stop the lab's supervisor and its containers; nothing running is fine too."""
     pids = {pid for name, pid in _scan() if name == lab}
@@ -359,14 +335,14 @@ def stop(lab: str, timeout: float = 5) -> None:
         reply = request(lab, {"op": "stop"}, timeout=timeout)
         pids.add(reply.get("pid") or 0)
     pids.discard(0)
-    left = _wait_gone(pids, timeout)
+    left = procs.wait_gone(pids, timeout)
     if left:
-        _signal(left, signal.SIGTERM)  # it stops its containers on SIGTERM too
-        left = _wait_gone(left, STOP_GRACE + 1)
+        procs.signal_all(left, signal.SIGTERM)  # it stops its containers on SIGTERM too
+        left = procs.wait_gone(left, STOP_GRACE + 1)
     if left:
         # Its children die with it (PR_SET_PDEATHSIG).
-        _signal(left, signal.SIGKILL)
-        _wait_gone(left, 2)
+        procs.signal_all(left, signal.SIGKILL)
+        procs.wait_gone(left, 2)
 
 
 def _scan() -> list[tuple[str, int]]:
@@ -393,7 +369,7 @@ def _scan() -> list[tuple[str, int]]:
 def find_supervisors(lab: str | None = None) -> dict[str, int]:
     """Running supervisors by lab (all labs when `lab` is None), from /proc alone."""
     return {name: pid for name, pid in sorted(_scan(), key=lambda x: -x[1])
-            if (lab is None or name == lab) and _alive(pid)}
+            if (lab is None or name == lab) and procs.alive(pid)}
 
 
 if __name__ == "__main__":
