@@ -105,6 +105,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
                 interim = dataclasses.replace(previous, pods=tuple(p for p in previous.pods if p.netns not in stale))
                 state.save_plan(interim)
                 supervisor.request(plan.lab, {"op": "reload"})
+            # Pods made anew under their old name need their veth's name free on their node now.
+            netlink.release_host_veths(plan, [desired_pods[ns] for ns in sorted(stale & set(desired_pods))])
             netlink.delete_namespaces(sorted(stale))
             result.removed = sorted(stale)
         launcher = supervisor.launch(plan.lab)  # its start-up overlaps the build below
