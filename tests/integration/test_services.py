@@ -195,7 +195,7 @@ def test_a_service_without_endpoints_is_refused_at_once(lab):
         elapsed = time.monotonic() - started
         assert proc.returncode == 7, f"{target}: curl exited {proc.returncode}, wanted 7 (refused)\n{proc.stderr}"
         assert "Connection refused" in proc.stderr, f"{target}: {proc.stderr}"
-        assert elapsed < 1, f"{target}: refused after {elapsed:.2f}s"
+        assert elapsed < 3, f"{target}: refused after {elapsed:.2f}s, not at once"
 
 
 def test_large_messages_come_back_intact(lab):
