@@ -231,11 +231,14 @@ def _saved_plan(lab: str) -> Plan | None:
 
 def teardown(lab: str) -> list[str]:
     """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
-    supervisor.stop(lab)
-    known = planned_namespaces(_saved_plan(lab)) | state.intended(lab)
-    owned = sorted(ns for ns, mine in netlink.discover(lab, known=known).items() if mine)
-    netlink.delete_namespaces(owned)
-    state.remove_state(lab)
+    exiting = supervisor.stop(lab, wait=False)  # it has let go of the namespaces; its exit overlaps ours
+    try:
+        known = planned_namespaces(_saved_plan(lab)) | state.intended(lab)
+        owned = sorted(ns for ns, mine in netlink.discover(lab, known=known).items() if mine)
+        netlink.delete_namespaces(owned)
+        state.remove_state(lab)
+    finally:
+        supervisor.reap(exiting)
     return owned
 
 

@@ -10,7 +10,7 @@ import types
 import typing
 from functools import cache
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import model
 
@@ -18,10 +18,22 @@ from . import model
 _TAG = "kind"
 
 
+_PLAIN = (str, int, bool, float, type(None))
+
+
+@cache
+def _fields(cls: type) -> tuple[tuple[str, ...], bool]:
+    """A dataclass's field names, and whether it is tagged (a member of a Union)."""
+    return tuple(f.name for f in dataclasses.fields(cls)), cls.__name__.startswith("Run")
+
+
 def to_data(obj: Any) -> Any:
+    if isinstance(obj, _PLAIN):
+        return obj
     if dataclasses.is_dataclass(obj):
-        out = {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        if type(obj).__name__.startswith("Run"):
+        names, tagged = _fields(type(obj))
+        out = {name: to_data(getattr(obj, name)) for name in names}
+        if tagged:
             out[_TAG] = type(obj).__name__
         return out
     if isinstance(obj, (IPv4Address, IPv4Network)):
@@ -39,49 +51,61 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def from_data(tp: Any, data: Any) -> Any:
-    if data is None:
-        return None
+    return _decoder(tp)(data)
+
+
+def _checked(tp: type) -> Callable[[Any], Any]:
+    def decode(data: Any) -> Any:
+        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
+            raise TypeError(data)
+        return data
+    return decode
+
+
+def _nullable(decode: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda data: None if data is None else decode(data)
+
+
+@cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """A decoding function for type `tp`, built once per type (a plan has thousands of values)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(tp) if a is not type(None)]
-        if isinstance(data, dict) and _TAG in data:
-            cls = getattr(model, data[_TAG])
-            return from_data(cls, {k: v for k, v in data.items() if k != _TAG})
-        for member in members:
-            try:
-                return from_data(member, data)
-            except (TypeError, ValueError):
-                continue
-        raise ValueError(f"cannot decode {data!r} as {tp}")
+
+        def union(data: Any) -> Any:
+            if isinstance(data, dict) and _TAG in data:
+                return _decoder(getattr(model, data[_TAG]))({k: v for k, v in data.items() if k != _TAG})
+            for member in members:
+                try:
+                    return _decoder(member)(data)
+                except (TypeError, ValueError):
+                    continue
+            raise ValueError(f"cannot decode {data!r} as {tp}")
+        return _nullable(union)
     if dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
-        return tp(**{k: from_data(hints[k], v) for k, v in data.items() if k in hints})
+        fields: dict[str, Callable[[Any], Any]] = {}
+
+        def record(data: Any) -> Any:
+            if not fields:  # filled on first use: a dataclass may refer to one not decodable yet
+                fields.update({k: _decoder(h) for k, h in _hints(tp).items()})
+            return tp(**{k: fields[k](v) for k, v in data.items() if k in fields})
+        return _nullable(record)
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_data(args[0], v) for v in data)
-        return tuple(from_data(a, v) for a, v in zip(args, data))
+            item = _decoder(args[0])
+            return _nullable(lambda data: tuple(item(v) for v in data))
+        return _nullable(lambda data: tuple(_decoder(a)(v) for a, v in zip(args, data)))
     if origin in (Mapping, dict, typing.Mapping) or tp in (Mapping, dict):
         args = typing.get_args(tp)
-        vt = args[1] if len(args) == 2 else Any
-        return {k: from_data(vt, v) for k, v in data.items()}
-    if tp is IPv4Address:
-        return IPv4Address(data)
-    if tp is IPv4Network:
-        return IPv4Network(data)
-    if tp is int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise TypeError(data)
-        return data
-    if tp is str:
-        if not isinstance(data, str):
-            raise TypeError(data)
-        return data
-    if tp is bool:
-        if not isinstance(data, bool):
-            raise TypeError(data)
-        return data
-    return data
+        value = _decoder(args[1] if len(args) == 2 else Any)
+        return _nullable(lambda data: {k: value(v) for k, v in data.items()})
+    if tp in (IPv4Address, IPv4Network):
+        return _nullable(tp)
+    if tp in (int, str, bool):
+        return _nullable(_checked(tp))
+    return lambda data: data
 
 
 def plan_to_data(plan: model.Plan) -> dict:

@@ -328,13 +328,26 @@ def ensure_running(lab: str, timeout: float = 10, launcher: subprocess.Popen | N
         time.sleep(0.02)
 
 
-def stop(lab: str, timeout: float = 5) -> None:
-    """Stop the lab's supervisor and its containers; nothing running is fine too."""
+def stop(lab: str, timeout: float = 5, wait: bool = True) -> set[int]:
+    """Stop the lab's supervisor and its containers; nothing running is fine too. With
+    wait=False it returns as soon as the supervisor has answered that its containers are
+    stopped and its sockets closed, and leaves its exit (an interpreter shutting down, tens of
+    ms) for `reap` to wait for: the pids to pass to it. Otherwise it returns an empty set."""
     pids = {pid for name, pid in _scan() if name == lab}
+    answered = None
     with contextlib.suppress(SupervisorUnavailable, ValueError):
         reply = request(lab, {"op": "stop"}, timeout=timeout)
+        answered = reply.get("pid") if reply.get("ok") else None
         pids.add(reply.get("pid") or 0)
     pids.discard(0)
+    if not wait and answered and pids == {answered}:
+        return pids
+    reap(pids, timeout)
+    return set()
+
+
+def reap(pids: set[int], timeout: float = 5) -> None:
+    """Wait for stopping supervisors to exit; SIGTERM, then SIGKILL, those that do not."""
     left = procs.wait_gone(pids, timeout)
     if left:
         procs.signal_all(left, signal.SIGTERM)  # it stops its containers on SIGTERM too
@@ -373,4 +386,7 @@ def find_supervisors(lab: str | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)  # everything is closed: skip the interpreter's teardown, `down` waits for this exit
