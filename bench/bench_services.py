@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Time the kube-proxy rules of 100, 1000 and 5000 services (3 endpoints each) on 4 nodes, in both
-modes: render, the first (complete) load per node and for all nodes, then one-service changes
+modes (nftables with either balancing form): render, the first (complete) load per node and for all nodes, then one-service changes
 loaded incrementally (a service added, an endpoint changed). Runs in throwaway namespaces
 bench-svc-<hex>.node.nX, removed at the end. Prints a table; asserts nothing but that every
 change was loaded incrementally. Run as root: sudo python3 bench/bench_services.py
@@ -98,10 +98,14 @@ def change(plan: Plan, mode: str, old: dict[str, RenderedNode], new_plan: Plan):
     return render_s, plans, loads, new
 
 
-def run(mode: str, count: int, spaces: Namespaces, plan0: Plan) -> dict:
+def run(label: str, count: int, spaces: Namespaces, plan0: Plan) -> dict:
+    """`label`: a mode, or nftables/rules for nftables mode with networking.nftablesBalancing: rules."""
+    mode, _, balancing = label.partition("/")
+    if balancing:
+        plan0 = dataclasses.replace(plan0, cluster=dataclasses.replace(plan0.cluster, nftables_balancing=balancing))
     services = [service(plan0, i) for i in range(count)]
     plan = with_services(plan0, services)
-    row: dict = {"mode": mode, "services": count}
+    row: dict = {"mode": label, "services": count}
     render_s, rendered = timed(render_nodes, plan, mode)
     row["render 4 nodes"] = render_s
     spaces.fresh(plan)
@@ -145,7 +149,9 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, nargs="+", default=[100, 1000, 5000])
-    parser.add_argument("--modes", nargs="+", default=["nftables", "iptables"])
+    parser.add_argument("--modes", nargs="+", default=["nftables", "nftables/rules", "iptables"],
+                        help="nftables (kube-proxy's vmap balancing), nftables/rules (networking."
+                             "nftablesBalancing: rules), iptables")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces): sudo python3 bench/bench_services.py")

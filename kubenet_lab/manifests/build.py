@@ -142,6 +142,7 @@ class Builder:
         self.cluster = ClusterConfig(
             pod_subnet=nets["podSubnet"], service_subnet=nets["serviceSubnet"], node_subnet=nets["nodeSubnet"],
             kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
+            nftables_balancing=net.get("nftablesBalancing", defaults.nftables_balancing),
             dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
             origin=_origin(raw, at))
 

@@ -269,6 +269,7 @@ NETWORKING = Obj({
     "kubeProxyMode": OneOf("iptables", "nftables", refused={
         "ipvs": "ipvs is not supported: this kernel has no IPVS (ip_vs), so kubenet-lab cannot program it; "
                 "use iptables or nftables"}),
+    "nftablesBalancing": OneOf("vmap", "rules"),
     "dnsDomain": Str(dns_subdomain), "loadBalancerPool": Str(address_range),
     "ipFamily": OneOf("ipv4", refused={f: "only ipv4 is supported" for f in ("ipv6", "dual")}),
 }, post=_check_networking)

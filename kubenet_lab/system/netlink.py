@@ -27,7 +27,7 @@ from kubenet_lab.errors import EnvironmentProblem, LabError
 from kubenet_lab.plan import naming
 from kubenet_lab.plan.model import Plan, PlannedNode, PlannedPod
 from kubenet_lab.system import netns, procs, rtnl
-from kubenet_lab.system.nsenter import in_netns, netns_path
+from kubenet_lab.system.nsenter import die_with_parent, in_netns, netns_path
 
 __all__ = [
     "discover", "discover_all", "ensure_base", "ensure_nodes", "create_pods",
@@ -305,13 +305,19 @@ def _chunks(pods: Sequence[PlannedPod], workers: int) -> list[list[PlannedPod]]:
 
 
 def _fork_worker(plan: Plan, pods: Sequence[PlannedPod]) -> tuple[int, int]:
-    """A child that wires `pods` and reports a failure as text on a pipe."""
+    """A child that wires `pods` and reports a failure as text on a pipe. It dies with its parent:
+    an `up` killed with -9 stops building at once (the intent journal names what it may have
+    made), and until the child is gone it holds the lab's lock, inherited, so `down` waits for it."""
     read, write = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child: never return into the caller's code
         status = 0
         try:
             os.close(read)
+            die_with_parent()
+            if os.getppid() != parent:  # it died before prctl took effect
+                raise LabError("the parent process is gone")
             _wire(plan, pods)
         except BaseException as e:  # noqa: BLE001 - everything must reach the parent
             status = 1

@@ -37,8 +37,8 @@ def test_down_after_an_up_killed_at_any_moment_leaves_nothing(after):
         time.sleep(after)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        # workers of the killed process may still be finishing their batch
-        time.sleep(0.2)
+        # No pause: the killed up's workers die with it, and down waits for the lab's lock,
+        # which they hold (inherited) until they are gone.
         kl(lab.name, "down")
         assert lab_namespaces(lab.name) == []
         assert lab_processes(lab.name) == []

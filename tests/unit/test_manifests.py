@@ -124,12 +124,14 @@ def test_cluster_config():
           serviceSubnet: 10.100.0.0/24
           nodeSubnet: 192.168.50.0/24
           kubeProxyMode: nftables
+          nftablesBalancing: rules
           dnsDomain: lab.example
           loadBalancerPool: 192.168.50.200-192.168.50.220
     """)
     assert model.cluster == ClusterConfig(
         pod_subnet=IPv4Network("10.200.0.0/16"), service_subnet=IPv4Network("10.100.0.0/24"),
-        node_subnet=IPv4Network("192.168.50.0/24"), kube_proxy_mode="nftables", dns_domain="lab.example",
+        node_subnet=IPv4Network("192.168.50.0/24"), kube_proxy_mode="nftables",
+        nftables_balancing="rules", dns_domain="lab.example",
         lb_pool=(IPv4Address("192.168.50.200"), IPv4Address("192.168.50.220")), origin=Origin("<stdin>", 1))
 
 

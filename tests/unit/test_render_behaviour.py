@@ -2,7 +2,7 @@
 import pytest
 
 from kubenet_lab.render.trace import for_node
-from tests.unit.test_render_fixtures import NODE1_IP, NODE2_IP, ep, plan, port, service
+from tests.unit.test_render_fixtures import NODE1_IP, NODE2_IP, ep, plan, port, service, with_balancing
 
 MODES = ("iptables", "nftables")
 CIP = "10.96.0.20"
@@ -33,9 +33,10 @@ def test_cluster_ip_balances_evenly_and_keeps_pod_source(mode):
         assert not any(o.masquerade for o in t.outcomes)
 
 
-def test_nft_vmap_form_balances_the_same():
-    t = tracer(plan(web(E1, E2, E3)), "nftables", vmap=True).trace(POD_N1, CIP, 80)
-    assert all(abs(p - 1 / 3) < 1e-6 for p in t.endpoints.values()) and set(t.endpoints) == ALL3
+def test_nft_rules_form_balances_the_same():
+    for p in (with_balancing(plan(web(E1, E2, E3)), "rules"), plan(web(E1, E2, E3))):
+        t = tracer(p, "nftables").trace(POD_N1, CIP, 80)
+        assert all(abs(p - 1 / 3) < 1e-6 for p in t.endpoints.values()) and set(t.endpoints) == ALL3
 
 
 def test_node_and_outside_clients_are_masqueraded(mode):

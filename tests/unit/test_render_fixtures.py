@@ -6,6 +6,7 @@ can be checked against what kube-proxy itself produces for the same input.
 """
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address, IPv4Network
 
 from kubenet_lab.plan.model import (
@@ -52,6 +53,11 @@ def plan(*services: PlannedService, pod_subnet: str = "10.244.0.0/16",
     return Plan(lab="kubenet", cluster=cluster, nodes=tuple(nodes), pods=(),
                 services=tuple(services), allocations=Allocations(),
                 underlay_netns="kubenet.underlay")
+
+
+def with_balancing(p: Plan, balancing: str) -> Plan:
+    """`p` with the Cluster config's networking.nftablesBalancing set."""
+    return dataclasses.replace(p, cluster=dataclasses.replace(p.cluster, nftables_balancing=balancing))
 
 
 def kube_proxy_plan() -> Plan:

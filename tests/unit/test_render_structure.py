@@ -11,7 +11,7 @@ import pytest
 from kubenet_lab.render.iptables import probability, render_iptables
 from kubenet_lab.render.nftables import render_nftables
 from kubenet_lab.system.rules import merge_iptables
-from tests.unit.test_render_fixtures import ep, kube_proxy_plan, plan, port, service
+from tests.unit.test_render_fixtures import ep, kube_proxy_plan, plan, port, service, with_balancing
 
 IPT_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "MARK", "MASQUERADE"}
 
@@ -50,7 +50,7 @@ def test_iptables_matches_kube_proxy_for_its_own_test_services():
 
 
 def test_nftables_matches_kube_proxy_for_its_own_test_services():
-    text = render_nftables(kube_proxy_plan(), "node1", vmap=True).splitlines()
+    text = render_nftables(kube_proxy_plan(), "node1").splitlines()  # kube-proxy's form by default
     for line in (  # from kube-proxy's TestOverallNFTablesRules expectations
         "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade",
         "add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }",
@@ -64,6 +64,19 @@ def test_nftables_matches_kube_proxy_for_its_own_test_services():
     joined = "\n".join(text)
     assert '172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain' in joined
     assert "tcp . 3003 : goto external-4AT6LBPK-ns3/svc3/tcp/p80" in joined
+
+
+def test_nftables_balancing_rules_writes_a_cascade_instead_of_a_vmap():
+    svc4 = "service-LAUZTJTB-ns4/svc4/tcp/p80"
+    ep4, ep5 = "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80", "endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80"
+    default = render_nftables(kube_proxy_plan(), "node1")
+    cascade = render_nftables(with_balancing(kube_proxy_plan(), "rules"), "node1")
+    assert f"add rule ip kube-proxy {svc4} numgen random mod 2 vmap {{ 0 : goto {ep4} , 1 : goto {ep5} }}" in default
+    lines = [l for l in cascade.splitlines() if l.startswith(f"add rule ip kube-proxy {svc4} ")]
+    assert lines[-2:] == [f"add rule ip kube-proxy {svc4} numgen random mod 2 == 0 goto {ep4}",
+                          f"add rule ip kube-proxy {svc4} goto {ep5}"]
+    assert "numgen random mod 2 vmap" not in cascade
+    assert render_nftables(with_balancing(kube_proxy_plan(), "rules"), "node1", vmap=True) == default
 
 
 def test_probabilities_are_kube_proxys():

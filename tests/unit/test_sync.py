@@ -13,7 +13,7 @@ import pytest
 from kubenet_lab.render import iptables
 from kubenet_lab.render.sync import RenderedNode, plan_sync, render_node, render_nodes
 from kubenet_lab.system.rules import merge_iptables
-from tests.unit.test_render_fixtures import ep, kube_proxy_plan, plan, port, service
+from tests.unit.test_render_fixtures import ep, kube_proxy_plan, plan, port, service, with_balancing
 
 MODES = ("iptables", "nftables")
 
@@ -387,7 +387,8 @@ def test_a_local_policy_fragment_is_not_reused_on_another_node():
 
 def test_other_render_inputs_are_part_of_the_fingerprint():
     old = render_nodes(plan(*BASE), "nftables")
-    for mode, options, p in (("nftables", {"vmap": True}, plan(*BASE)),
+    for mode, options, p in (("nftables", {"vmap": False}, plan(*BASE)),
+                             ("nftables", {}, with_balancing(plan(*BASE), "rules")),
                              ("nftables", {}, plan(*BASE, pod_subnet="10.0.0.0/8")),
                              ("iptables", {}, plan(*BASE))):
         reused = render_nodes(p, mode, previous=old, **options)
