@@ -138,7 +138,14 @@ log "done: $(kubenet-lab --version 2>/dev/null || echo 'kubenet-lab installed (C
 
 # --- the example lab -------------------------------------------------------------------------
 if (( demo )); then
-    run() { printf '\n$ %s\n' "$*"; "$@"; }
+    run() {  # show the command as one would type it (arguments with spaces quoted), then run it
+        local a shown=()
+        for a in "$@"; do
+            if [[ $a =~ [[:space:]\;\'\|\&] ]]; then shown+=("'${a//\'/\'\\\'\'}'"); else shown+=("$a"); fi
+        done
+        printf '\n$ %s\n' "${shown[*]}"
+        "$@"
+    }
     run kubenet-lab up
     run kubenet-lab get nodes -o wide
     run kubenet-lab get pods -o wide
