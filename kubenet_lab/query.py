@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import InputError, LabError
 from .plan import naming
 from .plan.model import Plan
+from .plan.containers import process_environment
 from .plan.podfiles import pod_files
 from .system import checks, nsenter, state, supervisor
 
@@ -50,6 +51,9 @@ class ExecTarget:
     netns: str
     hostname: str | None
     files: dict[str, str]  # target path -> content
+    # What the container's process sees on top of the caller's environment (as `kubectl exec`
+    # gives the container's variables): HOSTNAME, service variables, the container's env.
+    environ: dict[str, str] = field(default_factory=dict)
 
 
 # `exec external -- ...` and `exec lb -- ...`: the client outside the cluster and the load balancer.
@@ -76,7 +80,9 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
                        f"{', '.join(c.name for c in pod.containers)}")
     files = pod_files(plan, pod)
     hostname = plan.node(pod.node).name if pod.host_network else pod.name
-    return ExecTarget(netns=pod.netns, hostname=hostname, files=files)
+    chosen = next((c for c in pod.containers if c.name == container), pod.containers[0] if pod.containers else None)
+    environ = process_environment(plan, pod, chosen, hostname, base={})
+    return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ)
 
 
 def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str]) -> int:
@@ -89,7 +95,7 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
     if shutil.which(argv[0]) is None:
         raise LabError(f'exec: "{argv[0]}": executable file not found in $PATH')
     nsenter.enter_pod(t.netns, t.hostname, t.files)
-    os.execvp(argv[0], list(argv))
+    os.execvpe(argv[0], list(argv), {**os.environ, **t.environ})
     return 127  # not reached
 
 

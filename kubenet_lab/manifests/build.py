@@ -9,8 +9,8 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, LabelSelector, Model, Node, Origin, Pod,
-                          PodSpec, Service, ServicePort, Workload)
+from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, EnvVar, LabelSelector, Model, Node,
+                          Origin, Pod, PodSpec, Service, ServicePort, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import KINDS, Kind, subnets, template_labels, to_selector
 
@@ -204,7 +204,7 @@ class Builder:
         return PodSpec(
             containers=tuple(_container(c) for c in spec["containers"]), node_name=spec.get("nodeName"),
             host_network=spec.get("hostNetwork", False), hostname=spec.get("hostname"),
-            subdomain=spec.get("subdomain"))
+            subdomain=spec.get("subdomain"), enable_service_links=spec.get("enableServiceLinks", True))
 
     # ----------------------------------------------------------------------------- the whole input
 
@@ -248,4 +248,8 @@ def _container(c: Checked) -> Container:
         command=tuple(c["command"]) if "command" in c else None,
         args=tuple(c["args"]) if "args" in c else None,
         ports=tuple(ContainerPort(container_port=p["containerPort"], name=p.get("name"),
-                                  protocol=p.get("protocol", "TCP")) for p in c.get("ports", [])))
+                                  protocol=p.get("protocol", "TCP")) for p in c.get("ports", [])),
+        # A valueFrom of a kind the lab cannot resolve was warned about: the variable stays unset.
+        env=tuple(EnvVar(name=v["name"], value=v.get("value", ""),
+                         field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)
+                  for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})))

@@ -13,8 +13,8 @@ from typing import Any
 from ..plan.model import NODEPORT_RANGE, PROTOCOLS, ClusterConfig, LabelSelector, MatchExpression
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
                      describe)
-from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_subdomain, iana_svc_name,
-                     ipv4_text, label_key, label_value)
+from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_subdomain, env_name, field_path,
+                     iana_svc_name, ipv4_text, label_key, label_value)
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
 PORT = Int(1, 65535)
@@ -75,10 +75,28 @@ def _check_container(c: Checked) -> None:
 CONTAINER_PORT = Obj({"containerPort": PORT, "name": Str(iana_svc_name), "protocol": PROTOCOL,
                       **_ignored("hostPort", "hostIP")}, required=("containerPort",))
 
+def _check_env_var(var: Checked) -> None:
+    if "value" in var and "valueFrom" in var:
+        var.at("valueFrom").error("may not be given together with value")
+
+
+_UNSET = "ignored: kubenet-lab has no {}; the variable is left unset"
+ENV_VAR = Obj({
+    "name": Str(env_name), "value": Str(),
+    "valueFrom": Obj({
+        "fieldRef": Obj({"fieldPath": Str(field_path), "apiVersion": IGNORE}, required=("fieldPath",)),
+        "configMapKeyRef": Ignore(warning=_UNSET.format("ConfigMaps")),
+        "secretKeyRef": Ignore(warning=_UNSET.format("Secrets")),
+        "resourceFieldRef": Ignore(warning=_UNSET.format("resource limits")),
+        "fileKeyRef": Ignore(warning=_UNSET.format("volumes")),
+    }),
+}, required=("name",), post=_check_env_var)
+
 CONTAINER = Obj({
     "name": Str(dns_label), "image": Str(), "command": ListOf(Str()), "args": ListOf(Str()),
-    "ports": ListOf(CONTAINER_PORT),
-    **_ignored("workingDir", "env", "envFrom", "resources", "resizePolicy", "restartPolicy", "volumeMounts",
+    "ports": ListOf(CONTAINER_PORT), "env": ListOf(ENV_VAR),
+    "envFrom": Ignore(warning="ignored: kubenet-lab has no ConfigMaps or Secrets to take variables from"),
+    **_ignored("workingDir", "resources", "resizePolicy", "restartPolicy", "volumeMounts",
                "volumeDevices", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle",
                "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext",
                "stdin", "stdinOnce", "tty"),
@@ -92,14 +110,14 @@ def _check_pod_spec(spec: Checked) -> None:
 POD_SPEC = Obj({
     "containers": ListOf(CONTAINER, at_least=1, what="container"),
     "nodeName": Noted("nodeName", Str(dns_label)), "hostNetwork": Bool(),
-    "hostname": Str(dns_label), "subdomain": Str(dns_label),
+    "hostname": Str(dns_label), "subdomain": Str(dns_label), "enableServiceLinks": Bool(),
     "initContainers": Ignore(warning="ignored: kubenet-lab does not run init containers"),
     "ephemeralContainers": Ignore(warning="ignored: kubenet-lab does not run ephemeral containers"),
     **_ignored("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
                "dnsConfig", "nodeSelector", "serviceAccountName", "serviceAccount",
                "automountServiceAccountToken", "securityContext", "imagePullSecrets", "affinity",
                "schedulerName", "tolerations", "hostAliases", "priorityClassName", "priority", "readinessGates",
-               "runtimeClassName", "enableServiceLinks", "preemptionPolicy", "overhead",
+               "runtimeClassName", "preemptionPolicy", "overhead",
                "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostPID", "hostIPC", "hostUsers",
                "shareProcessNamespace", "volumes", "schedulingGates", "resourceClaims", "resources"),
 }, required=("containers",), post=_check_pod_spec)

@@ -117,3 +117,24 @@ def address_range(s: str) -> tuple[IPv4Address, IPv4Address]:
     if low > high:
         raise Invalid(f"the range {s!r} ends before it starts")
     return low, high
+
+
+def env_name(s: str) -> str:
+    """An environment variable's name: printable ASCII without '=' or spaces, as Kubernetes allows."""
+    if not s or "=" in s or not all(32 < ord(ch) < 127 for ch in s):
+        raise Invalid(f"{s!r} is not a valid environment variable name (printable ASCII characters "
+                      "other than '=' and space, e.g. 'MY_VAR')")
+    return s
+
+
+# The pod fields valueFrom.fieldRef can name (as the Downward API allows for env, minus annotations).
+FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
+               "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs")
+LABEL_FIELD = re.compile(r"metadata\.labels\['([^']+)'\]")
+
+
+def field_path(s: str) -> str:
+    if s in FIELD_PATHS or LABEL_FIELD.fullmatch(s):
+        return s
+    raise Invalid(f"unsupported fieldPath {s!r}: expected one of {', '.join(FIELD_PATHS)} or "
+                  "metadata.labels['KEY']")

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
 from . import ipam, naming
-from .containers import resolve_run
+from .containers import pod_fields, resolve_run
 from .model import (DEFAULT_NODES, Allocations, at, Model, Node, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
                     PodSpec, Workload)
 from .serialize import to_data
@@ -187,13 +187,16 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             while (veth := naming.pod_host_veth(lab, pod.namespace, pod.name, attempt)) in veths[node]:
                 attempt += 1
             veths[node].add(veth)
+        uid = pod_uid(pod, node, ips[pod.key])
+        fields = pod_fields(pod.namespace, pod.name, uid, node, str(by_name[node].ip), str(ips[pod.key]), pod.labels)
         planned.append(PlannedPod(
             namespace=pod.namespace, name=pod.name, node=node, ip=ips[pod.key],
             netns=by_name[node].netns if pod.spec.host_network else naming.pod_netns(lab, pod.namespace, pod.name),
             host_veth=veth, labels=dict(pod.labels),
-            containers=tuple(PlannedContainer(name=c.name, image=c.image, run=resolve_run(c), ports=c.ports)
+            containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports,
+                                              run=resolve_run(c, fields, pod.spec.enable_service_links))
                              for c in pod.spec.containers),
-            host_network=pod.spec.host_network, owner=pod.owner, uid=pod_uid(pod, node, ips[pod.key]),
+            host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
             hostname=pod.spec.hostname, subdomain=pod.spec.subdomain))
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved

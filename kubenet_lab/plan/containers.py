@@ -8,7 +8,11 @@
 """
 from __future__ import annotations
 
-from .model import Container, RunDns, RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname, RunSpec
+import re
+from typing import Mapping
+
+from .model import (Container, Plan, PlannedContainer, PlannedPod, PlannedService, RunDns, RunExec, RunHttp, RunNetexec,
+                    RunNothing, RunServeHostname, RunSpec)
 
 AGNHOST_IMAGES = ("registry.k8s.io/e2e-test-images/agnhost", "k8s.gcr.io/e2e-test-images/agnhost",
                   "gcr.io/kubernetes-e2e-test-images/agnhost")
@@ -96,7 +100,9 @@ def default_run(container: Container) -> RunSpec:
     return RunNothing()
 
 
-def resolve_run(container: Container) -> RunSpec:
+def resolve_run(container: Container, fields: Mapping[str, str] | None = None,
+                service_links: bool = True) -> RunSpec:
+    """`fields`: the pod's values for valueFrom.fieldRef paths (see `pod_fields`)."""
     argv = list(container.command or ()) + list(container.args or ())
     repo = image_repo(container.image)
     if is_agnhost(container.image):
@@ -107,5 +113,95 @@ def resolve_run(container: Container) -> RunSpec:
     if repo in PAUSE_IMAGES:
         return RunNothing()
     if argv:
-        return RunExec(argv=tuple(argv))
+        fields = fields or {}
+        env = tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env)
+        return RunExec(argv=tuple(argv), env=env, service_links=service_links)
     return default_run(container)
+
+
+# --- a real process's environment, as kubelet makes it ------------------------------------------
+
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_LABEL_FIELD = re.compile(r"metadata\.labels\['([^']+)'\]")
+
+
+def pod_fields(namespace: str, name: str, uid: str, node: str, node_ip: str, pod_ip: str,
+               labels: Mapping[str, str]) -> dict[str, str]:
+    """The values of the pod fields an env var can take (valueFrom.fieldRef.fieldPath)."""
+    out = {"metadata.name": name, "metadata.namespace": namespace, "metadata.uid": uid, "spec.nodeName": node,
+           "spec.serviceAccountName": "default", "status.hostIP": node_ip, "status.hostIPs": node_ip,
+           "status.podIP": pod_ip, "status.podIPs": pod_ip}
+    out.update({f"metadata.labels['{k}']": v for k, v in labels.items()})
+    return out
+
+
+def _field(fields: Mapping[str, str], path: str) -> str:
+    return fields.get(path, "")  # an absent label gives "", as the Downward API does
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' `$(NAME)` expansion: a defined NAME is replaced, an undefined reference is
+    kept as written, and `$$` stands for one `$`."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("$(", i) and (end := text.find(")", i + 2)) != -1:
+            name = text[i + 2:end]
+            out.append(env[name] if name in env else text[i:end + 1])
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def service_links(services: tuple[PlannedService, ...], namespace: str) -> dict[str, str]:
+    """The variables kubelet gives every container for each service of its namespace that has a
+    ClusterIP (docker-links style): NAME_SERVICE_HOST, NAME_SERVICE_PORT[_PORTNAME], NAME_PORT..."""
+    env: dict[str, str] = {}
+    for svc in services:
+        if svc.namespace != namespace or svc.cluster_ip is None or not svc.ports:
+            continue
+        name, ip = _env_name(svc.name), str(svc.cluster_ip)
+        first = svc.ports[0]
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(first.port)
+        for p in svc.ports:
+            if p.name:
+                env[f"{name}_SERVICE_PORT_{_env_name(p.name)}"] = str(p.port)
+        env[f"{name}_PORT"] = f"{first.protocol.lower()}://{ip}:{first.port}"
+        for p in svc.ports:
+            proto = p.protocol.lower()
+            prefix = f"{name}_PORT_{p.port}_{p.protocol.upper()}"
+            env[prefix] = f"{proto}://{ip}:{p.port}"
+            env[f"{prefix}_PROTO"] = proto
+            env[f"{prefix}_PORT"] = str(p.port)
+            env[f"{prefix}_ADDR"] = ip
+    return env
+
+
+def process_environment(plan: Plan, pod: PlannedPod, container: PlannedContainer | None, hostname: str,
+                        base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a container's process sees when it starts now: `base` (by default the image's PATH
+    and HOME), HOSTNAME, the service variables of its namespace (unless the pod turned them
+    off), then its own variables in order, each expanded against those before it."""
+    env = dict({"PATH": CONTAINER_PATH, "HOME": "/root"} if base is None else base)
+    env["HOSTNAME"] = hostname
+    run = container.run if container is not None else None
+    if not isinstance(run, RunExec) or run.service_links:
+        env.update(service_links(plan.services, pod.namespace))
+    if isinstance(run, RunExec):
+        for name, value in run.env:
+            env[name] = expand(value, env)
+    return env
+
+
+def process_argv(run: RunExec, env: Mapping[str, str]) -> list[str]:
+    """command + args with their `$(NAME)` references expanded, as kubelet does."""
+    return [expand(word, env) for word in run.argv]

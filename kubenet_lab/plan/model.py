@@ -79,12 +79,22 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """A container's environment variable: a value (in which `$(NAME)` refers to a variable
+    defined before it) or, with `field_path`, a field of its pod (valueFrom.fieldRef)."""
+    name: str
+    value: str = ""
+    field_path: str | None = None
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str = ""
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     ports: tuple[ContainerPort, ...] = ()
+    env: tuple[EnvVar, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,7 @@ class PodSpec:
     host_network: bool = False
     hostname: str | None = None
     subdomain: str | None = None
+    enable_service_links: bool = True
 
 
 @dataclass(frozen=True)
@@ -214,9 +225,13 @@ class Model:
 
 @dataclass(frozen=True)
 class RunExec:
-    """A real process: argv run in the pod's namespaces."""
+    """A real process: argv run in the pod's namespaces, with the container's `env` (pod fields
+    resolved, `$(NAME)` references left for start time) on top of the service variables of the
+    pod's namespace when `service_links` (spec.enableServiceLinks, true by default)."""
 
     argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    service_links: bool = True
 
 
 @dataclass(frozen=True)

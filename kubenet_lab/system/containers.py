@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
+from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
 from ..plan.podfiles import pod_files
 from ..servers import agnhost
 from ..servers.base import Served, ServerContext
@@ -34,7 +35,6 @@ log = logging.getLogger("kubenet-lab.supervisor")
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0  # a container that ran this long starts its backoff afresh
-CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def utc_now() -> str:
@@ -208,9 +208,11 @@ class IdleRunner(Runner):
 class ExecRunner(Runner):
     """RunExec: a real process in the pod's namespaces, output appended to the container's log."""
 
-    def __init__(self, env: PodEnv, container: PlannedContainer, argv: tuple[str, ...]):
+    def __init__(self, env: PodEnv, container: PlannedContainer, plan: Callable[[], Plan]):
         self.env = env
-        self.argv = argv
+        self.container = container
+        self.plan = plan
+        self.argv: list[str] = list(container.run.argv)
         self.log = LogFile(env.log_path(container.name))
         self.proc: asyncio.subprocess.Process | None = None
         self._spawn: asyncio.Future | None = None
@@ -224,6 +226,9 @@ class ExecRunner(Runner):
             raise StartError("RunContainerError", f'exec: "{exe}": {where}')
 
     async def start(self) -> None:
+        # Like kubelet, at each start: the service variables of that moment, then $(NAME) expanded.
+        environ = process_environment(self.plan(), self.env.pod, self.container, self.env.hostname)
+        self.argv = process_argv(self.container.run, environ)
         try:
             self._check_executable()
         except StartError as e:
@@ -238,7 +243,7 @@ class ExecRunner(Runner):
             # Shielded, so a stop() arriving meanwhile still finds (and ends) the process.
             self._spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd="/",
-                env={"PATH": CONTAINER_PATH, "HOSTNAME": self.env.hostname, "HOME": "/root"},
+                env=environ,
                 preexec_fn=self.env.preexec, start_new_session=True))
             self.proc = await asyncio.shield(self._spawn)
         except (OSError, ValueError, RuntimeError) as e:  # SubprocessError: preexec_fn failed
@@ -397,7 +402,7 @@ def make_runner(lab: str, pod: PlannedPod, container: PlannedContainer,
         return IdleRunner()
     env = PodEnv(lab, pod, plan())
     if isinstance(run, RunExec):
-        return ExecRunner(env, container, run.argv)
+        return ExecRunner(env, container, plan)
     if isinstance(run, RunDns):
         return DnsRunner(env, container, plan)
     if isinstance(run, (RunNetexec, RunServeHostname, RunHttp)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from kubenet_lab.system import state
@@ -114,6 +115,18 @@ def test_up_twice_changes_nothing(lab):
 
 def test_logs_show_a_container_output(lab):
     assert "8080" in lab("logs", "a1").stdout
+
+
+def test_a_process_gets_its_env_and_the_service_variables_as_from_kubelet(lab):
+    agn = json.loads(lab("get", "svc", "agn", "-o", "json").stdout)["spec"]["clusterIP"]
+    deadline = time.monotonic() + 10
+    while not (log := lab("logs", "duo", "-c", "sidecar").stdout) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the process has started; its first line follows
+    assert log == f"hello sidecar {agn}:80 {lab.ip('duo')}\n"
+    # exec gives the container's variables too, as kubectl exec does.
+    out = lab("exec", "duo", "-c", "sidecar", "--", "sh", "-c", "echo $GREETING $MY_IP $AGN_PORT").stdout
+    assert out == f"hello sidecar {lab.ip('duo')} tcp://{agn}:80\n"
+    assert lab.exec("a1", "sh", "-c", "echo $AGN_SERVICE_HOST $HOSTNAME").stdout == f"{agn} a1\n"
 
 
 def _mount_points(prefixes: tuple[str, ...]) -> list[str]:

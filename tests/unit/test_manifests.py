@@ -11,7 +11,7 @@ import pytest
 
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
-from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, LabelSelector, MatchExpression,
+from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, EnvVar, LabelSelector, MatchExpression,
                                     Origin, PodSpec, ServicePort)
 
 BUNDLE = Path(__file__).parent / "data" / "manifests" / "nginx-bundle.yaml"
@@ -397,7 +397,8 @@ def test_real_world_bundle_loads_unchanged():
     assert deploy.selector.matches(deploy.template_labels)
     assert deploy.template.containers == (Container(
         "nginx", "nginx:1.25-alpine", None, None,
-        (ContainerPort(80, "http", "TCP"), ContainerPort(9113, "metrics", "TCP"))),)
+        (ContainerPort(80, "http", "TCP"), ContainerPort(9113, "metrics", "TCP")),
+        (EnvVar("NGINX_PORT", "80"), EnvVar("POD_IP", field_path="status.podIP"))),)
     # The raw template keeps everything as written, ignored fields included, for the hash.
     assert deploy.template_raw["spec"]["containers"][0]["resources"]["limits"] == {"memory": "128Mi"}
     assert deploy.template_raw["metadata"]["creationTimestamp"] is None
@@ -407,6 +408,8 @@ def test_real_world_bundle_loads_unchanged():
     assert svc.external_traffic_policy == "Local"
     assert svc.ports == (ServicePort(80, "TCP", "http", "http", 30080), ServicePort(9113, "TCP", "metrics", 9113))
     assert model.warnings == (
+        f"{BUNDLE}:79: spec.template.spec.containers[0].envFrom: ignored: kubenet-lab has no ConfigMaps or Secrets "
+        "to take variables from",
         f"{BUNDLE}:133: skipping ConfigMap/nginx-conf (kind not modelled by kubenet-lab)",)
 
 

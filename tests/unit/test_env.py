@@ -1,0 +1,180 @@
+"""A real process's environment, as kubelet makes it: env values, pod fields, $(NAME) expansion
+and the service variables of the pod's namespace."""
+from __future__ import annotations
+
+import textwrap
+
+from kubenet_lab.manifests import load_model
+from kubenet_lab.plan import make_plan
+from kubenet_lab.plan.containers import expand, process_argv, process_environment, service_links
+from kubenet_lab.plan.model import RunExec, RunHttp
+from tests.unit.test_manifests_validation import problems  # noqa: F401 - the fixture
+
+MANIFESTS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: shop, labels: {app: shop, tier: front}}
+spec:
+  nodeName: node2
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo $(GREETING) $$(KEPT) $(UNDEFINED)"]
+    args: ["$(MY_IP)"]
+    env:
+    - {name: WHO, value: world}
+    - {name: GREETING, value: "hello $(WHO) at $(CART_SERVICE_HOST)"}
+    - {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: NODE_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: TIER, valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}}
+    - {name: SECRET, valueFrom: {secretKeyRef: {name: s, key: k}}}
+  - name: side
+    image: nginx
+    ports: [{containerPort: 80}]
+    env: [{name: IGNORED, value: "built-in servers have no environment"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet, namespace: shop}
+spec:
+  enableServiceLinks: false
+  containers:
+  - {name: main, image: busybox, command: [sleep, "3600"], env: [{name: A, value: "$(CART_SERVICE_HOST)"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-api, namespace: shop}
+spec:
+  selector: {app: shop}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: dns-udp, port: 53, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec:
+  selector: {app: shop}
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless, namespace: shop}
+spec:
+  clusterIP: None
+  selector: {app: shop}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere}
+spec:
+  selector: {app: shop}
+  ports: [{port: 80}]
+"""
+
+
+def lab_plan(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent(MANIFESTS))
+    model = load_model([str(path)])
+    return model, make_plan(model, "lab")
+
+
+def test_expansion_follows_kubernetes():
+    env = {"A": "1", "B": "two"}
+    assert expand("$(A)-$(B)", env) == "1-two"
+    assert expand("$(MISSING) stays", env) == "$(MISSING) stays"
+    assert expand("$$(A) is escaped, $$ is one $", env) == "$(A) is escaped, $ is one $"
+    assert expand("$A ${A} $(A", env) == "$A ${A} $(A"
+
+
+def test_pod_fields_and_values_resolve_and_expand_at_start(tmp_path):
+    model, plan = lab_plan(tmp_path)
+    assert model.warnings == (f"{tmp_path}/lab.yaml:20: spec.containers[0].env[7].valueFrom.secretKeyRef: "
+                              "ignored: kubenet-lab has no Secrets; the variable is left unset",)
+    pod = plan.pod("shop/app")
+    main, side = pod.containers
+    assert isinstance(side.run, RunHttp)
+    assert isinstance(main.run, RunExec) and main.run.service_links
+    node_ip = str(plan.node("node2").ip)
+    assert dict(main.run.env) == {
+        "WHO": "world", "GREETING": "hello $(WHO) at $(CART_SERVICE_HOST)", "MY_IP": str(pod.ip),
+        "NODE_IP": node_ip, "NODE": "node2", "NS": "shop", "TIER": "front"}
+    env = process_environment(plan, pod, main, "app")
+    cart = str(next(s for s in plan.services if s.name == "cart").cluster_ip)
+    assert env["GREETING"] == f"hello world at {cart}"
+    assert env["HOSTNAME"] == "app" and env["PATH"].startswith("/usr/local/sbin:") and "SECRET" not in env
+    assert process_argv(main.run, env) == [
+        "sh", "-c", "echo hello world at " + cart + " $(KEPT) $(UNDEFINED)", str(pod.ip)]
+
+
+def test_service_variables_are_the_namespaces_services_with_a_cluster_ip(tmp_path):
+    _, plan = lab_plan(tmp_path)
+    ip = {s.name: str(s.cluster_ip) for s in plan.services}
+    assert service_links(plan.services, "shop") == {
+        "CART_API_SERVICE_HOST": ip["cart-api"], "CART_API_SERVICE_PORT": "80",
+        "CART_API_SERVICE_PORT_HTTP": "80", "CART_API_SERVICE_PORT_DNS_UDP": "53",
+        "CART_API_PORT": f"tcp://{ip['cart-api']}:80",
+        "CART_API_PORT_80_TCP": f"tcp://{ip['cart-api']}:80", "CART_API_PORT_80_TCP_PROTO": "tcp",
+        "CART_API_PORT_80_TCP_PORT": "80", "CART_API_PORT_80_TCP_ADDR": ip["cart-api"],
+        "CART_API_PORT_53_UDP": f"udp://{ip['cart-api']}:53", "CART_API_PORT_53_UDP_PROTO": "udp",
+        "CART_API_PORT_53_UDP_PORT": "53", "CART_API_PORT_53_UDP_ADDR": ip["cart-api"],
+        "CART_SERVICE_HOST": ip["cart"], "CART_SERVICE_PORT": "8080", "CART_PORT": f"tcp://{ip['cart']}:8080",
+        "CART_PORT_8080_TCP": f"tcp://{ip['cart']}:8080", "CART_PORT_8080_TCP_PROTO": "tcp",
+        "CART_PORT_8080_TCP_PORT": "8080", "CART_PORT_8080_TCP_ADDR": ip["cart"]}
+    assert "ELSEWHERE_SERVICE_HOST" in service_links(plan.services, "default")
+
+
+def test_enable_service_links_false_leaves_them_out(tmp_path):
+    _, plan = lab_plan(tmp_path)
+    pod = plan.pod("shop/quiet")
+    env = process_environment(plan, pod, pod.containers[0], "quiet")
+    assert not any(k.startswith("CART") for k in env)
+    assert env["A"] == "$(CART_SERVICE_HOST)"  # not defined for this container: kept as written
+
+
+def test_a_changed_env_makes_the_pod_anew_and_a_new_service_does_not(tmp_path):
+    model, plan = lab_plan(tmp_path)
+    changed = textwrap.dedent(MANIFESTS).replace("value: world", "value: moon")
+    (tmp_path / "lab.yaml").write_text(changed)
+    again = make_plan(load_model([str(tmp_path / "lab.yaml")]), "lab", plan)
+    assert again.pod("shop/app").uid != plan.pod("shop/app").uid
+    assert again.pod("shop/quiet").uid == plan.pod("shop/quiet").uid
+    (tmp_path / "lab.yaml").write_text(textwrap.dedent(MANIFESTS) + "---\n" + textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: more, namespace: shop}
+        spec: {selector: {app: shop}, ports: [{port: 81}]}
+        """))
+    more = make_plan(load_model([str(tmp_path / "lab.yaml")]), "lab", plan)
+    assert more.pod("shop/app") == plan.pod("shop/app")  # running containers keep their environment
+
+
+def test_bad_env_is_reported_with_its_place(problems):  # noqa: F811
+    assert problems("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          containers:
+          - name: c
+            env:
+            - {name: "A=B", value: x}
+            - {name: B, value: x, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+            - {name: C, valueFrom: {fieldRef: {fieldPath: "metadata.annotations['x']"}}}
+            - {value: x}
+          enableServiceLinks: "no"
+    """) == [
+        "web.yaml:8: spec.containers[0].env[0].name: 'A=B' is not a valid environment variable name (printable "
+        "ASCII characters other than '=' and space, e.g. 'MY_VAR')",
+        "web.yaml:9: spec.containers[0].env[1].valueFrom: may not be given together with value",
+        "web.yaml:10: spec.containers[0].env[2].valueFrom.fieldRef.fieldPath: unsupported fieldPath "
+        "\"metadata.annotations['x']\": expected one of metadata.name, metadata.namespace, metadata.uid, "
+        "spec.nodeName, spec.serviceAccountName, status.hostIP, status.hostIPs, status.podIP, status.podIPs or "
+        "metadata.labels['KEY']",
+        "web.yaml:11: spec.containers[0].env[3].name: required field is missing",
+        "web.yaml:12: spec.enableServiceLinks: expected true or false, got 'no'",
+    ]
