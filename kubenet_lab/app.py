@@ -18,11 +18,12 @@ from .query import check_lab_name
 from .manifests import load_model
 from .plan import make_plan, naming
 from .plan.model import Model, Plan, PlannedPod
+from .plan.services import removed_udp_endpoints
 from .render.iptables import render_iptables
 from .render.lb import forwards as lb_forwards, render_lb
 from .render.nftables import render_nftables
 from .render.sync import RenderedNode, plan_sync, render_nodes
-from .system import checks, netlink, outside, rules, state, supervisor
+from .system import checks, conntrack, netlink, outside, rules, state, supervisor
 
 
 BUNDLED_MANIFESTS = os.path.join(os.path.dirname(__file__), "examples")
@@ -124,6 +125,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
         result.rules_changed = _apply_rules(plan, previous, fresh)
         _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) in fresh)
+        _forget_stale_udp_flows(plan, previous, fresh)
         state.save_plan(plan)
         state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
@@ -196,6 +198,15 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
     with ThreadPoolExecutor(max_workers=max(1, min(len(rendered), os.cpu_count() or 1))) as pool:
         changed = list(pool.map(sync, rendered, rendered.values()))
     return [name for name, did in zip(rendered, changed) if did]
+
+
+def _forget_stale_udp_flows(plan: Plan, previous: Plan | None, fresh: set[str]) -> None:
+    """After the rules, as kube-proxy: flows NATed to a removed UDP endpoint are forgotten in
+    every node (a node made anew has no flows)."""
+    gone = removed_udp_endpoints(previous, plan)
+    for node in plan.nodes:
+        if gone and node.netns not in fresh:
+            conntrack.forget_nat_flows_to(node.netns, gone)
 
 
 def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:

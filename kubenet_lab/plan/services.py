@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 
 from ..errors import InputError
 from . import ipam
-from .model import (NODEPORT_RANGE, at, Allocations, Endpoint, Model, PlannedPod, PlannedService,
+from .model import (NODEPORT_RANGE, at, Allocations, Endpoint, Model, Plan, PlannedPod, PlannedService,
                     PlannedServicePort, Service)
 
 DNS_SERVICE = "kube-system/kube-dns"
@@ -187,3 +187,15 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
         except ipam.Exhausted:
             problems.append(f"{at(svc.origin, 'spec.type')}: the load-balancer pool {pool[0]}-{pool[1]} is full")
     return out
+
+
+def removed_udp_endpoints(old: Plan | None, new: Plan) -> set[IPv4Address]:
+    """The endpoint addresses that a UDP service port of `old` has lost in `new` (the port or
+    its whole service removed included): the conntrack entries NATed to them must go, as
+    kube-proxy clears them, or their flows keep reaching a dead address."""
+    if old is None:
+        return set()
+    now = {(s.namespace, s.name, p.port): {e.ip for e in p.endpoints}
+           for s in new.services for p in s.ports if p.protocol == "UDP"}
+    return {e.ip for s in old.services if not s.headless for p in s.ports if p.protocol == "UDP"
+            for e in p.endpoints if e.ip not in now.get((s.namespace, s.name, p.port), set())}

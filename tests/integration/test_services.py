@@ -54,9 +54,11 @@ for _ in range(n):
 UDP_CLIENT = """
 import socket, sys
 ip, port, msg, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+sport = int(sys.argv[5]) if len(sys.argv) > 5 else 0  # 0: a new port each time
 for _ in range(n):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(3)
+        s.bind(("0.0.0.0", sport))
         s.sendto(msg.encode(), (ip, port))
         try:
             print(s.recv(65535).decode())
@@ -138,8 +140,8 @@ def answers(lab: Lab, target: str, url: str, n: int = SPREAD, timeout: float = 2
     return run(lab, target, "python3", "-c", HTTP_CLIENT, url, str(n), str(timeout)).stdout.splitlines()
 
 
-def udp(lab: Lab, target: str, ip: str, port: int, msg: str, n: int = 1) -> list[str]:
-    return run(lab, target, "python3", "-c", UDP_CLIENT, ip, str(port), msg, str(n)).stdout.splitlines()
+def udp(lab: Lab, target: str, ip: str, port: int, msg: str, n: int = 1, sport: int = 0) -> list[str]:
+    return run(lab, target, "python3", "-c", UDP_CLIENT, ip, str(port), msg, str(n), str(sport)).stdout.splitlines()
 
 
 def curl_once(lab: Lab, target: str, url: str, max_time: float = 2) -> subprocess.CompletedProcess:
@@ -310,6 +312,27 @@ def test_endpoints_follow_a_pod_removed_from_the_manifests(lab):
         lab.manifests.write_text(original)
         lab.up()
     assert set(_endpoints(lab, "be")) == BACKENDS
+
+
+def test_a_udp_flow_pinned_to_a_removed_endpoint_moves_to_a_live_one(lab):
+    """kube-proxy's conntrack cleanup: datagrams from one source port are one flow, held by
+    conntrack on the endpoint it first reached; when that endpoint goes, the flow's entry must
+    go too, or the datagrams keep going to a dead address."""
+    sport = 41999
+    pinned, again = udp(lab, "c2", lab.cip("be"), 8081, "hostname", n=2, sport=sport)
+    assert pinned in BACKENDS and again == pinned  # one flow, one endpoint
+    original = lab.manifests.read_text()
+    docs = original.split("\n---\n")
+    kept = [d for d in docs if f"{{name: {pinned}," not in d]
+    assert len(kept) == len(docs) - 1
+    try:
+        lab.manifests.write_text("\n---\n".join(kept))
+        lab.up()
+        moved = udp(lab, "c2", lab.cip("be"), 8081, "hostname", n=3, sport=sport)
+        assert set(moved) <= BACKENDS - {pinned} and len(set(moved)) == 1, moved
+    finally:
+        lab.manifests.write_text(original)
+        lab.up()
     assert set(answers(lab, "c1", f"http://{lab.cip('be')}/hostname")) == BACKENDS
 
 

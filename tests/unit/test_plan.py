@@ -14,6 +14,7 @@ from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, Lab
                                     Pod, PodSpec, RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname,
                                     Service, ServicePort, Workload)
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
+from kubenet_lab.plan.services import removed_udp_endpoints
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
@@ -195,6 +196,29 @@ def test_cluster_ips_skip_the_reserved_first_and_tenth_addresses():
     ips = [str(s.cluster_ip) for s in ours(plan.services)]
     assert "10.96.0.1" not in ips and "10.96.0.10" not in ips
     assert ips[0] == "10.96.0.2" and len(set(ips)) == 10
+
+
+def test_removed_udp_endpoints_are_those_a_udp_port_lost():
+    """What kube-proxy clears from conntrack: UDP endpoints gone from their service port (or
+    with their whole service); TCP endpoints and headless services have nothing to clear."""
+    def plan_with(pods, services, previous=None):
+        return make_plan(Model(pods=tuple(pod(p, labels={"app": "x"}) for p in pods), services=services), "lab",
+                         previous)
+    both = (ServicePort(53, "UDP", "dns", 53), ServicePort(80, "TCP", "http", 80))
+    services = (svc("dns", selector={"app": "x"}, ports=both),
+                svc("raw", selector={"app": "x"}, ports=(ServicePort(5000, "UDP"),)),
+                svc("hl", selector={"app": "x"}, cluster_ip="None", ports=(ServicePort(9, "UDP"),)))
+    old = plan_with(["a", "b", "c"], services)
+    ip = {p.name: p.ip for p in old.pods}
+    assert removed_udp_endpoints(None, old) == set()
+    assert removed_udp_endpoints(old, old) == set()
+    fewer = plan_with(["a", "c"], services, old)
+    assert removed_udp_endpoints(old, fewer) == {ip["b"]}
+    no_raw = plan_with(["a", "b", "c"], services[:1] + services[2:], old)
+    assert removed_udp_endpoints(old, no_raw) == {ip["a"], ip["b"], ip["c"]}
+    tcp_only = plan_with(["a", "b", "c"], (svc("dns", selector={"app": "x"}, ports=both[1:]),) + services[1:], old)
+    assert removed_udp_endpoints(old, tcp_only) == {ip["a"], ip["b"], ip["c"]}  # port 53/UDP went
+    assert removed_udp_endpoints(old, plan_with(["a", "b", "c"], services[:2], old)) == set()  # headless
 
 
 def test_kube_dns_gets_the_tenth_address():
