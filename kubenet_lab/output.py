@@ -75,13 +75,23 @@ def container_states(pod: PlannedPod, status: dict) -> list[dict]:
     return out
 
 
+def _has_ended(s: dict) -> bool:
+    """The container ran (or tried to) and ended at least once: kubelet has a last state for it."""
+    return int(s.get("restarts", 0)) > 0 or s.get("exitCode") is not None
+
+
 def pod_phase(states: list[dict]) -> tuple[str, str]:
-    """(phase, STATUS column)."""
+    """(phase, STATUS column), as kubelet decides them for restartPolicy Always: Pending while a
+    container waits for its first start; a container waiting to be restarted (CrashLoopBackOff)
+    leaves the pod Running, and the STATUS column shows why it waits."""
     if not states:
         return "Running", "Running"
     for s in states:
-        if s.get("state") == "waiting":
+        if s.get("state") == "waiting" and not _has_ended(s):
             return "Pending", s.get("reason") or "Pending"
+    for s in states:
+        if s.get("state") == "waiting":
+            return "Running", s.get("reason") or "Waiting"
     terminated = [s for s in states if s.get("state") == "terminated"]
     if terminated:
         if all(s.get("exitCode") == 0 for s in terminated) and len(terminated) == len(states):
@@ -137,8 +147,14 @@ def _container_status(c, s: dict) -> dict:
     detail = {"running": {"startedAt": s.get("startedAt")},
               "terminated": {"exitCode": s.get("exitCode"), "reason": "Completed" if s.get("exitCode") == 0 else "Error"},
               "waiting": {"reason": s.get("reason", "ContainerCreating")}}[st]
-    return {"name": c.name, "image": c.image, "ready": st == "running", "restartCount": int(s.get("restarts", 0)),
-            "started": st == "running", "state": {st: detail}}
+    if st == "waiting" and s.get("message"):
+        detail["message"] = s["message"]
+    out = {"name": c.name, "image": c.image, "ready": st == "running", "restartCount": int(s.get("restarts", 0)),
+           "started": st == "running", "state": {st: detail}}
+    if s.get("exitCode") is not None and st != "terminated":
+        out["lastState"] = {"terminated": {"exitCode": s["exitCode"],
+                                           "reason": "Completed" if s["exitCode"] == 0 else "Error"}}
+    return out
 
 
 # ------------------------------------------------------------------------------------------
