@@ -108,6 +108,7 @@ def open_in(netns: str) -> socket.socket:
     with in_netns(netns):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
     sock.bind((0, 0))
+    sock.settimeout(10)  # the kernel answers at once; a silence would be a bug, not a wait
     return sock
 
 
