@@ -125,7 +125,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
         result.rules_changed = _apply_rules(plan, previous, fresh)
         _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) in fresh)
-        _forget_stale_udp_flows(plan, previous, fresh)
+        result.warnings += _forget_stale_udp_flows(plan, previous, fresh)
         state.save_plan(plan)
         state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
@@ -200,13 +200,20 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
     return [name for name, did in zip(rendered, changed) if did]
 
 
-def _forget_stale_udp_flows(plan: Plan, previous: Plan | None, fresh: set[str]) -> None:
+def _forget_stale_udp_flows(plan: Plan, previous: Plan | None, fresh: set[str]) -> tuple[str, ...]:
     """After the rules, as kube-proxy: flows NATed to a removed UDP endpoint are forgotten in
-    every node (a node made anew has no flows)."""
+    every node (a node made anew has no flows). Like kube-proxy, a failure (a kernel without
+    ctnetlink) is reported and the rest goes on: the flows then end when their entries time out."""
     gone = removed_udp_endpoints(previous, plan)
+    warnings = []
     for node in plan.nodes:
         if gone and node.netns not in fresh:
-            conntrack.forget_nat_flows_to(node.netns, gone)
+            try:
+                conntrack.forget_nat_flows_to(node.netns, gone)
+            except OSError as e:
+                warnings.append(f"{node.name}: could not clear the UDP flows to removed endpoints "
+                                f"({e.strerror or e}); they end when their conntrack entries expire")
+    return tuple(warnings)
 
 
 def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:
