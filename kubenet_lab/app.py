@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .query import check_lab_name
 from .manifests import load_model
 from .plan import make_plan, naming
 from .plan.model import Model, Plan, PlannedPod
-from .plan.services import removed_udp_endpoints
+from .plan.services import removed_udp_endpoints, with_readiness
 from .render.iptables import render_iptables
 from .render.lb import forwards as lb_forwards, render_lb
 from .render.nftables import render_nftables
@@ -123,9 +124,15 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             netlink.create_pods(plan, missing)
         result.created = made
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
-        result.rules_changed = _apply_rules(plan, previous, fresh)
-        _apply_lb_rules(plan, fresh=naming.lb_netns(plan.lab) in fresh)
-        result.warnings += _forget_stale_udp_flows(plan, previous, fresh)
+        # The rules leave out the pods the supervisor last found not ready (a pod made anew is
+        # ready until it says otherwise: it tells as soon as a container of it is not running).
+        not_ready = state.not_ready(plan.lab) - {desired_pods[ns].key for ns in stale if ns in desired_pods}
+        effective = with_readiness(plan, not_ready)
+        result.rules_changed = _apply_rules(effective, previous, fresh)
+        _apply_lb_rules(effective, fresh=naming.lb_netns(plan.lab) in fresh)
+        before = with_readiness(previous, state.not_ready(plan.lab)) if previous is not None else None
+        result.warnings += _forget_stale_udp_flows(effective, before, fresh)
+        state.save_not_ready(plan.lab, not_ready & {p.key for p in plan.pods})
         state.save_plan(plan)
         state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
@@ -198,6 +205,30 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
     with ThreadPoolExecutor(max_workers=max(1, min(len(rendered), os.cpu_count() or 1))) as pool:
         changed = list(pool.map(sync, rendered, rendered.values()))
     return [name for name, did in zip(rendered, changed) if did]
+
+
+def sync_readiness(lab: str, not_ready: frozenset[str]) -> list[str] | None:
+    """The supervisor's call when the pods it finds not ready (a container not running) differ
+    from those the rules leave out: every node's rules and the balancer's, made again from the
+    saved plan with those pods' endpoints not ready, incrementally, under the lab's lock. None
+    when the lab is gone; else the nodes whose rules changed."""
+    with state.locked(lab, create=False) as held:
+        if not held:
+            return None
+        plan = state.load_plan(lab)
+        if plan is None:
+            return None
+        pods = {p.key for p in plan.pods}
+        old, new = state.not_ready(lab) & pods, frozenset(not_ready) & pods
+        if old == new:
+            return []
+        effective = with_readiness(plan, new)
+        changed = _apply_rules(effective, plan, fresh=set())
+        _apply_lb_rules(effective, fresh=False)
+        for warning in _forget_stale_udp_flows(effective, with_readiness(plan, old), set()):
+            print(f"warning: {warning}", file=sys.stderr)
+        state.save_not_ready(lab, new)
+        return changed
 
 
 def _forget_stale_udp_flows(plan: Plan, previous: Plan | None, fresh: set[str]) -> tuple[str, ...]:

@@ -246,7 +246,7 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
 
 
 def endpoints_column(s: PlannedService, limit: int = 3) -> str:
-    eps = [f"{e.ip}:{e.port}" for p in s.ports for e in p.endpoints]
+    eps = [f"{e.ip}:{e.port}" for p in s.ports for e in p.endpoints if e.ready]
     if not eps:
         return "<none>"
     shown = ",".join(eps[:limit])
@@ -263,14 +263,18 @@ def endpoint_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns
 
 def endpoints_object(plan: Plan, s: PlannedService) -> dict:
     subsets = []
+    def address(e) -> dict:
+        namespace, name = e.pod.split("/")
+        return {"ip": str(e.ip), "nodeName": e.node, "targetRef": {"kind": "Pod", "namespace": namespace, "name": name}}
     for p in s.ports:
         if p.endpoints:
-            subsets.append({
-                "addresses": [{"ip": str(e.ip), "nodeName": e.node,
-                               "targetRef": {"kind": "Pod", "namespace": e.pod.split("/")[0],
-                                             "name": e.pod.split("/")[1]}} for e in p.endpoints],
-                "ports": [{k: v for k, v in {"name": p.name, "port": p.endpoints[0].port,
-                                             "protocol": p.protocol}.items() if v is not None}]})
+            subset = {"addresses": [address(e) for e in p.endpoints if e.ready]}
+            if not_ready := [address(e) for e in p.endpoints if not e.ready]:
+                subset["notReadyAddresses"] = not_ready
+            if not subset["addresses"]:
+                del subset["addresses"]
+            subsets.append({**subset, "ports": [{k: v for k, v in {"name": p.name, "port": p.endpoints[0].port,
+                                                                    "protocol": p.protocol}.items() if v is not None}]})
     return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": s.name, "namespace": s.namespace},
             "subsets": subsets}
 

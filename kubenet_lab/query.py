@@ -15,6 +15,7 @@ from .plan import naming
 from .plan.model import Plan
 from .plan.containers import process_environment
 from .plan.podfiles import pod_files
+from .plan.services import with_readiness
 from .system import checks, nsenter, state, supervisor
 
 DEFAULT_LAB = "kubenet"
@@ -33,7 +34,7 @@ def running_plan(lab: str) -> Plan:
     if plan is None:
         raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
                        f"start it with `kubenet-lab --lab {lab} up`")
-    return plan
+    return with_readiness(plan, state.not_ready(lab))  # endpoints as the rules have them
 
 
 def pod_status(lab: str) -> dict:

@@ -7,7 +7,9 @@ container ports; pods without it are no endpoint of that port).
 """
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address
+from typing import Collection
 
 from ..errors import InputError
 from . import ipam
@@ -190,12 +192,26 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
 
 
 def removed_udp_endpoints(old: Plan | None, new: Plan) -> set[IPv4Address]:
-    """The endpoint addresses that a UDP service port of `old` has lost in `new` (the port or
-    its whole service removed included): the conntrack entries NATed to them must go, as
-    kube-proxy clears them, or their flows keep reaching a dead address."""
+    """The ready endpoint addresses that a UDP service port of `old` has lost in `new` (removed,
+    no longer ready, or the port or its whole service gone): the conntrack entries NATed to them
+    must go, as kube-proxy clears them, or their flows keep reaching a dead address."""
     if old is None:
         return set()
-    now = {(s.namespace, s.name, p.port): {e.ip for e in p.endpoints}
+    now = {(s.namespace, s.name, p.port): {e.ip for e in p.endpoints if e.ready}
            for s in new.services for p in s.ports if p.protocol == "UDP"}
     return {e.ip for s in old.services if not s.headless for p in s.ports if p.protocol == "UDP"
-            for e in p.endpoints if e.ip not in now.get((s.namespace, s.name, p.port), set())}
+            for e in p.endpoints if e.ready and e.ip not in now.get((s.namespace, s.name, p.port), set())}
+
+
+def with_readiness(plan: Plan, not_ready: Collection[str]) -> Plan:
+    """`plan` with the endpoints of the pods in `not_ready` ("ns/name") marked not ready, as the
+    EndpointSlice controller marks a pod whose containers are not all running: kube-proxy and
+    the cluster DNS leave them out, Endpoints list them under notReadyAddresses."""
+    if not any(e.pod in not_ready for s in plan.services for p in s.ports for e in p.endpoints):
+        return plan
+
+    def port(p: PlannedServicePort) -> PlannedServicePort:
+        return dataclasses.replace(p, endpoints=tuple(dataclasses.replace(e, ready=e.pod not in not_ready)
+                                                      for e in p.endpoints))
+    return dataclasses.replace(plan, services=tuple(dataclasses.replace(s, ports=tuple(port(p) for p in s.ports))
+                                                    for s in plan.services))

@@ -422,8 +422,9 @@ class Container:
     RunContainerError or Error when it cannot start, CrashLoopBackOff between an exit and the
     restart, exitCode keeping the last exit); "terminated" once the supervisor stopped it."""
 
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Runner, on_change: Callable[[], None] | None = None):
         self.runner = runner
+        self.on_change = on_change  # told when the container starts or stops running (its readiness)
         self.state = "waiting"
         self.reason: str | None = "ContainerCreating"
         self.message: str | None = None
@@ -467,7 +468,10 @@ class Container:
             self.restarts += 1
 
     def _set(self, state_: str, reason: str | None = None, message: str | None = None) -> None:
+        was_running = self.state == "running"
         self.state, self.reason, self.message = state_, reason, message
+        if (state_ == "running") != was_running and self.on_change is not None:
+            self.on_change()
 
     async def stop(self, grace: float) -> None:
         if self._task is not None:

@@ -26,6 +26,8 @@ PLAN_FILE = "plan.json"
 # half-way, the next `up` or `down` knows them for the lab's own even where the ownership mark
 # had not been set yet.
 INTENT_FILE = "creating.json"
+# The pods ("ns/name") whose endpoints the rules last loaded leave out as not ready.
+NOT_READY_FILE = "not-ready.json"
 
 
 def state_root() -> str:
@@ -87,16 +89,53 @@ def load_plan(lab: str) -> Plan | None:
     return plan_from_data(data)
 
 
-@contextlib.contextmanager
-def locked(lab: str) -> Iterator[None]:
-    """Hold the lab's lock for the block: commands on one lab run one at a time."""
-    os.makedirs(state_dir(lab), exist_ok=True)
-    fd = os.open(os.path.join(state_dir(lab), "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def not_ready(lab: str) -> frozenset[str]:
     try:
+        with open(os.path.join(state_dir(lab), NOT_READY_FILE)) as f:
+            return frozenset(json.load(f))
+    except (OSError, ValueError, TypeError):
+        return frozenset()
+
+
+def save_not_ready(lab: str, pods: frozenset[str]) -> None:
+    write_atomic(os.path.join(state_dir(lab), NOT_READY_FILE), json.dumps(sorted(pods)))
+
+
+def _lock(lab: str, create: bool) -> int | None:
+    """An fd holding the lab's lock, or None (create=False) when the lab has no state. The lab
+    may be removed (`down`) while we wait: a lock taken on a file that is no longer the lab's
+    lock file is let go, and taken anew (or None)."""
+    path = os.path.join(state_dir(lab), "lock")
+    while True:
+        if create:
+            os.makedirs(state_dir(lab), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            if create:
+                continue
+            return None
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
         os.close(fd)
+        if not create:
+            return None
+
+
+@contextlib.contextmanager
+def locked(lab: str, create: bool = True) -> Iterator[bool]:
+    """Hold the lab's lock for the block: commands on one lab run one at a time. With
+    create=False a lab without state is not made one: the block gets False and no lock."""
+    fd = _lock(lab, create)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def remove_state(lab: str) -> None:

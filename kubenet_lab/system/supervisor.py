@@ -16,6 +16,12 @@ and answers JSON lines on <state_dir>/supervisor.sock:
                          (built-in servers log into memory, real processes into a file)
     {"op": "stop"}    -> end every container, close every socket, answer, exit
 
+It also keeps the rules following readiness: a pod is ready while all its containers run; when
+the set of pods that are not differs from the one the rules were made with, it runs
+`python3 -m kubenet_lab.readiness` (a process of its own, under the lab's lock like any command;
+a thread beside the forks of containers with preexec_fn would not be safe), which makes every
+node's rules again without those pods' endpoints, and the cluster DNS follows.
+
 The functions at the end (ensure_running, request, stop, find_supervisors) are the client side
 the CLI uses.
 """
@@ -38,6 +44,7 @@ import time
 from ..errors import LabError
 from ..plan.model import Plan, PlannedContainer, PlannedPod
 from ..plan.naming import is_dns1123_label
+from ..plan.services import with_readiness
 from . import procs, state
 from .containers import Container, make_runner
 
@@ -47,6 +54,9 @@ PID = "supervisor.pid"
 LOG = "supervisor.log"
 LOCK = "supervisor.lock"
 STOP_GRACE = 2.0
+READINESS_MODULE = "kubenet_lab.readiness"
+READINESS_SETTLE = 0.2  # seconds: changes that come together make one sync
+READINESS_RETRY = 5.0
 
 log = logging.getLogger("kubenet-lab.supervisor")
 
@@ -81,23 +91,82 @@ class Supervisor:
         self.containers: dict[Key, Container] = {}
         self.done = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.applied: frozenset[str] = frozenset()  # the pods the rules treat as not ready
+        self._ready_timer: asyncio.TimerHandle | None = None
+        self._ready_proc: asyncio.subprocess.Process | None = None
+        self._ready_again = False
+        self._stopping = False
+
+    def view(self) -> Plan | None:
+        """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
+        return with_readiness(self.plan, self.applied) if self.plan is not None else None
 
     async def reload(self) -> dict:
         async with self._lock:
             plan = state.load_plan(self.lab)
             self.plan = plan
+            self.applied = state.not_ready(self.lab)  # `up` made the rules with these
             want = desired(plan)
             gone = [k for k in self.containers if k not in want]
             # Stop first: a changed container may want the port its old self holds.
             await asyncio.gather(*(self.containers.pop(k).stop(STOP_GRACE) for k in gone))
-            new = {k: Container(make_runner(self.lab, pod, c, lambda: self.plan))
+            new = {k: Container(make_runner(self.lab, pod, c, self.view), on_change=self.readiness_changed)
                    for k, (pod, c) in want.items() if k not in self.containers}
             self.containers.update(new)
             await asyncio.gather(*(c.start() for c in new.values()))
+            view = self.view()
             for c in self.containers.values():
-                c.runner.update(plan)
+                c.runner.update(view)
             log.info("reload: %d containers, %d started, %d stopped", len(self.containers), len(new), len(gone))
+            self.readiness_changed()
             return {"ok": True, "started": len(new), "stopped": len(gone), "containers": len(self.containers)}
+
+    # --- readiness ---------------------------------------------------------------------------
+
+    def not_ready(self) -> frozenset[str]:
+        return frozenset(key[0] for key, c in self.containers.items() if c.state != "running")
+
+    def readiness_changed(self, delay: float = READINESS_SETTLE) -> None:
+        if self._stopping:
+            return
+        if self._ready_timer is not None:
+            self._ready_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._ready_timer = loop.call_later(delay, lambda: asyncio.ensure_future(self._sync_readiness()))
+
+    async def _sync_readiness(self) -> None:
+        self._ready_timer = None
+        if self._ready_proc is not None:  # one at a time: look again once it is done
+            self._ready_again = True
+            return
+        want = self.not_ready()
+        if want == self.applied or self._stopping:
+            return
+        retry = False
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", READINESS_MODULE, "--lab", self.lab, cwd="/",
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self._ready_proc = proc
+            out, err = await proc.communicate(json.dumps(sorted(want)).encode())
+        except OSError as e:
+            log.warning("readiness: cannot run %s: %s", READINESS_MODULE, e)
+            retry = True
+        else:
+            if proc.returncode == 0:
+                self.applied = want
+                view = self.view()
+                for c in self.containers.values():
+                    c.runner.update(view)
+                log.info("readiness: %d pod(s) not ready %s; %s", len(want), sorted(want), out.decode().strip())
+            else:
+                log.warning("readiness: sync failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip())
+                retry = True
+        finally:
+            self._ready_proc = None
+        if retry or self._ready_again:
+            self._ready_again = False
+            self.readiness_changed(READINESS_RETRY if retry else READINESS_SETTLE)
 
     def status(self) -> dict:
         pods: dict[str, dict] = {}
@@ -113,6 +182,12 @@ class Supervisor:
         return {"ok": False, "error": f"no container {container!r} in pod {pod!r}"}
 
     async def stop(self) -> dict:
+        self._stopping = True
+        if self._ready_timer is not None:
+            self._ready_timer.cancel()
+        if self._ready_proc is not None and self._ready_proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._ready_proc.kill()
         async with self._lock:
             containers, self.containers = list(self.containers.values()), {}
             await asyncio.gather(*(c.stop(STOP_GRACE) for c in containers))

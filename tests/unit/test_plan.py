@@ -14,7 +14,7 @@ from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, Lab
                                     Pod, PodSpec, RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname,
                                     Service, ServicePort, Workload)
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
-from kubenet_lab.plan.services import removed_udp_endpoints
+from kubenet_lab.plan.services import removed_udp_endpoints, with_readiness
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
@@ -219,6 +219,20 @@ def test_removed_udp_endpoints_are_those_a_udp_port_lost():
     tcp_only = plan_with(["a", "b", "c"], (svc("dns", selector={"app": "x"}, ports=both[1:]),) + services[1:], old)
     assert removed_udp_endpoints(old, tcp_only) == {ip["a"], ip["b"], ip["c"]}  # port 53/UDP went
     assert removed_udp_endpoints(old, plan_with(["a", "b", "c"], services[:2], old)) == set()  # headless
+
+
+def test_with_readiness_marks_only_the_pods_not_ready():
+    m = Model(pods=tuple(pod(p, labels={"app": "x"}) for p in ("a", "b")),
+              services=(svc("web", selector={"app": "x"}, ports=(ServicePort(53, "UDP", "dns", 53),)),))
+    plan = make_plan(m, "lab")
+    assert with_readiness(plan, set()) is plan and with_readiness(plan, {"default/zzz"}) is plan
+    marked = with_readiness(plan, {"default/b"})
+    web, = ours(marked.services)
+    assert [(e.pod, e.ready) for e in web.ports[0].endpoints] == [("default/a", True), ("default/b", False)]
+    assert marked.pods == plan.pods
+    b = next(p.ip for p in plan.pods if p.name == "b")
+    assert removed_udp_endpoints(plan, marked) == {b}  # its UDP flows go, as for a removed pod
+    assert removed_udp_endpoints(marked, plan) == set()
 
 
 def test_kube_dns_gets_the_tenth_address():

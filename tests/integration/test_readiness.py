@@ -1,0 +1,100 @@
+"""Readiness, for real: a pod is an endpoint only while all its containers run. The supervisor
+notices a container that stops running and has every node's rules (and the cluster DNS) leave
+the pod out, and takes it back when it runs again."""
+from __future__ import annotations
+
+import json
+import time
+
+from .conftest import Lab, kl, lab_namespaces, new_lab_name
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+MANIFESTS = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: steady, labels: {{app: mix}}}}
+spec:
+  nodeName: node1
+  containers:
+  - {{name: web, image: "{AGNHOST}", args: [netexec, --http-port=8080, --udp-port=8081]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: flaky, labels: {{app: mix}}}}
+spec:
+  nodeName: node2
+  containers:
+  - {{name: web, image: "{AGNHOST}", args: [netexec, --http-port=8080, --udp-port=8081]}}
+  - name: sidecar          # runs only once the marker file exists: until then the pod is not ready
+    image: busybox
+    command: [sh, -c, "test -e $(MARKER) || exit 1; exec sleep 3600"]
+    env: [{{name: MARKER, value: "{{marker}}"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: mix}}
+spec:
+  selector: {{app: mix}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: mix-headless}}
+spec:
+  clusterIP: None
+  selector: {{app: mix}}
+  ports: [{{port: 8080}}]
+"""
+
+
+def wait_for(pred, what: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := pred():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def endpoints(lab: Lab) -> tuple[set[str], set[str]]:
+    """(ready, not ready) pod names of service mix."""
+    ep = json.loads(lab("get", "ep", "mix", "-o", "json").stdout)
+    names = lambda key: {a["targetRef"]["name"] for s in ep["subsets"] for a in s.get(key, [])}  # noqa: E731
+    return names("addresses"), names("notReadyAddresses")
+
+
+def hostnames(lab: Lab, n: int = 20) -> set[str]:
+    cip = json.loads(lab("get", "svc", "mix", "-o", "json").stdout)["spec"]["clusterIP"]
+    script = f"for i in $(seq {n}); do curl -s --max-time 2 http://{cip}/hostname; echo; done"
+    return set(lab("exec", "steady", "--", "sh", "-c", script).stdout.split())
+
+
+def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_path):
+    marker = tmp_path / "sidecar-may-run"
+    (tmp_path / "lab.yaml").write_text(MANIFESTS.replace("{marker}", str(marker)))
+    lab = Lab(new_lab_name("r"))
+    try:
+        lab("up", str(tmp_path / "lab.yaml"))
+        # The sidecar exits: the supervisor finds flaky not ready, and the rules leave it out.
+        assert wait_for(lambda: endpoints(lab) == ({"steady"}, {"flaky"}), "flaky to be not ready")
+        assert hostnames(lab) == {"steady"}
+        pods = {line.split()[0]: line.split() for line in lab("get", "pods").stdout.splitlines()[1:]}
+        assert pods["flaky"][1] == "1/2" and pods["steady"][1] == "1/1"
+        nat = lab("exec", "node/node1", "--", "iptables-save", "-t", "nat").stdout
+        assert lab.ip("steady") in nat and lab.ip("flaky") not in nat
+        dns = lab("exec", "steady", "--", "dig", "+short", "mix-headless.default.svc.cluster.local").stdout
+        assert dns.split() == [lab.ip("steady")]
+
+        # Once it may run, its next restart makes the pod ready: back in the rules and the DNS.
+        marker.touch()
+        assert wait_for(lambda: endpoints(lab) == ({"steady", "flaky"}, set()), "flaky to be ready", timeout=40)
+        assert wait_for(lambda: hostnames(lab) == {"steady", "flaky"}, "both to answer")
+        dns = lab("exec", "steady", "--", "dig", "+short", "mix-headless.default.svc.cluster.local").stdout
+        assert set(dns.split()) == {lab.ip("steady"), lab.ip("flaky")}
+
+        # `up` again keeps what the supervisor found, and changes nothing.
+        assert "0 namespaces created, 0 removed" in lab("up", str(tmp_path / "lab.yaml")).stdout
+        assert endpoints(lab) == ({"steady", "flaky"}, set())
+    finally:
+        kl(lab.name, "down", check=False)
+    assert lab_namespaces(lab.name) == []
