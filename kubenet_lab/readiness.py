@@ -9,16 +9,20 @@ import sys
 
 from . import app
 from .errors import LabError
+from .query import check_lab_name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python3 -m {__name__}", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m kubenet_lab.readiness",
+                                     description="Make the lab's rules leave out the pods not ready (the "
+                                                 "supervisor's call; a JSON list of ns/name on stdin).")
     parser.add_argument("--lab", required=True)
     args = parser.parse_args(argv)
     try:
+        check_lab_name(args.lab)
         not_ready = frozenset(str(k) for k in json.load(sys.stdin))
         changed = app.sync_readiness(args.lab, not_ready)
-    except (LabError, OSError, ValueError) as e:
+    except (LabError, OSError, ValueError) as e:  # InputError is a LabError
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("lab gone: nothing to do" if changed is None else f"rules changed on: {', '.join(changed) or 'none'}")
