@@ -1,8 +1,13 @@
-"""What every cluster has without a manifest asking for it: the cluster DNS (kube-dns).
+"""What every cluster has without a manifest asking for it: the cluster DNS (kube-dns) and the
+`kubernetes` service.
 
 Like kubeadm and kind, the lab runs a DNS deployment in kube-system behind the Service
-`kube-dns` at the tenth address of the service CIDR. Manifests that bring their own
-kube-system/kube-dns Service keep theirs.
+`kube-dns` at the tenth address of the service CIDR, and has the Service `default/kubernetes`
+at the first (443/TCP, named https, as the API server's). The lab has no API server: that
+service has no endpoints, so a connection to it is refused at once, but it resolves
+(`nslookup kubernetes.default`, the classic first DNS check, works), it is listed, and every
+container gets its KUBERNETES_SERVICE_* variables. Manifests that bring their own
+kube-system/kube-dns or default/kubernetes Service keep theirs.
 """
 from __future__ import annotations
 
@@ -26,8 +31,17 @@ def cluster_dns() -> tuple[Workload, Service]:
     return workload, service
 
 
+def kubernetes_service() -> Service:
+    return Service(namespace="default", name="kubernetes", selector=None,
+                   ports=(ServicePort(443, "TCP", "https", 6443),))
+
+
 def with_addons(model: Model) -> Model:
-    if any(s.namespace == "kube-system" and s.name == "kube-dns" for s in model.services):
-        return model
-    workload, service = cluster_dns()
-    return dataclasses.replace(model, workloads=model.workloads + (workload,), services=model.services + (service,))
+    have = {s.key for s in model.services}
+    if "kube-system/kube-dns" not in have:
+        workload, service = cluster_dns()
+        model = dataclasses.replace(model, workloads=model.workloads + (workload,),
+                                    services=model.services + (service,))
+    if "default/kubernetes" not in have:
+        model = dataclasses.replace(model, services=model.services + (kubernetes_service(),))
+    return model

@@ -161,12 +161,15 @@ def _env_name(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
-def service_links(services: tuple[PlannedService, ...], namespace: str) -> dict[str, str]:
-    """The variables kubelet gives every container for each service of its namespace that has a
-    ClusterIP (docker-links style): NAME_SERVICE_HOST, NAME_SERVICE_PORT[_PORTNAME], NAME_PORT..."""
+def service_links(services: tuple[PlannedService, ...], namespace: str, links: bool = True) -> dict[str, str]:
+    """The variables kubelet gives a container for each service of its namespace that has a
+    ClusterIP (docker-links style): NAME_SERVICE_HOST, NAME_SERVICE_PORT[_PORTNAME], NAME_PORT...;
+    with `links` off (enableServiceLinks: false) only those of `kubernetes.default`, which every
+    container gets whatever its namespace."""
     env: dict[str, str] = {}
     for svc in services:
-        if svc.namespace != namespace or svc.cluster_ip is None or not svc.ports:
+        master = (svc.namespace, svc.name) == ("default", "kubernetes")
+        if not (master or (links and svc.namespace == namespace)) or svc.cluster_ip is None or not svc.ports:
             continue
         name, ip = _env_name(svc.name), str(svc.cluster_ip)
         first = svc.ports[0]
@@ -194,8 +197,7 @@ def process_environment(plan: Plan, pod: PlannedPod, container: PlannedContainer
     env = dict({"PATH": CONTAINER_PATH, "HOME": "/root"} if base is None else base)
     env["HOSTNAME"] = hostname
     run = container.run if container is not None else None
-    if not isinstance(run, RunExec) or run.service_links:
-        env.update(service_links(plan.services, pod.namespace))
+    env.update(service_links(plan.services, pod.namespace, links=not isinstance(run, RunExec) or run.service_links))
     if isinstance(run, RunExec):
         for name, value in run.env:
             env[name] = expand(value, env)

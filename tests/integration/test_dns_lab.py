@@ -95,3 +95,18 @@ def test_a_service_added_on_a_running_lab_resolves(shop):
         (shop.dir / "more.yaml").unlink()
         shop("up", str(shop.dir))
     assert "status: NXDOMAIN" in sh(shop, f"dig late.shop.svc.{ZONE}")
+
+
+def test_kubernetes_default_resolves_and_is_refused_at_once_without_an_api_server(shop):
+    """`nslookup kubernetes.default`, the first check of Kubernetes' DNS debugging guide, works;
+    the lab has no API server, so a connection is refused rather than left hanging."""
+    out = sh(shop, "getent hosts kubernetes.default; echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT")
+    assert out.split()[0] == "10.96.0.1" and "kubernetes.default.svc.cluster.local" in out
+    assert out.splitlines()[-1] == "10.96.0.1:443"
+    started = time.monotonic()
+    proc = shop("exec", "-n", "shop", "client", "--", "curl", "-sk", "--max-time", "5", "https://kubernetes.default/",
+                check=False)
+    assert proc.returncode == 7 and time.monotonic() - started < 4  # refused, not timed out
+    row = shop("get", "svc", "kubernetes").stdout.splitlines()[1].split()
+    assert row[:5] == ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
+    assert shop("get", "ep", "kubernetes").stdout.splitlines()[1].split()[1] == "<none>"

@@ -114,7 +114,12 @@ def test_pod_fields_and_values_resolve_and_expand_at_start(tmp_path):
 def test_service_variables_are_the_namespaces_services_with_a_cluster_ip(tmp_path):
     _, plan = lab_plan(tmp_path)
     ip = {s.name: str(s.cluster_ip) for s in plan.services}
-    assert service_links(plan.services, "shop") == {
+    master = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+              "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+              "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+              "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1"}
+    assert service_links(plan.services, "shop", links=False) == master  # every container has these
+    assert service_links(plan.services, "shop") == master | {
         "CART_API_SERVICE_HOST": ip["cart-api"], "CART_API_SERVICE_PORT": "80",
         "CART_API_SERVICE_PORT_HTTP": "80", "CART_API_SERVICE_PORT_DNS_UDP": "53",
         "CART_API_PORT": f"tcp://{ip['cart-api']}:80",
@@ -132,7 +137,7 @@ def test_enable_service_links_false_leaves_them_out(tmp_path):
     _, plan = lab_plan(tmp_path)
     pod = plan.pod("shop/quiet")
     env = process_environment(plan, pod, pod.containers[0], "quiet")
-    assert not any(k.startswith("CART") for k in env)
+    assert not any(k.startswith("CART") for k in env) and env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
     assert env["A"] == "$(CART_SERVICE_HOST)"  # not defined for this container: kept as written
 
 

@@ -13,6 +13,7 @@ from kubenet_lab.plan.containers import resolve_run
 from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, LabelSelector, Model, Node, Origin,
                                     Pod, PodSpec, RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname,
                                     Service, ServicePort, Workload)
+from kubenet_lab.plan.addons import with_addons
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
 from kubenet_lab.plan.services import removed_udp_endpoints, with_readiness
 
@@ -20,8 +21,8 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
 
 def ours(objects):
-    """The manifests' own objects, without the cluster DNS every plan carries."""
-    return [o for o in objects if o.namespace != "kube-system"]
+    """The manifests' own objects, without the cluster DNS and `kubernetes` service every plan carries."""
+    return [o for o in objects if o.namespace != "kube-system" and (o.namespace, o.name) != ("default", "kubernetes")]
 
 
 def pod(name, ns="default", labels=None, node=None, host_network=False, ports=()):
@@ -233,6 +234,18 @@ def test_with_readiness_marks_only_the_pods_not_ready():
     b = next(p.ip for p in plan.pods if p.name == "b")
     assert removed_udp_endpoints(plan, marked) == {b}  # its UDP flows go, as for a removed pod
     assert removed_udp_endpoints(marked, plan) == set()
+
+
+def test_every_plan_has_the_kubernetes_service_at_the_first_address_without_endpoints():
+    plan = make_plan(Model(pods=(pod("a", labels={"component": "apiserver"}),)), "lab")
+    k8s, = [s for s in plan.services if s.key == "default/kubernetes"]
+    assert str(k8s.cluster_ip) == "10.96.0.1" and k8s.type == "ClusterIP"
+    assert [(p.name, p.protocol, p.port, p.target_port, p.endpoints) for p in k8s.ports] == [
+        ("https", "TCP", 443, 6443, ())]  # no API server: no endpoint, so it is refused at once
+    # A bundle exported from a real cluster brings its own: it is kept, not doubled.
+    own = svc("kubernetes", cluster_ip="10.96.0.1", ports=(ServicePort(443, name="https", target_port=6443),))
+    assert [s.key for s in with_addons(Model(services=(own,))).services].count("default/kubernetes") == 1
+    assert with_addons(Model(services=(own,))).services[0] is own
 
 
 def test_kube_dns_gets_the_tenth_address():
