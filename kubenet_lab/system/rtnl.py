@@ -27,7 +27,7 @@ import functools
 import os
 import socket
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, Collection, Iterable, Iterator, NamedTuple
 
 from pyroute2.netlink import (
     NETLINK_EXT_ACK, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -39,6 +39,7 @@ from pyroute2.netlink.rtnl import (
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
+from pyroute2.netlink.marshal import Marshal
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
@@ -203,14 +204,16 @@ def addr_info(msg: ifaddrmsg) -> tuple[int, IPv4Interface | None, str | None]:
 
 
 class Rtnl:
-    """One rtnetlink socket, bound to the network namespace of the thread that opened it."""
+    """One netlink socket, bound to the network namespace of the thread that opened it:
+    rtnetlink, or another family given its protocol and a pyroute2 marshal for its answers
+    (system/conntrack.py uses it for ctnetlink)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    def __init__(self, protocol: int = NETLINK_ROUTE, marshal: Marshal | None = None) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         # Failures then carry the kernel's explanation; the failed request is echoed whole,
         # the form pyroute2's nlmsgerr decodes.
         self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        self.marshal = MarshalRtnl()
+        self.marshal = marshal if marshal is not None else MarshalRtnl()
 
     def close(self) -> None:
         self.sock.close()
@@ -230,8 +233,9 @@ class Rtnl:
         """The errno of an error answer, 0 for an ack."""
         return abs(msg["error"]) if msg["header"]["type"] == NLMSG_ERROR else 0
 
-    def batch(self, requests: Iterable[Request]) -> None:
-        """Send all requests at once; the kernel runs them in order. Raise the first failure."""
+    def batch(self, requests: Iterable[Request], tolerate: Collection[int] = ()) -> None:
+        """Send all requests at once; the kernel runs them in order. Raise the first failure
+        whose errno is not in `tolerate`."""
         requests = list(requests)
         if not requests:
             return
@@ -241,7 +245,7 @@ class Rtnl:
         for msg in self._messages():
             seq = msg["header"]["sequence_number"]
             err = self._failure(msg)
-            if err and failure is None and 0 <= seq <= last:
+            if err and err not in tolerate and failure is None and 0 <= seq <= last:
                 failure = NetlinkError(err, seq, msg.get_attr("NLMSGERR_ATTR_MSG") or "")
             if seq == last and msg["header"]["type"] == NLMSG_ERROR:
                 break
