@@ -126,13 +126,10 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
         # The rules leave out the pods the supervisor last found not ready (a pod made anew is
         # ready until it says otherwise: it tells as soon as a container of it is not running).
-        not_ready = state.not_ready(plan.lab) - {desired_pods[ns].key for ns in stale if ns in desired_pods}
-        effective = with_readiness(plan, not_ready)
-        result.rules_changed = _apply_rules(effective, previous, fresh)
-        _apply_lb_rules(effective, fresh=naming.lb_netns(plan.lab) in fresh)
-        before = with_readiness(previous, state.not_ready(plan.lab)) if previous is not None else None
-        result.warnings += _forget_stale_udp_flows(effective, before, fresh)
-        state.save_not_ready(plan.lab, not_ready & {p.key for p in plan.pods})
+        was_not_ready = state.not_ready(plan.lab)
+        not_ready = was_not_ready - {desired_pods[ns].key for ns in stale if ns in desired_pods}
+        result.rules_changed, warnings = _load_rules(plan, previous, not_ready, was_not_ready, fresh)
+        result.warnings += warnings
         state.save_plan(plan)
         state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
@@ -222,13 +219,25 @@ def sync_readiness(lab: str, not_ready: frozenset[str]) -> list[str] | None:
         old, new = state.not_ready(lab) & pods, frozenset(not_ready) & pods
         if old == new:
             return []
-        effective = with_readiness(plan, new)
-        changed = _apply_rules(effective, plan, fresh=set())
-        _apply_lb_rules(effective, fresh=False)
-        for warning in _forget_stale_udp_flows(effective, with_readiness(plan, old), set()):
+        changed, warnings = _load_rules(plan, plan, new, old, fresh=set())
+        for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        state.save_not_ready(lab, new)
         return changed
+
+
+def _load_rules(plan: Plan, previous: Plan | None, not_ready: frozenset[str], was_not_ready: frozenset[str],
+                fresh: set[str]) -> tuple[list[str], tuple[str, ...]]:
+    """Every node's rules and the balancer's for `plan` with the endpoints of the pods in
+    `not_ready` left out; then the UDP flows to endpoints gone since `previous` (as loaded, with
+    `was_not_ready` left out) are cleared, and the not-ready set is saved with the rules.
+    -> (the nodes whose rules changed, warnings)."""
+    effective = with_readiness(plan, not_ready)
+    changed = _apply_rules(effective, previous, fresh)
+    _apply_lb_rules(effective, fresh=naming.lb_netns(plan.lab) in fresh)
+    before = with_readiness(previous, was_not_ready) if previous is not None else None
+    warnings = _forget_stale_udp_flows(effective, before, fresh)
+    state.save_not_ready(plan.lab, not_ready & {p.key for p in plan.pods})
+    return changed, warnings
 
 
 def _forget_stale_udp_flows(plan: Plan, previous: Plan | None, fresh: set[str]) -> tuple[str, ...]:
