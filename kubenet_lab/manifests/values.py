@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from ipaddress import AddressValueError, IPv4Address, IPv4Network
 
+from ..plan.containers import FIELD_PATHS, LABEL_FIELD
 from .fields import Invalid
 
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -125,12 +126,6 @@ def env_name(s: str) -> str:
         raise Invalid(f"{s!r} is not a valid environment variable name (printable ASCII characters "
                       "other than '=' and space, e.g. 'MY_VAR')")
     return s
-
-
-# The pod fields valueFrom.fieldRef can name (as the Downward API allows for env, minus annotations).
-FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
-               "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs")
-LABEL_FIELD = re.compile(r"metadata\.labels\['([^']+)'\]")
 
 
 def field_path(s: str) -> str:

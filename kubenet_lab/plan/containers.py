@@ -122,15 +122,18 @@ def resolve_run(container: Container, fields: Mapping[str, str] | None = None,
 # --- a real process's environment, as kubelet makes it ------------------------------------------
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_LABEL_FIELD = re.compile(r"metadata\.labels\['([^']+)'\]")
+# The pod fields valueFrom.fieldRef can name (as the Downward API allows for env, minus
+# annotations): what manifest validation accepts and `pod_fields` gives values for.
+FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
+               "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs")
+LABEL_FIELD = re.compile(r"metadata\.labels\['([^']+)'\]")
 
 
 def pod_fields(namespace: str, name: str, uid: str, node: str, node_ip: str, pod_ip: str,
                labels: Mapping[str, str]) -> dict[str, str]:
     """The values of the pod fields an env var can take (valueFrom.fieldRef.fieldPath)."""
-    out = {"metadata.name": name, "metadata.namespace": namespace, "metadata.uid": uid, "spec.nodeName": node,
-           "spec.serviceAccountName": "default", "status.hostIP": node_ip, "status.hostIPs": node_ip,
-           "status.podIP": pod_ip, "status.podIPs": pod_ip}
+    values = (name, namespace, uid, node, "default", node_ip, node_ip, pod_ip, pod_ip)
+    out = dict(zip(FIELD_PATHS, values, strict=True))
     out.update({f"metadata.labels['{k}']": v for k, v in labels.items()})
     return out
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from kubenet_lab.plan.model import Endpoint, Plan, PlannedService, PlannedServicePort
+from kubenet_lab.render import names
 
 EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
 
@@ -112,7 +113,7 @@ def port_view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortV
     uses_local = internal_local or (accessible and external_local)
     cluster = ready if uses_cluster else ()
     reachable = cluster if uses_cluster else local  # cluster holds every ready endpoint
-    name = f"{svc.namespace}/{svc.name}:{port.name}" if port.name else f"{svc.namespace}/{svc.name}"
+    name = names.port_name(svc.namespace, svc.name, port.name)
     return PortView(
         svc=svc, port=port, proto=port.protocol.lower(), spn=name,
         cluster_ip=str(svc.cluster_ip), node_port=node_port, external_ips=ext_ips, lb_ips=lb_ips,

@@ -13,7 +13,6 @@ from typing import Mapping
 
 from kubenet_lab.plan.model import PlannedService, PlannedServicePort
 from kubenet_lab.render import names
-from kubenet_lab.render.endpoints import PortView
 
 
 @dataclass(frozen=True)
@@ -46,13 +45,8 @@ class Fragment:
                    fingerprint=data.get("fp", ""))
 
 
-def fragment_key(v: PortView) -> str:
-    """`ns/name:port/proto`: unique per service port, stable across renders."""
-    return f"{v.spn}/{v.proto}"
-
-
 def port_key(svc: PlannedService, port: PlannedServicePort) -> str:
-    """`fragment_key` of the port's view, without building the view."""
+    """`ns/name:port/proto`: unique per service port, stable across renders."""
     return f"{names.port_name(svc.namespace, svc.name, port.name)}/{port.protocol.lower()}"
 
 

@@ -115,8 +115,7 @@ def render_context(plan: Plan) -> tuple:
 
 def fragment_renderer(plan: Plan) -> Callable[[PortView], Fragment]:
     """Binds the plan-wide inputs (pod CIDR, large-cluster mode) once for all service ports."""
-    pod_cidr = str(plan.cluster.pod_subnet)
-    comments = total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS
+    pod_cidr, comments = render_context(plan)  # the very inputs the fingerprints cover
 
     def render(view: PortView) -> Fragment:
         out = _Out()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from kubenet_lab.plan.model import Plan, PlannedService, PlannedServicePort
+from kubenet_lab.render import names
 
 TABLE = "ip kubenet-lb"
 COMMENT = "kubenet-lab external load balancer"
@@ -49,7 +50,7 @@ def forwards(plan: Plan) -> list[Forward]:
         for port in svc.ports:
             if port.node_port is None:
                 continue
-            spn = f"{svc.namespace}/{svc.name}" + (f":{port.name}" if port.name else "")
+            spn = names.port_name(svc.namespace, svc.name, port.name)
             nodes = eligible_nodes(plan, svc, port)
             out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes)
                     for ip in svc.load_balancer_ips]

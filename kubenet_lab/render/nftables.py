@@ -138,8 +138,7 @@ def render_context(plan: Plan, vmap: bool | None = None) -> tuple:
 
 
 def fragment_renderer(plan: Plan, vmap: bool | None = None) -> Callable[[PortView], Fragment]:
-    pod_cidr = str(plan.cluster.pod_subnet)
-    vmap = _vmap(plan, vmap)
+    pod_cidr, vmap = render_context(plan, vmap)  # the very inputs the fingerprints cover
 
     def render(view: PortView) -> Fragment:
         tx = _Tx()
