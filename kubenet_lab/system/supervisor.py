@@ -96,16 +96,24 @@ class Supervisor:
         self._ready_proc: asyncio.subprocess.Process | None = None
         self._ready_again = False
         self._stopping = False
+        self._view: Plan | None = None
 
     def view(self) -> Plan | None:
         """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
-        return with_readiness(self.plan, self.applied) if self.plan is not None else None
+        return self._view
+
+    def _set_view(self, plan: Plan | None, applied: frozenset[str]) -> None:
+        """The plan and the not-ready pods the rules were made with changed: one new view, and
+        every container told (the DNS server answers from it)."""
+        self.plan, self.applied = plan, applied
+        self._view = with_readiness(plan, applied) if plan is not None else None
+        for c in self.containers.values():
+            c.runner.update(self._view)
 
     async def reload(self) -> dict:
         async with self._lock:
             plan = state.load_plan(self.lab)
-            self.plan = plan
-            self.applied = state.not_ready(self.lab)  # `up` made the rules with these
+            self._set_view(plan, state.not_ready(self.lab))  # `up` made the rules with these
             want = desired(plan)
             gone = [k for k in self.containers if k not in want]
             # Stop first: a changed container may want the port its old self holds.
@@ -114,9 +122,6 @@ class Supervisor:
                    for k, (pod, c) in want.items() if k not in self.containers}
             self.containers.update(new)
             await asyncio.gather(*(c.start() for c in new.values()))
-            view = self.view()
-            for c in self.containers.values():
-                c.runner.update(view)
             log.info("reload: %d containers, %d started, %d stopped", len(self.containers), len(new), len(gone))
             self.readiness_changed()
             return {"ok": True, "started": len(new), "stopped": len(gone), "containers": len(self.containers)}
@@ -154,10 +159,7 @@ class Supervisor:
             retry = True
         else:
             if proc.returncode == 0:
-                self.applied = want
-                view = self.view()
-                for c in self.containers.values():
-                    c.runner.update(view)
+                self._set_view(self.plan, want)
                 log.info("readiness: %d pod(s) not ready %s; %s", len(want), sorted(want), out.decode().strip())
             else:
                 log.warning("readiness: sync failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip())
@@ -253,8 +255,7 @@ async def serve(lab: str) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(sup.reload()))
     log.info("supervisor of lab %s running, pid %d", lab, os.getpid())
     try:
-        if state.load_plan(lab) is not None:
-            await sup.reload()  # restarted with a lab in place: bring its containers back
+        await sup.reload()  # restarted with a lab in place: bring its containers back (no plan: nothing)
     except Exception:
         log.exception("initial reload failed")
     await sup.done.wait()
