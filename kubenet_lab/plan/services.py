@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from ipaddress import IPv4Address
-from typing import Collection
+from typing import Collection, Iterable
 
 from ..errors import InputError
 from . import ipam
-from .model import (NODEPORT_RANGE, at, Allocations, Endpoint, Model, Plan, PlannedPod, PlannedService,
+from .model import (NODEPORT_RANGE, at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
                     PlannedServicePort, Service)
 
 DNS_SERVICE = "kube-system/kube-dns"
@@ -34,14 +34,18 @@ def resolve_target(pod: PlannedPod, target: int | str) -> int | None:
     return None
 
 
-def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
+def selected(svc: Service | PlannedService, pods: Iterable[PlannedPod]) -> list[PlannedPod]:
+    """The pods of the service's namespace its selector matches (none without a selector)."""
     if not svc.selector:
-        return ()
+        return []
+    selector = LabelSelector(dict(svc.selector))
+    return [p for p in pods if p.namespace == svc.namespace and selector.matches(p.labels)]
+
+
+def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
     target = port.target_port if port.target_port is not None else port.port
     eps = []
-    for pod in pods:
-        if pod.namespace != svc.namespace or any(pod.labels.get(k) != v for k, v in svc.selector.items()):
-            continue
+    for pod in selected(svc, pods):
         resolved = resolve_target(pod, target)
         if resolved is not None:
             eps.append(Endpoint(ip=pod.ip, port=resolved, pod=pod.key, node=pod.node))

@@ -33,6 +33,7 @@ from dnslib import (EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError
                     DNSRecord)
 
 from ..plan.model import Plan, PlannedPod, PlannedService
+from ..plan.services import selected
 from ..system.nsenter import in_netns
 from .base import Served
 
@@ -218,10 +219,7 @@ def _ready_refs(svc: PlannedService, pods: dict[str, PlannedPod]) -> Iterable[tu
     service) has endpoints too: the pods it selects, which the planner only lists per port."""
     if svc.ports:
         return ((str(e.ip), e.pod) for p in svc.ports for e in p.endpoints if e.ready)
-    if svc.selector:
-        return ((str(p.ip), p.key) for p in pods.values() if p.namespace == svc.namespace
-                and all(p.labels.get(k) == v for k, v in svc.selector.items()))
-    return ()
+    return ((str(p.ip), p.key) for p in selected(svc, pods.values()))
 
 
 def _pod_hostname(pod: PlannedPod | None, svc: PlannedService) -> str | None:
