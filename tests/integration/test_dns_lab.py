@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .conftest import MANIFESTS, Lab, kl, lab_namespaces, new_lab_name
+from .conftest import MANIFESTS, Lab, lab_namespaces, new_lab_name, torn_down
 
 ZONE = "cluster.local"
 
@@ -17,12 +17,10 @@ def shop(tmp_path_factory):
     (d / "shop.yaml").write_text((MANIFESTS / "dns" / "shop.yaml").read_text())
     lab = Lab(new_lab_name("n"))
     lab.dir = d
-    try:
+    with torn_down(lab.name):
         lab("up", str(d))
         yield lab
-    finally:
-        kl(lab.name, "down", check=False)
-        assert lab_namespaces(lab.name) == []
+    assert lab_namespaces(lab.name) == []
 
 
 def sh(lab: Lab, script: str) -> str:

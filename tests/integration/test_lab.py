@@ -164,12 +164,10 @@ def test_pod_files_live_in_the_pods_mounts_not_on_the_host(lab):
 def test_down_removes_everything_and_leaves_the_host_untouched(host_before):
     name = new_lab_name("d")
     lab = Lab(name)
-    try:
+    with torn_down(name):
         lab("up", str(MANIFESTS / "lab.yaml"))
         assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1 + 2  # underlay, nodes, pods (not hn), kube-dns, external, lb
         assert lab_processes(name)
-    finally:
-        kl(name, "down", check=False)
     assert lab_namespaces(name) == []
     assert lab_processes(name) == []
     after = host_snapshot()
@@ -182,11 +180,9 @@ def test_down_removes_everything_and_leaves_the_host_untouched(host_before):
 def test_down_finds_the_lab_with_its_state_lost():
     name = new_lab_name("s")
     lab = Lab(name)
-    try:
+    with torn_down(name):
         lab("up", str(MANIFESTS / "lab.yaml"))
         subprocess.run(["rm", "-rf", f"/run/kubenet-lab/{name}"], check=True)
-    finally:
-        kl(name, "down", check=False)
     assert lab_namespaces(name) == []
     assert lab_processes(name) == []
 

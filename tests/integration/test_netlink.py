@@ -26,6 +26,8 @@ from kubenet_lab.plan.model import (  # noqa: E402
 )
 from kubenet_lab.system import netlink, netns, rtnl  # noqa: E402
 
+from .conftest import host_snapshot  # noqa: E402
+
 ROOT_REASON = "needs root (network namespaces); run as root"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason=ROOT_REASON)
 needs_ip = pytest.mark.skipif(shutil.which("ip") is None, reason="`ip` missing: apt-get install iproute2")
@@ -125,16 +127,6 @@ def cleanup(lab: str) -> None:
     finally:
         for name in netns.names(naming.lab_prefix(lab)):
             sh("ip", "netns", "del", name, check=False)
-
-
-def host_snapshot() -> dict[str, str]:
-    return {
-        "link": sh("ip", "-o", "link"),
-        "addr": sh("ip", "-o", "addr"),
-        "route": sh("ip", "route"),
-        "rule": sh("ip", "rule"),
-        "ip_forward": open("/proc/sys/net/ipv4/ip_forward").read(),
-    }
 
 
 def build(plan: Plan, workers: int = 2) -> None:

@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, new_lab_name, torn_down
+from .conftest import MANIFESTS, Lab, host_snapshot, lab_namespaces, new_lab_name, torn_down
 
 CLIENT, BALANCER = "172.18.0.254", "172.18.0.253"
 EXTERNAL_IP = "203.0.113.10"
@@ -154,11 +154,9 @@ def test_exec_into_the_outside_namespaces_names_them(lab):
 def test_down_removes_the_outside_namespaces_and_leaves_the_host_untouched(host_before):
     name = new_lab_name("od")
     lab = Lab(name)
-    try:
+    with torn_down(name):
         lab("up", str(MANIFESTS / "outside.yaml"))
         assert {f"{name}.external", f"{name}.lb"} <= set(lab_namespaces(name))
-    finally:
-        kl(name, "down", check=False)
     assert lab_namespaces(name) == []
     after = host_snapshot()
     for key, value in host_before.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import Lab, kl, lab_namespaces, new_lab_name
+from .conftest import Lab, lab_namespaces, new_lab_name, torn_down
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 MANIFESTS = f"""
@@ -73,7 +73,7 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
     marker = tmp_path / "sidecar-may-run"
     (tmp_path / "lab.yaml").write_text(MANIFESTS.replace("{marker}", str(marker)))
     lab = Lab(new_lab_name("r"))
-    try:
+    with torn_down(lab.name):
         lab("up", str(tmp_path / "lab.yaml"))
         # The sidecar exits: the supervisor finds flaky not ready, and the rules leave it out.
         assert wait_for(lambda: endpoints(lab) == ({"steady"}, {"flaky"}), "flaky to be not ready")
@@ -95,6 +95,4 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
         # `up` again keeps what the supervisor found, and changes nothing.
         assert "0 namespaces created, 0 removed" in lab("up", str(tmp_path / "lab.yaml")).stdout
         assert endpoints(lab) == ({"steady", "flaky"}, set())
-    finally:
-        kl(lab.name, "down", check=False)
     assert lab_namespaces(lab.name) == []
