@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
 from .errors import InputError, LabError
-from .query import check_lab_name
 from .manifests import load_model
 from .plan import make_plan, naming
+from .plan.naming import check_lab_name
 from .plan.model import Model, Plan, PlannedPod
 from .plan.services import removed_udp_endpoints, with_readiness
 from .render.iptables import render_iptables

@@ -20,16 +20,11 @@ from .system import checks, nsenter, state, supervisor
 
 DEFAULT_LAB = "kubenet"
 
-def check_lab_name(lab: str) -> None:
-    if not naming.is_dns1123_label(lab) or len(lab) > 20:
-        raise InputError(f"--lab: {lab!r} is not a valid lab name: expected lower-case letters, digits and '-', "
-                         f"at most 20 characters, starting and ending with a letter or digit")
-
 
 
 
 def running_plan(lab: str) -> Plan:
-    check_lab_name(lab)
+    naming.check_lab_name(lab)
     plan = state.load_plan(lab)
     if plan is None:
         raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "

@@ -9,7 +9,7 @@ import sys
 
 from . import app
 from .errors import LabError
-from .query import check_lab_name
+from .plan.naming import check_lab_name
 
 
 def main(argv: list[str] | None = None) -> int:

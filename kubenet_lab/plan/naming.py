@@ -11,6 +11,8 @@ import hashlib
 import json
 import re
 
+from ..errors import InputError
+
 # The ownership mark: the IFLA_IFALIAS of every link the lab creates (and of `lo` in every
 # namespace it creates), so that `down` can tell its own objects from anything else's.
 MARK_PREFIX = "kubenet-lab:"
@@ -27,6 +29,19 @@ MAX_GENERATED_BASE = MAX_LABEL - GENERATED_SUFFIX
 
 def is_dns1123_label(name: str) -> bool:
     return len(name) <= MAX_LABEL and bool(DNS1123_LABEL.match(name))
+
+
+MAX_LAB = 20  # the lab name leads every namespace and interface alias it makes
+
+
+def is_lab_name(lab: str) -> bool:
+    return is_dns1123_label(lab) and len(lab) <= MAX_LAB
+
+
+def check_lab_name(lab: str) -> None:
+    if not is_lab_name(lab):
+        raise InputError(f"--lab: {lab!r} is not a valid lab name: expected lower-case letters, digits and '-', "
+                         f"at most {MAX_LAB} characters, starting and ending with a letter or digit")
 
 
 def mark(lab: str) -> str:

@@ -43,7 +43,7 @@ import time
 
 from ..errors import LabError
 from ..plan.model import Plan, PlannedContainer, PlannedPod
-from ..plan.naming import is_dns1123_label
+from ..plan.naming import is_lab_name
 from ..plan.services import with_readiness
 from . import procs, state
 from .containers import Container, make_runner
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab", required=True)
     parser.add_argument("--foreground", action="store_true", help="do not detach (for debugging)")
     args = parser.parse_args(argv)
-    if not is_dns1123_label(args.lab):
+    if not is_lab_name(args.lab):
         parser.error(f"invalid lab name {args.lab!r}")
     os.makedirs(state.state_dir(args.lab), exist_ok=True)
     if not args.foreground:
