@@ -20,10 +20,8 @@ from .plan import make_plan, naming
 from .plan.naming import check_lab_name
 from .plan.model import Model, Plan, PlannedPod
 from .plan.services import removed_udp_endpoints, with_readiness
-from .render.iptables import render_iptables
 from .render.lb import forwards as lb_forwards, render_lb
-from .render.nftables import render_nftables
-from .render.sync import RenderedNode, plan_sync, render_nodes
+from .render.sync import MODES, RenderedNode, plan_sync, render_nodes
 from .system import checks, conntrack, netlink, outside, rules, state, supervisor
 
 
@@ -155,9 +153,6 @@ def _undo(lab: str, made: list[str], new_lab: bool) -> None:
         pass
 
 
-RENDERERS = {"iptables": render_iptables, "nftables": render_nftables}
-
-
 def _rules_path(lab: str, node: str) -> str:
     return os.path.join(state.state_dir(lab), "rules", f"{node}.json")
 
@@ -187,9 +182,9 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
         if old_mode == mode and netns not in fresh:
             old = stored[name]  # None when unknown: load everything
         elif netns not in fresh:  # a mode switch, or the state was lost: the other mode's rules may be there
-            for other in RENDERERS:
-                if other != mode and shutil.which("nft" if other == "nftables" else "iptables-restore"):
-                    rules.clear_rules(netns, other)
+            for other in MODES:
+                if other != mode:
+                    rules.clear_rules(netns, other)  # a no-op without that mode's tools
         change = plan_sync(old, new)
         if not change.text:
             return False

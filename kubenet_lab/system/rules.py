@@ -88,7 +88,7 @@ def clear_rules(netns: str, mode: str) -> None:
     """Remove everything `mode` installed in `netns` (for a mode switch); a no-op when absent."""
     with _inside(netns):
         if mode == "iptables":
-            if shutil.which("iptables-save") is None:
+            if shutil.which("iptables-save") is None or shutil.which("iptables-restore") is None:
                 return  # nothing can have been loaded without the tools
             saved = _run(["iptables-save"])
             if OUR_PREFIX in saved:
