@@ -201,13 +201,9 @@ def _external_chain(out: _Out, v: PortView, ext: str, svc: str, svl: str, pod_ci
 
 def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: str) -> None:
     """The entry rules: cluster IP, external IPs, LB IPs, node port; or the filter verdicts."""
-    if not v.has_endpoints:
-        int_target = ext_target = "REJECT"
-        int_note = ext_note = "has no endpoints"
-    else:
-        int_target = "" if v.has_internal else "DROP"
-        ext_target = "" if v.has_external else "DROP"
-        int_note = ext_note = "has no local endpoints"
+    # Where the traffic has no endpoint to go to: refused when the service has none at all,
+    # dropped when only this node's (Local policy) are missing.
+    target, note = ("REJECT", "has no endpoints") if not v.has_endpoints else ("DROP", "has no local endpoints")
     internal = svl if v.internal_local else svc
     cip = _match(v, v.cluster_ip, v.port.port)
     if v.has_internal:
@@ -216,8 +212,8 @@ def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: st
         out.nat_rules.append(f'-A {internal} -m comment --comment "{v.spn} cluster IP" {cip} '
                              f"! -s {pod_cidr} -j KUBE-MARK-MASQ")
     else:
-        out.filter_rules.append(f'-A KUBE-SERVICES -m comment --comment "{v.spn} {int_note}" '
-                                f"{cip} -j {int_target}")
+        out.filter_rules.append(f'-A KUBE-SERVICES -m comment --comment "{v.spn} {note}" '
+                                f"{cip} -j {target}")
     for kind, ips in (("external IP", v.external_ips), ("loadbalancer IP", v.lb_ips)):
         for ip in ips:
             if v.has_endpoints:
@@ -225,17 +221,17 @@ def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: st
                                     f"{_match(v, ip, v.port.port)} -j {ext}")
             if not v.has_external:
                 out.filter_rules.append(
-                    f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {ext_note}" '
-                    f"{_match(v, ip, v.port.port)} -j {ext_target}")
+                    f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {note}" '
+                    f"{_match(v, ip, v.port.port)} -j {target}")
     if v.node_port:
         if v.has_endpoints:
             out.nodeports.append(f"-A KUBE-NODEPORTS -m comment --comment {v.spn} -m {v.proto} "
                                  f"-p {v.proto} --dport {v.node_port} -j {ext}")
         if not v.has_external:
             out.filter_rules.append(
-                f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {ext_note}" '
+                f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {note}" '
                 f"-m addrtype --dst-type LOCAL -m {v.proto} -p {v.proto} --dport {v.node_port} "
-                f"-j {ext_target}")
+                f"-j {target}")
 
 
 def probability(n: int) -> str:

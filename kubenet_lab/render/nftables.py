@@ -235,28 +235,25 @@ def _endpoint_chain(tx: _Tx, v: PortView, ep: str, base: str, affinity: bool) ->
 
 
 def _dispatch(tx: _Tx, v: PortView, internal: str, ext: str) -> None:
-    if not v.has_endpoints:
-        int_verdict = ext_verdict = "goto reject-chain"
-    else:
-        int_verdict = ext_verdict = "drop"
+    verdict = "goto reject-chain" if not v.has_endpoints else "drop"  # none at all, or none on this node
     key = f"{v.proto} . {v.port.port}"
     comment = f'comment "{v.spn}"'
     tx.element("cluster-ips", v.cluster_ip)
     if v.has_internal:
         tx.element("service-ips", f"{v.cluster_ip} . {key} : goto {internal}")
     else:
-        tx.element("no-endpoint-services", f"{v.cluster_ip} . {key} {comment} : {int_verdict}")
+        tx.element("no-endpoint-services", f"{v.cluster_ip} . {key} {comment} : {verdict}")
     for ip in (*v.external_ips, *v.lb_ips):
         if v.has_endpoints:
             tx.element("service-ips", f"{ip} . {key} : goto {ext}")
         if not v.has_external:
-            tx.element("no-endpoint-services", f"{ip} . {key} {comment} : {ext_verdict}")
+            tx.element("no-endpoint-services", f"{ip} . {key} {comment} : {verdict}")
     if v.node_port:
         np_key = f"{v.proto} . {v.node_port}"
         if v.has_endpoints:
             tx.element("service-nodeports", f"{np_key} : goto {ext}")
         if not v.has_external:
-            tx.element("no-endpoint-nodeports", f"{np_key} {comment} : {ext_verdict}")
+            tx.element("no-endpoint-nodeports", f"{np_key} {comment} : {verdict}")
 
 
 # --- incremental sync -------------------------------------------------------------------------
