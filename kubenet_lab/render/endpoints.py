@@ -39,13 +39,11 @@ class PortView:
 
     @property
     def uses_cluster(self) -> bool:
-        # Even with externalTrafficPolicy Local, the cluster endpoints serve the short-circuit
-        # of pod and node traffic to external destinations.
-        return not self.internal_local or self.externally_accessible
+        return _policy(self.svc, self.externally_accessible)[2]
 
     @property
     def uses_local(self) -> bool:
-        return self.internal_local or (self.externally_accessible and self.external_local)
+        return _policy(self.svc, self.externally_accessible)[3]
 
     @property
     def has_internal(self) -> bool:
@@ -91,26 +89,34 @@ def port_views(plan: Plan, node: str) -> Iterator[PortView]:
         yield port_view(svc, port, node)
 
 
+def _exposure(svc: PlannedService, port: PlannedServicePort) -> tuple[int | None, tuple[str, ...], tuple[str, ...]]:
+    """(node port, external IPs, LB IPs) the port is reachable on from outside, as its type allows."""
+    node_port = port.node_port if svc.type in EXTERNAL_TYPES else None
+    ext_ips = tuple(str(ip) for ip in svc.external_ips)
+    lb_ips = tuple(str(ip) for ip in svc.load_balancer_ips) if svc.type == "LoadBalancer" else ()
+    return node_port, ext_ips, lb_ips
+
+
+def _policy(svc: PlannedService, accessible: bool) -> tuple[bool, bool, bool, bool]:
+    """(internal_local, external_local, uses_cluster, uses_local). Even with
+    externalTrafficPolicy Local, the cluster endpoints serve the short-circuit of pod and node
+    traffic to external destinations."""
+    internal_local = svc.internal_traffic_policy == "Local"
+    external_local = accessible and svc.external_traffic_policy == "Local"
+    return internal_local, external_local, not internal_local or accessible, internal_local or external_local
+
+
 def node_dependent(svc: PlannedService, port: PlannedServicePort) -> bool:
     """Whether the view differs between nodes: only a Local policy makes which endpoints are on
     this node matter (`PortView.uses_local`); otherwise every node sees the same view."""
-    accessible = bool((port.node_port and svc.type in EXTERNAL_TYPES) or svc.external_ips
-                      or (svc.load_balancer_ips and svc.type == "LoadBalancer"))
-    return svc.internal_traffic_policy == "Local" or (
-        accessible and svc.external_traffic_policy == "Local")
+    return _policy(svc, any(_exposure(svc, port)))[3]
 
 
 def port_view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortView:
     ready = tuple(ep for ep in port.endpoints if ep.ready)
     local = tuple(ep for ep in ready if ep.node == node)
-    node_port = port.node_port if svc.type in EXTERNAL_TYPES else None
-    ext_ips = tuple(str(ip) for ip in svc.external_ips)
-    lb_ips = tuple(str(ip) for ip in svc.load_balancer_ips) if svc.type == "LoadBalancer" else ()
-    accessible = bool(node_port or ext_ips or lb_ips)
-    internal_local = svc.internal_traffic_policy == "Local"
-    external_local = accessible and svc.external_traffic_policy == "Local"
-    uses_cluster = not internal_local or accessible
-    uses_local = internal_local or (accessible and external_local)
+    node_port, ext_ips, lb_ips = _exposure(svc, port)
+    internal_local, external_local, uses_cluster, uses_local = _policy(svc, bool(node_port or ext_ips or lb_ips))
     cluster = ready if uses_cluster else ()
     reachable = cluster if uses_cluster else local  # cluster holds every ready endpoint
     name = names.port_name(svc.namespace, svc.name, port.name)
