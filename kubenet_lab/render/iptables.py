@@ -96,8 +96,9 @@ class _Out:
             "nat-nodeports": self.nodeports})
 
 
-def base() -> dict[str, tuple[str, ...]]:
-    """The skeleton every node has, cut where `assemble` places the fragments' lines."""
+def base(plan: Plan | None = None, node: str | None = None) -> dict[str, tuple[str, ...]]:
+    """The skeleton every node has, cut where `assemble` places the fragments' lines (the same
+    on every node; the arguments are those of nftables.base, which names the node's address)."""
     return {
         "filter-head": (*(f":{c} - [0:0]" for c in FILTER_CHAINS), *jump_lines("filter")),
         "filter-tail": tuple(_static_filter()),

@@ -88,7 +88,7 @@ def render_nodes(plan: Plan, mode: str, nodes: Iterable[str] | None = None,
             if not local:
                 f = common.setdefault(key, f)
             fragments[key] = f
-        base = iptables.base() if mode == "iptables" else nftables.base(plan, node)
+        base = module.base(plan, node)
         out[node] = RenderedNode(mode, base, fragments)
     return out
 
