@@ -79,8 +79,9 @@ def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:
 
 
 def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
-    half_built = state.intended(plan.lab) - planned_namespaces(previous)  # left by an interrupted up
-    actual = netlink.discover(plan.lab, known=planned_namespaces(previous) | half_built)
+    known = planned_namespaces(previous)
+    half_built = state.intended(plan.lab) - known  # left by an interrupted up
+    actual = netlink.discover(plan.lab, known=known | half_built)
     desired_pods = _pod_namespaces(plan)
     outside_ns = outside.namespaces(plan.lab)
     desired = {plan.underlay_netns, *(n.netns for n in plan.nodes), *outside_ns, *desired_pods}

@@ -208,7 +208,7 @@ def external_ip_column(svc: PlannedService) -> str:
 
 
 def service_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
-    created = _created(os.path.join(state.state_dir(plan.lab), "plan.json"))
+    created = _created(os.path.join(state.state_dir(plan.lab), state.PLAN_FILE))
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     if wide:
         headers.append("SELECTOR")
@@ -254,7 +254,7 @@ def endpoints_column(s: PlannedService, limit: int = 3) -> str:
 
 
 def endpoint_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
-    created = _created(os.path.join(state.state_dir(plan.lab), "plan.json"))
+    created = _created(os.path.join(state.state_dir(plan.lab), state.PLAN_FILE))
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "ENDPOINTS", "AGE"]
     rows = [([s.namespace] if all_ns else []) + [s.name, endpoints_column(s, limit=10 ** 6 if wide else 3),
                                                   age(created)] for s in services]
