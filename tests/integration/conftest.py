@@ -8,6 +8,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,26 @@ class Lab:
 @pytest.fixture(scope="session")
 def host_before():
     return host_snapshot()
+
+
+# `python3 -c UDP_CLIENT IP PORT MESSAGE`: one datagram, and the answer printed.
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+print(s.recv(65535).decode())
+"""
+
+
+def wait_for(pred, what: str = "condition", timeout: float = 10, interval: float = 0.1):
+    """Poll `pred` until it returns something true (returned) or `timeout` seconds pass (fail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := pred():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.contextmanager

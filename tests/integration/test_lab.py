@@ -9,16 +9,8 @@ from pathlib import Path
 
 from kubenet_lab.system import state
 
-from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name, torn_down
-
-UDP_CLIENT = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3)
-s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
-print(s.recv(65535).decode())
-"""
-
+from .conftest import (MANIFESTS, UDP_CLIENT, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name,
+                       torn_down)
 
 def curl(lab: Lab, pod: str, url: str) -> str:
     return lab.exec(pod, "curl", "-sS", "--max-time", "5", url).stdout

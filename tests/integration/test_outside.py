@@ -6,18 +6,11 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from .conftest import MANIFESTS, Lab, host_snapshot, lab_namespaces, new_lab_name, torn_down
+from .conftest import MANIFESTS, UDP_CLIENT, Lab, host_snapshot, lab_namespaces, new_lab_name, torn_down
 
 CLIENT, BALANCER = "172.18.0.254", "172.18.0.253"
 EXTERNAL_IP = "203.0.113.10"
 REQUESTS = 30
-UDP_CLIENT = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3)
-s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
-print(s.recv(65535).decode())
-"""
 
 
 @pytest.fixture(scope="module")

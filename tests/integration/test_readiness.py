@@ -4,9 +4,8 @@ the pod out, and takes it back when it runs again."""
 from __future__ import annotations
 
 import json
-import time
 
-from .conftest import Lab, lab_namespaces, new_lab_name, torn_down
+from .conftest import Lab, lab_namespaces, new_lab_name, torn_down, wait_for
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 MANIFESTS = f"""
@@ -47,15 +46,6 @@ spec:
 """
 
 
-def wait_for(pred, what: str, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def endpoints(lab: Lab) -> tuple[set[str], set[str]]:
     """(ready, not ready) pod names of service mix."""
     ep = json.loads(lab("get", "ep", "mix", "-o", "json").stdout)
@@ -76,7 +66,7 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
     with torn_down(lab.name):
         lab("up", str(tmp_path / "lab.yaml"))
         # The sidecar exits: the supervisor finds flaky not ready, and the rules leave it out.
-        assert wait_for(lambda: endpoints(lab) == ({"steady"}, {"flaky"}), "flaky to be not ready")
+        assert wait_for(lambda: endpoints(lab) == ({"steady"}, {"flaky"}), "flaky to be not ready", timeout=20)
         assert hostnames(lab) == {"steady"}
         pods = {line.split()[0]: line.split() for line in lab("get", "pods").stdout.splitlines()[1:]}
         assert pods["flaky"][1] == "1/2" and pods["steady"][1] == "1/1"
@@ -88,7 +78,7 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
         # Once it may run, its next restart makes the pod ready: back in the rules and the DNS.
         marker.touch()
         assert wait_for(lambda: endpoints(lab) == ({"steady", "flaky"}, set()), "flaky to be ready", timeout=40)
-        assert wait_for(lambda: hostnames(lab) == {"steady", "flaky"}, "both to answer")
+        assert wait_for(lambda: hostnames(lab) == {"steady", "flaky"}, "both to answer", timeout=20)
         dns = lab("exec", "steady", "--", "dig", "+short", "mix-headless.default.svc.cluster.local").stdout
         assert set(dns.split()) == {lab.ip("steady"), lab.ip("flaky")}
 

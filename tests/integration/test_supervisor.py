@@ -18,6 +18,7 @@ from kubenet_lab.plan.model import (Allocations, ClusterConfig, Plan, PlannedCon
                                     RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname)
 from kubenet_lab.system import state, supervisor
 from kubenet_lab.system.procs import processes_in
+from .conftest import wait_for
 
 if os.geteuid() != 0:
     pytest.skip("needs root: creates network namespaces", allow_module_level=True)
@@ -102,15 +103,6 @@ def log_of(lab: str, pod_name: str, container: str = "main") -> str:
 
 def files_under(path: str) -> list[str]:
     return sorted(os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs)
-
-
-def wait_for(pred, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := pred()):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_supervisor_end_to_end(nets, lab):
