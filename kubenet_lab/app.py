@@ -60,6 +60,7 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
     checks.require_root("up")
     mode = model.cluster.kube_proxy_mode
     checks.require_tools(*checks.tools_for_mode(mode))
+    checks.require_bridge_netfilter()
     started = time.monotonic()
     with state.locked(lab):
         previous = state.load_plan(lab)

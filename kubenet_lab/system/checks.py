@@ -31,5 +31,28 @@ def require_tools(*tools: str) -> None:
             f"Install with: sudo apt-get install {' '.join(pkgs)}  (or run ./setup.sh from the kubenet-lab checkout)")
 
 
+# What the bridge netfilter module (br_netfilter) adds to every network namespace; the lab sets it
+# inside its node namespaces, so that a pod's traffic to a Service on its own node passes kube-proxy's
+# rules as it crosses the node's bridge.
+BRIDGE_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+BRIDGE_NF_MODULE = "br_netfilter"
+
+
+def bridge_netfilter_problem() -> str | None:
+    """Why the lab's nodes cannot filter bridged traffic, or None when they can. Read in the
+    caller's namespace: the module, once loaded, shows the sysctl in every namespace."""
+    if os.path.exists(BRIDGE_NF_SYSCTL):
+        return None
+    return (f"the kernel module {BRIDGE_NF_MODULE} is not loaded ({BRIDGE_NF_SYSCTL} is missing): the lab's "
+            f"nodes need it for traffic from a pod to a Service on its own node. Load it with "
+            f"`sudo modprobe {BRIDGE_NF_MODULE}` (kubenet-lab does not load kernel modules itself: "
+            f"on this machine's own network it makes bridged traffic pass iptables)")
+
+
+def require_bridge_netfilter() -> None:
+    if problem := bridge_netfilter_problem():
+        raise EnvironmentProblem(problem)
+
+
 def tools_for_mode(mode: str) -> tuple[str, ...]:
     return ("iptables-restore", "iptables-save") if mode == "iptables" else ("nft",)

@@ -26,7 +26,7 @@ from typing import Collection, Iterable, Iterator, Sequence
 from kubenet_lab.errors import EnvironmentProblem, LabError
 from kubenet_lab.plan import naming
 from kubenet_lab.plan.model import Plan, PlannedNode, PlannedPod
-from kubenet_lab.system import netns, procs, rtnl
+from kubenet_lab.system import checks, netns, procs, rtnl
 from kubenet_lab.system.nsenter import die_with_parent, in_netns, netns_path
 
 __all__ = [
@@ -168,9 +168,7 @@ def write_sysctls(values: dict[str, str]) -> None:
         except FileNotFoundError:
             if "/bridge/" not in path:
                 raise
-            raise EnvironmentProblem(
-                f"{path} is missing: load the bridge netfilter module (`modprobe br_netfilter`)"
-            ) from None
+            raise EnvironmentProblem(checks.bridge_netfilter_problem() or f"{path} is missing") from None
 
 
 def ensure_base(plan: Plan) -> None:

@@ -381,7 +381,7 @@ def launch(lab: str) -> subprocess.Popen | None:
                             cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def ensure_running(lab: str, timeout: float = 10, launcher: subprocess.Popen | None = None) -> int:
+def ensure_running(lab: str, timeout: float = 30, launcher: subprocess.Popen | None = None) -> int:
     """Start the lab's supervisor unless it runs (or wait for the one `launch` started); returns
     its pid. Idempotent."""
     if launcher is None:

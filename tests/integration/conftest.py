@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -34,23 +35,45 @@ def kl(lab: str, *args: str, check: bool = True, input: str | None = None, timeo
     return proc
 
 
-def host_snapshot() -> dict:
-    """Everything of the root network namespace a lab must never change."""
+# Fields of `ip -j link/addr/route` that move on their own on a live host: DHCP and router
+# advertisement lifetimes (valid_lft 3599sec, route expiry) and link state, which a cable or a
+# hypervisor may change. Everything else is compared.
+_VOLATILE = {"valid_life_time", "preferred_life_time", "expires", "operstate", "linkmode"}
+# Packet counters in the firewall dumps: `[12:3456]` of iptables-save's chain lines, and nft's.
+_COUNTERS = re.compile(r"\[\d+:\d+\]|counter packets \d+ bytes \d+|expires \S+")
+
+
+def host_snapshot(netns: str | None = None) -> dict:
+    """Everything of the root network namespace a lab must never change: links (names, indexes,
+    flags, MTU, masters, MACs, aliases), addresses (each address with its prefix, scope and
+    label, without the DHCP lease countdown), IPv4 and IPv6 routes of every table (without RA
+    expiry), policy rules, iptables and nftables rules (without packet counters) and the
+    forwarding and bridge sysctls. (`netns`: the same of another namespace, for testing this.)"""
+    inside = ["ip", "netns", "exec", netns] if netns else []
+
     def run(*cmd):
-        return subprocess.run(cmd, capture_output=True, text=True).stdout
+        return subprocess.run([*inside, *cmd], capture_output=True, text=True).stdout
+
+    def ipj(*args):
+        out = run("ip", "-j", *args)
+        return sorted((json.dumps(strip(o), sort_keys=True) for o in json.loads(out or "[]")))
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in _VOLATILE}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
 
     def read(path):
-        try:
-            return Path(path).read_text()
-        except OSError:
-            return None
+        return run("cat", path) or None
     return {
-        "links": run("ip", "-o", "link", "show"),
-        "addrs": run("ip", "-o", "addr", "show"),
-        "routes": run("ip", "route", "show", "table", "all"),
-        "rules": run("ip", "rule", "show"),
-        "iptables": "\n".join(l for l in run("iptables-save").splitlines() if not l.startswith("#")),
-        "nft": run("nft", "list", "ruleset"),
+        "links": ipj("link", "show"),
+        "addrs": ipj("addr", "show"),
+        "routes": ipj("-4", "route", "show", "table", "all") + ipj("-6", "route", "show", "table", "all"),
+        "rules": ipj("-4", "rule", "show") + ipj("-6", "rule", "show"),
+        "iptables": [_COUNTERS.sub("", l) for l in run("iptables-save").splitlines() if not l.startswith("#")],
+        "nft": _COUNTERS.sub("", run("nft", "list", "ruleset")),
         "ip_forward": read("/proc/sys/net/ipv4/ip_forward"),
         "bridge_nf": read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
     }
@@ -97,13 +120,13 @@ def host_before():
 UDP_CLIENT = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(3)
+s.settimeout(10)
 s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
 print(s.recv(65535).decode())
 """
 
 
-def wait_for(pred, what: str = "condition", timeout: float = 10, interval: float = 0.1):
+def wait_for(pred, what: str = "condition", timeout: float = 30, interval: float = 0.1):
     """Poll `pred` until it returns something true (returned) or `timeout` seconds pass (fail)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -24,7 +24,7 @@ def test_a_namespace_made_before_its_mark_is_still_the_labs(tmp_path):
             json.dump([half], f)
         subprocess.run(["ip", "netns", "add", half], check=True)  # unmarked, nothing inside
         lab("up", str(MANIFESTS / "lab.yaml"))
-        assert lab.exec("a2", "curl", "-s", "--max-time", "3", f"http://{lab.ip('a1')}:8080/hostname").stdout == "a1"
+        assert lab.exec("a2", "curl", "-s", "--max-time", "10", f"http://{lab.ip('a1')}:8080/hostname").stdout == "a1"
     assert lab_namespaces(lab.name) == []
 
 

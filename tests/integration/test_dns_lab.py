@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -44,7 +43,7 @@ def test_short_partial_and_full_names_resolve_through_the_search_path(shop):
     assert len(lines) == 4 and all(line.split()[0] == ip for line in lines), out
     assert f"web.shop.svc.{ZONE}" in lines[0]
     # and the name leads to the service for real
-    assert sh(shop, "curl -s --max-time 3 http://web/hostname").startswith("web-")
+    assert sh(shop, "curl -s --max-time 10 http://web/hostname").startswith("web-")
 
 
 def test_kube_dns_answers_at_the_tenth_service_address(shop):
@@ -68,9 +67,8 @@ def test_srv_ptr_and_pod_records(shop):
 
 def test_unknown_names_are_nxdomain_and_outside_names_refused_at_once(shop):
     assert "status: NXDOMAIN" in sh(shop, f"dig nope.shop.svc.{ZONE}")
-    started = time.monotonic()
-    out = sh(shop, "dig +tries=1 +time=2 example.com")
-    assert "status: REFUSED" in out and time.monotonic() - started < 2
+    out = sh(shop, "dig +tries=1 +time=5 example.com")
+    assert "status: REFUSED" in out  # answered: one unanswered try would have no status
 
 
 def test_pod_files_are_kubelets(shop):
@@ -101,10 +99,9 @@ def test_kubernetes_default_resolves_and_is_refused_at_once_without_an_api_serve
     out = sh(shop, "getent hosts kubernetes.default; echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT")
     assert out.split()[0] == "10.96.0.1" and "kubernetes.default.svc.cluster.local" in out
     assert out.splitlines()[-1] == "10.96.0.1:443"
-    started = time.monotonic()
-    proc = shop("exec", "-n", "shop", "client", "--", "curl", "-sk", "--max-time", "5", "https://kubernetes.default/",
+    proc = shop("exec", "-n", "shop", "client", "--", "curl", "-sk", "--max-time", "20", "https://kubernetes.default/",
                 check=False)
-    assert proc.returncode == 7 and time.monotonic() - started < 4  # refused, not timed out
+    assert proc.returncode == 7  # refused (curl's 7), not timed out (28)
     row = shop("get", "svc", "kubernetes").stdout.splitlines()[1].split()
     assert row[:5] == ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
     assert shop("get", "ep", "kubernetes").stdout.splitlines()[1].split()[1] == "<none>"

@@ -4,16 +4,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from kubenet_lab.system import state
 
 from .conftest import (MANIFESTS, UDP_CLIENT, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name,
-                       torn_down)
+                       torn_down, wait_for)
 
 def curl(lab: Lab, pod: str, url: str) -> str:
-    return lab.exec(pod, "curl", "-sS", "--max-time", "5", url).stdout
+    return lab.exec(pod, "curl", "-sS", "--max-time", "10", url).stdout
 
 
 def udp(lab: Lab, pod: str, ip: str, port: int, msg: str) -> str:
@@ -111,9 +110,8 @@ def test_logs_show_a_container_output(lab):
 
 def test_a_process_gets_its_env_and_the_service_variables_as_from_kubelet(lab):
     agn = json.loads(lab("get", "svc", "agn", "-o", "json").stdout)["spec"]["clusterIP"]
-    deadline = time.monotonic() + 10
-    while not (log := lab("logs", "duo", "-c", "sidecar").stdout) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the process has started; its first line follows
+    # the process has started; its first line follows
+    log = wait_for(lambda: lab("logs", "duo", "-c", "sidecar").stdout, "the sidecar's first line")
     assert log == f"hello sidecar {agn}:80 {lab.ip('duo')}\n"
     # exec gives the container's variables too, as kubectl exec does.
     out = lab("exec", "duo", "-c", "sidecar", "--", "sh", "-c", "echo $GREETING $MY_IP $AGN_PORT").stdout

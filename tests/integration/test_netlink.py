@@ -340,12 +340,12 @@ def test_delete_stops_processes_and_removes_everything(built):
     pod = plan.pods[0]
     sleeper = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "300"])
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while not netlink.processes_in([pod.netns])[pod.netns] and time.monotonic() < deadline:
             time.sleep(0.01)
         assert netlink.processes_in([pod.netns])[pod.netns] == [sleeper.pid]
         netlink.delete_namespaces(netlink.discover(plan.lab))
-        assert sleeper.wait(timeout=5) == -9
+        assert sleeper.wait(timeout=20) == -9
     finally:
         if sleeper.poll() is None:
             sleeper.kill()

@@ -37,7 +37,7 @@ def nodes(lab) -> dict[str, dict]:
 
 def curl_many(lab: Lab, url: str, count: int = REQUESTS) -> list[str]:
     """`count` requests from the external client, one line per answer (one exec for all)."""
-    script = f'for i in $(seq {count}); do curl -sS --max-time 5 "$0"; echo; done'
+    script = f'for i in $(seq {count}); do curl -sS --max-time 10 "$0"; echo; done'
     return lab.exec("external", "sh", "-c", script, url).stdout.split()
 
 
@@ -112,7 +112,7 @@ def test_local_policy_never_chooses_a_node_without_an_endpoint(lab, lb_ips, node
 
 
 def test_local_policy_without_endpoints_is_refused_at_once(lab, lb_ips):
-    proc = lab.exec("external", "curl", "-sS", "--max-time", "5", f"http://{lb_ips['lb-empty']}/", check=False)
+    proc = lab.exec("external", "curl", "-sS", "--max-time", "20", f"http://{lb_ips['lb-empty']}/", check=False)
     assert proc.returncode == 7, proc.stderr  # connection refused, not a timeout (28)
 
 

@@ -55,7 +55,7 @@ def endpoints(lab: Lab) -> tuple[set[str], set[str]]:
 
 def hostnames(lab: Lab, n: int = 20) -> set[str]:
     cip = json.loads(lab("get", "svc", "mix", "-o", "json").stdout)["spec"]["clusterIP"]
-    script = f"for i in $(seq {n}); do curl -s --max-time 2 http://{cip}/hostname; echo; done"
+    script = f"for i in $(seq {n}); do curl -s --max-time 5 http://{cip}/hostname; echo; done"
     return set(lab("exec", "steady", "--", "sh", "-c", script).stdout.split())
 
 

@@ -11,6 +11,7 @@ from kubenet_lab.render.iptables import render_iptables
 from kubenet_lab.render.nftables import render_nftables
 from kubenet_lab.render.sync import plan_sync, render_node
 from kubenet_lab.system.rules import apply_rules, clear_rules, sync_rules
+from tests.integration.conftest import host_snapshot
 from tests.unit.test_render_fixtures import kube_proxy_plan
 from tests.unit.test_sync import BASE, CHANGES, ep, plan as svc_plan, replaced, with_eps
 
@@ -28,8 +29,10 @@ def _out(*argv: str, netns: str | None = None) -> str:
     return "\n".join(l for l in proc.stdout.splitlines() if not l.startswith("#"))
 
 
-def _host_rules() -> tuple[str, str]:
-    return _out("iptables-save"), _out("nft", "list", "ruleset")
+def _host_rules() -> tuple:
+    """The host's firewall rules, without packet counters (see conftest.host_snapshot)."""
+    snapshot = host_snapshot()
+    return snapshot["iptables"], snapshot["nft"]
 
 
 def test_apply_and_switch_modes(scratch_netns):

@@ -76,12 +76,12 @@ def write_plan(lab: str, pods: list[PlannedPod]) -> None:
 
 
 def curl(ns: str, url: str) -> str:
-    return sh("ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5", url).stdout
+    return sh("ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "10", url).stdout
 
 
 UDP_CLIENT = """
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)
 s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
 sys.stdout.write(s.recv(4096).decode())
 """
@@ -182,7 +182,7 @@ def test_supervisor_end_to_end(nets, lab):
 
     # A crashing command restarts with backoff; its exit code is kept.
     crash = wait_for(lambda: (c := status(lab)["default/crash"]["containers"]["main"])["restarts"] >= 2 and c,
-                     timeout=15, what="two restarts")
+                     timeout=30, what="two restarts")
     assert crash["exitCode"] == 3
     # The restart is counted when the new process starts; its output follows a moment later.
     wait_for(lambda: log_of(lab, "crash").count("crashing") >= 3, what="the third run's output")
@@ -210,7 +210,7 @@ def test_supervisor_end_to_end(nets, lab):
               check=False).returncode != 0
 
     # /exit ends the container; the supervisor restarts it like a kubelet.
-    sh("ip", "netns", "exec", b, "curl", "-sS", "--max-time", "2", f"http://{A_IP}:8085/exit?code=4",
+    sh("ip", "netns", "exec", b, "curl", "-sS", "--max-time", "10", f"http://{A_IP}:8085/exit?code=4",
        check=False)
     web = wait_for(lambda: (c := status(lab)["default/web"]["containers"]["main"])["restarts"] >= 1
                    and c["state"] == "running" and c, what="web restarted")
@@ -220,7 +220,7 @@ def test_supervisor_end_to_end(nets, lab):
     # stop: nothing of the lab runs afterwards, in the namespaces or elsewhere.
     supervisor.stop(lab)
     assert supervisor.find_supervisors(lab) == {}
-    wait_for(lambda: not any(processes_in([a, b]).values()), timeout=5, what="processes to end")
+    wait_for(lambda: not any(processes_in([a, b]).values()), timeout=20, what="processes to end")
     assert not os.path.exists(f"/proc/{cmd_pid}")
     supervisor.stop(lab)  # already gone: fine
 
@@ -238,7 +238,7 @@ def test_supervisor_restarts_with_the_lab_and_survives_sigkill(nets, lab):
     lost = status(lab)["default/lost"]["containers"]["main"]  # its namespace does not exist
     assert lost["state"] == "waiting" and "FileNotFoundError" in lost["message"]
     os.kill(pid, 9)
-    wait_for(lambda: not any(processes_in([a, b]).values()), timeout=5, what="children to die")
+    wait_for(lambda: not any(processes_in([a, b]).values()), timeout=20, what="children to die")
     pid = supervisor.ensure_running(lab)
     wait_for(lambda: status(lab).get("default/web"), what="web back")
     assert curl(b, f"http://{A_IP}:8080/hostname") == "web"

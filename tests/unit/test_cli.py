@@ -66,6 +66,16 @@ def test_a_missing_tool_names_the_package_to_install(monkeypatch):
         checks.require_tools(*checks.tools_for_mode("nftables"))
 
 
+def test_a_missing_bridge_netfilter_module_is_named_before_anything_is_made(run, monkeypatch):
+    """`up` says which module to load, before it makes any namespace or state."""
+    monkeypatch.setattr(checks.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(checks, "BRIDGE_NF_SYSCTL", "/proc/sys/net/bridge/not-there")
+    monkeypatch.setattr(checks, "require_tools", lambda *tools: None)
+    out = run("--lab", "unit", "up")
+    assert out.exit_code == 1
+    assert "br_netfilter is not loaded" in out.output and "sudo modprobe br_netfilter" in out.output
+
+
 def test_down_all_removes_every_lab_found_by_marks_processes_or_state(run, monkeypatch):
     from kubenet_lab import app
     monkeypatch.setattr(checks.os, "geteuid", lambda: 0)

@@ -124,3 +124,27 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_readme_test_command_is_found_in_fenced_blocks() -> None:
     readme = "intro `python3 -m pytest -x`\n```sh\n$ sudo python3 -m pytest -q tests\n```\n"
     assert readme_test_command(readme) == "sudo python3 -m pytest -q tests"
+
+
+# The suite run as CI runs it, on a kernel without the bridge netfilter module (made so by
+# replacing the check's answer in the pytest process): the integration tests are left out, the
+# unit tests still run, and the run fails with one line naming the module.
+WITHOUT_BR_NETFILTER = """
+import sys
+import pytest
+from kubenet_lab.system import checks
+checks.bridge_netfilter_problem = lambda: "the kernel module br_netfilter is not loaded (test)"
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="without root the integration tests skip themselves")
+def test_without_br_netfilter_the_suite_fails_with_one_line_naming_the_module() -> None:
+    result = run(["python3", "-c", WITHOUT_BR_NETFILTER, "-q", "-p", "no:cacheprovider",
+                  "tests/integration/test_dns_server.py", "tests/unit/test_state.py"], cwd=ROOT)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    not_run = [line for line in out.splitlines() if "integration tests not run" in line]
+    assert len(not_run) == 1 and "br_netfilter is not loaded" in not_run[0], out
+    assert re.search(r"\b\d+ passed, \d+ deselected\b", out), out
+    assert "error" not in out.replace(not_run[0], "").lower(), out
