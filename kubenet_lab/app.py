@@ -17,6 +17,7 @@ from typing import Sequence, TextIO
 from .errors import InputError, LabError
 from .manifests import load_model
 from .plan import make_plan, naming
+from .plan.containers import emulation_warnings
 from .plan.naming import check_lab_name
 from .plan.model import Model, Plan, PlannedPod
 from .plan.services import removed_udp_endpoints, with_readiness
@@ -65,11 +66,11 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
     with state.locked(lab):
         previous = state.load_plan(lab)
         try:
-            plan = make_plan(model, lab, previous)
+            plan = make_plan(model, lab, previous, has_program=checks.has_program)
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise
-        result = UpResult(plan=plan, warnings=model.warnings)
+        result = UpResult(plan=plan, warnings=model.warnings + emulation_warnings(plan))
         _apply(plan, previous, result)
     result.seconds = time.monotonic() - started
     return result

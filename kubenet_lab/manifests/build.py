@@ -12,7 +12,7 @@ from typing import Any
 from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, EnvVar, LabelSelector, Model, Node,
                           Origin, Pod, PodSpec, Service, ServicePort, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
-from .schema import KINDS, Kind, subnets, template_labels, to_selector
+from .schema import KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
 
@@ -252,4 +252,16 @@ def _container(c: Checked) -> Container:
         # A valueFrom of a kind the lab cannot resolve was warned about: the variable stays unset.
         env=tuple(EnvVar(name=v["name"], value=v.get("value", ""),
                          field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)
-                  for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})))
+                  for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})),
+        probe_ports=_probe_ports(c))
+
+
+def _probe_ports(c: Checked) -> tuple[int, ...]:
+    """The numeric TCP ports the container's probes connect to (a named one is a declared port)."""
+    ports = []
+    for probe in PROBES:
+        for action in ("httpGet", "tcpSocket", "grpc"):
+            port = c.get(probe, {}).get(action, {}).get("port")
+            if isinstance(port, int) and port not in ports:
+                ports.append(port)
+    return tuple(ports)

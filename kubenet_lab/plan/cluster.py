@@ -11,9 +11,11 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
 from . import ipam, naming
-from .containers import pod_fields, resolve_run
-from .model import (DEFAULT_NODES, Allocations, at, Model, Node, Plan, PlannedContainer, PlannedNode, PlannedPod, Pod,
-                    PodSpec, Workload)
+from typing import Callable
+
+from .containers import Port, pod_fields, resolve_pod
+from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, Plan, PlannedContainer, PlannedNode,
+                    PlannedPod, Pod, PodSpec, Service, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .services import plan_services
@@ -171,7 +173,24 @@ def _addr(text: str | None) -> IPv4Address | None:
     return IPv4Address(text) if text else None
 
 
-def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None):
+def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
+    """The ports something in the pod must listen on for its Services and probes to work: each
+    numeric targetPort (or port) of a Service selecting it, and each numeric probe port."""
+    wanted: list[Port] = []
+    for svc in services:
+        if svc.namespace != pod.namespace or not svc.selector or not LabelSelector(dict(svc.selector)).matches(
+                pod.labels):
+            continue
+        for p in svc.ports:
+            target = p.target_port if p.target_port is not None else p.port
+            if isinstance(target, int):
+                wanted.append((target, p.protocol))
+    wanted += [(port, "TCP") for c in pod.spec.containers for port in c.probe_ports]
+    return wanted
+
+
+def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
+              has_program: Callable[[str], bool] | None = None):
     pods = all_pods(model)
     placed = schedule(pods, nodes, previous)
     prev_alloc = previous.allocations if previous else Allocations()
@@ -193,19 +212,22 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             namespace=pod.namespace, name=pod.name, node=node, ip=ips[pod.key],
             netns=by_name[node].netns if pod.spec.host_network else naming.pod_netns(lab, pod.namespace, pod.name),
             host_veth=veth, labels=dict(pod.labels),
-            containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports,
-                                              run=resolve_run(c, fields, pod.spec.enable_service_links))
-                             for c in pod.spec.containers),
+            containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports, run=r.run, note=r.note)
+                             for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
+                                                     pod.spec.enable_service_links, has_program)),
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
             hostname=pod.spec.hostname, subdomain=pod.spec.subdomain))
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved
 
 
-def make_plan(model: Model, lab: str, previous: Plan | None = None) -> Plan:
+def make_plan(model: Model, lab: str, previous: Plan | None = None,
+              has_program: Callable[[str], bool] | None = None) -> Plan:
+    """`has_program`: whether this machine has a program a container's command names (None:
+    assume so); a container whose program it lacks is emulated (see plan.containers)."""
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
-    pods, pod_ips, last_reserved = plan_pods(model, lab, nodes, previous)
+    pods, pod_ips, last_reserved = plan_pods(model, lab, nodes, previous, has_program)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc)
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),

@@ -1,16 +1,28 @@
 """What a container runs, decided from its image, command and args (no image is ever pulled).
 
 - agnhost images: the built-in equivalents of `netexec` and `serve-hostname`, same flags;
-- coredns images: the built-in cluster DNS server;
-- command/args given: that argv, run as a real process in the pod's namespaces;
-- any other image: the built-in HTTP server on each declared containerPort (nginx & co respond);
-- nothing to run: the namespace alone is the pod, as the pause container is.
+- coredns images: the built-in cluster DNS server; pause images: nothing;
+- a command (or, for an image without ENTRYPOINT, args) naming a program this machine has: that
+  argv, run as a real process in the pod's namespaces;
+- anything else is emulated: the built-in server (see `images` for the images it knows) on every
+  port the pod makes known: the container's declared ports, the image's own, and, for the first
+  emulated container of a pod, the ports that Services selecting the pod target by number and
+  that its probes name, when no container of the pod already listens there (containerPort is
+  informational in Kubernetes: serve_hostname listens on 9376 without declaring it);
+- nothing to serve: the namespace alone is the pod, as the pause container is.
+
+A command whose program lives inside the image (`./podinfo`, `/nginx-ingress-controller`) is
+emulated too, with a note that `up` shows as a warning, rather than failing to start and leaving
+its Service without endpoints.
 """
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Callable, Collection, Iterable, Mapping
 
+from . import images
+from .images import KnownImage
 from .model import (Container, Plan, PlannedContainer, PlannedPod, PlannedService, RunDns, RunExec, RunHttp, RunNetexec,
                     RunNothing, RunServeHostname, RunSpec)
 
@@ -20,14 +32,8 @@ DNS_IMAGES = ("registry.k8s.io/coredns/coredns", "coredns/coredns", "k8s.gcr.io/
               "registry.k8s.io/coredns", "k8s.gcr.io/coredns")
 PAUSE_IMAGES = ("registry.k8s.io/pause", "k8s.gcr.io/pause")
 
-
-def image_repo(image: str) -> str:
-    """The image without its tag or digest."""
-    repo = image.split("@", 1)[0]
-    last = repo.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo = repo[: len(repo) - len(last)] + last.split(":", 1)[0]
-    return repo
+image_repo = images.repository
+Port = tuple[int, str]  # (port, protocol)
 
 
 def is_agnhost(image: str) -> bool:
@@ -93,30 +99,136 @@ def agnhost_run(argv: list[str], container: Container) -> RunSpec:
 
 
 def default_run(container: Container) -> RunSpec:
-    tcp = tuple(p.container_port for p in container.ports if p.protocol == "TCP")
-    udp = tuple(p.container_port for p in container.ports if p.protocol == "UDP")
-    if tcp or udp:
-        return RunHttp(ports=tcp, udp_ports=udp)
-    return RunNothing()
+    return emulated(container, None, ())
+
+
+@dataclass(frozen=True)
+class Resolved:
+    run: RunSpec
+    # The container stands in for its image with the built-in server, and may take the ports its
+    # pod makes known (see the module's docstring).
+    emulated: bool = False
+    note: str | None = None  # why it is emulated, when the manifest asked to run a program
+
+
+def _listen_port(value: str | None, default: int) -> int:
+    """A Go listen address (`:5678`, `0.0.0.0:8080`) -> its port."""
+    return _int(value.rsplit(":", 1)[-1], default) if value else default
+
+
+def emulated(container: Container, image: KnownImage | None, extra: Iterable[Port],
+             args: Collection[str] = ()) -> RunSpec:
+    """The built-in server for a container whose image the lab does not run: on its declared
+    ports, the image's own and `extra`, with what the image answers (`images.KnownImage.serves`)."""
+    own = list(image.listens) if image else []
+    flags = parse_flags(list(args))
+    if image and image.serves == "echo":
+        own = [(_listen_port(flags.get("listen"), own[0][0]), "TCP")]
+    if image and image.serves == "hostname":
+        spec = agnhost_run(["serve-hostname", *args], container)
+        assert isinstance(spec, RunServeHostname)
+        own = [(spec.port, "TCP")]
+        if {(p.container_port, p.protocol) for p in container.ports} | set(extra) <= set(own):
+            return spec
+    ports: list[Port] = []
+    for port in [*((p.container_port, p.protocol) for p in container.ports), *own, *extra]:
+        if port not in ports:
+            ports.append(port)
+    tcp = tuple(p for p, proto in ports if proto == "TCP")
+    udp = tuple(p for p, proto in ports if proto == "UDP")
+    if not (tcp or udp):
+        return RunNothing()
+    text = flags.get("text", "") + "\n" if image and image.serves == "echo" else None
+    return RunHttp(ports=tcp, udp_ports=udp, text=text)
+
+
+def resolve(container: Container, fields: Mapping[str, str] | None = None, service_links: bool = True,
+            extra: Iterable[Port] = (), has_program: Callable[[str], bool] | None = None) -> Resolved:
+    """What `container` runs. `fields`: the pod's values for valueFrom.fieldRef paths (see
+    `pod_fields`); `extra`: ports an emulated container serves besides its own; `has_program`:
+    whether this machine has a program (None: assume it has)."""
+    argv = list(container.command or ()) + list(container.args or ())
+    repo = image_repo(container.image)
+    if is_agnhost(container.image):
+        return Resolved(agnhost_run(argv, container))
+    if repo in DNS_IMAGES:
+        udp53 = [p.container_port for p in container.ports if p.name in ("dns", "dns-tcp")]
+        return Resolved(RunDns(port=udp53[0] if udp53 else 53))
+    if repo in PAUSE_IMAGES:
+        return Resolved(RunNothing())
+    image = images.known(container.image)
+    if container.command is None and container.args:
+        if image is None or image.entrypoint is None:
+            return Resolved(emulated(container, image, extra), True,
+                            f"args without a command go to the entrypoint of image {container.image or '(none)'}, "
+                            f"which kubenet-lab does not know (no image is pulled)")
+        if image.entrypoint:  # the args are the image's own program's: emulate that program
+            return Resolved(emulated(container, image, extra, container.args), True)
+    if argv:
+        if has_program is not None and not has_program(argv[0]):
+            return Resolved(emulated(container, image, extra), True,
+                            f"{argv[0]} is not a program on this machine (it lives in image "
+                            f"{container.image or '(none)'}, which kubenet-lab does not pull)")
+        fields = fields or {}
+        env = tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env)
+        return Resolved(RunExec(argv=tuple(argv), env=env, service_links=service_links))
+    return Resolved(emulated(container, image, extra), True)
 
 
 def resolve_run(container: Container, fields: Mapping[str, str] | None = None,
                 service_links: bool = True) -> RunSpec:
-    """`fields`: the pod's values for valueFrom.fieldRef paths (see `pod_fields`)."""
-    argv = list(container.command or ()) + list(container.args or ())
-    repo = image_repo(container.image)
-    if is_agnhost(container.image):
-        return agnhost_run(argv, container)
-    if repo in DNS_IMAGES:
-        udp53 = [p.container_port for p in container.ports if p.name in ("dns", "dns-tcp")]
-        return RunDns(port=udp53[0] if udp53 else 53)
-    if repo in PAUSE_IMAGES:
-        return RunNothing()
-    if argv:
-        fields = fields or {}
-        env = tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env)
-        return RunExec(argv=tuple(argv), env=env, service_links=service_links)
-    return default_run(container)
+    return resolve(container, fields, service_links).run
+
+
+def listening(run: RunSpec, declared: Iterable[Port]) -> set[Port]:
+    """Where a container listens: its server's ports; for a real process, what it declares."""
+    if isinstance(run, RunHttp):
+        return {(p, "TCP") for p in run.ports} | {(p, "UDP") for p in run.udp_ports}
+    if isinstance(run, RunNetexec):
+        return {(run.http_port, "TCP"), (run.udp_port, "UDP")} - {(-1, "TCP"), (-1, "UDP")}
+    if isinstance(run, RunServeHostname):
+        return ({(run.port, "TCP")} if run.http or run.tcp else set()) | ({(run.port, "UDP")} if run.udp else set())
+    if isinstance(run, RunDns):
+        return {(run.port, "UDP"), (run.port, "TCP")}
+    return set(declared) if isinstance(run, RunExec) else set()
+
+
+def resolve_pod(containers: Iterable[Container], wanted: Iterable[Port], fields: Mapping[str, str] | None = None,
+                service_links: bool = True, has_program: Callable[[str], bool] | None = None
+                ) -> list[tuple[Container, Resolved]]:
+    """Every container of a pod resolved; the ports in `wanted` (Service targets, probes) that
+    no container listens on go to the first emulated one."""
+    containers = list(containers)
+    out = [(c, resolve(c, fields, service_links, (), has_program)) for c in containers]
+    heard = set().union(*(listening(r.run, ((p.container_port, p.protocol) for p in c.ports)) for c, r in out))
+    missing = [p for p in dict.fromkeys(wanted) if p not in heard]
+    first = next((i for i, (_, r) in enumerate(out) if r.emulated), None)
+    if missing and first is not None:
+        c = containers[first]
+        out[first] = (c, resolve(c, fields, service_links, missing, has_program))
+    return out
+
+
+def serving(run: RunSpec) -> str:
+    """What an emulated container serves, in words: `the built-in HTTP server on TCP 9898`."""
+    if isinstance(run, RunServeHostname):
+        return f"the built-in serve_hostname on port {run.port}"
+    if isinstance(run, RunHttp):
+        ports = [f"TCP {p}" for p in run.ports] + [f"UDP {p}" for p in run.udp_ports]
+        return f"the built-in HTTP server on {', '.join(ports)}"
+    return "nothing (no port of its pod is known: declare its containerPort)"
+
+
+def emulation_warnings(plan: Plan) -> tuple[str, ...]:
+    """One warning per controller (or bare pod) and container that the lab emulates instead of
+    running what the manifest names."""
+    seen: dict[tuple[str, str], str] = {}
+    for pod in plan.pods:
+        owner = pod.owner.replace("/", f" {pod.namespace}/", 1) if pod.owner else f"pod {pod.key}"
+        for c in pod.containers:
+            if c.note and (owner, c.name) not in seen:
+                seen[owner, c.name] = f"{owner}, container {c.name}: {c.note}; it serves {serving(c.run)} instead"
+    return tuple(seen.values())
 
 
 # --- a real process's environment, as kubelet makes it ------------------------------------------

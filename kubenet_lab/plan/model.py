@@ -95,6 +95,8 @@ class Container:
     args: tuple[str, ...] | None = None
     ports: tuple[ContainerPort, ...] = ()
     env: tuple[EnvVar, ...] = ()
+    # The numeric ports its liveness/readiness/startup probes connect to: where it listens.
+    probe_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,10 +256,14 @@ class RunServeHostname:
 
 @dataclass(frozen=True)
 class RunHttp:
-    """The built-in HTTP server on each declared TCP containerPort (images we do not run)."""
+    """The built-in HTTP server for an image the lab does not run, on every TCP port its pod
+    makes known (declared, targeted by a Service, probed, or the image's own), and a hostname
+    answer on each such UDP port. `text`: what every path answers (hashicorp/http-echo's -text)
+    instead of the pod's name."""
 
     ports: tuple[int, ...]
     udp_ports: tuple[int, ...] = ()
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,9 @@ class PlannedContainer:
     image: str
     run: RunSpec
     ports: tuple[ContainerPort, ...] = ()
+    # Why `run` is the built-in server rather than what the manifest asks to run (a program that
+    # lives inside the image), said as a warning at `up`; None when it runs as asked.
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -286,12 +286,14 @@ async def http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
 class DefaultHttp:
     """The stand-in for an image we do not run: it answers with the pod's name."""
 
-    def __init__(self, ctx: ServerContext):
-        self.ctx = ctx
+    def __init__(self, ctx: ServerContext, text: str | None = None):
+        self.ctx, self.text = ctx, text
 
     def handle(self, req: Request) -> Response:
         path = clean_path(req.path)
-        if path == "/":
+        if self.text is not None:  # hashicorp/http-echo: its text at every path
+            resp = text(self.text)
+        elif path == "/":
             resp = text(self.ctx.hostname + "\n")
         elif path == "/hostname":
             resp = text(self.ctx.hostname)
@@ -317,9 +319,10 @@ class DefaultHttp:
 
 
 async def start_default_http(ctx: ServerContext, tcp: list[socket.socket],
-                             udp: list[socket.socket]) -> Served:
-    """Serve every declared TCP port over HTTP and every UDP port with the hostname."""
-    app = DefaultHttp(ctx)
+                             udp: list[socket.socket], body: str | None = None) -> Served:
+    """Serve every TCP port over HTTP and every UDP port with the hostname; `body`: what every
+    HTTP path answers instead of the default pages."""
+    app = DefaultHttp(ctx, body)
     served = Served()
     try:
         for sock in tcp:

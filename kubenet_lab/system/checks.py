@@ -5,6 +5,7 @@ import os
 import shutil
 
 from ..errors import EnvironmentProblem
+from ..plan.containers import CONTAINER_PATH
 
 # tool -> Debian/Ubuntu package that provides it
 PACKAGES = {
@@ -56,3 +57,12 @@ def require_bridge_netfilter() -> None:
 
 def tools_for_mode(mode: str) -> tuple[str, ...]:
     return ("iptables-restore", "iptables-save") if mode == "iptables" else ("nft",)
+
+
+def has_program(name: str) -> bool:
+    """Whether this machine has the program a container's command names (the lab runs the
+    host's binaries): an executable absolute path, or a name found on a container's PATH. A
+    relative path (`./podinfo`) means the image's working directory, never this machine's."""
+    if "/" in name:
+        return name.startswith("/") and os.path.isfile(name) and os.access(name, os.X_OK)
+    return shutil.which(name, path=CONTAINER_PATH) is not None

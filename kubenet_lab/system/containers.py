@@ -332,7 +332,7 @@ class ServerRunner(Runner):
                                    [(socket.SOCK_DGRAM, p) for p in run.udp_ports])
         tcp = [s for s in socks if s.type == socket.SOCK_STREAM]
         udp = [s for s in socks if s.type == socket.SOCK_DGRAM]
-        return await _closing_on_error(socks, start_default_http(ctx, tcp, udp))
+        return await _closing_on_error(socks, start_default_http(ctx, tcp, udp, run.text))
 
     async def wait(self) -> int:
         return await self._ended

@@ -155,7 +155,11 @@ def test_a_changed_env_makes_the_pod_anew_and_a_new_service_does_not(tmp_path):
         spec: {selector: {app: shop}, ports: [{port: 81}]}
         """))
     more = make_plan(load_model([str(tmp_path / "lab.yaml")]), "lab", plan)
-    assert more.pod("shop/app") == plan.pod("shop/app")  # running containers keep their environment
+    # running containers keep their environment; the emulated nginx now also serves the new
+    # Service's target port, 81, which no container of the pod declares
+    before, after = plan.pod("shop/app"), more.pod("shop/app")
+    assert after.uid == before.uid and after.containers[0] == before.containers[0]
+    assert (before.containers[1].run.ports, after.containers[1].run.ports) == ((80, 8080), (80, 8080, 81))
 
 
 def test_bad_env_is_reported_with_its_place(problems):  # noqa: F811

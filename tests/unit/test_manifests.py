@@ -398,7 +398,7 @@ def test_real_world_bundle_loads_unchanged():
     assert deploy.template.containers == (Container(
         "nginx", "nginx:1.25-alpine", None, None,
         (ContainerPort(80, "http", "TCP"), ContainerPort(9113, "metrics", "TCP")),
-        (EnvVar("NGINX_PORT", "80"), EnvVar("POD_IP", field_path="status.podIP"))),)
+        (EnvVar("NGINX_PORT", "80"), EnvVar("POD_IP", field_path="status.podIP")), probe_ports=(80,)),)
     # The raw template keeps everything as written, ignored fields included, for the hash.
     assert deploy.template_raw["spec"]["containers"][0]["resources"]["limits"] == {"memory": "128Mi"}
     assert deploy.template_raw["metadata"]["creationTimestamp"] is None

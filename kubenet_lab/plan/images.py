@@ -1,0 +1,77 @@
+"""What the lab knows of well-known images without pulling them: where they listen by themselves
+and what their entrypoint is. A small table, by design: an image not listed here is emulated on
+the ports its pod makes known (declared containerPorts, numeric Service targetPorts, probe
+ports), which is what most manifests need.
+
+Every entry is something the image really does, from its Dockerfile or documentation:
+- `listens`: (port, protocol) the program serves without being told (nginx's 80);
+- `entrypoint`: the image's ENTRYPOINT, which `args` without `command` are given to; `()` for
+  images that have none (then `args` replace CMD and the first one is the program);
+- `serves`: what the emulated server answers: "http" (the built-in HTTP server: the pod's name),
+  "hostname" (serve_hostname: the hostname and nothing else), "echo" (http-echo: its -text).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TCP = "TCP"
+
+
+@dataclass(frozen=True)
+class KnownImage:
+    repos: tuple[str, ...]
+    listens: tuple[tuple[int, str], ...] = ()
+    entrypoint: tuple[str, ...] | None = None  # None: unknown; (): none, args are the command
+    serves: str = "http"
+
+
+KNOWN_IMAGES = (
+    # web servers: docker-library images and their unprivileged variants
+    KnownImage(("nginx",), ((80, TCP),), ("/docker-entrypoint.sh",)),
+    KnownImage(("nginxinc/nginx-unprivileged",), ((8080, TCP),), ("/docker-entrypoint.sh",)),
+    KnownImage(("bitnami/nginx",), ((8080, TCP),)),
+    KnownImage(("httpd",), ((80, TCP),), ()),
+    KnownImage(("caddy",), ((80, TCP),), ()),
+    # Kubernetes' own examples (the "Debug Services" and "Connecting applications" pages, e2e)
+    KnownImage(("registry.k8s.io/serve_hostname", "k8s.gcr.io/serve_hostname",
+                "gcr.io/google_containers/serve_hostname"), ((9376, TCP),), ("/serve_hostname",), "hostname"),
+    KnownImage(("registry.k8s.io/echoserver", "k8s.gcr.io/echoserver", "gcr.io/google_containers/echoserver"),
+               ((8080, TCP),), ()),
+    KnownImage(("gcr.io/google-samples/hello-app", "us-docker.pkg.dev/google-samples/containers/gke/hello-app"),
+               ((8080, TCP),)),
+    KnownImage(("gcr.io/google-samples/kubernetes-bootcamp",), ((8080, TCP),), ()),
+    KnownImage(("gcr.io/google-samples/node-hello",), ((8080, TCP),)),
+    # kind's LoadBalancer example and many ingress tutorials
+    KnownImage(("hashicorp/http-echo",), ((5678, TCP),), ("/http-echo",), "echo"),
+    KnownImage(("stefanprodan/podinfo", "ghcr.io/stefanprodan/podinfo"), ((9898, TCP),), ()),
+    # data stores of the guestbook-style examples: a TCP port that accepts connections
+    KnownImage(("redis",), ((6379, TCP),), ("docker-entrypoint.sh",)),
+    KnownImage(("gcr.io/google_samples/gb-redis-follower", "us-docker.pkg.dev/google-samples/containers/gke/gb-redis-follower"),
+               ((6379, TCP),)),
+    KnownImage(("gcr.io/google-samples/gb-frontend", "gcr.io/google_samples/gb-frontend",
+                "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend"), ((80, TCP),)),
+    # tool images: nothing listens, and args are the command
+    KnownImage(("busybox", "alpine", "ubuntu", "debian", "fedora", "centos", "python",
+                "registry.k8s.io/busybox", "k8s.gcr.io/busybox", "gcr.io/google-containers/busybox",
+                "registry.k8s.io/e2e-test-images/jessie-dnsutils", "nicolaka/netshoot"), (), ()),
+)
+
+_BY_REPO = {repo: image for image in KNOWN_IMAGES for repo in image.repos}
+_HUB = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/", "library/")
+
+
+def repository(image: str) -> str:
+    """The image's repository, without tag or digest, Docker Hub's default prefixes removed:
+    `docker.io/library/nginx:1.25` -> `nginx`."""
+    repo = image.split("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo = repo[: len(repo) - len(last)] + last.split(":", 1)[0]
+    for prefix in _HUB:
+        if repo.startswith(prefix):
+            return repo[len(prefix):]
+    return repo
+
+
+def known(image: str) -> KnownImage | None:
+    return _BY_REPO.get(repository(image))
