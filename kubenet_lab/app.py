@@ -66,7 +66,8 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
     with state.locked(lab):
         previous = state.load_plan(lab)
         try:
-            plan = make_plan(model, lab, previous, has_program=checks.has_program)
+            plan = make_plan(model, lab, previous, has_program=checks.has_program,
+                             node_resolv_conf=checks.node_resolv_conf())
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise

@@ -14,7 +14,7 @@ from .errors import InputError, LabError
 from .plan import naming
 from .plan.model import Plan
 from .plan.containers import process_environment
-from .plan.podfiles import pod_files
+from .plan.podfiles import pod_files, pod_hostname
 from .plan.services import with_readiness
 from .system import checks, nsenter, state, supervisor
 
@@ -75,7 +75,7 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
         raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
                        f"{', '.join(c.name for c in pod.containers)}")
     files = pod_files(plan, pod)
-    hostname = plan.node(pod.node).name if pod.host_network else pod.name
+    hostname = pod_hostname(plan, pod)
     chosen = next((c for c in pod.containers if c.name == container), pod.containers[0] if pod.containers else None)
     environ = process_environment(plan, pod, chosen, hostname, base={})
     return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, EnvVar, LabelSelector, Model, Node,
-                          Origin, Pod, PodSpec, Service, ServicePort, Workload)
+from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, DnsConfig, EnvVar, HostAlias,
+                          LabelSelector, Model, Node, Origin, Pod, PodSpec, Service, ServicePort, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
@@ -204,7 +204,15 @@ class Builder:
         return PodSpec(
             containers=tuple(_container(c) for c in spec["containers"]), node_name=spec.get("nodeName"),
             host_network=spec.get("hostNetwork", False), hostname=spec.get("hostname"),
-            subdomain=spec.get("subdomain"), enable_service_links=spec.get("enableServiceLinks", True))
+            subdomain=spec.get("subdomain"), enable_service_links=spec.get("enableServiceLinks", True),
+            dns_policy=spec.get("dnsPolicy", "ClusterFirst"),
+            dns_config=DnsConfig(
+                nameservers=tuple(spec["dnsConfig"].get("nameservers", ())),
+                searches=tuple(spec["dnsConfig"].get("searches", ())),
+                options=tuple((o["name"], o.get("value")) for o in spec["dnsConfig"].get("options", ())),
+            ) if "dnsConfig" in spec else None,
+            host_aliases=tuple(HostAlias(a["ip"], tuple(a.get("hostnames", ()))) for a in spec.get("hostAliases", ())),
+            set_hostname_as_fqdn=spec.get("setHostnameAsFQDN", False))
 
     # ----------------------------------------------------------------------------- the whole input
 

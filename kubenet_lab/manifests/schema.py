@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from ..plan.model import NODEPORT_RANGE, PROTOCOLS, ClusterConfig, LabelSelector, MatchExpression
+from ..plan.model import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, ClusterConfig, LabelSelector, MatchExpression
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
                      describe)
-from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_subdomain, env_name, field_path,
-                     iana_svc_name, ipv4_text, label_key, label_value)
+from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
+                     field_path, iana_svc_name, ip_text, ipv4_text, label_key, label_value)
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
 PORT = Int(1, 65535)
@@ -118,22 +118,57 @@ CONTAINER = Obj({
 }, required=("name",), post=_check_container)
 
 
+# The API server's limits on spec.dnsConfig (k8s.io/kubernetes pkg/apis/core/validation).
+MAX_DNS_NAMESERVERS = 3
+MAX_DNS_SEARCHES = 32
+MAX_DNS_SEARCH_CHARS = 2048
+
+
+def _check_dns_config(config: Checked) -> None:
+    if len(config.get("nameservers", [])) > MAX_DNS_NAMESERVERS:
+        config.at("nameservers").error(f"must not have more than {MAX_DNS_NAMESERVERS} nameservers")
+    searches = config.get("searches", [])
+    if len(searches) > MAX_DNS_SEARCHES:
+        config.at("searches").error(f"must not have more than {MAX_DNS_SEARCHES} search paths")
+    elif len(" ".join(searches)) > MAX_DNS_SEARCH_CHARS:
+        config.at("searches").error(f"must not have more than {MAX_DNS_SEARCH_CHARS} characters (including spaces) "
+                                    f"in the search list")
+
+
+DNS_CONFIG = Obj({
+    "nameservers": ListOf(Str(ip_text)), "searches": ListOf(Str(dns_search)),
+    "options": ListOf(Obj({"name": Str(), "value": Str()}, required=("name",))),
+}, post=_check_dns_config)
+HOST_ALIAS = Obj({"ip": Str(ip_text), "hostnames": ListOf(Str(dns_subdomain))}, required=("ip",))
+
+
 def _check_pod_spec(spec: Checked) -> None:
     _unique(spec["containers"], "name", _name)
+    if spec.get("hostNetwork") and spec.get("hostAliases"):
+        spec.at("hostAliases").warn("ignored for a hostNetwork pod: its /etc/hosts is its node's, which is this "
+                                    "machine's own, and kubenet-lab does not add to it")
+    if spec.get("dnsPolicy") == "None":
+        if "dnsConfig" not in spec:
+            spec.at("dnsConfig").error("required when dnsPolicy is None (give nameservers, searches and options)")
+        elif not spec["dnsConfig"].get("nameservers"):
+            spec["dnsConfig"].at("nameservers").error("must provide at least one DNS nameserver when DNS policy "
+                                                      "is None")
 
 
 POD_SPEC = Obj({
     "containers": ListOf(CONTAINER, at_least=1, what="container"),
     "nodeName": Noted("nodeName", Str(dns_label)), "hostNetwork": Bool(),
     "hostname": Str(dns_label), "subdomain": Str(dns_label), "enableServiceLinks": Bool(),
+    "dnsPolicy": OneOf(*DNS_POLICIES), "dnsConfig": DNS_CONFIG, "hostAliases": ListOf(HOST_ALIAS),
+    "setHostnameAsFQDN": Bool(),
     "initContainers": Ignore(warning="ignored: kubenet-lab does not run init containers"),
     "ephemeralContainers": Ignore(warning="ignored: kubenet-lab does not run ephemeral containers"),
-    **_ignored("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
-               "dnsConfig", "nodeSelector", "serviceAccountName", "serviceAccount",
+    **_ignored("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds",
+               "nodeSelector", "serviceAccountName", "serviceAccount",
                "automountServiceAccountToken", "securityContext", "imagePullSecrets", "affinity",
-               "schedulerName", "tolerations", "hostAliases", "priorityClassName", "priority", "readinessGates",
+               "schedulerName", "tolerations", "priorityClassName", "priority", "readinessGates",
                "runtimeClassName", "preemptionPolicy", "overhead",
-               "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostPID", "hostIPC", "hostUsers",
+               "topologySpreadConstraints", "os", "hostPID", "hostIPC", "hostUsers",
                "shareProcessNamespace", "volumes", "schedulingGates", "resourceClaims", "resources"),
 }, required=("containers",), post=_check_pod_spec)
 

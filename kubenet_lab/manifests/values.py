@@ -7,7 +7,7 @@ records, so they follow Kubernetes' own rules (k8s.io/apimachinery/pkg/util/vali
 from __future__ import annotations
 
 import re
-from ipaddress import AddressValueError, IPv4Address, IPv4Network
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, ip_address
 
 from ..plan.containers import FIELD_PATHS, LABEL_FIELD
 from .fields import Invalid
@@ -72,6 +72,21 @@ def ipv4(s: str) -> IPv4Address:
         return IPv4Address(s)
     except AddressValueError:
         raise Invalid(f"expected an IPv4 address like 10.96.0.10, got {s!r}") from None
+
+
+def ip_text(s: str) -> str:
+    """An IPv4 or IPv6 address, kept as written (nameservers, hostAliases)."""
+    try:
+        ip_address(s)
+    except ValueError:
+        raise Invalid(f"must be a valid IP address, got {s!r}") from None
+    return s
+
+
+def dns_search(s: str) -> str:
+    """A resolv.conf search domain: a DNS subdomain, with an optional final dot."""
+    dns_subdomain(s.removesuffix("."))
+    return s
 
 
 def ipv4_text(s: str) -> str:

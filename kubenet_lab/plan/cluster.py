@@ -14,6 +14,7 @@ from . import ipam, naming
 from typing import Callable
 
 from .containers import Port, pod_fields, resolve_pod
+from .podfiles import parse_resolv_conf
 from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, Plan, PlannedContainer, PlannedNode,
                     PlannedPod, Pod, PodSpec, Service, Workload)
 from .serialize import to_data
@@ -216,15 +217,19 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
                              for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
                                                      pod.spec.enable_service_links, has_program)),
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
-            hostname=pod.spec.hostname, subdomain=pod.spec.subdomain))
+            hostname=pod.spec.hostname, subdomain=pod.spec.subdomain, dns_policy=pod.spec.dns_policy,
+            dns_config=pod.spec.dns_config, host_aliases=pod.spec.host_aliases,
+            set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn))
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved
 
 
 def make_plan(model: Model, lab: str, previous: Plan | None = None,
-              has_program: Callable[[str], bool] | None = None) -> Plan:
-    """`has_program`: whether this machine has a program a container's command names (None:
-    assume so); a container whose program it lacks is emulated (see plan.containers)."""
+              has_program: Callable[[str], bool] | None = None, node_resolv_conf: str = "") -> Plan:
+    """What the machine the lab runs on adds: `has_program`, whether it has a program a
+    container's command names (None: assume so; a container whose program it lacks is emulated,
+    see plan.containers); `node_resolv_conf`, its resolv.conf, which is the lab's nodes' (see
+    plan.podfiles)."""
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
     pods, pod_ips, last_reserved = plan_pods(model, lab, nodes, previous, has_program)
@@ -233,7 +238,8 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
-                allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces))
+                allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
+                node_dns=parse_resolv_conf(node_resolv_conf))
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

@@ -133,6 +133,27 @@ class LabelSelector:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    """spec.dnsConfig: added to (or, with dnsPolicy None, making all of) the pod's resolv.conf.
+    `options`: (name, value or None), as written."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class HostAlias:
+    """spec.hostAliases[]: one line added to the pod's /etc/hosts."""
+
+    ip: str
+    hostnames: tuple[str, ...] = ()
+
+
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+@dataclass(frozen=True)
 class PodSpec:
     """A pod's spec, shared by Pod objects and workload templates."""
 
@@ -142,6 +163,10 @@ class PodSpec:
     hostname: str | None = None
     subdomain: str | None = None
     enable_service_links: bool = True
+    dns_policy: str = "ClusterFirst"
+    dns_config: DnsConfig | None = None
+    host_aliases: tuple[HostAlias, ...] = ()
+    set_hostname_as_fqdn: bool = False
 
 
 @dataclass(frozen=True)
@@ -328,6 +353,11 @@ class PlannedPod:
     # the DNS name <hostname>.<subdomain>.<namespace>.svc.<zone>.
     hostname: str | None = None
     subdomain: str | None = None
+    # What kubelet writes into the pod's resolv.conf and hosts (see plan.podfiles).
+    dns_policy: str = "ClusterFirst"
+    dns_config: DnsConfig | None = None
+    host_aliases: tuple[HostAlias, ...] = ()
+    set_hostname_as_fqdn: bool = False
 
     @property
     def key(self) -> str:
@@ -399,6 +429,9 @@ class Plan:
     underlay_netns: str
     underlay_bridge: str = "br0"
     namespaces: tuple[str, ...] = ("default",)
+    # The nodes' own resolv.conf (the lab's nodes have this machine's), as kubelet reads it: what
+    # dnsPolicy Default gives a pod, and the search domains ClusterFirst adds after the cluster's.
+    node_dns: DnsConfig = field(default_factory=DnsConfig)
 
     def node(self, name: str) -> PlannedNode:
         for n in self.nodes:

@@ -1,4 +1,6 @@
-"""Preconditions: root, and the system tools a command needs, with what to do when missing."""
+"""What the lab needs of this machine, and the facts of it the lab takes in: root, the system
+tools and kernel module a command needs (with what to do when missing), which programs exist
+here, and the resolv.conf the lab's nodes share with it."""
 from __future__ import annotations
 
 import os
@@ -66,3 +68,16 @@ def has_program(name: str) -> bool:
     if "/" in name:
         return name.startswith("/") and os.path.isfile(name) and os.access(name, os.X_OK)
     return shutil.which(name, path=CONTAINER_PATH) is not None
+
+
+NODE_RESOLV_CONF = "/etc/resolv.conf"
+
+
+def node_resolv_conf() -> str:
+    """This machine's resolv.conf, which the lab's nodes share (kubelet's --resolv-conf); ""
+    when there is none."""
+    try:
+        with open(NODE_RESOLV_CONF) as f:
+            return f.read()
+    except OSError:
+        return ""

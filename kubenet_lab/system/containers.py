@@ -21,7 +21,7 @@ from typing import Callable
 from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
-from ..plan.podfiles import pod_files
+from ..plan.podfiles import pod_files, pod_hostname
 from ..servers import agnhost
 from ..servers.base import Served, ServerContext
 from ..servers.dns import ClusterDNS, serve_dns
@@ -103,8 +103,7 @@ class PodEnv:
         self.lab = lab
         self.pod = pod
         self.netns = pod.netns
-        # Like Kubernetes, a hostNetwork pod sees its node's hostname.
-        self.hostname = pod.node if pod.host_network else pod.name
+        self.hostname = pod_hostname(plan, pod)
         self.files = pod_files(plan, pod)
 
     def log_path(self, container: str) -> str:

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from kubenet_lab.plan.podfiles import parse_resolv_conf
 from kubenet_lab.system import state
 
 from .conftest import (MANIFESTS, UDP_CLIENT, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name,
@@ -132,9 +133,12 @@ def test_pod_files_live_in_the_pods_mounts_not_on_the_host(lab):
     state directory (only a real process's log), no mount and no change in the host's /etc."""
     host = {p: Path(p).read_bytes() for p in ("/etc/resolv.conf", "/etc/hosts") if os.path.exists(p)}
     mounts = _mount_points(("/etc", "/run/netns"))
+    # the cluster's search path, then this machine's own search domains (the lab's nodes share its
+    # resolv.conf), as kubelet writes it
+    own = parse_resolv_conf(host.get("/etc/resolv.conf", b"").decode()).searches
+    search = " ".join(dict.fromkeys(("default.svc.cluster.local", "svc.cluster.local", "cluster.local", *own)))
     assert lab.exec("a1", "cat", "/etc/resolv.conf").stdout == (
-        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\n"
-        "options ndots:5\n")
+        f"search {search}\nnameserver 10.96.0.10\noptions ndots:5\n")
     hosts = lab.exec("a1", "cat", "/etc/hosts").stdout
     assert hosts.startswith("# Kubernetes-managed hosts file") and hosts.endswith(f"\n{lab.ip('a1')}\ta1\n")
     assert f"{lab.ip('duo')}\tduo" in lab("exec", "duo", "-c", "sidecar", "--", "cat", "/etc/hosts").stdout
