@@ -12,7 +12,7 @@ from typing import Any
 from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, DnsConfig, EnvVar, HostAlias,
                           LabelSelector, Model, Node, Origin, Pod, PodSpec, Service, ServicePort, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
-from .schema import KINDS, PROBES, Kind, subnets, template_labels, to_selector
+from .schema import KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
 
@@ -74,7 +74,8 @@ class Builder:
         spec = KINDS.get(kind)
         if spec is None:
             name, _ = _raw_name(raw)
-            hint = did_you_mean(kind, KINDS)
+            # A kind of the Kubernetes API is skipped as it is; a hint is for what looks like a typo
+            hint = "" if kind in OTHER_KINDS else did_you_mean(kind, KINDS)
             at.warn(f"skipping {kind}{'/' + name if name else ''} (kind not modelled by kubenet-lab){hint}")
             return
         before = self.sink.count

@@ -377,3 +377,18 @@ KINDS = {k.name: k for k in (
     Kind("ReplicationController", "v1", _object(_NAMESPACED, RC_SPEC)),
     Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
 )}
+
+# Kinds of the Kubernetes API (and common add-ons) that real bundles carry and the lab skips:
+# never "did you mean" another kind for these (ServiceAccount is not a misspelt Service).
+OTHER_KINDS = frozenset((
+    "APIService", "Binding", "CSIDriver", "CSINode", "CSIStorageCapacity", "CertificateSigningRequest",
+    "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "ConfigMap", "ControllerRevision", "CronJob",
+    "CustomResourceDefinition", "DaemonSet", "Endpoints", "EndpointSlice", "Event", "FlowSchema",
+    "HorizontalPodAutoscaler", "Ingress", "IngressClass", "Job", "Lease", "LimitRange",
+    "MutatingWebhookConfiguration", "NetworkPolicy", "PersistentVolume", "PersistentVolumeClaim",
+    "PodDisruptionBudget", "PodTemplate", "PriorityClass", "PriorityLevelConfiguration", "ResourceQuota",
+    "Role", "RoleBinding", "RuntimeClass", "Secret", "ServiceAccount", "StatefulSet", "StorageClass",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
+    "VolumeAttachment", "Certificate", "Issuer", "ClusterIssuer", "ServiceMonitor", "PodMonitor",
+    "Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "TLSRoute", "ReferenceGrant",
+))

@@ -427,3 +427,25 @@ def test_input_error_carries_every_problem(files):
         "missing.yaml: cannot read: No such file or directory",
     ]
     assert str(err.value) == "\n".join(err.value.problems)
+
+
+def test_a_skipped_kubernetes_kind_gets_no_hint_towards_another_kind():
+    """ServiceAccount and ClusterRole are real kinds, not misspelt Service and Cluster."""
+    model = from_text("""
+        apiVersion: v1
+        kind: ServiceAccount
+        metadata: {name: ingress-nginx}
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata: {name: ingress-nginx}
+        ---
+        apiVersion: v1
+        kind: Servcie
+        metadata: {name: typo}
+    """)
+    assert model.warnings == (
+        "<stdin>:1: skipping ServiceAccount/ingress-nginx (kind not modelled by kubenet-lab)",
+        "<stdin>:5: skipping ClusterRole/ingress-nginx (kind not modelled by kubenet-lab)",
+        "<stdin>:9: skipping Servcie/typo (kind not modelled by kubenet-lab) (did you mean 'Service'?)",
+    )
