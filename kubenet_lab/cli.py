@@ -155,14 +155,29 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
 @click.argument("name", required=False)
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace to list.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="List objects of every namespace.")
-@click.option("-o", "--output", "fmt", type=click.Choice(["wide", "json", "yaml"]), help="Output format.")
+@click.option("-o", "--output", "fmt", metavar="FORMAT",
+              help="Output format: wide, json, yaml, jsonpath=TEMPLATE, jsonpath-as-json=TEMPLATE, "
+                   "custom-columns=HEADER:FIELD[,...].")
+@click.option("--template", metavar="TEMPLATE", help="The template of -o jsonpath when not given as jsonpath=TEMPLATE.")
+@click.option("-l", "--selector", metavar="SELECTOR",
+              help="Label selector: app=web, app!=web, 'env in (a,b)', 'env notin (a)', key, !key; "
+                   "a comma between requirements means AND.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column to the table.")
+@click.option("--allow-missing-template-keys", type=click.BOOL, default=True, show_default=True, is_flag=False,
+              flag_value=True, metavar="[=BOOL]",
+              help="Print nothing for a key a jsonpath template names that the object lacks; "
+                   "=false makes that an error.")
 @click.pass_context
 @handle_errors
 def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all_namespaces: bool,
-        fmt: str | None) -> None:
+        fmt: str | None, template: str | None, selector: str | None, show_labels: bool,
+        allow_missing_template_keys: bool) -> None:
     """Show nodes, pods, services or endpoints, like kubectl get.
 
-    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep).
+    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep). With NAME, -o
+    json/yaml/jsonpath apply to that object; without, to a List of the objects (so a jsonpath
+    template starts at `.items`). Labels are metadata.labels (pods; nodes with
+    kubernetes.io/hostname; the lab keeps none for services and endpoints).
 
     \b
     Examples:
@@ -171,8 +186,20 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
       sudo kubenet-lab get svc
       sudo kubenet-lab get pod client -o json
       sudo kubenet-lab get ep web -o yaml
+      sudo kubenet-lab get pods -l app=web --show-labels
+      sudo kubenet-lab get pods -l 'app in (web,api),tier!=db'
+      sudo kubenet-lab get pods -o jsonpath='{.items[*].status.podIP}'
+      sudo kubenet-lab get pods -o jsonpath='{range .items[*]}{.metadata.name}{"\\t"}{.status.podIP}{"\\n"}{end}'
+      sudo kubenet-lab get pod client -o jsonpath='{.spec.nodeName}'
+      sudo kubenet-lab get svc web -o jsonpath='{.spec.ports[?(@.name=="http")].nodePort}'
+      sudo kubenet-lab get nodes -o jsonpath='{.items[0].metadata.labels.kubernetes\\.io/hostname}'
+      sudo kubenet-lab get pods -o custom-columns=NAME:.metadata.name,IP:.status.podIP,NODE:.spec.nodeName
     """
     kind = RESOURCES[resource]
+    out = output.output_format(fmt, template)
+    labels = output.parse_selector(selector) if selector is not None else None
+    if labels is not None and name is not None:
+        raise InputError("name cannot be provided when a selector is specified")
     plan = query.running_plan(ctx.obj["lab"])
     if kind == "nodes":
         items = [n for n in plan.nodes if name in (None, n.name)]
@@ -184,8 +211,10 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
                        key=lambda o: (o.namespace, o.name))
     if name is not None and not items:
         raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
+    if labels is not None:
+        items = [o for o in items if labels.matches(output.labels_of(kind, o))]
     status = query.pod_status(plan.lab) if kind == "pods" else {}
-    if fmt in ("json", "yaml"):
+    if not out.table:
         objects = {
             "nodes": lambda o: output.node_object(plan, o),
             "pods": lambda o: output.pod_object(plan, o, status),
@@ -193,9 +222,10 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
             "endpoints": lambda o: output.endpoints_object(plan, o),
         }[kind]
         objs = [objects(o) for o in items]
-        click.echo(output.dump(objs[0] if name is not None else output.as_list(objs), fmt), nl=False)
+        click.echo(output.render(objs[0] if name is not None else output.as_list(objs), out,
+                                 allow_missing_keys=allow_missing_template_keys), nl=False)
         return
-    wide = fmt == "wide"
+    wide = out.name == "wide"
     if kind == "nodes":
         headers, rows = output.node_rows(plan, items, wide)
     elif kind == "pods":
@@ -208,6 +238,9 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
         click.echo(f"No resources found{where}.", err=True)
         return
+    if show_labels:
+        headers = list(headers) + ["LABELS"]
+        rows = [list(row) + [output.format_labels(output.labels_of(kind, o))] for row, o in zip(rows, items)]
     click.echo(output.table(headers, rows), nl=False)
 
 

@@ -1,15 +1,19 @@
-"""What `get` prints: kubectl-like tables, and kubectl-style JSON/YAML objects built from the plan."""
+"""What `get` prints: kubectl-like tables, and kubectl-style JSON/YAML objects built from the plan;
+the other output formats (jsonpath, custom-columns) and the label selectors of `get -l`."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import yaml
 
-from . import __version__
+from . import __version__, jsonpath
+from .errors import InputError, LabError
 from .plan.model import Plan, PlannedNode, PlannedPod, PlannedService, RunExec
 from .system import nsenter, state
 
@@ -46,8 +50,9 @@ def iso(ts: float | None) -> str | None:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """kubectl's tabwriter: columns 3 spaces apart, each at least 6 wide with its padding."""
     rows = [list(map(str, r)) for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    widths = [max([len(h), 3] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["   ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [list(headers)] + rows]
     return "\n".join(lines) + "\n"
 
@@ -176,10 +181,14 @@ def node_rows(plan: Plan, nodes: list[PlannedNode], wide: bool):
     return headers, rows
 
 
+def node_labels(n: PlannedNode) -> dict[str, str]:
+    return {"kubernetes.io/hostname": n.name, **dict(n.labels)}
+
+
 def node_object(plan: Plan, n: PlannedNode) -> dict:
     return {
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": n.name, "labels": {"kubernetes.io/hostname": n.name, **dict(n.labels)},
+        "metadata": {"name": n.name, "labels": node_labels(n),
                      "creationTimestamp": iso(_created(nsenter.netns_path(n.netns)))},
         "spec": {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]},
         "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)}, {"type": "Hostname", "address": n.name}],
@@ -245,8 +254,10 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
             "spec": spec, "status": status}
 
 
-def endpoints_column(s: PlannedService, limit: int = 3) -> str:
-    eps = [f"{e.ip}:{e.port}" for p in s.ports for e in p.endpoints if e.ready]
+def endpoints_column(plan: Plan, s: PlannedService, limit: int = 3) -> str:
+    """kubectl's ENDPOINTS column: ip:port of the ready addresses, subset by subset, port by port."""
+    eps = [f"{a['ip']}:{p['port']}" for ss in endpoint_subsets(plan, s) for p in ss["ports"]
+           for a in ss.get("addresses", [])]
     if not eps:
         return "<none>"
     shown = ",".join(eps[:limit])
@@ -256,27 +267,376 @@ def endpoints_column(s: PlannedService, limit: int = 3) -> str:
 def endpoint_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
     created = _created(os.path.join(state.state_dir(plan.lab), state.PLAN_FILE))
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "ENDPOINTS", "AGE"]
-    rows = [([s.namespace] if all_ns else []) + [s.name, endpoints_column(s, limit=10 ** 6 if wide else 3),
+    rows = [([s.namespace] if all_ns else []) + [s.name, endpoints_column(plan, s, limit=10 ** 6 if wide else 3),
                                                   age(created)] for s in services]
     return headers, rows
 
 
-def endpoints_object(plan: Plan, s: PlannedService) -> dict:
-    subsets = []
-    def address(e) -> dict:
-        namespace, name = e.pod.split("/")
-        return {"ip": str(e.ip), "nodeName": e.node, "targetRef": {"kind": "Pod", "namespace": namespace, "name": name}}
+def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
+    """The subsets as the endpoints controller writes them (RepackSubsets): the ports whose
+    addresses, each with its readiness, are the same share one subset. A named targetPort that
+    resolves to different numbers on different pods thus gives one subset per number.
+
+    Kubernetes orders subsets and their ports by a hash of their content (stable, meaningless);
+    here subsets come in the order of their first port in spec.ports, ports in spec.ports order.
+    Addresses are sorted as Kubernetes sorts them: by IP as text, then by pod UID."""
+    uids = {p.key: p.uid for p in plan.pods}
+    endpoint_of: dict[tuple[str, str], object] = {}
+    by_port: dict[tuple, frozenset] = {}  # (name, port, protocol) -> {(address key, ready)}
     for p in s.ports:
-        if p.endpoints:
-            subset = {"addresses": [address(e) for e in p.endpoints if e.ready]}
-            if not_ready := [address(e) for e in p.endpoints if not e.ready]:
-                subset["notReadyAddresses"] = not_ready
-            if not subset["addresses"]:
-                del subset["addresses"]
-            subsets.append({**subset, "ports": [{k: v for k, v in {"name": p.name, "port": p.endpoints[0].port,
-                                                                    "protocol": p.protocol}.items() if v is not None}]})
+        members: dict[tuple, set] = {}
+        for e in p.endpoints:
+            key = (str(e.ip), uids.get(e.pod) or e.pod)
+            endpoint_of[key] = e
+            members.setdefault((p.name, e.port, p.protocol), set()).add((key, e.ready))
+        for port, addrs in members.items():
+            by_port[port] = by_port.get(port, frozenset()) | frozenset(addrs)
+    groups: dict[frozenset, list[tuple]] = {}
+    for port, addrs in by_port.items():
+        groups.setdefault(addrs, []).append(port)
+    subsets = []
+    for addrs, ports in groups.items():
+        ready = sorted(k for k, r in addrs if r)
+        not_ready = sorted(k for k, r in addrs if not r)
+        subset: dict = {}
+        if ready:
+            subset["addresses"] = [_address(endpoint_of[k], uids) for k in ready]
+        if not_ready:
+            subset["notReadyAddresses"] = [_address(endpoint_of[k], uids) for k in not_ready]
+        subset["ports"] = [{k: v for k, v in {"name": name, "port": number, "protocol": protocol}.items()
+                            if v is not None} for name, number, protocol in ports]
+        subsets.append(subset)
+    return subsets
+
+
+def _address(e, uids: Mapping[str, str]) -> dict:
+    """A fresh EndpointAddress (each subset its own: YAML would print shared dicts as anchors)."""
+    namespace, name = e.pod.split("/", 1)
+    ref = {"kind": "Pod", "namespace": namespace, "name": name}
+    if uids.get(e.pod):
+        ref["uid"] = uids[e.pod]
+    return {"ip": str(e.ip), "nodeName": e.node, "targetRef": ref}
+
+
+def endpoints_object(plan: Plan, s: PlannedService) -> dict:
     return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": s.name, "namespace": s.namespace},
-            "subsets": subsets}
+            "subsets": endpoint_subsets(plan, s)}
+
+
+# ------------------------------------------------------------------------------------------
+# Labels: --show-labels and -l/--selector
+# ------------------------------------------------------------------------------------------
+
+
+def labels_of(kind: str, obj) -> dict[str, str]:
+    """metadata.labels of the object `get` shows for a planned node, pod, service or endpoints.
+    The plan keeps no labels of Services (nor, so, of their Endpoints): those have none."""
+    if kind == "nodes":
+        return node_labels(obj)
+    if kind == "pods":
+        return dict(obj.labels)
+    return {}
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """kubectl's LABELS column: k=v pairs sorted by key, comma-separated; <none> without any."""
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels)) or "<none>"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    op: str  # "=", "==", "!=", "in", "notin", "exists", "!", "gt", "lt"
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        present = self.key in labels
+        if self.op in ("=", "==", "in"):
+            return present and labels[self.key] in self.values
+        if self.op in ("!=", "notin"):
+            return not present or labels[self.key] not in self.values
+        if self.op == "exists":
+            return present
+        if self.op == "!":
+            return not present
+        if not present or not re.fullmatch(r"[+-]?[0-9]+", labels[self.key]):
+            return False
+        value, bound = int(labels[self.key]), int(self.values[0])
+        return value > bound if self.op == "gt" else value < bound
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A parsed label selector; every requirement must hold (the comma is AND)."""
+    requirements: tuple[Requirement, ...]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+
+_SYMBOLS = "=!(),<>"
+_TOKENS = {")": ")", ",": ",", "!": "!", "==": "==", "=": "=", ">": ">", "<": "<", "!=": "!=", "(": "(",
+           "in": "in", "notin": "notin"}
+_QUALIFIED_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_NAME_MESSAGE = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                 "alphanumeric character")
+
+
+def _regex_error(message: str, regex: str, *examples: str) -> str:
+    return message + " (e.g. " + " or ".join(f"'{e}', " for e in examples) + \
+        f"regex used for validation is '{regex}')"
+
+
+def _key_problems(key: str) -> list[str]:
+    """apimachinery's IsQualifiedName: [DNS subdomain '/'] name of at most 63 characters."""
+    problems = []
+    prefix, slash, name = key.rpartition("/") if key.count("/") == 1 else ("", "", key)
+    if key.count("/") > 1:
+        return ["a qualified name " + _regex_error(_NAME_MESSAGE, _QUALIFIED_NAME, "MyName", "my.name", "123-abc")
+                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+    if slash:
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        elif len(prefix) > 253:
+            problems.append("prefix part must be no more than 253 characters")
+        elif not re.fullmatch(_DNS_SUBDOMAIN, prefix):
+            problems.append("prefix part " + _regex_error(
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                "and must start and end with an alphanumeric character", _DNS_SUBDOMAIN, "example.com"))
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    elif not re.fullmatch(_QUALIFIED_NAME, name):
+        problems.append("name part " + _regex_error(_NAME_MESSAGE, _QUALIFIED_NAME, "MyName", "my.name", "123-abc"))
+    return problems
+
+
+def _value_problems(value: str) -> list[str]:
+    if len(value) > 63:
+        return ["must be no more than 63 characters"]
+    if not re.fullmatch(_LABEL_VALUE, value):
+        return [_regex_error("a valid label must be an empty string or consist of alphanumeric characters, '-', "
+                             "'_' or '.', and must start and end with an alphanumeric character", _LABEL_VALUE,
+                             "MyValue", "my_value", "12345")]
+    return []
+
+
+def _lex(text: str) -> list[tuple[str, str]]:
+    """(token, literal) pairs as apimachinery's label selector lexer yields them."""
+    out, i = [], 0
+    while True:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        if i >= len(text):
+            out.append(("end", ""))
+            return out
+        if text[i] in _SYMBOLS:
+            best, j = None, i
+            while j < len(text) and text[j] in _SYMBOLS:
+                if text[i:j + 1] in _TOKENS:
+                    best = text[i:j + 1]
+                elif best:
+                    break
+                j += 1
+            out.append((_TOKENS[best], best))
+            i += len(best)
+        else:
+            j = i
+            while j < len(text) and text[j] not in _SYMBOLS and text[j] not in " \t\r\n":
+                j += 1
+            word = text[i:j]
+            out.append((_TOKENS.get(word, "id"), word))
+            i = j
+
+
+class _SelectorError(Exception):
+    pass
+
+
+def parse_selector(text: str) -> Selector:
+    """A `-l` selector as kubectl (apimachinery's labels.Parse) reads it: `app=web`, `app==web`,
+    `app!=web`, `env in (a,b)`, `env notin (a)`, `key`, `!key`, `n>3`, `n<3`, joined by commas
+    (AND). InputError, worded as Kubernetes words it, when it does not parse."""
+    try:
+        return Selector(tuple(sorted(_parse_requirements(_lex(text)), key=lambda r: r.key)))
+    except _SelectorError as e:
+        raise InputError(f"label selector {json.dumps(text)}: {e}") from None
+
+
+def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
+    pos = 0
+
+    def peek(values: bool = True) -> tuple[str, str]:
+        tok, lit = tokens[pos]
+        return ("id", lit) if values and tok in ("in", "notin") else (tok, lit)
+
+    def take(values: bool = True) -> tuple[str, str]:
+        nonlocal pos
+        item = peek(values)
+        pos += 1
+        return item
+
+    def requirement() -> Requirement:
+        tok, key = take()
+        negated = tok == "!"
+        if negated:
+            tok, key = take()
+        if tok != "id":
+            raise _SelectorError(f"found '{key}', expected: identifier")
+        if problems := _key_problems(key):
+            raise _SelectorError(f"<nil>: Invalid value: {json.dumps(key)}: {'; '.join(problems)}")
+        if negated or peek()[0] in ("end", ","):
+            return Requirement(key, "!" if negated else "exists")
+        tok, lit = take(values=False)
+        ops = {"in": "in", "notin": "notin", "=": "=", "==": "==", "!=": "!=", ">": "gt", "<": "lt"}
+        if tok not in ops:
+            raise _SelectorError(f"found '{lit}', expected: in, notin, =, ==, !=, gt, lt")
+        op = ops[tok]
+        values = value_set() if op in ("in", "notin") else exact_value()
+        problems = []
+        if op in ("gt", "lt") and not re.fullmatch(r"[+-]?[0-9]+", values[0]):
+            problems.append(f"values[0]: Invalid value: {json.dumps(values[0])}: for 'Gt', 'Lt' operators, "
+                            f"the value must be an integer")
+        for i, v in enumerate(values):
+            if p := _value_problems(v):
+                problems.append(f"values[{i}][{key}]: Invalid value: {json.dumps(v)}: {'; '.join(p)}")
+        if problems:
+            raise _SelectorError(problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
+        return Requirement(key, op, values)
+
+    def value_set() -> tuple[str, ...]:
+        tok, lit = take()
+        if tok != "(":
+            raise _SelectorError(f"found '{lit}' expected: '('")
+        tok, lit = peek()
+        if tok == ")":
+            take()
+            return ("",)
+        if tok not in ("id", ","):
+            raise _SelectorError(f"found '{lit}', expected: ',', ')' or identifier")
+        values: set[str] = set()
+        while True:
+            tok, lit = take()
+            if tok == "id":
+                values.add(lit)
+                nxt, nlit = peek()
+                if nxt == ")":
+                    break
+                if nxt != ",":
+                    raise _SelectorError(f"found '{nlit}', expected: ',' or ')'")
+            elif tok == ",":
+                if not values:
+                    values.add("")
+                nxt, _ = peek()
+                if nxt == ")":
+                    values.add("")
+                    break
+                if nxt == ",":
+                    take()
+                    values.add("")
+            else:
+                raise _SelectorError(f"found '{lit}', expected: ',', or identifier")
+        take()  # the closing parenthesis
+        return tuple(sorted(values))
+
+    def exact_value() -> tuple[str, ...]:
+        tok, lit = peek()
+        if tok in ("end", ","):
+            return ("",)
+        tok, lit = take()
+        if tok != "id":
+            raise _SelectorError(f"found '{lit}', expected: identifier")
+        return (lit,)
+
+    requirements = []
+    while True:
+        tok, lit = peek()
+        if tok == "end":
+            return requirements
+        if tok not in ("id", "!"):
+            raise _SelectorError(f"found '{lit}', expected: !, identifier, or 'end of string'")
+        try:
+            requirements.append(requirement())
+        except _SelectorError as e:
+            raise _SelectorError(f"unable to parse requirement: {e}") from None
+        tok, lit = take()
+        if tok == "end":
+            return requirements
+        if tok != ",":
+            raise _SelectorError(f"found '{lit}', expected: ',' or 'end of string'")
+        if peek()[0] not in ("id", "!"):
+            raise _SelectorError(f"found '{peek()[1]}', expected: identifier after ','")
+
+
+# ------------------------------------------------------------------------------------------
+# Output formats: -o wide|json|yaml|jsonpath=...|jsonpath-as-json=...|custom-columns=...
+# ------------------------------------------------------------------------------------------
+
+FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "wide", "yaml")
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str  # "" (the table), or one of FORMATS
+    template: jsonpath.JSONPath | None = None
+    columns: tuple[jsonpath.Column, ...] = ()
+
+    @property
+    def table(self) -> bool:
+        return self.name in ("", "wide")
+
+
+def output_format(value: str | None, template: str | None = None) -> OutputFormat:
+    """`-o` as kubectl reads it: `jsonpath=TEMPLATE` (or `-o jsonpath --template TEMPLATE`),
+    `custom-columns=SPEC`, `-o=json`. An unknown format is bad input (InputError); a template
+    or column spec that does not parse is an error as kubectl reports it (LabError)."""
+    value = (value or "").removeprefix("=")
+    name, _, arg = value.partition("=")
+    if name not in FORMATS + ("",):
+        raise InputError(f'unable to match a printer suitable for the output format "{value}", '
+                         f'allowed formats are: {",".join(FORMATS)}')
+    if name in ("jsonpath", "jsonpath-as-json"):
+        text = arg or template or ""
+        if not text:
+            raise InputError("template format specified but no template given")
+        try:
+            return OutputFormat(name, template=jsonpath.parse(text))
+        except jsonpath.JSONPathError as e:
+            raise LabError(f"error parsing jsonpath {text}, {e}") from None
+    if name == "custom-columns":
+        try:
+            return OutputFormat(name, columns=tuple(jsonpath.custom_columns(arg)))
+        except jsonpath.JSONPathError as e:
+            raise LabError(str(e)) from None
+    return OutputFormat(name)
+
+
+def render(obj: dict, fmt: OutputFormat, allow_missing_keys: bool = True) -> str:
+    """A JSON-shaped object (one object, or a List when `get` lists) in a non-table format.
+    jsonpath applies to the object as given, so a list's template starts at the List
+    (`{.items[*]...}`); custom-columns makes a row of each item of a List."""
+    if fmt.name in ("json", "yaml"):
+        return dump(obj, fmt.name)
+    data = json.loads(json.dumps(obj))  # plain JSON data, as kubectl hands the engine
+    if fmt.template is not None:
+        try:
+            if fmt.name == "jsonpath-as-json":
+                return fmt.template.execute_as_json(data, allow_missing_keys)
+            return fmt.template.execute(data, allow_missing_keys)
+        except jsonpath.JSONPathError as e:
+            raw = fmt.template.template
+            raise LabError(f"error executing jsonpath {json.dumps(raw, ensure_ascii=False)}: Error executing "
+                           f"template: {e}. Printing more information for debugging the template:\n"
+                           f"\ttemplate was:\n\t\t{raw}") from None
+    items = data["items"] if data.get("kind") == "List" else [data]
+    try:
+        rows = [[jsonpath.column_value(c, item) for c in fmt.columns] for item in items]
+    except jsonpath.JSONPathError as e:
+        raise LabError(str(e)) from None
+    return table([c.header for c in fmt.columns], rows)
 
 
 # ------------------------------------------------------------------------------------------
