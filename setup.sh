@@ -57,6 +57,7 @@ require_python() {
 # --- system packages -------------------------------------------------------------------------
 packages=(
     iproute2 iptables nftables kmod procps   # what the CLI drives
+    openssl                                  # the lab's TLS certificate (emulated HTTPS ports)
     tcpdump curl bind9-dnsutils iputils-ping # what the tests and the README's session use (dig, ping)
 )
 if ! command -v python3 >/dev/null; then

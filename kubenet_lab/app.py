@@ -71,7 +71,8 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise
-        result = UpResult(plan=plan, warnings=model.warnings + emulation_warnings(plan))
+        pending = tuple(f"pod {p.key} is Pending (FailedScheduling): {p.message}" for p in plan.pending)
+        result = UpResult(plan=plan, warnings=model.warnings + emulation_warnings(plan) + pending)
         _apply(plan, previous, result)
     result.seconds = time.monotonic() - started
     return result

@@ -78,11 +78,17 @@ def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> No
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     plan = result.plan
-    click.echo(f"lab {plan.lab} is up: {len(plan.nodes)} nodes, {len(plan.pods)} pods, {len(plan.services)} "
-               f"services, kube-proxy mode {plan.cluster.kube_proxy_mode} "
-               f"({len(result.created)} namespaces created, {len(result.removed)} removed, "
+    waiting = f" ({len(plan.pending)} Pending)" if plan.pending else ""
+    click.echo(f"lab {plan.lab} is up: {counted(plan.nodes, 'node')}, {counted(plan.pods + plan.pending, 'pod')}"
+               f"{waiting}, {counted(plan.services, 'service')}, kube-proxy mode {plan.cluster.kube_proxy_mode} "
+               f"({counted(result.created, 'namespace')} created, {len(result.removed)} removed, "
                f"{result.seconds:.2f}s)")
     click.echo(f"next: kubenet-lab{_lab_flag(plan.lab)} get pods -o wide")
+
+
+def counted(items, word: str) -> str:
+    """`1 namespace`, `2 namespaces`: the count and the word agreeing in number."""
+    return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
 
 
 def _lab_flag(lab: str) -> str:
@@ -110,12 +116,12 @@ def down(ctx: click.Context, all_labs: bool) -> None:
     if all_labs:
         removed = app.down_all()
         for lab, names in removed.items():
-            click.echo(f"lab {lab} removed ({len(names)} namespaces)")
+            click.echo(f"lab {lab} removed ({counted(names, 'namespace')})")
         if not removed:
             click.echo("no kubenet-lab lab on this machine")
         return
     names = app.down(ctx.obj["lab"])
-    click.echo(f"lab {ctx.obj['lab']} removed ({len(names)} namespaces)" if names
+    click.echo(f"lab {ctx.obj['lab']} removed ({counted(names, 'namespace')})" if names
                else f"lab {ctx.obj['lab']} is not up; nothing to remove")
 
 
@@ -176,8 +182,8 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
 
     RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep). With NAME, -o
     json/yaml/jsonpath apply to that object; without, to a List of the objects (so a jsonpath
-    template starts at `.items`). Labels are metadata.labels (pods; nodes with
-    kubernetes.io/hostname; the lab keeps none for services and endpoints).
+    template starts at `.items`). Labels are metadata.labels (pods; nodes with kubelet's
+    kubernetes.io/hostname, /os and /arch; the lab keeps none for services and endpoints).
 
     \b
     Examples:
@@ -205,7 +211,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         items = [n for n in plan.nodes if name in (None, n.name)]
         all_ns = False
     else:
-        pool = plan.pods if kind == "pods" else plan.services
+        pool = plan.pods + plan.pending if kind == "pods" else plan.services
         all_ns = all_namespaces and name is None
         items = sorted((o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)),
                        key=lambda o: (o.namespace, o.name))

@@ -14,7 +14,7 @@ import yaml
 
 from . import __version__, jsonpath
 from .errors import InputError, LabError
-from .plan.model import Plan, PlannedNode, PlannedPod, PlannedService, RunExec
+from .plan.model import PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, RunExec
 from .system import nsenter, state
 
 KUBELET_VERSION = f"v1.31.0-kubenet-lab.{__version__}"
@@ -111,6 +111,11 @@ def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_n
         headers += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
     rows = []
     for pod in pods:
+        if isinstance(pod, PendingPod):  # no node takes it: kubectl's row for an unscheduled pod
+            row = ([pod.namespace] if all_ns else []) + [
+                pod.name, f"0/{len(pod.containers)}", "Pending", "0", age(_plan_saved(plan))]
+            rows.append(row + (["<none>", "<none>", "<none>", "<none>"] if wide else []))
+            continue
         states = container_states(pod, status)
         ready = sum(1 for s in states if s.get("state") == "running")
         _, st = pod_phase(states)
@@ -123,17 +128,41 @@ def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_n
     return headers, rows
 
 
-def pod_object(plan: Plan, pod: PlannedPod, status: dict) -> dict:
-    node = plan.node(pod.node)
-    states = container_states(pod, status)
-    phase, _ = pod_phase(states)
-    created = pod_created(plan, pod)
-    meta = {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "labels": dict(pod.labels),
-            "creationTimestamp": iso(created)}
+def _plan_saved(plan: Plan) -> float | None:
+    """When the plan was last saved: the time a pending pod has been waiting for at least."""
+    return _created(state.plan_path(plan.lab))
+
+
+def _meta(pod: PlannedPod | PendingPod, created: float | None) -> dict:
+    meta = {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels), "creationTimestamp": iso(created)}
+    if isinstance(pod, PlannedPod):
+        meta["uid"] = pod.uid
     if pod.owner:
         kind, name = pod.owner.split("/", 1)
         meta["ownerReferences"] = [{"apiVersion": "v1" if kind == "ReplicationController" else "apps/v1",
                                     "kind": kind, "name": name, "controller": True}]
+    return meta
+
+
+def pending_pod_object(plan: Plan, pod: PendingPod) -> dict:
+    """As the API server shows a pod the scheduler could not place."""
+    created = _plan_saved(plan)
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": _meta(pod, created),
+        "spec": {"containers": [{"name": name, "image": image} for name, image in pod.containers]},
+        "status": {"phase": "Pending", "qosClass": "BestEffort", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": pod.message,
+            "lastProbeTime": None, "lastTransitionTime": iso(created)}]},
+    }
+
+
+def pod_object(plan: Plan, pod: PlannedPod | PendingPod, status: dict) -> dict:
+    if isinstance(pod, PendingPod):
+        return pending_pod_object(plan, pod)
+    node = plan.node(pod.node)
+    states = container_states(pod, status)
+    phase, _ = pod_phase(states)
+    meta = _meta(pod, pod_created(plan, pod))
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": meta,
         "spec": {"nodeName": pod.node, "hostNetwork": pod.host_network,
@@ -182,7 +211,7 @@ def node_rows(plan: Plan, nodes: list[PlannedNode], wide: bool):
 
 
 def node_labels(n: PlannedNode) -> dict[str, str]:
-    return {"kubernetes.io/hostname": n.name, **dict(n.labels)}
+    return dict(n.labels)  # kubelet's own (plan.scheduling.node_labels), then the Node object's
 
 
 def node_object(plan: Plan, n: PlannedNode) -> dict:
@@ -217,7 +246,7 @@ def external_ip_column(svc: PlannedService) -> str:
 
 
 def service_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
-    created = _created(os.path.join(state.state_dir(plan.lab), state.PLAN_FILE))
+    created = _plan_saved(plan)
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     if wide:
         headers.append("SELECTOR")
@@ -265,7 +294,7 @@ def endpoints_column(plan: Plan, s: PlannedService, limit: int = 3) -> str:
 
 
 def endpoint_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
-    created = _created(os.path.join(state.state_dir(plan.lab), state.PLAN_FILE))
+    created = _plan_saved(plan)
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "ENDPOINTS", "AGE"]
     rows = [([s.namespace] if all_ns else []) + [s.name, endpoints_column(plan, s, limit=10 ** 6 if wide else 3),
                                                   age(created)] for s in services]

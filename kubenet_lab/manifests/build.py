@@ -9,8 +9,9 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from ..plan.model import (DEFAULT_NODES, ClusterConfig, Container, ContainerPort, DnsConfig, EnvVar, HostAlias,
-                          LabelSelector, Model, Node, Origin, Pod, PodSpec, Service, ServicePort, Workload)
+from ..plan.model import (DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort, DnsConfig, EnvVar,
+                          HostAlias, LabelSelector, MatchExpression, Model, Node, NodeSelectorTerm, Origin, Pod,
+                          PodAffinityTerm, PodSpec, Service, ServicePort, Taint, Toleration, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
@@ -155,7 +156,9 @@ class Builder:
             place = spec.at("podCIDR") if "podCIDR" in spec else spec.at("podCIDRs")
             self.pod_cidrs.append((place, pod_cidr, name))
         self.nodes.append(Node(name=name, labels=doc["metadata"].get("labels", {}), pod_cidr=pod_cidr,
-                               origin=_origin(raw, at)))
+                               taints=tuple(Taint(t["key"], t["effect"], t.get("value", ""))
+                                            for t in spec.get("taints", ())),
+                               unschedulable=spec.get("unschedulable", False), origin=_origin(raw, at)))
 
     def _add_namespace(self, raw: LMap, doc: Checked, at: At) -> None:
         name = doc["metadata"]["name"]
@@ -213,7 +216,11 @@ class Builder:
                 options=tuple((o["name"], o.get("value")) for o in spec["dnsConfig"].get("options", ())),
             ) if "dnsConfig" in spec else None,
             host_aliases=tuple(HostAlias(a["ip"], tuple(a.get("hostnames", ()))) for a in spec.get("hostAliases", ())),
-            set_hostname_as_fqdn=spec.get("setHostnameAsFQDN", False))
+            set_hostname_as_fqdn=spec.get("setHostnameAsFQDN", False),
+            node_selector=dict(spec.get("nodeSelector", {})),
+            affinity=_affinity(spec["affinity"]) if "affinity" in spec else None,
+            tolerations=tuple(Toleration(t.get("key", ""), t.get("operator", "Equal"), t.get("value", ""),
+                                         t.get("effect", "")) for t in spec.get("tolerations", ())))
 
     # ----------------------------------------------------------------------------- the whole input
 
@@ -263,6 +270,33 @@ def _container(c: Checked) -> Container:
                          field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)
                   for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})),
         probe_ports=_probe_ports(c))
+
+
+def _requirements(items) -> tuple[MatchExpression, ...]:
+    return tuple(MatchExpression(e["key"], e["operator"], tuple(e.get("values", ()))) for e in items)
+
+
+def _term(t: Checked) -> NodeSelectorTerm:
+    return NodeSelectorTerm(_requirements(t.get("matchExpressions", ())), _requirements(t.get("matchFields", ())))
+
+
+def _pod_term(t: Checked) -> PodAffinityTerm:
+    ns_selector = t.get("namespaceSelector")
+    return PodAffinityTerm(to_selector(t.get("labelSelector", {})), t["topologyKey"], tuple(t.get("namespaces", ())),
+                           all_namespaces=ns_selector is not None and not ns_selector.get("matchLabels"))
+
+
+def _affinity(a: Checked) -> Affinity:
+    node, pod, anti = a.get("nodeAffinity", {}), a.get("podAffinity", {}), a.get("podAntiAffinity", {})
+    required = "requiredDuringSchedulingIgnoredDuringExecution"
+    preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+    return Affinity(
+        node_required=tuple(_term(t) for t in node[required]["nodeSelectorTerms"]) if required in node else None,
+        node_preferred=tuple((p["weight"], _term(p["preference"])) for p in node.get(preferred, ())),
+        pod_required=tuple(_pod_term(t) for t in pod.get(required, ())),
+        pod_preferred=tuple((p["weight"], _pod_term(p["podAffinityTerm"])) for p in pod.get(preferred, ())),
+        anti_required=tuple(_pod_term(t) for t in anti.get(required, ())),
+        anti_preferred=tuple((p["weight"], _pod_term(p["podAffinityTerm"])) for p in anti.get(preferred, ())))
 
 
 def _probe_ports(c: Checked) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from ..plan.model import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, ClusterConfig, LabelSelector, MatchExpression
+from ..plan.model import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
                      describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
@@ -142,6 +142,60 @@ DNS_CONFIG = Obj({
 HOST_ALIAS = Obj({"ip": Str(ip_text), "hostnames": ListOf(Str(dns_subdomain))}, required=("ip",))
 
 
+# ------------------------------------------------------------------------------------- scheduling
+
+def _check_node_requirement(e: Checked) -> None:
+    values, op = e.get("values", []), e["operator"]
+    if op in ("In", "NotIn") and not values:
+        e.at("values").error(f"must be specified when `operator` is '{op}'")
+    if op in ("Exists", "DoesNotExist") and values:
+        e.at("values").error(f"may not be specified when `operator` is '{op}'")
+    if op in ("Gt", "Lt"):
+        if len(values) != 1:
+            e.at("values").error(f"must be specified single value when `operator` is '{op}'")
+        elif not values[0].lstrip("-").isdigit():
+            e.at("values").error(f"must be an integer for operator '{op}', got {values[0]!r}")
+
+
+NODE_REQUIREMENT = Obj({"key": Str(label_key), "operator": OneOf("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"),
+                        "values": ListOf(Str())}, required=("key", "operator"), post=_check_node_requirement)
+NODE_SELECTOR_TERM = Obj({"matchExpressions": ListOf(NODE_REQUIREMENT), "matchFields": ListOf(NODE_REQUIREMENT)})
+WEIGHT = Int(1, 100)
+NODE_AFFINITY = Obj({
+    "requiredDuringSchedulingIgnoredDuringExecution": Obj(
+        {"nodeSelectorTerms": ListOf(NODE_SELECTOR_TERM, at_least=1, what="nodeSelectorTerm")},
+        required=("nodeSelectorTerms",)),
+    "preferredDuringSchedulingIgnoredDuringExecution": ListOf(Obj(
+        {"weight": WEIGHT, "preference": NODE_SELECTOR_TERM}, required=("weight", "preference"))),
+})
+POD_AFFINITY_TERM = Obj({"labelSelector": Obj({"matchLabels": LABELS, "matchExpressions": ListOf(Obj(
+                            {"key": Str(label_key), "operator": OneOf("In", "NotIn", "Exists", "DoesNotExist"),
+                             "values": ListOf(Str(label_value))}, required=("key", "operator")))}),
+                         "namespaceSelector": Obj({"matchLabels": LABELS, "matchExpressions": IGNORE}),
+                         "namespaces": ListOf(Str(dns_label)), "topologyKey": Str(label_key),
+                         **_ignored("matchLabelKeys", "mismatchLabelKeys")}, required=("topologyKey",))
+POD_AFFINITY = Obj({
+    "requiredDuringSchedulingIgnoredDuringExecution": ListOf(POD_AFFINITY_TERM),
+    "preferredDuringSchedulingIgnoredDuringExecution": ListOf(Obj(
+        {"weight": WEIGHT, "podAffinityTerm": POD_AFFINITY_TERM}, required=("weight", "podAffinityTerm"))),
+})
+AFFINITY = Obj({"nodeAffinity": NODE_AFFINITY, "podAffinity": POD_AFFINITY, "podAntiAffinity": POD_AFFINITY})
+
+
+def _check_toleration(t: Checked) -> None:
+    if t.get("operator") == "Exists" and t.get("value"):
+        t.at("value").error("value must be empty when `operator` is 'Exists'")
+    if not t.get("key") and t.get("operator", "Equal") != "Exists":
+        t.at("operator").error("operator must be Exists when `key` is empty, which means \"match all values and "
+                               "all keys\"")
+
+
+TOLERATION = Obj({"key": Str(label_key), "operator": OneOf("Equal", "Exists"), "value": Str(label_value),
+                  "effect": OneOf(*TAINT_EFFECTS), "tolerationSeconds": Int()}, post=_check_toleration)
+TAINT = Obj({"key": Str(label_key), "value": Str(label_value), "effect": OneOf(*TAINT_EFFECTS), "timeAdded": IGNORE},
+            required=("key", "effect"))
+
+
 def _check_pod_spec(spec: Checked) -> None:
     _unique(spec["containers"], "name", _name)
     if spec.get("hostNetwork") and spec.get("hostAliases"):
@@ -160,15 +214,17 @@ POD_SPEC = Obj({
     "nodeName": Noted("nodeName", Str(dns_label)), "hostNetwork": Bool(),
     "hostname": Str(dns_label), "subdomain": Str(dns_label), "enableServiceLinks": Bool(),
     "dnsPolicy": OneOf(*DNS_POLICIES), "dnsConfig": DNS_CONFIG, "hostAliases": ListOf(HOST_ALIAS),
-    "setHostnameAsFQDN": Bool(),
+    "topologySpreadConstraints": Ignore(warning="ignored: kubenet-lab spreads pods over the nodes by their pod "
+                                                "count, not by topology spread constraints"),
+    "setHostnameAsFQDN": Bool(), "nodeSelector": LABELS, "affinity": AFFINITY, "tolerations": ListOf(TOLERATION),
     "initContainers": Ignore(warning="ignored: kubenet-lab does not run init containers"),
     "ephemeralContainers": Ignore(warning="ignored: kubenet-lab does not run ephemeral containers"),
     **_ignored("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds",
-               "nodeSelector", "serviceAccountName", "serviceAccount",
-               "automountServiceAccountToken", "securityContext", "imagePullSecrets", "affinity",
-               "schedulerName", "tolerations", "priorityClassName", "priority", "readinessGates",
+               "serviceAccountName", "serviceAccount",
+               "automountServiceAccountToken", "securityContext", "imagePullSecrets",
+               "schedulerName", "priorityClassName", "priority", "readinessGates",
                "runtimeClassName", "preemptionPolicy", "overhead",
-               "topologySpreadConstraints", "os", "hostPID", "hostIPC", "hostUsers",
+               "os", "hostPID", "hostIPC", "hostUsers",
                "shareProcessNamespace", "volumes", "schedulingGates", "resourceClaims", "resources"),
 }, required=("containers",), post=_check_pod_spec)
 
@@ -300,8 +356,8 @@ def _check_node_spec(spec: Checked) -> None:
                 spec.at(key).error(f"{net} is too small to hold pods (use /30 or larger)")
 
 
-NODE_SPEC = Obj({"podCIDR": Str(cidr), "podCIDRs": ListOf(Str(cidr)),
-                 **_ignored("providerID", "taints", "unschedulable", "externalID", "configSource")},
+NODE_SPEC = Obj({"podCIDR": Str(cidr), "podCIDRs": ListOf(Str(cidr)), "taints": ListOf(TAINT),
+                 "unschedulable": Bool(), **_ignored("providerID", "externalID", "configSource")},
                 post=_check_node_spec)
 
 _SUBNETS = (("podSubnet", "pod_subnet"), ("serviceSubnet", "service_subnet"), ("nodeSubnet", "node_subnet"))

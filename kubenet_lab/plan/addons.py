@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .model import Container, ContainerPort, LabelSelector, Model, PodSpec, Service, ServicePort, Workload
+from .model import Container, ContainerPort, LabelSelector, Model, PodSpec, Service, ServicePort, Toleration, Workload
 
 DNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 DNS_LABELS = {"k8s-app": "kube-dns"}
@@ -22,7 +22,9 @@ DNS_LABELS = {"k8s-app": "kube-dns"}
 def cluster_dns() -> tuple[Workload, Service]:
     container = Container(name="coredns", image=DNS_IMAGE, args=("-conf", "/etc/coredns/Corefile"),
                           ports=(ContainerPort(53, "dns", "UDP"), ContainerPort(53, "dns-tcp", "TCP")))
-    template = PodSpec(containers=(container,))
+    # kubeadm's coredns tolerations: it may run on control-plane nodes and critical-addon nodes
+    template = PodSpec(containers=(container,), tolerations=(
+        Toleration("CriticalAddonsOnly", "Exists"), Toleration("node-role.kubernetes.io/control-plane", effect="NoSchedule")))
     workload = Workload(kind="Deployment", namespace="kube-system", name="coredns", replicas=1,
                         selector=LabelSelector(dict(DNS_LABELS)), template_labels=dict(DNS_LABELS),
                         template=template, template_raw={"image": DNS_IMAGE, "labels": DNS_LABELS})

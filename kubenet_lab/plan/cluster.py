@@ -10,13 +10,13 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
-from . import ipam, naming
+from . import ipam, naming, scheduling
 from typing import Callable
 
 from .containers import Port, pod_fields, resolve_pod
 from .podfiles import parse_resolv_conf
-from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, Plan, PlannedContainer, PlannedNode,
-                    PlannedPod, Pod, PodSpec, Service, Workload)
+from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
+                    PlannedNode, PlannedPod, Pod, PodSpec, Service, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .services import plan_services
@@ -57,7 +57,9 @@ def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
         planned.append(PlannedNode(
             name=node.name, index=i, ip=ipam.node_ip(cluster.node_subnet, i), pod_cidr=cidr,
             gateway=ipam.gateway(cidr), netns=naming.node_netns(lab, node.name),
-            underlay_veth=naming.node_underlay_veth(lab, node.name), labels=dict(node.labels)))
+            underlay_veth=naming.node_underlay_veth(lab, node.name),
+            labels=scheduling.node_labels(node.name, node.labels), taints=node.taints,
+            unschedulable=node.unschedulable))
     # host-gw: every other node's podCIDR via that node. Service IPs and the external client go to
     # the underlay's router (the load balancer), as a real node's default route sends them: a
     # packet to a ClusterIP must be routable for kube-proxy's rules (DNAT, or REJECT when there
@@ -104,22 +106,28 @@ def all_pods(model: Model) -> list[Pod]:
     return pods
 
 
-def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | None) -> dict[str, str]:
-    """Pod key -> node name. nodeName first, then where the pod already runs, then the node with
-    the fewest pods (ties in node order), within each node's podCIDR capacity."""
+def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | None
+             ) -> tuple[dict[str, str], dict[str, str]]:
+    """(pod key -> node name, pod key -> why it is Pending). nodeName first, then where the pod
+    already runs, then kube-scheduler's filters and the best node left (see plan.scheduling),
+    within each node's podCIDR capacity."""
     capacity = {n.name: ipam.pod_capacity(n.pod_cidr) for n in nodes}
     count = {n.name: 0 for n in nodes}
+    by_name = {n.name: n for n in nodes}
     needs_ip = {}
     placed: dict[str, str] = {}
+    pending: dict[str, str] = {}
+    others = scheduling.Placed()
     before = {p.key: p.node for p in previous.pods} if previous else {}
     problems = []
 
     def put(pod: Pod, node: str) -> None:
         placed[pod.key] = node
+        others.pods.append((pod, by_name[node]))
         count[node] += 1
         needs_ip[node] = needs_ip.get(node, 0) + (0 if pod.spec.host_network else 1)
         if needs_ip[node] > capacity[node]:
-            cidr = next(n.pod_cidr for n in nodes if n.name == node)
+            cidr = by_name[node].pod_cidr
             problems.append(f"{at(pod.origin, _spec(pod))}: node {node}'s podCIDR {cidr} holds {capacity[node]} pods; "
                             f"pod {pod.key} is one too many")
 
@@ -134,15 +142,25 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
         if pod.key not in placed and not pod.spec.node_name and before.get(pod.key) in count:
             put(pod, before[pod.key])
     for pod in pods:
-        if pod.key not in placed and not pod.spec.node_name:
-            fits = [n.name for n in nodes if pod.spec.host_network or needs_ip.get(n.name, 0) < capacity[n.name]]
-            if not fits:
-                problems.append(f"{at(pod.origin, _spec(pod))}: no node has room for pod {pod.key}: every podCIDR is full")
-                continue
-            put(pod, min(fits, key=lambda n: count[n]))
+        if pod.key in placed or pod.spec.node_name:
+            continue
+        room = [n for n in nodes if pod.spec.host_network or needs_ip.get(n.name, 0) < capacity[n.name]]
+        if not room:
+            problems.append(f"{at(pod.origin, _spec(pod))}: no node has room for pod {pod.key}: every podCIDR is full")
+            continue
+        reasons = {n.name: scheduling.why_not(pod, n, others) for n in room}
+        fits = [n for n in room if reasons[n.name] is None]
+        if not fits:
+            tally: dict[str, int] = {}
+            for reason in reasons.values():
+                tally[reason] = tally.get(reason, 0) + 1  # type: ignore[index]
+            pending[pod.key] = scheduling.failed_scheduling(tally, len(nodes))
+            continue
+        best = min(fits, key=lambda n: (-scheduling.score(pod, n, others), count[n.name], n.index))
+        put(pod, best.name)
     if problems:
         raise InputError(problems)
-    return placed
+    return placed, pending
 
 
 def pod_uid(pod: Pod, node: str, ip: IPv4Address) -> str:
@@ -193,7 +211,11 @@ def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
               has_program: Callable[[str], bool] | None = None):
     pods = all_pods(model)
-    placed = schedule(pods, nodes, previous)
+    placed, why_pending = schedule(pods, nodes, previous)
+    pending = tuple(PendingPod(p.namespace, p.name, dict(p.labels), p.owner,
+                               tuple((c.name, c.image) for c in p.spec.containers), why_pending[p.key])
+                    for p in pods if p.key in why_pending)
+    pods = [p for p in pods if p.key not in why_pending]
     prev_alloc = previous.allocations if previous else Allocations()
     ips, last_reserved = assign_addresses(pods, placed, nodes, prev_alloc)
     by_name = {n.name: n for n in nodes}
@@ -221,7 +243,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             dns_config=pod.spec.dns_config, host_aliases=pod.spec.host_aliases,
             set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn))
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
-    return tuple(planned), pod_ips, last_reserved
+    return tuple(planned), pod_ips, last_reserved, pending
 
 
 def make_plan(model: Model, lab: str, previous: Plan | None = None,
@@ -232,14 +254,14 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     plan.podfiles)."""
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
-    pods, pod_ips, last_reserved = plan_pods(model, lab, nodes, previous, has_program)
+    pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc)
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
                 allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
-                node_dns=parse_resolv_conf(node_resolv_conf))
+                node_dns=parse_resolv_conf(node_resolv_conf), pending=pending)
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

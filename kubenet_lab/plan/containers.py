@@ -116,10 +116,33 @@ def _listen_port(value: str | None, default: int) -> int:
     return _int(value.rsplit(":", 1)[-1], default) if value else default
 
 
+HTTPS_PORT = 443
+
+
+def _named(name: str | None, scheme: str) -> bool:
+    """A port name saying `scheme`: `https`, or Istio-style `https-admin`."""
+    return name is not None and (name == scheme or name.startswith(scheme + "-"))
+
+
+def tls_ports(container: Container, tcp: Iterable[int], https_targets: Collection[int] = ()) -> tuple[int, ...]:
+    """Which of an emulated container's TCP ports `tcp` speak TLS, as nginx-style manifests mean
+    it: a port the container declares with the name `https` (or `https-...`); else, unless the
+    container names it `http` (or `http-...`), port 443 and the ports in `https_targets` (those a
+    Service port named https targets by number). Every other port stays plain HTTP."""
+    names = {p.container_port: p.name for p in container.ports if p.protocol == "TCP" and p.name}
+    out = []
+    for port in tcp:
+        name = names.get(port)
+        if _named(name, "https") or (not _named(name, "http") and (port == HTTPS_PORT or port in https_targets)):
+            out.append(port)
+    return tuple(out)
+
+
 def emulated(container: Container, image: KnownImage | None, extra: Iterable[Port],
              args: Collection[str] = ()) -> RunSpec:
     """The built-in server for a container whose image the lab does not run: on its declared
-    ports, the image's own and `extra`, with what the image answers (`images.KnownImage.serves`)."""
+    ports, the image's own and `extra`, with what the image answers (`images.KnownImage.serves`),
+    over TLS where the port is HTTPS (`tls_ports`)."""
     own = list(image.listens) if image else []
     flags = parse_flags(list(args))
     if image and image.serves == "echo":
@@ -139,7 +162,7 @@ def emulated(container: Container, image: KnownImage | None, extra: Iterable[Por
     if not (tcp or udp):
         return RunNothing()
     text = flags.get("text", "") + "\n" if image and image.serves == "echo" else None
-    return RunHttp(ports=tcp, udp_ports=udp, text=text)
+    return RunHttp(ports=tcp, udp_ports=udp, text=text, tls_ports=tls_ports(container, tcp))
 
 
 def resolve(container: Container, fields: Mapping[str, str] | None = None, service_links: bool = True,

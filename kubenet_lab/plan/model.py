@@ -63,11 +63,23 @@ class ClusterConfig:
     origin: Origin | None = None
 
 
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str  # one of TAINT_EFFECTS
+    value: str = ""
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     pod_cidr: IPv4Network | None = None
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
     origin: Origin | None = None
 
 
@@ -154,6 +166,44 @@ DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 
 
 @dataclass(frozen=True)
+class Toleration:
+    """A pod's toleration: key "" with Exists tolerates every taint; effect "" every effect."""
+    key: str = ""
+    operator: str = "Equal"  # or Exists
+    value: str = ""
+    effect: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSelectorTerm:
+    """One term of a node affinity: all its requirements on the node's labels (operators In,
+    NotIn, Exists, DoesNotExist, Gt, Lt) and fields (metadata.name) hold."""
+    match_expressions: tuple[MatchExpression, ...] = ()
+    match_fields: tuple[MatchExpression, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodAffinityTerm:
+    """Pods matching `selector` in `namespaces` (empty: the pod's own; with `all_namespaces`, an
+    empty namespaceSelector, every one) on nodes sharing the value of node label `topology_key`."""
+    selector: LabelSelector
+    topology_key: str
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """spec.affinity. `node_required` None: no required node affinity."""
+    node_required: tuple[NodeSelectorTerm, ...] | None = None
+    node_preferred: tuple[tuple[int, NodeSelectorTerm], ...] = ()
+    pod_required: tuple[PodAffinityTerm, ...] = ()
+    pod_preferred: tuple[tuple[int, PodAffinityTerm], ...] = ()
+    anti_required: tuple[PodAffinityTerm, ...] = ()
+    anti_preferred: tuple[tuple[int, PodAffinityTerm], ...] = ()
+
+
+@dataclass(frozen=True)
 class PodSpec:
     """A pod's spec, shared by Pod objects and workload templates."""
 
@@ -167,6 +217,9 @@ class PodSpec:
     dns_config: DnsConfig | None = None
     host_aliases: tuple[HostAlias, ...] = ()
     set_hostname_as_fqdn: bool = False
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    affinity: Affinity | None = None
+    tolerations: tuple[Toleration, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -284,11 +337,13 @@ class RunHttp:
     """The built-in HTTP server for an image the lab does not run, on every TCP port its pod
     makes known (declared, targeted by a Service, probed, or the image's own), and a hostname
     answer on each such UDP port. `text`: what every path answers (hashicorp/http-echo's -text)
-    instead of the pod's name."""
+    instead of the pod's name. `tls_ports`: those of `ports` that speak HTTPS (HTTP/1.1 over TLS,
+    with the lab's self-signed certificate), as an nginx serving 443 would; the others are plain."""
 
     ports: tuple[int, ...]
     udp_ports: tuple[int, ...] = ()
     text: str | None = None
+    tls_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -323,6 +378,8 @@ class PlannedNode:
     labels: Mapping[str, str] = field(default_factory=dict)
     # host-gw: (other node's podCIDR, that node's IP)
     routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
 
 
 @dataclass(frozen=True)
@@ -358,6 +415,23 @@ class PlannedPod:
     dns_config: DnsConfig | None = None
     host_aliases: tuple[HostAlias, ...] = ()
     set_hostname_as_fqdn: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PendingPod:
+    """A pod no node can take (the scheduler's FailedScheduling): it has no node, address or
+    namespace, and waits. `containers`: (name, image)."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    owner: str | None = None
+    containers: tuple[tuple[str, str], ...] = ()
+    message: str = ""
 
     @property
     def key(self) -> str:
@@ -432,6 +506,7 @@ class Plan:
     # The nodes' own resolv.conf (the lab's nodes have this machine's), as kubelet reads it: what
     # dnsPolicy Default gives a pod, and the search domains ClusterFirst adds after the cluster's.
     node_dns: DnsConfig = field(default_factory=DnsConfig)
+    pending: tuple[PendingPod, ...] = ()
 
     def node(self, name: str) -> PlannedNode:
         for n in self.nodes:

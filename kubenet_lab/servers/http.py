@@ -5,26 +5,31 @@ Content-Length or chunked bodies, `Expect: 100-continue`, keep-alive. One corout
 connection and none per idle listener, so hundreds of pods cost little memory.
 
 The default server stands in for images we do not run (nginx and the like): `/` answers 200 with
-the pod's name and a newline, `/hostname` the name, `/clientip` the caller's `ip:port`.
+the pod's name and a newline, `/hostname` the name, `/clientip` the caller's `ip:port`; on the
+ports it is told are HTTPS, the same over TLS (a client that does not speak TLS there is dropped
+at once, its handshake failed).
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
 import socket
+import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Collection
 from urllib.parse import parse_qs, urlsplit
 
 from .base import Served, ServerContext, addr_str
+from .tls import HANDSHAKE_TIMEOUT
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 IDLE_TIMEOUT = 60.0
 TEXT = "text/plain; charset=utf-8"
+TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello record
 
 
 class BadRequest(Exception):
@@ -148,7 +153,11 @@ async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], until
 async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        client: tuple) -> Request | None:
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+        async with asyncio.timeout(IDLE_TIMEOUT):
+            first = await reader.readexactly(1)
+            if first == TLS_HANDSHAKE:  # as nginx does, a plain port answers a TLS client at once
+                raise BadRequest("a TLS handshake on a plain HTTP port")
+            head = first + await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.TimeoutError):
         return None
     except asyncio.LimitOverrunError as e:
@@ -226,10 +235,13 @@ async def _connection(handler: Handler, served: Served, reader: asyncio.StreamRe
         writer.close()
 
 
-async def serve_http(sock: socket.socket, handler: Handler, served: Served) -> None:
-    """Serve `handler` on a listening socket; everything is recorded in `served`."""
+async def serve_http(sock: socket.socket, handler: Handler, served: Served,
+                     tls: ssl.SSLContext | None = None) -> None:
+    """Serve `handler` on a listening socket, over TLS with `tls`; everything is recorded in
+    `served`."""
+    extra = {"ssl": tls, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if tls is not None else {}
     server = await asyncio.start_server(lambda r, w: _connection(handler, served, r, w),
-                                        sock=sock, limit=MAX_HEAD)
+                                        sock=sock, limit=MAX_HEAD, **extra)
     served.servers.append(server)
 
 
@@ -319,15 +331,21 @@ class DefaultHttp:
 
 
 async def start_default_http(ctx: ServerContext, tcp: list[socket.socket],
-                             udp: list[socket.socket], body: str | None = None) -> Served:
-    """Serve every TCP port over HTTP and every UDP port with the hostname; `body`: what every
-    HTTP path answers instead of the default pages."""
+                             udp: list[socket.socket], body: str | None = None,
+                             tls: ssl.SSLContext | None = None, tls_ports: Collection[int] = ()) -> Served:
+    """Serve every TCP port over HTTP (HTTPS with context `tls` for those in `tls_ports`) and
+    every UDP port with the hostname; `body`: what every HTTP path answers instead of the
+    default pages."""
+    if tls is None and tls_ports:
+        raise ValueError("HTTPS ports need a TLS context")
     app = DefaultHttp(ctx, body)
     served = Served()
     try:
         for sock in tcp:
-            await serve_http(sock, app.handle, served)
-            ctx.log(f"listening on TCP port {sock.getsockname()[1]} (built-in HTTP server)")
+            port = sock.getsockname()[1]
+            https = port in tls_ports
+            await serve_http(sock, app.handle, served, tls if https else None)
+            ctx.log(f"listening on TCP port {port} (built-in {'HTTPS' if https else 'HTTP'} server)")
         for sock in udp:
             await serve_udp(sock, app.udp, served)
             ctx.log(f"listening on UDP port {sock.getsockname()[1]} (built-in hostname server)")

@@ -22,7 +22,7 @@ from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, R
                           RunNothing, RunServeHostname)
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
 from ..plan.podfiles import pod_files, pod_hostname
-from ..servers import agnhost
+from ..servers import agnhost, tls
 from ..servers.base import Served, ServerContext
 from ..servers.dns import ClusterDNS, serve_dns
 from ..servers.http import start_default_http
@@ -327,11 +327,17 @@ class ServerRunner(Runner):
             udp = next((s for s in socks if s.type == socket.SOCK_DGRAM), None)
             return await _closing_on_error(socks, agnhost.start_serve_hostname(ctx, tcp, udp, run.http))
         assert isinstance(run, RunHttp)
+        context = None
+        if run.tls_ports:  # the lab's certificate, made at the first HTTPS port and kept in its state
+            try:
+                context = tls.lab_context(state.state_dir(self.env.lab), self.env.lab)
+            except tls.CertificateError as e:
+                raise StartError("RunContainerError", str(e)) from e
         socks = self.env.listeners([(socket.SOCK_STREAM, p) for p in run.ports] +
                                    [(socket.SOCK_DGRAM, p) for p in run.udp_ports])
         tcp = [s for s in socks if s.type == socket.SOCK_STREAM]
         udp = [s for s in socks if s.type == socket.SOCK_DGRAM]
-        return await _closing_on_error(socks, start_default_http(ctx, tcp, udp, run.text))
+        return await _closing_on_error(socks, start_default_http(ctx, tcp, udp, run.text, context, run.tls_ports))
 
     async def wait(self) -> int:
         return await self._ended

@@ -53,8 +53,12 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def plan_path(lab: str) -> str:
+    return os.path.join(state_dir(lab), PLAN_FILE)
+
+
 def save_plan(plan: Plan) -> None:
-    write_atomic(os.path.join(state_dir(plan.lab), PLAN_FILE), json.dumps(plan_to_data(plan), indent=1))
+    write_atomic(plan_path(plan.lab), json.dumps(plan_to_data(plan), indent=1))
 
 
 def record_intent(lab: str, names: set[str]) -> None:
@@ -77,7 +81,7 @@ def clear_intent(lab: str) -> None:
 
 
 def load_plan(lab: str) -> Plan | None:
-    path = os.path.join(state_dir(lab), PLAN_FILE)
+    path = plan_path(lab)
     try:
         with open(path) as f:
             data = json.load(f)

@@ -3,6 +3,7 @@ from where, and what a pod's resolv.conf, hosts and hostname say."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ FILES = [
     "services/debug-service-hostnames-deployment.yaml", "services/debug-service-hostnames-service.yaml",
     "dns/dns-pod-service-subdomain.yaml", "dns/custom-dns.yaml", "dns/hostaliases-pod.yaml", "dns/dnsutils.yaml",
     "apps/kind-loadbalancer-usage.yaml", "apps/podinfo-deployment.yaml", "apps/podinfo-service.yaml",
+    "workloads/pod-nginx-nodeselector.yaml",
 ]
 
 
@@ -90,3 +92,19 @@ def test_a_program_inside_the_image_is_emulated_and_said_so(lab):
     pod = next(n for n in lab.pods() if n.startswith("podinfo-"))
     assert sh(lab, "dnsutils", "curl -s --max-time 10 http://podinfo:9898/hostname") == pod
     assert lab.pods()[pod]["status"]["containerStatuses"][0]["ready"] is True
+
+
+def test_a_pod_no_node_takes_is_pending_with_the_schedulers_message(lab):
+    """pod-nginx.yaml asks for a node labelled disktype=ssd; the lab's nodes have no such label."""
+    message = ("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes "
+               "are available: 2 Preemption is not helpful for scheduling.")
+    assert f"warning: pod default/nginx is Pending (FailedScheduling): {message}" in lab.warnings
+    row = lab("get", "pods", "nginx", "-o", "wide").stdout.splitlines()[1].split()
+    assert row[:4] == ["nginx", "0/1", "Pending", "0"] and row[5:7] == ["<none>", "<none>"]
+    pod = json.loads(lab("get", "pod", "nginx", "-o", "json").stdout)
+    assert pod["status"]["phase"] == "Pending" and "nodeName" not in pod["spec"]
+    assert pod["status"]["conditions"][0] == {
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+        "lastProbeTime": None, "lastTransitionTime": pod["status"]["conditions"][0]["lastTransitionTime"]}
+    assert not any(ns.endswith(".pod.default.nginx") for ns in
+                   subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())

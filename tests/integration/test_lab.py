@@ -227,7 +227,7 @@ def test_a_changed_pod_is_made_anew_and_the_others_stay(tmp_path):
         b1 = text.index("name: b1")
         manifests.write_text(text[:b1] + text[b1:].replace('"--http-port=8080"', '"--http-port=8082"', 1))
         out = lab("up", str(manifests)).stdout
-        assert "1 namespaces created, 1 removed" in out
+        assert "1 namespace created, 1 removed" in out
         after = lab.pods()
         assert after["b1"]["metadata"]["uid"] != before["b1"]["metadata"]["uid"]
         assert {n: p["metadata"]["uid"] for n, p in after.items() if n != "b1"} == \

@@ -86,4 +86,4 @@ def test_down_all_removes_every_lab_found_by_marks_processes_or_state(run, monke
     monkeypatch.setattr(app, "down", lambda lab: removed.append(lab) or [f"{lab}.underlay"])
     out = run("down", "--all")
     assert out.exit_code == 0 and removed == ["a", "b", "c", "d"]
-    assert "lab a removed (1 namespaces)" in out.output
+    assert "lab a removed (1 namespace)" in out.output

@@ -11,6 +11,7 @@ from kubenet_lab import output
 from kubenet_lab.cli import main
 from kubenet_lab.errors import InputError
 from kubenet_lab.plan import make_plan
+from kubenet_lab.plan.scheduling import ARCH
 from kubenet_lab.plan.model import Container, ContainerPort, Model, Node, Pod, PodSpec, Service, ServicePort
 from kubenet_lab.plan.services import with_readiness
 from kubenet_lab.system import state
@@ -199,7 +200,7 @@ def test_custom_columns(get, plan):
     out = get("pod", "db", "-o", "custom-columns=N:.metadata.name,A:.metadata.labels.app")
     assert out.output == "N     A\ndb    db\n"
     assert get("nodes", "-o", "custom-columns=L:.metadata.labels").output.splitlines()[1] == \
-        "map[kubernetes.io/hostname:node1 zone:a]"
+        f"map[kubernetes.io/arch:{ARCH} kubernetes.io/hostname:node1 kubernetes.io/os:linux zone:a]"
     out = get("pods", "-o", "custom-columns=NAME")
     assert out.exit_code == 1 and "expected <header>:<json-path-expr>" in out.output
 
@@ -281,6 +282,7 @@ def test_show_labels(get):
     labels = {line.split()[0]: line.split()[-1] for line in lines[1:]}
     assert labels == {"db": "app=db,tier=back", "plain": "<none>", "web-a": "app=web,tier=front", "web-b": "app=web"}
     out = get("nodes", "-o", "wide", "--show-labels")
-    assert out.output.splitlines()[1].split()[-1] == "kubernetes.io/hostname=node1,zone=a"
+    assert out.output.splitlines()[1].split()[-1] == \
+        f"kubernetes.io/arch={ARCH},kubernetes.io/hostname=node1,kubernetes.io/os=linux,zone=a"
     assert get("svc", "--show-labels").output.splitlines()[1].split()[-1] == "<none>"
     assert get("ep", "-A", "--show-labels").output.splitlines()[0].split()[-1] == "LABELS"

@@ -1,0 +1,96 @@
+"""HTTPS where the manifests serve it: kubernetes.io "Connecting Applications with Services"
+(nginx-secure-app.yaml, nginx on 443 and 80, and the page's curl pod), brought up unchanged. The
+page's `curl -k https://my-nginx` answers, plain HTTP stays plain, and either protocol on the
+other's port fails at once instead of hanging."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kubenet_lab.plan import naming
+from kubenet_lab.system import state
+
+from .conftest import Lab, new_lab_name, torn_down
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+FILES = ("services/nginx-secure-app.yaml", "services/curlpod.yaml")
+
+
+@pytest.fixture(scope="module")
+def lab(host_before):
+    lab = Lab(new_lab_name("tls"))
+    with torn_down(lab.name):
+        lab("up", *(str(CORPUS / f) for f in FILES))
+        pods = lab.pods()
+        lab.nginx = next(n for n in pods if n.startswith("my-nginx-"))
+        lab.client = next(n for n in pods if n.startswith("curl-deployment-"))
+        yield lab
+    assert not os.path.exists(state.state_dir(lab.name))  # the certificate went with the lab
+
+
+def curl(lab: Lab, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """curl in the client pod (`exec`: the pod's resolv.conf, so Service names resolve); its
+    result and how long it took."""
+    began = time.monotonic()
+    proc = lab.exec(lab.client, "curl", "-s", "--max-time", "10", *args, check=False)
+    return proc, time.monotonic() - began
+
+
+def test_curl_k_https_my_nginx_answers_the_pod_name(lab):
+    proc, _ = curl(lab, "-k", "https://my-nginx")
+    assert (proc.returncode, proc.stdout) == (0, f"{lab.nginx}\n")
+    proc, _ = curl(lab, "-k", "https://my-nginx.default.svc.cluster.local/hostname")
+    assert proc.stdout == lab.nginx
+    ip = lab.ip(lab.nginx)
+    proc, _ = curl(lab, "-k", f"https://{ip}/hostname")
+    assert proc.stdout == lab.nginx
+    proc, _ = curl(lab, "-k", f"https://{ip}:443/clientip")
+    assert proc.stdout.split(":")[0] == lab.ip(lab.client)
+
+
+def test_the_node_port_of_the_https_port_is_https_too(lab):
+    svc = json.loads(lab("get", "svc", "my-nginx", "-o", "json").stdout)
+    port = next(p["nodePort"] for p in svc["spec"]["ports"] if p["name"] == "https")
+    node = lab.pods()[lab.nginx]["spec"]["nodeName"]
+    nodes = {n["metadata"]["name"]: n for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]}
+    node_ip = nodes[node]["status"]["addresses"][0]["address"]
+    proc, _ = curl(lab, "-k", f"https://{node_ip}:{port}/hostname")
+    assert proc.stdout == lab.nginx
+
+
+def test_plain_http_stays_plain(lab):
+    proc, _ = curl(lab, "http://my-nginx:8080/hostname")  # the Service's http port, to 80
+    assert proc.stdout == lab.nginx
+    proc, _ = curl(lab, f"http://{lab.ip(lab.nginx)}/hostname")
+    assert proc.stdout == lab.nginx
+
+
+def test_the_wrong_protocol_fails_at_once(lab):
+    proc, took = curl(lab, "http://my-nginx:443/")
+    assert proc.returncode in (52, 56) and took < 5  # empty reply / reset: the handshake failed
+    proc, took = curl(lab, "-k", f"https://{lab.ip(lab.nginx)}:80/")
+    assert proc.returncode == 35 and took < 5  # a plain 400, no TLS
+    proc, _ = curl(lab, "-k", "https://my-nginx/hostname")
+    assert proc.stdout == lab.nginx  # and the server is still well
+
+
+def test_one_certificate_per_lab_in_its_state(lab):
+    cert, key = (os.path.join(state.state_dir(lab.name), f) for f in ("tls.crt", "tls.key"))
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    subject = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-subject"], capture_output=True,
+                             text=True, check=True).stdout
+    assert f"CN = {lab.name}" in subject
+    # what the pod serves is that certificate
+    served = subprocess.run(
+        ["ip", "netns", "exec", naming.pod_netns(lab.name, "default", lab.client), "sh", "-c",
+         f"openssl s_client -connect {lab.ip(lab.nginx)}:443 </dev/null 2>/dev/null | openssl x509 -noout -subject"],
+        capture_output=True, text=True, timeout=30).stdout
+    assert served == subject
+    logs = lab("logs", lab.nginx).stdout
+    assert "listening on TCP port 443 (built-in HTTPS server)" in logs
+    assert "listening on TCP port 80 (built-in HTTP server)" in logs
