@@ -17,6 +17,7 @@ from typing import Sequence, TextIO
 from .errors import InputError, LabError
 from .manifests import load_model
 from .plan import make_plan, naming
+from .plan.cluster import workload_warnings
 from .plan.containers import emulation_warnings
 from .plan.naming import check_lab_name
 from .plan.model import Model, Plan, PlannedPod
@@ -72,7 +73,8 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise
         pending = tuple(f"pod {p.key} is Pending (FailedScheduling): {p.message}" for p in plan.pending)
-        result = UpResult(plan=plan, warnings=model.warnings + emulation_warnings(plan) + pending)
+        result = UpResult(plan=plan, warnings=model.warnings + workload_warnings(model) + emulation_warnings(plan)
+                          + pending)
         _apply(plan, previous, result)
     result.seconds = time.monotonic() - started
     return result
@@ -109,7 +111,9 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             if previous is not None and supervisor.find_supervisors(plan.lab):
                 interim = dataclasses.replace(previous, pods=tuple(p for p in previous.pods if p.netns not in stale))
                 state.save_plan(interim)
-                supervisor.request(plan.lab, {"op": "reload"})
+                # the supervisor stops the pods going away as kubelet does: preStop, SIGTERM, and
+                # SIGKILL after their grace period
+                supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
             # Pods made anew under their old name need their veth's name free on their node now.
             netlink.release_host_veths(plan, [desired_pods[ns] for ns in sorted(stale & set(desired_pods))])
             netlink.delete_namespaces(sorted(stale))
@@ -129,14 +133,15 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
         # The rules leave out the pods the supervisor last found not ready (a pod made anew is
         # ready until it says otherwise: it tells as soon as a container of it is not running).
-        was_not_ready = state.not_ready(plan.lab)
-        not_ready = was_not_ready - {desired_pods[ns].key for ns in stale if ns in desired_pods}
-        result.rules_changed, warnings = _load_rules(plan, previous, not_ready, was_not_ready, fresh)
+        was_not_ready, was_terminal = state.not_ready(plan.lab), state.terminal(plan.lab)
+        remade = {desired_pods[ns].key for ns in stale if ns in desired_pods}
+        result.rules_changed, warnings = _load_rules(plan, previous, was_not_ready - remade, was_not_ready, fresh,
+                                                     was_terminal - remade, was_terminal)
         result.warnings += warnings
         state.save_plan(plan)
         state.clear_intent(plan.lab)
         supervisor.ensure_running(plan.lab, launcher=launcher)
-        reply = supervisor.request(plan.lab, {"op": "reload"})
+        reply = supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
     except BaseException:
@@ -144,6 +149,16 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             launcher.wait()  # so that the undo finds (and stops) the supervisor it started
         _undo(plan.lab, made, new_lab)
         raise
+
+
+RELOAD_TIMEOUT = 30.0
+
+
+def _reload_timeout(previous: Plan | None) -> float:
+    """How long a reload may take: a pod it stops may use all of its grace period (preStop,
+    then SIGTERM), and its sidecars the minimum after it."""
+    graces = [p.termination_grace_period + 2 * (1 + len(p.init_containers)) for p in previous.pods] if previous else []
+    return RELOAD_TIMEOUT + max(graces, default=0)
 
 
 def _undo(lab: str, made: list[str], new_lab: bool) -> None:
@@ -204,11 +219,12 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
     return [name for name, did in zip(rendered, changed) if did]
 
 
-def sync_readiness(lab: str, not_ready: frozenset[str]) -> list[str] | None:
-    """The supervisor's call when the pods it finds not ready (a container not running) differ
-    from those the rules leave out: every node's rules and the balancer's, made again from the
-    saved plan with those pods' endpoints not ready, incrementally, under the lab's lock. None
-    when the lab is gone; else the nodes whose rules changed."""
+def sync_readiness(lab: str, not_ready: frozenset[str], terminal: frozenset[str] = frozenset()) -> list[str] | None:
+    """The supervisor's call when the pods it finds not ready (a container not running), or
+    ended (`terminal`: Succeeded or Failed, no endpoints at all), differ from those the rules
+    leave out: every node's rules and the balancer's, made again from the saved plan with those
+    pods' endpoints not ready, incrementally, under the lab's lock. None when the lab is gone;
+    else the nodes whose rules changed."""
     with state.locked(lab, create=False) as held:
         if not held:
             return None
@@ -217,26 +233,30 @@ def sync_readiness(lab: str, not_ready: frozenset[str]) -> list[str] | None:
             return None
         pods = {p.key for p in plan.pods}
         old, new = state.not_ready(lab) & pods, frozenset(not_ready) & pods
-        if old == new:
+        old_ended, ended = state.terminal(lab) & pods, frozenset(terminal) & pods
+        if (old, old_ended) == (new, ended):
             return []
-        changed, warnings = _load_rules(plan, plan, new, old, fresh=set())
+        changed, warnings = _load_rules(plan, plan, new, old, set(), ended, old_ended)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return changed
 
 
 def _load_rules(plan: Plan, previous: Plan | None, not_ready: frozenset[str], was_not_ready: frozenset[str],
-                fresh: set[str]) -> tuple[list[str], tuple[str, ...]]:
+                fresh: set[str], terminal: frozenset[str] = frozenset(), was_terminal: frozenset[str] = frozenset()
+                ) -> tuple[list[str], tuple[str, ...]]:
     """Every node's rules and the balancer's for `plan` with the endpoints of the pods in
-    `not_ready` left out; then the UDP flows to endpoints gone since `previous` (as loaded, with
-    `was_not_ready` left out) are cleared, and the not-ready set is saved with the rules.
+    `not_ready` left out (and those of `terminal`, ended, no endpoints at all); then the UDP flows
+    to endpoints gone since `previous` (as loaded, with `was_not_ready` and `was_terminal` left
+    out) are cleared, and both sets are saved with the rules.
     -> (the nodes whose rules changed, warnings)."""
-    effective = with_readiness(plan, not_ready)
+    effective = with_readiness(plan, not_ready, terminal)
     changed = _apply_rules(effective, previous, fresh)
     _apply_lb_rules(effective, fresh=naming.lb_netns(plan.lab) in fresh)
-    before = with_readiness(previous, was_not_ready) if previous is not None else None
+    before = with_readiness(previous, was_not_ready, was_terminal) if previous is not None else None
     warnings = _forget_stale_udp_flows(effective, before, fresh)
-    state.save_not_ready(plan.lab, not_ready & {p.key for p in plan.pods})
+    pods = {p.key for p in plan.pods}
+    state.save_not_ready(plan.lab, not_ready & pods, terminal & pods)
     return changed, warnings
 
 

@@ -14,7 +14,8 @@ import yaml
 
 from . import __version__, jsonpath
 from .errors import InputError, LabError
-from .plan.model import PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, RunExec
+from .plan import podstatus
+from .plan.model import PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
 from .system import nsenter, state
 
 KUBELET_VERSION = f"v1.31.0-kubenet-lab.{__version__}"
@@ -67,42 +68,52 @@ def pod_created(plan: Plan, pod: PlannedPod) -> float | None:
     return _created(nsenter.netns_path(pod.netns))
 
 
-def container_states(pod: PlannedPod, status: dict) -> list[dict]:
-    """Each container's state; built-in servers are running while the supervisor is."""
-    got = status.get(pod.key, {}).get("containers", {})
+def _states(pod: PlannedPod, containers, got: dict) -> list[dict]:
     out = []
-    for c in pod.containers:
+    for c in containers:
         st = got.get(c.name)
-        if st is None:
-            st = {"state": "waiting", "reason": "ContainerCreating" if isinstance(c.run, RunExec) else "SupervisorDown",
+        if st is None:  # built-in servers run while the supervisor does
+            waiting = "PodInitializing" if pod.init_containers else "ContainerCreating"
+            st = {"state": "waiting", "reason": waiting if isinstance(c.run, RunExec) else "SupervisorDown",
                   "restarts": 0}
         out.append({"name": c.name, **st})
     return out
 
 
-def _has_ended(s: dict) -> bool:
-    """The container ran (or tried to) and ended at least once: kubelet has a last state for it."""
-    return int(s.get("restarts", 0)) > 0 or s.get("exitCode") is not None
+def container_states(pod: PlannedPod, status: dict) -> list[dict]:
+    """Each container's state, as the supervisor reports it."""
+    return _states(pod, pod.containers, status.get(pod.key, {}).get("containers", {}))
 
 
-def pod_phase(states: list[dict]) -> tuple[str, str]:
-    """(phase, STATUS column), as kubelet decides them for restartPolicy Always: Pending while a
-    container waits for its first start; a container waiting to be restarted (CrashLoopBackOff)
-    leaves the pod Running, and the STATUS column shows why it waits."""
-    if not states:
-        return "Running", "Running"
-    for s in states:
-        if s.get("state") == "waiting" and not _has_ended(s):
-            return "Pending", s.get("reason") or "Pending"
-    for s in states:
-        if s.get("state") == "waiting":
-            return "Running", s.get("reason") or "Waiting"
-    terminated = [s for s in states if s.get("state") == "terminated"]
-    if terminated:
-        if all(s.get("exitCode") == 0 for s in terminated) and len(terminated) == len(states):
-            return "Succeeded", "Completed"
-        return "Running", "CrashLoopBackOff" if any(s.get("restarts", 0) for s in terminated) else "Error"
-    return "Running", "Running"
+def init_container_states(pod: PlannedPod, status: dict) -> list[dict]:
+    return _states(pod, pod.init_containers, status.get(pod.key, {}).get("initContainers", {}))
+
+
+def pod_state(pod: PlannedPod, status: dict) -> podstatus.PodStatus:
+    """Phase, readiness and the READY/STATUS/RESTARTS columns from the supervisor's status."""
+    inits = [(s, c.sidecar) for c, s in zip(pod.init_containers, init_container_states(pod, status))]
+    initialized = status.get(pod.key, {}).get("initialized")
+    return podstatus.pod_status(container_states(pod, status), inits, pod.restart_policy,
+                                initialized if isinstance(initialized, bool) else None)
+
+
+def pod_phase(states: list[dict], init: list[tuple[dict, bool]] = (), restart_policy: str = "Always",
+              initialized: bool | None = None) -> tuple[str, str]:
+    """(phase, STATUS column) as kubelet and kubectl make them of the containers' states (and
+    the init containers', each with whether it is a sidecar); see plan.podstatus."""
+    st = podstatus.pod_status(states, init, restart_policy, initialized)
+    return st.phase, st.status
+
+
+def restarts_column(st: podstatus.PodStatus, now: float | None = None) -> str:
+    """kubectl's RESTARTS: the count, and how long ago the latest restart it counts was."""
+    if st.restarts and st.last_restart:
+        try:
+            when = datetime.strptime(st.last_restart, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return str(st.restarts)
+        return f"{st.restarts} ({age(when.timestamp(), now)} ago)"
+    return str(st.restarts)
 
 
 def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_ns: bool):
@@ -116,16 +127,16 @@ def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_n
                 pod.name, f"0/{len(pod.containers)}", "Pending", "0", age(_plan_saved(plan))]
             rows.append(row + (["<none>", "<none>", "<none>", "<none>"] if wide else []))
             continue
-        states = container_states(pod, status)
-        ready = sum(1 for s in states if s.get("state") == "running")
-        _, st = pod_phase(states)
-        restarts = sum(int(s.get("restarts", 0)) for s in states)
+        st = pod_state(pod, status)
         row = ([pod.namespace] if all_ns else []) + [
-            pod.name, f"{ready}/{len(states)}", st, str(restarts), age(pod_created(plan, pod))]
+            pod.name, f"{st.ready_count}/{st.total}", st.status, restarts_column(st), age(pod_created(plan, pod))]
         if wide:
             row += [str(pod.ip), pod.node, "<none>", "<none>"]
         rows.append(row)
     return headers, rows
+
+
+API_VERSIONS = {"ReplicationController": "v1", "Job": "batch/v1"}
 
 
 def _plan_saved(plan: Plan) -> float | None:
@@ -139,7 +150,7 @@ def _meta(pod: PlannedPod | PendingPod, created: float | None) -> dict:
         meta["uid"] = pod.uid
     if pod.owner:
         kind, name = pod.owner.split("/", 1)
-        meta["ownerReferences"] = [{"apiVersion": "v1" if kind == "ReplicationController" else "apps/v1",
+        meta["ownerReferences"] = [{"apiVersion": API_VERSIONS.get(kind, "apps/v1"),
                                     "kind": kind, "name": name, "controller": True}]
     return meta
 
@@ -160,34 +171,66 @@ def pod_object(plan: Plan, pod: PlannedPod | PendingPod, status: dict) -> dict:
     if isinstance(pod, PendingPod):
         return pending_pod_object(plan, pod)
     node = plan.node(pod.node)
-    states = container_states(pod, status)
-    phase, _ = pod_phase(states)
+    states, inits = container_states(pod, status), init_container_states(pod, status)
+    st = pod_state(pod, status)
     meta = _meta(pod, pod_created(plan, pod))
-    return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-        "spec": {"nodeName": pod.node, "hostNetwork": pod.host_network,
-                 "containers": [{"name": c.name, "image": c.image,
-                                 "ports": [{"containerPort": p.container_port, "protocol": p.protocol,
-                                            **({"name": p.name} if p.name else {})} for p in c.ports]}
-                                for c in pod.containers]},
-        "status": {"phase": phase, "podIP": str(pod.ip), "podIPs": [{"ip": str(pod.ip)}],
-                   "hostIP": str(node.ip), "hostIPs": [{"ip": str(node.ip)}],
-                   "containerStatuses": [_container_status(c, s) for c, s in zip(pod.containers, states)]},
-    }
+    spec = {"nodeName": pod.node, "hostNetwork": pod.host_network, "restartPolicy": pod.restart_policy,
+            "terminationGracePeriodSeconds": pod.termination_grace_period,
+            "containers": [_container_spec(c) for c in pod.containers]}
+    if pod.init_containers:
+        spec["initContainers"] = [_container_spec(c) for c in pod.init_containers]
+    status_ = {"phase": st.phase, "conditions": _conditions(st), "podIP": str(pod.ip), "podIPs": [{"ip": str(pod.ip)}],
+               "hostIP": str(node.ip), "hostIPs": [{"ip": str(node.ip)}]}
+    if pod.init_containers:
+        status_["initContainerStatuses"] = [_container_status(c, s, st.terminal)
+                                            for c, s in zip(pod.init_containers, inits)]
+    status_["containerStatuses"] = [_container_status(c, s, st.terminal) for c, s in zip(pod.containers, states)]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status_}
 
 
-def _container_status(c, s: dict) -> dict:
+def _container_spec(c) -> dict:
+    out = {"name": c.name, "image": c.image,
+           "ports": [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name else {})}
+                     for p in c.ports]}
+    if getattr(c, "sidecar", False):
+        out["restartPolicy"] = "Always"
+    return out
+
+
+def _conditions(st: podstatus.PodStatus) -> list[dict]:
+    """kubelet's pod conditions (without transition times, which the lab does not keep)."""
+    def condition(kind: str, true: bool, reason: str) -> dict:
+        out = {"type": kind, "status": "True" if true else "False"}
+        if st.phase == "Succeeded" and kind != "PodScheduled":
+            out["reason"] = "PodCompleted"
+        elif not true:
+            out["reason"] = reason
+        return out
+    return [condition("Initialized", st.initialized, "ContainersNotInitialized"),
+            condition("Ready", st.ready, "ContainersNotReady"),
+            condition("ContainersReady", st.ready, "ContainersNotReady"),
+            condition("PodScheduled", True, "")]
+
+
+def _container_status(c, s: dict, terminal: bool = False) -> dict:
     st = s.get("state", "waiting")
-    detail = {"running": {"startedAt": s.get("startedAt")},
-              "terminated": {"exitCode": s.get("exitCode"), "reason": "Completed" if s.get("exitCode") == 0 else "Error"},
-              "waiting": {"reason": s.get("reason", "ContainerCreating")}}[st]
-    if st == "waiting" and s.get("message"):
-        detail["message"] = s["message"]
-    out = {"name": c.name, "image": c.image, "ready": st == "running", "restartCount": int(s.get("restarts", 0)),
-           "started": st == "running", "state": {st: detail}}
-    if s.get("exitCode") is not None and st != "terminated":
-        out["lastState"] = {"terminated": {"exitCode": s["exitCode"],
-                                           "reason": "Completed" if s["exitCode"] == 0 else "Error"}}
+    if st == "terminated":
+        detail = {"exitCode": s.get("exitCode"), "reason": podstatus.terminated_reason(s)}
+        detail.update({k: s[k] for k in ("message", "startedAt", "finishedAt") if s.get(k)})
+    elif st == "running":
+        detail = {"startedAt": s.get("startedAt")}
+    else:
+        detail = {"reason": s.get("reason", "ContainerCreating")}
+        if s.get("message"):
+            detail["message"] = s["message"]
+    running = st == "running"
+    out = {"name": c.name, "image": c.image, "ready": running and not terminal,
+           "restartCount": int(s.get("restarts", 0)), "started": running, "state": {st: detail}}
+    last = podstatus.last_termination(s)
+    if last is not None:
+        code, finished = last
+        out["lastState"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                           **({"finishedAt": finished} if finished else {})}}
     return out
 
 
@@ -279,8 +322,18 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
         spec["externalIPs"] = [str(a) for a in s.external_ips]
     status = {"loadBalancer": {"ingress": [{"ip": str(a)} for a in s.load_balancer_ips]} if s.load_balancer_ips
               else {}}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
-            "spec": spec, "status": status}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _object_meta(plan, s), "spec": spec, "status": status}
+
+
+def _object_meta(plan: Plan, obj) -> dict:
+    """metadata of a Service, its Endpoints or a controller: name, namespace, the labels and
+    annotations it was given, creationTimestamp."""
+    meta = {"name": obj.name, "namespace": obj.namespace, "creationTimestamp": iso(_plan_saved(plan))}
+    if getattr(obj, "labels", None):
+        meta["labels"] = dict(obj.labels)
+    if getattr(obj, "annotations", None):
+        meta["annotations"] = dict(obj.annotations)
+    return meta
 
 
 def endpoints_column(plan: Plan, s: PlannedService, limit: int = 3) -> str:
@@ -348,8 +401,153 @@ def _address(e, uids: Mapping[str, str]) -> dict:
 
 
 def endpoints_object(plan: Plan, s: PlannedService) -> dict:
-    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": s.name, "namespace": s.namespace},
-            "subsets": endpoint_subsets(plan, s)}
+    """The endpoints controller copies the Service's labels (and marks a headless one's)."""
+    meta = {"name": s.name, "namespace": s.namespace, "creationTimestamp": iso(_plan_saved(plan))}
+    if labels := endpoints_labels(s):
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta, "subsets": endpoint_subsets(plan, s)}
+
+
+def endpoints_labels(s: PlannedService) -> dict[str, str]:
+    return {**s.labels, **({"service.kubernetes.io/headless": ""} if s.headless else {})}
+
+
+# ------------------------------------------------------------------------------------------
+# Controllers: deployments, replicasets, replicationcontrollers, statefulsets, daemonsets, jobs
+# ------------------------------------------------------------------------------------------
+
+WORKLOAD_KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet",
+                  "replicationcontrollers": "ReplicationController", "statefulsets": "StatefulSet",
+                  "daemonsets": "DaemonSet", "jobs": "Job"}
+WORKLOAD_API = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
+                "ReplicationController": "v1", "Job": "batch/v1"}
+
+
+@dataclass(frozen=True)
+class WorkloadStatus:
+    """What a controller's status counts, from its pods as the lab runs them."""
+    current: int
+    ready: int
+    succeeded: int
+    failed: int
+    started: float | None  # the first pod's start
+    finished: float | None  # the last pod's end, when every pod has ended
+
+
+def workload_pods(plan: Plan, w: PlannedWorkload) -> list[PlannedPod | PendingPod]:
+    refs = {w.ref} | {o.ref for o in plan.workloads if o.owner == w.ref and o.namespace == w.namespace}
+    return [p for p in plan.pods + plan.pending if p.namespace == w.namespace and p.owner in refs]
+
+
+def workload_status(plan: Plan, w: PlannedWorkload, status: dict) -> WorkloadStatus:
+    current = ready = succeeded = failed = 0
+    starts, ends = [], []
+    for pod in workload_pods(plan, w):
+        current += 1
+        if isinstance(pod, PendingPod):
+            continue
+        states = container_states(pod, status)
+        phase, _ = pod_phase(states)
+        ready += all(st.get("state") == "running" for st in states) and phase == "Running"
+        succeeded += phase == "Succeeded"
+        failed += phase == "Failed"
+        starts += [_epoch(st.get("startedAt")) for st in states if st.get("startedAt")]
+        ends += [_epoch(st.get("finishedAt")) for st in states if st.get("state") == "terminated"]
+    done = succeeded + failed == current and current > 0
+    return WorkloadStatus(current, ready, succeeded, failed, min(starts) if starts else None,
+                          max(ends) if done and ends else None)
+
+
+def _epoch(value) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def job_state(w: PlannedWorkload, st: WorkloadStatus) -> tuple[str, str]:
+    """(STATUS, COMPLETIONS) as kubectl prints a Job."""
+    wanted = w.completions if w.completions is not None else 1
+    complete = st.succeeded >= wanted
+    status = "Complete" if complete else ("Failed" if st.failed and not st.current - st.failed - st.succeeded
+                                          else "Running")
+    if w.completions is None and w.parallelism > 1:
+        return status, f"{st.succeeded}/1 of {w.parallelism}"
+    return status, f"{st.succeeded}/{wanted}"
+
+
+def workload_rows(plan: Plan, kind: str, items: list[PlannedWorkload], status: dict, wide: bool, all_ns: bool):
+    created = age(_plan_saved(plan))
+    headers = {
+        "Deployment": ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "ReplicaSet": ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "ReplicationController": ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "StatefulSet": ["NAME", "READY", "AGE"],
+        "DaemonSet": ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+        "Job": ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+    }[kind]
+    headers = (["NAMESPACE"] if all_ns else []) + headers
+    if wide:
+        headers += ["CONTAINERS", "IMAGES"] + ([] if kind == "StatefulSet" else ["SELECTOR"])
+    rows = []
+    for w in items:
+        st = workload_status(plan, w, status)
+        if kind == "Deployment":
+            row = [w.name, f"{st.ready}/{w.replicas}", str(st.current), str(st.ready), created]
+        elif kind in ("ReplicaSet", "ReplicationController"):
+            row = [w.name, str(w.replicas), str(st.current), str(st.ready), created]
+        elif kind == "StatefulSet":
+            row = [w.name, f"{st.ready}/{w.replicas}", created]
+        elif kind == "DaemonSet":
+            selector = ",".join(f"{k}={v}" for k, v in w.node_selector.items()) or "<none>"
+            row = [w.name, str(w.replicas), str(st.current), str(st.ready), str(st.current), str(st.ready),
+                   selector, created]
+        else:
+            state, completions = job_state(w, st)
+            duration = age(st.started, st.finished) if st.started else "<unknown>"
+            row = [w.name, state, completions, duration, created]
+        if wide:
+            row += [",".join(n for n, _ in w.containers), ",".join(i for _, i in w.containers)]
+            if kind != "StatefulSet":
+                row.append(w.selector.show())
+        rows.append(([w.namespace] if all_ns else []) + row)
+    return headers, rows
+
+
+def workload_object(plan: Plan, w: PlannedWorkload, status: dict) -> dict:
+    st = workload_status(plan, w, status)
+    meta = _object_meta(plan, w)
+    if w.owner:
+        kind, name = w.owner.split("/", 1)
+        meta["ownerReferences"] = [{"apiVersion": WORKLOAD_API[kind], "kind": kind, "name": name, "controller": True}]
+    selector: dict = {}
+    if w.selector.match_labels:
+        selector["matchLabels"] = dict(w.selector.match_labels)
+    if w.selector.match_expressions:
+        selector["matchExpressions"] = [{"key": e.key, "operator": e.operator, "values": list(e.values)}
+                                        for e in w.selector.match_expressions]
+    template = {"spec": {"containers": [{"name": n, "image": i} for n, i in w.containers]}}
+    spec: dict = {"selector": selector, "template": template}
+    if w.kind == "Job":
+        spec.update({"completions": w.completions, "parallelism": w.parallelism})
+        state, _ = job_state(w, st)
+        stat = {"active": st.current - st.succeeded - st.failed, "succeeded": st.succeeded, "failed": st.failed,
+                "ready": st.ready, "startTime": iso(st.started)}
+        if state == "Complete":
+            stat["completionTime"] = iso(st.finished)
+            stat["conditions"] = [{"type": "Complete", "status": "True"}]
+    elif w.kind == "DaemonSet":
+        stat = {"desiredNumberScheduled": w.replicas, "currentNumberScheduled": st.current,
+                "numberReady": st.ready, "numberAvailable": st.ready, "updatedNumberScheduled": st.current}
+    else:
+        spec["replicas"] = w.replicas
+        stat = {"replicas": st.current, "readyReplicas": st.ready, "availableReplicas": st.ready}
+        if w.kind in ("Deployment", "StatefulSet"):
+            stat["updatedReplicas"] = st.current
+    return {"apiVersion": WORKLOAD_API[w.kind], "kind": w.kind, "metadata": meta, "spec": spec,
+            "status": {k: v for k, v in stat.items() if v is not None}}
 
 
 # ------------------------------------------------------------------------------------------
@@ -358,13 +556,13 @@ def endpoints_object(plan: Plan, s: PlannedService) -> dict:
 
 
 def labels_of(kind: str, obj) -> dict[str, str]:
-    """metadata.labels of the object `get` shows for a planned node, pod, service or endpoints.
-    The plan keeps no labels of Services (nor, so, of their Endpoints): those have none."""
+    """metadata.labels of the object `get` shows for a planned node, pod, service, endpoints or
+    controller."""
     if kind == "nodes":
         return node_labels(obj)
-    if kind == "pods":
-        return dict(obj.labels)
-    return {}
+    if kind == "endpoints":
+        return endpoints_labels(obj)
+    return dict(obj.labels)
 
 
 def format_labels(labels: Mapping[str, str]) -> str:

@@ -29,7 +29,7 @@ def running_plan(lab: str) -> Plan:
     if plan is None:
         raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
                        f"start it with `kubenet-lab --lab {lab} up`")
-    return with_readiness(plan, state.not_ready(lab))  # endpoints as the rules have them
+    return with_readiness(plan, state.not_ready(lab), state.terminal(lab))  # endpoints as the rules have them
 
 
 def pod_status(lab: str) -> dict:
@@ -71,12 +71,13 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
         if target in OUTSIDE_TARGETS:  # a pod of that name wins
             return ExecTarget(netns=OUTSIDE_TARGETS[target](plan.lab), hostname=target, files={})
         raise LabError(f'pods "{name}" not found in namespace {namespace!r} (see `kubenet-lab get pods -A`)') from None
-    if container is not None and container not in [c.name for c in pod.containers]:
+    everyone = [*pod.containers, *pod.init_containers]
+    if container is not None and container not in [c.name for c in everyone]:
         raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
-                       f"{', '.join(c.name for c in pod.containers)}")
+                       f"{', '.join(c.name for c in everyone)}")
     files = pod_files(plan, pod)
     hostname = pod_hostname(plan, pod)
-    chosen = next((c for c in pod.containers if c.name == container), pod.containers[0] if pod.containers else None)
+    chosen = next((c for c in everyone if c.name == container), pod.containers[0] if pod.containers else None)
     environ = process_environment(plan, pod, chosen, hostname, base={})
     return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ)
 
@@ -102,11 +103,14 @@ def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
     except KeyError:
         raise LabError(f'pods "{pod}" not found in namespace {namespace!r}') from None
     names = [c.name for c in p.containers]
+    inits = [c.name for c in p.init_containers]
     if container is None:
         if len(names) != 1:
-            raise LabError(f"a container name must be specified for pod {pod}, choose one of: [{' '.join(names)}]")
+            also = f" or one of the init containers: [{' '.join(inits)}]" if inits else ""
+            raise LabError(f"a container name must be specified for pod {pod}, choose one of: [{' '.join(names)}]"
+                           + also)
         container = names[0]
-    elif container not in names:
+    elif container not in names + inits:
         raise LabError(f"container {container} is not valid for pod {pod}")
     return _container_log(lab, namespace, pod, container)
 

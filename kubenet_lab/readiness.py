@@ -1,6 +1,8 @@
-"""`python3 -m kubenet_lab.readiness --lab LAB`, the pods not ready as a JSON list on stdin:
-how the supervisor has every node's rules follow readiness (see app.sync_readiness). A process
-of its own, under the lab's lock like any command; prints which nodes' rules changed."""
+"""`python3 -m kubenet_lab.readiness --lab LAB`, the pods not ready on stdin as JSON
+({"notReady": [...], "terminal": [...]}, the ended ones being no endpoints at all; or a plain
+list of the pods not ready): how the supervisor has every node's rules follow readiness (see
+app.sync_readiness). A process of its own, under the lab's lock like any command; prints which
+nodes' rules changed."""
 from __future__ import annotations
 
 import argparse
@@ -20,9 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_lab_name(args.lab)
-        not_ready = frozenset(str(k) for k in json.load(sys.stdin))
-        changed = app.sync_readiness(args.lab, not_ready)
-    except (LabError, OSError, ValueError) as e:  # InputError is a LabError
+        data = json.load(sys.stdin)
+        data = {"notReady": data} if isinstance(data, list) else data
+        not_ready = frozenset(str(k) for k in data.get("notReady", ()))
+        terminal = frozenset(str(k) for k in data.get("terminal", ()))
+        changed = app.sync_readiness(args.lab, not_ready | terminal, terminal)
+    except (LabError, OSError, ValueError, AttributeError) as e:  # InputError is a LabError
         print(f"error: {e}", file=sys.stderr)
         return 1
     print("lab gone: nothing to do" if changed is None else f"rules changed on: {', '.join(changed) or 'none'}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from ..plan.model import (DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort, DnsConfig, EnvVar,
-                          HostAlias, LabelSelector, MatchExpression, Model, Node, NodeSelectorTerm, Origin, Pod,
-                          PodAffinityTerm, PodSpec, Service, ServicePort, Taint, Toleration, Workload)
+from ..plan.model import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort,
+                          DnsConfig, EnvVar, Hook, HostAlias, LabelSelector, MatchExpression, Model, Node,
+                          NodeSelectorTerm, Origin, Pod, PodAffinityTerm, PodSpec, Service, ServicePort, Taint,
+                          Toleration, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
@@ -175,13 +176,23 @@ class Builder:
         labels = template_labels(spec)
         if kind == "ReplicationController":
             selector = LabelSelector(match_labels=dict(spec.get("selector") or labels))
+        elif kind == "Job" and "selector" not in spec:
+            selector = LabelSelector(match_labels={"batch.kubernetes.io/job-name": meta["name"]})
         else:
             selector = to_selector(spec["selector"])
+        # Job: .spec.completions and .spec.parallelism default to 1; completions unset with
+        # parallelism set is the work-queue pattern.
+        parallelism = spec.get("parallelism", 1)
+        completions = spec.get("completions", None if "parallelism" in spec else 1)
         self.workloads.append(Workload(
             kind=kind, namespace=meta.get("namespace", "default"), name=meta["name"],
             replicas=spec.get("replicas", 1), selector=selector, template_labels=labels,
             template=self._pod_spec(spec["template"]["spec"]), template_raw=plain(raw["spec"]["template"]),
-            origin=_origin(raw, at)))
+            origin=_origin(raw, at), service_name=spec.get("serviceName"),
+            ordinal_start=spec.get("ordinals", {}).get("start", 0),
+            pod_management=spec.get("podManagementPolicy", "OrderedReady"),
+            completions=completions, parallelism=parallelism, backoff_limit=spec.get("backoffLimit", 6),
+            completion_mode=spec.get("completionMode", "NonIndexed"), labels=dict(meta.get("labels", {}))))
 
     def _add_service(self, raw: LMap, doc: Checked, at: At) -> None:
         meta, spec = doc["metadata"], doc["spec"]
@@ -201,12 +212,16 @@ class Builder:
             external_traffic_policy=spec.get("externalTrafficPolicy", "Cluster"),
             internal_traffic_policy=spec.get("internalTrafficPolicy", "Cluster"),
             external_ips=tuple(spec.get("externalIPs", ())), load_balancer_ip=spec.get("loadBalancerIP"),
-            origin=_origin(raw, at)))
+            origin=_origin(raw, at), labels=dict(meta.get("labels", {})),
+            annotations=dict(meta.get("annotations", {}))))
 
     @staticmethod
     def _pod_spec(spec: Checked) -> PodSpec:
         return PodSpec(
             containers=tuple(_container(c) for c in spec["containers"]), node_name=spec.get("nodeName"),
+            init_containers=tuple(_container(c) for c in spec.get("initContainers", ())),
+            restart_policy=spec.get("restartPolicy", "Always"),
+            termination_grace_period=spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS),
             host_network=spec.get("hostNetwork", False), hostname=spec.get("hostname"),
             subdomain=spec.get("subdomain"), enable_service_links=spec.get("enableServiceLinks", True),
             dns_policy=spec.get("dnsPolicy", "ClusterFirst"),
@@ -269,7 +284,21 @@ def _container(c: Checked) -> Container:
         env=tuple(EnvVar(name=v["name"], value=v.get("value", ""),
                          field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)
                   for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})),
-        probe_ports=_probe_ports(c))
+        probe_ports=_probe_ports(c), restart_policy=c.get("restartPolicy"),
+        pre_stop=_hook(c["lifecycle"]["preStop"]) if "preStop" in c.get("lifecycle", {}) else None)
+
+
+def _hook(h: Checked) -> Hook:
+    """A lifecycle handler (its one action checked by the schema)."""
+    if "exec" in h:
+        return Hook(command=tuple(h["exec"].get("command", ())))
+    if "httpGet" in h:
+        get = h["httpGet"]
+        return Hook(http_port=get["port"], http_path=get.get("path") or "/", http_host=get.get("host") or None,
+                    http_scheme=get.get("scheme", "HTTP"))
+    if "sleep" in h:
+        return Hook(sleep_seconds=h["sleep"]["seconds"])
+    return Hook(tcp=True)
 
 
 def _requirements(items) -> tuple[MatchExpression, ...]:

@@ -28,7 +28,8 @@ def _ignored(*names: str) -> dict[str, Type]:
 
 # ------------------------------------------------------------------------------------- metadata
 
-_META_IGNORED = _ignored("annotations", "uid", "resourceVersion", "generation", "creationTimestamp",
+ANNOTATIONS = MapOf(label_key, str)  # any string value
+_META_IGNORED = _ignored("uid", "resourceVersion", "generation", "creationTimestamp",
                          "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers",
                          "managedFields", "selfLink", "clusterName")
 
@@ -40,12 +41,12 @@ def _name_given(meta: Checked) -> None:
 
 
 def metadata(name: Type, namespaced: bool, required: bool = True) -> Obj:
-    fields = {"name": name, "generateName": Str(), "labels": LABELS, **_META_IGNORED,
+    fields = {"name": name, "generateName": Str(), "labels": LABELS, "annotations": ANNOTATIONS, **_META_IGNORED,
               "namespace": Str(dns_label) if namespaced else IGNORE}
     return Obj(fields, post=_name_given if required else None)
 
 
-TEMPLATE_METADATA = Obj({"labels": LABELS, **_META_IGNORED,
+TEMPLATE_METADATA = Obj({"labels": LABELS, "annotations": ANNOTATIONS, **_META_IGNORED,
                          **_ignored("name", "generateName", "namespace")})
 
 # ------------------------------------------------------------------------------------- pods
@@ -106,16 +107,65 @@ PROBE = Obj({
 })
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
-CONTAINER = Obj({
-    "name": Str(dns_label), "image": Str(), "command": ListOf(Str()), "args": ListOf(Str()),
-    "ports": ListOf(CONTAINER_PORT), "env": ListOf(ENV_VAR),
-    "envFrom": Ignore(warning="ignored: kubenet-lab has no ConfigMaps or Secrets to take variables from"),
-    **{probe: PROBE for probe in PROBES},
-    **_ignored("workingDir", "resources", "resizePolicy", "restartPolicy", "volumeMounts",
-               "volumeDevices", "lifecycle",
-               "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext",
-               "stdin", "stdinOnce", "tty"),
-}, required=("name",), post=_check_container)
+
+
+def _one_handler(handler: Checked) -> None:
+    """A lifecycle handler names exactly one action, as the API server requires."""
+    given = [k for k in ("exec", "httpGet", "tcpSocket", "sleep") if k in handler]
+    if not given:
+        handler.here.error("must specify a handler type (exec, httpGet, sleep)")
+    elif len(given) > 1:
+        handler.at(given[1]).error("may not specify more than 1 handler type")
+
+
+# lifecycle.preStop runs (see the README): exec in the container, httpGet against it, sleep;
+# tcpSocket is accepted as the API server accepts it, and, as in kubelet, never run.
+LIFECYCLE_HANDLER = Obj({
+    "exec": Obj({"command": ListOf(Str())}),
+    "httpGet": Obj({"port": PROBE_PORT, "path": Str(), "host": Str(), "scheme": OneOf("HTTP", "HTTPS"),
+                    "httpHeaders": IGNORE}, required=("port",)),
+    "tcpSocket": Obj({"port": PROBE_PORT, "host": Str()}, required=("port",)),
+    "sleep": Obj({"seconds": Int(0)}, required=("seconds",)),
+}, post=_one_handler)
+LIFECYCLE = Obj({"preStop": LIFECYCLE_HANDLER,
+                 "postStart": Ignore(warning="ignored: kubenet-lab does not run postStart hooks"),
+                 "stopSignal": IGNORE})
+
+
+def _container_fields(restart_policy: Type) -> dict[str, Type]:
+    return {
+        "name": Str(dns_label), "image": Str(), "command": ListOf(Str()), "args": ListOf(Str()),
+        "ports": ListOf(CONTAINER_PORT), "env": ListOf(ENV_VAR),
+        "envFrom": Ignore(warning="ignored: kubenet-lab has no ConfigMaps or Secrets to take variables from"),
+        **{probe: PROBE for probe in PROBES},
+        "lifecycle": LIFECYCLE, "restartPolicy": restart_policy,
+        # restartPolicyRules: an alpha field (ContainerRestartRules), which an API server without
+        # that feature gate drops, as the lab does.
+        **_ignored("workingDir", "resources", "resizePolicy", "restartPolicyRules", "volumeMounts",
+                   "volumeDevices", "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
+                   "securityContext", "stdin", "stdinOnce", "tty"),
+    }
+
+
+def _check_regular_container(c: Checked) -> None:
+    _check_container(c)
+    if "restartPolicy" in c:
+        c.at("restartPolicy").error("may not be set for non-init containers (the pod's spec.restartPolicy "
+                                    "applies to them)")
+
+
+def _check_init_container(c: Checked) -> None:
+    """As the API server: only a sidecar (restartPolicy Always) may have a lifecycle or probes."""
+    _check_container(c)
+    if c.get("restartPolicy") != "Always":
+        for key in ("lifecycle", *PROBES):
+            if key in c:
+                c.at(key).error("may not be set for init containers without restartPolicy=Always")
+
+
+CONTAINER = Obj(_container_fields(OneOf("Always", "OnFailure", "Never")), required=("name",),
+                post=_check_regular_container)
+INIT_CONTAINER = Obj(_container_fields(OneOf("Always")), required=("name",), post=_check_init_container)
 
 
 # The API server's limits on spec.dnsConfig (k8s.io/kubernetes pkg/apis/core/validation).
@@ -197,7 +247,7 @@ TAINT = Obj({"key": Str(label_key), "value": Str(label_value), "effect": OneOf(*
 
 
 def _check_pod_spec(spec: Checked) -> None:
-    _unique(spec["containers"], "name", _name)
+    _unique(spec.get("initContainers", []) + spec["containers"], "name", _name)
     if spec.get("hostNetwork") and spec.get("hostAliases"):
         spec.at("hostAliases").warn("ignored for a hostNetwork pod: its /etc/hosts is its node's, which is this "
                                     "machine's own, and kubenet-lab does not add to it")
@@ -217,9 +267,10 @@ POD_SPEC = Obj({
     "topologySpreadConstraints": Ignore(warning="ignored: kubenet-lab spreads pods over the nodes by their pod "
                                                 "count, not by topology spread constraints"),
     "setHostnameAsFQDN": Bool(), "nodeSelector": LABELS, "affinity": AFFINITY, "tolerations": ListOf(TOLERATION),
-    "initContainers": Ignore(warning="ignored: kubenet-lab does not run init containers"),
+    "initContainers": ListOf(INIT_CONTAINER), "terminationGracePeriodSeconds": Int(0),
     "ephemeralContainers": Ignore(warning="ignored: kubenet-lab does not run ephemeral containers"),
-    **_ignored("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds",
+    "restartPolicy": OneOf("Always", "OnFailure", "Never"),
+    **_ignored("activeDeadlineSeconds",
                "serviceAccountName", "serviceAccount",
                "automountServiceAccountToken", "securityContext", "imagePullSecrets",
                "schedulerName", "priorityClassName", "priority", "readinessGates",
@@ -253,18 +304,6 @@ def to_selector(checked: dict) -> LabelSelector:
                                 for e in checked.get("matchExpressions", ())))
 
 
-def show_selector(selector: LabelSelector) -> str:
-    """As kubectl prints a selector: `app=web,tier in (a,b)`."""
-    parts = [f"{k}={v}" for k, v in selector.match_labels.items()]
-    for e in selector.match_expressions:
-        words = {"In": "in", "NotIn": "notin"}
-        if e.operator in words:
-            parts.append(f"{e.key} {words[e.operator]} ({','.join(e.values)})")
-        else:
-            parts.append(e.key if e.operator == "Exists" else f"!{e.key}")
-    return ",".join(parts)
-
-
 def template_labels(spec: Checked) -> dict[str, str]:
     return dict(spec["template"].get("metadata", {}).get("labels", {}))
 
@@ -281,7 +320,7 @@ def _check_selector(spec: Checked) -> None:
     if selector.empty:
         spec.at("selector").error("must not be empty (give matchLabels or matchExpressions)")
     elif not selector.matches(template_labels(spec)):
-        _labels_at(spec).error(f"does not match spec.selector ({show_selector(selector)})")
+        _labels_at(spec).error(f"does not match spec.selector ({selector.show()})")
 
 
 def _check_rc_selector(spec: Checked) -> None:
@@ -291,7 +330,7 @@ def _check_rc_selector(spec: Checked) -> None:
     if selector.empty and not labels:
         spec.at("selector").error("required (or give spec.template.metadata.labels, its default)")
     elif not selector.matches(labels):
-        _labels_at(spec).error(f"does not match spec.selector ({show_selector(selector)})")
+        _labels_at(spec).error(f"does not match spec.selector ({selector.show()})")
 
 
 _APPS_COMMON = {"replicas": Int(0), "selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE}
@@ -300,6 +339,35 @@ DEPLOYMENT_SPEC = Obj({**_APPS_COMMON, **_ignored("strategy", "revisionHistoryLi
                       required=("selector", "template"), post=_check_selector)
 REPLICASET_SPEC = Obj(_APPS_COMMON, required=("selector", "template"), post=_check_selector)
 RC_SPEC = Obj({**_APPS_COMMON, "selector": LABELS}, required=("template",), post=_check_rc_selector)
+
+
+def _check_job(spec: Checked) -> None:
+    """batch/v1: the template's restartPolicy must be OnFailure or Never; a selector, when given
+    (manualSelector), must match the template's labels."""
+    policy = spec["template"]["spec"].get("restartPolicy")
+    if policy not in ("OnFailure", "Never"):
+        where = spec["template"]["spec"]
+        place = where.at("restartPolicy") if "restartPolicy" in where else where.here.child("restartPolicy")
+        place.error(f"Unsupported value: {policy or 'Always'!r}: supported values: \"OnFailure\", \"Never\"")
+    if "selector" in spec:
+        _check_selector(spec)
+
+
+STATEFULSET_SPEC = Obj({
+    **_APPS_COMMON, "serviceName": Str(dns_label), "podManagementPolicy": OneOf("OrderedReady", "Parallel"),
+    "ordinals": Obj({"start": Int(0)}),
+    "volumeClaimTemplates": Ignore(warning="ignored: kubenet-lab has no volumes (each pod gets no claim)"),
+    **_ignored("updateStrategy", "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy"),
+}, required=("selector", "template"), post=_check_selector)
+DAEMONSET_SPEC = Obj({"selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE,
+                      **_ignored("updateStrategy", "revisionHistoryLimit")},
+                     required=("selector", "template"), post=_check_selector)
+JOB_SPEC = Obj({
+    "template": POD_TEMPLATE, "completions": Int(0), "parallelism": Int(0), "backoffLimit": Int(0),
+    "completionMode": OneOf("NonIndexed", "Indexed"), "selector": SELECTOR, "manualSelector": Bool(),
+    **_ignored("activeDeadlineSeconds", "ttlSecondsAfterFinished", "suspend", "podFailurePolicy",
+               "backoffLimitPerIndex", "maxFailedIndexes", "podReplacementPolicy", "successPolicy", "managedBy"),
+}, required=("template",), post=_check_job)
 
 # ------------------------------------------------------------------------------------- services
 
@@ -431,6 +499,9 @@ KINDS = {k.name: k for k in (
     Kind("Deployment", "apps/v1", _object(_NAMESPACED, DEPLOYMENT_SPEC)),
     Kind("ReplicaSet", "apps/v1", _object(_NAMESPACED, REPLICASET_SPEC)),
     Kind("ReplicationController", "v1", _object(_NAMESPACED, RC_SPEC)),
+    Kind("StatefulSet", "apps/v1", _object(_NAMESPACED, STATEFULSET_SPEC)),
+    Kind("DaemonSet", "apps/v1", _object(_NAMESPACED, DAEMONSET_SPEC)),
+    Kind("Job", "batch/v1", _object(_NAMESPACED, JOB_SPEC)),
     Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
 )}
 

@@ -5,18 +5,19 @@ its node and its address from one run to the next, as a real pod does while it e
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
 from . import ipam, naming, scheduling
-from typing import Callable
+from typing import Callable, Iterable
 
-from .containers import Port, pod_fields, resolve_pod
+from .containers import Port, plan_init_containers, pod_fields, resolve_pod
 from .podfiles import parse_resolv_conf
 from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
-                    PlannedNode, PlannedPod, Pod, PodSpec, Service, Workload)
+                    PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, Service, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .services import plan_services
@@ -74,9 +75,71 @@ def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
         for n in planned)
 
 
-def expand_workload(w: Workload) -> list[Pod]:
-    """The pods a controller makes, named as Kubernetes names them (stable suffixes here)."""
+# The tolerations the DaemonSet controller adds to every pod it makes
+# (pkg/controller/daemon/util: AddOrUpdateDaemonPodTolerations).
+DAEMON_TOLERATIONS = (
+    Toleration("node.kubernetes.io/not-ready", "Exists", effect="NoExecute"),
+    Toleration("node.kubernetes.io/unreachable", "Exists", effect="NoExecute"),
+    Toleration("node.kubernetes.io/disk-pressure", "Exists", effect="NoSchedule"),
+    Toleration("node.kubernetes.io/memory-pressure", "Exists", effect="NoSchedule"),
+    Toleration("node.kubernetes.io/pid-pressure", "Exists", effect="NoSchedule"),
+    Toleration("node.kubernetes.io/unschedulable", "Exists", effect="NoSchedule"),
+)
+DAEMON_HOST_NETWORK_TOLERATIONS = (Toleration("node.kubernetes.io/network-unavailable", "Exists",
+                                              effect="NoSchedule"),)
+
+
+def _revision(w: Workload) -> str:
+    return naming.pod_template_hash(w.template_raw)
+
+
+def expand_workload(w: Workload, nodes: tuple[PlannedNode, ...] = ()) -> list[Pod]:
+    """The pods a controller makes, named as Kubernetes names them (stable suffixes here):
+    Deployment `<name>-<template hash>-<5>` (through its ReplicaSet), ReplicaSet and
+    ReplicationController `<name>-<5>`, StatefulSet `<name>-<ordinal>` (hostname = the pod's name,
+    subdomain = its serviceName), DaemonSet `<name>-<5>` on every node its pods fit, Job
+    `<name>-<5>` (Indexed: `<name>-<index>-<5>`, hostname `<name>-<index>`)."""
     labels = dict(w.template_labels)
+    if w.kind == "StatefulSet":
+        revision = f"{w.name}-{_revision(w)}"
+        pods = []
+        for ordinal in range(w.ordinal_start, w.ordinal_start + w.replicas):
+            name = f"{w.name}-{ordinal}"
+            spec = dataclasses.replace(w.template, hostname=name, subdomain=w.service_name or w.template.subdomain)
+            pods.append(Pod(w.namespace, name, {**labels, "apps.kubernetes.io/pod-index": str(ordinal),
+                                                "controller-revision-hash": revision,
+                                                "statefulset.kubernetes.io/pod-name": name},
+                            spec, owner=f"StatefulSet/{w.name}", origin=w.origin))
+        return pods
+    if w.kind == "DaemonSet":
+        extra = DAEMON_TOLERATIONS + (DAEMON_HOST_NETWORK_TOLERATIONS if w.template.host_network else ())
+        spec = dataclasses.replace(w.template, tolerations=w.template.tolerations + extra)
+        labels.update({"controller-revision-hash": _revision(w), "pod-template-generation": "1"})
+        pods = []
+        for node in nodes:
+            pod = Pod(w.namespace, naming.generate_name(w.name, f"{w.namespace}/DaemonSet/{w.name}/{node.name}", 0),
+                      labels, dataclasses.replace(spec, node_name=node.name), owner=f"DaemonSet/{w.name}",
+                      origin=w.origin)
+            # the controller makes a pod only where it fits (taints, node selector, affinity)
+            if scheduling.why_not(dataclasses.replace(pod, spec=spec), node, scheduling.Placed()) is None:
+                pods.append(pod)
+        return pods
+    if w.kind == "Job":
+        uid = naming.generated_suffix(f"{w.namespace}/Job/{w.name}", 0)
+        labels.update({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": w.name,
+                       "controller-uid": uid, "job-name": w.name})
+        count = w.parallelism if w.completions is None else min(w.completions, w.parallelism)
+        pods = []
+        for i in range(count):
+            if w.completion_mode == "Indexed":
+                pods.append(Pod(w.namespace, naming.generate_name(f"{w.name}-{i}", f"{w.namespace}/Job/{w.name}", i),
+                                {**labels, "batch.kubernetes.io/job-completion-index": str(i)},
+                                dataclasses.replace(w.template, hostname=f"{w.name}-{i}"),
+                                owner=f"Job/{w.name}", origin=w.origin))
+            else:
+                pods.append(Pod(w.namespace, naming.generate_name(w.name, f"{w.namespace}/Job/{w.name}", i), labels,
+                                w.template, owner=f"Job/{w.name}", origin=w.origin))
+        return pods
     if w.kind == "Deployment":
         template_hash = naming.pod_template_hash(w.template_raw)
         owner_name = f"{w.name}-{template_hash}"[: naming.MAX_LABEL]
@@ -89,12 +152,52 @@ def expand_workload(w: Workload) -> list[Pod]:
             for i in range(w.replicas)]
 
 
-def all_pods(model: Model) -> list[Pod]:
+def workload_warnings(model: Model) -> tuple[str, ...]:
+    """What the lab's controllers do not do yet, said at `up` for the objects that need it."""
+    out = []
+    for w in model.workloads:
+        if w.kind == "Job" and w.completions is not None and w.completions > w.parallelism:
+            out.append(f"{at(w.origin, 'spec.completions')}: Job {w.namespace}/{w.name} needs {w.completions} "
+                       f"completions with parallelism {w.parallelism}: kubenet-lab runs the first {w.parallelism} "
+                       f"pod(s) only; the Job controller's later pods are not modelled yet")
+        if w.kind == "StatefulSet" and w.pod_management == "OrderedReady" and w.replicas > 1:
+            out.append(f"{at(w.origin, 'spec.podManagementPolicy')}: StatefulSet {w.namespace}/{w.name}: its pods "
+                       f"start together, not one after another as OrderedReady would (not modelled yet)")
+    return tuple(out)
+
+
+def plan_workloads(model: Model, pods: Iterable[Pod | PlannedPod | PendingPod]) -> tuple[PlannedWorkload, ...]:
+    """The controllers, with a Deployment's ReplicaSet beside it (named from the pods it owns)."""
+    pods = list(pods)
+    out = []
+    for w in model.workloads:
+        containers = tuple((c.name, c.image) for c in w.template.containers)
+        replicas = w.replicas
+        if w.kind == "DaemonSet":
+            replicas = len([p for p in pods if p.namespace == w.namespace and p.owner == f"DaemonSet/{w.name}"])
+        elif w.kind == "Job":
+            replicas = w.completions if w.completions is not None else 1
+        out.append(PlannedWorkload(w.kind, w.namespace, w.name, replicas, w.selector, containers,
+                                   node_selector=dict(w.template.node_selector), completions=w.completions,
+                                   parallelism=w.parallelism, labels=dict(w.labels)))
+        if w.kind == "Deployment":
+            rs = f"{w.name}-{naming.pod_template_hash(w.template_raw)}"[: naming.MAX_LABEL]
+            selector = LabelSelector({**w.selector.match_labels,
+                                      "pod-template-hash": naming.pod_template_hash(w.template_raw)},
+                                     w.selector.match_expressions)
+            out.append(PlannedWorkload("ReplicaSet", w.namespace, rs, w.replicas, selector, containers,
+                                       owner=f"Deployment/{w.name}", labels={
+                                           **w.template_labels,
+                                           "pod-template-hash": naming.pod_template_hash(w.template_raw)}))
+    return tuple(out)
+
+
+def all_pods(model: Model, nodes: tuple[PlannedNode, ...] = ()) -> list[Pod]:
     pods = list(model.pods)
     seen = {p.key: p for p in pods}
     problems = []
     for w in model.workloads:
-        for p in expand_workload(w):
+        for p in expand_workload(w, nodes):
             if p.key in seen:
                 problems.append(f"{at(w.origin, 'metadata.name')}: {w.kind} {w.name} makes pod {p.name}, "
                                 f"which already exists in namespace {p.namespace}")
@@ -210,7 +313,7 @@ def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
 
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
               has_program: Callable[[str], bool] | None = None):
-    pods = all_pods(model)
+    pods = all_pods(model, nodes)
     placed, why_pending = schedule(pods, nodes, previous)
     pending = tuple(PendingPod(p.namespace, p.name, dict(p.labels), p.owner,
                                tuple((c.name, c.image) for c in p.spec.containers), why_pending[p.key])
@@ -231,13 +334,18 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             veths[node].add(veth)
         uid = pod_uid(pod, node, ips[pod.key])
         fields = pod_fields(pod.namespace, pod.name, uid, node, str(by_name[node].ip), str(ips[pod.key]), pod.labels)
+        inits = plan_init_containers(pod.spec.init_containers, fields, pod.spec.enable_service_links, has_program)
         planned.append(PlannedPod(
             namespace=pod.namespace, name=pod.name, node=node, ip=ips[pod.key],
             netns=by_name[node].netns if pod.spec.host_network else naming.pod_netns(lab, pod.namespace, pod.name),
             host_veth=veth, labels=dict(pod.labels),
-            containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports, run=r.run, note=r.note)
+            containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports, run=r.run, note=r.note,
+                                              pre_stop=c.pre_stop)
                              for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
-                                                     pod.spec.enable_service_links, has_program)),
+                                                     pod.spec.enable_service_links, has_program,
+                                                     others=[c for c in inits if c.sidecar])),
+            init_containers=inits, restart_policy=pod.spec.restart_policy,
+            termination_grace_period=pod.spec.termination_grace_period,
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
             hostname=pod.spec.hostname, subdomain=pod.spec.subdomain, dns_policy=pod.spec.dns_policy,
             dns_config=pod.spec.dns_config, host_aliases=pod.spec.host_aliases,
@@ -261,7 +369,8 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
                 allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
-                node_dns=parse_resolv_conf(node_resolv_conf), pending=pending)
+                node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
+                workloads=plan_workloads(model, pods + pending))
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

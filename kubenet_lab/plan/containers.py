@@ -217,19 +217,37 @@ def listening(run: RunSpec, declared: Iterable[Port]) -> set[Port]:
 
 
 def resolve_pod(containers: Iterable[Container], wanted: Iterable[Port], fields: Mapping[str, str] | None = None,
-                service_links: bool = True, has_program: Callable[[str], bool] | None = None
-                ) -> list[tuple[Container, Resolved]]:
+                service_links: bool = True, has_program: Callable[[str], bool] | None = None,
+                others: Iterable[PlannedContainer] = ()) -> list[tuple[Container, Resolved]]:
     """Every container of a pod resolved; the ports in `wanted` (Service targets, probes) that
-    no container listens on go to the first emulated one."""
+    no container listens on (nor one of `others`, the pod's sidecars) go to the first emulated one."""
     containers = list(containers)
     out = [(c, resolve(c, fields, service_links, (), has_program)) for c in containers]
-    heard = set().union(*(listening(r.run, ((p.container_port, p.protocol) for p in c.ports)) for c, r in out))
+    heard = set().union(*(listening(r.run, ((p.container_port, p.protocol) for p in c.ports)) for c, r in out),
+                        *(listening(o.run, ((p.container_port, p.protocol) for p in o.ports)) for o in others))
     missing = [p for p in dict.fromkeys(wanted) if p not in heard]
     first = next((i for i, (_, r) in enumerate(out) if r.emulated), None)
     if missing and first is not None:
         c = containers[first]
         out[first] = (c, resolve(c, fields, service_links, missing, has_program))
     return out
+
+
+def plan_init_containers(containers: Iterable[Container], fields: Mapping[str, str] | None = None,
+                         service_links: bool = True, has_program: Callable[[str], bool] | None = None
+                         ) -> tuple[PlannedContainer, ...]:
+    """A pod's init containers, in order. A sidecar (restartPolicy Always) runs what any
+    container would; a plain init container runs its command to completion when this machine
+    has the program, and otherwise, nothing of its image being here to run, completes at once
+    (RunNothing, exit code 0; with a note when the manifest named a program)."""
+    out = []
+    for c in containers:
+        sidecar = c.restart_policy == "Always"
+        r = resolve(c, fields, service_links, (), has_program)
+        run = r.run if sidecar or isinstance(r.run, RunExec) else RunNothing()
+        out.append(PlannedContainer(name=c.name, image=c.image, run=run, ports=c.ports, note=r.note, sidecar=sidecar,
+                                    pre_stop=c.pre_stop))
+    return tuple(out)
 
 
 def serving(run: RunSpec) -> str:
@@ -248,6 +266,10 @@ def emulation_warnings(plan: Plan) -> tuple[str, ...]:
     seen: dict[tuple[str, str], str] = {}
     for pod in plan.pods:
         owner = pod.owner.replace("/", f" {pod.namespace}/", 1) if pod.owner else f"pod {pod.key}"
+        for c in pod.init_containers:
+            if c.note and (owner, c.name) not in seen:
+                instead = f"it serves {serving(c.run)}" if c.sidecar else "it completes at once (exit code 0)"
+                seen[owner, c.name] = f"{owner}, init container {c.name}: {c.note}; {instead} instead"
         for c in pod.containers:
             if c.note and (owner, c.name) not in seen:
                 seen[owner, c.name] = f"{owner}, container {c.name}: {c.note}; it serves {serving(c.run)} instead"

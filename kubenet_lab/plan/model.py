@@ -99,6 +99,25 @@ class EnvVar:
     field_path: str | None = None
 
 
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+DEFAULT_GRACE_SECONDS = 30  # spec.terminationGracePeriodSeconds when not given
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A lifecycle handler (lifecycle.preStop): exactly one of `command` (exec, run in the
+    container), an HTTP GET (`http_port`, a number or a port name, with path, host and scheme),
+    `sleep_seconds`, or `tcp` (tcpSocket, which kubelet accepts and never runs)."""
+
+    command: tuple[str, ...] | None = None
+    http_port: int | str | None = None
+    http_path: str = "/"
+    http_host: str | None = None
+    http_scheme: str = "HTTP"
+    sleep_seconds: int | None = None
+    tcp: bool = False
+
+
 @dataclass(frozen=True)
 class Container:
     name: str
@@ -109,6 +128,9 @@ class Container:
     env: tuple[EnvVar, ...] = ()
     # The numeric ports its liveness/readiness/startup probes connect to: where it listens.
     probe_ports: tuple[int, ...] = ()
+    # An init container's own restartPolicy: "Always" makes it a sidecar (None otherwise).
+    restart_policy: str | None = None
+    pre_stop: Hook | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,17 @@ class LabelSelector:
     @property
     def empty(self) -> bool:
         return not self.match_labels and not self.match_expressions
+
+    def show(self) -> str:
+        """As kubectl prints a selector: `app=web,tier in (a,b)`."""
+        parts = [f"{k}={v}" for k, v in self.match_labels.items()]
+        for e in self.match_expressions:
+            words = {"In": "in", "NotIn": "notin"}
+            if e.operator in words:
+                parts.append(f"{e.key} {words[e.operator]} ({','.join(e.values)})")
+            else:
+                parts.append(e.key if e.operator == "Exists" else f"!{e.key}")
+        return ",".join(parts)
 
 
 @dataclass(frozen=True)
@@ -210,6 +243,9 @@ class PodSpec:
     containers: tuple[Container, ...] = ()
     node_name: str | None = None
     host_network: bool = False
+    init_containers: tuple[Container, ...] = ()
+    restart_policy: str = "Always"  # one of RESTART_POLICIES
+    termination_grace_period: int = DEFAULT_GRACE_SECONDS
     hostname: str | None = None
     subdomain: str | None = None
     enable_service_links: bool = True
@@ -239,7 +275,7 @@ class Pod:
 
 @dataclass(frozen=True)
 class Workload:
-    """A Deployment, ReplicaSet or ReplicationController."""
+    """A Deployment, ReplicaSet, ReplicationController, StatefulSet, DaemonSet or Job."""
 
     kind: str
     namespace: str
@@ -251,6 +287,17 @@ class Workload:
     # The template as the manifest wrote it (plain data), for the pod-template-hash.
     template_raw: Mapping = field(default_factory=dict)
     origin: Origin | None = None
+    # StatefulSet: its governing Service (the pods' subdomain), first ordinal, pod management.
+    service_name: str | None = None
+    ordinal_start: int = 0
+    pod_management: str = "OrderedReady"
+    # Job: completions (None: the work-queue kind, done when one pod succeeds), parallelism,
+    # backoffLimit, completionMode.
+    completions: int | None = None
+    parallelism: int = 1
+    backoff_limit: int = 6
+    completion_mode: str = "NonIndexed"
+    labels: Mapping[str, str] = field(default_factory=dict)  # the object's own metadata.labels
 
     @property
     def key(self) -> str:
@@ -281,6 +328,8 @@ class Service:
     external_ips: tuple[str, ...] = ()
     load_balancer_ip: str | None = None
     origin: Origin | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -391,6 +440,11 @@ class PlannedContainer:
     # Why `run` is the built-in server rather than what the manifest asks to run (a program that
     # lives inside the image), said as a warning at `up`; None when it runs as asked.
     note: str | None = None
+    # An init container with restartPolicy Always (a native sidecar): it keeps running beside
+    # the pod's containers. A plain init container runs to completion; one whose `run` is not
+    # RunExec (nothing of it runs here) completes at once with exit code 0.
+    sidecar: bool = False
+    pre_stop: Hook | None = None
 
 
 @dataclass(frozen=True)
@@ -415,10 +469,42 @@ class PlannedPod:
     dns_config: DnsConfig | None = None
     host_aliases: tuple[HostAlias, ...] = ()
     set_hostname_as_fqdn: bool = False
+    # The lifecycle kubelet gives it: init containers (in order) before `containers`, the
+    # restart policy of its containers, and the seconds it has to stop (preStop, then SIGTERM).
+    init_containers: tuple[PlannedContainer, ...] = ()
+    restart_policy: str = "Always"
+    termination_grace_period: int = DEFAULT_GRACE_SECONDS
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PlannedWorkload:
+    """A controller as `get deploy|rs|rc|sts|ds|jobs` shows it; its pods name it as their owner
+    (`kind/name`). `replicas`: the pods it wants (a DaemonSet: the nodes its pods fit; a Job:
+    its completions). A Deployment's ReplicaSet is one of these too, owned by the Deployment."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+    selector: LabelSelector
+    containers: tuple[tuple[str, str], ...] = ()  # (name, image)
+    owner: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    completions: int | None = None
+    parallelism: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -471,6 +557,8 @@ class PlannedService:
     internal_traffic_policy: str = "Cluster"
     external_ips: tuple[IPv4Address, ...] = ()
     load_balancer_ips: tuple[IPv4Address, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -507,6 +595,7 @@ class Plan:
     # dnsPolicy Default gives a pod, and the search domains ClusterFirst adds after the cluster's.
     node_dns: DnsConfig = field(default_factory=DnsConfig)
     pending: tuple[PendingPod, ...] = ()
+    workloads: tuple[PlannedWorkload, ...] = ()
 
     def node(self, name: str) -> PlannedNode:
         for n in self.nodes:

@@ -161,7 +161,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             session_affinity=svc.session_affinity, affinity_timeout=svc.affinity_timeout,
             external_traffic_policy=svc.external_traffic_policy, internal_traffic_policy=svc.internal_traffic_policy,
             external_ips=tuple(IPv4Address(a) for a in svc.external_ips),
-            load_balancer_ips=(lb_ips[svc.key],) if svc.key in lb_ips else ()))
+            load_balancer_ips=(lb_ips[svc.key],) if svc.key in lb_ips else (),
+            labels=dict(svc.labels), annotations=dict(svc.annotations)))
     alloc = dict(
         cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
         node_ports=assigned_np,
@@ -207,15 +208,16 @@ def removed_udp_endpoints(old: Plan | None, new: Plan) -> set[IPv4Address]:
             for e in p.endpoints if e.ready and e.ip not in now.get((s.namespace, s.name, p.port), set())}
 
 
-def with_readiness(plan: Plan, not_ready: Collection[str]) -> Plan:
+def with_readiness(plan: Plan, not_ready: Collection[str], terminal: Collection[str] = ()) -> Plan:
     """`plan` with the endpoints of the pods in `not_ready` ("ns/name") marked not ready, as the
     EndpointSlice controller marks a pod whose containers are not all running: kube-proxy and
-    the cluster DNS leave them out, Endpoints list them under notReadyAddresses."""
-    if not any(e.pod in not_ready for s in plan.services for p in s.ports for e in p.endpoints):
+    the cluster DNS leave them out, Endpoints list them under notReadyAddresses. The pods in
+    `terminal` (Succeeded or Failed) are no endpoints at all, as the controller leaves them out."""
+    if not any(e.pod in not_ready or e.pod in terminal for s in plan.services for p in s.ports for e in p.endpoints):
         return plan
 
     def port(p: PlannedServicePort) -> PlannedServicePort:
         return dataclasses.replace(p, endpoints=tuple(dataclasses.replace(e, ready=e.pod not in not_ready)
-                                                      for e in p.endpoints))
+                                                      for e in p.endpoints if e.pod not in terminal))
     return dataclasses.replace(plan, services=tuple(dataclasses.replace(s, ports=tuple(port(p) for p in s.ports))
                                                     for s in plan.services))

@@ -1,25 +1,31 @@
-"""What the supervisor runs for each container, and the kubelet-like loop that keeps it running.
+"""What the supervisor runs for each container, and the kubelet-like loops that run a pod.
 
 A `Runner` starts one container once (a child process, or built-in servers on sockets bound in
-the pod's namespace) and reports when it ends; a `Container` restarts its runner with backoff
-(restartPolicy Always, as for a Deployment's pods) and keeps the status `get pods` shows.
+the pod's namespace) and reports when it ends; a `Container` restarts its runner with backoff as
+its restart policy says (Always, OnFailure, Never) and keeps the status `get pods` shows; a
+`PodWorker` runs a pod as kubelet's pod worker does: init containers one after another (a
+sidecar, restartPolicy Always, started and left running), then the containers; at removal
+each container's preStop hook, then SIGTERM, then SIGKILL once the grace period is over.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal
 import socket
+import ssl
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
+from ..plan import podstatus
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
 from ..plan.podfiles import pod_files, pod_hostname
 from ..servers import agnhost, tls
@@ -35,6 +41,8 @@ log = logging.getLogger("kubenet-lab.supervisor")
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0  # a container that ran this long starts its backoff afresh
+# kubelet's minimumGracePeriodInSeconds: what SIGTERM gets at least, whatever preStop took.
+MIN_GRACE = 2.0
 
 
 def utc_now() -> str:
@@ -42,12 +50,23 @@ def utc_now() -> str:
 
 
 class StartError(Exception):
-    """The container could not start; `reason` is what kubectl would show (RunContainerError)."""
+    """The container could not start; `reason` is what kubectl would show (RunContainerError).
+    Where it is not restarted it is terminated as a container runtime reports it: a process
+    that could not start with exit code 128 (reason StartError), a server that failed at once
+    with exit code 1 (reason Error, as agnhost's log.Fatal)."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        return 128 if self.reason == "RunContainerError" else 1
+
+    @property
+    def terminated_reason(self) -> str:
+        return "StartError" if self.reason == "RunContainerError" else "Error"
 
 
 class LogBuffer:
@@ -179,6 +198,10 @@ class Runner:
     async def stop(self, grace: float) -> None:
         raise NotImplementedError
 
+    def stopped_code(self) -> int:
+        """How the container ended when stop() ended it (a process killed by SIGTERM: 143)."""
+        return 0
+
     def update(self, plan: Plan) -> None:
         """A new plan was loaded (the DNS server needs it); the container itself is unchanged."""
 
@@ -202,6 +225,20 @@ class IdleRunner(Runner):
     async def stop(self, grace: float) -> None:
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(0)
+
+
+class DoneRunner(Runner):
+    """A plain init container with nothing to run here (its program is inside its image): it
+    completes at once, with exit code 0."""
+
+    async def start(self) -> None:
+        pass
+
+    async def wait(self) -> int:
+        return 0
+
+    async def stop(self, grace: float) -> None:
+        pass
 
 
 class ExecRunner(Runner):
@@ -260,6 +297,10 @@ class ExecRunner(Runner):
         rc = await self.proc.wait()
         self._kill_group(signal.SIGKILL)  # whatever it left behind ends with it, as in a cgroup
         return rc if rc >= 0 else 128 - rc
+
+    def stopped_code(self) -> int:
+        rc = self.proc.returncode if self.proc is not None else None
+        return 0 if rc is None else rc if rc >= 0 else 128 - rc
 
     def _kill_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -401,8 +442,12 @@ async def _closing_on_error(socks: list[socket.socket], awaitable):
 
 
 def make_runner(lab: str, pod: PlannedPod, container: PlannedContainer,
-                plan: Callable[[], Plan | None]) -> Runner:
+                plan: Callable[[], Plan | None], init: bool = False) -> Runner:
+    """`init`: an init container, which, unless a sidecar, runs to completion (or, with nothing
+    to run here, completes at once)."""
     run = container.run
+    if init and not container.sidecar and not isinstance(run, RunExec):
+        return DoneRunner()
     if isinstance(run, RunNothing):
         return IdleRunner()
     env = PodEnv(lab, pod, plan())
@@ -421,69 +466,115 @@ def make_runner(lab: str, pod: PlannedPod, container: PlannedContainer,
 
 
 class Container:
-    """One container kept running: start, wait for the end, back off, start again.
+    """One container: start, wait for the end, and, as its restart policy says, back off and
+    start again (Always: after any exit; OnFailure: after a non-zero exit; Never: not at all).
 
-    Its state reads like a kubelet's: "running"; "waiting" with a reason (ContainerCreating,
-    RunContainerError or Error when it cannot start, CrashLoopBackOff between an exit and the
-    restart, exitCode keeping the last exit); "terminated" once the supervisor stopped it."""
+    Its state reads like a kubelet's: "running"; "waiting" with a reason (ContainerCreating, or
+    PodInitializing in a pod with init containers, before its first start; RunContainerError or
+    Error when it cannot start; CrashLoopBackOff between an exit and the restart, exitCode
+    keeping the last exit); "terminated" (reason Completed or Error) once it ended for good or
+    the supervisor stopped it."""
 
-    def __init__(self, runner: Runner, on_change: Callable[[], None] | None = None):
+    def __init__(self, runner: Runner, on_change: Callable[[], None] | None = None, restart_policy: str = "Always",
+                 pre_stop: Callable[[float], Awaitable[None]] | None = None, waiting_reason: str = "ContainerCreating"):
         self.runner = runner
-        self.on_change = on_change  # told when the container starts or stops running (its readiness)
+        self.on_change = on_change  # told whenever its state changes (its pod's readiness may follow)
+        self.restart_policy = restart_policy
+        self.pre_stop = pre_stop  # runs the preStop hook within the seconds it is given
         self.state = "waiting"
-        self.reason: str | None = "ContainerCreating"
+        self.reason: str | None = waiting_reason
         self.message: str | None = None
         self.restarts = 0
         self.exit_code: int | None = None
         self.started_at: str | None = None
         self.finished_at: str | None = None
+        self.last_exit: tuple[int, str | None] | None = None  # the exit before the latest one
         self._task: asyncio.Task | None = None
         self._first = asyncio.Event()
+        self._changed = asyncio.Event()
 
     async def start(self) -> None:
         """Returns once the first attempt has either started or failed."""
         self._task = asyncio.create_task(self._run())
         await self._first.wait()
 
+    async def until(self, done: Callable[[Container], bool]) -> None:
+        """Wait until `done(self)` holds."""
+        while not done(self):
+            await self._changed.wait()
+
+    def _ended(self, code: int) -> None:
+        if self.exit_code is not None:
+            self.last_exit = (self.exit_code, self.finished_at)
+        self.exit_code, self.finished_at = code, utc_now()
+
+    def _restarts(self, code: int) -> bool:
+        return self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
+
     async def _run(self) -> None:
         delay = BACKOFF_START
-        while True:
-            began = time.monotonic()
-            try:
-                await self.runner.start()
-            except StartError as e:
-                self._set("waiting", e.reason, e.message)
-            except Exception as e:  # a namespace gone, or a bug: report it, never hang a reload
-                log.exception("container failed to start")
-                self._set("waiting", "RunContainerError", f"{type(e).__name__}: {e}")
-            else:
-                self._set("running")
-                self.started_at = utc_now()
+        try:
+            while True:
+                began = time.monotonic()
+                failure: StartError | None = None
+                try:
+                    await self.runner.start()
+                except StartError as e:
+                    failure = e
+                except Exception as e:  # a namespace gone, or a bug: report it, never hang a reload
+                    log.exception("container failed to start")
+                    failure = StartError("RunContainerError", f"{type(e).__name__}: {e}")
+                if failure is not None:
+                    if self.restart_policy == "Never":
+                        self._ended(failure.exit_code)
+                        self._set("terminated", failure.terminated_reason, failure.message)
+                        return
+                    self._set("waiting", failure.reason, failure.message)
+                else:
+                    self.started_at = utc_now()
+                    self._set("running")
+                    self._first.set()
+                    code = await self.runner.wait()
+                    await self.runner.stop(0)
+                    self._ended(code)
+                    if not self._restarts(code):
+                        self._set("terminated", "Completed" if code == 0 else "Error")
+                        return
+                    self._set("waiting", "CrashLoopBackOff",
+                              f"back-off restarting: the container exited with code {code}")
+                    if time.monotonic() - began > BACKOFF_RESET:
+                        delay = BACKOFF_START
                 self._first.set()
-                code = await self.runner.wait()
-                await self.runner.stop(0)
-                self.exit_code, self.finished_at = code, utc_now()
-                self._set("waiting", "CrashLoopBackOff",
-                          f"back-off restarting: the container exited with code {code}")
-                if time.monotonic() - began > BACKOFF_RESET:
-                    delay = BACKOFF_START
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                self.restarts += 1
+        finally:
             self._first.set()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
-            self.restarts += 1
 
     def _set(self, state_: str, reason: str | None = None, message: str | None = None) -> None:
-        was_running = self.state == "running"
         self.state, self.reason, self.message = state_, reason, message
-        if (state_ == "running") != was_running and self.on_change is not None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self.on_change is not None:
             self.on_change()
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, minimum: float = MIN_GRACE) -> None:
+        """As kubelet kills a container: its preStop hook if it runs (within `grace` seconds),
+        then SIGTERM, and SIGKILL after what is left of `grace` (at least `minimum`)."""
+        running = self.state == "running"
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.runner.stop(grace)
-        self._set("terminated", "Completed")
+        if running and self.pre_stop is not None and grace > 0:
+            began = time.monotonic()
+            await self.pre_stop(grace)
+            grace -= time.monotonic() - began
+        await self.runner.stop(max(grace, minimum))
+        if self.state != "terminated":
+            if running:
+                self._ended(self.runner.stopped_code())
+            code = self.exit_code if running else 0
+            self._set("terminated", "Completed" if code == 0 else "Error")
 
     def status(self) -> dict:
         out = {"state": self.state, "pid": self.runner.pid if self.state == "running" else None,
@@ -494,5 +585,246 @@ class Container:
             out["message"] = self.message
         if self.finished_at:
             out["finishedAt"] = self.finished_at
+        if self.state == "terminated" and self.last_exit is not None:
+            out["lastExitCode"], out["lastFinishedAt"] = self.last_exit
         return out
 
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle hooks (preStop)
+# --------------------------------------------------------------------------------------------
+
+HOOK_OUTPUT_MAX = 1024  # bytes of a failed hook's output kept in the message
+
+
+async def run_pre_stop(lab: str, pod: PlannedPod, container: PlannedContainer, plan: Callable[[], Plan | None],
+                       say: Callable[[str], None], timeout: float) -> None:
+    """The container's preStop hook, within `timeout` seconds; a failure is said in its log
+    (where kubelet records a FailedPreStopHook event) and the container is stopped anyway.
+
+    exec: the command as a process of the pod, with the container's environment (a container
+    the lab emulates has none of its image's programs here: its hook is not run); httpGet: a GET
+    from the pod's network to the pod's address (or `host`) and port; sleep: that long."""
+    hook = container.pre_stop
+    if hook is None:
+        return
+    try:
+        if hook.sleep_seconds is not None:
+            await asyncio.sleep(min(hook.sleep_seconds, timeout))
+        elif hook.command is not None:
+            if not isinstance(container.run, RunExec):
+                say(f"kubenet-lab: preStop hook not run: container {container.name} is emulated (the programs of "
+                    f"image {container.image or '(none)'} are not on this machine)")
+                return
+            await asyncio.wait_for(_exec_hook(PodEnv(lab, pod, plan()), container, plan, say), timeout)
+        elif hook.http_port is not None:
+            await asyncio.wait_for(_http_hook(PodEnv(lab, pod, plan()), pod, container, say), timeout)
+        else:
+            say("kubenet-lab: PreStopHook failed: tcpSocket is not supported as a lifecycle hook")
+    except asyncio.TimeoutError:
+        say(f"kubenet-lab: PreStopHook did not finish within the grace period ({timeout:.0f}s)")
+    except Exception as e:  # the container is stopped anyway
+        say(f"kubenet-lab: PreStopHook failed: {type(e).__name__}: {e}")
+
+
+async def _exec_hook(env: PodEnv, container: PlannedContainer, plan: Callable[[], Plan | None],
+                     say: Callable[[str], None]) -> None:
+    argv = list(container.pre_stop.command or ())
+    exe = argv[0] if argv else ""
+    if not exe or not (shutil.which(exe, path=CONTAINER_PATH) if "/" not in exe else os.access(exe, os.X_OK)):
+        say(f'kubenet-lab: PreStopHook failed: exec: "{exe}": executable file not found in $PATH')
+        return
+    environ = process_environment(plan(), env.pod, container, env.hostname)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd="/", env=environ, preexec_fn=env.preexec, start_new_session=True)
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what it left behind, or all of it at the timeout
+        await proc.wait()
+    if proc.returncode != 0:
+        text = out[:HOOK_OUTPUT_MAX].decode(errors="replace").strip()
+        say(f"kubenet-lab: PreStopHook failed: command {' '.join(argv)!r} exited with {proc.returncode}"
+            + (f": {text}" if text else ""))
+
+
+async def _http_hook(env: PodEnv, pod: PlannedPod, container: PlannedContainer, say: Callable[[str], None]) -> None:
+    hook = container.pre_stop
+    port = hook.http_port
+    if isinstance(port, str):
+        port = next((p.container_port for p in container.ports if p.name == port), None)
+        if port is None:
+            say(f"kubenet-lab: PreStopHook failed: container {container.name} has no port named {hook.http_port!r}")
+            return
+    host = hook.http_host or str(pod.ip)
+    if host == "localhost":
+        host = "127.0.0.1"
+    path = hook.http_path if hook.http_path.startswith("/") else "/" + hook.http_path
+    sock = env.socket(socket.AF_INET, socket.SOCK_STREAM)  # in the pod's network namespace
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    context = None
+    if hook.http_scheme == "HTTPS":  # kubelet does not verify the certificate either
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(sock=sock, ssl=context,
+                                                   server_hostname=host if context else None)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-lifecycle/1.31\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        status = (await reader.readline()).decode(errors="replace").split()
+    finally:
+        writer.close()
+    code = int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
+    if not 200 <= code < 400:
+        say(f"kubenet-lab: PreStopHook failed: HTTP GET {host}:{port}{path}: "
+            f"{'status ' + str(code) if code else 'no answer'}")
+
+
+# --------------------------------------------------------------------------------------------
+# The pod worker
+# --------------------------------------------------------------------------------------------
+
+
+class PodWorker:
+    """One pod, run as kubelet's pod worker runs it.
+
+    Its init containers start one after another: each must exit 0 before the next starts
+    (restarted with backoff after a failure, unless the pod's restartPolicy is Never: then the
+    pod has failed and nothing more starts); a sidecar (restartPolicy Always) counts as done as
+    soon as it runs, and keeps running, restarted whenever it exits. Then the containers start,
+    each restarted as the pod's restartPolicy says. Once none of them will run again
+    (OnFailure, Never) the sidecars are stopped, last started first, and the pod is done."""
+
+    def __init__(self, lab: str, pod: PlannedPod, plan: Callable[[], Plan | None],
+                 on_change: Callable[[], None] | None = None):
+        self.lab = lab
+        self.pod = pod
+        self.plan = plan
+        self.on_change = on_change
+        self.init = [(c, self._container(c, init=True)) for c in pod.init_containers]
+        self.containers = {self._key(c): (c, self._container(c)) for c in pod.containers}
+        self.initialized = not pod.init_containers  # the containers were started (Initialized)
+        self.finished = False  # nothing of it runs again (Succeeded or Failed)
+        self._task: asyncio.Task | None = None
+        self._settled = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    @staticmethod
+    def _key(c: PlannedContainer) -> tuple:
+        return (c.name, c.run, c.pre_stop)
+
+    def _container(self, c: PlannedContainer, init: bool = False) -> Container:
+        policy = self.pod.restart_policy
+        if init:  # a plain init container must succeed once: it is restarted only after a failure
+            policy = "Always" if c.sidecar else ("Never" if policy == "Never" else "OnFailure")
+        runner = make_runner(self.lab, self.pod, c, self.plan, init=init)
+        say = runner.log if isinstance(getattr(runner, "log", None), (LogFile, LogBuffer)) else log.info
+        hook = functools.partial(run_pre_stop, self.lab, self.pod, c, self.plan, say) if c.pre_stop else None
+        waiting = "PodInitializing" if self.pod.init_containers else "ContainerCreating"
+        return Container(runner, self._changed, policy, hook, waiting)
+
+    def _changed(self) -> None:
+        self._wake.set()
+        if self.on_change is not None:
+            self.on_change()
+
+    @property
+    def size(self) -> int:
+        return len(self.init) + len(self.containers)
+
+    def runners(self) -> list[Runner]:
+        return [c.runner for _, c in self.init] + [c.runner for _, c in self.containers.values()]
+
+    def find(self, name: str) -> Container | None:
+        for spec, c in [*self.init, *self.containers.values()]:
+            if spec.name == name:
+                return c
+        return None
+
+    async def start(self) -> None:
+        """Returns once the pod has settled: its containers' first attempts made, or an init
+        container running (or failing) that the rest waits for."""
+        self._task = asyncio.create_task(self._run())
+        await self._settled.wait()
+
+    async def _run(self) -> None:
+        try:
+            for spec, c in self.init:
+                await c.start()
+                done = (lambda x: x.state == "running") if spec.sidecar else (lambda x: x.state == "terminated")
+                if not done(c):
+                    self._settled.set()  # `up` does not wait for an init container to finish
+                await c.until(done)
+                if not spec.sidecar and c.exit_code != 0:  # restartPolicy Never: the pod failed
+                    self.finished = True
+                    await self._stop_sidecars()
+                    return
+            self.initialized = True
+            await asyncio.gather(*(c.start() for _, c in self.containers.values()))
+            self._changed()
+            self._settled.set()
+            if self.pod.restart_policy != "Always":
+                while True:
+                    self._wake.clear()
+                    if all(c.state == "terminated" for _, c in self.containers.values()):
+                        break
+                    await self._wake.wait()
+                self.finished = True
+                await self._stop_sidecars()
+        finally:
+            self._settled.set()
+
+    async def _stop_sidecars(self, grace: float | None = None, minimum: float = MIN_GRACE) -> None:
+        """Sidecars in reverse order, within what is left of the grace period."""
+        grace = self.pod.termination_grace_period if grace is None else grace
+        began = time.monotonic()
+        for spec, c in reversed(self.init):
+            if spec.sidecar:
+                await c.stop(max(grace - (time.monotonic() - began), 0), minimum)
+
+    async def update(self, pod: PlannedPod) -> tuple[int, int]:
+        """The same pod in a new plan: a container whose run changed is replaced, as kubelet
+        replaces a container whose spec changed. -> (containers started, stopped)."""
+        self.pod = pod
+        if self.finished:  # a pod that ended stays as it ended
+            return 0, 0
+        want = {self._key(c): c for c in pod.containers}
+        gone = [k for k in self.containers if k not in want]
+        await asyncio.gather(*(self.containers.pop(k)[1].stop(pod.termination_grace_period) for k in gone))
+        new = {k: (c, self._container(c)) for k, c in want.items() if k not in self.containers}
+        self.containers.update(new)
+        if self.initialized and not self.finished:  # else the worker starts them after the init containers
+            await asyncio.gather(*(c.start() for _, c in new.values()))
+        return len(new), len(gone)
+
+    async def stop(self, grace: float | None = None, minimum: float = MIN_GRACE) -> None:
+        """Kill the pod as kubelet does: every container (preStop, SIGTERM, SIGKILL after the
+        grace period, by default the pod's terminationGracePeriodSeconds) at once, then the
+        sidecars, last started first, within what is left of the grace period."""
+        grace = self.pod.termination_grace_period if grace is None else grace
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        began = time.monotonic()
+        others = [c for _, c in self.containers.values()] + [c for spec, c in self.init if not spec.sidecar]
+        await asyncio.gather(*(c.stop(grace, minimum) for c in others))
+        await self._stop_sidecars(max(grace - (time.monotonic() - began), 0), minimum)
+
+    def status(self) -> dict:
+        return {"uid": self.pod.uid, "restartPolicy": self.pod.restart_policy, "initialized": self.initialized,
+                "initContainers": {spec.name: c.status() for spec, c in self.init},
+                "containers": {spec.name: c.status() for spec, c in self.containers.values()}}
+
+    def pod_status(self) -> podstatus.PodStatus:
+        return podstatus.pod_status([c.status() for _, c in self.containers.values()],
+                                    [(c.status(), spec.sidecar) for spec, c in self.init],
+                                    self.pod.restart_policy, self.initialized)

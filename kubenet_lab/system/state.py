@@ -26,7 +26,9 @@ PLAN_FILE = "plan.json"
 # half-way, the next `up` or `down` knows them for the lab's own even where the ownership mark
 # had not been set yet.
 INTENT_FILE = "creating.json"
-# The pods ("ns/name") whose endpoints the rules last loaded leave out as not ready.
+# The pods ("ns/name") whose endpoints the rules last loaded leave out as not ready, and those of
+# them that have ended (Succeeded, Failed), which are no endpoints at all:
+# {"notReady": [...], "terminal": [...]} (a plain list: not ready, none ended).
 NOT_READY_FILE = "not-ready.json"
 
 
@@ -93,16 +95,33 @@ def load_plan(lab: str) -> Plan | None:
     return plan_from_data(data)
 
 
-def not_ready(lab: str) -> frozenset[str]:
+def _readiness(lab: str) -> dict:
     try:
         with open(os.path.join(state_dir(lab), NOT_READY_FILE)) as f:
-            return frozenset(json.load(f))
-    except (OSError, ValueError, TypeError):
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {"notReady": data} if isinstance(data, list) else data if isinstance(data, dict) else {}
+
+
+def not_ready(lab: str) -> frozenset[str]:
+    try:
+        return frozenset(_readiness(lab).get("notReady", ()))
+    except TypeError:
         return frozenset()
 
 
-def save_not_ready(lab: str, pods: frozenset[str]) -> None:
-    write_atomic(os.path.join(state_dir(lab), NOT_READY_FILE), json.dumps(sorted(pods)))
+def terminal(lab: str) -> frozenset[str]:
+    """The pods that have ended (Succeeded, Failed): no endpoints at all."""
+    try:
+        return frozenset(_readiness(lab).get("terminal", ()))
+    except TypeError:
+        return frozenset()
+
+
+def save_not_ready(lab: str, pods: frozenset[str], ended: frozenset[str] = frozenset()) -> None:
+    write_atomic(os.path.join(state_dir(lab), NOT_READY_FILE),
+                 json.dumps({"notReady": sorted(pods), "terminal": sorted(ended)}))
 
 
 def _lock(lab: str, create: bool) -> int | None:

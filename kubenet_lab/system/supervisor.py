@@ -11,16 +11,23 @@ and answers JSON lines on <state_dir>/supervisor.sock:
 
     {"op": "ping"}    -> {"ok": true, "pid": N, "lab": LAB}
     {"op": "reload"}  -> re-read the plan and reconcile; answers once every socket is bound
-    {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"containers": {"c": {...}}}}}
+    {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"uid": ..., "restartPolicy": ...,
+                          "initialized": bool, "initContainers": {"i": {...}}, "containers": {"c": {...}}}}}
     {"op": "logs", "pod": "ns/name", "container": "c"} -> {"ok": true, "text": "..."}
                          (built-in servers log into memory, real processes into a file)
     {"op": "stop"}    -> end every container, close every socket, answer, exit
 
-It also keeps the rules following readiness: a pod is ready while all its containers run; when
-the set of pods that are not differs from the one the rules were made with, it runs
-`python3 -m kubenet_lab.readiness` (a process of its own, under the lab's lock like any command;
-a thread beside the forks of containers with preexec_fn would not be safe), which makes every
-node's rules again without those pods' endpoints, and the cluster DNS follows.
+Each pod is a `PodWorker` (init containers, then containers, restart policy, preStop and grace
+period at removal; see system.containers). A pod removed by a reload gets its
+terminationGracePeriodSeconds; `stop` (the lab's `down`) gives every pod at most STOP_GRACE
+seconds, preStop included.
+
+It also keeps the rules following readiness: a pod is ready while it is initialized and all its
+containers (and sidecars) run, and a pod that has ended (Succeeded, Failed) is no endpoint at
+all; when the pods that are not ready, or have ended, differ from those the rules were made
+with, it runs `python3 -m kubenet_lab.readiness` (a process of its own, under the lab's lock
+like any command; a thread beside the forks of containers with preexec_fn would not be safe),
+which makes every node's rules again without those pods' endpoints, and the cluster DNS follows.
 
 The functions at the end (ensure_running, request, stop, find_supervisors) are the client side
 the CLI uses.
@@ -42,37 +49,39 @@ import sys
 import time
 
 from ..errors import LabError
-from ..plan.model import Plan, PlannedContainer, PlannedPod
+from ..plan.model import Plan, PlannedPod
 from ..plan.naming import is_lab_name
 from ..plan.services import with_readiness
 from . import procs, state
-from .containers import Container, make_runner
+from .containers import PodWorker
 
 MODULE = "kubenet_lab.system.supervisor"
 SOCK = "supervisor.sock"
 PID = "supervisor.pid"
 LOG = "supervisor.log"
 LOCK = "supervisor.lock"
-STOP_GRACE = 2.0
+STOP_GRACE = 2.0  # seconds: what `down` gives each pod (preStop included) before SIGKILL
+STOP_MIN_GRACE = 0.5  # and SIGTERM at least, whatever preStop took
 READINESS_MODULE = "kubenet_lab.readiness"
 READINESS_SETTLE = 0.2  # seconds: changes that come together make one sync
 READINESS_RETRY = 5.0
 
 log = logging.getLogger("kubenet-lab.supervisor")
 
-# (pod key, pod uid, container name, run spec, netns): a container whose key is unchanged by a
-# reload is left alone (same process, same sockets).
+# (pod key, pod uid, netns, init containers): a pod whose key is unchanged by a reload is left
+# alone (same processes, same sockets), but for a container whose run spec changed, which is
+# replaced (PodWorker.update).
 Key = tuple
 
 
-def container_key(pod: PlannedPod, container: PlannedContainer) -> Key:
-    return (pod.key, pod.uid, container.name, container.run, pod.netns)
+def pod_key(pod: PlannedPod) -> Key:
+    return (pod.key, pod.uid, pod.netns, pod.init_containers)
 
 
-def desired(plan: Plan | None) -> dict[Key, tuple[PlannedPod, PlannedContainer]]:
+def desired(plan: Plan | None) -> dict[Key, PlannedPod]:
     if plan is None:
         return {}
-    return {container_key(p, c): (p, c) for p in plan.pods for c in p.containers}
+    return {pod_key(p): p for p in plan.pods}
 
 
 def path(lab: str, name: str) -> str:
@@ -88,10 +97,11 @@ class Supervisor:
     def __init__(self, lab: str):
         self.lab = lab
         self.plan: Plan | None = None
-        self.containers: dict[Key, Container] = {}
+        self.pods: dict[Key, PodWorker] = {}
         self.done = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.applied: frozenset[str] = frozenset()  # the pods the rules treat as not ready
+        # The pods the rules treat as not ready, and those among them that have ended.
+        self.applied: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         self._ready_timer: asyncio.TimerHandle | None = None
         self._ready_proc: asyncio.subprocess.Process | None = None
         self._ready_again = False
@@ -102,34 +112,45 @@ class Supervisor:
         """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
         return self._view
 
-    def _set_view(self, plan: Plan | None, applied: frozenset[str]) -> None:
-        """The plan and the not-ready pods the rules were made with changed: one new view, and
-        every container told (the DNS server answers from it)."""
+    def _set_view(self, plan: Plan | None, applied: tuple[frozenset[str], frozenset[str]]) -> None:
+        """The plan and the not-ready (and ended) pods the rules were made with changed: one new
+        view, and every container told (the DNS server answers from it)."""
         self.plan, self.applied = plan, applied
-        self._view = with_readiness(plan, applied) if plan is not None else None
-        for c in self.containers.values():
-            c.runner.update(self._view)
+        self._view = with_readiness(plan, *applied) if plan is not None else None
+        for worker in self.pods.values():
+            for runner in worker.runners():
+                runner.update(self._view)
 
     async def reload(self) -> dict:
         async with self._lock:
             plan = state.load_plan(self.lab)
-            self._set_view(plan, state.not_ready(self.lab))  # `up` made the rules with these
+            # `up` made the rules with these
+            self._set_view(plan, (state.not_ready(self.lab), state.terminal(self.lab)))
             want = desired(plan)
-            gone = [k for k in self.containers if k not in want]
-            # Stop first: a changed container may want the port its old self holds.
-            await asyncio.gather(*(self.containers.pop(k).stop(STOP_GRACE) for k in gone))
-            new = {k: Container(make_runner(self.lab, pod, c, self.view), on_change=self.readiness_changed)
-                   for k, (pod, c) in want.items() if k not in self.containers}
-            self.containers.update(new)
-            await asyncio.gather(*(c.start() for c in new.values()))
-            log.info("reload: %d containers, %d started, %d stopped", len(self.containers), len(new), len(gone))
+            gone = [self.pods.pop(k) for k in list(self.pods) if k not in want]
+            # Stop first: a changed container may want the port its old self holds. A removed pod
+            # gets its grace period (its namespace goes once this answers).
+            await asyncio.gather(*(w.stop() for w in gone))
+            kept = [(self.pods[k], pod) for k, pod in want.items() if k in self.pods]
+            changes = await asyncio.gather(*(w.update(pod) for w, pod in kept))
+            new = {k: PodWorker(self.lab, pod, self.view, on_change=self.readiness_changed)
+                   for k, pod in want.items() if k not in self.pods}
+            self.pods.update(new)
+            await asyncio.gather(*(w.start() for w in new.values()))
+            started = sum(w.size for w in new.values()) + sum(n for n, _ in changes)
+            stopped = sum(w.size for w in gone) + sum(n for _, n in changes)
+            total = sum(w.size for w in self.pods.values())
+            log.info("reload: %d containers, %d started, %d stopped", total, started, stopped)
             self.readiness_changed()
-            return {"ok": True, "started": len(new), "stopped": len(gone), "containers": len(self.containers)}
+            return {"ok": True, "started": started, "stopped": stopped, "containers": total}
 
     # --- readiness ---------------------------------------------------------------------------
 
-    def not_ready(self) -> frozenset[str]:
-        return frozenset(key[0] for key, c in self.containers.items() if c.state != "running")
+    def readiness(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(the pods not ready, those of them that have ended)."""
+        statuses = {w.pod.key: w.pod_status() for w in self.pods.values()}
+        return (frozenset(k for k, st in statuses.items() if not st.ready),
+                frozenset(k for k, st in statuses.items() if st.terminal))
 
     def readiness_changed(self, delay: float = READINESS_SETTLE) -> None:
         if self._stopping:
@@ -144,7 +165,7 @@ class Supervisor:
         if self._ready_proc is not None:  # one at a time: look again once it is done
             self._ready_again = True
             return
-        want = self.not_ready()
+        want = self.readiness()
         if want == self.applied or self._stopping:
             return
         retry = False
@@ -153,14 +174,16 @@ class Supervisor:
                 sys.executable, "-m", READINESS_MODULE, "--lab", self.lab, cwd="/",
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self._ready_proc = proc
-            out, err = await proc.communicate(json.dumps(sorted(want)).encode())
+            out, err = await proc.communicate(json.dumps({"notReady": sorted(want[0]),
+                                                          "terminal": sorted(want[1])}).encode())
         except OSError as e:
             log.warning("readiness: cannot run %s: %s", READINESS_MODULE, e)
             retry = True
         else:
             if proc.returncode == 0:
                 self._set_view(self.plan, want)
-                log.info("readiness: %d pod(s) not ready %s; %s", len(want), sorted(want), out.decode().strip())
+                log.info("readiness: %d pod(s) not ready %s, ended %s; %s", len(want[0]), sorted(want[0]),
+                         sorted(want[1]), out.decode().strip())
             else:
                 log.warning("readiness: sync failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip())
                 retry = True
@@ -171,15 +194,12 @@ class Supervisor:
             self.readiness_changed(READINESS_RETRY if retry else READINESS_SETTLE)
 
     def status(self) -> dict:
-        pods: dict[str, dict] = {}
-        for key, c in self.containers.items():
-            pod = pods.setdefault(key[0], {"uid": key[1], "containers": {}})
-            pod["containers"][key[2]] = c.status()
+        pods = {w.pod.key: w.status() for w in self.pods.values()}
         return {"ok": True, "pid": os.getpid(), "pods": pods}
 
     def logs(self, pod: str, container: str) -> dict:
-        for key, c in self.containers.items():
-            if key[0] == pod and key[2] == container:
+        for w in self.pods.values():
+            if w.pod.key == pod and (c := w.find(container)) is not None:
                 return {"ok": True, "text": c.runner.logs()}
         return {"ok": False, "error": f"no container {container!r} in pod {pod!r}"}
 
@@ -191,10 +211,12 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 self._ready_proc.kill()
         async with self._lock:
-            containers, self.containers = list(self.containers.values()), {}
-            await asyncio.gather(*(c.stop(STOP_GRACE) for c in containers))
-        log.info("stopped %d containers", len(containers))
-        return {"ok": True, "pid": os.getpid(), "stopped": len(containers)}
+            workers, self.pods = list(self.pods.values()), {}
+            await asyncio.gather(*(w.stop(min(w.pod.termination_grace_period, STOP_GRACE), STOP_MIN_GRACE)
+                                   for w in workers))
+        stopped = sum(w.size for w in workers)
+        log.info("stopped %d containers", stopped)
+        return {"ok": True, "pid": os.getpid(), "stopped": stopped}
 
     async def handle(self, msg: dict) -> dict:
         op = msg.get("op")

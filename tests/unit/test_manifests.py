@@ -11,7 +11,7 @@ import pytest
 
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
-from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, EnvVar, LabelSelector, MatchExpression,
+from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, EnvVar, Hook, LabelSelector, MatchExpression,
                                     Origin, PodSpec, ServicePort)
 
 BUNDLE = Path(__file__).parent / "data" / "manifests" / "nginx-bundle.yaml"
@@ -344,17 +344,75 @@ def test_skipped_kinds_warn_once_each(files):
     assert model.services == ()
 
 
-def test_init_containers_are_accepted_with_a_warning():
+def test_init_containers_restart_policy_grace_period_and_pre_stop_are_read():
     model = from_text("""
         apiVersion: v1
         kind: Pod
         metadata: {name: p}
         spec:
-          initContainers: [{name: init, image: busybox}]
-          containers: [{name: c}]
+          restartPolicy: OnFailure
+          terminationGracePeriodSeconds: 5
+          initContainers:
+          - {name: init, image: busybox, command: [sh, -c, "echo hi"]}
+          - name: proxy
+            image: envoy
+            restartPolicy: Always
+            ports: [{containerPort: 15001}]
+            lifecycle: {preStop: {httpGet: {port: 15001, path: quit}}}
+          containers:
+          - name: c
+            lifecycle: {preStop: {exec: {command: [sh, -c, "sleep 1"]}}, postStart: {sleep: {seconds: 1}}}
+          - {name: d, lifecycle: {preStop: {sleep: {seconds: 3}}}}
     """)
-    assert model.warnings == ("<stdin>:5: spec.initContainers: ignored: kubenet-lab does not run init containers",)
-    assert len(model.pods) == 1
+    spec = model.pods[0].spec
+    assert (spec.restart_policy, spec.termination_grace_period) == ("OnFailure", 5)
+    assert [(c.name, c.restart_policy) for c in spec.init_containers] == [("init", None), ("proxy", "Always")]
+    assert spec.init_containers[0].command == ("sh", "-c", "echo hi")
+    assert spec.init_containers[1].pre_stop == Hook(http_port=15001, http_path="quit")
+    assert spec.containers[0].pre_stop == Hook(command=("sh", "-c", "sleep 1"))
+    assert spec.containers[1].pre_stop == Hook(sleep_seconds=3)
+    assert model.warnings == ("<stdin>:16: spec.containers[0].lifecycle.postStart: ignored: kubenet-lab does not run "
+                              "postStart hooks",)
+    defaults = from_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n")
+    assert (defaults.pods[0].spec.restart_policy, defaults.pods[0].spec.termination_grace_period) == ("Always", 30)
+
+
+def test_init_containers_are_checked_as_the_api_server_checks_them():
+    with pytest.raises(InputError) as e:
+        from_text("""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: p}
+            spec:
+              initContainers:
+              - {name: c, image: busybox}
+              - {name: once, restartPolicy: Never}
+              - {name: probed, readinessProbe: {tcpSocket: {port: 80}}, lifecycle: {preStop: {sleep: {seconds: 1}}}}
+              - {name: hook, restartPolicy: Always, lifecycle: {preStop: {}}}
+              - {name: two, restartPolicy: Always, lifecycle: {preStop: {sleep: {seconds: 1}, exec: {command: [x]}}}}
+              containers:
+              - {name: c, restartPolicy: Always}
+        """)
+    assert e.value.problems == [
+        "<stdin>:7: spec.initContainers[1].restartPolicy: expected one of Always, got 'Never'",
+        "<stdin>:8: spec.initContainers[2].lifecycle: may not be set for init containers without restartPolicy=Always",
+        "<stdin>:8: spec.initContainers[2].readinessProbe: may not be set for init containers without "
+        "restartPolicy=Always",
+        "<stdin>:9: spec.initContainers[3].lifecycle.preStop: must specify a handler type (exec, httpGet, sleep)",
+        "<stdin>:10: spec.initContainers[4].lifecycle.preStop.sleep: may not specify more than 1 handler type",
+        "<stdin>:12: spec.containers[0].restartPolicy: may not be set for non-init containers (the pod's "
+        "spec.restartPolicy applies to them)",
+    ]
+    with pytest.raises(InputError) as e:
+        from_text("""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: p}
+            spec:
+              initContainers: [{name: c, image: busybox}]
+              containers: [{name: c}]
+        """)
+    assert e.value.problems == ["<stdin>:6: spec.containers[0].name: 'c' is already used by spec.initContainers[0]"]
 
 
 def test_stdin_among_files_and_directories_sorted(files):

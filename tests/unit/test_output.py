@@ -1,4 +1,5 @@
-"""Pod phase and container statuses as kubelet reports them (restartPolicy Always)."""
+"""Pod phase and container statuses as kubelet reports them (restartPolicy Always; the other
+policies and init containers: test_podstatus)."""
 from __future__ import annotations
 
 from kubenet_lab.output import _container_status, pod_phase
@@ -17,7 +18,9 @@ def test_a_pod_is_pending_only_until_its_containers_first_start():
     assert pod_phase([RUNNING, CRASHING]) == ("Running", "CrashLoopBackOff")
     assert pod_phase([NEVER_STARTED]) == ("Running", "RunContainerError")
     assert pod_phase([RUNNING, RUNNING]) == ("Running", "Running")
-    assert pod_phase([{"state": "terminated", "exitCode": 0}]) == ("Succeeded", "Completed")
+    # with restartPolicy Always a container that ended is about to restart: the pod stays Running
+    assert pod_phase([{"state": "terminated", "exitCode": 0}]) == ("Running", "Completed")
+    assert pod_phase([{"state": "terminated", "exitCode": 0}], restart_policy="Never") == ("Succeeded", "Completed")
 
 
 def test_a_restarting_container_shows_why_it_waits_and_how_it_last_ended():
