@@ -14,7 +14,20 @@ RESOURCES = {
     "pods": "pods", "pod": "pods", "po": "pods",
     "services": "services", "service": "services", "svc": "services",
     "endpoints": "endpoints", "ep": "endpoints",
+    "deployments": "deployments", "deployment": "deployments", "deploy": "deployments",
+    "replicasets": "replicasets", "replicaset": "replicasets", "rs": "replicasets",
+    "replicationcontrollers": "replicationcontrollers", "replicationcontroller": "replicationcontrollers",
+    "rc": "replicationcontrollers",
+    "statefulsets": "statefulsets", "statefulset": "statefulsets", "sts": "statefulsets",
+    "daemonsets": "daemonsets", "daemonset": "daemonsets", "ds": "daemonsets",
+    "jobs": "jobs", "job": "jobs",
+    "all": "all",
 }
+# What `get all` lists, in kubectl's order, and the prefix of each NAME.
+ALL = (("pods", "pod"), ("services", "service"), ("daemonsets", "daemonset.apps"),
+       ("deployments", "deployment.apps"), ("replicasets", "replicaset.apps"),
+       ("replicationcontrollers", "replicationcontroller"), ("statefulsets", "statefulset.apps"),
+       ("jobs", "job.batch"))
 
 
 def handle_errors(fn):
@@ -178,18 +191,21 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
 def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all_namespaces: bool,
         fmt: str | None, template: str | None, selector: str | None, show_labels: bool,
         allow_missing_template_keys: bool) -> None:
-    """Show nodes, pods, services or endpoints, like kubectl get.
+    """Show nodes, pods, services, endpoints or controllers, like kubectl get.
 
-    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep). With NAME, -o
-    json/yaml/jsonpath apply to that object; without, to a List of the objects (so a jsonpath
-    template starts at `.items`). Labels are metadata.labels (pods; nodes with kubelet's
-    kubernetes.io/hostname, /os and /arch; the lab keeps none for services and endpoints).
-
+    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), deployments
+    (deploy), replicasets (rs), replicationcontrollers (rc), statefulsets (sts), daemonsets (ds),
+    jobs, or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
+    object; without, to a List of the objects (so a jsonpath template starts at `.items`). Labels
+    are metadata.labels (nodes have kubelet's kubernetes.io/hostname, /os and /arch too).
     \b
     Examples:
       sudo kubenet-lab get nodes -o wide
       sudo kubenet-lab get pods -o wide -A
       sudo kubenet-lab get svc
+      sudo kubenet-lab get all
+      sudo kubenet-lab get sts web -o yaml
+      sudo kubenet-lab get jobs -A
       sudo kubenet-lab get pod client -o json
       sudo kubenet-lab get ep web -o yaml
       sudo kubenet-lab get pods -l app=web --show-labels
@@ -206,48 +222,79 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     labels = output.parse_selector(selector) if selector is not None else None
     if labels is not None and name is not None:
         raise InputError("name cannot be provided when a selector is specified")
+    if kind == "all" and name is not None:
+        raise InputError("a resource cannot be retrieved by name across all types")
     plan = query.running_plan(ctx.obj["lab"])
-    if kind == "nodes":
-        items = [n for n in plan.nodes if name in (None, n.name)]
-        all_ns = False
-    else:
-        pool = plan.pods + plan.pending if kind == "pods" else plan.services
-        all_ns = all_namespaces and name is None
-        items = sorted((o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)),
-                       key=lambda o: (o.namespace, o.name))
-    if name is not None and not items:
+    all_ns = all_namespaces and name is None and kind != "nodes"
+    kinds = [k for k, _ in ALL] if kind == "all" else [kind]
+    status = query.pod_status(plan.lab) if kind in ("pods", "all", *output.WORKLOAD_KINDS) else {}
+    found = {k: _select(plan, k, name, namespace, all_ns, labels) for k in kinds}
+    if name is not None and not found[kind]:
         raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
-    if labels is not None:
-        items = [o for o in items if labels.matches(output.labels_of(kind, o))]
-    status = query.pod_status(plan.lab) if kind == "pods" else {}
     if not out.table:
-        objects = {
-            "nodes": lambda o: output.node_object(plan, o),
-            "pods": lambda o: output.pod_object(plan, o, status),
-            "services": lambda o: output.service_object(plan, o),
-            "endpoints": lambda o: output.endpoints_object(plan, o),
-        }[kind]
-        objs = [objects(o) for o in items]
+        objs = [_object(plan, k, o, status) for k in kinds for o in found[k]]
         click.echo(output.render(objs[0] if name is not None else output.as_list(objs), out,
                                  allow_missing_keys=allow_missing_template_keys), nl=False)
         return
-    wide = out.name == "wide"
-    if kind == "nodes":
-        headers, rows = output.node_rows(plan, items, wide)
-    elif kind == "pods":
-        headers, rows = output.pod_rows(plan, items, status, wide, all_ns)
-    elif kind == "services":
-        headers, rows = output.service_rows(plan, items, wide, all_ns)
-    else:
-        headers, rows = output.endpoint_rows(plan, items, wide, all_ns)
-    if not rows:
+    tables = []
+    for k, prefix in ALL if kind == "all" else [(kind, "")]:
+        if not found[k]:
+            continue
+        headers, rows = _rows(plan, k, found[k], status, out.name == "wide", all_ns)
+        if kind == "all":
+            at = 1 if all_ns else 0
+            rows = [row[:at] + [f"{prefix}/{row[at]}"] + row[at + 1:] for row in rows]
+        if show_labels:
+            headers = list(headers) + ["LABELS"]
+            rows = [list(row) + [output.format_labels(output.labels_of(k, o))] for row, o in zip(rows, found[k])]
+        tables.append(output.table(headers, rows))
+    if not tables:
         where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
         click.echo(f"No resources found{where}.", err=True)
         return
-    if show_labels:
-        headers = list(headers) + ["LABELS"]
-        rows = [list(row) + [output.format_labels(output.labels_of(kind, o))] for row, o in zip(rows, items)]
-    click.echo(output.table(headers, rows), nl=False)
+    click.echo("\n".join(tables), nl=False)
+
+
+def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, labels) -> list:
+    """The objects of `kind` that `get` names, in kubectl's order."""
+    if kind == "nodes":
+        items = [n for n in plan.nodes if name in (None, n.name)]
+    else:
+        if kind == "pods":
+            pool = plan.pods + plan.pending
+        elif kind in ("services", "endpoints"):
+            pool = plan.services
+        else:
+            pool = tuple(w for w in plan.workloads if w.kind == output.WORKLOAD_KINDS[kind])
+        items = sorted((o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)),
+                       key=lambda o: (o.namespace, o.name))
+    if labels is not None:
+        items = [o for o in items if labels.matches(output.labels_of(kind, o))]
+    return items
+
+
+def _object(plan, kind: str, obj, status: dict) -> dict:
+    if kind == "nodes":
+        return output.node_object(plan, obj)
+    if kind == "pods":
+        return output.pod_object(plan, obj, status)
+    if kind == "services":
+        return output.service_object(plan, obj)
+    if kind == "endpoints":
+        return output.endpoints_object(plan, obj)
+    return output.workload_object(plan, obj, status)
+
+
+def _rows(plan, kind: str, items: list, status: dict, wide: bool, all_ns: bool):
+    if kind == "nodes":
+        return output.node_rows(plan, items, wide)
+    if kind == "pods":
+        return output.pod_rows(plan, items, status, wide, all_ns)
+    if kind == "services":
+        return output.service_rows(plan, items, wide, all_ns)
+    if kind == "endpoints":
+        return output.endpoint_rows(plan, items, wide, all_ns)
+    return output.workload_rows(plan, output.WORKLOAD_KINDS[kind], items, status, wide, all_ns)
 
 
 @main.command()

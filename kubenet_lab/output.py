@@ -447,10 +447,10 @@ def workload_status(plan: Plan, w: PlannedWorkload, status: dict) -> WorkloadSta
         if isinstance(pod, PendingPod):
             continue
         states = container_states(pod, status)
-        phase, _ = pod_phase(states)
-        ready += all(st.get("state") == "running" for st in states) and phase == "Running"
-        succeeded += phase == "Succeeded"
-        failed += phase == "Failed"
+        st = pod_state(pod, status)
+        ready += st.ready
+        succeeded += st.phase == "Succeeded"
+        failed += st.phase == "Failed"
         starts += [_epoch(st.get("startedAt")) for st in states if st.get("startedAt")]
         ends += [_epoch(st.get("finishedAt")) for st in states if st.get("state") == "terminated"]
     done = succeeded + failed == current and current > 0

@@ -30,6 +30,8 @@ KNOWN_IMAGES = (
     KnownImage(("nginx",), ((80, TCP),), ("/docker-entrypoint.sh",)),
     KnownImage(("nginxinc/nginx-unprivileged",), ((8080, TCP),), ("/docker-entrypoint.sh",)),
     KnownImage(("bitnami/nginx",), ((8080, TCP),)),
+    KnownImage(("registry.k8s.io/nginx-slim", "k8s.gcr.io/nginx-slim", "gcr.io/google_containers/nginx-slim"),
+               ((80, TCP),)),
     KnownImage(("httpd",), ((80, TCP),), ()),
     KnownImage(("caddy",), ((80, TCP),), ()),
     # Kubernetes' own examples (the "Debug Services" and "Connecting applications" pages, e2e)
