@@ -68,7 +68,7 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
         previous = state.load_plan(lab)
         try:
             plan = make_plan(model, lab, previous, has_program=checks.has_program,
-                             node_resolv_conf=checks.node_resolv_conf())
+                             node_resolv_conf=checks.node_resolv_conf(), now=time.time())
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise

@@ -124,7 +124,7 @@ def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_n
     for pod in pods:
         if isinstance(pod, PendingPod):  # no node takes it: kubectl's row for an unscheduled pod
             row = ([pod.namespace] if all_ns else []) + [
-                pod.name, f"0/{len(pod.containers)}", "Pending", "0", age(_plan_saved(plan))]
+                pod.name, f"0/{len(pod.containers)}", "Pending", "0", age(created_at(plan, f"Pod/{pod.key}"))]
             rows.append(row + (["<none>", "<none>", "<none>", "<none>"] if wide else []))
             continue
         st = pod_state(pod, status)
@@ -144,6 +144,11 @@ def _plan_saved(plan: Plan) -> float | None:
     return _created(state.plan_path(plan.lab))
 
 
+def created_at(plan: Plan, ref: str) -> float | None:
+    """An object's creation time ("Kind/ns/name"): as the plan keeps it, else the plan's."""
+    return plan.allocations.created.get(ref) or _plan_saved(plan)
+
+
 def _meta(pod: PlannedPod | PendingPod, created: float | None) -> dict:
     meta = {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels), "creationTimestamp": iso(created)}
     if isinstance(pod, PlannedPod):
@@ -157,7 +162,7 @@ def _meta(pod: PlannedPod | PendingPod, created: float | None) -> dict:
 
 def pending_pod_object(plan: Plan, pod: PendingPod) -> dict:
     """As the API server shows a pod the scheduler could not place."""
-    created = _plan_saved(plan)
+    created = created_at(plan, f"Pod/{pod.key}")
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": _meta(pod, created),
         "spec": {"containers": [{"name": name, "image": image} for name, image in pod.containers]},
@@ -289,7 +294,6 @@ def external_ip_column(svc: PlannedService) -> str:
 
 
 def service_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
-    created = _plan_saved(plan)
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     if wide:
         headers.append("SELECTOR")
@@ -297,7 +301,7 @@ def service_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns:
     for s in services:
         row = ([s.namespace] if all_ns else []) + [
             s.name, s.type, str(s.cluster_ip) if s.cluster_ip else "None", external_ip_column(s), ports_column(s),
-            age(created)]
+            age(created_at(plan, f"Service/{s.key}"))]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in (s.selector or {}).items()) or "<none>")
         rows.append(row)
@@ -328,7 +332,9 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
 def _object_meta(plan: Plan, obj) -> dict:
     """metadata of a Service, its Endpoints or a controller: name, namespace, the labels and
     annotations it was given, creationTimestamp."""
-    meta = {"name": obj.name, "namespace": obj.namespace, "creationTimestamp": iso(_plan_saved(plan))}
+    kind = "Service" if isinstance(obj, PlannedService) else obj.kind
+    meta = {"name": obj.name, "namespace": obj.namespace,
+            "creationTimestamp": iso(created_at(plan, f"{kind}/{obj.namespace}/{obj.name}"))}
     if getattr(obj, "labels", None):
         meta["labels"] = dict(obj.labels)
     if getattr(obj, "annotations", None):
@@ -347,10 +353,9 @@ def endpoints_column(plan: Plan, s: PlannedService, limit: int = 3) -> str:
 
 
 def endpoint_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
-    created = _plan_saved(plan)
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "ENDPOINTS", "AGE"]
     rows = [([s.namespace] if all_ns else []) + [s.name, endpoints_column(plan, s, limit=10 ** 6 if wide else 3),
-                                                  age(created)] for s in services]
+                                                  age(created_at(plan, f"Service/{s.key}"))] for s in services]
     return headers, rows
 
 
@@ -402,7 +407,7 @@ def _address(e, uids: Mapping[str, str]) -> dict:
 
 def endpoints_object(plan: Plan, s: PlannedService) -> dict:
     """The endpoints controller copies the Service's labels (and marks a headless one's)."""
-    meta = {"name": s.name, "namespace": s.namespace, "creationTimestamp": iso(_plan_saved(plan))}
+    meta = {"name": s.name, "namespace": s.namespace, "creationTimestamp": iso(created_at(plan, f"Service/{s.key}"))}
     if labels := endpoints_labels(s):
         meta["labels"] = labels
     return {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta, "subsets": endpoint_subsets(plan, s)}
@@ -479,7 +484,6 @@ def job_state(w: PlannedWorkload, st: WorkloadStatus) -> tuple[str, str]:
 
 
 def workload_rows(plan: Plan, kind: str, items: list[PlannedWorkload], status: dict, wide: bool, all_ns: bool):
-    created = age(_plan_saved(plan))
     headers = {
         "Deployment": ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         "ReplicaSet": ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
@@ -492,22 +496,25 @@ def workload_rows(plan: Plan, kind: str, items: list[PlannedWorkload], status: d
     if wide:
         headers += ["CONTAINERS", "IMAGES"] + ([] if kind == "StatefulSet" else ["SELECTOR"])
     rows = []
+
+    def created(w: PlannedWorkload) -> str:
+        return age(created_at(plan, f"{w.kind}/{w.key}"))
     for w in items:
         st = workload_status(plan, w, status)
         if kind == "Deployment":
-            row = [w.name, f"{st.ready}/{w.replicas}", str(st.current), str(st.ready), created]
+            row = [w.name, f"{st.ready}/{w.replicas}", str(st.current), str(st.ready), created(w)]
         elif kind in ("ReplicaSet", "ReplicationController"):
-            row = [w.name, str(w.replicas), str(st.current), str(st.ready), created]
+            row = [w.name, str(w.replicas), str(st.current), str(st.ready), created(w)]
         elif kind == "StatefulSet":
-            row = [w.name, f"{st.ready}/{w.replicas}", created]
+            row = [w.name, f"{st.ready}/{w.replicas}", created(w)]
         elif kind == "DaemonSet":
             selector = ",".join(f"{k}={v}" for k, v in w.node_selector.items()) or "<none>"
             row = [w.name, str(w.replicas), str(st.current), str(st.ready), str(st.current), str(st.ready),
-                   selector, created]
+                   selector, created(w)]
         else:
             state, completions = job_state(w, st)
             duration = age(st.started, st.finished) if st.started else "<unknown>"
-            row = [w.name, state, completions, duration, created]
+            row = [w.name, state, completions, duration, created(w)]
         if wide:
             row += [",".join(n for n, _ in w.containers), ",".join(i for _, i in w.containers)]
             if kind != "StatefulSet":

@@ -14,7 +14,7 @@ from ..errors import InputError
 from . import ipam, naming, scheduling
 from typing import Callable, Iterable
 
-from .containers import Port, plan_init_containers, pod_fields, resolve_pod
+from .containers import Port, container_env, plan_init_containers, pod_fields, resolve_pod
 from .podfiles import parse_resolv_conf
 from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, Service, Toleration, Workload)
@@ -295,10 +295,8 @@ def _addr(text: str | None) -> IPv4Address | None:
     return IPv4Address(text) if text else None
 
 
-def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
-    """The ports something in the pod must listen on for its Services and probes to work: each
-    numeric targetPort (or port) of a Service selecting it, and each numeric probe port."""
-    wanted: list[Port] = []
+def _targets(pod: Pod, services: tuple[Service, ...]):
+    """(numeric target port, protocol, Service port name) of each Service port selecting the pod."""
     for svc in services:
         if svc.namespace != pod.namespace or not svc.selector or not LabelSelector(dict(svc.selector)).matches(
                 pod.labels):
@@ -306,9 +304,21 @@ def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
         for p in svc.ports:
             target = p.target_port if p.target_port is not None else p.port
             if isinstance(target, int):
-                wanted.append((target, p.protocol))
+                yield target, p.protocol, p.name or ""
+
+
+def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
+    """The ports something in the pod must listen on for its Services and probes to work: each
+    numeric targetPort (or port) of a Service selecting it, and each numeric probe port."""
+    wanted: list[Port] = [(port, proto) for port, proto, _ in _targets(pod, services)]
     wanted += [(port, "TCP") for c in pod.spec.containers for port in c.probe_ports]
     return wanted
+
+
+def https_targets(pod: Pod, services: tuple[Service, ...]) -> set[int]:
+    """The ports a Service port named https (or https-...) targets by number: TLS there."""
+    return {port for port, proto, name in _targets(pod, services)
+            if proto == "TCP" and (name == "https" or name.startswith("https-"))}
 
 
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
@@ -340,10 +350,12 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             netns=by_name[node].netns if pod.spec.host_network else naming.pod_netns(lab, pod.namespace, pod.name),
             host_veth=veth, labels=dict(pod.labels),
             containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports, run=r.run, note=r.note,
-                                              pre_stop=c.pre_stop)
+                                              pre_stop=c.pre_stop, env=container_env(c, fields),
+                                              service_links=pod.spec.enable_service_links)
                              for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
                                                      pod.spec.enable_service_links, has_program,
-                                                     others=[c for c in inits if c.sidecar])),
+                                                     others=[c for c in inits if c.sidecar],
+                                                     https=https_targets(pod, model.services))),
             init_containers=inits, restart_policy=pod.spec.restart_policy,
             termination_grace_period=pod.spec.termination_grace_period,
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
@@ -354,23 +366,39 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     return tuple(planned), pod_ips, last_reserved, pending
 
 
+def creation_times(previous: Allocations, now: float | None, services, workloads, pending) -> dict[str, float]:
+    """Each object's creation time: the one it had, else `now` (None: none known)."""
+    refs = ([f"Service/{s.key}" for s in services] + [f"{w.kind}/{w.key}" for w in workloads]
+            + [f"Pod/{p.key}" for p in pending])
+    out = {}
+    for ref in refs:
+        when = previous.created.get(ref, now)
+        if when is not None:
+            out[ref] = when
+    return out
+
+
 def make_plan(model: Model, lab: str, previous: Plan | None = None,
-              has_program: Callable[[str], bool] | None = None, node_resolv_conf: str = "") -> Plan:
+              has_program: Callable[[str], bool] | None = None, node_resolv_conf: str = "",
+              now: float | None = None) -> Plan:
     """What the machine the lab runs on adds: `has_program`, whether it has a program a
     container's command names (None: assume so; a container whose program it lacks is emulated,
     see plan.containers); `node_resolv_conf`, its resolv.conf, which is the lab's nodes' (see
-    plan.podfiles)."""
+    plan.podfiles); `now`, the time new objects are created at (their creationTimestamp)."""
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
     pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
-    allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc)
+    workloads = plan_workloads(model, pods + pending)
+    previous_alloc = previous.allocations if previous else Allocations()
+    allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
+                              created=creation_times(previous_alloc, now, services, workloads, pending))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
                 allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
                 node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
-                workloads=plan_workloads(model, pods + pending))
+                workloads=workloads)
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

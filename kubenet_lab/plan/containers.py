@@ -139,7 +139,7 @@ def tls_ports(container: Container, tcp: Iterable[int], https_targets: Collectio
 
 
 def emulated(container: Container, image: KnownImage | None, extra: Iterable[Port],
-             args: Collection[str] = ()) -> RunSpec:
+             args: Collection[str] = (), https: Collection[int] = ()) -> RunSpec:
     """The built-in server for a container whose image the lab does not run: on its declared
     ports, the image's own and `extra`, with what the image answers (`images.KnownImage.serves`),
     over TLS where the port is HTTPS (`tls_ports`)."""
@@ -162,14 +162,16 @@ def emulated(container: Container, image: KnownImage | None, extra: Iterable[Por
     if not (tcp or udp):
         return RunNothing()
     text = flags.get("text", "") + "\n" if image and image.serves == "echo" else None
-    return RunHttp(ports=tcp, udp_ports=udp, text=text, tls_ports=tls_ports(container, tcp))
+    return RunHttp(ports=tcp, udp_ports=udp, text=text, tls_ports=tls_ports(container, tcp, https))
 
 
 def resolve(container: Container, fields: Mapping[str, str] | None = None, service_links: bool = True,
-            extra: Iterable[Port] = (), has_program: Callable[[str], bool] | None = None) -> Resolved:
+            extra: Iterable[Port] = (), has_program: Callable[[str], bool] | None = None,
+            https: Collection[int] = ()) -> Resolved:
     """What `container` runs. `fields`: the pod's values for valueFrom.fieldRef paths (see
     `pod_fields`); `extra`: ports an emulated container serves besides its own; `has_program`:
-    whether this machine has a program (None: assume it has)."""
+    whether this machine has a program (None: assume it has); `https`: ports a Service port named
+    https targets by number (TLS, see `tls_ports`)."""
     argv = list(container.command or ()) + list(container.args or ())
     repo = image_repo(container.image)
     if is_agnhost(container.image):
@@ -182,20 +184,27 @@ def resolve(container: Container, fields: Mapping[str, str] | None = None, servi
     image = images.known(container.image)
     if container.command is None and container.args:
         if image is None or image.entrypoint is None:
-            return Resolved(emulated(container, image, extra), True,
+            return Resolved(emulated(container, image, extra, https=https), True,
                             f"args without a command go to the entrypoint of image {container.image or '(none)'}, "
                             f"which kubenet-lab does not know (no image is pulled)")
         if image.entrypoint:  # the args are the image's own program's: emulate that program
-            return Resolved(emulated(container, image, extra, container.args), True)
+            return Resolved(emulated(container, image, extra, container.args, https), True)
     if argv:
         if has_program is not None and not has_program(argv[0]):
-            return Resolved(emulated(container, image, extra), True,
+            return Resolved(emulated(container, image, extra, https=https), True,
                             f"{argv[0]} is not a program on this machine (it lives in image "
                             f"{container.image or '(none)'}, which kubenet-lab does not pull)")
         fields = fields or {}
-        env = tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env)
+        env = container_env(container, fields)
         return Resolved(RunExec(argv=tuple(argv), env=env, service_links=service_links))
-    return Resolved(emulated(container, image, extra), True)
+    return Resolved(emulated(container, image, extra, https=https), True)
+
+
+def container_env(container: Container, fields: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """The container's own variables in order, pod fields resolved (valueFrom.fieldRef) and
+    `$(NAME)` references left for start time."""
+    fields = fields or {}
+    return tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env)
 
 
 def resolve_run(container: Container, fields: Mapping[str, str] | None = None,
@@ -218,18 +227,19 @@ def listening(run: RunSpec, declared: Iterable[Port]) -> set[Port]:
 
 def resolve_pod(containers: Iterable[Container], wanted: Iterable[Port], fields: Mapping[str, str] | None = None,
                 service_links: bool = True, has_program: Callable[[str], bool] | None = None,
-                others: Iterable[PlannedContainer] = ()) -> list[tuple[Container, Resolved]]:
+                others: Iterable[PlannedContainer] = (), https: Collection[int] = ()
+                ) -> list[tuple[Container, Resolved]]:
     """Every container of a pod resolved; the ports in `wanted` (Service targets, probes) that
     no container listens on (nor one of `others`, the pod's sidecars) go to the first emulated one."""
     containers = list(containers)
-    out = [(c, resolve(c, fields, service_links, (), has_program)) for c in containers]
+    out = [(c, resolve(c, fields, service_links, (), has_program, https)) for c in containers]
     heard = set().union(*(listening(r.run, ((p.container_port, p.protocol) for p in c.ports)) for c, r in out),
                         *(listening(o.run, ((p.container_port, p.protocol) for p in o.ports)) for o in others))
     missing = [p for p in dict.fromkeys(wanted) if p not in heard]
     first = next((i for i, (_, r) in enumerate(out) if r.emulated), None)
     if missing and first is not None:
         c = containers[first]
-        out[first] = (c, resolve(c, fields, service_links, missing, has_program))
+        out[first] = (c, resolve(c, fields, service_links, missing, has_program, https))
     return out
 
 
@@ -246,7 +256,7 @@ def plan_init_containers(containers: Iterable[Container], fields: Mapping[str, s
         r = resolve(c, fields, service_links, (), has_program)
         run = r.run if sidecar or isinstance(r.run, RunExec) else RunNothing()
         out.append(PlannedContainer(name=c.name, image=c.image, run=run, ports=c.ports, note=r.note, sidecar=sidecar,
-                                    pre_stop=c.pre_stop))
+                                    pre_stop=c.pre_stop, env=container_env(c, fields), service_links=service_links))
     return tuple(out)
 
 
@@ -255,7 +265,8 @@ def serving(run: RunSpec) -> str:
     if isinstance(run, RunServeHostname):
         return f"the built-in serve_hostname on port {run.port}"
     if isinstance(run, RunHttp):
-        ports = [f"TCP {p}" for p in run.ports] + [f"UDP {p}" for p in run.udp_ports]
+        ports = [f"{'HTTPS' if p in run.tls_ports else 'TCP'} {p}" for p in run.ports] + \
+            [f"UDP {p}" for p in run.udp_ports]
         return f"the built-in HTTP server on {', '.join(ports)}"
     return "nothing (no port of its pod is known: declare its containerPort)"
 
@@ -351,16 +362,20 @@ def service_links(services: tuple[PlannedService, ...], namespace: str, links: b
 
 def process_environment(plan: Plan, pod: PlannedPod, container: PlannedContainer | None, hostname: str,
                         base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What a container's process sees when it starts now: `base` (by default the image's PATH
-    and HOME), HOSTNAME, the service variables of its namespace (unless the pod turned them
-    off), then its own variables in order, each expanded against those before it."""
+    """What a container's process sees when it starts now, and what `exec` into any container
+    (emulated ones too) sees: `base` (by default the image's PATH and HOME), HOSTNAME, the
+    service variables of its namespace (unless the pod turned them off), then its own variables
+    in order, each expanded against those before it."""
     env = dict({"PATH": CONTAINER_PATH, "HOME": "/root"} if base is None else base)
     env["HOSTNAME"] = hostname
     run = container.run if container is not None else None
-    env.update(service_links(plan.services, pod.namespace, links=not isinstance(run, RunExec) or run.service_links))
-    if isinstance(run, RunExec):
-        for name, value in run.env:
-            env[name] = expand(value, env)
+    own = container.env if container is not None else ()
+    links = container.service_links if container is not None else True
+    if isinstance(run, RunExec):  # a plan made before containers carried their env
+        own, links = own or run.env, links and run.service_links
+    env.update(service_links(plan.services, pod.namespace, links=links))
+    for name, value in own:
+        env[name] = expand(value, env)
     return env
 
 

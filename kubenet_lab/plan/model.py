@@ -311,6 +311,7 @@ class ServicePort:
     name: str | None = None
     target_port: int | str | None = None  # None: same as port
     node_port: int | None = None
+    app_protocol: str | None = None  # informational (kube-proxy ignores it), shown as written
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,16 @@ class Service:
     origin: Origin | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # As written (checked against the single-stack IPv4 cluster); the planner defaults them as
+    # the API server does.
+    ip_families: tuple[str, ...] = ()
+    ip_family_policy: str | None = None
+    publish_not_ready_addresses: bool = False  # not-ready pods are (ready) endpoints all the same
+    allocate_load_balancer_node_ports: bool = True  # False: a LoadBalancer gets no NodePort of its own
+    load_balancer_class: str | None = None  # set: the lab's (default) load balancer leaves it alone
+    health_check_node_port: int | None = None  # reserved as a NodePort; nothing answers on it yet
+    load_balancer_source_ranges: tuple[str, ...] = ()  # not enforced yet
+    traffic_distribution: str | None = None  # no zones: every endpoint is as close as any other
 
     @property
     def key(self) -> str:
@@ -445,6 +456,10 @@ class PlannedContainer:
     # RunExec (nothing of it runs here) completes at once with exit code 0.
     sidecar: bool = False
     pre_stop: Hook | None = None
+    # Its own variables (pod fields resolved) and whether it gets its namespace's service
+    # variables, whatever it runs: a real process starts with them, `exec` into it sees them.
+    env: tuple[tuple[str, str], ...] = ()
+    service_links: bool = True
 
 
 @dataclass(frozen=True)
@@ -541,6 +556,7 @@ class PlannedServicePort:
     target_port: int | str
     node_port: int | None
     endpoints: tuple[Endpoint, ...] = ()
+    app_protocol: str | None = None
 
 
 @dataclass(frozen=True)
@@ -559,6 +575,15 @@ class PlannedService:
     load_balancer_ips: tuple[IPv4Address, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # As the API server defaults them (see Service).
+    ip_families: tuple[str, ...] = ("IPv4",)
+    ip_family_policy: str = "SingleStack"
+    publish_not_ready_addresses: bool = False
+    allocate_load_balancer_node_ports: bool = True
+    load_balancer_class: str | None = None
+    health_check_node_port: int | None = None
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    traffic_distribution: str | None = None
 
     @property
     def key(self) -> str:
@@ -578,6 +603,9 @@ class Allocations:
     cluster_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
     node_ports: Mapping[str, int] = field(default_factory=dict)  # "ns/name:port/PROTO" -> port
     lb_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
+    # When each Service, controller and unscheduled pod was first made (epoch seconds), keyed
+    # "Kind/ns/name": its creationTimestamp, kept while it exists, as the API server keeps it.
+    created: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 and the service variables of the pod's namespace."""
 from __future__ import annotations
 
+import io
 import textwrap
 
 from kubenet_lab.manifests import load_model
@@ -187,3 +188,32 @@ def test_bad_env_is_reported_with_its_place(problems):  # noqa: F811
         "web.yaml:11: spec.containers[0].env[3].name: required field is missing",
         "web.yaml:12: spec.enableServiceLinks: expected true or false, got 'no'",
     ]
+
+
+def test_exec_into_an_emulated_container_sees_its_own_variables_too():
+    """kubectl exec into nginx shows the container's env and fieldRefs, whatever the lab runs."""
+    model = load_model(["-"], io.StringIO(textwrap.dedent("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web, namespace: shop}
+        spec:
+          enableServiceLinks: false
+          containers:
+          - name: nginx
+            image: nginx
+            env:
+            - {name: GREETING, value: "hi $(MY_NODE)"}
+            - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+            - {name: AGAIN, value: "$(MY_NODE)!"}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: cart, namespace: shop}
+        spec: {selector: {app: cart}, ports: [{port: 80}]}
+        """).lstrip()))
+    plan = make_plan(model, "lab")
+    pod = plan.pod("shop/web")
+    env = process_environment(plan, pod, pod.containers[0], "web", base={})
+    assert isinstance(pod.containers[0].run, RunHttp)
+    assert env["GREETING"] == "hi $(MY_NODE)" and env["AGAIN"] == f"{pod.node}!" and env["MY_NODE"] == pod.node
+    assert "CART_SERVICE_HOST" not in env and "KUBERNETES_SERVICE_HOST" in env  # enableServiceLinks: false

@@ -346,3 +346,20 @@ def test_planner_problems_point_at_the_field_line(tmp_path):
         f"{f}:6: spec.clusterIP: 10.96.0.1 is reserved for default/kubernetes",
         f"{f}:21: spec.ports[0].nodePort: 30007 is already allocated to default/a",
     ]
+
+
+def test_objects_keep_their_creation_time_while_they_exist():
+    """A no-op up keeps each Service's and controller's creationTimestamp (and so its AGE); a new
+    object gets the time of the up that made it."""
+    model = Model(services=(svc("web"),), workloads=(deployment("web", 2, {"app": "web"}),))
+    first = make_plan(model, "lab", now=1000.0)
+    again = make_plan(Model(services=(svc("web"), svc("api")), workloads=model.workloads), "lab", first, now=2000.0)
+    assert first.allocations.created["Service/default/web"] == 1000.0
+    assert again.allocations.created["Service/default/web"] == 1000.0
+    assert again.allocations.created["Service/default/api"] == 2000.0
+    assert again.allocations.created["Deployment/default/web"] == 1000.0
+    rs = next(w for w in again.workloads if w.kind == "ReplicaSet")
+    assert again.allocations.created[f"ReplicaSet/default/{rs.name}"] == 1000.0
+    gone = make_plan(Model(), "lab", again, now=3000.0)
+    assert "Service/default/web" not in gone.allocations.created
+    assert plan_from_data(plan_to_data(again)) == again

@@ -317,3 +317,26 @@ def test_curl_k_works_against_the_https_port(cert_dir):
         finally:
             served.close()
     serve(main())
+
+
+def test_a_service_port_named_https_makes_its_numeric_target_tls():
+    """A Service port named https that targets 8443 by number: the emulated server speaks TLS
+    there, and stays plain on the port its http Service port targets."""
+    model = load_model(["-"], io.StringIO(textwrap.dedent("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: dash, labels: {app: dash}}
+        spec:
+          containers: [{name: web, image: example.com/dashboard:2}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: dash}
+        spec:
+          selector: {app: dash}
+          ports:
+          - {name: https, port: 443, targetPort: 8443}
+          - {name: http, port: 80, targetPort: 9090}
+        """).lstrip()))
+    run = make_plan(model, "lab").pod("default/dash").containers[0].run
+    assert run.ports == (8443, 9090) and run.tls_ports == (8443,)
