@@ -7,7 +7,7 @@ records, so they follow Kubernetes' own rules (k8s.io/apimachinery/pkg/util/vali
 from __future__ import annotations
 
 import re
-from ipaddress import AddressValueError, IPv4Address, IPv4Network, ip_address
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, ip_address, ip_network
 
 from ..plan.containers import FIELD_PATHS, LABEL_FIELD
 from .fields import Invalid
@@ -60,6 +60,16 @@ def label_key(s: str) -> str:
     return s
 
 
+def qualified_name(s: str) -> str:
+    """appProtocol, loadBalancerClass: a qualified name, the form of a label key."""
+    try:
+        return label_key(s)
+    except Invalid:
+        raise Invalid(f"{s!r} is not a qualified name (at most 63 letters, digits, '-', '_' or '.', starting "
+                      "and ending with a letter or digit, with an optional DNS-subdomain 'prefix/', such as "
+                      "'http' or 'kubernetes.io/h2c')") from None
+
+
 def label_value(s: str) -> str:
     if s and (len(s) > 63 or not _QUALIFIED.fullmatch(s)):
         raise Invalid(f"{s!r} is not a valid label value (empty, or at most 63 letters, digits, '-', '_' "
@@ -106,6 +116,18 @@ def cidr(s: str) -> IPv4Network:
     if net.network_address != IPv4Address(address):
         raise Invalid(f"{s!r} has host bits set (did you mean {net}?)")
     return net
+
+
+def ip_cidr(s: str) -> str:
+    """An IPv4 or IPv6 range as a Service's loadBalancerSourceRanges holds it (host bits allowed,
+    as the API server allows them there), kept as written."""
+    try:
+        if "/" not in s:
+            raise ValueError
+        ip_network(s.strip(), strict=False)
+    except ValueError:
+        raise Invalid(f"expected an IP range (CIDR) like 10.240.0.0/24, got {s!r}") from None
+    return s
 
 
 def cluster_ip(s: str) -> str:

@@ -42,6 +42,25 @@ def selected(svc: Service | PlannedService, pods: Iterable[PlannedPod]) -> list[
     return [p for p in pods if p.namespace == svc.namespace and selector.matches(p.labels)]
 
 
+def ip_families(svc: Service) -> tuple[tuple[str, ...], str]:
+    """(ipFamilies, ipFamilyPolicy) as the API server of a single-stack IPv4 cluster defaults
+    them (what it refuses, the schema has refused): SingleStack unless given, and [IPv4], which
+    PreferDualStack keeps as it is. A headless service without a selector is the exception: its
+    policy defaults to RequireDualStack, and any policy but SingleStack gets both families."""
+    bare_headless = svc.cluster_ip == "None" and not svc.selector
+    policy = svc.ip_family_policy or ("RequireDualStack" if bare_headless else "SingleStack")
+    families = svc.ip_families or ("IPv4",)
+    if bare_headless and policy != "SingleStack" and len(families) == 1:
+        families += ("IPv6" if families[0] == "IPv4" else "IPv4",)
+    return families, policy
+
+
+def allocates_node_ports(svc: Service) -> bool:
+    """Whether NodePorts are allocated for the ports that do not name one: NodePort services,
+    and LoadBalancers unless allocateLoadBalancerNodePorts is false."""
+    return svc.type == "NodePort" or (svc.type == "LoadBalancer" and svc.allocate_load_balancer_node_ports)
+
+
 def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
     target = port.target_port if port.target_port is not None else port.port
     eps = []
@@ -117,20 +136,23 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
     assigned_np: dict[str, int] = {}
     wants_np = [s for s in services if s.type in ("NodePort", "LoadBalancer")]
     for svc in wants_np:
-        for i, p in enumerate(svc.ports):
-            if p.node_port:
-                holder = np_owner.get(p.node_port)
+        # The ports' own nodePorts, then the health check's: one allocator hands out both.
+        asked = [(f"spec.ports[{i}].nodePort", p.node_port, port_key(svc, p)) for i, p in enumerate(svc.ports)]
+        asked.append(("spec.healthCheckNodePort", svc.health_check_node_port, None))
+        for path, number, key in asked:
+            if number:
+                holder = np_owner.get(number)
                 if holder:
-                    problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: {p.node_port} is already allocated "
-                                    f"to {holder}")
+                    problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {holder}")
                     continue
-                node_ports.take(p.node_port)
-                np_owner[p.node_port] = svc.key
-                assigned_np[port_key(svc, p)] = p.node_port
+                node_ports.take(number)
+                np_owner[number] = svc.key
+                if key is not None:
+                    assigned_np[key] = number
     for svc in wants_np:
         for i, p in enumerate(svc.ports):
             key = port_key(svc, p)
-            if key in assigned_np:
+            if key in assigned_np or not allocates_node_ports(svc):
                 continue
             old = previous.node_ports.get(key)
             if old and node_ports.take(old):
@@ -153,8 +175,10 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
         ports = tuple(PlannedServicePort(
             name=p.name, protocol=p.protocol, port=p.port,
             target_port=p.target_port if p.target_port is not None else p.port,
-            node_port=assigned_np.get(port_key(svc, p)), endpoints=endpoints_for(svc, p, pods))
+            node_port=assigned_np.get(port_key(svc, p)), endpoints=endpoints_for(svc, p, pods),
+            app_protocol=p.app_protocol)
             for p in svc.ports)
+        families, family_policy = ip_families(svc)
         planned.append(PlannedService(
             namespace=svc.namespace, name=svc.name, type=svc.type, cluster_ip=cluster_ip.get(svc.key),
             ports=ports, selector=dict(svc.selector) if svc.selector is not None else None,
@@ -162,7 +186,13 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             external_traffic_policy=svc.external_traffic_policy, internal_traffic_policy=svc.internal_traffic_policy,
             external_ips=tuple(IPv4Address(a) for a in svc.external_ips),
             load_balancer_ips=(lb_ips[svc.key],) if svc.key in lb_ips else (),
-            labels=dict(svc.labels), annotations=dict(svc.annotations)))
+            labels=dict(svc.labels), annotations=dict(svc.annotations),
+            ip_families=families, ip_family_policy=family_policy,
+            publish_not_ready_addresses=svc.publish_not_ready_addresses,
+            allocate_load_balancer_node_ports=svc.allocate_load_balancer_node_ports,
+            load_balancer_class=svc.load_balancer_class, health_check_node_port=svc.health_check_node_port,
+            load_balancer_source_ranges=tuple(svc.load_balancer_source_ranges),
+            traffic_distribution=svc.traffic_distribution))
     alloc = dict(
         cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
         node_ports=assigned_np,
@@ -174,7 +204,9 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
     pool = model.cluster.lb_pool or ipam.default_lb_pool(model.cluster.node_subnet)
     alloc = ipam.Sequential(int(pool[0]), int(pool[1]))
     out: dict[str, IPv4Address] = {}
-    lbs = [s for s in services if s.type == "LoadBalancer"]
+    # A Service of another loadBalancerClass is left to the controller of that class, which this
+    # lab does not have: it gets no address (EXTERNAL-IP <pending>), as on a cluster without one.
+    lbs = [s for s in services if s.type == "LoadBalancer" and s.load_balancer_class is None]
     for svc in lbs:
         if svc.load_balancer_ip:
             if not alloc.take(int(IPv4Address(svc.load_balancer_ip))):
@@ -211,13 +243,16 @@ def removed_udp_endpoints(old: Plan | None, new: Plan) -> set[IPv4Address]:
 def with_readiness(plan: Plan, not_ready: Collection[str], terminal: Collection[str] = ()) -> Plan:
     """`plan` with the endpoints of the pods in `not_ready` ("ns/name") marked not ready, as the
     EndpointSlice controller marks a pod whose containers are not all running: kube-proxy and
-    the cluster DNS leave them out, Endpoints list them under notReadyAddresses. The pods in
-    `terminal` (Succeeded or Failed) are no endpoints at all, as the controller leaves them out."""
+    the cluster DNS leave them out, Endpoints list them under notReadyAddresses. A service with
+    publishNotReadyAddresses keeps them ready, as the controller publishes them. The pods in
+    `terminal` (Succeeded or Failed) are no endpoints at all, as the controller leaves them out
+    (whatever publishNotReadyAddresses says)."""
     if not any(e.pod in not_ready or e.pod in terminal for s in plan.services for p in s.ports for e in p.endpoints):
         return plan
 
-    def port(p: PlannedServicePort) -> PlannedServicePort:
-        return dataclasses.replace(p, endpoints=tuple(dataclasses.replace(e, ready=e.pod not in not_ready)
+    def port(p: PlannedServicePort, publish: bool) -> PlannedServicePort:
+        return dataclasses.replace(p, endpoints=tuple(dataclasses.replace(e, ready=publish or e.pod not in not_ready)
                                                       for e in p.endpoints if e.pod not in terminal))
-    return dataclasses.replace(plan, services=tuple(dataclasses.replace(s, ports=tuple(port(p) for p in s.ports))
-                                                    for s in plan.services))
+    return dataclasses.replace(plan, services=tuple(
+        dataclasses.replace(s, ports=tuple(port(p, s.publish_not_ready_addresses) for p in s.ports))
+        for s in plan.services))

@@ -7,8 +7,15 @@ ready endpoint of that port (a cloud balancer learns them from kube-proxy's heal
 There is no SNAT, so with Local the backend sees the external client's own address; the nodes
 route the replies back through the balancer, which undoes the DNAT.
 
-A port with no eligible node is rejected by the balancer itself. The transaction adds, deletes
-and re-adds the table, so the previous ruleset goes in the same atomic step.
+A Service with allocateLoadBalancerNodePorts false has no NodePorts to send to: the balancer
+sends its traffic straight to the ready endpoints (pod IP:target port), as the cloud balancers
+that target pods do (the reason that field exists), through the routes to the nodes' pod CIDRs
+it then has (system/outside.py). The backend sees the client's own address, whatever the
+externalTrafficPolicy; the reply goes back through the balancer as above.
+
+A port with no eligible node (or ready endpoint) is rejected by the balancer itself. The
+transaction adds, deletes and re-adds the table, so the previous ruleset goes in the same atomic
+step.
 """
 from __future__ import annotations
 
@@ -30,8 +37,20 @@ class Forward:
     ip: IPv4Address
     proto: str  # lower case, as nft writes it
     port: int
-    node_port: int
+    node_port: int | None  # None: straight to the endpoints
     nodes: tuple[IPv4Address, ...]
+    endpoints: tuple[tuple[IPv4Address, int], ...] = ()  # without a node port: the ready ones
+
+    @property
+    def targets(self) -> tuple[tuple[IPv4Address, int], ...]:
+        if self.node_port is None:
+            return self.endpoints
+        return tuple((node, self.node_port) for node in self.nodes)
+
+
+def direct(svc: PlannedService) -> bool:
+    """Whether the balancer sends a LoadBalancer's traffic straight to its endpoints."""
+    return svc.type == "LoadBalancer" and not svc.allocate_load_balancer_node_ports
 
 
 def eligible_nodes(plan: Plan, svc: PlannedService, port: PlannedServicePort) -> tuple[IPv4Address, ...]:
@@ -48,9 +67,14 @@ def forwards(plan: Plan) -> list[Forward]:
         if svc.type != "LoadBalancer":
             continue
         for port in svc.ports:
+            spn = names.port_name(svc.namespace, svc.name, port.name)
+            if direct(svc):
+                eps = tuple((ep.ip, ep.port) for ep in port.endpoints if ep.ready)
+                out += [Forward(spn, ip, port.protocol.lower(), port.port, None, (), eps)
+                        for ip in svc.load_balancer_ips]
+                continue
             if port.node_port is None:
                 continue
-            spn = names.port_name(svc.namespace, svc.name, port.name)
             nodes = eligible_nodes(plan, svc, port)
             out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes)
                     for ip in svc.load_balancer_ips]
@@ -62,14 +86,15 @@ def _match(f: Forward) -> str:
 
 
 def _dnat(f: Forward) -> str:
-    targets = ", ".join(f"{i} : {ip} . {f.node_port}" for i, ip in enumerate(f.nodes))
-    return (f"\t\t{_match(f)} dnat ip to numgen random mod {len(f.nodes)} map {{ {targets} }} "
+    targets = ", ".join(f"{i} : {ip} . {port}" for i, (ip, port) in enumerate(f.targets))
+    return (f"\t\t{_match(f)} dnat ip to numgen random mod {len(f.targets)} map {{ {targets} }} "
             f'comment "{f.spn}"')
 
 
 def _reject(f: Forward) -> str:
     how = "reject with tcp reset" if f.proto == "tcp" else "reject"
-    return f'\t\t{_match(f)} {how} comment "{f.spn} has no eligible node"'
+    what = "eligible node" if f.node_port is not None else "ready endpoint"
+    return f'\t\t{_match(f)} {how} comment "{f.spn} has no {what}"'
 
 
 def render_lb(plan: Plan) -> str:
@@ -82,11 +107,11 @@ def render_lb(plan: Plan) -> str:
         f'\tcomment "{COMMENT}"',
         "\tchain prerouting {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
-        *(_dnat(f) for f in fs if f.nodes),
+        *(_dnat(f) for f in fs if f.targets),
         "\t}",
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
-        *(_reject(f) for f in fs if not f.nodes),
+        *(_reject(f) for f in fs if not f.targets),
         "\t}",
         "}",
         "",

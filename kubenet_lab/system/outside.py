@@ -4,6 +4,9 @@
                   router would send a service's external IPs to a node); no default route.
   <lab>.lb:       eth0 = balancer IP plus every LoadBalancer ingress IP as a /32 (so it answers
                   ARP for them); forwards, sends no ICMP redirects; rules from render/lb.py.
+                  While a LoadBalancer without NodePorts (allocateLoadBalancerNodePorts: false)
+                  has an address, `<podCIDR> via <node>` for every node, as a cloud network
+                  routes pod addresses, so that the balancer can send to the pods themselves.
   every node:     `<external client IP>/32 via <balancer IP>` (planned with the node's other
                   routes, see plan/cluster.py), so that replies to the client go back through
                   the balancer that DNATed the request.
@@ -21,6 +24,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from ..errors import LabError
 from ..plan import ipam, naming
 from ..plan.model import Plan
+from ..render.lb import direct
 from . import netns, rtnl
 from .netlink import ensure_addresses, ensure_routes, ensure_uplink, link_index, socket_in, write_sysctls
 from .nsenter import in_netns
@@ -59,12 +63,14 @@ def hosts(plan: Plan) -> tuple[Host, Host]:
     balancer = IPv4Interface((ipam.load_balancer_ip(subnet), subnet.prefixlen))
     ingress = {IPv4Interface((ip, 32)) for svc in plan.services if svc.type == "LoadBalancer"
                for ip in svc.load_balancer_ips}
+    to_pods = {n.pod_cidr: n.ip for n in plan.nodes} if any(
+        direct(svc) and svc.load_balancer_ips for svc in plan.services) else {}
     lab = plan.lab
     return (
         Host(EXTERNAL, naming.external_netns(lab), naming.outside_underlay_veth(lab, EXTERNAL), frozenset({client}),
              {IPv4Network((ip, 32)): first_node for ip in sorted(external_ips)}, {}),
         Host(LB, naming.lb_netns(lab), naming.outside_underlay_veth(lab, LB), frozenset({balancer, *ingress}),
-             {}, LB_SYSCTLS),
+             to_pods, LB_SYSCTLS),
     )
 
 

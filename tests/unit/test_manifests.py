@@ -245,6 +245,7 @@ def test_service_fields():
           externalIPs: [172.18.0.100]
           loadBalancerIP: 172.18.0.201
           internalTrafficPolicy: Local
+          externalTrafficPolicy: Local
           healthCheckNodePort: 31000
           allocateLoadBalancerNodePorts: true
         ---
