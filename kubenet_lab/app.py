@@ -16,7 +16,7 @@ from typing import Sequence, TextIO
 
 from .errors import InputError, LabError
 from .manifests import load_model
-from .plan import make_plan, naming
+from .plan import make_plan, naming, ordering
 from .plan.cluster import workload_warnings
 from .plan.containers import emulation_warnings
 from .plan.naming import check_lab_name
@@ -132,11 +132,14 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         result.created = made
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
         # The rules leave out the pods the supervisor last found not ready (a pod made anew is
-        # ready until it says otherwise: it tells as soon as a container of it is not running).
+        # ready until it says otherwise: it tells as soon as a container of it is not running),
+        # and a pod made anew that is created after another (a StatefulSet's, OrderedReady): it
+        # does not exist until the supervisor creates it, and tells when it does.
         was_not_ready, was_terminal = state.not_ready(plan.lab), state.terminal(plan.lab)
         remade = {desired_pods[ns].key for ns in stale if ns in desired_pods}
-        result.rules_changed, warnings = _load_rules(plan, previous, was_not_ready - remade, was_not_ready, fresh,
-                                                     was_terminal - remade, was_terminal)
+        waiting = ordering.waiting_at_start(plan, previous)
+        result.rules_changed, warnings = _load_rules(plan, previous, (was_not_ready - remade) | waiting, was_not_ready,
+                                                     fresh, (was_terminal - remade) | waiting, was_terminal)
         result.warnings += warnings
         state.save_plan(plan)
         state.clear_intent(plan.lab)

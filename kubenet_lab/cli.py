@@ -228,6 +228,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     all_ns = all_namespaces and name is None and kind != "nodes"
     kinds = [k for k, _ in ALL] if kind == "all" else [kind]
     status = query.pod_status(plan.lab) if kind in ("pods", "all", *output.WORKLOAD_KINDS) else {}
+    plan = query.existing(plan, status)  # a pod its controller has not created yet is not listed
     found = {k: _select(plan, k, name, namespace, all_ns, labels) for k in kinds}
     if name is not None and not found[kind]:
         raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))

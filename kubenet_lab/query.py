@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .errors import InputError, LabError
-from .plan import naming
+from .plan import naming, ordering
 from .plan.model import Plan
 from .plan.containers import process_environment
 from .plan.podfiles import pod_files, pod_hostname
@@ -40,6 +40,12 @@ def pod_status(lab: str) -> dict:
         return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
     except Exception:
         return {}
+
+
+def existing(plan: Plan, status: dict) -> Plan:
+    """`plan` without the pods the supervisor has not created yet (a StatefulSet's next
+    ordinal waiting for the one before it to be Running and Ready): they do not exist yet."""
+    return ordering.without_pods(plan, ordering.not_created(status))
 
 
 @dataclass(frozen=True)

@@ -93,12 +93,22 @@ def _revision(w: Workload) -> str:
     return naming.pod_template_hash(w.template_raw)
 
 
+def ordered_after(w: Workload, ordinal: int) -> str | None:
+    """The pod a StatefulSet's controller creates pod `ordinal` after: under OrderedReady (the
+    default) the previous ordinal, which must be Running and Ready first (as must every one
+    before it); under Parallel, and for the first ordinal, none."""
+    if w.pod_management != "OrderedReady" or ordinal <= w.ordinal_start:
+        return None
+    return f"{w.namespace}/{w.name}-{ordinal - 1}"
+
+
 def expand_workload(w: Workload, nodes: tuple[PlannedNode, ...] = ()) -> list[Pod]:
     """The pods a controller makes, named as Kubernetes names them (stable suffixes here):
     Deployment `<name>-<template hash>-<5>` (through its ReplicaSet), ReplicaSet and
     ReplicationController `<name>-<5>`, StatefulSet `<name>-<ordinal>` (hostname = the pod's name,
-    subdomain = its serviceName), DaemonSet `<name>-<5>` on every node its pods fit, Job
-    `<name>-<5>` (Indexed: `<name>-<index>-<5>`, hostname `<name>-<index>`)."""
+    subdomain = its serviceName; under OrderedReady each created after the one before it),
+    DaemonSet `<name>-<5>` on every node its pods fit, Job `<name>-<5>` (Indexed:
+    `<name>-<index>-<5>`, hostname `<name>-<index>`)."""
     labels = dict(w.template_labels)
     if w.kind == "StatefulSet":
         revision = f"{w.name}-{_revision(w)}"
@@ -109,7 +119,8 @@ def expand_workload(w: Workload, nodes: tuple[PlannedNode, ...] = ()) -> list[Po
             pods.append(Pod(w.namespace, name, {**labels, "apps.kubernetes.io/pod-index": str(ordinal),
                                                 "controller-revision-hash": revision,
                                                 "statefulset.kubernetes.io/pod-name": name},
-                            spec, owner=f"StatefulSet/{w.name}", origin=w.origin))
+                            spec, owner=f"StatefulSet/{w.name}", origin=w.origin,
+                            created_after=ordered_after(w, ordinal)))
         return pods
     if w.kind == "DaemonSet":
         extra = DAEMON_TOLERATIONS + (DAEMON_HOST_NETWORK_TOLERATIONS if w.template.host_network else ())
@@ -160,9 +171,6 @@ def workload_warnings(model: Model) -> tuple[str, ...]:
             out.append(f"{at(w.origin, 'spec.completions')}: Job {w.namespace}/{w.name} needs {w.completions} "
                        f"completions with parallelism {w.parallelism}: kubenet-lab runs the first {w.parallelism} "
                        f"pod(s) only; the Job controller's later pods are not modelled yet")
-        if w.kind == "StatefulSet" and w.pod_management == "OrderedReady" and w.replicas > 1:
-            out.append(f"{at(w.origin, 'spec.podManagementPolicy')}: StatefulSet {w.namespace}/{w.name}: its pods "
-                       f"start together, not one after another as OrderedReady would (not modelled yet)")
     return tuple(out)
 
 
@@ -361,7 +369,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
             hostname=pod.spec.hostname, subdomain=pod.spec.subdomain, dns_policy=pod.spec.dns_policy,
             dns_config=pod.spec.dns_config, host_aliases=pod.spec.host_aliases,
-            set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn))
+            set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn, created_after=pod.created_after))
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved, pending
 

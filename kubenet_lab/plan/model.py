@@ -267,6 +267,8 @@ class Pod:
     # "ReplicaSet/web-7d4b9c" for pods a workload made; None for Pod objects.
     owner: str | None = None
     origin: Origin | None = None
+    # "ns/name" of the pod its controller creates it after (see PlannedPod.created_after).
+    created_after: str | None = None
 
     @property
     def key(self) -> str:
@@ -489,6 +491,11 @@ class PlannedPod:
     init_containers: tuple[PlannedContainer, ...] = ()
     restart_policy: str = "Always"
     termination_grace_period: int = DEFAULT_GRACE_SECONDS
+    # "ns/name" of the pod its controller waits for before it creates this one: a StatefulSet's
+    # previous ordinal under podManagementPolicy OrderedReady. Its containers start once that pod
+    # and every one before it are Running and Ready (see plan.ordering); until then it does not
+    # exist as far as `get` and the endpoints are concerned. None: it starts at once.
+    created_after: str | None = None
 
     @property
     def key(self) -> str:

@@ -702,7 +702,11 @@ class PodWorker:
     pod has failed and nothing more starts); a sidecar (restartPolicy Always) counts as done as
     soon as it runs, and keeps running, restarted whenever it exits. Then the containers start,
     each restarted as the pod's restartPolicy says. Once none of them will run again
-    (OnFailure, Never) the sidecars are stopped, last started first, and the pod is done."""
+    (OnFailure, Never) the sidecars are stopped, last started first, and the pod is done.
+
+    A pod created after another (`pod.created_after`: a StatefulSet's next ordinal under
+    OrderedReady) is not created yet: nothing of it starts until the supervisor calls
+    release(), once the pods before it are Running and Ready (see plan.ordering)."""
 
     def __init__(self, lab: str, pod: PlannedPod, plan: Callable[[], Plan | None],
                  on_change: Callable[[], None] | None = None):
@@ -712,11 +716,16 @@ class PodWorker:
         self.on_change = on_change
         self.init = [(c, self._container(c, init=True)) for c in pod.init_containers]
         self.containers = {self._key(c): (c, self._container(c)) for c in pod.containers}
-        self.initialized = not pod.init_containers  # the containers were started (Initialized)
+        # False while its controller has not created it yet: it waits for release().
+        self.created = pod.created_after is None
+        self.initialized = self.created and not pod.init_containers  # the containers were started (Initialized)
         self.finished = False  # nothing of it runs again (Succeeded or Failed)
         self._task: asyncio.Task | None = None
         self._settled = asyncio.Event()
         self._wake = asyncio.Event()
+        self._created = asyncio.Event()
+        if self.created:
+            self._created.set()
 
     @staticmethod
     def _key(c: PlannedContainer) -> tuple:
@@ -752,12 +761,32 @@ class PodWorker:
 
     async def start(self) -> None:
         """Returns once the pod has settled: its containers' first attempts made, or an init
-        container running (or failing) that the rest waits for."""
+        container running (or failing) that the rest waits for; at once while it is not
+        created yet."""
         self._task = asyncio.create_task(self._run())
         await self._settled.wait()
 
+    @property
+    def settled(self) -> bool:
+        return self._settled.is_set()
+
+    async def wait_settled(self) -> None:
+        await self._settled.wait()
+
+    def release(self) -> None:
+        """The controller creates the pod now: it starts (and is unsettled until it has)."""
+        if self.created:
+            return
+        self.created = True
+        self.initialized = not self.pod.init_containers
+        self._settled = asyncio.Event()
+        self._created.set()
+
     async def _run(self) -> None:
         try:
+            if not self._created.is_set():
+                self._settled.set()  # `up` does not wait for a pod that is not created yet
+                await self._created.wait()
             for spec, c in self.init:
                 await c.start()
                 done = (lambda x: x.state == "running") if spec.sidecar else (lambda x: x.state == "terminated")
@@ -820,7 +849,8 @@ class PodWorker:
         await self._stop_sidecars(max(grace - (time.monotonic() - began), 0), minimum)
 
     def status(self) -> dict:
-        return {"uid": self.pod.uid, "restartPolicy": self.pod.restart_policy, "initialized": self.initialized,
+        return {"uid": self.pod.uid, "created": self.created, "restartPolicy": self.pod.restart_policy,
+                "initialized": self.initialized,
                 "initContainers": {spec.name: c.status() for spec, c in self.init},
                 "containers": {spec.name: c.status() for spec, c in self.containers.values()}}
 

@@ -11,7 +11,7 @@ and answers JSON lines on <state_dir>/supervisor.sock:
 
     {"op": "ping"}    -> {"ok": true, "pid": N, "lab": LAB}
     {"op": "reload"}  -> re-read the plan and reconcile; answers once every socket is bound
-    {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"uid": ..., "restartPolicy": ...,
+    {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"uid": ..., "created": bool, "restartPolicy": ...,
                           "initialized": bool, "initContainers": {"i": {...}}, "containers": {"c": {...}}}}}
     {"op": "logs", "pod": "ns/name", "container": "c"} -> {"ok": true, "text": "..."}
                          (built-in servers log into memory, real processes into a file)
@@ -20,7 +20,10 @@ and answers JSON lines on <state_dir>/supervisor.sock:
 Each pod is a `PodWorker` (init containers, then containers, restart policy, preStop and grace
 period at removal; see system.containers). A pod removed by a reload gets its
 terminationGracePeriodSeconds; `stop` (the lab's `down`) gives every pod at most STOP_GRACE
-seconds, preStop included.
+seconds, preStop included. A pod created after another (a StatefulSet's next ordinal under
+OrderedReady, PlannedPod.created_after) is not created (started) until the pods before it are
+Running and Ready, as the StatefulSet controller creates it; its status says "created": false
+until then, and it is no endpoint at all.
 
 It also keeps the rules following readiness: a pod is ready while it is initialized and all its
 containers (and sidecars) run, and a pod that has ended (Succeeded, Failed) is no endpoint at
@@ -51,6 +54,7 @@ import time
 from ..errors import LabError
 from ..plan.model import Plan, PlannedPod
 from ..plan.naming import is_lab_name
+from ..plan.ordering import may_create, without_pods
 from ..plan.services import with_readiness
 from . import procs, state
 from .containers import PodWorker
@@ -107,16 +111,20 @@ class Supervisor:
         self._ready_again = False
         self._stopping = False
         self._view: Plan | None = None
+        self._ordered = False  # some pod of the plan is created after another
 
     def view(self) -> Plan | None:
         """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
         return self._view
 
     def _set_view(self, plan: Plan | None, applied: tuple[frozenset[str], frozenset[str]]) -> None:
-        """The plan and the not-ready (and ended) pods the rules were made with changed: one new
-        view, and every container told (the DNS server answers from it)."""
+        """The plan and the not-ready (and ended, or not created) pods the rules were made with
+        changed: one new view, and every container told (the DNS server answers from it). A pod
+        not created yet is not in the view at all."""
         self.plan, self.applied = plan, applied
-        self._view = with_readiness(plan, *applied) if plan is not None else None
+        self._ordered = plan is not None and any(p.created_after is not None for p in plan.pods)
+        self._view = without_pods(with_readiness(plan, *applied), self._not_created(plan)) if plan is not None \
+            else None
         for worker in self.pods.values():
             for runner in worker.runners():
                 runner.update(self._view)
@@ -137,6 +145,11 @@ class Supervisor:
                    for k, pod in want.items() if k not in self.pods}
             self.pods.update(new)
             await asyncio.gather(*(w.start() for w in new.values()))
+            # The pods created meanwhile (a StatefulSet's next ordinal once the one before is ready)
+            # are waited for too, so that `up` returns with every pod that can start started.
+            self._release_waiting()
+            while unsettled := [w for w in self.pods.values() if not w.settled]:
+                await asyncio.gather(*(w.wait_settled() for w in unsettled))
             started = sum(w.size for w in new.values()) + sum(n for n, _ in changes)
             stopped = sum(w.size for w in gone) + sum(n for _, n in changes)
             total = sum(w.size for w in self.pods.values())
@@ -147,14 +160,46 @@ class Supervisor:
     # --- readiness ---------------------------------------------------------------------------
 
     def readiness(self) -> tuple[frozenset[str], frozenset[str]]:
-        """(the pods not ready, those of them that have ended)."""
+        """(the pods not ready, those of them that are no endpoints at all: ended, or not
+        created yet)."""
         statuses = {w.pod.key: w.pod_status() for w in self.pods.values()}
         return (frozenset(k for k, st in statuses.items() if not st.ready),
-                frozenset(k for k, st in statuses.items() if st.terminal))
+                frozenset(k for k, st in statuses.items() if st.terminal)
+                | frozenset(w.pod.key for w in self.pods.values() if not w.created))
+
+    def _not_created(self, plan: Plan) -> frozenset[str]:
+        """The pods of `plan` created after another that have no created worker (yet)."""
+        return frozenset(p.key for p in plan.pods if p.created_after is not None
+                         and not ((w := self.pods.get(pod_key(p))) is not None and w.created))
+
+    def _release_waiting(self) -> None:
+        """Create (start) every pod whose turn has come: as the StatefulSet controller under
+        OrderedReady, once the pods before it are all Running and Ready (plan.ordering). Only a
+        pod whose predecessor is created can be next, so only those are looked at."""
+        if not self._ordered:
+            return
+        by_key = {w.pod.key: w for w in self.pods.values()}
+        next_up = [w for w in by_key.values() if not w.created
+                   and (before := by_key.get(w.pod.created_after)) is not None and before.created]
+        if not next_up:
+            return
+        after = {k: w.pod.created_after for k, w in by_key.items()}
+        ready: dict[str, bool] = {}
+
+        def is_ready(key: str) -> bool:
+            if key not in ready:
+                w = by_key.get(key)
+                ready[key] = w is not None and w.created and w.pod_status().ready
+            return ready[key]
+        for w in next_up:
+            if may_create(w.pod.key, after, is_ready):
+                log.info("pod %s created: the pods before it are Running and Ready", w.pod.key)
+                w.release()
 
     def readiness_changed(self, delay: float = READINESS_SETTLE) -> None:
         if self._stopping:
             return
+        self._release_waiting()
         if self._ready_timer is not None:
             self._ready_timer.cancel()
         loop = asyncio.get_running_loop()
@@ -182,7 +227,7 @@ class Supervisor:
         else:
             if proc.returncode == 0:
                 self._set_view(self.plan, want)
-                log.info("readiness: %d pod(s) not ready %s, ended %s; %s", len(want[0]), sorted(want[0]),
+                log.info("readiness: %d pod(s) not ready %s, ended or not created %s; %s", len(want[0]), sorted(want[0]),
                          sorted(want[1]), out.decode().strip())
             else:
                 log.warning("readiness: sync failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip())
