@@ -22,6 +22,7 @@ from .plan.containers import emulation_warnings
 from .plan.naming import check_lab_name
 from .plan.model import Model, Plan, PlannedPod
 from .plan.services import removed_udp_endpoints, with_readiness
+from .render import portmap
 from .render.lb import forwards as lb_forwards, render_lb
 from .render.sync import MODES, RenderedNode, plan_sync, render_nodes
 from .system import checks, conntrack, netlink, outside, rules, state, supervisor
@@ -222,6 +223,52 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
     return [name for name, did in zip(rendered, changed) if did]
 
 
+def _apply_portmap_rules(plan: Plan, fresh: set[str], ended: frozenset[str]) -> tuple[list[str], tuple[str, ...]]:
+    """The CNI portmap plugin's rules of each node (hostPort, render/portmap.py), after kube-proxy's
+    (the same tables: never both at once on one node), changed as the plugin's DEL and ADD would
+    change them. Pods in `ended` have no sandbox (ended, or not created yet), so no rules; readiness
+    does not matter. A node's last render is kept in the state dir, even an empty one, so that a
+    lab without host ports costs nothing here; when it is unknown (or the backend changes with
+    the proxy mode) the other backend's rules are cleared and the complete ruleset loaded. As the
+    plugin does after an ADD, the node's conntrack entries to a new pod's UDP host ports are
+    deleted (a failure is only reported, as the plugin only logs it).
+    -> (the nodes whose rules changed, warnings)"""
+    def sync(name: str) -> tuple[bool, str | None]:
+        netns, path = plan.node(name).netns, os.path.join(state.state_dir(plan.lab), "rules", "portmap", f"{name}.json")
+        new, stored = portmap.render(plan, name, ended), _stored_portmap(path)
+        old = portmap.RenderedPortmap(new.backend, {}) if netns in fresh else stored  # made anew: empty
+        if old is None or old.backend != new.backend:
+            for other in MODES:
+                if portmap.backend(other) != new.backend:
+                    rules.clear_rules(netns, other, rules.PORTMAP)  # a no-op without that mode's tools
+        load = portmap.plan_load(old, new)
+        if load is not None:
+            rules.sync_rules(netns, new.backend, None if load.full else load.text, new.text, rules.PORTMAP)
+        if stored != new:
+            state.write_atomic(path, new.to_json())
+        if load is not None and netns not in fresh and (  # a node made anew has no flows
+                udp := portmap.added_udp_ports(plan, name, old or portmap.RenderedPortmap(new.backend, {}), ended)):
+            try:
+                conntrack.forget_flows_to_ports(netns, udp)
+            except OSError as e:
+                return True, (f"{name}: could not clear the UDP flows to new host ports ({e.strerror or e}); "
+                              "they end when their conntrack entries expire")
+        return load is not None, None
+
+    names = [n.name for n in plan.nodes]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        done = list(pool.map(sync, names))
+    return [n for n, (did, _) in zip(names, done) if did], tuple(w for _, w in done if w)
+
+
+def _stored_portmap(path: str) -> portmap.RenderedPortmap | None:
+    try:
+        with open(path) as f:
+            return portmap.RenderedPortmap.from_json(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def sync_readiness(lab: str, not_ready: frozenset[str], terminal: frozenset[str] = frozenset()) -> list[str] | None:
     """The supervisor's call when the pods it finds not ready (a container not running), or
     ended (`terminal`: Succeeded or Failed, no endpoints at all), differ from those the rules
@@ -255,9 +302,11 @@ def _load_rules(plan: Plan, previous: Plan | None, not_ready: frozenset[str], wa
     -> (the nodes whose rules changed, warnings)."""
     effective = with_readiness(plan, not_ready, terminal)
     changed = _apply_rules(effective, previous, fresh)
+    portmap_changed, portmap_warnings = _apply_portmap_rules(plan, fresh, terminal)
+    changed += [n for n in portmap_changed if n not in changed]
     _apply_lb_rules(effective, fresh=naming.lb_netns(plan.lab) in fresh)
     before = with_readiness(previous, was_not_ready, was_terminal) if previous is not None else None
-    warnings = _forget_stale_udp_flows(effective, before, fresh)
+    warnings = _forget_stale_udp_flows(effective, before, fresh) + portmap_warnings
     pods = {p.key for p in plan.pods}
     state.save_not_ready(plan.lab, not_ready & pods, terminal & pods)
     return changed, warnings

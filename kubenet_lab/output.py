@@ -195,7 +195,8 @@ def pod_object(plan: Plan, pod: PlannedPod | PendingPod, status: dict) -> dict:
 
 def _container_spec(c) -> dict:
     out = {"name": c.name, "image": c.image,
-           "ports": [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name else {})}
+           "ports": [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name else {}),
+                      **({"hostPort": p.host_port} if p.host_port else {}), **({"hostIP": p.host_ip} if p.host_ip else {})}
                      for p in c.ports]}
     if getattr(c, "sidecar", False):
         out["restartPolicy"] = "Always"

@@ -279,7 +279,8 @@ def _container(c: Checked) -> Container:
         command=tuple(c["command"]) if "command" in c else None,
         args=tuple(c["args"]) if "args" in c else None,
         ports=tuple(ContainerPort(container_port=p["containerPort"], name=p.get("name"),
-                                  protocol=p.get("protocol", "TCP")) for p in c.get("ports", [])),
+                                  protocol=p.get("protocol", "TCP"), host_port=p.get("hostPort") or None,
+                                  host_ip=p.get("hostIP")) for p in c.get("ports", [])),
         # A valueFrom of a kind the lab cannot resolve was warned about: the variable stays unset.
         env=tuple(EnvVar(name=v["name"], value=v.get("value", ""),
                          field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)

@@ -74,7 +74,24 @@ def _check_container(c: Checked) -> None:
 
 
 CONTAINER_PORT = Obj({"containerPort": PORT, "name": Str(iana_svc_name), "protocol": PROTOCOL,
-                      **_ignored("hostPort", "hostIP")}, required=("containerPort",))
+                      "hostPort": Int(0, 65535), "hostIP": Str(ip_text)}, required=("containerPort",))
+
+
+def _check_host_ports(spec: Checked) -> None:
+    """The API server's checks of hostPort: no two containers' ports take the same hostIP,
+    protocol and hostPort; with hostNetwork a port is its node's (hostPort defaults to the
+    containerPort, and may not differ from it)."""
+    seen: set[str] = set()
+    for container in spec["containers"]:
+        for port in container.get("ports", []):
+            host_port = port.get("hostPort") or (port["containerPort"] if spec.get("hostNetwork") else 0)
+            if spec.get("hostNetwork") and host_port != port["containerPort"]:
+                port.at("containerPort").error(f"Invalid value: {port['containerPort']}: must match `hostPort` "
+                                               "when `hostNetwork` is true")
+            key = f"{port.get('hostIP', '')}/{port.get('protocol', 'TCP')}/{host_port}"
+            if host_port and key in seen:
+                port.at("hostPort").error(f'Duplicate value: "{key}"')
+            seen.add(key)
 
 def _check_env_var(var: Checked) -> None:
     if "value" in var and "valueFrom" in var:
@@ -248,6 +265,7 @@ TAINT = Obj({"key": Str(label_key), "value": Str(label_value), "effect": OneOf(*
 
 def _check_pod_spec(spec: Checked) -> None:
     _unique(spec.get("initContainers", []) + spec["containers"], "name", _name)
+    _check_host_ports(spec)
     if spec.get("hostNetwork") and spec.get("hostAliases"):
         spec.at("hostAliases").warn("ignored for a hostNetwork pod: its /etc/hosts is its node's, which is this "
                                     "machine's own, and kubenet-lab does not add to it")

@@ -248,10 +248,20 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
                 problems.append(f"{at(pod.origin, _spec(pod) + '.nodeName')}: no node named {pod.spec.node_name!r} "
                                 f"(nodes: {', '.join(count)})")
                 continue
+            if held := scheduling.port_holder(pod, pod.spec.node_name, others):
+                # no scheduler looks at a pod with a nodeName (a DaemonSet's here): kubelet would
+                # refuse it (NodePorts)
+                (holder, (_, proto, port)), node = held, pod.spec.node_name
+                where = _spec(pod) + (".containers" if pod.owner else ".nodeName")
+                problems.append(f"{at(pod.origin, where)}: pod {pod.key} wants host port "
+                                f"{port}/{proto} on node {node}, which pod {holder.key} already takes "
+                                f"({scheduling.NODE_PORTS}); give one of them another hostPort or node")
+                continue
             put(pod, pod.spec.node_name)
     for pod in pods:
         if pod.key not in placed and not pod.spec.node_name and before.get(pod.key) in count:
-            put(pod, before[pod.key])
+            if not scheduling.port_holder(pod, before[pod.key], others):  # else scheduled anew
+                put(pod, before[pod.key])
     for pod in pods:
         if pod.key in placed or pod.spec.node_name:
             continue

@@ -88,6 +88,10 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: str = "TCP"
+    # hostPort: the node's port the CNI portmap plugin forwards to this one (render.portmap);
+    # None: none. hostIP: the node address it is restricted to (None or 0.0.0.0: every one).
+    host_port: int | None = None
+    host_ip: str | None = None
 
 
 @dataclass(frozen=True)

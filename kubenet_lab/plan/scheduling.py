@@ -6,6 +6,8 @@ Filters, in kube-scheduler's order, the first that fails naming the node's reaso
 - TaintToleration: every NoSchedule and NoExecute taint of the node must be tolerated;
 - NodeAffinity: `nodeSelector` (every label) and the required node affinity (any term, each term
   all of its requirements);
+- NodePorts: no container port's hostPort (hostIP, protocol, port) may be taken on the node by a
+  pod already there (an unset or 0.0.0.0 hostIP takes the port on every address);
 - InterPodAffinity: the required pod affinity and anti-affinity of the pod over the pods already
   placed, and the required anti-affinity of those pods towards it.
 Among the nodes left the pod goes to the best score (preferred node and pod affinity weights,
@@ -33,7 +35,8 @@ NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 POD_AFFINITY = "node(s) didn't match pod affinity rules"
 POD_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
-_RESOLVABLE = (POD_ANTI_AFFINITY, EXISTING_ANTI_AFFINITY)
+NODE_PORTS = "node(s) didn't have free ports for the requested pod ports"
+_RESOLVABLE = (POD_ANTI_AFFINITY, EXISTING_ANTI_AFFINITY, NODE_PORTS)
 
 
 def node_labels(name: str, labels: Mapping[str, str]) -> dict[str, str]:
@@ -98,6 +101,33 @@ def _selects(term: PodAffinityTerm, owner: Pod, pod: Pod) -> bool:
     return (not namespaces or pod.namespace in namespaces) and term.selector.matches(pod.labels)
 
 
+HostPort = tuple[str, str, int]  # (hostIP, protocol, hostPort), the hostIP "0.0.0.0" when unset
+
+
+def host_ports(pod: Pod) -> list[HostPort]:
+    """The host ports of a pod's containers, as the NodePorts filter counts them: a hostNetwork
+    pod's container ports are its node's (the API server defaults hostPort to containerPort)."""
+    return [(p.host_ip or "0.0.0.0", p.protocol, p.host_port or p.container_port)
+            for c in pod.spec.containers for p in c.ports if p.host_port or pod.spec.host_network]
+
+
+def _conflict(a: HostPort, b: HostPort) -> bool:
+    return a[1:] == b[1:] and (a[0] == b[0] or "0.0.0.0" in (a[0], b[0]))
+
+
+def port_holder(pod: Pod, node: str, placed: Placed) -> tuple[Pod, HostPort] | None:
+    """A pod placed on `node` holding one of `pod`'s host ports, and that port."""
+    wanted = host_ports(pod)
+    if not wanted:
+        return None
+    for other, other_node in placed.pods:
+        if other_node.name == node and other.key != pod.key:
+            for port in host_ports(other):
+                if any(_conflict(port, w) for w in wanted):
+                    return other, port
+    return None
+
+
 def why_not(pod: Pod, node: PlannedNode, placed: Placed) -> str | None:
     """The reason kube-scheduler gives for `node` not taking `pod`, or None when it can."""
     spec = pod.spec
@@ -112,6 +142,8 @@ def why_not(pod: Pod, node: PlannedNode, placed: Placed) -> str | None:
     if affinity and affinity.node_required is not None and not any(
             term_matches(t, node) for t in affinity.node_required):
         return NODE_AFFINITY
+    if port_holder(pod, node.name, placed):
+        return NODE_PORTS
     if affinity:
         for term in affinity.pod_required:
             # the first pod of a group that selects itself may go anywhere

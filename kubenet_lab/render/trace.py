@@ -193,13 +193,18 @@ class Tracer:
         return trace_packet(self.rules, st, source)
 
 
-def for_node(plan, node: str, mode: str, **render_kw) -> Tracer:
-    """Render `mode` for `node` and trace over it; the node's IP and bridge address are local."""
+def for_node(plan, node: str, mode: str, ended=(), **render_kw) -> Tracer:
+    """Render `mode` for `node` and trace over it, with the CNI portmap plugin's rules for the
+    pods there (render.portmap: loaded after kube-proxy's, as on a node; `ended`: pods without a
+    sandbox); the node's IP and bridge address are local."""
+    from kubenet_lab.render import portmap
     from kubenet_lab.render.iptables import render_iptables
     from kubenet_lab.render.nftables import render_nftables
     render = render_iptables if mode == "iptables" else render_nftables
     n = plan.node(node)
-    return Tracer(render(plan, node, **render_kw), mode, [str(n.ip), str(n.gateway)])
+    plan = replace(plan, cluster=replace(plan.cluster, kube_proxy_mode=mode))  # portmap's backend
+    text = render(plan, node, **render_kw) + portmap.render(plan, node, ended).text()
+    return Tracer(text, mode, [str(n.ip), str(n.gateway)])
 
 
 # --- steps shared by both syntaxes ------------------------------------------------------------
@@ -260,8 +265,8 @@ def parse_iptables(text: str) -> Ruleset:
         if line.startswith("*"):
             table = line[1:]
             for (t, chain), (hook, prio) in _IPT_HOOKS.items():
-                if t == table:
-                    rs.chains.setdefault(f"{table}/{chain}", [])
+                if t == table and f"{table}/{chain}" not in rs.chains:  # a table may come again
+                    rs.chains[f"{table}/{chain}"] = []
                     rs.hooks.setdefault(hook, []).append((prio, f"{table}/{chain}"))
         elif line.startswith(":"):
             rs.chains[f"{table}/{line[1:].split()[0]}"] = []
@@ -287,7 +292,7 @@ def _ipt_rule(table: str, args: list[str]) -> list[Step]:
             neg, i = True, i + 1
             continue
         if a == "-m" and args[i + 1] in ("comment", "tcp", "udp", "sctp", "addrtype", "statistic",
-                                         "recent", "mark", "conntrack"):
+                                         "recent", "mark", "conntrack", "multiport"):
             i += 2
         elif a == "--comment":
             i += 2
@@ -298,6 +303,10 @@ def _ipt_rule(table: str, args: list[str]) -> list[Step]:
         elif a == "--dport":
             port = int(args[i + 1])
             steps.append(_match(lambda st, port=port: st.dport == port))
+            i += 2
+        elif a in ("--destination-ports", "--dports"):
+            ports = {int(p) for p in args[i + 1].split(",")}
+            steps.append(_match(lambda st, ports=ports: st.dport in ports))
             i += 2
         elif a in ("-s", "-d"):
             steps.append(_addr_match("src" if a == "-s" else "dst", args[i + 1], neg))
@@ -346,9 +355,10 @@ def _ipt_target(table: str, how: str, args: list[str]) -> Step:
     if target == "MASQUERADE":
         return _masquerade()
     if target == "MARK":
-        op, value = opts[0], int(opts[1], 16)
-        fn = (lambda m: m | value) if op == "--or-mark" else (lambda m: m ^ value)
-        assert op in ("--or-mark", "--xor-mark"), opts
+        op, value = opts[0], int(opts[1].split("/")[0], 16)
+        mask = int(opts[1].split("/")[1], 16) if "/" in opts[1] else 0xFFFFFFFF
+        fn = {"--or-mark": lambda m: m | value, "--xor-mark": lambda m: m ^ value,
+              "--set-xmark": lambda m: (m & ~mask) ^ value}[op]
         return _do(lambda st: replace(st, mark=fn(st.mark)))
     if target in ("ACCEPT", "DROP", "REJECT"):
         return _do(lambda st: st, (target.lower(),))
@@ -360,18 +370,24 @@ def _ipt_target(table: str, how: str, args: list[str]) -> Step:
 # --- nft transaction text ---------------------------------------------------------------------
 
 
+_PRIORITIES = {"dstnat": -100, "filter": 0, "srcnat": 100}  # nft's priority names (ip family)
+
+
 def parse_nftables(text: str) -> Ruleset:
+    """Chains, sets and maps are named `<table>/<name>`, so that several programs' tables (kube-
+    proxy's, the portmap plugin's) trace together as the kernel runs them: every base chain of a
+    hook, whatever its table, in priority order."""
     rs = Ruleset()
     for line in text.splitlines():
         words = shlex.split(line)
         if not words or words[0].startswith("#"):
             continue
-        verb, kind = words[0], words[1]
+        verb, kind, table = words[0], words[1], words[3]
         if kind == "table":
             if verb == "delete":
-                rs = Ruleset()  # the transaction replaces the table
+                _drop_table(rs, table)  # the transaction replaces the table
             continue
-        name, rest = words[4], words[5:]
+        name, rest = f"{table}/{words[4]}", words[5:]
         if kind == "set":
             rs.sets[name] = set()
             if "timeout" in rest:
@@ -382,14 +398,23 @@ def parse_nftables(text: str) -> Ruleset:
             rs.chains[name] = []
             if "hook" in rest:
                 hook = rest[rest.index("hook") + 1].upper()
-                rs.hooks.setdefault(hook, []).append((int(rest[rest.index("priority") + 1]), name))
+                prio = rest[rest.index("priority") + 1]
+                rs.hooks.setdefault(hook, []).append((_PRIORITIES.get(prio) or int(prio), name))
         elif kind == "rule":
-            rs.chains[name].append(_nft_rule(rest))
+            rs.chains[name].append(_nft_rule(rest, table))
         elif kind == "element":
             _nft_elements(rs, name, rest)
         else:
             raise ValueError(f"unsupported nft line: {line}")
     return rs
+
+
+def _drop_table(rs: Ruleset, table: str) -> None:
+    mine = f"{table}/"
+    for names in (rs.chains, rs.sets, rs.maps, rs.timeouts):
+        for name in [n for n in names if n.startswith(mine)]:
+            del names[name]
+    rs.hooks = {hook: [(p, c) for p, c in chains if not c.startswith(mine)] for hook, chains in rs.hooks.items()}
 
 
 def _nft_elements(rs: Ruleset, name: str, words: list[str]) -> None:
@@ -413,21 +438,22 @@ def _key(st: _State, fields: list[str]) -> tuple:
     return tuple(values[f] for f in fields)
 
 
-def _lookup(fields: list[str], mapname: str) -> Step:
+def _lookup(fields: list[str], mapname: str, table: str) -> Step:
     def step(st: _State, rs: Ruleset):
         verdict = rs.maps[mapname].get(_key(st, fields))
-        return [(1.0, st, MISS if verdict is None else _verdict(list(verdict)))]
+        return [(1.0, st, MISS if verdict is None else _verdict(list(verdict), table))]
     return step
 
 
-def _verdict(words: list[str]):
+def _verdict(words: list[str], table: str):
     if words[0] in ("jump", "goto"):
-        return (words[0], words[1])
+        return (words[0], f"{table}/{words[1]}")
     assert words[0] in TERMINAL or words[0] == "return", words
     return (words[0],)
 
 
-def _nft_rule(w: list[str]) -> list[Step]:
+def _nft_rule(w: list[str], table: str) -> list[Step]:
+    """`table`: the rule's own, which the chains, sets and maps it names belong to."""
     steps: list[Step] = []
     i = 0
     while i < len(w):
@@ -437,14 +463,14 @@ def _nft_rule(w: list[str]) -> list[Step]:
             i += 3
         elif a == "ip" and w[i + 2] == ".":  # ip daddr . meta l4proto . th dport vmap @map
             assert w[i + 1:i + 7] == ["daddr", ".", "meta", "l4proto", ".", "th"], w
-            steps.append(_lookup(["daddr", "l4proto", "dport"], w[i + 9][1:]))
+            steps.append(_lookup(["daddr", "l4proto", "dport"], f"{table}/{w[i + 9][1:]}", table))
             i += 10
         elif a == "ip":
             fld = "src" if w[i + 1] == "saddr" else "dst"
             neg = w[i + 2] == "!="
             j = i + 2 + neg
             if w[j].startswith("@"):
-                steps.append(_nft_in_set(fld, w[j][1:], neg))
+                steps.append(_nft_in_set(fld, f"{table}/{w[j][1:]}", neg))
                 i = j + 1
             elif w[j] == "{":
                 end = w.index("}", j)
@@ -456,7 +482,7 @@ def _nft_rule(w: list[str]) -> list[Step]:
                 steps.append(_addr_match(fld, w[j], neg))
                 i = j + 1
         elif a == "meta" and w[i + 2] == ".":  # meta l4proto . th dport vmap @map
-            steps.append(_lookup(["l4proto", "dport"], w[i + 6][1:]))
+            steps.append(_lookup(["l4proto", "dport"], f"{table}/{w[i + 6][1:]}", table))
             i += 7
         elif a == "meta" and w[i + 1] == "l4proto":
             steps.append(_match(lambda st, p=w[i + 2]: st.proto == p))
@@ -472,7 +498,7 @@ def _nft_rule(w: list[str]) -> list[Step]:
                 end = w.index("}", i)
                 branches = " ".join(w[i + 6:end]).split(" , ")
                 targets = [tuple(b.split(" : ")[1].split()) for b in branches]
-                steps.append(lambda st, rs, t=targets, n=n: [(1 / n, st, _verdict(list(x)))
+                steps.append(lambda st, rs, t=targets, n=n: [(1 / n, st, _verdict(list(x), table))
                                                            for x in t])
                 i = end + 1
             else:
@@ -492,7 +518,7 @@ def _nft_rule(w: list[str]) -> list[Step]:
             i += 5
         elif a == "update":
             assert w[i + 2:i + 6] == ["{", "ip", "saddr", "}"], w
-            steps.append(_record(w[i + 1][1:]))
+            steps.append(_record(f"{table}/{w[i + 1][1:]}"))
             i += 6
         elif a == "comment":
             i += 2
@@ -503,8 +529,11 @@ def _nft_rule(w: list[str]) -> list[Step]:
             steps.append(_dnat(w[i + 2]))
             i += 3
         elif a in ("jump", "goto"):
-            steps.append(_do(lambda st: st, (a, w[i + 1])))
+            steps.append(_do(lambda st: st, (a, f"{table}/{w[i + 1]}")))
             i += 2
+        elif a in ("tcp", "udp", "sctp") and w[i + 1] == "dport":
+            steps.append(_match(lambda st, p=a, port=int(w[i + 2]): st.proto == p and st.dport == port))
+            i += 3
         elif a in TERMINAL or a == "return":
             steps.append(_do(lambda st: st, (a,)))
             i += 1

@@ -94,3 +94,17 @@ def forget_nat_flows_to(netns: str, endpoints: Iterable[IPv4Address], proto: int
         doomed = [f for f in flows(nl) if f.proto == proto and f.reply_src in gone and f.reply_src != f.dst]
         nl.batch([_delete(f) for f in doomed], tolerate=(errno.ENOENT,))
     return doomed
+
+
+def forget_flows_to_ports(netns: str, ports: Iterable[int], proto: int = UDP) -> list[Flow]:
+    """Delete, in `netns`, the `proto` entries whose original destination port is one of `ports`,
+    whatever the address (the CNI portmap plugin's DeleteConntrackEntriesForDstPort, after it adds
+    a pod's UDP host ports: a flow that began before, unanswered or to a pod gone, would otherwise
+    bypass the new DNAT until its entry expires); the flows deleted."""
+    wanted = set(ports)
+    if not wanted:
+        return []
+    with open_in(netns) as nl:
+        doomed = [f for f in flows(nl) if f.proto == proto and f.dport in wanted]
+        nl.batch([_delete(f) for f in doomed], tolerate=(errno.ENOENT,))
+    return doomed

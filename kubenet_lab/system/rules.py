@@ -13,6 +13,11 @@ nftables mode: the rendered text is already one transaction that replaces the ta
 After the first load, `sync_rules` loads only what changed (computed by render.sync.plan_sync):
 one `iptables-restore --noflush` or one `nft -f` transaction, falling back to the complete load
 when the kernel refuses it because the node no longer holds what the change was computed against.
+
+Two programs own rules in a node, as on a real one: kube-proxy (KUBE- chains, table
+`ip kube-proxy`) and the CNI portmap plugin (CNI-HOSTPORT-/CNI-DN- chains, table
+`ip cni_hostport`; see render/portmap.py). Each load names its `Owner` and leaves the other's
+rules as they are.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import shutil
 import subprocess
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from kubenet_lab.errors import EnvironmentProblem, LabError
@@ -31,6 +37,19 @@ BUILTIN = {
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
 }
 OUR_PREFIX = "KUBE-"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose rules a load replaces: the iptables chains named with `prefixes` (and every jump
+    into them), and the nftables table `nft_table`."""
+
+    prefixes: tuple[str, ...]
+    nft_table: str
+
+
+KUBE_PROXY = Owner((OUR_PREFIX,), NFT_TABLE)
+PORTMAP = Owner(("CNI-HOSTPORT-", "CNI-DN-"), "ip cni_hostport")
 
 @contextlib.contextmanager
 def _inside(name: str) -> Iterator[None]:
@@ -50,19 +69,20 @@ def _run(argv: list[str], text: str | None = None) -> str:
     return proc.stdout
 
 
-def apply_rules(netns: str, mode: str, text: str) -> None:
+def apply_rules(netns: str, mode: str, text: str, owner: Owner = KUBE_PROXY) -> None:
     """Load a render of `mode` into `netns`, replacing the previous one of the same mode."""
     with _inside(netns):
         if mode == "iptables":
             saved = _run(["iptables-save"])
-            _run(["iptables-restore", "-w", "5"], merge_iptables(saved, text))
+            _run(["iptables-restore", "-w", "5"], merge_iptables(saved, text, owner.prefixes))
         elif mode == "nftables":
             _run(["nft", "-f", "-"], text)
         else:
             raise LabError(f"unknown proxy mode {mode!r}")
 
 
-def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], str]) -> bool:
+def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], str],
+               owner: Owner = KUBE_PROXY) -> bool:
     """Load the incremental `partial` into `netns`, or the complete `full()` when there is no
     partial or the kernel refuses it (rules flushed by hand, a namespace made anew: each partial
     text checks the skeleton it builds on). True when the partial load was enough."""
@@ -80,24 +100,24 @@ def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], st
             raise
         except LabError:
             pass
-    apply_rules(netns, mode, full())
+    apply_rules(netns, mode, full(), owner)
     return False
 
 
-def clear_rules(netns: str, mode: str) -> None:
+def clear_rules(netns: str, mode: str, owner: Owner = KUBE_PROXY) -> None:
     """Remove everything `mode` installed in `netns` (for a mode switch); a no-op when absent."""
     with _inside(netns):
         if mode == "iptables":
             if shutil.which("iptables-save") is None or shutil.which("iptables-restore") is None:
                 return  # nothing can have been loaded without the tools
             saved = _run(["iptables-save"])
-            if OUR_PREFIX in saved:
-                _run(["iptables-restore", "-w", "5"], merge_iptables(saved, ""))
+            if any(prefix in saved for prefix in owner.prefixes):
+                _run(["iptables-restore", "-w", "5"], merge_iptables(saved, "", owner.prefixes))
         elif mode == "nftables":
             if shutil.which("nft") is None:
                 return
             # add-then-delete succeeds whether or not the table exists, in one transaction
-            _run(["nft", "-f", "-"], f"add table {NFT_TABLE}\ndelete table {NFT_TABLE}\n")
+            _run(["nft", "-f", "-"], f"add table {owner.nft_table}\ndelete table {owner.nft_table}\n")
         else:
             raise LabError(f"unknown proxy mode {mode!r}")
 
@@ -136,17 +156,18 @@ def _parse(text: str) -> dict[str, _Table]:
     return tables
 
 
-def _is_ours(rule: str) -> bool:
-    """A rule in a KUBE- chain, or a jump from anywhere into one."""
+def _is_ours(rule: str, prefixes: tuple[str, ...] = (OUR_PREFIX,)) -> bool:
+    """A rule in a chain named with one of `prefixes`, or a jump from anywhere into one."""
     parts = rule.split()
     chain = parts[1]
     target = parts[parts.index("-j") + 1] if "-j" in parts else ""
-    return chain.startswith(OUR_PREFIX) or target.startswith(OUR_PREFIX)
+    return chain.startswith(prefixes) or target.startswith(prefixes)
 
 
-def merge_iptables(saved: str, rendered: str) -> str:
+def merge_iptables(saved: str, rendered: str, prefixes: tuple[str, ...] = (OUR_PREFIX,)) -> str:
     """Complete filter and nat tables: the namespace's own chains and rules (from
-    `iptables-save`) with every KUBE- chain and jump replaced by those of `rendered`."""
+    `iptables-save`) with every chain named with `prefixes` (KUBE-: kube-proxy's), and every
+    jump into one, replaced by those of `rendered`."""
     theirs, ours = _parse(saved), _parse(rendered)
     out: list[str] = []
     for name in BUILTIN:
@@ -157,11 +178,11 @@ def merge_iptables(saved: str, rendered: str) -> str:
         for chain in BUILTIN[name]:
             out.append(old.decls.get(chain, f":{chain} ACCEPT [0:0]"))
         out += [line for chain, line in old.decls.items()
-                if chain not in BUILTIN[name] and not chain.startswith(OUR_PREFIX)]
+                if chain not in BUILTIN[name] and not chain.startswith(prefixes)]
         out += [line for chain, line in new.decls.items() if chain not in BUILTIN[name]]
         # "-I chain 1" prepends: the last one given ends up first, as with kube-proxy's EnsureRule
         out += [f"-A {chain} {rest}" for chain, rest in reversed(new.prepends)]
-        out += [rule for rule in old.rules if not _is_ours(rule)]
+        out += [rule for rule in old.rules if not _is_ours(rule, prefixes)]
         out += new.rules
         out.append("COMMIT")
     return "\n".join(out) + "\n"

@@ -250,8 +250,6 @@ def test_the_admission_webhook_service_speaks_tls(lab):
     assert got != ["000"]
 
 
-@pytest.mark.xfail(strict=True, reason="hostPort is ignored (without a warning): nothing listens on the "
-                   "controller node's port 80/443, which kind's ingress guide reaches through extraPortMappings")
 def test_the_controllers_host_ports_answer_on_its_node(lab):
     pod = named(lab, "ingress-nginx-controller-")[0]
     node_ip = lab.node_ips[lab.pod[pod]["spec"]["nodeName"]]
