@@ -73,7 +73,8 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise
-        pending = tuple(f"pod {p.key} is Pending (FailedScheduling): {p.message}" for p in plan.pending)
+        pending = tuple(f"pod {p.key} is Pending ({'FailedScheduling' if p.reason == 'Unschedulable' else p.reason}): "
+                        f"{p.message}" for p in plan.pending)
         result = UpResult(plan=plan, warnings=model.warnings + workload_warnings(model) + emulation_warnings(plan)
                           + pending)
         _apply(plan, previous, result)

@@ -124,7 +124,8 @@ def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_n
     for pod in pods:
         if isinstance(pod, PendingPod):  # no node takes it: kubectl's row for an unscheduled pod
             row = ([pod.namespace] if all_ns else []) + [
-                pod.name, f"0/{len(pod.containers)}", "Pending", "0", age(created_at(plan, f"Pod/{pod.key}"))]
+                pod.name, f"0/{len(pod.containers)}", "SchedulingGated" if pod.reason == "SchedulingGated" else "Pending",
+                "0", age(created_at(plan, f"Pod/{pod.key}"))]
             rows.append(row + (["<none>", "<none>", "<none>", "<none>"] if wide else []))
             continue
         st = pod_state(pod, status)
@@ -167,7 +168,7 @@ def pending_pod_object(plan: Plan, pod: PendingPod) -> dict:
         "apiVersion": "v1", "kind": "Pod", "metadata": _meta(pod, created),
         "spec": {"containers": [{"name": name, "image": image} for name, image in pod.containers]},
         "status": {"phase": "Pending", "qosClass": "BestEffort", "conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": pod.message,
+            "type": "PodScheduled", "status": "False", "reason": pod.reason, "message": pod.message,
             "lastProbeTime": None, "lastTransitionTime": iso(created)}]},
     }
 

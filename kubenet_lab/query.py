@@ -53,9 +53,11 @@ class ExecTarget:
     netns: str
     hostname: str | None
     files: dict[str, str]  # target path -> content
-    # What the container's process sees on top of the caller's environment (as `kubectl exec`
-    # gives the container's variables): HOSTNAME, service variables, the container's env.
-    environ: dict[str, str] = field(default_factory=dict)
+    # A pod's container: the environment its process has (PATH, HOME, HOSTNAME, service
+    # variables, its env), as `kubectl exec` gives it, and nothing of the caller's but TERM.
+    # None (a node, the outside client, the balancer: this machine's own processes): the
+    # caller's environment.
+    environ: dict[str, str] | None = None
 
 
 # `exec external -- ...` and `exec lb -- ...`: the client outside the cluster and the load balancer.
@@ -84,7 +86,7 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
     files = pod_files(plan, pod)
     hostname = pod_hostname(plan, pod)
     chosen = next((c for c in everyone if c.name == container), pod.containers[0] if pod.containers else None)
-    environ = process_environment(plan, pod, chosen, hostname, base={})
+    environ = process_environment(plan, pod, chosen, hostname)
     return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ)
 
 
@@ -95,10 +97,14 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
     t = resolve_target(plan, target, namespace, container)
     if not argv:
         raise InputError("exec: no command given; usage: kubenet-lab exec TARGET -- COMMAND [ARGS...]")
-    if shutil.which(argv[0]) is None:
+    if shutil.which(argv[0], path=(os.environ if t.environ is None else t.environ).get("PATH")) is None:
         raise LabError(f'exec: "{argv[0]}": executable file not found in $PATH')
     nsenter.enter_pod(t.netns, t.hostname, t.files)
-    os.execvpe(argv[0], list(argv), {**os.environ, **t.environ})
+    if t.environ is None:
+        environ = dict(os.environ)
+    else:
+        environ = {**({"TERM": os.environ["TERM"]} if "TERM" in os.environ else {}), **t.environ}
+    os.execvpe(argv[0], list(argv), environ)
     return 127  # not reached
 
 

@@ -235,7 +235,8 @@ class Builder:
             node_selector=dict(spec.get("nodeSelector", {})),
             affinity=_affinity(spec["affinity"]) if "affinity" in spec else None,
             tolerations=tuple(Toleration(t.get("key", ""), t.get("operator", "Equal"), t.get("value", ""),
-                                         t.get("effect", "")) for t in spec.get("tolerations", ())))
+                                         t.get("effect", "")) for t in spec.get("tolerations", ())),
+            scheduling_gates=tuple(g["name"] for g in spec.get("schedulingGates", ())))
 
     # ----------------------------------------------------------------------------- the whole input
 

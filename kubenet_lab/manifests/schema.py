@@ -288,13 +288,18 @@ POD_SPEC = Obj({
     "initContainers": ListOf(INIT_CONTAINER), "terminationGracePeriodSeconds": Int(0),
     "ephemeralContainers": Ignore(warning="ignored: kubenet-lab does not run ephemeral containers"),
     "restartPolicy": OneOf("Always", "OnFailure", "Never"),
-    **_ignored("activeDeadlineSeconds",
-               "serviceAccountName", "serviceAccount",
+    "schedulingGates": ListOf(Obj({"name": Str(label_key)}, required=("name",))),
+    "activeDeadlineSeconds": Ignore(warning="ignored: kubenet-lab does not end a pod at its deadline yet (a "
+                                            "cluster would fail it with reason DeadlineExceeded)"),
+    "readinessGates": Ignore(warning="ignored: nothing in the lab sets these conditions, so the pod is ready "
+                                     "without them (a cluster without their controller keeps it not ready)"),
+    "schedulerName": Ignore(warning="ignored: kubenet-lab places every pod as the default scheduler would"),
+    **_ignored("serviceAccountName", "serviceAccount",
                "automountServiceAccountToken", "securityContext", "imagePullSecrets",
-               "schedulerName", "priorityClassName", "priority", "readinessGates",
+               "priorityClassName", "priority",
                "runtimeClassName", "preemptionPolicy", "overhead",
                "os", "hostPID", "hostIPC", "hostUsers",
-               "shareProcessNamespace", "volumes", "schedulingGates", "resourceClaims", "resources"),
+               "shareProcessNamespace", "volumes", "resourceClaims", "resources"),
 }, required=("containers",), post=_check_pod_spec)
 
 POD_TEMPLATE = Obj({"metadata": TEMPLATE_METADATA, "spec": POD_SPEC}, required=("spec",))

@@ -265,6 +265,9 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
     for pod in pods:
         if pod.key in placed or pod.spec.node_name:
             continue
+        if pod.spec.scheduling_gates:  # the scheduler does not look at it until they are removed
+            pending[pod.key] = scheduling.SCHEDULING_GATED
+            continue
         room = [n for n in nodes if pod.spec.host_network or needs_ip.get(n.name, 0) < capacity[n.name]]
         if not room:
             problems.append(f"{at(pod.origin, _spec(pod))}: no node has room for pod {pod.key}: every podCIDR is full")
@@ -314,29 +317,33 @@ def _addr(text: str | None) -> IPv4Address | None:
 
 
 def _targets(pod: Pod, services: tuple[Service, ...]):
-    """(numeric target port, protocol, Service port name) of each Service port selecting the pod."""
+    """(target port, protocol, Service port) of each Service port selecting the pod; a named
+    targetPort resolved through the pod's declared container ports (None when none has it)."""
+    named = {p.name: p.container_port for c in pod.spec.containers for p in c.ports if p.name}
     for svc in services:
         if svc.namespace != pod.namespace or not svc.selector or not LabelSelector(dict(svc.selector)).matches(
                 pod.labels):
             continue
         for p in svc.ports:
             target = p.target_port if p.target_port is not None else p.port
-            if isinstance(target, int):
-                yield target, p.protocol, p.name or ""
+            yield (target if isinstance(target, int) else named.get(target)), p.protocol, p
 
 
 def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
     """The ports something in the pod must listen on for its Services and probes to work: each
     numeric targetPort (or port) of a Service selecting it, and each numeric probe port."""
-    wanted: list[Port] = [(port, proto) for port, proto, _ in _targets(pod, services)]
+    wanted: list[Port] = [(port, proto) for port, proto, p in _targets(pod, services)
+                          if isinstance(p.target_port if p.target_port is not None else p.port, int)]
     wanted += [(port, "TCP") for c in pod.spec.containers for port in c.probe_ports]
     return wanted
 
 
 def https_targets(pod: Pod, services: tuple[Service, ...]) -> set[int]:
-    """The ports a Service port named https (or https-...) targets by number: TLS there."""
-    return {port for port, proto, name in _targets(pod, services)
-            if proto == "TCP" and (name == "https" or name.startswith("https-"))}
+    """The ports a Service port speaking HTTPS targets (named https or https-..., or with
+    appProtocol https), by number or by a container port's name: TLS there."""
+    return {port for port, proto, p in _targets(pod, services)
+            if port is not None and proto == "TCP"
+            and ((p.name or "") == "https" or (p.name or "").startswith("https-") or p.app_protocol == "https")}
 
 
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
@@ -373,7 +380,8 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
                              for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
                                                      pod.spec.enable_service_links, has_program,
                                                      others=[c for c in inits if c.sidecar],
-                                                     https=https_targets(pod, model.services))),
+                                                     https=https_targets(pod, model.services),
+                                                     restart_policy=pod.spec.restart_policy)),
             init_containers=inits, restart_policy=pod.spec.restart_policy,
             termination_grace_period=pod.spec.termination_grace_period,
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,

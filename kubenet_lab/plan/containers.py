@@ -227,8 +227,8 @@ def listening(run: RunSpec, declared: Iterable[Port]) -> set[Port]:
 
 def resolve_pod(containers: Iterable[Container], wanted: Iterable[Port], fields: Mapping[str, str] | None = None,
                 service_links: bool = True, has_program: Callable[[str], bool] | None = None,
-                others: Iterable[PlannedContainer] = (), https: Collection[int] = ()
-                ) -> list[tuple[Container, Resolved]]:
+                others: Iterable[PlannedContainer] = (), https: Collection[int] = (),
+                restart_policy: str = "Always") -> list[tuple[Container, Resolved]]:
     """Every container of a pod resolved; the ports in `wanted` (Service targets, probes) that
     no container listens on (nor one of `others`, the pod's sidecars) go to the first emulated one."""
     containers = list(containers)
@@ -240,7 +240,15 @@ def resolve_pod(containers: Iterable[Container], wanted: Iterable[Port], fields:
     if missing and first is not None:
         c = containers[first]
         out[first] = (c, resolve(c, fields, service_links, missing, has_program, https))
+    if restart_policy != "Always":  # a run-to-completion pod: what has nothing to serve ends at once
+        out = [(c, Resolved(RunNothing(completes=True), True, _completes_note(c, r)))
+               if r.emulated and isinstance(r.run, RunNothing) else (c, r) for c, r in out]
     return out
+
+
+def _completes_note(c: Container, r: Resolved) -> str:
+    why = r.note or f"nothing of image {c.image or '(none)'} runs here and it serves no port"
+    return f"{why}; as its pod runs to completion, it completes at once with exit code 0"
 
 
 def plan_init_containers(containers: Iterable[Container], fields: Mapping[str, str] | None = None,
@@ -283,7 +291,9 @@ def emulation_warnings(plan: Plan) -> tuple[str, ...]:
                 seen[owner, c.name] = f"{owner}, init container {c.name}: {c.note}; {instead} instead"
         for c in pod.containers:
             if c.note and (owner, c.name) not in seen:
-                seen[owner, c.name] = f"{owner}, container {c.name}: {c.note}; it serves {serving(c.run)} instead"
+                ends = isinstance(c.run, RunNothing) and c.run.completes  # the note says so
+                seen[owner, c.name] = f"{owner}, container {c.name}: {c.note}" + (
+                    "" if ends else f"; it serves {serving(c.run)} instead")
     return tuple(seen.values())
 
 

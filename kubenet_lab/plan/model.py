@@ -260,6 +260,7 @@ class PodSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     affinity: Affinity | None = None
     tolerations: tuple[Toleration, ...] = ()
+    scheduling_gates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -421,7 +422,11 @@ class RunDns:
 
 @dataclass(frozen=True)
 class RunNothing:
-    """Nothing runs: the namespace alone is the pod, as the pause container is."""
+    """Nothing runs: the namespace alone is the pod, as the pause container is. `completes`: a
+    container of a run-to-completion pod (a Job's) whose image has nothing to serve here: it
+    ends at once with exit code 0, as an emulated init container does."""
+
+    completes: bool = False
 
 
 RunSpec = RunExec | RunNetexec | RunServeHostname | RunHttp | RunDns | RunNothing
@@ -548,6 +553,11 @@ class PendingPod:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def reason(self) -> str:
+        """The PodScheduled condition's reason: SchedulingGated or Unschedulable."""
+        return "SchedulingGated" if self.message.startswith("Scheduling is blocked") else "Unschedulable"
 
 
 @dataclass(frozen=True)

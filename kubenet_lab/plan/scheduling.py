@@ -37,6 +37,9 @@ POD_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 NODE_PORTS = "node(s) didn't have free ports for the requested pod ports"
 _RESOLVABLE = (POD_ANTI_AFFINITY, EXISTING_ANTI_AFFINITY, NODE_PORTS)
+# A pod with spec.schedulingGates: the PodScheduled condition's message (its reason is
+# SchedulingGated, which `get pods` shows as its STATUS).
+SCHEDULING_GATED = "Scheduling is blocked due to non-empty scheduling gates"
 
 
 def node_labels(name: str, labels: Mapping[str, str]) -> dict[str, str]:

@@ -446,7 +446,8 @@ def make_runner(lab: str, pod: PlannedPod, container: PlannedContainer,
     """`init`: an init container, which, unless a sidecar, runs to completion (or, with nothing
     to run here, completes at once)."""
     run = container.run
-    if init and not container.sidecar and not isinstance(run, RunExec):
+    if (init and not container.sidecar and not isinstance(run, RunExec)) or (
+            isinstance(run, RunNothing) and run.completes):
         return DoneRunner()
     if isinstance(run, RunNothing):
         return IdleRunner()

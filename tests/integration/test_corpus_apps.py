@@ -242,9 +242,6 @@ def test_the_controller_services_ports_answer(lab):
     assert got != ["000"]
 
 
-@pytest.mark.xfail(strict=True, reason="the webhook port (8443, container port named 'webhook') is emulated "
-                   "as plain HTTP: only ports named https, 443 or numeric targets of https-named Service ports "
-                   "get TLS, not a named targetPort; the controller serves the webhook over TLS")
 def test_the_admission_webhook_service_speaks_tls(lab):
     got = codes(lab, named(lab, "frontend-")[0], [f"https://ingress-nginx-controller-admission.{INGRESS}.svc/"], "-k")
     assert got != ["000"]
@@ -257,9 +254,6 @@ def test_the_controllers_host_ports_answer_on_its_node(lab):
     assert "000" not in codes(lab, "external", [f"https://{node_ip}/"], "-k"), "hostPort 443"
 
 
-@pytest.mark.xfail(strict=True, reason="the admission Jobs' kube-webhook-certgen has nothing to run here and "
-                   "is emulated as a server that never exits, so the Jobs stay Running 0/1; on a cluster they "
-                   "complete (and ttlSecondsAfterFinished: 0 then deletes them)")
 def test_the_admission_jobs_complete(lab):
     def done():
         pods = {p["metadata"]["name"]: p for p in json.loads(

@@ -153,8 +153,6 @@ def test_pods_started_before_the_service_lack_its_variables(lab):
         assert sorted(k for k in got if k.startswith("MY_NGINX_")) == [], pod
 
 
-@pytest.mark.xfail(strict=True, reason="exec runs the command with the caller's environment added to the "
-                   "container's (PWD, HOME, the caller's variables); kubectl exec gives the container's only")
 def test_exec_sees_the_containers_environment_not_the_callers(lab, monkeypatch):
     monkeypatch.setenv("KUBENET_TEST_CALLER_ONLY", "1")
     pod = named(lab, "curl-deployment-")[0]

@@ -234,3 +234,19 @@ def test_bad_scheduling_fields_are_refused_with_their_place():
     assert ("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
             ".matchExpressions[0].values: must be an integer for operator 'Gt'") in problems
     assert "spec.taints[0].effect: expected one of NoSchedule, PreferNoSchedule, NoExecute" in problems
+
+
+def test_a_pod_with_scheduling_gates_waits_as_scheduling_gated():
+    """"Pod Scheduling Readiness": a gated pod is not scheduled; kubectl shows SchedulingGated."""
+    plan = plan_of(text="""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: test-pod}
+        spec:
+          schedulingGates: [{name: example.com/foo}, {name: example.com/bar}]
+          containers: [{name: pause, image: registry.k8s.io/pause:3.6}]
+        """)
+    waiting, = [p for p in plan.pending if p.name == "test-pod"]
+    assert (waiting.reason, waiting.message) == ("SchedulingGated",
+                                                 "Scheduling is blocked due to non-empty scheduling gates")
+    assert "test-pod" not in where(plan)

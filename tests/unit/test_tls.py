@@ -52,12 +52,14 @@ def test_the_nginx_secure_app_serves_https_on_443_and_http_on_80():
     assert runs(plan, "my-nginx-") == [[RunHttp((443, 80), tls_ports=(443,))]]
 
 
-def test_ingress_nginx_controller_is_https_on_its_port_named_https_only():
+def test_ingress_nginx_controller_is_https_on_its_https_and_webhook_ports():
+    """443 (named https) and the admission webhook, which its Service port https-webhook
+    (appProtocol https) targets by the container port's name, webhook (8443); http stays plain."""
     plan = plan_of(files=("apps/ingress-nginx-kind-deploy.yaml",))
     (run,), = runs(plan, "ingress-nginx-controller-")
     assert isinstance(run, RunHttp)
-    assert 80 in run.ports and 8443 in run.ports  # http and the webhook (named webhook): plain
-    assert run.tls_ports == (443,)
+    assert 80 in run.ports and 8443 in run.ports
+    assert sorted(run.tls_ports) == [443, 8443]
 
 
 def test_https_ports_by_number_and_by_name():

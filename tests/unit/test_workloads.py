@@ -138,3 +138,25 @@ def test_a_job_with_restart_policy_always_is_refused_as_the_api_server_does():
             """)
     assert e.value.problems == ["<stdin>:6: spec.template.spec.restartPolicy: Unsupported value: 'Always': "
                                 "supported values: \"OnFailure\", \"Never\""]
+
+
+def test_a_job_container_with_nothing_to_run_here_completes_at_once():
+    """ingress-nginx's admission Jobs run kube-webhook-certgen (args only, an image the lab does
+    not know, no port): as a run-to-completion pod it ends at once with exit 0, said at up."""
+    from kubenet_lab.plan.containers import emulation_warnings
+    from kubenet_lab.plan.model import RunNothing
+    plan = make_plan(load(text="""
+        apiVersion: batch/v1
+        kind: Job
+        metadata: {name: admission-create}
+        spec:
+          template:
+            spec:
+              restartPolicy: OnFailure
+              containers:
+              - {name: create, image: registry.k8s.io/ingress-nginx/kube-webhook-certgen:v1.5, args: [create]}
+        """), "lab")
+    pod, = pods_of(plan, "Job/admission-create")
+    assert pod.containers[0].run == RunNothing(completes=True)
+    warning, = [w for w in emulation_warnings(plan) if "admission-create" in w]
+    assert warning.endswith("as its pod runs to completion, it completes at once with exit code 0")
