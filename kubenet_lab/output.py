@@ -314,9 +314,11 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
     spec = {"type": s.type, "clusterIP": str(s.cluster_ip) if s.cluster_ip else "None",
             "clusterIPs": [str(s.cluster_ip) if s.cluster_ip else "None"],
             "ports": [{k: v for k, v in {"name": p.name, "port": p.port, "targetPort": p.target_port,
-                                         "nodePort": p.node_port, "protocol": p.protocol}.items() if v is not None}
+                                         "nodePort": p.node_port, "protocol": p.protocol,
+                                         "appProtocol": p.app_protocol}.items() if v is not None}
                       for p in s.ports],
-            "sessionAffinity": s.session_affinity}
+            "sessionAffinity": s.session_affinity,
+            "ipFamilies": list(s.ip_families), "ipFamilyPolicy": s.ip_family_policy}
     if s.selector is not None:
         spec["selector"] = dict(s.selector)
     if s.session_affinity == "ClientIP":
@@ -326,6 +328,13 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
     spec["internalTrafficPolicy"] = s.internal_traffic_policy
     if s.external_ips:
         spec["externalIPs"] = [str(a) for a in s.external_ips]
+    if s.type == "LoadBalancer":  # the API server defaults it for a LoadBalancer
+        spec["allocateLoadBalancerNodePorts"] = s.allocate_load_balancer_node_ports
+    optional = {"publishNotReadyAddresses": s.publish_not_ready_addresses or None,
+                "loadBalancerClass": s.load_balancer_class, "healthCheckNodePort": s.health_check_node_port,
+                "loadBalancerSourceRanges": list(s.load_balancer_source_ranges) or None,
+                "trafficDistribution": s.traffic_distribution}
+    spec.update({k: v for k, v in optional.items() if v is not None})
     status = {"loadBalancer": {"ingress": [{"ip": str(a)} for a in s.load_balancer_ips]} if s.load_balancer_ips
               else {}}
     return {"apiVersion": "v1", "kind": "Service", "metadata": _object_meta(plan, s), "spec": spec, "status": status}
@@ -371,13 +380,13 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
     Addresses are sorted as Kubernetes sorts them: by IP as text, then by pod UID."""
     uids = {p.key: p.uid for p in plan.pods}
     endpoint_of: dict[tuple[str, str], object] = {}
-    by_port: dict[tuple, frozenset] = {}  # (name, port, protocol) -> {(address key, ready)}
+    by_port: dict[tuple, frozenset] = {}  # (name, port, protocol, appProtocol) -> {(address key, ready)}
     for p in s.ports:
         members: dict[tuple, set] = {}
         for e in p.endpoints:
             key = (str(e.ip), uids.get(e.pod) or e.pod)
             endpoint_of[key] = e
-            members.setdefault((p.name, e.port, p.protocol), set()).add((key, e.ready))
+            members.setdefault((p.name, e.port, p.protocol, p.app_protocol), set()).add((key, e.ready))
         for port, addrs in members.items():
             by_port[port] = by_port.get(port, frozenset()) | frozenset(addrs)
     groups: dict[frozenset, list[tuple]] = {}
@@ -392,8 +401,9 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
             subset["addresses"] = [_address(endpoint_of[k], uids) for k in ready]
         if not_ready:
             subset["notReadyAddresses"] = [_address(endpoint_of[k], uids) for k in not_ready]
-        subset["ports"] = [{k: v for k, v in {"name": name, "port": number, "protocol": protocol}.items()
-                            if v is not None} for name, number, protocol in ports]
+        subset["ports"] = [{k: v for k, v in {"name": name, "port": number, "protocol": protocol,
+                                              "appProtocol": app_protocol}.items()
+                            if v is not None} for name, number, protocol, app_protocol in ports]
         subsets.append(subset)
     return subsets
 

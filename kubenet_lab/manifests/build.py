@@ -17,6 +17,7 @@ from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines
 from .schema import KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 def _field_at(raw: Any, at: At, *keys: str) -> At:
@@ -54,6 +55,7 @@ class Builder:
         self.services: list[Service] = []
         self.seen: dict[tuple[str, str, str], Origin] = {}
         self.pod_cidrs: list[tuple[At, IPv4Network, str]] = []
+        self.zone_preferring: list[At] = []  # trafficDistribution of services that prefer their zone
 
     # ----------------------------------------------------------------------------- dispatch
 
@@ -206,14 +208,23 @@ class Builder:
             namespace=meta.get("namespace", "default"), name=meta["name"], type=kind,
             selector=spec.get("selector") or None, cluster_ip=cluster_ip,
             ports=tuple(ServicePort(port=p["port"], protocol=p.get("protocol", "TCP"), name=p.get("name"),
-                                    target_port=p.get("targetPort"), node_port=p.get("nodePort"))
+                                    target_port=p.get("targetPort"), node_port=p.get("nodePort"),
+                                    app_protocol=p.get("appProtocol"))
                         for p in spec.get("ports", [])),
             session_affinity=spec.get("sessionAffinity", "None"), affinity_timeout=timeout,
             external_traffic_policy=spec.get("externalTrafficPolicy", "Cluster"),
             internal_traffic_policy=spec.get("internalTrafficPolicy", "Cluster"),
             external_ips=tuple(spec.get("externalIPs", ())), load_balancer_ip=spec.get("loadBalancerIP"),
             origin=_origin(raw, at), labels=dict(meta.get("labels", {})),
-            annotations=dict(meta.get("annotations", {}))))
+            annotations=dict(meta.get("annotations", {})),
+            ip_families=tuple(spec.get("ipFamilies", ())), ip_family_policy=spec.get("ipFamilyPolicy"),
+            publish_not_ready_addresses=spec.get("publishNotReadyAddresses", False),
+            allocate_load_balancer_node_ports=spec.get("allocateLoadBalancerNodePorts", True),
+            load_balancer_class=spec.get("loadBalancerClass"), health_check_node_port=spec.get("healthCheckNodePort"),
+            load_balancer_source_ranges=tuple(spec.get("loadBalancerSourceRanges", ())),
+            traffic_distribution=spec.get("trafficDistribution")))
+        if spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone") and cluster_ip != "None":
+            self.zone_preferring.append(spec.at("trafficDistribution"))
 
     @staticmethod
     def _pod_spec(spec: Checked) -> PodSpec:
@@ -243,6 +254,7 @@ class Builder:
     def model(self) -> Model:
         self._check_node_refs()
         self._check_pod_cidrs()
+        self._check_zones()
         return Model(cluster=self.cluster or ClusterConfig(), nodes=tuple(self.nodes),
                      namespaces=tuple(dict.fromkeys(self.namespaces)), pods=tuple(self.pods),
                      workloads=tuple(self.workloads), services=tuple(self.services))
@@ -259,6 +271,15 @@ class Builder:
                 shown = ", ".join(declared[:10]) + (", ..." if len(declared) > 10 else "")
                 why = did_you_mean(name, declared) or f" (the nodes are {shown})"
             at.error(f"no Node named {name!r}{why}")
+
+    def _check_zones(self) -> None:
+        """trafficDistribution PreferClose (PreferSameZone) changes nothing while no node has a zone:
+        the EndpointSlice controller gives no hints and kube-proxy uses every endpoint, as here.
+        With zone labels it would route by zone, which the lab does not model yet."""
+        zoned = [n.name for n in self.nodes if n.labels.get(ZONE_LABEL)]
+        for at in self.zone_preferring if zoned else ():
+            at.warn(f"not modelled yet: the nodes have {ZONE_LABEL} labels, so on a cluster kube-proxy would "
+                    "prefer the ready endpoints of its own zone; here every node uses every ready endpoint")
 
     def _check_pod_cidrs(self) -> None:
         # A Cluster object with problems of its own has no podSubnet to compare against.

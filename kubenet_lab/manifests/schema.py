@@ -14,7 +14,7 @@ from ..plan.model import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS,
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
                      describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
-                     field_path, iana_svc_name, ip_text, ipv4_text, label_key, label_value)
+                     field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, qualified_name)
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
 PORT = Int(1, 65535)
@@ -413,11 +413,79 @@ def _check_service(spec: Checked) -> None:
     _unique(ports, "name", _name)
     _unique(ports, "port", lambda p: f"{p['port']}/{p.get('protocol', 'TCP')}")
     _unique(ports, "nodePort", lambda p: f"{p['nodePort']}/{p.get('protocol', 'TCP')}" if "nodePort" in p else None)
+    _check_ip_families(spec)
+    _check_load_balancer_fields(spec, kind)
+    if spec.get("trafficDistribution") == "PreferSameNode" and not headless:
+        spec.at("trafficDistribution").warn(
+            "PreferSameNode is not modelled yet: on a cluster (Kubernetes 1.33+) each node's kube-proxy would "
+            "prefer the ready endpoints on its own node; here every node uses every ready endpoint")
+
+
+_SINGLE_STACK = "kubenet-lab is a single-stack IPv4 cluster"
+
+
+def _check_ip_families(spec: Checked) -> None:
+    """What the API server of a single-stack IPv4 cluster refuses (its IP family defaulting in
+    pkg/registry/core/service/storage): two families for SingleStack, and, except for a headless
+    service without a selector, RequireDualStack and the IPv6 family."""
+    families: list[str] = spec.get("ipFamilies", [])
+    family_at = [spec.at("ipFamilies").item(i) for i in range(len(families))]
+    first: dict[str, int] = {}
+    for i, family in enumerate(families):
+        if family in first:
+            family_at[i].error(f"{family!r} is already used by {family_at[first[family]].path}")
+        first.setdefault(family, i)
+    if len(first) < len(families):
+        return
+    headless = (spec.get("clusterIP") or next(iter(spec.get("clusterIPs", [])), None)) == "None"
+    bare_headless = headless and not spec.get("selector")
+    policy = spec.get("ipFamilyPolicy") or ("RequireDualStack" if bare_headless else "SingleStack")
+    policy_at = spec.at("ipFamilyPolicy")
+    if policy == "SingleStack" and len(families) == 2:
+        policy_at.error(f'Invalid value: "{policy}": must be \'RequireDualStack\' or \'PreferDualStack\' when '
+                        "multiple IP families are specified")
+        return
+    if bare_headless:
+        return  # no cluster IP to allocate: any family will do, as the API server allows
+    if policy == "RequireDualStack":
+        policy_at.error('Invalid value: "RequireDualStack": this cluster is not configured for dual-stack services '
+                        f"({_SINGLE_STACK}: SingleStack and PreferDualStack get one IPv4 cluster IP)")
+    for i, family in enumerate(families):
+        if family != "IPv4":
+            family_at[i].error(f'Invalid value: "{family}": not configured on this cluster ({_SINGLE_STACK})')
+
+
+def _check_load_balancer_fields(spec: Checked, kind: str) -> None:
+    """The LoadBalancer-only fields, as the API server checks them, and what the lab does not
+    model of them yet."""
+    if kind != "LoadBalancer":
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass", "loadBalancerSourceRanges"):
+            if key in spec:
+                spec.at(key).error("may only be used when `type` is 'LoadBalancer'")
+    if "healthCheckNodePort" in spec:
+        if kind != "LoadBalancer" or spec.get("externalTrafficPolicy", "Cluster") != "Local":
+            spec.at("healthCheckNodePort").error(
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'")
+        else:
+            spec.at("healthCheckNodePort").warn(
+                "not modelled yet: the port is reserved as a NodePort, but no node answers health checks on it "
+                "(the lab's load balancer picks the nodes with a ready endpoint by itself)")
+    if kind != "LoadBalancer":
+        return
+    if "loadBalancerClass" in spec:
+        spec.at("loadBalancerClass").warn(
+            f"{spec['loadBalancerClass']!r}: no load balancer of this class runs in kubenet-lab (its own serves "
+            "Services without a class, as a cloud provider's default one), so this Service gets no external "
+            "address: EXTERNAL-IP stays <pending>; its cluster IP and NodePorts work")
+    if spec.get("loadBalancerSourceRanges"):
+        spec.at("loadBalancerSourceRanges").warn(
+            "not modelled yet: clients from any address reach the load-balancer address (kube-proxy's "
+            "source-range filter is not written)")
 
 
 SERVICE_PORT = Obj({
     "name": Str(dns_label), "protocol": PROTOCOL, "port": PORT, "targetPort": Either(PORT, Str(iana_svc_name)),
-    "nodePort": Int(*NODEPORT_RANGE), "appProtocol": IGNORE,
+    "nodePort": Int(*NODEPORT_RANGE), "appProtocol": Str(qualified_name),
 }, required=("port",))
 
 TRAFFIC_POLICY = OneOf("Cluster", "Local")
@@ -429,9 +497,12 @@ SERVICE_SPEC = Obj({
     "sessionAffinityConfig": Obj({"clientIP": Obj({"timeoutSeconds": Int(1, 86400)})}),
     "externalTrafficPolicy": TRAFFIC_POLICY, "internalTrafficPolicy": TRAFFIC_POLICY,
     "externalIPs": ListOf(Str(ipv4_text)), "loadBalancerIP": Str(ipv4_text), "externalName": Str(dns_subdomain),
-    **_ignored("ipFamilies", "ipFamilyPolicy", "publishNotReadyAddresses", "healthCheckNodePort",
-               "allocateLoadBalancerNodePorts", "loadBalancerClass", "loadBalancerSourceRanges",
-               "trafficDistribution"),
+    "ipFamilies": ListOf(OneOf("IPv4", "IPv6")),
+    "ipFamilyPolicy": OneOf("SingleStack", "PreferDualStack", "RequireDualStack"),
+    "publishNotReadyAddresses": Bool(), "allocateLoadBalancerNodePorts": Bool(),
+    "loadBalancerClass": Str(qualified_name), "loadBalancerSourceRanges": ListOf(Str(ip_cidr)),
+    "healthCheckNodePort": Int(*NODEPORT_RANGE),
+    "trafficDistribution": OneOf("PreferClose", "PreferSameZone", "PreferSameNode"),
 }, post=_check_service)
 
 # ------------------------------------------------------------------------------------- nodes, cluster

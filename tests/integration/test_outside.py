@@ -116,6 +116,26 @@ def test_local_policy_without_endpoints_is_refused_at_once(lab, lb_ips):
     assert proc.returncode == 7, proc.stderr  # connection refused, not a timeout (28)
 
 
+def test_a_load_balancer_without_node_ports_sends_straight_to_the_pods(lab, lb_ips, nodes):
+    ip = lb_ips["lb-direct"]
+    rows = {line.split()[0]: line.split() for line in lab("get", "svc").stdout.splitlines()[1:]}
+    assert rows["lb-direct"][3:5] == [ip, "80/TCP,81/UDP"]  # no NodePorts
+    routes = lab.exec("lb", "ip", "route").stdout
+    for n in nodes.values():
+        assert f"{n['spec']['podCIDR']} via {n['status']['addresses'][0]['address']} dev eth0" in routes
+    answers = curl_many(lab, f"http://{ip}/hostname")
+    assert len(answers) == REQUESTS and set(answers) == {"e1", "e2"}
+    sources = {a.rsplit(":", 1)[0] for a in curl_many(lab, f"http://{ip}/clientip", 10)}
+    assert sources == {CLIENT}  # no node in between: the pod sees the client itself
+    udp = lab.exec("external", "python3", "-c", UDP_CLIENT, ip, "81", "hostname").stdout
+    assert udp.strip() in ("e1", "e2")
+    # a LoadBalancer of another class gets no address; its NodePort works all the same
+    assert "lb-other-class" not in lb_ips and rows["lb-other-class"][3] == "<pending>"
+    node_port = rows["lb-other-class"][4].split(":")[1].split("/")[0]
+    answers = curl_many(lab, f"http://{node_ip(nodes, 'node1')}:{node_port}/hostname", 4)
+    assert len(answers) == 4 and set(answers) <= {"e1", "e2"}
+
+
 def test_external_ips_are_routed_to_a_node_and_answer(lab):
     answers = curl_many(lab, f"http://{EXTERNAL_IP}:8090/hostname", 10)
     assert len(answers) == 10 and set(answers) <= {"e1", "e2"}

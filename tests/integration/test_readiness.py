@@ -43,12 +43,21 @@ spec:
   clusterIP: None
   selector: {{app: mix}}
   ports: [{{port: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: mix-published}}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true   # a StatefulSet's peers find each other before they are ready
+  selector: {{app: mix}}
+  ports: [{{port: 8080}}]
 """
 
 
-def endpoints(lab: Lab) -> tuple[set[str], set[str]]:
-    """(ready, not ready) pod names of service mix."""
-    ep = json.loads(lab("get", "ep", "mix", "-o", "json").stdout)
+def endpoints(lab: Lab, service: str = "mix") -> tuple[set[str], set[str]]:
+    """(ready, not ready) pod names of a service."""
+    ep = json.loads(lab("get", "ep", service, "-o", "json").stdout)
     names = lambda key: {a["targetRef"]["name"] for s in ep["subsets"] for a in s.get(key, [])}  # noqa: E731
     return names("addresses"), names("notReadyAddresses")
 
@@ -74,6 +83,10 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
         assert lab.ip("steady") in nat and lab.ip("flaky") not in nat
         dns = lab("exec", "steady", "--", "dig", "+short", "mix-headless.default.svc.cluster.local").stdout
         assert dns.split() == [lab.ip("steady")]
+        # publishNotReadyAddresses: flaky is published all the same, to the DNS as well
+        assert endpoints(lab, "mix-published") == ({"steady", "flaky"}, set())
+        dns = lab("exec", "steady", "--", "dig", "+short", "mix-published.default.svc.cluster.local").stdout
+        assert set(dns.split()) == {lab.ip("steady"), lab.ip("flaky")}
 
         # Once it may run, its next restart makes the pod ready: back in the rules and the DNS.
         marker.touch()
