@@ -158,7 +158,9 @@ def _container_fields(restart_policy: Type) -> dict[str, Type]:
         "lifecycle": LIFECYCLE, "restartPolicy": restart_policy,
         # restartPolicyRules: an alpha field (ContainerRestartRules), which an API server without
         # that feature gate drops, as the lab does.
-        **_ignored("workingDir", "resources", "resizePolicy", "restartPolicyRules", "volumeMounts",
+        "workingDir": Ignore(warning="ignored: a process the lab runs starts in / (the image's filesystem, "
+                                     "where this directory would be, is not here)"),
+        **_ignored("resources", "resizePolicy", "restartPolicyRules", "volumeMounts",
                    "volumeDevices", "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
                    "securityContext", "stdin", "stdinOnce", "tty"),
     }

@@ -508,3 +508,17 @@ def test_a_skipped_kubernetes_kind_gets_no_hint_towards_another_kind():
         "<stdin>:5: skipping ClusterRole/ingress-nginx (kind not modelled by kubenet-lab)",
         "<stdin>:9: skipping Servcie/typo (kind not modelled by kubenet-lab) (did you mean 'Service'?)",
     )
+
+
+def test_fields_the_lab_does_not_apply_to_a_pod_are_said_at_up():
+    model = from_text("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: p}
+        spec:
+          activeDeadlineSeconds: 60
+          readinessGates: [{conditionType: example.com/ready}]
+          containers: [{name: c, image: busybox, command: [sh], workingDir: /app}]
+    """)
+    assert [w.split(": ", 2)[1] for w in model.warnings] == [
+        "spec.activeDeadlineSeconds", "spec.readinessGates", "spec.containers[0].workingDir"]
