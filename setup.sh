@@ -59,6 +59,8 @@ packages=(
     iproute2 iptables nftables kmod procps   # what the CLI drives
     openssl                                  # the lab's TLS certificate (emulated HTTPS ports)
     tcpdump curl bind9-dnsutils iputils-ping # what the tests and the README's session use (dig, ping)
+    wget perl                                # programs the corpus manifests run for real (init-containers.yaml's
+                                             # wget, the pi Job's perl -Mbignum): a minimal Debian lacks both
 )
 if ! command -v python3 >/dev/null; then
     packages+=(python3 python3-pip python3-venv)
