@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dnslib import DNSRecord  # noqa: E402
 
 from kubenet_lab.plan import make_plan  # noqa: E402
-from kubenet_lab.plan.model import Endpoint, Model, PlannedService, PlannedServicePort  # noqa: E402
+from kubenet_lab.model.objects import Endpoint, Model, PlannedService, PlannedServicePort  # noqa: E402
 from kubenet_lab.servers.dns import ClusterDNS  # noqa: E402
 
 

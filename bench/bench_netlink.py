@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from kubenet_lab.plan import naming  # noqa: E402
-from kubenet_lab.plan.model import Allocations, ClusterConfig, Plan, PlannedNode, PlannedPod  # noqa: E402
-from kubenet_lab.system import netlink  # noqa: E402
+from kubenet_lab.model.objects import Allocations, ClusterConfig, Plan, PlannedNode, PlannedPod  # noqa: E402
+from kubenet_lab.fabric import netlink  # noqa: E402
 
 LAB = f"nlbench{os.getpid()}"  # runs side by side do not meet
 NODES = 4

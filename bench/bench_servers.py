@@ -20,10 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kubenet_lab.plan.model import (Allocations, ClusterConfig, Plan, PlannedContainer,  # noqa: E402
+from kubenet_lab.model.objects import (Allocations, ClusterConfig, Plan, PlannedContainer,  # noqa: E402
                                     PlannedPod, RunNetexec)
-from kubenet_lab.system import netns, state, supervisor  # noqa: E402
-from kubenet_lab.system.nsenter import in_netns  # noqa: E402
+from kubenet_lab.kernel import netns
+from kubenet_lab.fabric import state
+from kubenet_lab.supervisor import daemon as supervisor  # noqa: E402
+from kubenet_lab.kernel.nsenter import in_netns  # noqa: E402
 
 
 def proc_field(pid: int, name: str) -> str:

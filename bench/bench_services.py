@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubenet_lab.plan import make_plan  # noqa: E402
-from kubenet_lab.plan.model import Endpoint, Model, Node, Plan, PlannedService, PlannedServicePort  # noqa: E402
-from kubenet_lab.render.sync import RenderedNode, plan_sync, render_nodes  # noqa: E402
-from kubenet_lab.system.rules import sync_rules  # noqa: E402
+from kubenet_lab.model.objects import Endpoint, Model, Node, Plan, PlannedService, PlannedServicePort  # noqa: E402
+from kubenet_lab.proxy.sync import RenderedNode, plan_sync, render_nodes  # noqa: E402
+from kubenet_lab.kernel.rules import sync_rules  # noqa: E402
 
 NODES = 4
 ENDPOINTS = 3
@@ -140,7 +140,7 @@ def print_table(rows: list[dict]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
     for row in cells:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-    print("seconds; 'plan' is render.sync.plan_sync, 'load' the iptables-restore --noflush or nft -f "
+    print("seconds; 'plan' is proxy.sync.plan_sync, 'load' the iptables-restore --noflush or nft -f "
           "of the change; a change renders only the changed service ports ('+1 render 4n', the "
           "others are reused from the previous render); 'total/n' = render/4 + plan + load, per "
           "node (goal: under 0.050).")

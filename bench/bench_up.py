@@ -17,8 +17,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from kubenet_lab import app  # noqa: E402
-from kubenet_lab.system import supervisor  # noqa: E402
+from kubenet_lab.app import build  # noqa: E402
+from kubenet_lab.supervisor import daemon as supervisor  # noqa: E402
 
 NODES = 4
 
@@ -54,18 +54,18 @@ def run(pods: int) -> dict:
         path.write_text(manifests(pods))
         try:
             t0 = time.perf_counter()
-            app.up(lab, [str(path)])
+            build.up(lab, [str(path)])
             t_up = time.perf_counter() - t0
             pid = supervisor.find_supervisors(lab)[lab]
             mem = rss_mb(pid)
             t0 = time.perf_counter()
-            app.up(lab, [str(path)])
+            build.up(lab, [str(path)])
             t_again = time.perf_counter() - t0
             t0 = time.perf_counter()
-            app.down(lab)
+            build.down(lab)
             t_down = time.perf_counter() - t0
         finally:
-            app.down(lab)
+            build.down(lab)
     ref_up, ref_down = reference(pods)
     return {"pods": pods, "up": t_up, "again": t_again, "down": t_down, "rss": mem, "ref_up": ref_up,
             "ref_down": ref_down}

@@ -6,7 +6,8 @@ from functools import wraps
 
 import click
 
-from . import __version__, output, query
+from . import __version__, output
+from .app import query
 from .errors import EnvironmentProblem, InputError, LabError
 
 RESOURCES = {
@@ -85,9 +86,9 @@ def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> No
       cat web.yaml | sudo kubenet-lab up -
       sudo kubenet-lab --lab demo up --proxy-mode nftables manifests/
     """
-    from . import app  # the kernel layer: only the verbs that change the lab import it
+    from .app import build  # the kernel layer: only the verbs that change the lab import it
 
-    result = app.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode)
+    result = build.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     plan = result.plan
@@ -124,16 +125,16 @@ def down(ctx: click.Context, all_labs: bool) -> None:
       sudo kubenet-lab --lab demo down
       sudo kubenet-lab down --all
     """
-    from . import app
+    from .app import build
 
     if all_labs:
-        removed = app.down_all()
+        removed = build.down_all()
         for lab, names in removed.items():
             click.echo(f"lab {lab} removed ({counted(names, 'namespace')})")
         if not removed:
             click.echo("no kubenet-lab lab on this machine")
         return
-    names = app.down(ctx.obj["lab"])
+    names = build.down(ctx.obj["lab"])
     click.echo(f"lab {ctx.obj['lab']} removed ({counted(names, 'namespace')})" if names
                else f"lab {ctx.obj['lab']} is not up; nothing to remove")
 

@@ -15,8 +15,9 @@ import yaml
 from . import __version__, jsonpath
 from .errors import InputError, LabError
 from .plan import podstatus
-from .plan.model import PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
-from .system import nsenter, state
+from .model.objects import PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
+from .kernel import nsenter
+from .fabric import state
 
 KUBELET_VERSION = f"v1.31.0-kubenet-lab.{__version__}"
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from kubenet_lab.system import checks
+from kubenet_lab.fabric import checks
 
 # Set when the integration tests cannot run on this kernel: the one line the run ends with.
 _NOT_RUN: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from ..plan.model import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort,
+from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort,
                           DnsConfig, EnvVar, Hook, HostAlias, LabelSelector, MatchExpression, Model, Node,
                           NodeSelectorTerm, Origin, Pod, PodAffinityTerm, PodSpec, Service, ServicePort, Taint,
                           Toleration, Workload)

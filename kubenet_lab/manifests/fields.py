@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable, Mapping
 
-from ..plan.model import Origin
+from ..model.objects import Origin
 
 class _Marker:
     def __init__(self, name: str):

@@ -13,7 +13,7 @@ from typing import Any, Iterator, TextIO
 import yaml
 
 from ..errors import InputError
-from ..plan.model import Model
+from ..model.objects import Model
 from .build import Builder
 from .fields import At, LList, LMap, Sink
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from ..plan.model import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
+from ..model.objects import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
                      describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .model import Container, ContainerPort, LabelSelector, Model, PodSpec, Service, ServicePort, Toleration, Workload
+from ..model.objects import Container, ContainerPort, LabelSelector, Model, PodSpec, Service, ServicePort, Toleration, Workload
 
 DNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 DNS_LABELS = {"k8s-app": "kube-dns"}

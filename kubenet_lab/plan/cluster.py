@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from .containers import Port, container_env, plan_init_containers, pod_fields, resolve_pod
 from .podfiles import parse_resolv_conf
-from .model import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
+from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, Service, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Collection, Mapping
 
-from .model import Plan
+from ..model.objects import Plan
 
 
 def may_create(pod: str, created_after: Mapping[str, str | None], ready: Callable[[str], bool]) -> bool:

@@ -19,7 +19,7 @@ hosts: kubelet's managed file, the pod's line `<ip> <hostname>.<subdomain>.<ns>.
 from __future__ import annotations
 
 from . import ipam
-from .model import DnsConfig, Plan, PlannedPod
+from ..model.objects import DnsConfig, Plan, PlannedPod
 
 MAX_NAMESERVERS = 3
 MAX_SEARCHES = 32

@@ -2,7 +2,7 @@
 kubelet decides them: getPhase in pkg/kubelet/kubelet_pods.go, the conditions of
 pkg/kubelet/status/generate.go), and the READY, STATUS and RESTARTS columns of `get pods` (as
 kubectl's printPod in pkg/printers/internalversion/printers.go writes them). Pure: the states
-are the supervisor's (system.containers), one dict per container:
+are the supervisor's (runtime.containers), one dict per container:
 
     {"state": "waiting" | "running" | "terminated", "reason": ..., "message": ...,
      "restarts": n, "exitCode": its latest exit code, "finishedAt": when (ISO),

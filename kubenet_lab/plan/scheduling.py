@@ -22,7 +22,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from .model import (LabelSelector, MatchExpression, NodeSelectorTerm, Pod, PodAffinityTerm, PlannedNode, Taint,
+from ..model.objects import (LabelSelector, MatchExpression, NodeSelectorTerm, Pod, PodAffinityTerm, PlannedNode, Taint,
                     Toleration)
 
 UNSCHEDULABLE = Taint("node.kubernetes.io/unschedulable", "NoSchedule")

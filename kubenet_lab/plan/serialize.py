@@ -12,7 +12,7 @@ from functools import cache
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Callable, Mapping
 
-from . import model
+from ..model import objects as model
 
 # Dataclasses that appear as members of a Union are tagged with their class name.
 _TAG = "kind"

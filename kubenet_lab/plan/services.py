@@ -13,7 +13,7 @@ from typing import Collection, Iterable
 
 from ..errors import InputError
 from . import ipam
-from .model import (NODEPORT_RANGE, at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
+from ..model.objects import (NODEPORT_RANGE, at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
                     PlannedServicePort, Service)
 
 DNS_SERVICE = "kube-system/kube-dns"

@@ -32,9 +32,9 @@ from typing import Callable, Iterable
 from dnslib import (EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError, DNSHeader, DNSQuestion,
                     DNSRecord)
 
-from ..plan.model import Plan, PlannedPod, PlannedService
+from ..model.objects import Plan, PlannedPod, PlannedService
 from ..plan.services import selected
-from ..system.nsenter import in_netns
+from ..kernel.nsenter import in_netns
 from .base import Served
 
 TTL = 5  # CoreDNS's default: a lab changes under its clients, answers must not linger

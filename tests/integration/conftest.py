@@ -86,7 +86,7 @@ def lab_namespaces(lab: str) -> list[str]:
 
 def lab_processes(lab: str) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if f"--lab {lab}" in l and "kubenet_lab.system.supervisor" in l]
+    return [l for l in out.splitlines() if f"--lab {lab}" in l and "kubenet_lab.supervisor.daemon" in l]
 
 
 def new_lab_name(prefix: str = "t") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from ipaddress import IPv4Address
 
-from kubenet_lab.system import conntrack
+from kubenet_lab.kernel import conntrack
 
 SEND = """
 import socket, sys

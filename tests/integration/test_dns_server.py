@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from kubenet_lab.plan import make_plan
-from kubenet_lab.plan.model import Container, ContainerPort, Model, Pod, PodSpec, Service, ServicePort
+from kubenet_lab.model.objects import Container, ContainerPort, Model, Pod, PodSpec, Service, ServicePort
 from kubenet_lab.servers.dns import ClusterDNS, serve_dns
 
 pytestmark = pytest.mark.root

@@ -1,4 +1,4 @@
-"""hostPort, as the CNI portmap plugin makes it (render/portmap.py), in both proxy modes: a pod's
+"""hostPort, as the CNI portmap plugin makes it (proxy/portmap.py), in both proxy modes: a pod's
 hostPort answers at its node's address, from outside the cluster, from pods of either node and
 from the pod itself (masqueraded); not at the other node's address; hostIP restricts the address;
 the rules go with the pod."""

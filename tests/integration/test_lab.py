@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from kubenet_lab.plan.podfiles import parse_resolv_conf
-from kubenet_lab.system import state
+from kubenet_lab.fabric import state
 
 from .conftest import (MANIFESTS, UDP_CLIENT, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name,
                        torn_down, wait_for)

@@ -21,10 +21,11 @@ pyroute2 = pytest.importorskip("pyroute2", reason="pyroute2 is not installed (pi
 
 from kubenet_lab.errors import LabError  # noqa: E402
 from kubenet_lab.plan import naming  # noqa: E402
-from kubenet_lab.plan.model import (  # noqa: E402
+from kubenet_lab.model.objects import (  # noqa: E402
     Allocations, ClusterConfig, Plan, PlannedNode, PlannedPod,
 )
-from kubenet_lab.system import netlink, netns, rtnl  # noqa: E402
+from kubenet_lab.fabric import netlink
+from kubenet_lab.kernel import netns, rtnl  # noqa: E402
 
 from .conftest import host_snapshot  # noqa: E402
 

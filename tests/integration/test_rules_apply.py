@@ -7,10 +7,10 @@ import subprocess
 import pytest
 
 from kubenet_lab.errors import LabError
-from kubenet_lab.render.iptables import render_iptables
-from kubenet_lab.render.nftables import render_nftables
-from kubenet_lab.render.sync import plan_sync, render_node
-from kubenet_lab.system.rules import apply_rules, clear_rules, sync_rules
+from kubenet_lab.proxy.iptables import render_iptables
+from kubenet_lab.proxy.nftables import render_nftables
+from kubenet_lab.proxy.sync import plan_sync, render_node
+from kubenet_lab.kernel.rules import apply_rules, clear_rules, sync_rules
 from tests.integration.conftest import host_snapshot
 from tests.unit.test_render_fixtures import kube_proxy_plan
 from tests.unit.test_sync import BASE, CHANGES, ep, plan as svc_plan, replaced, with_eps

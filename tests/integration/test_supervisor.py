@@ -14,10 +14,11 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from kubenet_lab.plan.model import (Allocations, ClusterConfig, Plan, PlannedContainer, PlannedPod,
+from kubenet_lab.model.objects import (Allocations, ClusterConfig, Plan, PlannedContainer, PlannedPod,
                                     RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname)
-from kubenet_lab.system import state, supervisor
-from kubenet_lab.system.procs import processes_in
+from kubenet_lab.fabric import state
+from kubenet_lab.supervisor import daemon as supervisor
+from kubenet_lab.kernel.procs import processes_in
 from .conftest import wait_for
 
 if os.geteuid() != 0:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kubenet_lab.plan import naming
-from kubenet_lab.system import state
+from kubenet_lab.fabric import state
 
 from .conftest import Lab, new_lab_name, torn_down
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from kubenet_lab import __version__
 from kubenet_lab.cli import main
 from kubenet_lab.errors import EnvironmentProblem
-from kubenet_lab.system import checks
+from kubenet_lab.fabric import checks
 
 VERBS = ["up", "down", "exec", "get", "logs"]
 
@@ -77,13 +77,13 @@ def test_a_missing_bridge_netfilter_module_is_named_before_anything_is_made(run,
 
 
 def test_down_all_removes_every_lab_found_by_marks_processes_or_state(run, monkeypatch):
-    from kubenet_lab import app
+    from kubenet_lab.app import build
     monkeypatch.setattr(checks.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(app.netlink, "discover_all", lambda: {"a": ["a.underlay"], "b": ["b.underlay"]})
-    monkeypatch.setattr(app.supervisor, "find_supervisors", lambda lab: {"c": 42} if lab is None else {})
-    monkeypatch.setattr(app.state, "known_labs", lambda: ["d", "a"])
+    monkeypatch.setattr(build.netlink, "discover_all", lambda: {"a": ["a.underlay"], "b": ["b.underlay"]})
+    monkeypatch.setattr(build.supervisor, "find_supervisors", lambda lab: {"c": 42} if lab is None else {})
+    monkeypatch.setattr(build.state, "known_labs", lambda: ["d", "a"])
     removed = []
-    monkeypatch.setattr(app, "down", lambda lab: removed.append(lab) or [f"{lab}.underlay"])
+    monkeypatch.setattr(build, "down", lambda lab: removed.append(lab) or [f"{lab}.underlay"])
     out = run("down", "--all")
     assert out.exit_code == 0 and removed == ["a", "b", "c", "d"]
     assert "lab a removed (1 namespace)" in out.output

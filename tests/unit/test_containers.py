@@ -1,7 +1,7 @@
 """The supervisor's pieces that need no namespace: container logs."""
 from __future__ import annotations
 
-from kubenet_lab.system.containers import LogBuffer, LogFile
+from kubenet_lab.runtime.containers import LogBuffer, LogFile
 
 
 def test_a_built_in_servers_log_keeps_its_last_lines_in_memory():

@@ -9,7 +9,7 @@ import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from kubenet_lab.plan import make_plan
-from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, Endpoint, Model, Pod, PodSpec,
+from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, Endpoint, Model, Pod, PodSpec,
                                     PlannedService, PlannedServicePort, Service, ServicePort)
 from kubenet_lab.servers.dns import ClusterDNS, reverse_name
 

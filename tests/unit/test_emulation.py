@@ -15,8 +15,8 @@ from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.containers import emulation_warnings
 from kubenet_lab.plan.images import known, repository
-from kubenet_lab.plan.model import RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname
-from kubenet_lab.system import checks
+from kubenet_lab.model.objects import RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname
+from kubenet_lab.fabric import checks
 
 
 def plan_of(text: str, has_program=None):

@@ -8,7 +8,7 @@ import textwrap
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.containers import expand, process_argv, process_environment, service_links
-from kubenet_lab.plan.model import RunExec, RunHttp
+from kubenet_lab.model.objects import RunExec, RunHttp
 from tests.unit.test_manifests_validation import problems  # noqa: F401 - the fixture
 
 MANIFESTS = """

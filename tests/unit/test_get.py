@@ -12,9 +12,9 @@ from kubenet_lab.cli import main
 from kubenet_lab.errors import InputError
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.scheduling import ARCH
-from kubenet_lab.plan.model import Container, ContainerPort, Model, Node, Pod, PodSpec, Service, ServicePort
+from kubenet_lab.model.objects import Container, ContainerPort, Model, Node, Pod, PodSpec, Service, ServicePort
 from kubenet_lab.plan.services import with_readiness
-from kubenet_lab.system import state
+from kubenet_lab.fabric import state
 
 LAB = "unitget"
 

@@ -132,7 +132,7 @@ def test_readme_test_command_is_found_in_fenced_blocks() -> None:
 WITHOUT_BR_NETFILTER = """
 import sys
 import pytest
-from kubenet_lab.system import checks
+from kubenet_lab.fabric import checks
 checks.bridge_netfilter_problem = lambda: "the kernel module br_netfilter is not loaded (test)"
 sys.exit(pytest.main(sys.argv[1:]))
 """

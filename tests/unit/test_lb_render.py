@@ -1,4 +1,4 @@
-"""The external load balancer's rules (render/lb.py) and the outside hosts' plan (system/outside.py)."""
+"""The external load balancer's rules (proxy/lb.py) and the outside hosts' plan (fabric/outside.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,10 +10,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
 
-from kubenet_lab.query import resolve_target
-from kubenet_lab.plan.model import Endpoint, PlannedPod
-from kubenet_lab.render.lb import TABLE, forwards, render_lb
-from kubenet_lab.system import outside
+from kubenet_lab.app.query import resolve_target
+from kubenet_lab.model.objects import Endpoint, PlannedPod
+from kubenet_lab.proxy.lb import TABLE, forwards, render_lb
+from kubenet_lab.fabric import outside
 from tests.unit.test_render_fixtures import NODE1_IP, NODE2_IP, ep, plan, port, service
 
 LB1, LB2 = "172.18.0.192", "172.18.0.193"

@@ -13,10 +13,11 @@ import pytest
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.containers import emulation_warnings
-from kubenet_lab.plan.model import Hook, RunExec, RunHttp, RunNothing
+from kubenet_lab.model.objects import Hook, RunExec, RunHttp, RunNothing
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
 from kubenet_lab.plan.services import with_readiness
-from kubenet_lab.system import containers, state
+from kubenet_lab.runtime import containers
+from kubenet_lab.fabric import state
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 

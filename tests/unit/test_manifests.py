@@ -11,7 +11,7 @@ import pytest
 
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
-from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, EnvVar, Hook, LabelSelector, MatchExpression,
+from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, EnvVar, Hook, LabelSelector, MatchExpression,
                                     Origin, PodSpec, ServicePort)
 
 BUNDLE = Path(__file__).parent / "data" / "manifests" / "nginx-bundle.yaml"

@@ -11,14 +11,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from kubenet_lab import output, query
+from kubenet_lab import output
+from kubenet_lab.app import query
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.cluster import workload_warnings
 from kubenet_lab.plan.ordering import may_create, not_created, waiting_at_start, without_pods
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
 from kubenet_lab.plan.services import with_readiness
-from kubenet_lab.system import containers, supervisor
+from kubenet_lab.runtime import containers
+from kubenet_lab.supervisor import daemon as supervisor
 
 STS = """
 apiVersion: v1

@@ -3,7 +3,7 @@ policies and init containers: test_podstatus)."""
 from __future__ import annotations
 
 from kubenet_lab.output import _container_status, pod_phase
-from kubenet_lab.plan.model import PlannedContainer, RunExec
+from kubenet_lab.model.objects import PlannedContainer, RunExec
 
 RUNNING = {"state": "running", "restarts": 0, "startedAt": "2026-11-27T10:00:00Z"}
 CREATING = {"state": "waiting", "reason": "ContainerCreating", "restarts": 0}

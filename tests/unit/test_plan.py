@@ -10,7 +10,7 @@ import pytest
 from kubenet_lab.errors import InputError
 from kubenet_lab.plan import ipam, make_plan, naming
 from kubenet_lab.plan.containers import resolve_run
-from kubenet_lab.plan.model import (ClusterConfig, Container, ContainerPort, LabelSelector, Model, Node, Origin,
+from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, LabelSelector, Model, Node, Origin,
                                     Pod, PodSpec, RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname,
                                     Service, ServicePort, Workload)
 from kubenet_lab.plan.addons import with_addons

@@ -1,4 +1,4 @@
-"""hostPort: the CNI portmap plugin's rules (render/portmap.py) as data, checked against the plugin's
+"""hostPort: the CNI portmap plugin's rules (proxy/portmap.py) as data, checked against the plugin's
 own test vectors, traced with kube-proxy's rules of the same node, and synced incrementally against
 the strict tool models of test_sync; and the NodePorts scheduling filter."""
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
-from kubenet_lab.render import portmap
-from kubenet_lab.render.portmap import PortMapping, Sandbox, plan_load, render
-from kubenet_lab.render.trace import for_node
-from kubenet_lab.system.rules import merge_iptables
+from kubenet_lab.proxy import portmap
+from kubenet_lab.proxy.portmap import PortMapping, Sandbox, plan_load, render
+from kubenet_lab.inspect.trace import for_node
+from kubenet_lab.kernel.rules import merge_iptables
 from tests.unit.test_sync import IptablesModel, NftModel, Refused
 
 MODES = ("iptables", "nftables")
@@ -280,7 +280,7 @@ def test_a_partial_load_needs_the_skeleton():
 
 
 def test_the_kube_proxy_merge_keeps_the_plugins_rules_and_the_other_way_round():
-    from kubenet_lab.render.iptables import render_iptables
+    from kubenet_lab.proxy.iptables import render_iptables
     p = plan_of(WEB)
     kube, pm = render_iptables(p, "node1"), render(p, "node1").text()
     both = merge_iptables(merge_iptables("", kube), pm, portmap.PREFIXES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from ipaddress import IPv4Address, IPv4Network
 
-from kubenet_lab.plan.model import (
+from kubenet_lab.model.objects import (
     Allocations, ClusterConfig, Endpoint, Plan, PlannedNode, PlannedService, PlannedServicePort,
 )
 

@@ -1,7 +1,7 @@
 """Chain names against the ones kube-proxy's own tests expect for the same inputs
 (pkg/proxy/iptables/proxier_test.go TestOverallIPTablesRules, pkg/proxy/nftables/proxier_test.go
 TestOverallNFTablesRules)."""
-from kubenet_lab.render import names
+from kubenet_lab.proxy import names
 
 
 def test_documented_service_chain():

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from kubenet_lab.render.iptables import probability, render_iptables
-from kubenet_lab.render.nftables import render_nftables
-from kubenet_lab.system.rules import merge_iptables
+from kubenet_lab.proxy.iptables import probability, render_iptables
+from kubenet_lab.proxy.nftables import render_nftables
+from kubenet_lab.kernel.rules import merge_iptables
 from tests.unit.test_render_fixtures import ep, kube_proxy_plan, plan, port, service, with_balancing
 
 IPT_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "MARK", "MASQUERADE"}

@@ -16,12 +16,12 @@ from kubenet_lab import output
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
-from kubenet_lab.plan.model import Container, ContainerPort, Model, Pod, PodSpec, Service, ServicePort
+from kubenet_lab.model.objects import Container, ContainerPort, Model, Pod, PodSpec, Service, ServicePort
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
 from kubenet_lab.plan.services import with_readiness
-from kubenet_lab.render.lb import forwards, render_lb
+from kubenet_lab.proxy.lb import forwards, render_lb
 from kubenet_lab.servers.dns import ClusterDNS
-from kubenet_lab.system import outside
+from kubenet_lab.fabric import outside
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 LAB = "svcfields"

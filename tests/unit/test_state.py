@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 
-from kubenet_lab.system import state
+from kubenet_lab.fabric import state
 
 
 def test_a_waiter_never_holds_the_lock_of_a_removed_lab(tmp_path, monkeypatch):

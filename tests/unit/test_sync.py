@@ -10,9 +10,9 @@ import dataclasses
 
 import pytest
 
-from kubenet_lab.render import iptables
-from kubenet_lab.render.sync import RenderedNode, plan_sync, render_node, render_nodes
-from kubenet_lab.system.rules import merge_iptables
+from kubenet_lab.proxy import iptables
+from kubenet_lab.proxy.sync import RenderedNode, plan_sync, render_node, render_nodes
+from kubenet_lab.kernel.rules import merge_iptables
 from tests.unit.test_render_fixtures import ep, kube_proxy_plan, plan, port, service, with_balancing
 
 MODES = ("iptables", "nftables")
@@ -33,7 +33,7 @@ class IptablesModel:
 
     def full(self, text: str) -> None:
         self.tables = {}
-        self.load(merge_iptables("", text))  # what system.rules.apply_rules restores
+        self.load(merge_iptables("", text))  # what kernel.rules.apply_rules restores
 
     def load(self, text: str) -> None:
         table = None
@@ -129,7 +129,7 @@ class NftModel:
         return rest[2:-2].split(", ")
 
     def _add_element(self, name, rest):
-        from kubenet_lab.render.nftables import element_key
+        from kubenet_lab.proxy.nftables import element_key
         for e in self._elements(name, rest):
             old = self.members[name].setdefault(element_key(e), e)
             if old != e:
@@ -398,7 +398,7 @@ def test_other_render_inputs_are_part_of_the_fingerprint():
 
 
 def test_node_dependence_agrees_with_the_view():
-    from kubenet_lab.render.endpoints import node_dependent, port_view, proxied_ports
+    from kubenet_lab.proxy.endpoints import node_dependent, port_view, proxied_ports
     for p in (plan(*BASE), kube_proxy_plan(), *(plan(*c) for c in CHANGES.values())):
         for svc, port in proxied_ports(p):
             assert node_dependent(svc, port) == port_view(svc, port, "node1").uses_local

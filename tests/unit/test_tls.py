@@ -19,7 +19,7 @@ import pytest
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.containers import emulated, tls_ports
-from kubenet_lab.plan.model import Container, ContainerPort, RunHttp, RunServeHostname
+from kubenet_lab.model.objects import Container, ContainerPort, RunHttp, RunServeHostname
 from kubenet_lab.plan.serialize import plan_from_data, plan_to_data
 from kubenet_lab.servers import tls
 from kubenet_lab.servers.base import ServerContext

@@ -14,7 +14,7 @@ from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.cluster import workload_warnings
-from kubenet_lab.plan.model import RunExec, RunHttp
+from kubenet_lab.model.objects import RunExec, RunHttp
 from kubenet_lab.plan.podfiles import pod_files, pod_hostname
 from kubenet_lab.servers.dns import ClusterDNS
 
@@ -144,7 +144,7 @@ def test_a_job_container_with_nothing_to_run_here_completes_at_once():
     """ingress-nginx's admission Jobs run kube-webhook-certgen (args only, an image the lab does
     not know, no port): as a run-to-completion pod it ends at once with exit 0, said at up."""
     from kubenet_lab.plan.containers import emulation_warnings
-    from kubenet_lab.plan.model import RunNothing
+    from kubenet_lab.model.objects import RunNothing
     plan = make_plan(load(text="""
         apiVersion: batch/v1
         kind: Job

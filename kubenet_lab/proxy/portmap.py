@@ -6,7 +6,7 @@ passes them to the CNI plugins chained after the pod network as `runtimeConfig.p
 `portmap` plugin (containernetworking/plugins, plugins/meta/portmap) then DNATs
 <node address>:<hostPort> to <pod IP>:<containerPort> and masquerades a pod reaching itself that
 way (its `snat` option, on by default). This module writes what that plugin writes, in its layout,
-from the plan alone; system/rules.py loads it into the node, next to kube-proxy's rules.
+from the plan alone; kernel/rules.py loads it into the node, next to kube-proxy's rules.
 
 - iptables backend, nat table: PREROUTING and OUTPUT jump (appended) to `CNI-HOSTPORT-DNAT` for
   local destinations (`-m addrtype --dst-type LOCAL`); there one rule per pod and protocol
@@ -30,7 +30,7 @@ A hostIP restricts the destination (`-d` / `ip daddr`); 0.0.0.0 or none means ev
 the node. A mapping whose hostIP is IPv6 gets no rule, as the plugin skips the other family.
 hostNetwork pods have no CNI and no rules: their ports are the node's own.
 
-Each pod with host ports is one `Fragment` (render/fragments.py) keyed by its sandbox's container
+Each pod with host ports is one `Fragment` (proxy/fragments.py) keyed by its sandbox's container
 ID, derived from the pod's uid, so it changes exactly when the pod is made anew. `plan_load`
 compares two renders of a node and writes what a CNI DEL and ADD would change: in iptables the
 pods' own chains and their rules in CNI-HOSTPORT-DNAT (one `iptables-restore --noflush`), in
@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from typing import Iterable, Mapping
 
-from kubenet_lab.plan.model import Plan, PlannedPod
-from kubenet_lab.render.fragments import Fragment, make_fragment
+from kubenet_lab.model.objects import Plan, PlannedPod
+from kubenet_lab.proxy.fragments import Fragment, make_fragment
 
 NETWORK = "kubenet"  # the CNI network's name, hashed into the chain names (kubelet's kubenet used cbr0 too)
 MARK = "0x2000"  # the plugin's default markMasqBit 13 (kube-proxy's masquerade mark is 0x4000)
@@ -196,7 +196,7 @@ class RenderedPortmap:
 
     def text(self) -> str:
         """The complete ruleset: `iptables-restore` input to merge with the node's tables
-        (system.rules.merge_iptables, owning PREFIXES), or an `nft -f` transaction replacing the
+        (kernel.rules.merge_iptables, owning PREFIXES), or an `nft -f` transaction replacing the
         table; without any pod, what removes it all."""
         frags = list(self.sandboxes.values())
         if self.backend == "iptables":
@@ -237,7 +237,7 @@ def render(plan: Plan, node: str, ended: Iterable[str] = ()) -> RenderedPortmap:
 
 def added_udp_ports(plan: Plan, node: str, old: RenderedPortmap, ended: Iterable[str] = ()) -> set[int]:
     """The UDP host ports of the pods whose sandbox the plugin adds since `old`: it deletes the
-    node's conntrack entries to those ports after adding the rules (system.conntrack)."""
+    node's conntrack entries to those ports after adding the rules (kernel.conntrack)."""
     return {m.host_port for s in sandboxes(plan, node, ended) if s.container_id not in old.sandboxes
             for m in s.mappings if m.protocol == "udp"}
 

@@ -4,7 +4,7 @@ A socket stays in the namespace where it was created, so one process serves the 
 servers of every pod of a lab from one asyncio loop (no thread or process per pod), and is the
 parent of the pods' real processes. It is started as
 
-    python3 -m kubenet_lab.system.supervisor --lab LAB
+    python3 -m kubenet_lab.supervisor.daemon --lab LAB
 
 (the lab in argv, so `find_supervisors` finds it in /proc even with the state gone), detaches,
 and answers JSON lines on <state_dir>/supervisor.sock:
@@ -18,7 +18,7 @@ and answers JSON lines on <state_dir>/supervisor.sock:
     {"op": "stop"}    -> end every container, close every socket, answer, exit
 
 Each pod is a `PodWorker` (init containers, then containers, restart policy, preStop and grace
-period at removal; see system.containers). A pod removed by a reload gets its
+period at removal; see runtime.containers). A pod removed by a reload gets its
 terminationGracePeriodSeconds; `stop` (the lab's `down`) gives every pod at most STOP_GRACE
 seconds, preStop included. A pod created after another (a StatefulSet's next ordinal under
 OrderedReady, PlannedPod.created_after) is not created (started) until the pods before it are
@@ -28,7 +28,7 @@ until then, and it is no endpoint at all.
 It also keeps the rules following readiness: a pod is ready while it is initialized and all its
 containers (and sidecars) run, and a pod that has ended (Succeeded, Failed) is no endpoint at
 all; when the pods that are not ready, or have ended, differ from those the rules were made
-with, it runs `python3 -m kubenet_lab.readiness` (a process of its own, under the lab's lock
+with, it runs `python3 -m kubenet_lab.app.readiness` (a process of its own, under the lab's lock
 like any command; a thread beside the forks of containers with preexec_fn would not be safe),
 which makes every node's rules again without those pods' endpoints, and the cluster DNS follows.
 
@@ -52,21 +52,22 @@ import sys
 import time
 
 from ..errors import LabError
-from ..plan.model import Plan, PlannedPod
+from ..model.objects import Plan, PlannedPod
 from ..plan.naming import is_lab_name
 from ..plan.ordering import may_create, without_pods
 from ..plan.services import with_readiness
-from . import procs, state
-from .containers import PodWorker
+from ..kernel import procs
+from ..fabric import state
+from ..runtime.containers import PodWorker
 
-MODULE = "kubenet_lab.system.supervisor"
+MODULE = "kubenet_lab.supervisor.daemon"
 SOCK = "supervisor.sock"
 PID = "supervisor.pid"
 LOG = "supervisor.log"
 LOCK = "supervisor.lock"
 STOP_GRACE = 2.0  # seconds: what `down` gives each pod (preStop included) before SIGKILL
 STOP_MIN_GRACE = 0.5  # and SIGTERM at least, whatever preStop took
-READINESS_MODULE = "kubenet_lab.readiness"
+READINESS_MODULE = "kubenet_lab.app.readiness"
 READINESS_SETTLE = 0.2  # seconds: changes that come together make one sync
 READINESS_RETRY = 5.0
 

@@ -2,7 +2,7 @@
 
 Laid out as kube-proxy (1.28+) writes it: the fixed KUBE-* chains, then per service port the
 KUBE-SVC/SVL/EXT/SEP chains under kube-proxy's own hash names, rules in kube-proxy's argument
-order. The jumps from the built-in chains are `-I` lines; `system.rules.apply_rules` drops those
+order. The jumps from the built-in chains are `-I` lines; `kernel.rules.apply_rules` drops those
 already present so that re-applying never duplicates them (kube-proxy's EnsureRule). Stale
 service chains are removed at apply time too, since only the kernel knows what exists.
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
-from kubenet_lab.plan.model import Plan
-from kubenet_lab.render import names
-from kubenet_lab.render.endpoints import PortView, ep_string, port_views, total_endpoints
-from kubenet_lab.render.fragments import Changes, Fragment, make_fragment
+from kubenet_lab.model.objects import Plan
+from kubenet_lab.proxy import names
+from kubenet_lab.proxy.endpoints import PortView, ep_string, port_views, total_endpoints
+from kubenet_lab.proxy.fragments import Changes, Fragment, make_fragment
 
 MASQ_MARK = "0x4000"
 # Above this many endpoints kube-proxy leaves out per-endpoint comments ("large cluster mode").

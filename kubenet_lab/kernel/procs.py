@@ -12,7 +12,7 @@ import time
 from typing import Iterable
 
 from kubenet_lab.errors import LabError
-from kubenet_lab.system import netns
+from kubenet_lab.kernel import netns
 
 
 def processes_in(names: Iterable[str]) -> dict[str, list[int]]:

@@ -1,8 +1,8 @@
 """The data every layer shares: the validated model of the manifests and the desired-state plan.
 
 Plain frozen dataclasses, no behaviour beyond small helpers. `manifests` produces a `Model`;
-`plan` turns a `Model` (plus the allocations of the previous run) into a `Plan`; `render` and
-`system` consume the `Plan`. Nothing here touches the kernel or the file system.
+`plan` turns a `Model` (plus the allocations of the previous run) into a `Plan`; `proxy`,
+`fabric`, `runtime` and `supervisor` consume the `Plan`. Nothing here touches the kernel or the file system.
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class ContainerPort:
     container_port: int
     name: str | None = None
     protocol: str = "TCP"
-    # hostPort: the node's port the CNI portmap plugin forwards to this one (render.portmap);
+    # hostPort: the node's port the CNI portmap plugin forwards to this one (proxy.portmap);
     # None: none. hostIP: the node address it is restricted to (None or 0.0.0.0: every one).
     host_port: int | None = None
     host_ip: str | None = None

@@ -23,7 +23,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from ..plan.model import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
+from ..model.objects import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
 from ..plan import podstatus
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
@@ -33,8 +33,8 @@ from ..servers.base import Served, ServerContext
 from ..servers.dns import ClusterDNS, serve_dns
 from ..servers.http import start_default_http
 from ..servers.resolve import PodResolver
-from . import state
-from .nsenter import die_with_parent, enter_pod, in_netns
+from ..fabric import state
+from ..kernel.nsenter import die_with_parent, enter_pod, in_netns
 
 log = logging.getLogger("kubenet-lab.supervisor")
 

@@ -6,7 +6,7 @@ NATed to it stay, and every datagram of those flows keeps going to the dead addr
 live endpoint; UDP has no reset to end them. So after the rules change, kube-proxy deletes the
 entries whose reply comes from a removed UDP endpoint, and so does this module, in each node's
 namespace, over ctnetlink: one dump, then one batch of deletes, on the same batched netlink
-socket as the rest of the lab (system/rtnl.py; pyroute2's nfct_msg encodes and decodes; no
+socket as the rest of the lab (kernel/rtnl.py; pyroute2's nfct_msg encodes and decodes; no
 `conntrack` tool, no process).
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ route the replies back through the balancer, which undoes the DNAT.
 A Service with allocateLoadBalancerNodePorts false has no NodePorts to send to: the balancer
 sends its traffic straight to the ready endpoints (pod IP:target port), as the cloud balancers
 that target pods do (the reason that field exists), through the routes to the nodes' pod CIDRs
-it then has (system/outside.py). The backend sees the client's own address, whatever the
+it then has (fabric/outside.py). The backend sees the client's own address, whatever the
 externalTrafficPolicy; the reply goes back through the balancer as above.
 
 A port with no eligible node (or ready endpoint) is rejected by the balancer itself. The
@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from kubenet_lab.plan.model import Plan, PlannedService, PlannedServicePort
-from kubenet_lab.render import names
+from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
+from kubenet_lab.proxy import names
 
 TABLE = "ip kubenet-lb"
 COMMENT = "kubenet-lab external load balancer"

@@ -25,9 +25,10 @@ from typing import Collection, Iterable, Iterator, Sequence
 
 from kubenet_lab.errors import EnvironmentProblem, LabError
 from kubenet_lab.plan import naming
-from kubenet_lab.plan.model import Plan, PlannedNode, PlannedPod
-from kubenet_lab.system import checks, netns, procs, rtnl
-from kubenet_lab.system.nsenter import die_with_parent, in_netns, netns_path
+from kubenet_lab.model.objects import Plan, PlannedNode, PlannedPod
+from kubenet_lab.fabric import checks
+from kubenet_lab.kernel import netns, procs, rtnl
+from kubenet_lab.kernel.nsenter import die_with_parent, in_netns, netns_path
 
 __all__ = [
     "discover", "discover_all", "ensure_base", "ensure_nodes", "create_pods",

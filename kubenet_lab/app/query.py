@@ -1,6 +1,6 @@
 """The verbs that read a running lab: get, logs, exec. Light on imports, so `exec` starts fast.
 
-Nothing here changes the lab; `app` holds the verbs that do.
+Nothing here changes the lab; `app.build` holds the verbs that do.
 """
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import InputError, LabError
-from .plan import naming, ordering
-from .plan.model import Plan
-from .plan.containers import process_environment
-from .plan.podfiles import pod_files, pod_hostname
-from .plan.services import with_readiness
-from .system import checks, nsenter, state, supervisor
+from ..errors import InputError, LabError
+from ..plan import naming, ordering
+from ..model.objects import Plan
+from ..plan.containers import process_environment
+from ..plan.podfiles import pod_files, pod_hostname
+from ..plan.services import with_readiness
+from ..fabric import checks, state
+from ..kernel import nsenter
+from ..supervisor import daemon as supervisor
 
 DEFAULT_LAB = "kubenet"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from kubenet_lab.plan.model import Endpoint, Plan, PlannedService, PlannedServicePort
-from kubenet_lab.render import names
+from kubenet_lab.model.objects import Endpoint, Plan, PlannedService, PlannedServicePort
+from kubenet_lab.proxy import names
 
 EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
 

@@ -16,7 +16,7 @@ import shutil
 from typing import Iterator
 
 from ..errors import LabError
-from ..plan.model import Plan
+from ..model.objects import Plan
 from ..plan.serialize import plan_from_data, plan_to_data
 
 ROOT_ENV = "KUBENET_LAB_STATE_ROOT"

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
-from kubenet_lab.plan.model import Plan
-from kubenet_lab.render import names
-from kubenet_lab.render.endpoints import PortView, ep_string, port_views
-from kubenet_lab.render.fragments import Changes, Fragment, make_fragment
+from kubenet_lab.model.objects import Plan
+from kubenet_lab.proxy import names
+from kubenet_lab.proxy.endpoints import PortView, ep_string, port_views
+from kubenet_lab.proxy.fragments import Changes, Fragment, make_fragment
 
 TABLE = "ip kube-proxy"
 MASQ_MARK = "0x4000"

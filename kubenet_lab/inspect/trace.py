@@ -195,11 +195,11 @@ class Tracer:
 
 def for_node(plan, node: str, mode: str, ended=(), **render_kw) -> Tracer:
     """Render `mode` for `node` and trace over it, with the CNI portmap plugin's rules for the
-    pods there (render.portmap: loaded after kube-proxy's, as on a node; `ended`: pods without a
+    pods there (proxy.portmap: loaded after kube-proxy's, as on a node; `ended`: pods without a
     sandbox); the node's IP and bridge address are local."""
-    from kubenet_lab.render import portmap
-    from kubenet_lab.render.iptables import render_iptables
-    from kubenet_lab.render.nftables import render_nftables
+    from kubenet_lab.proxy import portmap
+    from kubenet_lab.proxy.iptables import render_iptables
+    from kubenet_lab.proxy.nftables import render_nftables
     render = render_iptables if mode == "iptables" else render_nftables
     n = plan.node(node)
     plan = replace(plan, cluster=replace(plan.cluster, kube_proxy_mode=mode))  # portmap's backend

@@ -11,8 +11,8 @@ import errno
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from kubenet_lab.system import nsenter
-from kubenet_lab.system.nsenter import NETNS_RUN_DIR, netns_path
+from kubenet_lab.kernel import nsenter
+from kubenet_lab.kernel.nsenter import NETNS_RUN_DIR, netns_path
 
 MS_REC = nsenter.MS_REC
 MS_SHARED = 1 << 20

@@ -206,7 +206,7 @@ def addr_info(msg: ifaddrmsg) -> tuple[int, IPv4Interface | None, str | None]:
 class Rtnl:
     """One netlink socket, bound to the network namespace of the thread that opened it:
     rtnetlink, or another family given its protocol and a pyroute2 marshal for its answers
-    (system/conntrack.py uses it for ctnetlink)."""
+    (kernel/conntrack.py uses it for ctnetlink)."""
 
     def __init__(self, protocol: int = NETLINK_ROUTE, marshal: Marshal | None = None) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)

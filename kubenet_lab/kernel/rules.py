@@ -10,13 +10,13 @@ jumps from the built-in chains, in one atomic step per apply.
 
 nftables mode: the rendered text is already one transaction that replaces the table.
 
-After the first load, `sync_rules` loads only what changed (computed by render.sync.plan_sync):
+After the first load, `sync_rules` loads only what changed (computed by proxy.sync.plan_sync):
 one `iptables-restore --noflush` or one `nft -f` transaction, falling back to the complete load
 when the kernel refuses it because the node no longer holds what the change was computed against.
 
 Two programs own rules in a node, as on a real one: kube-proxy (KUBE- chains, table
 `ip kube-proxy`) and the CNI portmap plugin (CNI-HOSTPORT-/CNI-DN- chains, table
-`ip cni_hostport`; see render/portmap.py). Each load names its `Owner` and leaves the other's
+`ip cni_hostport`; see proxy/portmap.py). Each load names its `Owner` and leaves the other's
 rules as they are.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from kubenet_lab.errors import EnvironmentProblem, LabError
-from kubenet_lab.system.nsenter import in_netns, netns_path
+from kubenet_lab.kernel.nsenter import in_netns, netns_path
 
 NFT_TABLE = "ip kube-proxy"
 BUILTIN = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from kubenet_lab.plan.model import PlannedService, PlannedServicePort
-from kubenet_lab.render import names
+from kubenet_lab.model.objects import PlannedService, PlannedServicePort
+from kubenet_lab.proxy import names
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Fragment:
     sets: Mapping[str, str] = field(default_factory=dict)  # set it owns -> its declaration
     # shared chain or map -> the lines or elements this service port contributes to it
     shared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # digest of everything the fragment was rendered from (render.sync.render_nodes): an equal
+    # digest of everything the fragment was rendered from (proxy.sync.render_nodes): an equal
     # digest lets the next render reuse the fragment instead of rendering it again. Not part of
     # equality: two renders giving the same rules are the same fragment to a sync.
     fingerprint: str = field(default="", compare=False)

@@ -5,7 +5,7 @@ caller keeps the last applied `RenderedNode` (JSON in the state dir). `plan_sync
 compares the two and writes either the complete ruleset (first apply, mode switch, unknown
 previous state, or a change too big for a partial load) or only the changed chains, shared-chain
 rules, map elements and sets, in the syntax of the mode. Everything here is pure: the kernel is
-left to system/rules.py.
+left to kernel/rules.py.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from kubenet_lab.plan.model import Plan, PlannedService, PlannedServicePort
-from kubenet_lab.render import endpoints, iptables, names, nftables
-from kubenet_lab.render import fragments as fragments_module
-from kubenet_lab.render.endpoints import node_dependent, port_view, proxied_ports
-from kubenet_lab.render.fragments import Changes, Fragment, port_key
+from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
+from kubenet_lab.proxy import endpoints, iptables, names, nftables
+from kubenet_lab.proxy import fragments as fragments_module
+from kubenet_lab.proxy.endpoints import node_dependent, port_view, proxied_ports
+from kubenet_lab.proxy.fragments import Changes, Fragment, port_key
 
 MODES = {"iptables": iptables, "nftables": nftables}
 FORMAT = 2  # bump when the cut changes, so that a stored cut of an older version means "unknown"

@@ -14,26 +14,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
-from .errors import InputError, LabError
-from .manifests import load_model
-from .plan import make_plan, naming, ordering
-from .plan.cluster import workload_warnings
-from .plan.containers import emulation_warnings
-from .plan.naming import check_lab_name
-from .plan.model import Model, Plan, PlannedPod
-from .plan.services import removed_udp_endpoints, with_readiness
-from .render import portmap
-from .render.lb import forwards as lb_forwards, render_lb
-from .render.sync import MODES, RenderedNode, plan_sync, render_nodes
-from .system import checks, conntrack, netlink, outside, rules, state, supervisor
+from ..errors import InputError, LabError
+from ..manifests import load_model
+from ..plan import make_plan, naming, ordering
+from ..plan.cluster import workload_warnings
+from ..plan.containers import emulation_warnings
+from ..plan.naming import check_lab_name
+from ..model.objects import Model, Plan, PlannedPod
+from ..plan.services import removed_udp_endpoints, with_readiness
+from ..proxy import portmap
+from ..proxy.lb import forwards as lb_forwards, render_lb
+from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
+from ..fabric import checks, netlink, outside, state
+from ..kernel import conntrack, rules
+from ..supervisor import daemon as supervisor
 
 
-BUNDLED_MANIFESTS = os.path.join(os.path.dirname(__file__), "examples")
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_MANIFESTS = os.path.join(PACKAGE_DIR, "examples")
 
 
 def default_manifests() -> list[str]:
     """The example lab: the checkout's manifests/ when run from a checkout, else the bundled copy."""
-    checkout = os.path.join(os.path.dirname(os.path.dirname(__file__)), "manifests")
+    checkout = os.path.join(os.path.dirname(PACKAGE_DIR), "manifests")
     return [checkout if os.path.isdir(checkout) else BUNDLED_MANIFESTS]
 
 
@@ -225,7 +228,7 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
 
 
 def _apply_portmap_rules(plan: Plan, fresh: set[str], ended: frozenset[str]) -> tuple[list[str], tuple[str, ...]]:
-    """The CNI portmap plugin's rules of each node (hostPort, render/portmap.py), after kube-proxy's
+    """The CNI portmap plugin's rules of each node (hostPort, proxy/portmap.py), after kube-proxy's
     (the same tables: never both at once on one node), changed as the plugin's DEL and ADD would
     change them. Pods in `ended` have no sandbox (ended, or not created yet), so no rules; readiness
     does not matter. A node's last render is kept in the state dir, even an empty one, so that a

@@ -3,7 +3,7 @@
   <lab>.external: eth0 = external client IP; `<externalIP>/32 via <first node>` (as an upstream
                   router would send a service's external IPs to a node); no default route.
   <lab>.lb:       eth0 = balancer IP plus every LoadBalancer ingress IP as a /32 (so it answers
-                  ARP for them); forwards, sends no ICMP redirects; rules from render/lb.py.
+                  ARP for them); forwards, sends no ICMP redirects; rules from proxy/lb.py.
                   While a LoadBalancer without NodePorts (allocateLoadBalancerNodePorts: false)
                   has an address, `<podCIDR> via <node>` for every node, as a cloud network
                   routes pod addresses, so that the balancer can send to the pods themselves.
@@ -23,11 +23,11 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from ..errors import LabError
 from ..plan import ipam, naming
-from ..plan.model import Plan
-from ..render.lb import direct
-from . import netns, rtnl
+from ..model.objects import Plan
+from ..proxy.lb import direct
+from ..kernel import netns, rtnl
 from .netlink import ensure_addresses, ensure_routes, ensure_uplink, link_index, socket_in, write_sysctls
-from .nsenter import in_netns
+from ..kernel.nsenter import in_netns
 
 ETH0 = "eth0"
 EXTERNAL, LB = "external", "lb"

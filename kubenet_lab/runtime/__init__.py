@@ -1,0 +1,1 @@
+"""The pod sandbox: a pod's files, its containers' processes and the emulated servers they run."""
