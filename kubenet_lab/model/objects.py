@@ -624,7 +624,7 @@ class Allocations:
     cluster_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
     node_ports: Mapping[str, int] = field(default_factory=dict)  # "ns/name:port/PROTO" -> port
     lb_ips: Mapping[str, str] = field(default_factory=dict)  # "ns/name" -> ip
-    # When each Service, controller and unscheduled pod was first made (epoch seconds), keyed
+    # When each Service, controller and pod was first made (epoch seconds; a pod made anew: then), keyed
     # "Kind/ns/name": its creationTimestamp, kept while it exists, as the API server keeps it.
     created: Mapping[str, float] = field(default_factory=dict)
 

@@ -392,13 +392,18 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     return tuple(planned), pod_ips, last_reserved, pending
 
 
-def creation_times(previous: Allocations, now: float | None, services, workloads, pending) -> dict[str, float]:
-    """Each object's creation time: the one it had, else `now` (None: none known)."""
+def creation_times(previous: Plan | None, now: float | None, services, workloads, pods, pending) -> dict[str, float]:
+    """Each object's creation time: the one it had, else `now` (None: none known). A pod made
+    anew (its uid changed: a new spec, node or address) is a new object with a new time; one
+    that waited unscheduled keeps the time it was created at."""
+    before = previous.allocations.created if previous else {}
+    uids = {p.key: p.uid for p in previous.pods} if previous else {}
+    renewed = {f"Pod/{p.key}" for p in pods if p.key in uids and uids[p.key] != p.uid}
     refs = ([f"Service/{s.key}" for s in services] + [f"{w.kind}/{w.key}" for w in workloads]
-            + [f"Pod/{p.key}" for p in pending])
+            + [f"Pod/{p.key}" for p in (*pods, *pending)])
     out = {}
     for ref in refs:
-        when = previous.created.get(ref, now)
+        when = now if ref in renewed else before.get(ref, now)
         if when is not None:
             out[ref] = when
     return out
@@ -416,9 +421,8 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
     workloads = plan_workloads(model, pods + pending)
-    previous_alloc = previous.allocations if previous else Allocations()
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
-                              created=creation_times(previous_alloc, now, services, workloads, pending))
+                              created=creation_times(previous, now, services, workloads, pods, pending))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,

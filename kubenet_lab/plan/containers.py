@@ -370,12 +370,26 @@ def service_links(services: tuple[PlannedService, ...], namespace: str, links: b
     return env
 
 
+def services_before(plan: Plan, pod: PlannedPod) -> tuple[PlannedService, ...]:
+    """The Services a pod's containers got variables of when they started: kubelet takes those
+    that exist at that moment, so those created (creationTimestamp, `Allocations.created`) no
+    later than the pod; the master `kubernetes` Service always (it predates every pod). With no
+    creation time known (a plan made without a clock), every Service."""
+    created = plan.allocations.created
+    born = created.get(f"Pod/{pod.key}")
+    if born is None:
+        return plan.services
+    return tuple(s for s in plan.services if (s.namespace, s.name) == ("default", "kubernetes")
+                 or created.get(f"Service/{s.key}", born) <= born)
+
+
 def process_environment(plan: Plan, pod: PlannedPod, container: PlannedContainer | None, hostname: str,
                         base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What a container's process sees when it starts now, and what `exec` into any container
+    """What a container's process sees when it starts, and what `exec` into any container
     (emulated ones too) sees: `base` (by default the image's PATH and HOME), HOSTNAME, the
-    service variables of its namespace (unless the pod turned them off), then its own variables
-    in order, each expanded against those before it."""
+    service variables of its namespace as they were when the pod was created (unless the pod
+    turned them off; see `services_before`), then its own variables in order, each expanded
+    against those before it."""
     env = dict({"PATH": CONTAINER_PATH, "HOME": "/root"} if base is None else base)
     env["HOSTNAME"] = hostname
     run = container.run if container is not None else None
@@ -383,7 +397,7 @@ def process_environment(plan: Plan, pod: PlannedPod, container: PlannedContainer
     links = container.service_links if container is not None else True
     if isinstance(run, RunExec):  # a plan made before containers carried their env
         own, links = own or run.env, links and run.service_links
-    env.update(service_links(plan.services, pod.namespace, links=links))
+    env.update(service_links(services_before(plan, pod), pod.namespace, links=links))
     for name, value in own:
         env[name] = expand(value, env)
     return env

@@ -262,7 +262,8 @@ class ExecRunner(Runner):
             raise StartError("RunContainerError", f'exec: "{exe}": {where}')
 
     async def start(self) -> None:
-        # Like kubelet, at each start: the service variables of that moment, then $(NAME) expanded.
+        # Like kubelet: the service variables of the Services its pod was created after, then
+        # $(NAME) expanded (exec sees the same: plan.containers.process_environment).
         environ = process_environment(self.plan(), self.env.pod, self.container, self.env.hostname)
         self.argv = process_argv(self.container.run, environ)
         try:

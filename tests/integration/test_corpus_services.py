@@ -142,8 +142,6 @@ def test_a_pod_started_after_the_service_has_its_variables(lab):
     assert got["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
 
 
-@pytest.mark.xfail(strict=True, reason="the lab gives every pod the variables of the Services that exist now; "
-                   "kubelet sets them when the container starts, so pods created before their Service lack them")
 def test_pods_started_before_the_service_lack_its_variables(lab):
     """The page: `kubectl exec my-nginx-3800858182-jr4a2 -- printenv | grep SERVICE` shows only the
     KUBERNETES_SERVICE_* variables, because the replicas were created before the Service."""

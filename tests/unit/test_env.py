@@ -217,3 +217,51 @@ def test_exec_into_an_emulated_container_sees_its_own_variables_too():
     assert isinstance(pod.containers[0].run, RunHttp)
     assert env["GREETING"] == "hi $(MY_NODE)" and env["AGAIN"] == f"{pod.node}!" and env["MY_NODE"] == pod.node
     assert "CART_SERVICE_HOST" not in env and "KUBERNETES_SERVICE_HOST" in env  # enableServiceLinks: false
+
+
+def test_a_pod_gets_the_variables_of_the_services_made_before_it(tmp_path):
+    """kubelet sets the service variables of the Services that exist when the container starts:
+    a pod made before a Service lacks its variables (the "Connecting Applications with Services"
+    page: `printenv | grep SERVICE` shows only KUBERNETES_*), one made after it has them; the
+    master `kubernetes` Service is always there."""
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent(MANIFESTS))
+    first = make_plan(load_model([str(path)]), "lab", now=100.0)
+    path.write_text(textwrap.dedent(MANIFESTS).replace("value: world", "value: moon") + "---\n" + textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: more, namespace: shop}
+        spec: {selector: {app: shop}, ports: [{port: 81}]}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: late, namespace: shop}
+        spec: {containers: [{name: main, image: busybox, command: [sleep, "3600"]}]}
+        """))
+    plan = make_plan(load_model([str(path)]), "lab", first, now=200.0)
+    created = plan.allocations.created
+    assert (created["Service/shop/cart"], created["Service/shop/more"]) == (100.0, 200.0)
+    assert (created["Pod/shop/quiet"], created["Pod/shop/app"], created["Pod/shop/late"]) == (100.0, 200.0, 200.0)
+
+    def variables(name):
+        pod = plan.pod(f"shop/{name}")
+        return {k for k in process_environment(plan, pod, pod.containers[0], name) if k.endswith("_SERVICE_HOST")}
+
+    # quiet was made at 100, before `more`; app was made anew (its env changed) at 200; late is new
+    assert variables("late") == variables("app") == {"KUBERNETES_SERVICE_HOST", "CART_SERVICE_HOST",
+                                                     "CART_API_SERVICE_HOST", "MORE_SERVICE_HOST"}
+    unlinked = textwrap.dedent(MANIFESTS).replace("  enableServiceLinks: false\n", "")
+    path.write_text(unlinked)
+    early = make_plan(load_model([str(path)]), "lab", now=100.0)
+    path.write_text(unlinked + "---\n" + textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: more, namespace: shop}
+        spec: {selector: {app: shop}, ports: [{port: 81}]}
+        """))
+    plan = make_plan(load_model([str(path)]), "lab", early, now=200.0)
+    assert variables("quiet") == {"KUBERNETES_SERVICE_HOST", "CART_SERVICE_HOST", "CART_API_SERVICE_HOST"}
+    # without a clock (no creation times) every Service counts, as before
+    bare = make_plan(load_model([str(path)]), "lab", early)
+    pod = bare.pod("shop/quiet")
+    assert "MORE_SERVICE_HOST" in process_environment(bare, pod, pod.containers[0], "quiet")
