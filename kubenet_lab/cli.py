@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from functools import wraps
 
 import click
@@ -22,6 +23,7 @@ RESOURCES = {
     "statefulsets": "statefulsets", "statefulset": "statefulsets", "sts": "statefulsets",
     "daemonsets": "daemonsets", "daemonset": "daemonsets", "ds": "daemonsets",
     "jobs": "jobs", "job": "jobs",
+    "events": "events", "event": "events", "ev": "events",
     "all": "all",
 }
 # What `get all` lists, in kubectl's order, and the prefix of each NAME.
@@ -187,16 +189,17 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
               flag_value=True, metavar="[=BOOL]",
               help="Print nothing for a key a jsonpath template names that the object lacks; "
                    "=false makes that an error.")
+@click.option("-w", "--watch", is_flag=True, help="After listing, print each new event as it happens (events only).")
 @click.pass_context
 @handle_errors
 def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all_namespaces: bool,
         fmt: str | None, template: str | None, selector: str | None, show_labels: bool,
-        allow_missing_template_keys: bool) -> None:
+        allow_missing_template_keys: bool, watch: bool) -> None:
     """Show nodes, pods, services, endpoints or controllers, like kubectl get.
 
     RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), deployments
     (deploy), replicasets (rs), replicationcontrollers (rc), statefulsets (sts), daemonsets (ds),
-    jobs, or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
+    jobs, events (ev), or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
     object; without, to a List of the objects (so a jsonpath template starts at `.items`). Labels
     are metadata.labels (nodes have kubelet's kubernetes.io/hostname, /os and /arch too).
     \b
@@ -207,6 +210,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
       sudo kubenet-lab get all
       sudo kubenet-lab get sts web -o yaml
       sudo kubenet-lab get jobs -A
+      sudo kubenet-lab get events -A -w
       sudo kubenet-lab get pod client -o json
       sudo kubenet-lab get ep web -o yaml
       sudo kubenet-lab get pods -l app=web --show-labels
@@ -220,6 +224,10 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     """
     kind = RESOURCES[resource]
     out = output.output_format(fmt, template)
+    if kind == "events":
+        return _get_events(ctx.obj["lab"], name, namespace, all_namespaces, out, watch)
+    if watch:
+        raise InputError("--watch: only `get events` follows changes for now")
     labels = output.parse_selector(selector) if selector is not None else None
     if labels is not None and name is not None:
         raise InputError("name cannot be provided when a selector is specified")
@@ -255,6 +263,46 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         click.echo(f"No resources found{where}.", err=True)
         return
     click.echo("\n".join(tables), nl=False)
+
+
+def _get_events(lab: str, name: str | None, namespace: str, all_ns: bool, out, watch: bool) -> None:
+    """kubectl get events: every event of the namespace (-A: of all), oldest first; with -w the
+    new ones as they happen, until interrupted."""
+    query.running_plan(lab)  # a lab that is not up says so
+
+    def wanted(e) -> bool:
+        return (all_ns or output.event_in_namespace(e, namespace)) and name in (None, e.name)
+
+    records, offset = query.events(lab)
+    entries = [x for x in output.aggregate_events(records) if wanted(x.event)]
+    if not out.table:
+        objs = [output.event_object(x) for x in entries]
+        click.echo(output.render(output.as_list(objs), out), nl=False)
+    elif entries:
+        click.echo(output.table(*output.event_rows(entries, all_ns)), nl=False)
+    elif not watch:
+        where = "" if all_ns else f" in {namespace} namespace"
+        click.echo(f"No resources found{where}.", err=True)
+    if not watch:
+        return
+    headers, _ = output.event_rows([], all_ns)
+    widths = None
+    try:
+        while True:
+            time.sleep(0.2)
+            records, offset = query.events(lab, offset)
+            for when, e in records:
+                if not wanted(e):
+                    continue
+                entry = output.EventEntry(e, 1, when, when)
+                if not out.table:
+                    click.echo(output.render(output.event_object(entry), out), nl=False)
+                    continue
+                _, rows = output.event_rows([entry], all_ns)
+                widths = widths or [max(len(h), 10) for h in headers]
+                click.echo("   ".join(str(c).ljust(w) for c, w in zip(rows[0], widths)).rstrip())
+    except KeyboardInterrupt:
+        return
 
 
 def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, labels) -> list:

@@ -15,7 +15,7 @@ import yaml
 from . import __version__, jsonpath
 from .errors import InputError, LabError
 from .plan import podstatus
-from .model.objects import PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
+from .model.objects import Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
 from .kernel import nsenter
 from .fabric import state
 
@@ -356,8 +356,8 @@ def _object_meta(plan: Plan, obj) -> dict:
 
 def endpoints_column(plan: Plan, s: PlannedService, limit: int = 3) -> str:
     """kubectl's ENDPOINTS column: ip:port of the ready addresses, subset by subset, port by port."""
-    eps = [f"{a['ip']}:{p['port']}" for ss in endpoint_subsets(plan, s) for p in ss["ports"]
-           for a in ss.get("addresses", [])]
+    eps = [f"{a['ip']}:{p['port']}" if p else a["ip"] for ss in endpoint_subsets(plan, s)
+           for p in ss.get("ports") or [None] for a in ss.get("addresses", [])]  # portless: the IPs
     if not eps:
         return "<none>"
     shown = ",".join(eps[:limit])
@@ -378,8 +378,16 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
 
     Kubernetes orders subsets and their ports by a hash of their content (stable, meaningless);
     here subsets come in the order of their first port in spec.ports, ports in spec.ports order.
-    Addresses are sorted as Kubernetes sorts them: by IP as text, then by pod UID."""
+    Addresses are sorted as Kubernetes sorts them: by IP as text, then by pod UID. A headless
+    Service without ports has its selected pods in one subset without ports."""
     uids = {p.key: p.uid for p in plan.pods}
+    if s.addresses:
+        keyed = {(str(e.ip), uids.get(e.pod) or e.pod): e for e in s.addresses}
+        subset = {}
+        for field, ready in (("addresses", True), ("notReadyAddresses", False)):
+            if chosen := sorted(k for k, e in keyed.items() if e.ready == ready):
+                subset[field] = [_address(keyed[k], uids) for k in chosen]
+        return [subset]
     endpoint_of: dict[tuple[str, str], object] = {}
     by_port: dict[tuple, frozenset] = {}  # (name, port, protocol, appProtocol) -> {(address key, ready)}
     for p in s.ports:
@@ -898,3 +906,60 @@ def dump(obj: dict, fmt: str) -> str:
         return json.dumps(obj, indent=4) + "\n"
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
+
+
+# ------------------------------------------------------------------------------------------
+# Events
+# ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EventEntry:
+    """One Event as the API server keeps it: repeats of the same event folded into a count."""
+    event: Event
+    count: int
+    first: float
+    last: float
+
+
+def aggregate_events(records: Iterable[tuple[float, Event]]) -> list[EventEntry]:
+    """The same event (object, reason, message, type, source) happening again raises its count
+    and moves its lastTimestamp, as the kubelet's event recorder does; ordered by lastTimestamp."""
+    seen: dict[Event, EventEntry] = {}
+    for when, e in records:
+        old = seen.get(e)
+        seen[e] = EventEntry(e, 1, when, when) if old is None else EventEntry(e, old.count + 1, old.first, when)
+    return sorted(seen.values(), key=lambda x: (x.last, x.first))
+
+
+def _event_object_column(e: Event) -> str:
+    return f"{e.kind.lower()}/{e.name}"
+
+
+def event_rows(entries: list[EventEntry], all_ns: bool, now: float | None = None):
+    """kubectl get events: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (NAMESPACE first with -A)."""
+    headers = (["NAMESPACE"] if all_ns else []) + ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    rows = [([x.event.namespace or "default"] if all_ns else [])
+            + [age(x.last, now), x.event.type, x.event.reason, _event_object_column(x.event), x.event.message]
+            for x in entries]
+    return headers, rows
+
+
+def event_object(x: EventEntry) -> dict:
+    e = x.event
+    involved = {"kind": e.kind, "name": e.name}
+    if e.namespace:
+        involved["namespace"] = e.namespace
+    api = API_VERSIONS.get(e.kind) or WORKLOAD_API.get(e.kind) or "v1"
+    involved["apiVersion"] = api
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{e.name}.{int(x.first * 1e9):x}", "namespace": e.namespace or "default",
+                         "creationTimestamp": iso(x.first)},
+            "involvedObject": involved, "reason": e.reason, "message": e.message, "type": e.type,
+            "count": x.count, "firstTimestamp": iso(x.first), "lastTimestamp": iso(x.last),
+            "source": {"component": e.source, **({"host": e.host} if e.host else {})},
+            "reportingComponent": e.source, "reportingInstance": e.host}
+
+
+def event_in_namespace(e: Event, namespace: str) -> bool:
+    """A Node's events live in the default namespace, as the node controller records them."""
+    return (e.namespace or "default") == namespace

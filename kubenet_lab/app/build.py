@@ -19,13 +19,14 @@ from ..manifests import load_model
 from ..plan import make_plan, naming, ordering
 from ..plan.cluster import workload_warnings
 from ..plan.containers import emulation_warnings
+from ..plan.events import plan_events
 from ..plan.naming import check_lab_name
 from ..model.objects import Model, Plan, PlannedPod
 from ..plan.services import removed_udp_endpoints, with_readiness
 from ..proxy import portmap
 from ..proxy.lb import forwards as lb_forwards, render_lb
 from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
-from ..fabric import checks, netlink, outside, state
+from ..fabric import checks, events, netlink, outside, state
 from ..kernel import conntrack, rules
 from ..supervisor import daemon as supervisor
 
@@ -81,6 +82,7 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
         result = UpResult(plan=plan, warnings=model.warnings + workload_warnings(model) + emulation_warnings(plan)
                           + pending)
         _apply(plan, previous, result)
+        events.record(lab, plan_events(previous, plan))
     result.seconds = time.monotonic() - started
     return result
 

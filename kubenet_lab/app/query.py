@@ -17,6 +17,7 @@ from ..plan.containers import process_environment
 from ..plan.podfiles import pod_files, pod_hostname
 from ..plan.services import with_readiness
 from ..fabric import checks, state
+from ..fabric import events as events_store
 from ..kernel import nsenter
 from ..supervisor import daemon as supervisor
 
@@ -32,6 +33,11 @@ def running_plan(lab: str) -> Plan:
         raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
                        f"start it with `kubenet-lab --lab {lab} up`")
     return with_readiness(plan, state.not_ready(lab), state.terminal(lab))  # endpoints as the rules have them
+
+
+def events(lab: str, since: int = 0):
+    """The lab's events recorded from byte `since` on, and where to read from next."""
+    return events_store.read(lab, since)
 
 
 def pod_status(lab: str) -> dict:

@@ -605,6 +605,10 @@ class PlannedService:
     health_check_node_port: int | None = None
     load_balancer_source_ranges: tuple[str, ...] = ()
     traffic_distribution: str | None = None
+    # A headless Service without ports (a StatefulSet's governing one): the endpoints controller
+    # lists the pods it selects all the same, in one portless subset (port 0 here), with their
+    # readiness; what its DNS name answers. Empty for every other Service (see `ports`).
+    addresses: tuple[Endpoint, ...] = ()
 
     @property
     def key(self) -> str:
@@ -627,6 +631,23 @@ class Allocations:
     # When each Service, controller and pod was first made (epoch seconds; a pod made anew: then), keyed
     # "Kind/ns/name": its creationTimestamp, kept while it exists, as the API server keeps it.
     created: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a controller, the scheduler, the kubelet side or kube-proxy's side did, as a
+    Kubernetes Event says it: about `kind/name` in `namespace` (empty for a Node), `reason` and
+    `message` worded as Kubernetes words them, `type` Normal or Warning, from `source` (the
+    component: default-scheduler, kubelet, replicaset-controller, ...) on `host` (a node)."""
+
+    namespace: str
+    kind: str
+    name: str
+    reason: str
+    message: str
+    type: str = "Normal"
+    source: str = ""
+    host: str = ""
 
 
 @dataclass(frozen=True)
