@@ -51,4 +51,6 @@ def without_pods(plan: Plan, pods: Collection[str]) -> Plan:
     """`plan` as the API server would list it while `pods` do not exist yet: without them."""
     if not pods or not any(p.key in pods for p in plan.pods):
         return plan
-    return dataclasses.replace(plan, pods=tuple(p for p in plan.pods if p.key not in pods))
+    return dataclasses.replace(plan, pods=tuple(p for p in plan.pods if p.key not in pods), services=tuple(
+        dataclasses.replace(s, addresses=tuple(e for e in s.addresses if e.pod not in pods)) if s.addresses else s
+        for s in plan.services))

@@ -71,6 +71,15 @@ def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[End
     return tuple(sorted(eps, key=lambda e: (int(e.ip), e.port)))
 
 
+def portless_addresses(svc: Service, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
+    """The addresses the endpoints controller lists for a headless service without ports: every
+    pod it selects (port 0: none); none for any other service without ports."""
+    if svc.cluster_ip != "None" or svc.ports:
+        return ()
+    eps = (Endpoint(ip=pod.ip, port=0, pod=pod.key, node=pod.node) for pod in selected(svc, pods))
+    return tuple(sorted(eps, key=lambda e: int(e.ip)))
+
+
 class _ClusterIPs:
     def __init__(self, model: Model, previous: Allocations):
         subnet = model.cluster.service_subnet
@@ -192,7 +201,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             allocate_load_balancer_node_ports=svc.allocate_load_balancer_node_ports,
             load_balancer_class=svc.load_balancer_class, health_check_node_port=svc.health_check_node_port,
             load_balancer_source_ranges=tuple(svc.load_balancer_source_ranges),
-            traffic_distribution=svc.traffic_distribution))
+            traffic_distribution=svc.traffic_distribution, addresses=portless_addresses(svc, pods)))
     alloc = dict(
         cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
         node_ports=assigned_np,
@@ -246,13 +255,18 @@ def with_readiness(plan: Plan, not_ready: Collection[str], terminal: Collection[
     the cluster DNS leave them out, Endpoints list them under notReadyAddresses. A service with
     publishNotReadyAddresses keeps them ready, as the controller publishes them. The pods in
     `terminal` (Succeeded or Failed) are no endpoints at all, as the controller leaves them out
-    (whatever publishNotReadyAddresses says)."""
-    if not any(e.pod in not_ready or e.pod in terminal for s in plan.services for p in s.ports for e in p.endpoints):
+    (whatever publishNotReadyAddresses says). The addresses of a portless headless service
+    follow the same rules."""
+    if not any(e.pod in not_ready or e.pod in terminal for s in plan.services
+               for e in (*s.addresses, *(e for p in s.ports for e in p.endpoints))):
         return plan
 
-    def port(p: PlannedServicePort, publish: bool) -> PlannedServicePort:
-        return dataclasses.replace(p, endpoints=tuple(dataclasses.replace(e, ready=publish or e.pod not in not_ready)
-                                                      for e in p.endpoints if e.pod not in terminal))
+    def marked(endpoints: tuple[Endpoint, ...], publish: bool) -> tuple[Endpoint, ...]:
+        return tuple(dataclasses.replace(e, ready=publish or e.pod not in not_ready)
+                     for e in endpoints if e.pod not in terminal)
     return dataclasses.replace(plan, services=tuple(
-        dataclasses.replace(s, ports=tuple(port(p, s.publish_not_ready_addresses) for p in s.ports))
+        dataclasses.replace(s, ports=tuple(dataclasses.replace(p, endpoints=marked(p.endpoints,
+                                                                                   s.publish_not_ready_addresses))
+                                           for p in s.ports),
+                            addresses=marked(s.addresses, s.publish_not_ready_addresses))
         for s in plan.services))

@@ -33,7 +33,6 @@ from dnslib import (EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError
                     DNSRecord)
 
 from ..model.objects import Plan, PlannedPod, PlannedService
-from ..plan.services import selected
 from ..kernel.nsenter import in_netns
 from .base import Served
 
@@ -101,11 +100,7 @@ class Index:
         (most plans never see one), which keeps update() cheap."""
         found: dict[int, list[PlannedService]] = {}
         for svc in self.services.values():
-            if svc.ports:
-                addresses = (int(e.ip) for p in svc.ports for e in p.endpoints if e.ready)
-            else:
-                addresses = (int(IPv4Address(ip)) for ip, _ in _ready_refs(svc, self.pods))
-            for ip in addresses:
+            for ip in (int(IPv4Address(ip)) for ip, _ in _ready_refs(svc)):
                 refs = found.setdefault(ip, [])
                 if not refs or refs[-1] is not svc:
                     refs.append(svc)
@@ -208,18 +203,16 @@ class Index:
     def ready(self, svc: PlannedService) -> dict[str, str]:
         """Ready endpoint address -> its hostname label, in endpoint order."""
         hosts: dict[str, str] = {}
-        for ip, pod_key in _ready_refs(svc, self.pods):
+        for ip, pod_key in _ready_refs(svc):
             if ip not in hosts:
                 hosts[ip] = _pod_hostname(self.pods.get(pod_key), svc) or dashed(ip)
         return hosts
 
 
-def _ready_refs(svc: PlannedService, pods: dict[str, PlannedPod]) -> Iterable[tuple[str, str]]:
-    """(address, pod key) of each ready endpoint. A portless service (a StatefulSet's governing
-    service) has endpoints too: the pods it selects, which the planner only lists per port."""
-    if svc.ports:
-        return ((str(e.ip), e.pod) for p in svc.ports for e in p.endpoints if e.ready)
-    return ((str(p.ip), p.key) for p in selected(svc, pods.values()))
+def _ready_refs(svc: PlannedService) -> Iterable[tuple[str, str]]:
+    """(address, pod key) of each ready endpoint. A portless headless service (a StatefulSet's
+    governing service) has endpoints too: its `addresses`, with their readiness."""
+    return ((str(e.ip), e.pod) for e in (*svc.addresses, *(e for p in svc.ports for e in p.endpoints)) if e.ready)
 
 
 def _pod_hostname(pod: PlannedPod | None, svc: PlannedService) -> str | None:

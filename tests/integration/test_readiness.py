@@ -52,6 +52,13 @@ spec:
   publishNotReadyAddresses: true   # a StatefulSet's peers find each other before they are ready
   selector: {{app: mix}}
   ports: [{{port: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: mix-portless}}  # a StatefulSet's governing Service as people write it: no ports
+spec:
+  clusterIP: None
+  selector: {{app: mix}}
 """
 
 
@@ -83,6 +90,11 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
         assert lab.ip("steady") in nat and lab.ip("flaky") not in nat
         dns = lab("exec", "steady", "--", "dig", "+short", "mix-headless.default.svc.cluster.local").stdout
         assert dns.split() == [lab.ip("steady")]
+        # without ports the same: readiness is the pod's, not a port's
+        assert endpoints(lab, "mix-portless") == ({"steady"}, {"flaky"})
+        assert lab("get", "ep", "mix-portless").stdout.splitlines()[1].split()[:2] == ["mix-portless", lab.ip("steady")]
+        dns = lab("exec", "steady", "--", "dig", "+short", "mix-portless.default.svc.cluster.local").stdout
+        assert dns.split() == [lab.ip("steady")]
         # publishNotReadyAddresses: flaky is published all the same, to the DNS as well
         assert endpoints(lab, "mix-published") == ({"steady", "flaky"}, set())
         dns = lab("exec", "steady", "--", "dig", "+short", "mix-published.default.svc.cluster.local").stdout
@@ -93,6 +105,8 @@ def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_p
         assert wait_for(lambda: endpoints(lab) == ({"steady", "flaky"}, set()), "flaky to be ready", timeout=40)
         assert wait_for(lambda: hostnames(lab) == {"steady", "flaky"}, "both to answer", timeout=20)
         dns = lab("exec", "steady", "--", "dig", "+short", "mix-headless.default.svc.cluster.local").stdout
+        assert set(dns.split()) == {lab.ip("steady"), lab.ip("flaky")}
+        dns = lab("exec", "steady", "--", "dig", "+short", "mix-portless.default.svc.cluster.local").stdout
         assert set(dns.split()) == {lab.ip("steady"), lab.ip("flaky")}
 
         # `up` again keeps what the supervisor found, and changes nothing.

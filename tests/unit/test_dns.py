@@ -95,6 +95,30 @@ def test_portless_headless_service_answers_its_selected_pods(dns, plan):
     assert sorted(values(ask(dns, f"db-sts.shop.svc.{ZONE}")), key=IPv4Address) == pod_ips(plan, "shop", "db")
 
 
+def test_portless_headless_service_answers_only_its_ready_pods_unless_it_publishes_not_ready(plan):
+    """Readiness of a portless headless service's pods: the endpoints controller lists a pod that
+    is not ready under notReadyAddresses (CoreDNS leaves it out); publishNotReadyAddresses keeps
+    it; a pod that ended is no endpoint at all."""
+    from kubenet_lab.output import endpoint_subsets, endpoints_column
+    from kubenet_lab.plan.services import with_readiness
+    db0, db1 = pod_ips(plan, "shop", "db")
+    viewed = with_readiness(plan, {"shop/db-0"})
+    assert values(ask(ClusterDNS(viewed), f"db-sts.shop.svc.{ZONE}")) == [db1]
+    [subset] = endpoint_subsets(viewed, svc(viewed, "shop/db-sts"))
+    assert ([a["ip"] for a in subset["addresses"]], [a["ip"] for a in subset["notReadyAddresses"]]) == ([db1], [db0])
+    assert "ports" not in subset and subset["addresses"][0]["targetRef"]["name"] == "db-1"
+    assert endpoints_column(viewed, svc(viewed, "shop/db-sts")) == db1  # kubectl: the IPs of a portless subset
+    none_ready = with_readiness(plan, {"shop/db-0", "shop/db-1"})
+    assert ask(ClusterDNS(none_ready), f"db-sts.shop.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+    assert endpoints_column(none_ready, svc(none_ready, "shop/db-sts")) == "<none>"
+    published = make_plan(model((Service("shop", "db-pub", selector={"app": "db"}, cluster_ip="None",
+                                         publish_not_ready_addresses=True),)), "lab")
+    viewed = with_readiness(published, {"shop/db-0"}, terminal={"shop/db-1"})
+    assert values(ask(ClusterDNS(viewed), f"db-pub.shop.svc.{ZONE}")) == [db0]
+    # only a headless service lists addresses without ports
+    assert svc(plan, "shop/db-sts").addresses and not any(s.addresses for s in plan.services if s.ports)
+
+
 def test_headless_service_without_endpoints_is_nxdomain_as_the_spec_says(dns):
     assert ask(dns, f"empty.default.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
 
