@@ -229,9 +229,9 @@ class Int(Type):
         if isinstance(value, bool) or not isinstance(value, int):
             return at.error(f"expected an integer, got {describe(value)}")
         if self.high is None and self.low is not None and value < self.low:
-            return at.error(f"must be at least {self.low}, got {value}")
+            return at.error(f"Invalid value: {value}: must be greater than or equal to {self.low}")
         if self.high is not None and not self.low <= value <= self.high:  # type: ignore[operator]
-            return at.error(f"must be between {self.low} and {self.high}, got {value}")
+            return at.error(f"Invalid value: {value}: must be between {self.low} and {self.high}, inclusive")
         return value
 
 

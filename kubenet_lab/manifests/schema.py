@@ -6,6 +6,7 @@ and ignored, so that real bundles load; anything else is an unknown field, with 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -121,8 +122,18 @@ PROBE = Obj({
     "grpc": Obj({"port": PORT, "service": Str()}, required=("port",)),
     **_ignored("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold",
                "terminationGracePeriodSeconds"),
-})
+}, post=lambda probe: _probe_handler(probe))
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
+
+
+def _probe_handler(probe: Checked) -> None:
+    """A probe names exactly one way to probe, as the API server requires."""
+    given = [k for k in PROBE_HANDLERS if k in probe]
+    if not given:
+        probe.here.error("Required value: must specify a handler type (one of exec, httpGet, tcpSocket, grpc)")
+    elif len(given) > 1:
+        probe.at(given[1]).error("Forbidden: may not specify more than 1 handler type")
 
 
 
@@ -339,13 +350,20 @@ def _labels_at(spec: Checked) -> At:
     return meta.at("labels") if meta is not None else template.at("metadata")
 
 
+def _mismatch(spec: Checked, selector: LabelSelector) -> str:
+    """The API server's words for a controller whose selector does not select its own pods."""
+    labels = json.dumps(template_labels(spec), separators=(",", ":"), sort_keys=True)
+    return (f"Invalid value: {labels}: `selector` does not match template `labels` "
+            f"(spec.selector: {selector.show()})")
+
+
 def _check_selector(spec: Checked) -> None:
     """apps/v1: a required, non-empty selector that matches the template's labels."""
     selector = to_selector(spec["selector"])
     if selector.empty:
         spec.at("selector").error("must not be empty (give matchLabels or matchExpressions)")
     elif not selector.matches(template_labels(spec)):
-        _labels_at(spec).error(f"does not match spec.selector ({selector.show()})")
+        _labels_at(spec).error(_mismatch(spec, selector))
 
 
 def _check_rc_selector(spec: Checked) -> None:
@@ -355,7 +373,7 @@ def _check_rc_selector(spec: Checked) -> None:
     if selector.empty and not labels:
         spec.at("selector").error("required (or give spec.template.metadata.labels, its default)")
     elif not selector.matches(labels):
-        _labels_at(spec).error(f"does not match spec.selector ({selector.show()})")
+        _labels_at(spec).error(_mismatch(spec, selector))
 
 
 _APPS_COMMON = {"replicas": Int(0), "selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE}

@@ -19,25 +19,45 @@ _QUALIFIED = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _IANA = re.compile(r"[-a-z0-9]+")
 
 
-def dns_label(s: str) -> str:
-    if len(s) > 63 or not _LABEL.fullmatch(s):
-        raise Invalid(f"{s!r} is not a DNS-1123 label (at most 63 lowercase letters, digits and '-', "
-                      "starting and ending with a letter or digit)")
+# The API server's own wording (k8s.io/apimachinery/pkg/util/validation), after `Invalid value: "x": `.
+DNS1123_LABEL = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                 "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+DNS1035_LABEL = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                 "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+                 "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
+DNS1123_SUBDOMAIN = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+                     "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+                     "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+
+
+def _quoted(s: str) -> str:
+    """A value as the API server quotes it in `Invalid value: "..."`."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _name(s: str, pattern: re.Pattern, limit: int, rule: str) -> str:
+    problems = []
+    if len(s) > limit:
+        problems.append(f"must be no more than {limit} characters")
+    if not pattern.fullmatch(s):
+        problems.append(rule)
+    if problems:
+        raise Invalid(f"Invalid value: {_quoted(s)}: " + ", ".join(problems))
     return s
+
+
+def dns_label(s: str) -> str:
+    return _name(s, _LABEL, 63, DNS1123_LABEL)
 
 
 def dns1035_label(s: str) -> str:
     """Service names: a DNS label that starts with a letter, as Kubernetes requires."""
-    if len(s) > 63 or not _LABEL_1035.fullmatch(s):
-        raise Invalid(f"{s!r} is not a DNS-1035 label (at most 63 lowercase letters, digits and '-', "
-                      "starting with a letter and ending with a letter or digit)")
-    return s
+    return _name(s, _LABEL_1035, 63, DNS1035_LABEL)
 
 
 def dns_subdomain(s: str) -> str:
-    if len(s) > 253 or not _SUBDOMAIN.fullmatch(s):
-        raise Invalid(f"{s!r} is not a DNS-1123 subdomain (dot-separated DNS labels, e.g. 'cluster.local')")
-    return s
+    return _name(s, _SUBDOMAIN, 253, DNS1123_SUBDOMAIN)
 
 
 def iana_svc_name(s: str) -> str:

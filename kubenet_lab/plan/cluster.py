@@ -44,8 +44,11 @@ def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
             continue
         cidr = next(free, None)
         if cidr is None:
-            problems.append(f"{at(node.origin, 'spec.podCIDR')}: networking.podSubnet {cluster.pod_subnet} has no free /24 "
-                            f"left for node {node.name}; set a larger podSubnet")
+            # A node without a manifest of its own (node1, node2) points at the podSubnet it does not fit in.
+            where = (f"{at(node.origin, 'spec.podCIDR')}: networking.podSubnet" if node.origin
+                     else at(cluster.origin, "networking.podSubnet"))
+            problems.append(f"{where} {cluster.pod_subnet} has no free /24 left for node {node.name} "
+                            f"(each node takes a /24 of it); set a larger podSubnet")
             cidr = IPv4Network("0.0.0.0/32")
         cidrs.append(cidr)
     if ipam.node_ip(cluster.node_subnet, len(nodes) - 1) >= room:
@@ -231,6 +234,7 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
     others = scheduling.Placed()
     before = {p.key: p.node for p in previous.pods} if previous else {}
     problems = []
+    full: dict[str, list[str]] = {}  # where the pods are written -> the pods no podCIDR has room for
 
     def put(pod: Pod, node: str) -> None:
         placed[pod.key] = node
@@ -270,7 +274,7 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
             continue
         room = [n for n in nodes if pod.spec.host_network or needs_ip.get(n.name, 0) < capacity[n.name]]
         if not room:
-            problems.append(f"{at(pod.origin, _spec(pod))}: no node has room for pod {pod.key}: every podCIDR is full")
+            full.setdefault(f"{at(pod.origin, _spec(pod))}: " if pod.origin else "", []).append(pod.key)
             continue
         reasons = {n.name: scheduling.why_not(pod, n, others) for n in room}
         fits = [n for n in room if reasons[n.name] is None]
@@ -282,6 +286,10 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
             continue
         best = min(fits, key=lambda n: (-scheduling.score(pod, n, others), count[n.name], n.index))
         put(pod, best.name)
+    for where, keys in full.items():
+        more = f" and {len(keys) - 1} more of its pods" if len(keys) > 1 else ""
+        problems.append(f"{where}no node has room for pod {keys[0]}{more}: every podCIDR is full "
+                        f"({', '.join(f'{n.name} {n.pod_cidr}' for n in nodes)})")
     if problems:
         raise InputError(problems)
     return placed, pending

@@ -481,8 +481,9 @@ def test_input_error_carries_every_problem(files):
     with pytest.raises(InputError) as err:
         load_model(["a.yaml", "missing.yaml"])
     assert err.value.problems == [
-        "a.yaml:3: metadata.name: 'A' is not a DNS-1123 label (at most 63 lowercase letters, digits and '-', "
-        "starting and ending with a letter or digit)",
+        "a.yaml:3: metadata.name: Invalid value: \"A\": a lowercase RFC 1123 label must consist of lower case "
+        "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  "
+        "or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         "missing.yaml: cannot read: No such file or directory",
     ]
     assert str(err.value) == "\n".join(err.value.problems)

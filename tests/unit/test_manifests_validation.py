@@ -8,8 +8,10 @@ import pytest
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 
-DNS_LABEL = ("is not a DNS-1123 label (at most 63 lowercase letters, digits and '-', "
-             "starting and ending with a letter or digit)")
+# The API server's words (k8s.io/apimachinery/pkg/util/validation)
+DNS_LABEL = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+             "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+             "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 PORT_NAME = ("is not a valid port name (at most 15 lowercase letters, digits and single '-' between them, "
              "with at least one letter)")
 
@@ -86,7 +88,7 @@ def test_documents_before_a_syntax_error_are_still_checked(problems):
         spec: {containers: [{name: c}]}
         ---
         a: b: c
-    """) == ["web.yaml:3: metadata.name: 'P' " + DNS_LABEL,
+    """) == ["web.yaml:3: metadata.name: Invalid value: \"P\": " + DNS_LABEL,
              "web.yaml:6: invalid YAML: mapping values are not allowed in this context"]
 
 
@@ -171,7 +173,9 @@ def test_duplicate_objects(problems):
 
 def test_selector_must_match_the_template(problems):
     text = deployment().replace("labels: {app: web}", "labels: {app: api}")
-    assert problems(text) == ["web.yaml:10: spec.template.metadata.labels: does not match spec.selector (app=web)"]
+    assert problems(text) == [
+        "web.yaml:10: spec.template.metadata.labels: Invalid value: {\"app\":\"api\"}: `selector` does not match "
+        "template `labels` (spec.selector: app=web)"]
 
 
 def test_selector_must_not_be_empty(problems):
@@ -210,7 +214,8 @@ def test_replication_controller_selector(problems):
         spec:
           template:
             spec: {containers: [{name: c}]}
-    """) == ["web.yaml:7: spec.template.metadata.labels: does not match spec.selector (app=x)",
+    """) == ["web.yaml:7: spec.template.metadata.labels: Invalid value: {\"app\":\"y\"}: `selector` does not match "
+             "template `labels` (spec.selector: app=x)",
              "web.yaml:13: spec.selector: required (or give spec.template.metadata.labels, its default)"]
 
 
@@ -293,8 +298,10 @@ def test_cluster_networking(problems):
     """) == [
         "web.yaml:7: networking.kubeProxyMode: ipvs is not supported: this kernel has no IPVS (ip_vs), so "
         "kubenet-lab cannot program it; use iptables or nftables",
-        "web.yaml:8: networking.dnsDomain: 'Cluster_Local' is not a DNS-1123 subdomain (dot-separated DNS labels, "
-        "e.g. 'cluster.local')",
+        "web.yaml:8: networking.dnsDomain: Invalid value: \"Cluster_Local\": a lowercase RFC 1123 subdomain must "
+        "consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+        "character (e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         "web.yaml:10: networking.ipFamily: only ipv4 is supported",
         "web.yaml:11: networking.podSubnt: unknown field (did you mean 'podSubnet'?)",
     ]
@@ -388,8 +395,8 @@ def test_names(problems):
         metadata: {name: 1web}
         spec: {ports: [{port: 80, name: Http}]}
     """) == [
-        "web.yaml:4: metadata.name: 'Web_1' " + DNS_LABEL,
-        "web.yaml:5: metadata.namespace: 'my.ns' " + DNS_LABEL,
+        "web.yaml:4: metadata.name: Invalid value: \"Web_1\": " + DNS_LABEL,
+        "web.yaml:5: metadata.namespace: Invalid value: \"my.ns\": " + DNS_LABEL,
         "web.yaml:7: metadata.labels: '-bad' is not a valid label key (at most 63 letters, digits, '-', '_' or '.', "
         "starting and ending with a letter or digit, with an optional 'prefix/')",
         "web.yaml:8: metadata.labels: value of 'ok': expected a string, got 1",
@@ -397,21 +404,22 @@ def test_names(problems):
         "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)",
         "web.yaml:11: metadata.labels: 'Bad.Prefix/x' is not a valid label key: the prefix before '/' must be a "
         "DNS subdomain such as 'app.kubernetes.io'",
-        "web.yaml:13: spec.hostname: 'host.name' " + DNS_LABEL,
-        "web.yaml:15: spec.containers[0].name: 'main-' " + DNS_LABEL,
+        "web.yaml:13: spec.hostname: Invalid value: \"host.name\": " + DNS_LABEL,
+        "web.yaml:15: spec.containers[0].name: Invalid value: \"main-\": " + DNS_LABEL,
         "web.yaml:17: spec.containers[0].ports[0].name: 'http-metrics-long' " + PORT_NAME,
         "web.yaml:18: spec.containers[0].ports[1].name: '8080' " + PORT_NAME,
         "web.yaml:19: spec.containers[0].ports[2].name: 'a--b' " + PORT_NAME,
-        "web.yaml:23: metadata.name: '1web' is not a DNS-1035 label (at most 63 lowercase letters, digits and '-', "
-        "starting with a letter and ending with a letter or digit)",
-        "web.yaml:24: spec.ports[0].name: 'Http' " + DNS_LABEL,
+        "web.yaml:23: metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric "
+        "characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. "
+        "'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+        "web.yaml:24: spec.ports[0].name: Invalid value: \"Http\": " + DNS_LABEL,
     ]
 
 
 def test_long_names(problems):
     long = "a" * 64
     assert problems(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {long}}}\n") == [
-        f"web.yaml:3: metadata.name: '{long}' " + DNS_LABEL]
+        f"web.yaml:3: metadata.name: Invalid value: \"{long}\": must be no more than 63 characters"]
 
 
 def test_duplicate_names_in_a_pod(problems):
@@ -446,17 +454,17 @@ def test_service_values(problems):
     """) == [
         "web.yaml:5: spec.type: expected one of ClusterIP, NodePort, LoadBalancer, ExternalName, got 'Foo'",
         "web.yaml:6: spec.sessionAffinity: expected one of None, ClientIP, got 'Sticky'",
-        "web.yaml:7: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be between 1 and 86400, got 0",
+        "web.yaml:7: spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be between 1 and 86400, inclusive",
         "web.yaml:8: spec.externalTrafficPolicy: expected one of Cluster, Local, got 'local'",
         "web.yaml:10: spec.clusterIP: expected an IPv4 address, \"None\" (headless) or \"\", got '10.96.0'",
         "web.yaml:11: spec.externalIPs[0]: expected an IPv4 address like 10.96.0.10, got '1.2.3'",
         "web.yaml:12: spec.loadBalancerIP: expected an IPv4 address like 10.96.0.10, got 'lb'",
-        "web.yaml:14: spec.ports[0].port: must be between 1 and 65535, got 70000",
-        "web.yaml:14: spec.ports[0].nodePort: must be between 30000 and 32767, got 80",
+        "web.yaml:14: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        "web.yaml:14: spec.ports[0].nodePort: Invalid value: 80: must be between 30000 and 32767, inclusive",
         "web.yaml:14: spec.ports[0].protocol: expected one of TCP, UDP, SCTP, got 'tcp'",
         "web.yaml:14: spec.ports[0].targetPort: '8080' " + PORT_NAME,
-        "web.yaml:15: spec.ports[1].port: must be between 1 and 65535, got 0",
-        "web.yaml:15: spec.ports[1].targetPort: must be between 1 and 65535, got 65536",
+        "web.yaml:15: spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "web.yaml:15: spec.ports[1].targetPort: Invalid value: 65536: must be between 1 and 65535, inclusive",
         "web.yaml:16: spec.ports[2].targetPort: expected an integer or a string, got a list",
     ]
 
@@ -533,12 +541,12 @@ def test_many_problems_at_once_in_file_then_line_order(problems):
     # Files in the order given (b.yaml first), lines in order; the nodeName check, made once every
     # file is read, still lands at its place.
     assert result == [
-        "b.yaml:5: spec.ports[0].port: must be between 1 and 65535, got 0",
+        "b.yaml:5: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
         "b.yaml:6: spec.tpye: unknown field (did you mean 'type'?)",
-        "a.yaml:6: spec.replicas: must be at least 0, got -1",
+        "a.yaml:6: spec.replicas: Invalid value: -1: must be greater than or equal to 0",
         "a.yaml:13: spec.template.spec.nodeName: no Node named 'nowhere' (with no Node objects the lab has node1 "
         "and node2)",
-        "a.yaml:15: spec.template.spec.containers[0].name: 'C' " + DNS_LABEL,
+        "a.yaml:15: spec.template.spec.containers[0].name: Invalid value: \"C\": " + DNS_LABEL,
     ]
 
 

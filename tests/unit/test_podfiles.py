@@ -157,7 +157,7 @@ def test_the_nodes_resolv_conf_is_read_as_kubelet_reads_it():
     ("dnsConfig: {nameservers: [1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4]}",
      "spec.dnsConfig.nameservers: must not have more than 3 nameservers"),
     ("dnsConfig: {nameservers: [dns.example]}", "spec.dnsConfig.nameservers[0]: must be a valid IP address"),
-    ("dnsConfig: {searches: [Bad_Domain]}", "spec.dnsConfig.searches[0]: 'Bad_Domain' is not a DNS-1123 subdomain"),
+    ("dnsConfig: {searches: [Bad_Domain]}", "spec.dnsConfig.searches[0]: Invalid value: \"Bad_Domain\": a lowercase RFC 1123 subdomain must consist"),
     ("dnsPolicy: ClusterFirstt", "spec.dnsPolicy: expected one of ClusterFirst, ClusterFirstWithHostNet, Default"),
     ("hostAliases: [{ip: 10.1.2.300, hostnames: [a]}]", "spec.hostAliases[0].ip: must be a valid IP address"),
 ])

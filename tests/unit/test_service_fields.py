@@ -299,7 +299,7 @@ def test_load_balancer_only_fields_elsewhere_and_bad_values_are_refused():
         "'http' or 'kubernetes.io/h2c')",
         "<stdin>:19: spec.loadBalancerSourceRanges[0]: expected an IP range (CIDR) like 10.240.0.0/24, got "
         "'10.0.0.0'",
-        "<stdin>:20: spec.healthCheckNodePort: must be between 30000 and 32767, got 80",
+        "<stdin>:20: spec.healthCheckNodePort: Invalid value: 80: must be between 30000 and 32767, inclusive",
         "<stdin>:21: spec.ports[0].appProtocol: 'no good' is not a qualified name (at most 63 letters, digits, '-', "
         "'_' or '.', starting and ending with a letter or digit, with an optional DNS-subdomain 'prefix/', such as "
         "'http' or 'kubernetes.io/h2c')",
