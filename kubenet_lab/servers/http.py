@@ -6,8 +6,9 @@ connection and none per idle listener, so hundreds of pods cost little memory.
 
 The default server stands in for images we do not run (nginx and the like): `/` answers 200 with
 the pod's name and a newline, `/hostname` the name, `/clientip` the caller's `ip:port`; on the
-ports it is told are HTTPS, the same over TLS (a client that does not speak TLS there is dropped
-at once, its handshake failed).
+ports it is told are HTTPS, the same over TLS. An HTTPS port tells TLS from plain HTTP by the
+first byte its client sends, as nginx does, and answers a plain request there as nginx does: 400
+with nginx's "The plain HTTP request was sent to HTTPS port" page, then closes.
 """
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ MAX_BODY = 16 * 1024 * 1024
 IDLE_TIMEOUT = 60.0
 TEXT = "text/plain; charset=utf-8"
 TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello record
+# nginx's answer to a plain HTTP request on an HTTPS port (its status 497, sent as 400), with the
+# error page tail nginx writes without a version (server_tokens off: no image version is known).
+PLAIN_ON_HTTPS_PAGE = ("<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+                       "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+                       "<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
+                       "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 
 class BadRequest(Exception):
@@ -237,12 +244,77 @@ async def _connection(handler: Handler, served: Served, reader: asyncio.StreamRe
 
 async def serve_http(sock: socket.socket, handler: Handler, served: Served,
                      tls: ssl.SSLContext | None = None) -> None:
-    """Serve `handler` on a listening socket, over TLS with `tls`; everything is recorded in
-    `served`."""
-    extra = {"ssl": tls, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if tls is not None else {}
+    """Serve `handler` on a listening socket, over TLS with `tls` (see `HttpsListener`);
+    everything is recorded in `served`."""
+    if tls is not None:
+        served.servers.append(HttpsListener(sock, handler, served, tls))
+        return
     server = await asyncio.start_server(lambda r, w: _connection(handler, served, r, w),
-                                        sock=sock, limit=MAX_HEAD, **extra)
+                                        sock=sock, limit=MAX_HEAD)
     served.servers.append(server)
+
+
+def plain_on_https(req: Request) -> Response:
+    """What nginx answers a plain HTTP request that reached its HTTPS port."""
+    return Response(400, PLAIN_ON_HTTPS_PAGE, {"Content-Type": "text/html"}, close=True)
+
+
+def speaks_tls(first: bytes) -> bool:
+    """Whether a connection's first byte opens a TLS (or SSLv2-style) ClientHello, nginx's test."""
+    return first[:1] == TLS_HANDSHAKE or bool(first and first[0] & 0x80)
+
+
+class HttpsListener:
+    """An HTTPS port as nginx serves one: each accepted connection's first byte is peeked at
+    (never consumed); a TLS client gets the handshake and `handler`, a plain HTTP client
+    `plain_on_https`. A client that says nothing within the handshake timeout is dropped."""
+
+    def __init__(self, sock: socket.socket, handler: Handler, served: Served, tls: ssl.SSLContext):
+        sock.setblocking(False)
+        self.sock, self.handler, self.served, self.tls = sock, handler, served, tls
+        self.task = asyncio.ensure_future(self._accept())
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.sock.close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except OSError:  # a client that reset before it was accepted
+                continue
+            self.served.track(asyncio.ensure_future(self._start(conn)))
+
+    async def _start(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        conn.setblocking(False)
+        try:
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                await _readable(loop, conn)
+            first = conn.recv(1, socket.MSG_PEEK)
+            if not first:
+                conn.close()
+                return
+            tls = speaks_tls(first)
+            handler = self.handler if tls else plain_on_https
+            reader = asyncio.StreamReader(limit=MAX_HEAD)
+            protocol = asyncio.StreamReaderProtocol(reader, lambda r, w: _connection(handler, self.served, r, w))
+            await loop.connect_accepted_socket(lambda: protocol, conn, ssl=self.tls if tls else None,
+                                               ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+            conn.close()
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Until `sock` has something to read (data or its end), reading nothing of it."""
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 class DatagramServer(asyncio.DatagramProtocol):

@@ -20,7 +20,7 @@ import tempfile
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 DAYS = 3650
-# How long a client may take to complete its handshake: one that never speaks TLS is dropped.
+# How long a client may take to say its first byte and complete its handshake: one silent so long is dropped.
 HANDSHAKE_TIMEOUT = 10.0
 
 

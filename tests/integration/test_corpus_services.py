@@ -238,8 +238,6 @@ def test_https_answers_by_service_name_and_on_every_nodes_node_port(secure):
     assert codes(secure, "external", [f"http://{ip}:{http}/" for ip in secure.node_ips.values()]) == ["200", "200"]
 
 
-@pytest.mark.xfail(strict=True, reason="a plain HTTP request to the emulated HTTPS port gets no answer (the "
-                   "connection is closed); nginx answers it with 400 'The plain HTTP request was sent to HTTPS port'")
 def test_plain_http_to_the_https_port_gets_nginxs_400(secure):
     client = named(secure, "curl-deployment-")[0]
     assert codes(secure, client, ["http://my-nginx:443/"]) == ["400"]

@@ -272,12 +272,18 @@ def test_the_wrong_protocol_fails_fast_on_either_port(cert_dir):
         served, (https, plain) = await two_ports(cert_dir, [])
         try:
             began = time.monotonic()
-            # plain HTTP to the HTTPS port: the handshake fails, the connection is dropped
-            try:
-                out = await exchange(https, get("/"), tls_=False)
-            except ConnectionError:
-                out = b""
-            assert out == b""
+            # plain HTTP to the HTTPS port: nginx's 400 page at once, then the connection closes
+            out = await exchange(https, get("/", close=False), tls_=False)
+            head, body = out.split(b"\r\n\r\n", 1)
+            assert head.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request"
+            assert b"Content-Type: text/html" in head and b"Connection: close" in head
+            assert body == (b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+                            b"<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+                            b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
+                            b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+            # a client that connects and closes without a word leaves the port serving
+            _, writer = await asyncio.open_connection("127.0.0.1", https)
+            writer.close()
             # TLS to the plain port: a plain 400 at once (as nginx), which no TLS client takes
             with pytest.raises(ssl.SSLError):
                 await exchange(plain, get("/"), tls_=True)
