@@ -20,6 +20,7 @@ from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Mode
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, Service, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
+from .immutable import check_unchanged
 from .services import plan_services
 
 
@@ -424,6 +425,7 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     container's command names (None: assume so; a container whose program it lacks is emulated,
     see plan.containers); `node_resolv_conf`, its resolv.conf, which is the lab's nodes' (see
     plan.podfiles); `now`, the time new objects are created at (their creationTimestamp)."""
+    check_unchanged(model, previous)  # what a running lab may not change, before anything else
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
     pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program)

@@ -89,6 +89,13 @@ class _ClusterIPs:
         self.alloc = ipam.Sequential(*ipam.service_ip_range(subnet), in_use=self.reserved)
         self.owner: dict[int, str] = {}
         self.previous = previous
+        # Addresses running Services keep (their manifests do not write one): asking for one is
+        # refused, never resolved by renumbering what runs.
+        self.running: dict[int, str] = {}
+        for svc in model.services:
+            old = previous.cluster_ips.get(svc.key)
+            if not svc.cluster_ip and svc.type != "ExternalName" and old and IPv4Address(old) in subnet:
+                self.running[int(IPv4Address(old))] = svc.key
 
     def request(self, svc: Service, problems: list[str]) -> IPv4Address | None:
         ip = svc.cluster_ip
@@ -100,10 +107,12 @@ class _ClusterIPs:
             if not first <= int(addr) <= last:
                 problems.append(f"{at(svc.origin, 'spec.clusterIP')}: {ip} is not in serviceSubnet {self.subnet}")
                 return None
-            holder = self.owner.get(int(addr)) or self.reserved.get(int(addr))
+            holder = self.owner.get(int(addr)) or self.reserved.get(int(addr)) or self.running.get(int(addr))
             if holder and holder != svc.key:
                 what = "reserved for" if int(addr) in self.reserved and int(addr) not in self.owner else "already allocated to"
-                problems.append(f"{at(svc.origin, 'spec.clusterIP')}: {ip} is {what} {holder}")
+                running = (f", which runs with it and keeps it; ask for another address or leave clusterIP out"
+                           if holder == self.running.get(int(addr)) and int(addr) not in self.owner else "")
+                problems.append(f"{at(svc.origin, 'spec.clusterIP')}: {ip} is {what} {holder}{running}")
                 return None
             self.alloc.in_use.add(int(addr))
             self.owner[int(addr)] = svc.key
@@ -144,6 +153,9 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
     np_owner: dict[int, str] = {}
     assigned_np: dict[str, int] = {}
     wants_np = [s for s in services if s.type in ("NodePort", "LoadBalancer")]
+    # NodePorts running Services keep (not written in their manifests): refused to others, as above.
+    running_np = {previous.node_ports[port_key(svc, p)]: svc.key for svc in wants_np if allocates_node_ports(svc)
+                  for p in svc.ports if not p.node_port and port_key(svc, p) in previous.node_ports}
     for svc in wants_np:
         # The ports' own nodePorts, then the health check's: one allocator hands out both.
         asked = [(f"spec.ports[{i}].nodePort", p.node_port, port_key(svc, p)) for i, p in enumerate(svc.ports)]
@@ -153,6 +165,10 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                 holder = np_owner.get(number)
                 if holder:
                     problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {holder}")
+                    continue
+                if running_np.get(number, svc.key) != svc.key:
+                    problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {running_np[number]}, "
+                                    "which runs with it and keeps it; ask for another nodePort or leave it out")
                     continue
                 node_ports.take(number)
                 np_owner[number] = svc.key

@@ -1,0 +1,99 @@
+"""What may not change on a running lab: the previous plan against the new manifests.
+
+The API server refuses an update that changes a field it holds immutable, and says so; the
+lab refuses the same, whichever verb brings the change (`up` now, `apply` too), with the API
+server's words and what to do instead. The Cluster config is kind's: a running cluster's
+networks cannot be changed, only made anew.
+"""
+from __future__ import annotations
+
+import json
+
+from ..errors import InputError
+from ..model.objects import ClusterConfig, LabelSelector, Model, Plan, at
+
+# apps/v1 and batch/v1 hold spec.selector immutable; a ReplicationController's may change.
+SELECTOR_IMMUTABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
+
+# The networks a running lab is built on: its nodes' podCIDRs and its pods' addresses come from
+# podSubnet, its Services' cluster IPs (and the cluster DNS address) from serviceSubnet, its nodes'
+# and balancer's addresses from nodeSubnet, every pod's resolv.conf and DNS names from dnsDomain.
+CLUSTER_FIXED = (("podSubnet", "pod_subnet", "its nodes' podCIDRs and its pods' addresses come from it"),
+                 ("serviceSubnet", "service_subnet", "its Services' cluster IPs come from it"),
+                 ("nodeSubnet", "node_subnet", "its nodes' addresses come from it"),
+                 ("dnsDomain", "dns_domain", "every pod's resolv.conf and DNS names are made of it"))
+
+
+def _selector_json(selector: LabelSelector) -> str:
+    data: dict = {}
+    if selector.match_labels:
+        data["matchLabels"] = dict(selector.match_labels)
+    if selector.match_expressions:
+        data["matchExpressions"] = [{"key": e.key, "operator": e.operator, **({"values": list(e.values)}
+                                                                             if e.values else {})}
+                                    for e in selector.match_expressions]
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _cluster(model: Model, before: ClusterConfig) -> list[str]:
+    problems = []
+    now = model.cluster
+    for key, attr, why in CLUSTER_FIXED:
+        old, new = getattr(before, attr), getattr(now, attr)
+        if old != new:
+            written = "" if now.origin else f" (no Cluster object gives it, so it is the default {new})"
+            problems.append(f"{at(now.origin, 'networking.' + key)}: Invalid value: \"{new}\": may not change on a "
+                            f"running lab (it is {old}: {why}){written}; keep {old}, or remove the lab "
+                            f"(kubenet-lab down) and bring it up anew")
+    return problems
+
+
+def _nodes(model: Model, previous: Plan) -> list[str]:
+    before = {n.name: n.pod_cidr for n in previous.nodes}
+    return [f"{at(n.origin, 'spec.podCIDR')}: Forbidden: node updates may not change podCIDR except from \"\" to "
+            f"valid (node {n.name} has {before[n.name]}); leave spec.podCIDR out or write {before[n.name]}"
+            for n in model.nodes if n.pod_cidr is not None and n.name in before and n.pod_cidr != before[n.name]]
+
+
+def _services(model: Model, previous: Plan) -> list[str]:
+    before = {s.key: s for s in previous.services}
+    problems = []
+    for svc in model.services:
+        old = before.get(svc.key)
+        if old is None or svc.type == "ExternalName" or old.type == "ExternalName":
+            continue
+        had = "None" if old.cluster_ip is None else str(old.cluster_ip)
+        # Not written: the Service keeps what it has (as `kubectl apply` leaves it), unless it
+        # was headless, which an unwritten clusterIP would undo.
+        wants = svc.cluster_ip or (None if old.cluster_ip is not None else "")
+        if wants is None or wants == had:
+            continue
+        problems.append(f"{at(svc.origin, 'spec.clusterIP')}: Invalid value: \"{wants}\": may not change once set "
+                        f"(Service {svc.key} has clusterIP {had}); to change it, remove the Service (up without "
+                        f"it, or delete it) and create it again" + ("" if had == "None" else
+                                                                     f", or write {had} or leave clusterIP out"))
+    return problems
+
+
+def _workloads(model: Model, previous: Plan) -> list[str]:
+    before = {(w.kind, w.key): w for w in getattr(previous, "workloads", ()) if w.owner is None}
+    problems = []
+    for w in model.workloads:
+        old = before.get((w.kind, w.key))
+        if w.kind not in SELECTOR_IMMUTABLE or old is None or old.selector == w.selector:
+            continue
+        problems.append(f"{at(w.origin, 'spec.selector')}: Invalid value: {_selector_json(w.selector)}: field is "
+                        f"immutable ({w.kind} {w.key} selects {old.selector.show()}); to change it, remove the "
+                        f"{w.kind} (up without it, or delete it) and create it again, or create one with another "
+                        f"name")
+    return problems
+
+
+def check_unchanged(model: Model, previous: Plan | None) -> None:
+    """Raises InputError naming every immutable field the new manifests would change."""
+    if previous is None:
+        return
+    problems = (_cluster(model, previous.cluster) + _nodes(model, previous) + _services(model, previous)
+                + _workloads(model, previous))
+    if problems:
+        raise InputError(problems)
