@@ -94,7 +94,8 @@ class _ClusterIPs:
         self.running: dict[int, str] = {}
         for svc in model.services:
             old = previous.cluster_ips.get(svc.key)
-            if not svc.cluster_ip and svc.type != "ExternalName" and old and IPv4Address(old) in subnet:
+            if (not svc.cluster_ip and svc.type != "ExternalName" and old and IPv4Address(old) in subnet
+                    and int(IPv4Address(old)) not in self.reserved):
                 self.running[int(IPv4Address(old))] = svc.key
 
     def request(self, svc: Service, problems: list[str]) -> IPv4Address | None:
