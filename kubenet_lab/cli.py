@@ -365,5 +365,61 @@ def logs(ctx: click.Context, pod: str, namespace: str, container: str | None) ->
                         container), nl=False)
 
 
+@main.command(name="port-forward")
+@click.argument("target", metavar="TYPE/NAME")
+@click.argument("ports", nargs=-1, metavar="[LOCAL_PORT:]REMOTE_PORT...")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod or service.")
+@click.option("--address", "addresses", multiple=True, default=("localhost",), show_default=True,
+              metavar="ADDRESSES",
+              help="Addresses to listen on (comma-separated or repeated): localhost, or loopback IPs only "
+                   "(127.0.0.1, ::1); a lab is never exposed to a network.")
+@click.option("--pod-running-timeout", default="1m0s", show_default=True, metavar="DURATION",
+              help="How long to wait for a Service or controller to have a pod (e.g. 5s, 2m, 3h).")
+@click.pass_context
+@handle_errors
+def port_forward(ctx: click.Context, target: str, ports: tuple[str, ...], namespace: str,
+                 addresses: tuple[str, ...], pod_running_timeout: str) -> None:
+    """Forward local ports on this machine's loopback to a pod, like kubectl port-forward.
+
+    TYPE/NAME: pod/NAME (or a bare NAME), svc/NAME, or a controller (deploy/, rs/, rc/, sts/,
+    ds/, job/), which means one of its pods, chosen as kubectl chooses it (Running and Ready
+    first; a Service is not balanced). REMOTE_PORT is the pod's port, a containerPort name, or
+    for a Service its port (number or name), forwarded to that port's targetPort on the pod.
+    LOCAL_PORT left out: the same as the remote; empty or 0 (:80, 0:80): a free port. Each
+    connection goes to localhost:PORT inside the pod's network namespace, as kubelet connects.
+    Runs until Ctrl-C. Nothing on the host changes but the listening sockets.
+
+    \b
+    Examples:
+      sudo kubenet-lab port-forward svc/web 8080:80      # then open http://127.0.0.1:8080/
+      sudo kubenet-lab port-forward pod/client 5000 6000
+      sudo kubenet-lab port-forward deploy/web :http     # a free local port
+      sudo kubenet-lab port-forward -n shop sts/db 15432:5432
+    """
+    from .app import portforward  # sockets and asyncio: only this verb needs them
+    from .fabric import checks
+
+    listen = portforward.parse_addresses(addresses)
+    timeout = portforward.parse_duration(pod_running_timeout)
+    checks.require_root("port-forward")
+    lab = ctx.obj["lab"]
+
+    def snapshot():
+        plan = query.running_plan(lab)
+        status = query.pod_status(lab)
+        plan = query.existing(plan, status)
+        return plan, {p.key: output.pod_state(p, status) for p in plan.pods}
+
+    try:
+        resolved = portforward.resolve(snapshot, target, namespace, ports, timeout)
+    except portforward.NotFound as e:
+        click.echo(f"Error from server (NotFound): {e}", err=True)
+        sys.exit(1)
+    try:
+        portforward.run(resolved, listen, out=click.echo, err=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        pass
+
+
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ from kubenet_lab.cli import main
 from kubenet_lab.errors import EnvironmentProblem
 from kubenet_lab.fabric import checks
 
-VERBS = ["up", "down", "exec", "get", "logs"]
+VERBS = ["up", "down", "exec", "get", "logs", "port-forward"]
 
 
 @pytest.fixture
