@@ -141,6 +141,110 @@ def down(ctx: click.Context, all_labs: bool) -> None:
                else f"lab {ctx.obj['lab']} is not up; nothing to remove")
 
 
+def _report(result) -> None:
+    """kubectl's lines for a change: what happened on stdout, warnings and errors on stderr;
+    exit 1 when something named was not found."""
+    if result.up is not None:
+        for w in result.up.warnings:
+            click.echo(f"warning: {w}", err=True)
+    for line in result.lines:
+        click.echo(line)
+    for line in result.errors:
+        click.echo(line, err=True)
+    if result.errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
+              help="A file, a directory (its *.yaml/*.yml in sorted order) or - for standard input; repeatable.")
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Add the objects the files name to the lab, or change them, like kubectl apply.
+
+    Objects the files do not name stay (`up` makes the lab exactly what its files say). The lab
+    is brought up when it is not. A name given twice is applied twice, in order: the later wins.
+
+    \b
+    Examples:
+      sudo kubenet-lab apply -f web.yaml
+      sudo kubenet-lab apply -f manifests/ -f extra.yaml
+      cat web.yaml | sudo kubenet-lab apply -f -
+    """
+    from .app import change
+
+    _report(change.apply(ctx.obj["lab"], paths, stdin=sys.stdin))
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="(KIND NAME... | KIND/NAME...)")
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", help="Delete the objects these files name.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the objects.")
+@click.pass_context
+@handle_errors
+def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], namespace: str) -> None:
+    """Delete objects from the lab, like kubectl delete.
+
+    KIND: pod(s)/po, service(s)/svc, deployment(s)/deploy, replicaset(s)/rs,
+    replicationcontroller(s)/rc, statefulset(s)/sts, daemonset(s)/ds, job(s), namespace(s)/ns.
+    A pod a controller owns is replaced by a new one (a new name from a ReplicaSet, the same name
+    and a new address from a StatefulSet); a bare pod is gone.
+
+    \b
+    Examples:
+      sudo kubenet-lab delete pod web-6c8ffc4f57-5cxsd
+      sudo kubenet-lab delete deployment/web service/web
+      sudo kubenet-lab delete -n shop svc cart
+      sudo kubenet-lab delete -f web.yaml
+    """
+    from .app import change
+
+    lab = ctx.obj["lab"]
+    if paths:
+        if args:
+            raise InputError("there is no need to specify a resource type as a separate argument when passing "
+                             "arguments in resource/name form (e.g. 'kubenet-lab delete -f FILE' alone)")
+        return _report(change.delete_files(lab, paths, stdin=sys.stdin))
+    if not args:
+        raise InputError("You must provide one or more resources by argument or filename.")
+    if all("/" in a for a in args):
+        results = [change.delete(lab, a.split("/", 1)[0], [a.split("/", 1)[1]], namespace) for a in args]
+        merged = change.ChangeResult(lines=[x for r in results for x in r.lines],
+                                     errors=[x for r in results for x in r.errors])
+        merged.up = next((r.up for r in reversed(results) if r.up is not None), None)
+        return _report(merged)
+    if any("/" in a for a in args):
+        raise InputError("there is no need to specify a resource type as a separate argument when passing "
+                         "arguments in resource/name form")
+    _report(change.delete(lab, args[0], list(args[1:]), namespace))
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME | KIND/NAME)")
+@click.option("--replicas", type=int, required=True, help="The new number of replicas.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
+@click.pass_context
+@handle_errors
+def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: str) -> None:
+    """Set the replicas of a Deployment, ReplicaSet, ReplicationController or StatefulSet.
+
+    \b
+    Examples:
+      sudo kubenet-lab scale deployment web --replicas 5
+      sudo kubenet-lab scale rc/frontend --replicas=0
+    """
+    from .app import change
+
+    if len(args) == 1 and "/" in args[0]:
+        kind, name = args[0].split("/", 1)
+    elif len(args) == 2:
+        kind, name = args
+    else:
+        raise InputError("scale takes KIND NAME or KIND/NAME")
+    _report(change.scale(ctx.obj["lab"], kind, name, replicas, namespace))
+
+
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.argument("target")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod.")

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
 from ..errors import InputError, LabError
-from ..manifests import load_model
+from ..manifests import load_model, store
+from ..manifests.fields import Sink
+from ..manifests.load import model_of, read_docs
 from ..plan import make_plan, naming, ordering
 from ..plan.cluster import workload_warnings
 from ..plan.containers import emulation_warnings
@@ -51,37 +53,76 @@ class UpResult:
     seconds: float = 0.0
 
 
+def with_proxy_mode(model: Model, proxy_mode: str | None) -> Model:
+    if not proxy_mode:
+        return model
+    if proxy_mode == "ipvs":
+        raise InputError("--proxy-mode: ipvs is not supported: this kernel has no IPVS, and kubenet-lab does not "
+                         "pretend; use iptables or nftables")
+    return dataclasses.replace(model, cluster=dataclasses.replace(model.cluster, kube_proxy_mode=proxy_mode))
+
+
 def load(paths: Sequence[str], stdin: TextIO | None, proxy_mode: str | None) -> Model:
-    model = load_model(list(paths) or default_manifests(), stdin=stdin)
-    if proxy_mode:
-        if proxy_mode == "ipvs":
-            raise InputError("--proxy-mode: ipvs is not supported: this kernel has no IPVS, and kubenet-lab does not "
-                             "pretend; use iptables or nftables")
-        model = dataclasses.replace(model, cluster=dataclasses.replace(model.cluster, kube_proxy_mode=proxy_mode))
-    return model
+    return with_proxy_mode(load_model(list(paths) or default_manifests(), stdin=stdin), proxy_mode)
+
+
+@dataclass
+class Change:
+    """What a verb makes of the lab's objects: the model to build, the objects to keep, and the
+    previous plan as the planner is to see it (a deleted pod's allocation let go)."""
+    model: Model
+    objects: list[store.Stored]
+    proxy_mode: str | None
+    previous: Plan | None
+    warnings: tuple[str, ...] = ()
 
 
 def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_mode: str | None = None) -> UpResult:
+    """Make the lab exactly what the files say (objects they no longer name go)."""
     check_lab_name(lab)
-    model = load(paths, stdin, proxy_mode)
+    sink = Sink()
+    docs = read_docs(list(paths) or default_manifests(), stdin, sink)
+    model = with_proxy_mode(model_of(docs, sink), proxy_mode)
+    objects = store.stored(docs)
     checks.require_root("up")
-    mode = model.cluster.kube_proxy_mode
-    checks.require_tools(*checks.tools_for_mode(mode))
+    checks.require_tools(*checks.tools_for_mode(model.cluster.kube_proxy_mode))
+    return change(lab, lambda previous, held: Change(model, objects, proxy_mode, previous))
+
+
+def held_objects(lab: str, previous: Plan | None) -> tuple[list[store.Stored], str | None]:
+    """The objects the lab holds, and its --proxy-mode; none for a lab that is not up."""
+    kept = state.load_objects(lab)
+    if kept is not None:
+        return kept
+    if previous is not None:
+        raise LabError(f"lab {lab!r} was brought up by an earlier kubenet-lab, which kept no copy of its objects; "
+                       f"run `kubenet-lab --lab {lab} up FILES` with its files once, then change it")
+    return [], None
+
+
+def change(lab: str, decide, verb: str = "up") -> UpResult:
+    """The one way the lab changes: under the lab's lock, `decide(previous plan, (held objects,
+    proxy mode))` says what the lab is to be; it is planned, built, recorded (events, objects)."""
+    checks.require_root(verb)
     checks.require_bridge_netfilter()
     started = time.monotonic()
     with state.locked(lab):
         previous = state.load_plan(lab)
         try:
-            plan = make_plan(model, lab, previous, has_program=checks.has_program,
+            what: Change = decide(previous, held_objects(lab, previous) if previous is not None else ([], None))
+            checks.require_tools(*checks.tools_for_mode(what.model.cluster.kube_proxy_mode))
+            plan = make_plan(what.model, lab, what.previous, has_program=checks.has_program,
                              node_resolv_conf=checks.node_resolv_conf(), now=time.time())
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise
+        model = what.model
         pending = tuple(f"pod {p.key} is Pending ({'FailedScheduling' if p.reason == 'Unschedulable' else p.reason}): "
                         f"{p.message}" for p in plan.pending)
-        result = UpResult(plan=plan, warnings=model.warnings + workload_warnings(model) + emulation_warnings(plan)
-                          + pending)
+        result = UpResult(plan=plan, warnings=what.warnings + model.warnings + workload_warnings(model)
+                          + emulation_warnings(plan) + pending)
         _apply(plan, previous, result)
+        state.save_objects(lab, what.objects, what.proxy_mode)
         events.record(lab, plan_events(previous, plan))
     result.seconds = time.monotonic() - started
     return result
@@ -115,6 +156,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         if stale:
             # Built-in servers hold sockets in those namespaces: let go of them first, or the
             # namespaces (and their veths) outlive their names.
+            if previous is not None:
+                _leave_endpoints(previous, stale)
             if previous is not None and supervisor.find_supervisors(plan.lab):
                 interim = dataclasses.replace(previous, pods=tuple(p for p in previous.pods if p.netns not in stale))
                 state.save_plan(interim)
@@ -159,6 +202,17 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
             launcher.wait()  # so that the undo finds (and stops) the supervisor it started
         _undo(plan.lab, made, new_lab)
         raise
+
+
+def _leave_endpoints(previous: Plan, stale: set[str]) -> None:
+    """Pods about to go leave every node's rules first (as kube-proxy drops a terminating
+    endpoint), so that no new connection reaches a pod once it is told to stop."""
+    leaving = frozenset(p.key for p in previous.pods if p.netns in stale and not p.host_network)
+    if not leaving:
+        return
+    was_not_ready, was_terminal = state.not_ready(previous.lab), state.terminal(previous.lab)
+    _load_rules(previous, previous, was_not_ready | leaving, was_not_ready, set(), was_terminal | leaving,
+                was_terminal)
 
 
 RELOAD_TIMEOUT = 30.0

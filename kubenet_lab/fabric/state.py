@@ -1,8 +1,8 @@
 """The lab's state on disk: /run/kubenet-lab/<lab>/ (gone at reboot, like the namespaces).
 
-Only what cannot be read back from the kernel lives here: the plan of the last successful `up`
-(with its address allocations), the rules last applied, the supervisor's socket and the output
-of real (RunExec) processes. Nothing per pod otherwise: /run may be a disk where each file
+Only what cannot be read back from the kernel lives here: the objects the lab holds (as applied),
+the plan of the last successful change (with its address allocations), the rules last applied,
+the events (fabric/events.py), the supervisor's socket and the output of real (RunExec) processes. Nothing per pod otherwise: /run may be a disk where each file
 costs a millisecond or two to create and to remove, and a lab has hundreds of pods. Writes are
 atomic (temp file + rename) and a lock keeps two commands on one lab from interleaving.
 """
@@ -16,6 +16,8 @@ import shutil
 from typing import Iterator
 
 from ..errors import LabError
+from ..manifests import treejson
+from ..manifests.store import Stored
 from ..model.objects import Plan
 from ..plan.serialize import plan_from_data, plan_to_data
 
@@ -30,6 +32,9 @@ INTENT_FILE = "creating.json"
 # them that have ended (Succeeded, Failed), which are no endpoints at all:
 # {"notReady": [...], "terminal": [...]} (a plain list: not ready, none ended).
 NOT_READY_FILE = "not-ready.json"
+# The objects the lab holds (what `up` was given, changed since by apply, delete and scale), each
+# with the place it was written: what the next change is applied to.
+OBJECTS_FILE = "objects.json"
 
 
 def state_root() -> str:
@@ -61,6 +66,29 @@ def plan_path(lab: str) -> str:
 
 def save_plan(plan: Plan) -> None:
     write_atomic(plan_path(plan.lab), json.dumps(plan_to_data(plan), indent=1))
+
+
+def save_objects(lab: str, objects: list[Stored], proxy_mode: str | None) -> None:
+    data = {"proxyMode": proxy_mode,
+            "objects": [{"kind": s.kind, "namespace": s.namespace, "name": s.name, "file": s.file, "line": s.line,
+                         "path": s.path, "data": treejson.encode(s.data)} for s in objects]}
+    write_atomic(os.path.join(state_dir(lab), OBJECTS_FILE), json.dumps(data, separators=(",", ":")))
+
+
+def load_objects(lab: str) -> tuple[list[Stored], str | None] | None:
+    """(the lab's objects, the proxy mode `up --proxy-mode` chose); None when none are kept."""
+    path = os.path.join(state_dir(lab), OBJECTS_FILE)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        objects = [Stored(o["kind"], o["namespace"], o["name"], treejson.decode(o["data"]), o["file"], o["line"],
+                          o.get("path", "")) for o in data["objects"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LabError(f"the objects of lab {lab!r} at {path} are unreadable ({e}); `kubenet-lab --lab {lab} up "
+                       f"FILES` makes the lab what FILES say again") from e
+    return objects, data.get("proxyMode")
 
 
 def record_intent(lab: str, names: set[str]) -> None:

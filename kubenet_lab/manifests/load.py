@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterable, Iterator, TextIO
 
 import yaml
 
@@ -135,14 +135,24 @@ def read_sources(paths: list[str], stdin: TextIO | None, sink: Sink) -> Iterator
                 yield file, text
 
 
-def load_model(paths: list[str], stdin: TextIO | None = None) -> Model:
-    """Every object of every path, validated; raises InputError listing all problems at once."""
-    sink = Sink()
+def read_docs(paths: list[str], stdin: TextIO | None, sink: Sink) -> list[tuple[Any, At]]:
+    """Every document of every path, in order, with its place (read problems go to `sink`)."""
+    return [doc for file, text in read_sources(paths, stdin, sink) for doc in read_documents(text, file, sink)]
+
+
+def model_of(docs: Iterable[tuple[Any, At]], sink: Sink) -> Model:
+    """The validated model of `docs`; raises InputError listing every problem (those already in
+    `sink` too) at once."""
     builder = Builder(sink)
-    for file, text in read_sources(paths, stdin, sink):
-        for data, at in read_documents(text, file, sink):
-            builder.document(data, at)
+    for data, at in docs:
+        builder.document(data, at)
     model = builder.model()
     if sink.problems:
         raise InputError(sink.problems)
     return replace(model, warnings=tuple(sink.warnings))
+
+
+def load_model(paths: list[str], stdin: TextIO | None = None) -> Model:
+    """Every object of every path, validated; raises InputError listing all problems at once."""
+    sink = Sink()
+    return model_of(read_docs(paths, stdin, sink), sink)

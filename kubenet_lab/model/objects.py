@@ -631,6 +631,10 @@ class Allocations:
     # When each Service, controller and pod was first made (epoch seconds; a pod made anew: then), keyed
     # "Kind/ns/name": its creationTimestamp, kept while it exists, as the API server keeps it.
     created: Mapping[str, float] = field(default_factory=dict)
+    # The indices the pods of each ReplicaSet and ReplicationController are named from ("ns/Kind/name"
+    # -> indices, see plan.replicas), and the next index each has never used.
+    replicas: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    replica_next: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

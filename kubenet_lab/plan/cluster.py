@@ -11,8 +11,8 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
-from . import ipam, naming, scheduling
-from typing import Callable, Iterable
+from . import ipam, naming, replicas, scheduling
+from typing import Callable, Iterable, Mapping
 
 from .containers import Port, container_env, plan_init_containers, pod_fields, resolve_pod
 from .podfiles import parse_resolv_conf
@@ -106,7 +106,19 @@ def ordered_after(w: Workload, ordinal: int) -> str | None:
     return f"{w.namespace}/{w.name}-{ordinal - 1}"
 
 
-def expand_workload(w: Workload, nodes: tuple[PlannedNode, ...] = ()) -> list[Pod]:
+def replica_owner(w: Workload) -> tuple[str, str] | None:
+    """(the base of its pods' names, `ns/Kind/name` of the controller that names them) for a
+    Deployment (its ReplicaSet), ReplicaSet and ReplicationController; None for other kinds."""
+    if w.kind == "Deployment":
+        name = f"{w.name}-{naming.pod_template_hash(w.template_raw)}"[: naming.MAX_LABEL]
+        return name, f"{w.namespace}/ReplicaSet/{name}"
+    if w.kind in ("ReplicaSet", "ReplicationController"):
+        return w.name, f"{w.namespace}/{w.kind}/{w.name}"
+    return None
+
+
+def expand_workload(w: Workload, nodes: tuple[PlannedNode, ...] = (), indices: tuple[int, ...] | None = None
+                    ) -> list[Pod]:
     """The pods a controller makes, named as Kubernetes names them (stable suffixes here):
     Deployment `<name>-<template hash>-<5>` (through its ReplicaSet), ReplicaSet and
     ReplicationController `<name>-<5>`, StatefulSet `<name>-<ordinal>` (hostname = the pod's name,
@@ -164,7 +176,7 @@ def expand_workload(w: Workload, nodes: tuple[PlannedNode, ...] = ()) -> list[Po
         owner_name, owner = w.name, f"{w.kind}/{w.name}"
     return [Pod(namespace=w.namespace, name=naming.generate_name(owner_name, f"{w.namespace}/{owner}", i),
                 labels=labels, spec=w.template, owner=owner, origin=w.origin)
-            for i in range(w.replicas)]
+            for i in (range(w.replicas) if indices is None else indices)]
 
 
 def workload_warnings(model: Model) -> tuple[str, ...]:
@@ -204,12 +216,26 @@ def plan_workloads(model: Model, pods: Iterable[Pod | PlannedPod | PendingPod]) 
     return tuple(out)
 
 
-def all_pods(model: Model, nodes: tuple[PlannedNode, ...] = ()) -> list[Pod]:
+def replica_indices(model: Model, previous: Allocations) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """The indices each ReplicaSet's and ReplicationController's pods are named from now (see
+    plan.replicas), and the next unused index of every one ever known."""
+    have, nxt = {}, dict(previous.replica_next)
+    for w in model.workloads:
+        owner = replica_owner(w)
+        if owner is not None:
+            have[owner[1]], nxt[owner[1]] = replicas.indices(previous.replicas.get(owner[1]), nxt.get(owner[1], 0),
+                                                             w.replicas)
+    return have, nxt
+
+
+def all_pods(model: Model, nodes: tuple[PlannedNode, ...] = (), indices: Mapping[str, tuple[int, ...]] | None = None
+             ) -> list[Pod]:
     pods = list(model.pods)
     seen = {p.key: p for p in pods}
     problems = []
     for w in model.workloads:
-        for p in expand_workload(w, nodes):
+        owner = replica_owner(w)
+        for p in expand_workload(w, nodes, indices.get(owner[1]) if owner and indices is not None else None):
             if p.key in seen:
                 problems.append(f"{at(w.origin, 'metadata.name')}: {w.kind} {w.name} makes pod {p.name}, "
                                 f"which already exists in namespace {p.namespace}")
@@ -356,8 +382,9 @@ def https_targets(pod: Pod, services: tuple[Service, ...]) -> set[int]:
 
 
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
-              has_program: Callable[[str], bool] | None = None):
-    pods = all_pods(model, nodes)
+              has_program: Callable[[str], bool] | None = None,
+              indices: Mapping[str, tuple[int, ...]] | None = None):
+    pods = all_pods(model, nodes, indices)
     placed, why_pending = schedule(pods, nodes, previous)
     pending = tuple(PendingPod(p.namespace, p.name, dict(p.labels), p.owner,
                                tuple((c.name, c.image) for c in p.spec.containers), why_pending[p.key])
@@ -428,10 +455,12 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     check_unchanged(model, previous)  # what a running lab may not change, before anything else
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
-    pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program)
+    indices, next_indices = replica_indices(model, previous.allocations if previous else Allocations())
+    pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program, indices)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
     workloads = plan_workloads(model, pods + pending)
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
+                              replicas=indices, replica_next=next_indices,
                               created=creation_times(previous, now, services, workloads, pods, pending))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})

@@ -5,6 +5,7 @@ diffed with ordinary tools; decoding rebuilds the exact frozen dataclasses.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
@@ -97,7 +98,7 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
             item = _decoder(args[0])
             return _nullable(lambda data: tuple(item(v) for v in data))
         return _nullable(lambda data: tuple(_decoder(a)(v) for a, v in zip(args, data)))
-    if origin in (Mapping, dict, typing.Mapping) or tp in (Mapping, dict):
+    if origin in (Mapping, dict, typing.Mapping, collections.abc.Mapping) or tp in (Mapping, dict):
         args = typing.get_args(tp)
         value = _decoder(args[1] if len(args) == 2 else Any)
         return _nullable(lambda data: {k: value(v) for k, v in data.items()})
