@@ -405,12 +405,17 @@ class RunHttp:
     makes known (declared, targeted by a Service, probed, or the image's own), and a hostname
     answer on each such UDP port. `text`: what every path answers (hashicorp/http-echo's -text)
     instead of the pod's name. `tls_ports`: those of `ports` that speak HTTPS (HTTP/1.1 over TLS,
-    with the lab's self-signed certificate), as an nginx serving 443 would; the others are plain."""
+    with the lab's self-signed certificate), as an nginx serving 443 would; the others are plain.
+    `redis_ports`: those of `ports` where a redis image listens, which speak Redis's protocol
+    (servers.redis) instead; `replica_of`: (host, port) of the master when that redis is a
+    replica."""
 
     ports: tuple[int, ...]
     udp_ports: tuple[int, ...] = ()
     text: str | None = None
     tls_ports: tuple[int, ...] = ()
+    redis_ports: tuple[int, ...] = ()
+    replica_of: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,9 @@ def emulated(container: Container, image: KnownImage | None, extra: Iterable[Por
     flags = parse_flags(list(args))
     if image and image.serves == "echo":
         own = [(_listen_port(flags.get("listen"), own[0][0]), "TCP")]
+    redis = redis_role(image, list(args)) if image and image.serves == "redis" else None
+    if redis is not None:
+        own = [(redis[0], "TCP")]
     if image and image.serves == "hostname":
         spec = agnhost_run(["serve-hostname", *args], container)
         assert isinstance(spec, RunServeHostname)
@@ -162,7 +165,25 @@ def emulated(container: Container, image: KnownImage | None, extra: Iterable[Por
     if not (tcp or udp):
         return RunNothing()
     text = flags.get("text", "") + "\n" if image and image.serves == "echo" else None
-    return RunHttp(ports=tcp, udp_ports=udp, text=text, tls_ports=tls_ports(container, tcp, https))
+    resp = (redis[0],) if redis is not None else ()
+    return RunHttp(ports=tcp, udp_ports=udp, text=text,
+                   tls_ports=tuple(p for p in tls_ports(container, tcp, https) if p not in resp),
+                   redis_ports=resp, replica_of=redis[1] if redis is not None else None)
+
+
+def redis_role(image: KnownImage, args: list[str]) -> tuple[int, tuple[str, int] | None]:
+    """Where a redis image listens and whose replica it is: `--port N` (else the image's own
+    port), `--replicaof HOST PORT` / `--slaveof HOST PORT` (else the image's `replica_of`)."""
+    port, master = image.listens[0][0], image.replica_of
+    for i, word in enumerate(args):
+        if word == "--port" and i + 1 < len(args):
+            port = _int(args[i + 1], port)
+        if word in ("--replicaof", "--slaveof") and i + 1 < len(args):
+            host, _, number = args[i + 1].partition(" ")  # redis 7 also takes "HOST PORT" as one word
+            if not number and i + 2 < len(args):
+                number = args[i + 2]
+            master = None if host.lower() == "no" else (host, _int(number, 6379))
+    return port, master
 
 
 def resolve(container: Container, fields: Mapping[str, str] | None = None, service_links: bool = True,
@@ -191,7 +212,9 @@ def resolve(container: Container, fields: Mapping[str, str] | None = None, servi
             return Resolved(emulated(container, image, extra, container.args, https), True)
     if argv:
         if has_program is not None and not has_program(argv[0]):
-            return Resolved(emulated(container, image, extra, https=https), True,
+            # a redis image's own program (redis-server): its flags say where and whose replica
+            flags_of = argv[1:] if image and image.serves == "redis" else ()
+            return Resolved(emulated(container, image, extra, flags_of, https=https), True,
                             f"{argv[0]} is not a program on this machine (it lives in image "
                             f"{container.image or '(none)'}, which kubenet-lab does not pull)")
         fields = fields or {}
@@ -273,8 +296,8 @@ def serving(run: RunSpec) -> str:
     if isinstance(run, RunServeHostname):
         return f"the built-in serve_hostname on port {run.port}"
     if isinstance(run, RunHttp):
-        ports = [f"{'HTTPS' if p in run.tls_ports else 'TCP'} {p}" for p in run.ports] + \
-            [f"UDP {p}" for p in run.udp_ports]
+        ports = [f"{'HTTPS' if p in run.tls_ports else 'Redis' if p in run.redis_ports else 'TCP'} {p}"
+                 for p in run.ports] + [f"UDP {p}" for p in run.udp_ports]
         return f"the built-in HTTP server on {', '.join(ports)}"
     return "nothing (no port of its pod is known: declare its containerPort)"
 

@@ -8,7 +8,11 @@ Every entry is something the image really does, from its Dockerfile or documenta
 - `entrypoint`: the image's ENTRYPOINT, which `args` without `command` are given to; `()` for
   images that have none (then `args` replace CMD and the first one is the program);
 - `serves`: what the emulated server answers: "http" (the built-in HTTP server: the pod's name),
-  "hostname" (serve_hostname: the hostname and nothing else), "echo" (http-echo: its -text).
+  "hostname" (serve_hostname: the hostname and nothing else), "echo" (http-echo: its -text),
+  "redis" (servers.redis on the image's own port: PING, GET/SET, INFO replication, ...);
+- `replica_of`: (host, port) a redis image replicates from by itself (the guestbooks' follower
+  images run `redis-server --replicaof redis-leader 6379`); a plain redis image is a replica when
+  its args say `--replicaof HOST PORT` (or `--slaveof`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ class KnownImage:
     listens: tuple[tuple[int, str], ...] = ()
     entrypoint: tuple[str, ...] | None = None  # None: unknown; (): none, args are the command
     serves: str = "http"
+    replica_of: tuple[str, int] | None = None
 
 
 KNOWN_IMAGES = (
@@ -46,10 +51,16 @@ KNOWN_IMAGES = (
     # kind's LoadBalancer example and many ingress tutorials
     KnownImage(("hashicorp/http-echo",), ((5678, TCP),), ("/http-echo",), "echo"),
     KnownImage(("stefanprodan/podinfo", "ghcr.io/stefanprodan/podinfo"), ((9898, TCP),), ()),
-    # data stores of the guestbook-style examples: a TCP port that accepts connections
-    KnownImage(("redis",), ((6379, TCP),), ("docker-entrypoint.sh",)),
-    KnownImage(("gcr.io/google_samples/gb-redis-follower", "us-docker.pkg.dev/google-samples/containers/gke/gb-redis-follower"),
-               ((6379, TCP),)),
+    # data stores of the guestbook-style examples: Redis's protocol on 6379; the followers are
+    # read-only replicas of the guestbook's master Service
+    KnownImage(("redis",), ((6379, TCP),), ("docker-entrypoint.sh",), "redis"),
+    KnownImage(("registry.k8s.io/redis", "k8s.gcr.io/redis", "gcr.io/google_containers/redis"), ((6379, TCP),),
+               serves="redis"),
+    KnownImage(("gcr.io/google_samples/gb-redisslave", "gcr.io/google-samples/gb-redisslave"), ((6379, TCP),),
+               serves="redis", replica_of=("redis-master", 6379)),
+    KnownImage(("gcr.io/google_samples/gb-redis-follower", "gcr.io/google-samples/gb-redis-follower",
+                "us-docker.pkg.dev/google-samples/containers/gke/gb-redis-follower"), ((6379, TCP),),
+               serves="redis", replica_of=("redis-leader", 6379)),
     KnownImage(("gcr.io/google-samples/gb-frontend", "gcr.io/google_samples/gb-frontend",
                 "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend"), ((80, TCP),)),
     # tool images: nothing listens, and args are the command

@@ -28,7 +28,7 @@ from ..model.objects import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec
 from ..plan import podstatus
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
 from ..plan.podfiles import pod_files, pod_hostname
-from ..servers import agnhost, tls
+from ..servers import agnhost, redis, tls
 from ..servers.base import Served, ServerContext
 from ..servers.dns import ClusterDNS, serve_dns
 from ..servers.http import start_default_http
@@ -379,7 +379,18 @@ class ServerRunner(Runner):
                                    [(socket.SOCK_DGRAM, p) for p in run.udp_ports])
         tcp = [s for s in socks if s.type == socket.SOCK_STREAM]
         udp = [s for s in socks if s.type == socket.SOCK_DGRAM]
-        return await _closing_on_error(socks, start_default_http(ctx, tcp, udp, run.text, context, run.tls_ports))
+        resp = [s for s in tcp if s.getsockname()[1] in run.redis_ports]  # a redis image's own port
+
+        async def serve() -> Served:
+            served = await start_default_http(ctx, [s for s in tcp if s not in resp], udp, run.text, context,
+                                              run.tls_ports)
+            try:
+                await redis.start_redis(ctx, resp, served, run.replica_of)
+            except BaseException:
+                served.close()
+                raise
+            return served
+        return await _closing_on_error(socks, serve())
 
     async def wait(self) -> int:
         return await self._ended

@@ -163,13 +163,38 @@ def test_the_replica_service_leads_to_the_replica_pods(lab):
     assert not any(peers[pod] for pod in named(lab, "redis-master-"))
 
 
-@pytest.mark.xfail(strict=True, reason="redis images are emulated by a port that accepts connections and "
-                   "answers nothing; redis answers PING with +PONG")
 def test_redis_master_answers_ping(lab):
     script = ("import socket; s = socket.create_connection(('redis-master', 6379), timeout=5); "
               "s.sendall(b'PING\\r\\n'); print(s.recv(64).decode().strip())")
     proc = lab.exec(named(lab, "frontend-")[0], "python3", "-c", script, check=False)
     assert proc.stdout.strip() == "+PONG"
+
+
+# `python3 -c RESP HOST COMMAND...`: each command (words split on spaces) sent inline, its reply printed.
+RESP = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 6379), timeout=5)
+f = s.makefile("rb")
+for command in sys.argv[2:]:
+    s.sendall(command.encode() + b"\\r\\n")
+    line = f.readline()
+    if line[:1] == b"$" and int(line[1:]) >= 0:
+        line += f.read(int(line[1:]) + 2)
+    print(repr(line.decode()))
+"""
+
+
+def test_the_guestbooks_redis_master_keeps_what_the_frontend_writes_and_its_replicas_refuse_writes(lab):
+    frontend = named(lab, "frontend-")[0]
+    out = lab.exec(frontend, "python3", "-c", RESP, "redis-master", "SET messages hello", "GET messages",
+                   "INCR visits", "INFO replication").stdout.splitlines()
+    assert out[:3] == [repr("+OK\r\n"), repr("$5\r\nhello\r\n"), repr(":1\r\n")]
+    assert "role:master" in out[3]
+    # through the replicas' Service: read-only replicas of redis-master, as gb-redisslave runs them
+    out = lab.exec(frontend, "python3", "-c", RESP, "redis-replica", "INFO replication",
+                   "SET messages bye").stdout.splitlines()
+    assert "role:slave\\r\\nmaster_host:redis-master\\r\\nmaster_port:6379" in out[0]
+    assert out[1] == repr("-READONLY You can't write against a read only replica.\r\n")
 
 
 # --- kubernetes.io guestbook: Redis leader and followers -----------------------------------------
