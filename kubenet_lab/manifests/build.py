@@ -11,8 +11,8 @@ from typing import Any
 
 from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort,
                           DnsConfig, EnvVar, Hook, HostAlias, LabelSelector, MatchExpression, Model, Node,
-                          NodeSelectorTerm, Origin, Pod, PodAffinityTerm, PodSpec, Service, ServicePort, Taint,
-                          Toleration, Workload)
+                          NodeSelectorTerm, Origin, Pod, PodAffinityTerm, PodSpec, PROBE_DEFAULTS, Probe, Service,
+                          ServicePort, Taint, Toleration, Workload)
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
@@ -308,7 +308,30 @@ def _container(c: Checked) -> Container:
                          field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)
                   for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})),
         probe_ports=_probe_ports(c), restart_policy=c.get("restartPolicy"),
-        pre_stop=_hook(c["lifecycle"]["preStop"]) if "preStop" in c.get("lifecycle", {}) else None)
+        pre_stop=_hook(c["lifecycle"]["preStop"]) if "preStop" in c.get("lifecycle", {}) else None,
+        readiness_probe=_probe(c, "readinessProbe"), liveness_probe=_probe(c, "livenessProbe"),
+        startup_probe=_probe(c, "startupProbe"))
+
+
+def _probe(c: Checked, key: str) -> Probe | None:
+    """The container's probe `key` (its one handler checked by the schema), timing defaulted as
+    the API server defaults it (a zero is the default too), a port name resolved against the
+    container's ports (an unknown one kept: kubelet reports it when it probes)."""
+    p = c.get(key)
+    if p is None:
+        return None
+    timing = {name: p.get(field) or PROBE_DEFAULTS[name] for name, field in (
+        ("initial_delay", "initialDelaySeconds"), ("period", "periodSeconds"), ("timeout", "timeoutSeconds"),
+        ("success_threshold", "successThreshold"), ("failure_threshold", "failureThreshold"))}
+    kind = next(k for k in ("exec", "httpGet", "tcpSocket", "grpc") if k in p)
+    handler = p[kind]
+    port = handler.get("port")
+    if isinstance(port, str):
+        port = next((cp["containerPort"] for cp in c.get("ports", []) if cp.get("name") == port), port)
+    return Probe(handler=kind, port=port, path=handler.get("path", ""), host=handler.get("host") or None,
+                 scheme=handler.get("scheme", "HTTP"),
+                 headers=tuple((h["name"], h["value"]) for h in handler.get("httpHeaders", ())),
+                 command=tuple(handler.get("command", ())), grace=p.get("terminationGracePeriodSeconds"), **timing)
 
 
 def _hook(h: Checked) -> Hook:

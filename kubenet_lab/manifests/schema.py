@@ -111,30 +111,44 @@ ENV_VAR = Obj({
     }),
 }, required=("name",), post=_check_env_var)
 
-# A probe's shape (core/v1 Probe). Its port tells the lab where the container listens; the
-# probe itself is not run yet (see the README's "Not modelled").
+# A probe's shape (core/v1 Probe). The supervisor runs it (runtime.probes); its port also tells
+# an emulated container where to listen. A zero timing field means its default, as the API
+# server's defaulting has it.
 PROBE_PORT = Either(PORT, Str(iana_svc_name))
-PROBE = Obj({
+PROBE_FIELDS = {
     "exec": Obj({"command": ListOf(Str())}),
     "httpGet": Obj({"port": PROBE_PORT, "path": Str(), "host": Str(), "scheme": OneOf("HTTP", "HTTPS"),
-                    "httpHeaders": IGNORE}, required=("port",)),
+                    "httpHeaders": ListOf(Obj({"name": Str(), "value": Str()}, required=("name", "value")))},
+                   required=("port",)),
     "tcpSocket": Obj({"port": PROBE_PORT, "host": Str()}, required=("port",)),
     "grpc": Obj({"port": PORT, "service": Str()}, required=("port",)),
-    **_ignored("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold",
-               "terminationGracePeriodSeconds"),
-}, post=lambda probe: _probe_handler(probe))
+    **{k: Int(0) for k in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
+                           "failureThreshold")},
+    "terminationGracePeriodSeconds": Int(1),
+}
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 
 
-def _probe_handler(probe: Checked) -> None:
-    """A probe names exactly one way to probe, as the API server requires."""
+def _probe_handler(probe: Checked, name: str = "") -> None:
+    """A probe names exactly one way to probe, as the API server requires; a liveness or
+    startup probe succeeds once (successThreshold 1), and only they may have a grace period."""
     given = [k for k in PROBE_HANDLERS if k in probe]
     if not given:
         probe.here.error("Required value: must specify a handler type (one of exec, httpGet, tcpSocket, grpc)")
     elif len(given) > 1:
         probe.at(given[1]).error("Forbidden: may not specify more than 1 handler type")
+    if name in ("livenessProbe", "startupProbe") and probe.get("successThreshold", 1) not in (0, 1):
+        probe.at("successThreshold").error(f"Invalid value: {probe['successThreshold']}: must be 1")
+    if name == "readinessProbe" and "terminationGracePeriodSeconds" in probe:
+        probe.at("terminationGracePeriodSeconds").error(
+            f"Invalid value: {probe['terminationGracePeriodSeconds']}: must not be set for readinessProbes")
+    if "grpc" in probe:
+        probe.at("grpc").warn("not run: kubenet-lab has no gRPC health client, so this probe always passes")
 
+
+def _probe(name: str) -> Obj:
+    return Obj(PROBE_FIELDS, post=lambda probe: _probe_handler(probe, name))
 
 
 def _one_handler(handler: Checked) -> None:
@@ -165,7 +179,7 @@ def _container_fields(restart_policy: Type) -> dict[str, Type]:
         "name": Str(dns_label), "image": Str(), "command": ListOf(Str()), "args": ListOf(Str()),
         "ports": ListOf(CONTAINER_PORT), "env": ListOf(ENV_VAR),
         "envFrom": Ignore(warning="ignored: kubenet-lab has no ConfigMaps or Secrets to take variables from"),
-        **{probe: PROBE for probe in PROBES},
+        **{probe: _probe(probe) for probe in PROBES},
         "lifecycle": LIFECYCLE, "restartPolicy": restart_policy,
         # restartPolicyRules: an alpha field (ContainerRestartRules), which an API server without
         # that feature gate drops, as the lab does.

@@ -122,6 +122,34 @@ class Hook:
     tcp: bool = False
 
 
+# What kubelet takes when a probe leaves a timing field out (core/v1 Probe's defaults).
+PROBE_DEFAULTS = {"initial_delay": 0, "period": 10, "timeout": 1, "success_threshold": 1, "failure_threshold": 3}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A liveness, readiness or startup probe (core/v1 Probe): one `handler`, "exec" (run
+    `command` in the container), "httpGet" (GET scheme://host:port/path, `host` the pod IP when
+    None), "tcpSocket" (connect to host:port) or "grpc" (not run here); `port` a number, or
+    the name of a port the container does not declare (kubelet reports it when it probes).
+    Timing as kubelet reads it, with its defaults; `grace` the probe's own
+    terminationGracePeriodSeconds (None: the pod's)."""
+
+    handler: str
+    port: int | str | None = None
+    path: str = ""
+    host: str | None = None
+    scheme: str = "HTTP"
+    headers: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] = ()
+    initial_delay: int = 0
+    period: int = 10
+    timeout: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    grace: int | None = None
+
+
 @dataclass(frozen=True)
 class Container:
     name: str
@@ -135,6 +163,9 @@ class Container:
     # An init container's own restartPolicy: "Always" makes it a sidecar (None otherwise).
     restart_policy: str | None = None
     pre_stop: Hook | None = None
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    startup_probe: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -476,6 +507,10 @@ class PlannedContainer:
     # variables, whatever it runs: a real process starts with them, `exec` into it sees them.
     env: tuple[tuple[str, str], ...] = ()
     service_links: bool = True
+    # What kubelet probes it with (see Probe); run by the supervisor.
+    readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    startup_probe: Probe | None = None
 
 
 @dataclass(frozen=True)

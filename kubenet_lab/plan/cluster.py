@@ -412,7 +412,9 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             host_veth=veth, labels=dict(pod.labels),
             containers=tuple(PlannedContainer(name=c.name, image=c.image, ports=c.ports, run=r.run, note=r.note,
                                               pre_stop=c.pre_stop, env=container_env(c, fields),
-                                              service_links=pod.spec.enable_service_links)
+                                              service_links=pod.spec.enable_service_links,
+                                              readiness_probe=c.readiness_probe, liveness_probe=c.liveness_probe,
+                                              startup_probe=c.startup_probe)
                              for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
                                                      pod.spec.enable_service_links, has_program,
                                                      others=[c for c in inits if c.sidecar],

@@ -287,7 +287,10 @@ def plan_init_containers(containers: Iterable[Container], fields: Mapping[str, s
         r = resolve(c, fields, service_links, (), has_program)
         run = r.run if sidecar or isinstance(r.run, RunExec) else RunNothing()
         out.append(PlannedContainer(name=c.name, image=c.image, run=run, ports=c.ports, note=r.note, sidecar=sidecar,
-                                    pre_stop=c.pre_stop, env=container_env(c, fields), service_links=service_links))
+                                    pre_stop=c.pre_stop, env=container_env(c, fields), service_links=service_links,
+                                    readiness_probe=c.readiness_probe if sidecar else None,
+                                    liveness_probe=c.liveness_probe if sidecar else None,
+                                    startup_probe=c.startup_probe if sidecar else None))
     return tuple(out)
 
 

@@ -12,7 +12,7 @@ import pytest
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, EnvVar, Hook, LabelSelector, MatchExpression,
-                                    Origin, PodSpec, ServicePort)
+                                    Origin, PodSpec, Probe, ServicePort)
 
 BUNDLE = Path(__file__).parent / "data" / "manifests" / "nginx-bundle.yaml"
 
@@ -457,7 +457,11 @@ def test_real_world_bundle_loads_unchanged():
     assert deploy.template.containers == (Container(
         "nginx", "nginx:1.25-alpine", None, None,
         (ContainerPort(80, "http", "TCP"), ContainerPort(9113, "metrics", "TCP")),
-        (EnvVar("NGINX_PORT", "80"), EnvVar("POD_IP", field_path="status.podIP")), probe_ports=(80,)),)
+        (EnvVar("NGINX_PORT", "80"), EnvVar("POD_IP", field_path="status.podIP")), probe_ports=(80,),
+        # Probes with the API server's defaults; the named port resolved against the container's.
+        readiness_probe=Probe("httpGet", port=80, path="/", initial_delay=2),
+        liveness_probe=Probe("tcpSocket", port=80, period=10, timeout=1, success_threshold=1, failure_threshold=3),
+        startup_probe=Probe("exec", command=("cat", "/tmp/ready"))),)
     # The raw template keeps everything as written, ignored fields included, for the hash.
     assert deploy.template_raw["spec"]["containers"][0]["resources"]["limits"] == {"memory": "128Mi"}
     assert deploy.template_raw["metadata"]["creationTimestamp"] is None
