@@ -439,7 +439,8 @@ class RunHttp:
     with the lab's self-signed certificate), as an nginx serving 443 would; the others are plain.
     `redis_ports`: those of `ports` where a redis image listens, which speak Redis's protocol
     (servers.redis) instead; `replica_of`: (host, port) of the master when that redis is a
-    replica."""
+    replica. `proxy_to`: the upstream (`http://hello`) every HTTP request is passed to, as an
+    nginx image configured with `proxy_pass` does (servers.proxy), instead of being answered."""
 
     ports: tuple[int, ...]
     udp_ports: tuple[int, ...] = ()
@@ -447,6 +448,7 @@ class RunHttp:
     tls_ports: tuple[int, ...] = ()
     redis_ports: tuple[int, ...] = ()
     replica_of: tuple[str, int] | None = None
+    proxy_to: str | None = None
 
 
 @dataclass(frozen=True)

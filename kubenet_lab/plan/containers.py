@@ -164,11 +164,12 @@ def emulated(container: Container, image: KnownImage | None, extra: Iterable[Por
     udp = tuple(p for p, proto in ports if proto == "UDP")
     if not (tcp or udp):
         return RunNothing()
-    text = flags.get("text", "") + "\n" if image and image.serves == "echo" else None
+    text = flags.get("text", "") + "\n" if image and image.serves == "echo" else image.text if image else None
     resp = (redis[0],) if redis is not None else ()
     return RunHttp(ports=tcp, udp_ports=udp, text=text,
                    tls_ports=tuple(p for p in tls_ports(container, tcp, https) if p not in resp),
-                   redis_ports=resp, replica_of=redis[1] if redis is not None else None)
+                   redis_ports=resp, replica_of=redis[1] if redis is not None else None,
+                   proxy_to=image.proxy_to if image else None)
 
 
 def redis_role(image: KnownImage, args: list[str]) -> tuple[int, tuple[str, int] | None]:
@@ -301,7 +302,8 @@ def serving(run: RunSpec) -> str:
     if isinstance(run, RunHttp):
         ports = [f"{'HTTPS' if p in run.tls_ports else 'Redis' if p in run.redis_ports else 'TCP'} {p}"
                  for p in run.ports] + [f"UDP {p}" for p in run.udp_ports]
-        return f"the built-in HTTP server on {', '.join(ports)}"
+        proxy = f" (a proxy to {run.proxy_to})" if run.proxy_to else ""
+        return f"the built-in HTTP server{proxy} on {', '.join(ports)}"
     return "nothing (no port of its pod is known: declare its containerPort)"
 
 

@@ -10,6 +10,11 @@ Every entry is something the image really does, from its Dockerfile or documenta
 - `serves`: what the emulated server answers: "http" (the built-in HTTP server: the pod's name),
   "hostname" (serve_hostname: the hostname and nothing else), "echo" (http-echo: its -text),
   "redis" (servers.redis on the image's own port: PING, GET/SET, INFO replication, ...);
+- `text`: what every path of an "http" image answers instead of the pod's name, when its
+  program answers the same everywhere (hello-go-gke's `{"message":"Hello"}`, as the "Connect a
+  Frontend to a Backend" page shows it);
+- `proxy_to`: the upstream an nginx image's own configuration passes every request to
+  (hello-frontend's `proxy_pass http://hello`), resolved as the pod resolves names;
 - `replica_of`: (host, port) a redis image replicates from by itself (the guestbooks' follower
   images run `redis-server --replicaof redis-leader 6379`); a plain redis image is a replica when
   its args say `--replicaof HOST PORT` (or `--slaveof`).
@@ -28,6 +33,8 @@ class KnownImage:
     entrypoint: tuple[str, ...] | None = None  # None: unknown; (): none, args are the command
     serves: str = "http"
     replica_of: tuple[str, int] | None = None
+    text: str | None = None
+    proxy_to: str | None = None
 
 
 KNOWN_IMAGES = (
@@ -48,6 +55,10 @@ KNOWN_IMAGES = (
                ((8080, TCP),)),
     KnownImage(("gcr.io/google-samples/kubernetes-bootcamp",), ((8080, TCP),), ()),
     KnownImage(("gcr.io/google-samples/node-hello",), ((8080, TCP),)),
+    # "Connect a Frontend to a Backend Using Services": the backend's greeting, and the frontend,
+    # an nginx whose configuration passes / to the backend's Service `hello`
+    KnownImage(("gcr.io/google-samples/hello-go-gke",), ((80, TCP),), text='{"message":"Hello"}'),
+    KnownImage(("gcr.io/google-samples/hello-frontend",), ((80, TCP),), proxy_to="http://hello"),
     # kind's LoadBalancer example and many ingress tutorials
     KnownImage(("hashicorp/http-echo",), ((5678, TCP),), ("/http-echo",), "echo"),
     KnownImage(("stefanprodan/podinfo", "ghcr.io/stefanprodan/podinfo"), ((9898, TCP),), ()),

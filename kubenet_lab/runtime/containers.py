@@ -28,7 +28,7 @@ from ..model.objects import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec
 from ..plan import podstatus
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
 from ..plan.podfiles import pod_files, pod_hostname
-from ..servers import agnhost, redis, tls
+from ..servers import agnhost, proxy, redis, tls
 from ..servers.base import Served, ServerContext
 from ..servers.dns import ClusterDNS, serve_dns
 from ..servers.http import start_default_http
@@ -382,10 +382,13 @@ class ServerRunner(Runner):
         resp = [s for s in tcp if s.getsockname()[1] in run.redis_ports]  # a redis image's own port
 
         async def serve() -> Served:
-            served = await start_default_http(ctx, [s for s in tcp if s not in resp], udp, run.text, context,
+            http = [s for s in tcp if s not in resp]
+            served = await start_default_http(ctx, [] if run.proxy_to else http, udp, run.text, context,
                                               run.tls_ports)
             try:
                 await redis.start_redis(ctx, resp, served, run.replica_of)
+                if run.proxy_to:  # an nginx that proxies to its upstream
+                    await proxy.start_proxy(ctx, http, served, run.proxy_to, context, run.tls_ports)
             except BaseException:
                 served.close()
                 raise

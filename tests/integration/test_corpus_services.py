@@ -200,8 +200,6 @@ def test_the_frontend_load_balancer_answers_from_outside(lab):
         == ["200", "200"]
 
 
-@pytest.mark.xfail(strict=True, reason="hello-frontend is emulated by the built-in server (answers its pod name); "
-                   "the real image's nginx proxies / to http://hello, so the backend's greeting comes back")
 def test_through_the_load_balancer_the_backend_greets(lab):
     """The page: `curl http://${EXTERNAL_IP}` prints {"message":"Hello"}, the backend's answer."""
     lb = lab.svc["frontend"]["status"]["loadBalancer"]["ingress"][0]["ip"]
