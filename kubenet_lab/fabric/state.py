@@ -65,7 +65,7 @@ def plan_path(lab: str) -> str:
 
 
 def save_plan(plan: Plan) -> None:
-    write_atomic(plan_path(plan.lab), json.dumps(plan_to_data(plan), indent=1))
+    write_atomic(plan_path(plan.lab), json.dumps(plan_to_data(plan), separators=(",", ":")))
 
 
 def save_objects(lab: str, objects: list[Stored], proxy_mode: str | None) -> None:
