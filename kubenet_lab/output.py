@@ -231,9 +231,8 @@ def _container_status(c, s: dict, terminal: bool = False) -> dict:
         detail = {"reason": s.get("reason", "ContainerCreating")}
         if s.get("message"):
             detail["message"] = s["message"]
-    running = st == "running"
-    out = {"name": c.name, "image": c.image, "ready": running and not terminal,
-           "restartCount": int(s.get("restarts", 0)), "started": running, "state": {st: detail}}
+    out = {"name": c.name, "image": c.image, "ready": podstatus.is_ready(s) and not terminal,
+           "restartCount": int(s.get("restarts", 0)), "started": podstatus.is_started(s), "state": {st: detail}}
     last = podstatus.last_termination(s)
     if last is not None:
         code, finished = last

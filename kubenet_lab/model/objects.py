@@ -418,6 +418,7 @@ class RunNetexec:
 
     http_port: int = 8080
     udp_port: int = 8081
+    delay_shutdown: int = 0  # seconds it keeps serving after SIGTERM (/readyz 503 meanwhile)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ def agnhost_run(argv: list[str], container: Container) -> RunSpec:
         return RunNothing()
     sub, flags = words[0], parse_flags(words[1:])
     if sub == "netexec":
-        return RunNetexec(http_port=_int(flags.get("http-port"), 8080), udp_port=_int(flags.get("udp-port"), 8081))
+        return RunNetexec(http_port=_int(flags.get("http-port"), 8080), udp_port=_int(flags.get("udp-port"), 8081),
+                          delay_shutdown=max(_int(flags.get("delay-shutdown"), 0), 0))
     if sub == "serve-hostname":
         tcp, udp = _bool(flags.get("tcp"), False), _bool(flags.get("udp"), False)
         return RunServeHostname(port=_int(flags.get("port"), 9376), http=_bool(flags.get("http"), not (tcp or udp)),

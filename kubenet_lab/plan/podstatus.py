@@ -6,7 +6,9 @@ are the supervisor's (runtime.containers), one dict per container:
 
     {"state": "waiting" | "running" | "terminated", "reason": ..., "message": ...,
      "restarts": n, "exitCode": its latest exit code, "finishedAt": when (ISO),
-     "lastExitCode", "lastFinishedAt": for a terminated container, the exit before its own}
+     "lastExitCode", "lastFinishedAt": for a terminated container, the exit before its own,
+     "started", "ready": what its probes make of a running container (plan.probes); absent:
+     running is started and ready, as without probes}
 
 A container not started yet is waiting with reason ContainerCreating (PodInitializing in a pod
 with init containers, as kubelet writes it).
@@ -46,6 +48,16 @@ def _state(s: State) -> str:
     return str(s.get("state") or "waiting")
 
 
+def is_started(s: State) -> bool:
+    """Running and past its startup probe (kubelet's `started`)."""
+    return _state(s) == "running" and s.get("started", True) is not False
+
+
+def is_ready(s: State) -> bool:
+    """Running, started and passing its readiness probe (kubelet's `ready`)."""
+    return is_started(s) and s.get("ready", True) is not False
+
+
 def _exit(s: State) -> int | None:
     code = s.get("exitCode")
     return code if isinstance(code, int) else None
@@ -75,7 +87,7 @@ def initialized_from(init: Sequence[tuple[State, bool]], containers: Sequence[St
         return True
     for s, sidecar in init:
         if sidecar:
-            if _state(s) != "running" and not has_ended(s):
+            if not is_started(s) and not has_ended(s):
                 return False
         elif not (_state(s) == "terminated" and _exit(s) == 0):
             return False
@@ -108,7 +120,7 @@ def phase(restart_policy: str, init: Sequence[tuple[State, bool]], containers: S
                 failed_init += last is None or last[0] != 0
             else:
                 pending_init += 1
-        elif st == "running":  # started: no startup probe to wait for
+        elif st == "running":
             running += 1
         elif st == "waiting" and not has_ended(s):
             pending_sidecars += 1
@@ -149,8 +161,8 @@ def pod_status(containers: Sequence[State], init: Sequence[tuple[State, bool]] =
         initialized = initialized_from(init, containers)
     terminal = is_terminal(restart_policy, init, containers)
     the_phase = phase(restart_policy, init, containers, initialized, terminal)
-    ready = (the_phase not in TERMINAL_PHASES and initialized and all(_state(s) == "running" for s in containers)
-             and all(_state(s) == "running" for s, sidecar in init if sidecar))
+    ready = (the_phase not in TERMINAL_PHASES and initialized and all(is_ready(s) for s in containers)
+             and all(is_ready(s) for s, sidecar in init if sidecar))
     ready_count, status, restarts, last = _columns(the_phase, init, containers, initialized, ready)
     return PodStatus(phase=the_phase, initialized=initialized, ready=ready, ready_count=ready_count,
                      total=len(containers) + sum(1 for _, sidecar in init if sidecar), status=status,
@@ -178,8 +190,8 @@ def _columns(the_phase: str, init: Sequence[tuple[State, bool]], containers: Seq
         st = _state(s)
         if st == "terminated" and _exit(s) == 0:
             continue
-        if sidecar and st == "running":  # started (and ready: no probes)
-            ready_count += 1
+        if sidecar and is_started(s):  # started: the next init container may start
+            ready_count += is_ready(s)
             continue
         initializing = True
         if st == "terminated":
@@ -201,7 +213,7 @@ def _columns(the_phase: str, init: Sequence[tuple[State, bool]], containers: Seq
                 reason = str(s["reason"])
             elif st == "terminated":
                 reason = terminated_reason(s)
-            elif st == "running":  # running is ready: no readiness probes
+            elif is_ready(s):  # kubectl counts the running containers that are ready
                 running_ready = True
                 ready_count += 1
         if reason == "Completed" and running_ready:

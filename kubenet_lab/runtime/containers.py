@@ -23,9 +23,11 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from ..model.objects import (Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
+from ..model.objects import (Event, Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
 from ..plan import podstatus
+from ..plan import probes as plan_probes
+from ..plan.probes import ContainerProbes
 from ..plan.containers import CONTAINER_PATH, process_argv, process_environment
 from ..plan.podfiles import pod_files, pod_hostname
 from ..servers import agnhost, proxy, redis, tls
@@ -33,7 +35,8 @@ from ..servers.base import Served, ServerContext
 from ..servers.dns import ClusterDNS, serve_dns
 from ..servers.http import start_default_http
 from ..servers.resolve import PodResolver
-from ..fabric import state
+from .probes import run_probe
+from ..fabric import events, state
 from ..kernel.nsenter import die_with_parent, enter_pod, in_netns
 
 log = logging.getLogger("kubenet-lab.supervisor")
@@ -358,7 +361,7 @@ class ServerRunner(Runner):
             socks = self.env.listeners(specs)
             tcp = next((s for s in socks if s.type == socket.SOCK_STREAM), None)
             udp = next((s for s in socks if s.type == socket.SOCK_DGRAM), None)
-            return await _closing_on_error(socks, agnhost.start_netexec(ctx, tcp, udp))
+            return await _closing_on_error(socks, agnhost.start_netexec(ctx, tcp, udp, run.delay_shutdown))
         if isinstance(run, RunServeHostname):
             if run.http and (run.tcp or run.udp):
                 raise StartError("Error", agnhost.SERVE_HOSTNAME_CONFLICT)
@@ -399,6 +402,12 @@ class ServerRunner(Runner):
         return await self._ended
 
     async def stop(self, grace: float) -> None:
+        """SIGTERM: a server that keeps serving a while then (agnhost --delay-shutdown) does,
+        within `grace`; then it is gone."""
+        if self.served is not None and self.served.terminate is not None and grace > 0:
+            linger = self.served.terminate()
+            if linger > 0:
+                await asyncio.sleep(min(linger, grace))
         if self.served is not None:
             self.served.close()
             self.served = None
@@ -485,6 +494,12 @@ class Container:
     """One container: start, wait for the end, and, as its restart policy says, back off and
     start again (Always: after any exit; OnFailure: after a non-zero exit; Never: not at all).
 
+    While it runs, its probes (`probes`, run one at a time by `prober`) decide whether it has
+    started and is ready (plan.probes); one that fails its liveness or startup probe is killed
+    (preStop, SIGTERM, the probe's or pod's grace period) and started again unless the restart
+    policy is Never, as kubelet does. What the kubelet would record as events (Pulled, Created,
+    Started, Unhealthy, Killing, BackOff) goes to `events` as (type, reason, message) triples.
+
     Its state reads like a kubelet's: "running"; "waiting" with a reason (ContainerCreating, or
     PodInitializing in a pod with init containers, before its first start; RunContainerError or
     Error when it cannot start; CrashLoopBackOff between an exit and the restart, exitCode
@@ -492,8 +507,21 @@ class Container:
     the supervisor stopped it."""
 
     def __init__(self, runner: Runner, on_change: Callable[[], None] | None = None, restart_policy: str = "Always",
-                 pre_stop: Callable[[float], Awaitable[None]] | None = None, waiting_reason: str = "ContainerCreating"):
+                 pre_stop: Callable[[float], Awaitable[None]] | None = None, waiting_reason: str = "ContainerCreating",
+                 probes: ContainerProbes | None = None,
+                 prober: Callable[[str], Awaitable[tuple[str, str]]] | None = None,
+                 events: Callable[[list[tuple[str, str, str]]], None] | None = None,
+                 name: str = "", image: str = "", pod_ref: str = "", kill_grace: Callable[[str], float] | None = None):
         self.runner = runner
+        self.probes = probes if probes is not None and probes.any else None
+        self.prober = prober
+        self.events = events
+        self.name, self.image = name, image
+        self.pod_ref = pod_ref  # the pod as kubelet names it in messages: name_namespace(uid)
+        self.kill_grace = kill_grace or (lambda kind: MIN_GRACE)
+        self._probe_task: asyncio.Task | None = None
+        self._kill_task: asyncio.Task | None = None
+        self._killed = False  # stopped for failing a probe: restarted whatever its exit code
         self.on_change = on_change  # told whenever its state changes (its pod's readiness may follow)
         self.restart_policy = restart_policy
         self.pre_stop = pre_stop  # runs the preStop hook within the seconds it is given
@@ -525,7 +553,92 @@ class Container:
         self.exit_code, self.finished_at = code, utc_now()
 
     def _restarts(self, code: int) -> bool:
+        if self._killed:  # kubelet restarts a container it killed for a probe, unless Never
+            return self.restart_policy != "Never"
         return self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
+
+    def _say(self, *events: tuple[str, str, str]) -> None:
+        if self.events is not None:
+            try:
+                self.events(list(events))
+            except Exception:  # events are told, never in the way of the container
+                log.exception("cannot record events")
+
+    @property
+    def started(self) -> bool:
+        """kubelet's `started`: running, past its startup probe if it has one."""
+        return self.state == "running" and (self.probes is None or self.probes.started)
+
+    @property
+    def ready(self) -> bool:
+        """kubelet's `ready`: started, and passing its readiness probe if it has one."""
+        return self.state == "running" and (self.probes is None or self.probes.ready)
+
+    def _notify(self) -> None:
+        """Something of its status changed without its state (started, ready)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self.on_change is not None:
+            self.on_change()
+
+    def _start_probes(self) -> None:
+        if self.probes is None or self.prober is None:
+            return
+        self.probes.start(asyncio.get_running_loop().time())
+        self._probe_task = asyncio.create_task(self._probe_loop())
+
+    async def _stop_probes(self) -> None:
+        if self.probes is not None:
+            self.probes.stop()
+        task, self._probe_task = self._probe_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _probe_loop(self) -> None:
+        """Run the probes as they come due, one at a time, until the container stops or fails
+        its liveness or startup probe (then it is killed, by a task of its own)."""
+        loop = asyncio.get_running_loop()
+        probes = self.probes
+        while True:
+            for kind in probes.due(loop.time()):
+                try:
+                    result, output = await self.prober(kind)
+                except Exception as e:  # a bug, or the pod's namespace gone: an error, thrown away
+                    log.exception("probe failed to run")
+                    result, output = plan_probes.ERROR, f"{type(e).__name__}: {e}"
+                if result != plan_probes.SUCCESS:
+                    self._say(("Warning", "Unhealthy", plan_probes.unhealthy_message(kind, result, output)))
+                outcome = probes.record(kind, result)
+                if outcome.changed:
+                    self._notify()
+                if outcome.kill is not None:
+                    self._kill_task = asyncio.create_task(self._kill_failed(outcome.kill))
+                    return
+            when = probes.next_time()
+            if when is None:
+                return
+            await asyncio.sleep(max(when - loop.time(), 0.0))
+
+    async def _kill_failed(self, kind: str) -> None:
+        """As kubelet kills a container that failed its liveness or startup probe: Killing, its
+        preStop hook, SIGTERM, SIGKILL after the probe's (or the pod's) grace period. The
+        restart loop sees it end and restarts it (unless the restart policy is Never)."""
+        self._killed = True
+        self._say(("Normal", "Killing", plan_probes.killing_message(self.name, kind, self.restart_policy != "Never")))
+        grace = self.kill_grace(kind)
+        if self.pre_stop is not None and grace > 0:
+            began = time.monotonic()
+            await self.pre_stop(grace)
+            grace -= time.monotonic() - began
+        await self.runner.stop(max(grace, MIN_GRACE))
+
+    def _started_events(self) -> None:
+        started = [("Normal", "Created", f"Created container {self.name}"),
+                   ("Normal", "Started", f"Started container {self.name}")]
+        if self.image:
+            started.insert(0, ("Normal", "Pulled", f'Container image "{self.image}" already present on machine'))
+        self._say(*started)
 
     async def _run(self) -> None:
         delay = BACKOFF_START
@@ -548,9 +661,16 @@ class Container:
                     self._set("waiting", failure.reason, failure.message)
                 else:
                     self.started_at = utc_now()
+                    self._killed = False
+                    self._started_events()
+                    self._start_probes()
                     self._set("running")
                     self._first.set()
                     code = await self.runner.wait()
+                    await self._stop_probes()
+                    if self._kill_task is not None:  # killed for a failed probe: let that finish
+                        await asyncio.shield(self._kill_task)
+                        self._kill_task = None
                     await self.runner.stop(0)
                     self._ended(code)
                     if not self._restarts(code):
@@ -561,6 +681,9 @@ class Container:
                     if time.monotonic() - began > BACKOFF_RESET:
                         delay = BACKOFF_START
                 self._first.set()
+                if self.restarts:  # kubelet's first restart is at once; later ones wait: BackOff
+                    self._say(("Warning", "BackOff",
+                               f"Back-off restarting failed container {self.name} in pod {self.pod_ref}"))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 self.restarts += 1
@@ -581,6 +704,10 @@ class Container:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._stop_probes()
+        if self._kill_task is not None:  # stopping it already, for a failed probe
+            await asyncio.gather(self._kill_task, return_exceptions=True)
+            self._kill_task = None
         if running and self.pre_stop is not None and grace > 0:
             began = time.monotonic()
             await self.pre_stop(grace)
@@ -594,7 +721,8 @@ class Container:
 
     def status(self) -> dict:
         out = {"state": self.state, "pid": self.runner.pid if self.state == "running" else None,
-               "exitCode": self.exit_code, "restarts": self.restarts, "startedAt": self.started_at}
+               "exitCode": self.exit_code, "restarts": self.restarts, "startedAt": self.started_at,
+               "started": self.started, "ready": self.ready}
         if self.reason:
             out["reason"] = self.reason
         if self.message:
@@ -745,7 +873,7 @@ class PodWorker:
 
     @staticmethod
     def _key(c: PlannedContainer) -> tuple:
-        return (c.name, c.run, c.pre_stop)
+        return (c.name, c.run, c.pre_stop, c.readiness_probe, c.liveness_probe, c.startup_probe)
 
     def _container(self, c: PlannedContainer, init: bool = False) -> Container:
         policy = self.pod.restart_policy
@@ -755,7 +883,38 @@ class PodWorker:
         say = runner.log if isinstance(getattr(runner, "log", None), (LogFile, LogBuffer)) else log.info
         hook = functools.partial(run_pre_stop, self.lab, self.pod, c, self.plan, say) if c.pre_stop else None
         waiting = "PodInitializing" if self.pod.init_containers else "ContainerCreating"
-        return Container(runner, self._changed, policy, hook, waiting)
+        real = isinstance(c.run, RunExec)
+        wanted = {plan_probes.READINESS: c.readiness_probe, plan_probes.LIVENESS: c.liveness_probe,
+                  plan_probes.STARTUP: c.startup_probe}
+        probes = {kind: plan_probes.runnable(p, real) for kind, p in wanted.items()}
+        for kind, p in wanted.items():
+            if p is not None and probes[kind] is None:
+                say(f"kubenet-lab: {kind.lower()} probe not run: " + (
+                    "gRPC probes are not run here" if p.handler == "grpc" else
+                    f"container {c.name} is emulated (the programs of image {c.image or '(none)'} are not on "
+                    "this machine)"))
+        prober = None
+        if any(probes.values()):
+            env = PodEnv(self.lab, self.pod, self.plan())
+
+            async def prober(kind: str) -> tuple[str, str]:
+                return await run_probe(probes[kind], env.socket, str(self.pod.ip),
+                                       lambda: process_environment(self.plan(), self.pod, c, env.hostname),
+                                       env.preexec)
+
+        def kill_grace(kind: str) -> float:
+            p = probes.get(kind)
+            return float(p.grace if p is not None and p.grace is not None else self.pod.termination_grace_period)
+        return Container(runner, self._changed, policy, hook, waiting,
+                         probes=ContainerProbes(probes[plan_probes.READINESS], probes[plan_probes.LIVENESS],
+                                                probes[plan_probes.STARTUP]),
+                         prober=prober, events=self._events, name=c.name, image=c.image,
+                         pod_ref=f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})", kill_grace=kill_grace)
+
+    def _events(self, said: list[tuple[str, str, str]]) -> None:
+        """The kubelet's events about this pod, into the lab's events."""
+        events.record(self.lab, [Event(self.pod.namespace, "Pod", self.pod.name, reason, message, type_,
+                                       source="kubelet", host=self.pod.node) for type_, reason, message in said])
 
     def _changed(self) -> None:
         self._wake.set()
@@ -805,7 +964,8 @@ class PodWorker:
                 await self._created.wait()
             for spec, c in self.init:
                 await c.start()
-                done = (lambda x: x.state == "running") if spec.sidecar else (lambda x: x.state == "terminated")
+                # A sidecar is done once started (past its startup probe, if it has one).
+                done = (lambda x: x.started) if spec.sidecar else (lambda x: x.state == "terminated")
                 if not done(c):
                     self._settled.set()  # `up` does not wait for an init container to finish
                 await c.until(done)

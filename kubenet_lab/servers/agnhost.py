@@ -57,12 +57,14 @@ def parse_duration(s: str) -> float:
 class Netexec:
     """The HTTP handlers and UDP commands of `agnhost netexec`."""
 
-    def __init__(self, ctx: ServerContext, udp_ready: bool):
+    def __init__(self, ctx: ServerContext, udp_ready: bool, delay_shutdown: int = 0):
         self.ctx = ctx
         self.udp_ready = udp_ready  # /healthz is 200 only while the UDP server runs, as in agnhost
+        self.delay_shutdown = delay_shutdown
+        self.terminating = False  # SIGTERM received: /readyz says 503 while it keeps serving
         self.routes = {
             "/clientip": self.clientip, "/dial": self.dial, "/echo": self.echo, "/exit": self.exit,
-            "/healthz": self.healthz, "/hostname": self.hostname, "/hostName": self.hostname,
+            "/healthz": self.healthz, "/readyz": self.readyz, "/hostname": self.hostname, "/hostName": self.hostname,
             "/redirect": self.redirect, "/shell": self.shell, "/shutdown": self.shutdown,
             "/upload": self.upload,
         }
@@ -87,6 +89,21 @@ class Netexec:
     def healthz(self, req: Request) -> Response:
         self.ctx.golog("GET /healthz")
         return Response(200 if self.udp_ready else 412)
+
+    def readyz(self, req: Request) -> Response:
+        """503 once SIGTERM came (so a readiness probe takes the pod out while it still serves
+        for --delay-shutdown seconds), else as /healthz, with a body."""
+        self.ctx.golog("GET /readyz")
+        if self.terminating:
+            return text("shutting down", 503)
+        return text("ok") if self.udp_ready else Response(412)
+
+    def sigterm(self) -> float:
+        """SIGTERM: agnhost sleeps --delay-shutdown seconds, serving all the while, then exits 0."""
+        self.terminating = True
+        if self.delay_shutdown > 0:
+            self.ctx.golog(f"Sleeping {self.delay_shutdown} seconds before terminating...")
+        return float(self.delay_shutdown)
 
     def echo(self, req: Request) -> Response:
         msg, code = req.value("msg"), req.value("code")
@@ -326,10 +343,11 @@ def _status_text(code: int) -> str:
 
 
 async def start_netexec(ctx: ServerContext, http_sock: socket.socket | None,
-                        udp_sock: socket.socket | None) -> Served:
+                        udp_sock: socket.socket | None, delay_shutdown: int = 0) -> Served:
     """Serve netexec on the given sockets (None: that server is disabled with -1)."""
-    app = Netexec(ctx, udp_ready=udp_sock is not None)
+    app = Netexec(ctx, udp_ready=udp_sock is not None, delay_shutdown=delay_shutdown)
     served = Served()
+    served.terminate = app.sigterm
     try:
         if udp_sock is not None:
             await serve_udp(udp_sock, app.udp, served)

@@ -58,6 +58,8 @@ class Served:
         self.servers: list[asyncio.AbstractServer] = []
         self.transports: list[asyncio.BaseTransport] = []
         self.tasks: set[asyncio.Task] = set()
+        # What the program does on SIGTERM before it exits: the seconds it keeps serving.
+        self.terminate: Callable[[], float] | None = None
 
     def track(self, task: asyncio.Task) -> None:
         self.tasks.add(task)

@@ -5,7 +5,8 @@ Content-Length or chunked bodies, `Expect: 100-continue`, keep-alive. One corout
 connection and none per idle listener, so hundreds of pods cost little memory.
 
 The default server stands in for images we do not run (nginx and the like): `/` answers 200 with
-the pod's name and a newline, `/hostname` the name, `/clientip` the caller's `ip:port`; on the
+the pod's name and a newline, `/hostname` the name, `/clientip` the caller's `ip:port`, and a
+kubelet probe (User-Agent kube-probe/...) 200 at any path, as the real program's health path would; on the
 ports it is told are HTTPS, the same over TLS. An HTTPS port tells TLS from plain HTTP by the
 first byte its client sends, as nginx does, and answers a plain request there as nginx does: 400
 with nginx's "The plain HTTP request was sent to HTTPS port" page, then closes.
@@ -384,6 +385,10 @@ class DefaultHttp:
         elif path == "/clientip":
             resp = text(req.remote_addr)
         elif path == "/healthz":
+            resp = text("ok")
+        elif req.headers.get("user-agent", "").startswith("kube-probe/"):
+            # A kubelet probe of the program this stands in for: its health path (/ready,
+            # /actuator/health, ...) is the real program's; it passes as it would there.
             resp = text("ok")
         else:
             resp = text("404 page not found\n", 404)

@@ -306,6 +306,7 @@ def test_load_balancer_ips_come_from_the_pool():
 @pytest.mark.parametrize("container, run", [
     (Container("c", AGNHOST, args=("netexec", "--http-port=8080", "--udp-port=-1")), RunNetexec(8080, -1)),
     (Container("c", AGNHOST, command=("/agnhost",), args=("netexec",)), RunNetexec(8080, 8081)),
+    (Container("c", AGNHOST, args=("netexec", "--delay-shutdown=5")), RunNetexec(8080, 8081, delay_shutdown=5)),
     (Container("c", AGNHOST, args=("serve-hostname",)), RunServeHostname(9376, True, False, False)),
     (Container("c", AGNHOST, args=("serve-hostname", "--udp", "--http=false", "--port", "53")),
      RunServeHostname(53, False, False, True)),

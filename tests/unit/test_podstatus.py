@@ -96,3 +96,20 @@ def test_restarts_say_how_long_ago_as_kubectl_does():
     assert restarts_column(pod_status([RUNNING]), now) == "0"
     never_ran = {"state": "waiting", "reason": "RunContainerError", "restarts": 3}
     assert restarts_column(pod_status([never_ran]), now) == "3"
+
+
+def test_probes_decide_ready_as_kubectl_counts_it():
+    """A running container its readiness probe fails is not ready: READY 0/1, STATUS Running, and
+    the pod not Ready (no endpoint); one not past its startup probe is neither started nor ready."""
+    unready = {**RUNNING, "started": True, "ready": False}
+    st = pod_status([unready])
+    assert columns(st) == ("Running", "0/1", "Running", "0") and not st.ready
+    st = pod_status([{**RUNNING, "started": True, "ready": True}, unready])
+    assert columns(st) == ("Running", "1/2", "Running", "0") and not st.ready
+    # a sidecar waiting for its startup probe: the next init container does not start yet
+    starting = {**RUNNING, "started": False, "ready": False}
+    st = pod_status([INITIALIZING], [(starting, True), (CREATING, False)], initialized=False)
+    assert (st.status, st.initialized) == ("Init:0/2", False)
+    # started and running, its readiness probe failing: the next one goes on, READY does not count it
+    st = pod_status([RUNNING], [(unready, True)], initialized=True)
+    assert columns(st) == ("Running", "1/2", "Running", "0") and not st.ready

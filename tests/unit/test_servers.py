@@ -118,6 +118,32 @@ def test_netexec_http_endpoints():
     run(main())
 
 
+def test_netexec_readyz_and_delay_shutdown():
+    """agnhost netexec: /readyz is "ok" until SIGTERM, 503 "shutting down" after it, while
+    --delay-shutdown keeps it serving; /healthz stays 200 (e2e tests probe both)."""
+    async def main():
+        pod = Pod("web-0")
+        pod.served = await start_netexec(pod.ctx, pod.tcp, pod.udp, delay_shutdown=3)
+        assert (await get(pod.http_port, "/readyz"))[:2] == (200, b"ok")
+        assert pod.served.terminate() == 3.0
+        assert pod.lines[-1].endswith("Sleeping 3 seconds before terminating...")
+        assert (await get(pod.http_port, "/readyz"))[:2] == (503, b"shutting down")
+        assert (await get(pod.http_port, "/healthz"))[:2] == (200, b"")
+        pod.served.close()
+    run(main())
+
+
+def test_the_default_server_passes_kubelets_probes_at_any_path():
+    async def main():
+        pod = Pod("web-0")
+        pod.served = await start_default_http(pod.ctx, [pod.tcp], [])
+        assert (await get(pod.http_port, "/actuator/health"))[0] == 404
+        probe = {"User-Agent": "kube-probe/1.31"}
+        assert (await get(pod.http_port, "/actuator/health", headers=probe))[:2] == (200, b"ok")
+        pod.served.close()
+    run(main())
+
+
 def test_netexec_healthz_without_udp_is_412():
     async def main():
         pod = await netexec(udp=False)
