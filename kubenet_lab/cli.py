@@ -1,6 +1,7 @@
 """The `kubenet-lab` command: click verbs only; the work is in app, the printing in output."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from functools import wraps
@@ -10,6 +11,7 @@ import click
 from . import __version__, output
 from .app import query
 from .errors import EnvironmentProblem, InputError, LabError
+from .fabric import state
 
 RESOURCES = {
     "nodes": "nodes", "node": "nodes", "no": "nodes",
@@ -52,9 +54,12 @@ def handle_errors(fn):
 @click.option("--lab", envvar="KUBENET_LAB", default=query.DEFAULT_LAB, show_default=True, metavar="NAME",
               help="Name of the lab; part of every namespace it creates, so several labs live side by side. "
                    "Also read from $KUBENET_LAB.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long a command waits while another holds the lab's lock before it gives up "
+                   "(default 60; also read from $KUBENET_LAB_LOCK_TIMEOUT).")
 @click.version_option(__version__, prog_name="kubenet-lab")
 @click.pass_context
-def main(ctx: click.Context, lab: str) -> None:
+def main(ctx: click.Context, lab: str, lock_timeout: float | None) -> None:
     """Real Kubernetes pod networks from ordinary manifests, built in network namespaces.
 
     \b
@@ -66,6 +71,8 @@ def main(ctx: click.Context, lab: str) -> None:
       sudo kubenet-lab down                   # remove everything the lab made
     """
     ctx.obj = {"lab": lab}
+    if lock_timeout is not None:
+        os.environ[state.LOCK_TIMEOUT_ENV] = f"{lock_timeout:g}"  # read where the lock is taken
 
 
 @main.command()

@@ -30,6 +30,7 @@ from ..proxy.lb import forwards as lb_forwards, render_lb
 from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
 from ..fabric import checks, events, netlink, outside, state
 from ..kernel import conntrack, rules
+from ..kernel.steps import step
 from ..supervisor import daemon as supervisor
 
 
@@ -107,6 +108,7 @@ def change(lab: str, decide, verb: str = "up") -> UpResult:
     checks.require_bridge_netfilter()
     started = time.monotonic()
     with state.locked(lab):
+        step("locked")
         previous = state.load_plan(lab)
         try:
             what: Change = decide(previous, held_objects(lab, previous) if previous is not None else ([], None))
@@ -121,9 +123,9 @@ def change(lab: str, decide, verb: str = "up") -> UpResult:
                         f"{p.message}" for p in plan.pending)
         result = UpResult(plan=plan, warnings=what.warnings + model.warnings + workload_warnings(model)
                           + emulation_warnings(plan) + pending)
-        _apply(plan, previous, result)
-        state.save_objects(lab, what.objects, what.proxy_mode)
+        _apply(plan, previous, result, lambda: state.save_objects(lab, what.objects, what.proxy_mode))
         events.record(lab, plan_events(previous, plan))
+        step("events-recorded")
     result.seconds = time.monotonic() - started
     return result
 
@@ -132,7 +134,9 @@ def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:
     return {p.netns: p for p in plan.pods if not p.host_network} if plan else {}
 
 
-def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
+def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lambda: None) -> None:
+    """Build `plan` over `previous`. `save_objects` keeps the lab's objects just before the plan
+    is saved: killed in between, the next change plans from the new objects and mends the lab."""
     known = planned_namespaces(previous)
     half_built = state.intended(plan.lab) - known  # left by an interrupted up
     actual = netlink.discover(plan.lab, known=known | half_built)
@@ -151,34 +155,45 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
     new_lab = not actual
     made: list[str] = []
     launcher = None
-    state.record_intent(plan.lab, (desired - set(actual)) | stale)
+    # kept with what an interrupted change meant to make, should this one be stopped too
+    state.record_intent(plan.lab, (desired - set(actual)) | stale | half_built)
+    step("intent-recorded")
     try:
         if stale:
             # Built-in servers hold sockets in those namespaces: let go of them first, or the
             # namespaces (and their veths) outlive their names.
             if previous is not None:
                 _leave_endpoints(previous, stale)
+                step("stale-left-endpoints")
             if previous is not None and supervisor.find_supervisors(plan.lab):
                 interim = dataclasses.replace(previous, pods=tuple(p for p in previous.pods if p.netns not in stale))
                 state.save_plan(interim)
                 # the supervisor stops the pods going away as kubelet does: preStop, SIGTERM, and
                 # SIGKILL after their grace period
                 supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
+                step("stale-stopped")
             # Pods made anew under their old name need their veth's name free on their node now.
             netlink.release_host_veths(plan, [desired_pods[ns] for ns in sorted(stale & set(desired_pods))])
             netlink.delete_namespaces(sorted(stale))
             result.removed = sorted(stale)
+            step("stale-deleted")
         launcher = supervisor.launch(plan.lab)  # its start-up overlaps the build below
+        if launcher is not None and previous is not None:
+            result.warnings += (f"the supervisor of lab {plan.lab} was not running: started it again, and with it "
+                                f"the containers of every pod",)
+        step("supervisor-launched")
         if nodes_changed or new_lab or any(n not in actual for n in desired if n not in desired_pods):
             made += [n for n in [plan.underlay_netns, *(x.netns for x in plan.nodes)] if n not in actual]
             netlink.ensure_base(plan)
             netlink.ensure_nodes(plan)
         made += [n for n in outside_ns if n not in actual]
         outside.ensure_outside(plan)
+        step("nodes-built")
         missing = [p for ns, p in desired_pods.items() if ns not in actual or ns in stale]
         if missing:
             made += [p.netns for p in missing]
             netlink.create_pods(plan, missing)
+            step("pods-created")
         result.created = made
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
         # The rules leave out the pods the supervisor last found not ready (a pod made anew is
@@ -191,10 +206,17 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult) -> None:
         result.rules_changed, warnings = _load_rules(plan, previous, (was_not_ready - remade) | waiting, was_not_ready,
                                                      fresh, (was_terminal - remade) | waiting, was_terminal)
         result.warnings += warnings
+        step("rules-loaded")
+        save_objects()
+        step("objects-saved")
         state.save_plan(plan)
+        step("plan-saved")
         state.clear_intent(plan.lab)
+        step("intent-cleared")
         supervisor.ensure_running(plan.lab, launcher=launcher)
+        step("supervisor-running")
         reply = supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
+        step("supervisor-reloaded")
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
     except BaseException:

@@ -13,6 +13,8 @@ import fcntl
 import json
 import os
 import shutil
+import sys
+import time
 from typing import Iterator
 
 from ..errors import LabError
@@ -152,11 +154,57 @@ def save_not_ready(lab: str, pods: frozenset[str], ended: frozenset[str] = froze
                  json.dumps({"notReady": sorted(pods), "terminal": sorted(ended)}))
 
 
+# How long a command waits for another one's hold of the lab's lock before it gives up (seconds;
+# `kubenet-lab --lock-timeout`).
+LOCK_TIMEOUT_ENV = "KUBENET_LAB_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+def lock_timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT)))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+def _holder(fd: int) -> str:
+    """' (pid N)' of the command that holds the lock, as it wrote it, or ''."""
+    try:
+        pid = int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return ""
+    return f" (pid {pid})"
+
+
+def _flock(lab: str, fd: int, deadline: float, waited: list[bool]) -> None:
+    """Take the lock on `fd`; when another command holds it, say so once on stderr and wait
+    until `deadline`, then fail."""
+    delay = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if not waited[0]:
+            waited[0] = True
+            print(f"waiting for lab {lab}: another kubenet-lab command{_holder(fd)} holds its lock...",
+                  file=sys.stderr, flush=True)
+        if time.monotonic() >= deadline:
+            holder = _holder(fd)
+            os.close(fd)
+            raise LabError(f"gave up waiting for lab {lab}: another kubenet-lab command{holder} has held its lock "
+                           f"for {lock_timeout():g}s; try again once it is done (or wait longer: --lock-timeout)")
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
 def _lock(lab: str, create: bool) -> int | None:
     """An fd holding the lab's lock, or None (create=False) when the lab has no state. The lab
     may be removed (`down`) while we wait: a lock taken on a file that is no longer the lab's
-    lock file is let go, and taken anew (or None)."""
+    lock file is let go, and taken anew (or None). Waiting longer than lock_timeout() fails."""
     path = os.path.join(state_dir(lab), "lock")
+    deadline, waited = time.monotonic() + lock_timeout(), [False]
     while True:
         if create:
             os.makedirs(state_dir(lab), exist_ok=True)
@@ -166,9 +214,12 @@ def _lock(lab: str, create: bool) -> int | None:
             if create:
                 continue
             return None
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _flock(lab, fd, deadline, waited)
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                with contextlib.suppress(OSError):  # who holds it, for those who wait
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 return fd
         except FileNotFoundError:
             pass

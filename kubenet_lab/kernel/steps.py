@@ -1,0 +1,38 @@
+"""The named steps of a change at which the kernel and the lab's state on disk may disagree.
+
+A change (up, apply, delete, scale) passes through each in turn and calls `step(name)` there.
+The crash tests stop a command at every one of them: when the environment variable
+KUBENET_LAB_TEST_STOP_AT names the step, the process SIGKILLs itself on the spot, as a crash or
+`kill -9` would stop it. Nothing else reads the variable; unset, `step` costs one lookup.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+STOP_AT_ENV = "KUBENET_LAB_TEST_STOP_AT"
+
+# In the order a change passes them.
+STEPS = (
+    "locked",                  # the lab's lock taken, nothing read yet
+    "intent-recorded",         # the namespaces about to be made (or remade) are written down
+    "stale-left-endpoints",    # pods about to go have left every node's rules
+    "stale-stopped",           # the supervisor has stopped them (an interim plan saved)
+    "stale-deleted",           # their namespaces deleted
+    "supervisor-launched",     # a supervisor started (when none ran), not waited for
+    "nodes-built",             # underlay, nodes and the outside namespaces in place
+    "pods-created",            # the new pods' namespaces made and wired
+    "rules-loaded",            # every node's rules and the balancer's loaded
+    "objects-saved",           # the objects the lab is to hold written
+    "plan-saved",              # the plan written: the change has landed in the state
+    "intent-cleared",          # the intent journal removed
+    "supervisor-running",      # the supervisor answers
+    "supervisor-reloaded",     # it runs the plan's containers
+    "events-recorded",         # the change's events appended
+)
+
+
+def step(name: str) -> None:
+    """Mark reaching step `name` (one of STEPS): stop dead here when the tests ask for it."""
+    if os.environ.get(STOP_AT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
