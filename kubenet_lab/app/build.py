@@ -18,7 +18,7 @@ from ..errors import InputError, LabError
 from ..manifests import load_model, store
 from ..manifests.fields import Sink
 from ..manifests.load import model_of, read_docs
-from ..plan import make_plan, naming, ordering
+from ..plan import make_plan, naming, ordering, probes
 from ..plan.cluster import workload_warnings
 from ..plan.containers import emulation_warnings
 from ..plan.events import plan_events
@@ -203,7 +203,9 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         was_not_ready, was_terminal = state.not_ready(plan.lab), state.terminal(plan.lab)
         remade = {desired_pods[ns].key for ns in stale if ns in desired_pods}
         waiting = ordering.waiting_at_start(plan, previous)
-        result.rules_changed, warnings = _load_rules(plan, previous, (was_not_ready - remade) | waiting, was_not_ready,
+        probing = probes.not_ready_at_start(plan, previous)  # not ready until a probe passes
+        result.rules_changed, warnings = _load_rules(plan, previous, (was_not_ready - remade) | waiting | probing,
+                                                     was_not_ready,
                                                      fresh, (was_terminal - remade) | waiting, was_terminal)
         result.warnings += warnings
         step("rules-loaded")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model.objects import Probe
+from ..model.objects import Plan, PlannedContainer, Probe, RunExec
 
 READINESS, LIVENESS, STARTUP = "Readiness", "Liveness", "Startup"
 KINDS = (STARTUP, LIVENESS, READINESS)
@@ -32,6 +32,19 @@ def runnable(probe: Probe | None, real_process: bool) -> Probe | None:
     if probe is None or probe.handler == "grpc" or (probe.handler == "exec" and not real_process):
         return None
     return probe
+
+
+def not_ready_at_start(plan: Plan, previous: Plan | None) -> frozenset[str]:
+    """The pods of `plan` made anew (not in `previous`, or made again: another uid) with a
+    container whose readiness or startup probe the lab runs: kubelet has them not ready until
+    that probe passes, so the rules `up` loads leave them out until the supervisor says so."""
+    before = {p.key: p.uid for p in previous.pods} if previous is not None else {}
+
+    def probed(c: PlannedContainer) -> bool:
+        real = isinstance(c.run, RunExec)
+        return runnable(c.readiness_probe, real) is not None or runnable(c.startup_probe, real) is not None
+    return frozenset(p.key for p in plan.pods if before.get(p.key) != p.uid
+                     and any(probed(c) for c in (*p.containers, *p.init_containers)))
 
 
 def unhealthy_message(kind: str, result: str, output: str) -> str:

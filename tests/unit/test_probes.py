@@ -271,3 +271,24 @@ def test_exec_probe_exit_code_and_output():
     assert missing == (FAILURE, 'OCI runtime exec failed: exec failed: unable to start container process: '
                                 'exec: "no-such-program-here": executable file not found in $PATH: unknown')
     assert slow == (FAILURE, 'command "sleep 5" timed out')
+
+
+def test_pods_made_anew_with_a_readiness_or_startup_probe_start_not_ready():
+    from ipaddress import IPv4Address
+    from types import SimpleNamespace
+
+    from kubenet_lab.model.objects import PlannedContainer, PlannedPod, RunExec, RunHttp
+
+    def pod(name, uid, **probes_):
+        c = PlannedContainer("c", "img", RunExec(("sleep", "1")) if probes_.pop("real", True) else RunHttp((80,)),
+                             **probes_)
+        return PlannedPod("default", name, "node1", IPv4Address("10.244.0.2"), f"x.{name}", None, containers=(c,),
+                          uid=uid)
+    exec_probe = Probe("exec", command=("true",))
+    plan = SimpleNamespace(pods=(
+        pod("plain", "1"), pod("ready", "2", readiness_probe=exec_probe), pod("kept", "3", startup_probe=exec_probe),
+        pod("live", "4", liveness_probe=exec_probe), pod("emulated", "5", real=False, readiness_probe=exec_probe),
+        pod("http", "6", real=False, readiness_probe=Probe("httpGet", port=80))))
+    previous = SimpleNamespace(pods=(pod("kept", "3", startup_probe=exec_probe),))
+    assert probes.not_ready_at_start(plan, previous) == {"default/ready", "default/http"}
+    assert probes.not_ready_at_start(plan, None) == {"default/ready", "default/kept", "default/http"}
