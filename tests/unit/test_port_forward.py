@@ -1,5 +1,6 @@
 """`port-forward` without root: what TYPE/NAME and [LOCAL:]REMOTE mean against a plan made from
-manifests, as kubectl resolves them (pkg/cmd/portforward, client-go tools/portforward)."""
+manifests, as kubectl resolves them (pkg/cmd/portforward, client-go tools/portforward):
+plan.portforward, and app.portforward's waiting for a pod."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +10,11 @@ import textwrap
 
 import pytest
 
-from kubenet_lab.app import portforward as pf
+from kubenet_lab.app.portforward import resolve as resolve_on
 from kubenet_lab.errors import InputError, LabError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
+from kubenet_lab.plan import portforward as pf
 from kubenet_lab.plan.podstatus import PodStatus
 
 MANIFESTS = """
@@ -100,7 +102,7 @@ def everyone_running(plan, **overrides) -> dict:
 
 def resolve(plan, target, *ports, states=None, namespace="default"):
     states = everyone_running(plan) if states is None else states
-    r = pf.resolve(lambda: (plan, states), target, namespace, ports, timeout=0, sleep=lambda s: None)
+    r = resolve_on(lambda: (plan, states), target, namespace, ports, timeout=0, sleep=lambda s: None)
     return r.pod.name, [(f.local, f.remote) for f in r.forwards]
 
 
@@ -209,7 +211,7 @@ def test_a_service_selecting_no_pod_times_out_as_kubectl_does(plan):
 def test_the_pod_that_appears_while_waiting_is_taken(plan):
     snapshots = iter([(dataclasses.replace(plan, pods=()), {}), (plan, everyone_running(plan))])
     slept = []
-    r = pf.resolve(lambda: next(snapshots), "svc/web", "default", ["80"], timeout=60, sleep=slept.append)
+    r = resolve_on(lambda: next(snapshots), "svc/web", "default", ["80"], timeout=60, sleep=slept.append)
     assert r.pod.name == "web-a" and slept == [0.5]
 
 
