@@ -532,5 +532,94 @@ def port_forward(ctx: click.Context, target: str, ports: tuple[str, ...], namesp
         pass
 
 
+
+@main.group()
+def rollout() -> None:
+    """Manage the rollout of a Deployment, like kubectl rollout: status, restart, undo, history.
+
+    \b
+    Examples:
+      sudo kubenet-lab rollout status deployment/web
+      sudo kubenet-lab rollout restart deployment web
+      sudo kubenet-lab rollout undo deployment/web --to-revision=1
+      sudo kubenet-lab rollout history deployment/web
+    """
+
+
+def _rollout_target(args: tuple[str, ...]) -> tuple[str, str | None]:
+    if len(args) == 1:
+        return args[0], None
+    if len(args) == 2:
+        return args[0], args[1]
+    raise InputError("required resource not specified" if not args else "one deployment at a time")
+
+
+@rollout.command(name="status")
+@click.argument("args", nargs=-1, metavar="(deployment NAME | deployment/NAME)")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-w", "--watch", type=click.BOOL, default=True, show_default=True, is_flag=False, flag_value=True,
+              metavar="[=BOOL]", help="Wait for the rollout to finish; =false prints the state now.")
+@click.option("--timeout", default="0s", show_default=True, help="How long to wait (0s: as long as it takes).")
+@click.pass_context
+@handle_errors
+def rollout_status(ctx: click.Context, args: tuple[str, ...], namespace: str, watch: bool, timeout: str) -> None:
+    """Watch a Deployment's rollout until it is done, printing kubectl's progress lines."""
+    from .app import rollout as rollouts
+
+    seconds = _duration(timeout)
+    for line in rollouts.status(ctx.obj["lab"], *_rollout_target(args), namespace=namespace, watch=watch,
+                                timeout=seconds):
+        click.echo(line)
+
+
+def _duration(text: str) -> float:
+    """kubectl's durations: 30s, 5m, 1h, 1m30s, or a bare number of seconds."""
+    import re
+    if re.fullmatch(r"[0-9.]+", text):
+        return float(text)
+    parts = re.findall(r"([0-9.]+)(h|m|s|ms)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InputError(f'invalid argument "{text}" for "--timeout" flag: time: invalid duration "{text}"')
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+@rollout.command(name="restart")
+@click.argument("args", nargs=-1, metavar="(deployment NAME | deployment/NAME)")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.pass_context
+@handle_errors
+def rollout_restart(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
+    """Replace every pod of a Deployment, one rollout step at a time."""
+    from .app import rollout as rollouts
+
+    _report(rollouts.restart(ctx.obj["lab"], *_rollout_target(args), namespace=namespace))
+
+
+@rollout.command(name="undo")
+@click.argument("args", nargs=-1, metavar="(deployment NAME | deployment/NAME)")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--to-revision", type=int, default=0, help="The revision to go back to (0: the one before).")
+@click.pass_context
+@handle_errors
+def rollout_undo(ctx: click.Context, args: tuple[str, ...], namespace: str, to_revision: int) -> None:
+    """Roll a Deployment back to an earlier revision's template."""
+    from .app import rollout as rollouts
+
+    _report(rollouts.undo(ctx.obj["lab"], *_rollout_target(args), namespace=namespace, to_revision=to_revision))
+
+
+@rollout.command(name="history")
+@click.argument("args", nargs=-1, metavar="(deployment NAME | deployment/NAME)")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.pass_context
+@handle_errors
+def rollout_history(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
+    """List a Deployment's revisions."""
+    from .app import rollout as rollouts
+
+    click.echo(rollouts.history(ctx.obj["lab"], *_rollout_target(args), namespace=namespace), nl=False)
+
+
 if __name__ == "__main__":
     main()

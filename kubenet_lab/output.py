@@ -457,6 +457,8 @@ class WorkloadStatus:
     failed: int
     started: float | None  # the first pod's start
     finished: float | None  # the last pod's end, when every pod has ended
+    updated: int = 0  # a Deployment's pods of its current template (UP-TO-DATE)
+    updated_ready: int = 0
 
 
 def workload_pods(plan: Plan, w: PlannedWorkload) -> list[PlannedPod | PendingPod]:
@@ -465,22 +467,25 @@ def workload_pods(plan: Plan, w: PlannedWorkload) -> list[PlannedPod | PendingPo
 
 
 def workload_status(plan: Plan, w: PlannedWorkload, status: dict) -> WorkloadStatus:
-    current = ready = succeeded = failed = 0
+    current = ready = succeeded = failed = updated = updated_ready = 0
     starts, ends = [], []
     for pod in workload_pods(plan, w):
         current += 1
+        is_updated = w.current_set is not None and pod.owner == f"ReplicaSet/{w.current_set}"
+        updated += is_updated
         if isinstance(pod, PendingPod):
             continue
         states = container_states(pod, status)
         st = pod_state(pod, status)
         ready += st.ready
+        updated_ready += st.ready and is_updated
         succeeded += st.phase == "Succeeded"
         failed += st.phase == "Failed"
         starts += [_epoch(st.get("startedAt")) for st in states if st.get("startedAt")]
         ends += [_epoch(st.get("finishedAt")) for st in states if st.get("state") == "terminated"]
     done = succeeded + failed == current and current > 0
     return WorkloadStatus(current, ready, succeeded, failed, min(starts) if starts else None,
-                          max(ends) if done and ends else None)
+                          max(ends) if done and ends else None, updated, updated_ready)
 
 
 def _epoch(value) -> float | None:
@@ -522,7 +527,7 @@ def workload_rows(plan: Plan, kind: str, items: list[PlannedWorkload], status: d
     for w in items:
         st = workload_status(plan, w, status)
         if kind == "Deployment":
-            row = [w.name, f"{st.ready}/{w.replicas}", str(st.current), str(st.ready), created(w)]
+            row = [w.name, f"{st.ready}/{w.replicas}", str(st.updated), str(st.ready), created(w)]
         elif kind in ("ReplicaSet", "ReplicationController"):
             row = [w.name, str(w.replicas), str(st.current), str(st.ready), created(w)]
         elif kind == "StatefulSet":
@@ -571,8 +576,12 @@ def workload_object(plan: Plan, w: PlannedWorkload, status: dict) -> dict:
     else:
         spec["replicas"] = w.replicas
         stat = {"replicas": st.current, "readyReplicas": st.ready, "availableReplicas": st.ready}
-        if w.kind in ("Deployment", "StatefulSet"):
+        if w.kind == "Deployment":
+            stat["updatedReplicas"] = st.updated
+        elif w.kind == "StatefulSet":
             stat["updatedReplicas"] = st.current
+        if w.revision:  # a Deployment's and its ReplicaSets' revision, as the controller annotates them
+            meta.setdefault("annotations", {})["deployment.kubernetes.io/revision"] = str(w.revision)
     return {"apiVersion": WORKLOAD_API[w.kind], "kind": w.kind, "metadata": meta, "spec": spec,
             "status": {k: v for k, v in stat.items() if v is not None}}
 

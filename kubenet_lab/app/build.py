@@ -18,7 +18,7 @@ from ..errors import InputError, LabError
 from ..manifests import load_model, store
 from ..manifests.fields import Sink
 from ..manifests.load import model_of, read_docs
-from ..plan import make_plan, naming, ordering, probes
+from ..plan import make_plan, naming, ordering, probes, rollout
 from ..plan.cluster import workload_warnings
 from ..plan.containers import emulation_warnings
 from ..plan.events import plan_events
@@ -70,12 +70,14 @@ def load(paths: Sequence[str], stdin: TextIO | None, proxy_mode: str | None) -> 
 @dataclass
 class Change:
     """What a verb makes of the lab's objects: the model to build, the objects to keep, and the
-    previous plan as the planner is to see it (a deleted pod's allocation let go)."""
+    previous plan as the planner is to see it (a deleted pod's allocation let go). With
+    `if_changed`, a plan equal to the previous one is not applied at all."""
     model: Model
     objects: list[store.Stored]
     proxy_mode: str | None
     previous: Plan | None
     warnings: tuple[str, ...] = ()
+    if_changed: bool = False
 
 
 def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_mode: str | None = None) -> UpResult:
@@ -114,10 +116,13 @@ def change(lab: str, decide, verb: str = "up") -> UpResult:
             what: Change = decide(previous, held_objects(lab, previous) if previous is not None else ([], None))
             checks.require_tools(*checks.tools_for_mode(what.model.cluster.kube_proxy_mode))
             plan = make_plan(what.model, lab, what.previous, has_program=checks.has_program,
-                             node_resolv_conf=checks.node_resolv_conf(), now=time.time())
+                             node_resolv_conf=checks.node_resolv_conf(), now=time.time(),
+                             not_ready=state.not_ready(lab) | state.terminal(lab))
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
             raise
+        if what.if_changed and plan == previous:
+            return UpResult(plan=plan)
         model = what.model
         pending = tuple(f"pod {p.key} is Pending ({'FailedScheduling' if p.reason == 'Unschedulable' else p.reason}): "
                         f"{p.message}" for p in plan.pending)
@@ -128,6 +133,40 @@ def change(lab: str, decide, verb: str = "up") -> UpResult:
         step("events-recorded")
     result.seconds = time.monotonic() - started
     return result
+
+
+def rollout_step(lab: str) -> list[str] | None:
+    """One sync of the Deployment controller while a rollout is under way (the supervisor's
+    readiness sync calls it): the lab planned again from its objects, with the pods' readiness
+    now; applied when a ReplicaSet's size changed. -> the Deployments still rolling, or None."""
+    plan = state.load_plan(lab)
+    if plan is None or not rollout.rolling(plan):
+        return None
+
+    def decide(previous: Plan | None, held_mode: tuple[list[store.Stored], str | None]) -> Change:
+        held, mode = held_mode
+        sink = Sink()
+        model = with_proxy_mode(model_of([(s.data, s.at(sink)) for s in held], sink), mode)
+        return Change(dataclasses.replace(model, warnings=()), held, mode, previous, if_changed=True)
+
+    result = change(lab, decide, "rollout")
+    return [f"{w.kind.lower()}/{w.name}" for w in result.plan.workloads if w.kind == "Deployment"] \
+        if rollout.rolling(result.plan) else []
+
+
+def _finish_interrupted(lab: str, previous: Plan) -> Plan:
+    """The last change was stopped half-way (killed: its intent journal is still there): the lab
+    is first made what the objects it holds say, as that change would have left it once its
+    objects were saved (or as before it, when they were not), so that the next change, even
+    one that finds nothing to do, starts from a lab whose kernel, plan and supervisor agree."""
+    held, mode = held_objects(lab, previous)
+    sink = Sink()
+    model = with_proxy_mode(model_of([(s.data, s.at(sink)) for s in held], sink), mode)
+    plan = make_plan(model, lab, previous, has_program=checks.has_program,
+                     node_resolv_conf=checks.node_resolv_conf(), now=time.time())
+    _apply(plan, previous, UpResult(plan=plan))
+    events.record(lab, plan_events(previous, plan))
+    return plan
 
 
 def _pod_namespaces(plan: Plan | None) -> dict[str, PlannedPod]:

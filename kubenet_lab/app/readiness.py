@@ -27,10 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         not_ready = frozenset(str(k) for k in data.get("notReady", ()))
         terminal = frozenset(str(k) for k in data.get("terminal", ()))
         changed = build.sync_readiness(args.lab, not_ready | terminal, terminal)
+        stepped = build.rollout_step(args.lab) if changed is not None else None
     except (LabError, OSError, ValueError, AttributeError) as e:  # InputError is a LabError
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("lab gone: nothing to do" if changed is None else f"rules changed on: {', '.join(changed) or 'none'}")
+    print("lab gone: nothing to do" if changed is None else f"rules changed on: {', '.join(changed) or 'none'}"
+          + ("; rollout step: " + ", ".join(stepped) if stepped else ""))
     return 0
 
 

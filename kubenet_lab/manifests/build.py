@@ -194,7 +194,10 @@ class Builder:
             ordinal_start=spec.get("ordinals", {}).get("start", 0),
             pod_management=spec.get("podManagementPolicy", "OrderedReady"),
             completions=completions, parallelism=parallelism, backoff_limit=spec.get("backoffLimit", 6),
-            completion_mode=spec.get("completionMode", "NonIndexed"), labels=dict(meta.get("labels", {}))))
+            completion_mode=spec.get("completionMode", "NonIndexed"), labels=dict(meta.get("labels", {})),
+            strategy=spec.get("strategy", {}).get("type", "RollingUpdate"),
+            max_surge=spec.get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", "25%"),
+            max_unavailable=spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable", "25%")))
 
     def _add_service(self, raw: LMap, doc: Checked, at: At) -> None:
         meta, spec = doc["metadata"], doc["spec"]

@@ -7,13 +7,14 @@ and ignored, so that real bundles load; anything else is an unknown field, with 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
 from ..model.objects import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
-from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, ListOf, MapOf, Noted, Obj, OneOf, Str, Type,
-                     describe)
+from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, Invalid, ListOf, MapOf, Noted, Obj, OneOf, Str,
+                     Type, describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
                      field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, qualified_name)
 
@@ -391,8 +392,39 @@ def _check_rc_selector(spec: Checked) -> None:
 
 
 _APPS_COMMON = {"replicas": Int(0), "selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE}
-DEPLOYMENT_SPEC = Obj({**_APPS_COMMON, **_ignored("strategy", "revisionHistoryLimit", "progressDeadlineSeconds",
-                                                  "paused")},
+def _percent(text: str) -> str:
+    if not re.fullmatch(r"[0-9]+%", text):
+        raise Invalid(f"Invalid value: {text!r}: a valid percent string must be a numeric string followed by an "
+                      f"ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')")
+    return text
+
+
+def _check_strategy(strategy: Checked) -> None:
+    """As the API server validates a Deployment's strategy."""
+    kind = strategy.get("type", "RollingUpdate")
+    rolling = strategy.get("rollingUpdate")
+    if kind == "Recreate" and rolling is not None:
+        strategy.at("rollingUpdate").error("Forbidden: may not be specified when strategy `type` is 'Recreate'")
+        return
+    if rolling is None:
+        return
+
+    def zero(v: Any) -> bool:
+        return v == 0 or v == "0%"
+    if zero(rolling.get("maxSurge", "25%")) and zero(rolling.get("maxUnavailable", "25%")):
+        rolling.at("maxUnavailable").error(f"Invalid value: {rolling.get('maxUnavailable')!r}: may not be 0 when "
+                                           f"`maxSurge` is 0")
+    unavailable = rolling.get("maxUnavailable")
+    if isinstance(unavailable, str) and int(unavailable[:-1]) > 100:
+        rolling.at("maxUnavailable").error(f"Invalid value: {unavailable!r}: must not be greater than 100%")
+
+
+_INT_OR_PERCENT = Either(Int(0), Str(_percent))
+STRATEGY = Obj({"type": OneOf("RollingUpdate", "Recreate"),
+                "rollingUpdate": Obj({"maxSurge": _INT_OR_PERCENT, "maxUnavailable": _INT_OR_PERCENT})},
+               post=_check_strategy)
+DEPLOYMENT_SPEC = Obj({**_APPS_COMMON, "strategy": STRATEGY,
+                       **_ignored("revisionHistoryLimit", "progressDeadlineSeconds", "paused")},
                       required=("selector", "template"), post=_check_selector)
 REPLICASET_SPEC = Obj(_APPS_COMMON, required=("selector", "template"), post=_check_selector)
 RC_SPEC = Obj({**_APPS_COMMON, "selector": LABELS}, required=("template",), post=_check_rc_selector)

@@ -336,6 +336,10 @@ class Workload:
     backoff_limit: int = 6
     completion_mode: str = "NonIndexed"
     labels: Mapping[str, str] = field(default_factory=dict)  # the object's own metadata.labels
+    # Deployment: how a changed template replaces the pods (spec.strategy, the API's defaults).
+    strategy: str = "RollingUpdate"
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
 
     @property
     def key(self) -> str:
@@ -571,6 +575,9 @@ class PlannedWorkload:
     completions: int | None = None
     parallelism: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
+    # A Deployment's ReplicaSet: its revision; a Deployment: the name of its current ReplicaSet.
+    revision: int = 0
+    current_set: str | None = None
 
     @property
     def key(self) -> str:
@@ -678,6 +685,11 @@ class Allocations:
     # -> indices, see plan.replicas), and the next index each has never used.
     replicas: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     replica_next: Mapping[str, int] = field(default_factory=dict)
+    # Each Deployment's ReplicaSets ("ns/name"): their size now, the Deployment version whose
+    # template makes their pods, and their revision (see plan.rollout).
+    rs_sizes: Mapping[str, int] = field(default_factory=dict)
+    rs_templates: Mapping[str, Workload] = field(default_factory=dict)
+    rs_revisions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

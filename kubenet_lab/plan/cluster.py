@@ -11,7 +11,7 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
-from . import ipam, naming, replicas, scheduling
+from . import ipam, naming, replicas, rollout, scheduling
 from typing import Callable, Iterable, Mapping
 
 from .containers import Port, container_env, plan_init_containers, pod_fields, resolve_pod
@@ -190,9 +190,23 @@ def workload_warnings(model: Model) -> tuple[str, ...]:
     return tuple(out)
 
 
-def plan_workloads(model: Model, pods: Iterable[Pod | PlannedPod | PendingPod]) -> tuple[PlannedWorkload, ...]:
-    """The controllers, with a Deployment's ReplicaSet beside it (named from the pods it owns)."""
+def _replica_set(d: Workload, size: int, revision: int) -> PlannedWorkload:
+    """A Deployment's ReplicaSet for the Deployment version `d` (its template), at `size`."""
+    template_hash = naming.pod_template_hash(d.template_raw)
+    selector = LabelSelector({**d.selector.match_labels, "pod-template-hash": template_hash},
+                             d.selector.match_expressions)
+    return PlannedWorkload("ReplicaSet", d.namespace, rollout.rs_name(d), size, selector,
+                           tuple((c.name, c.image) for c in d.template.containers), owner=f"Deployment/{d.name}",
+                           labels={**d.template_labels, "pod-template-hash": template_hash}, revision=revision)
+
+
+def plan_workloads(model: Model, pods: Iterable[Pod | PlannedPod | PendingPod], sets: rollout.Sets | None = None
+                   ) -> tuple[PlannedWorkload, ...]:
+    """The controllers, with a Deployment's ReplicaSets beside it (its current one, and the old
+    ones a rollout keeps, see plan.rollout)."""
     pods = list(pods)
+    sets = sets or rollout.plan_sets([w for w in model.workloads if w.kind == "Deployment"], {}, {}, {},
+                                     lambda key: 0)
     out = []
     for w in model.workloads:
         containers = tuple((c.name, c.image) for c in w.template.containers)
@@ -201,19 +215,41 @@ def plan_workloads(model: Model, pods: Iterable[Pod | PlannedPod | PendingPod]) 
             replicas = len([p for p in pods if p.namespace == w.namespace and p.owner == f"DaemonSet/{w.name}"])
         elif w.kind == "Job":
             replicas = w.completions if w.completions is not None else 1
+        current = sets.current.get(w.key) if w.kind == "Deployment" else None
         out.append(PlannedWorkload(w.kind, w.namespace, w.name, replicas, w.selector, containers,
                                    node_selector=dict(w.template.node_selector), completions=w.completions,
-                                   parallelism=w.parallelism, labels=dict(w.labels)))
+                                   parallelism=w.parallelism, labels=dict(w.labels),
+                                   revision=sets.revisions.get(current, 0) if current else 0,
+                                   current_set=current.split("/", 1)[1] if current else None))
         if w.kind == "Deployment":
-            rs = f"{w.name}-{naming.pod_template_hash(w.template_raw)}"[: naming.MAX_LABEL]
-            selector = LabelSelector({**w.selector.match_labels,
-                                      "pod-template-hash": naming.pod_template_hash(w.template_raw)},
-                                     w.selector.match_expressions)
-            out.append(PlannedWorkload("ReplicaSet", w.namespace, rs, w.replicas, selector, containers,
-                                       owner=f"Deployment/{w.name}", labels={
-                                           **w.template_labels,
-                                           "pod-template-hash": naming.pod_template_hash(w.template_raw)}))
+            mine = sorted((k for k, d in sets.templates.items() if (d.namespace, d.name) == (w.namespace, w.name)),
+                          key=lambda k: sets.revisions.get(k, 0))
+            out += [_replica_set(sets.templates[k], sets.sizes[k], sets.revisions.get(k, 0)) for k in mine]
     return tuple(out)
+
+
+def deployment_sets(model: Model, previous: Plan | None, not_ready: frozenset[str]) -> rollout.Sets:
+    """One sync of the Deployment controller against the previous plan (see plan.rollout): a pod
+    of the previous plan is ready unless it is in `not_ready`."""
+    alloc = previous.allocations if previous else Allocations()
+    ready: dict[str, int] = {}
+    for p in previous.pods if previous else ():
+        if (p.owner or "").startswith("ReplicaSet/") and p.key not in not_ready:
+            key = f"{p.namespace}/{p.owner.split('/', 1)[1]}"
+            ready[key] = ready.get(key, 0) + 1
+    return rollout.plan_sets([w for w in model.workloads if w.kind == "Deployment"], alloc.rs_sizes,
+                             alloc.rs_templates, alloc.rs_revisions, lambda key: ready.get(key, 0))
+
+
+def with_sets(model: Model, sets: rollout.Sets) -> Model:
+    """The model whose Deployments make the pods of every ReplicaSet they have now: the current
+    template at its size, and each old version still holding pods at its own."""
+    current = {k for k in sets.current.values()}
+    workloads = [dataclasses.replace(w, replicas=sets.sizes[sets.current[w.key]]) if w.kind == "Deployment" else w
+                 for w in model.workloads]
+    workloads += [dataclasses.replace(sets.templates[k], replicas=size) for k, size in sets.sizes.items()
+                  if k not in current and size > 0]
+    return dataclasses.replace(model, workloads=tuple(workloads))
 
 
 def replica_indices(model: Model, previous: Allocations) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
@@ -449,20 +485,24 @@ def creation_times(previous: Plan | None, now: float | None, services, workloads
 
 def make_plan(model: Model, lab: str, previous: Plan | None = None,
               has_program: Callable[[str], bool] | None = None, node_resolv_conf: str = "",
-              now: float | None = None) -> Plan:
+              now: float | None = None, not_ready: frozenset[str] = frozenset()) -> Plan:
     """What the machine the lab runs on adds: `has_program`, whether it has a program a
     container's command names (None: assume so; a container whose program it lacks is emulated,
     see plan.containers); `node_resolv_conf`, its resolv.conf, which is the lab's nodes' (see
-    plan.podfiles); `now`, the time new objects are created at (their creationTimestamp)."""
+    plan.podfiles); `now`, the time new objects are created at (their creationTimestamp);
+    `not_ready`, the pods of `previous` that are not ready (a rollout waits for new ones to be)."""
     check_unchanged(model, previous)  # what a running lab may not change, before anything else
     model = with_addons(model)
     nodes = plan_nodes(model, lab)
-    indices, next_indices = replica_indices(model, previous.allocations if previous else Allocations())
-    pods, pod_ips, last_reserved, pending = plan_pods(model, lab, nodes, previous, has_program, indices)
+    sets = deployment_sets(model, previous, not_ready)
+    pod_model = with_sets(model, sets)
+    indices, next_indices = replica_indices(pod_model, previous.allocations if previous else Allocations())
+    pods, pod_ips, last_reserved, pending = plan_pods(pod_model, lab, nodes, previous, has_program, indices)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
-    workloads = plan_workloads(model, pods + pending)
+    workloads = plan_workloads(model, pods + pending, sets)
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
-                              replicas=indices, replica_next=next_indices,
+                              replicas=indices, replica_next=next_indices, rs_sizes=sets.sizes,
+                              rs_templates=sets.templates, rs_revisions=sets.revisions,
                               created=creation_times(previous, now, services, workloads, pods, pending))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})

@@ -55,6 +55,7 @@ from ..errors import LabError
 from ..model.objects import Plan, PlannedPod
 from ..plan.naming import is_lab_name
 from ..plan.ordering import may_create, without_pods
+from ..plan.rollout import rolling
 from ..plan.services import with_readiness
 from ..kernel import procs
 from ..fabric import state
@@ -113,6 +114,7 @@ class Supervisor:
         self._stopping = False
         self._view: Plan | None = None
         self._ordered = False  # some pod of the plan is created after another
+        self._rolling = False  # some Deployment of the plan is rolling out
 
     def view(self) -> Plan | None:
         """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
@@ -124,6 +126,7 @@ class Supervisor:
         not created yet is not in the view at all."""
         self.plan, self.applied = plan, applied
         self._ordered = plan is not None and any(p.created_after is not None for p in plan.pods)
+        self._rolling = plan is not None and rolling(plan)  # the readiness sync drives the rollout on
         self._view = without_pods(with_readiness(plan, *applied), self._not_created(plan)) if plan is not None \
             else None
         for worker in self.pods.values():
@@ -212,7 +215,7 @@ class Supervisor:
             self._ready_again = True
             return
         want = self.readiness()
-        if want == self.applied or self._stopping:
+        if (want == self.applied and not self._rolling) or self._stopping:
             return
         retry = False
         try:

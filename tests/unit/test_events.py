@@ -77,13 +77,25 @@ def test_scaling_down_deletes_pods_and_stops_their_containers():
     assert not said(events, "Scheduled") and not said(events, "SuccessfulCreate")
 
 
-def test_a_changed_template_makes_a_new_replica_set_scaled_up_and_the_old_one_down():
-    old = plan(deployment(2))
-    new = plan(deployment(2, image="nginx:1.27"), previous=old)
-    scaling = said(plan_events(old, new), "ScalingReplicaSet")
-    assert len(scaling) == 2
-    assert scaling[0].startswith("Scaled up replica set web-") and scaling[0].endswith(" to 2 from 0")
-    assert scaling[1].startswith("Scaled down replica set web-") and scaling[1].endswith(" to 0 from 2")
+def test_a_changed_template_rolls_a_new_replica_set_up_and_the_old_one_down_step_by_step():
+    """RollingUpdate with the defaults (maxSurge 25% rounded up: 1; maxUnavailable 25% rounded
+    down: 0) for 2 replicas, every pod ready between syncs: as the deployment controller scales."""
+    plans = [plan(deployment(2))]
+    plans.append(plan(deployment(2, image="nginx:1.27"), previous=plans[-1]))
+    for _ in range(4):
+        plans.append(plan(deployment(2, image="nginx:1.27"), previous=plans[-1]))
+    said_each = [said(plan_events(a, b), "ScalingReplicaSet") for a, b in zip(plans, plans[1:])]
+    new_rs = next(w.current_set for w in plans[-1].workloads if w.kind == "Deployment" and w.name == "web")
+    old_rs = next(w.current_set for w in plans[0].workloads if w.kind == "Deployment" and w.name == "web")
+    assert said_each[:4] == [[f"Scaled up replica set {new_rs} to 1 from 0"],
+                                     [f"Scaled down replica set {old_rs} to 1 from 2"],
+                                     [f"Scaled up replica set {new_rs} to 2 from 1"],
+                                     [f"Scaled down replica set {old_rs} to 0 from 1"]]
+    assert said_each[4] == []  # done
+    web = sorted(p.owner for p in plans[-1].pods if p.namespace == "default")
+    assert web == [f"ReplicaSet/{new_rs}"] * 2
+    assert [(w.name, w.replicas, w.revision) for w in plans[-1].workloads if w.kind == "ReplicaSet"
+            and w.namespace == "default"] == [(old_rs, 0, 1), (new_rs, 2, 2)]
 
 
 def test_nothing_changed_says_nothing():
