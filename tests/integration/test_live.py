@@ -210,3 +210,47 @@ def test_delete_by_file_and_by_kind_slash_name_removes_the_objects_and_their_rul
     assert not [n for n in lab_namespaces(lab.name) if ".pod.default.web-" in n]
     lab("apply", "-f", str(path))  # the module's lab as it was
     wait_for(lambda: len(web_pods(lab)) == 2, "web back")
+
+
+def test_apply_of_a_directory_naming_an_object_twice_applies_both_in_order(live, tmp_path):
+    """kubectl apply -f DIR applies every file in order: a name given twice ends as the later copy."""
+    lab, _ = live
+    (tmp_path / "a.yaml").write_text(textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: twice}
+        spec: {selector: {app: web}, ports: [{port: 81, targetPort: 8080}]}
+        """))
+    (tmp_path / "b.yaml").write_text(textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: twice}
+        spec: {selector: {app: web}, ports: [{port: 82, targetPort: 8080}]}
+        """))
+    out = lab("apply", "-f", str(tmp_path))
+    assert out.stdout.splitlines() == ["service/twice created", "service/twice configured"]
+    assert f"{tmp_path / 'b.yaml'}:2: service/twice is also at {tmp_path / 'a.yaml'}:2" in out.stderr
+    assert lab("get", "svc", "twice", "-o", "jsonpath={.spec.ports[*].port}").stdout == "82"
+    assert lab.exec("client", "wget", "-qO-", "-T", "5", "http://twice:82/hostname").stdout.startswith("web-")
+    lab("delete", "svc", "twice")
+
+
+def test_a_pod_no_node_takes_is_pending_with_the_schedulers_event(live, tmp_path):
+    lab, _ = live
+    path = tmp_path / "picky.yaml"
+    path.write_text(textwrap.dedent("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: picky}
+        spec:
+          nodeSelector: {disktype: ssd}
+          containers: [{name: c, image: nginx}]
+        """))
+    out = lab("apply", "-f", str(path))
+    assert "pod default/picky is Pending (FailedScheduling)" in out.stderr
+    assert lab("get", "pod", "picky", "-o", "jsonpath={.status.phase}").stdout == "Pending"
+    rows = [l for l in lab("get", "events").stdout.splitlines() if "pod/picky" in l]
+    assert rows and rows[-1].split()[1:4] == ["Warning", "FailedScheduling", "pod/picky"]
+    assert rows[-1].endswith("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. "
+                             "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+    lab("delete", "pod", "picky")
