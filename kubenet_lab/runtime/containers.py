@@ -669,7 +669,10 @@ class Container:
                     code = await self.runner.wait()
                     await self._stop_probes()
                     if self._kill_task is not None:  # killed for a failed probe: let that finish
-                        await asyncio.shield(self._kill_task)
+                        try:
+                            await asyncio.shield(self._kill_task)
+                        except Exception:  # it was being killed anyway: restart as the policy says
+                            log.exception("killing a container that failed its probe failed")
                         self._kill_task = None
                     await self.runner.stop(0)
                     self._ended(code)

@@ -170,8 +170,8 @@ def test_a_liveness_probe_to_a_closed_port_kills_and_restart_policy_never_keeps_
     assert wait_for(lambda: row(lab, "refused")[2] in ("Completed", "Error"), "refused to be killed", timeout=30)
     ip = lab.ip("refused")
     said = events(lab)
-    assert ("Warning", "Unhealthy", "refused", f"Liveness probe failed: dial tcp {ip}:9999: connect: connection refused") \
-        in said
+    refused = f"Liveness probe failed: dial tcp {ip}:9999: connect: connection refused"
+    assert ("Warning", "Unhealthy", "refused", refused) in said
     assert ("Normal", "Killing", "refused", "Container web failed liveness probe") in said
     assert row(lab, "refused")[1] == "0/1" and row(lab, "refused")[3] == "0"
 

@@ -179,7 +179,8 @@ def test_supervisor_end_to_end(nets, lab):
     assert [f for f in files if f.startswith("logs/")] == [
         f"logs/default_{p}_main.log" for p in ("cmd", "crash", "extra", "missing")]
     assert {f for f in files if not f.startswith("logs/")} <= {
-        "plan.json", "supervisor.sock", "supervisor.pid", "supervisor.log", "supervisor.lock"}
+        "plan.json", "supervisor.sock", "supervisor.pid", "supervisor.log", "supervisor.lock",
+        "events.jsonl"}  # the kubelet side's events (Pulled, Created, Started, ...)
 
     # A crashing command restarts with backoff; its exit code is kept.
     crash = wait_for(lambda: (c := status(lab)["default/crash"]["containers"]["main"])["restarts"] >= 2 and c,
