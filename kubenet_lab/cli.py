@@ -5,6 +5,7 @@ import os
 import sys
 import time
 from functools import wraps
+from typing import Sequence
 
 import click
 
@@ -250,6 +251,294 @@ def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: s
     else:
         raise InputError("scale takes KIND NAME or KIND/NAME")
     _report(change.scale(ctx.obj["lab"], kind, name, replicas, namespace))
+
+
+def _kind_name(args: Sequence[str], verb: str) -> tuple[str, list[str], list[str]]:
+    """`KIND NAME...` or `KIND/NAME...` (all of one kind), then the rest: (kind, names, rest)
+    where rest holds what is neither (label updates, image pairs)."""
+    objs = [a for a in args if "=" not in a and not a.endswith("-")]
+    rest = [a for a in args if a not in objs]
+    if not objs:
+        raise InputError(f"you must specify the type of resource to {verb}")
+    if all("/" in a for a in objs):
+        kinds = {a.split("/", 1)[0] for a in objs}
+        if len(kinds) > 1:
+            raise InputError(f"{verb}: name objects of one kind at a time (got {', '.join(sorted(kinds))})")
+        return kinds.pop(), [a.split("/", 1)[1] for a in objs], rest
+    if any("/" in a for a in objs):
+        raise InputError("there is no need to specify a resource type as a separate argument when passing "
+                         "arguments in resource/name form")
+    return objs[0], objs[1:], rest
+
+
+def _dry_run(value: str | None) -> bool:
+    if value in (None, "none"):
+        return False
+    if value not in ("client", "server"):
+        raise InputError(f'Invalid dry-run value ({value}). Must be "none", "server", or "client".')
+    return True
+
+
+def _print_generated(docs: list[dict], fmt: str | None, what: str) -> None:
+    """--dry-run: the objects as kubectl prints them (-o yaml|json), else `KIND/NAME created (dry run)`."""
+    from .manifests import generate
+
+    if fmt:
+        out = output.output_format(fmt)
+        objs = [generate.printed(d) for d in docs]
+        click.echo(output.render(objs[0] if len(objs) == 1 else output.as_list(objs), out), nl=False)
+        return
+    for d in docs:
+        ref = output_ref(d)
+        click.echo(f"{ref} {what} (dry run)")
+
+
+def output_ref(doc: dict) -> str:
+    from .manifests.store import RESOURCE_NAMES
+
+    return f"{RESOURCE_NAMES.get(doc['kind'], doc['kind'].lower())}/{doc['metadata']['name']}"
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("name")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND [ARGS...]]")
+@click.option("--image", required=True, help="The image of the pod's container.")
+@click.option("--port", type=int, help="The port the container exposes (its containerPort).")
+@click.option("-l", "--labels", help="Labels for the pod, key=value pairs separated by commas (default run=NAME).")
+@click.option("--restart", default="Always", show_default=True, type=click.Choice(["Always", "OnFailure", "Never"]),
+              help="The pod's restartPolicy.")
+@click.option("--command", "as_command", is_flag=True,
+              help="The words after -- are the container's command, not its args.")
+@click.option("--env", multiple=True, metavar="NAME=VALUE", help="An environment variable; repeatable.")
+@click.option("--annotations", multiple=True, metavar="KEY=VALUE", help="An annotation for the pod; repeatable.")
+@click.option("--expose", is_flag=True, help="Create a ClusterIP Service of the same name for --port too.")
+@click.option("-i", "--stdin", "stdin_", is_flag=True, help="Keep stdin open on the container (see --rm).")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a TTY for the container (see --rm).")
+@click.option("--attach", is_flag=True, help="Wait for the pod's container to end, printing its output.")
+@click.option("--rm", "remove", is_flag=True, help="Delete the pod once its container ended (with -i or --attach).")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod.")
+@click.option("--dry-run", "dry_run", metavar="client", help="Only print the pod kubectl would create (-o yaml).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), help="With --dry-run: print the object.")
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, name: str, argv: tuple[str, ...], image: str, port: int | None, labels: str | None,
+        restart: str, as_command: bool, env: tuple[str, ...], annotations: tuple[str, ...], expose: bool,
+        stdin_: bool, tty: bool, attach: bool, remove: bool, namespace: str, dry_run: str | None,
+        fmt: str | None) -> None:
+    """Create a pod running one container, like kubectl run.
+
+    The pod is labelled run=NAME (or --labels), its container is named NAME, and the words after
+    -- are its args (its command with --command). With -i (or --attach) the command waits for
+    the container to end and prints its output, and --rm then deletes the pod, exiting with the
+    container's exit code: kubenet-lab does not attach this terminal to the process, so an
+    interactive shell (-it ... -- sh) gets no input; run it with `exec` instead.
+
+    \b
+    Examples:
+      sudo kubenet-lab run nginx --image=nginx --port=80
+      sudo kubenet-lab run client --image=busybox -- sleep 3600
+      sudo kubenet-lab run -it --rm test --image=busybox --restart=Never -- wget -qO- web
+      sudo kubenet-lab run nginx --image=nginx --port=80 --dry-run=client -o yaml
+    """
+    from .app import imperative
+    from .manifests import generate
+
+    if remove and not (stdin_ or attach):
+        raise InputError("--rm should only be used for attached containers")
+    if _dry_run(dry_run):
+        try:
+            pod = generate.run_pod(name, image, namespace=None if namespace == "default" else namespace, port=port,
+                                   labels=generate.parse_pairs(labels), restart=restart, argv=argv,
+                                   command=as_command, env=generate.parse_env(env),
+                                   annotations=dict(a.partition("=")[::2] for a in annotations),
+                                   stdin=stdin_, tty=tty)
+        except generate.GenerateError as e:
+            raise InputError(str(e)) from None
+        docs = [pod] if not expose else [generate.service("Pod", pod, port=str(port)), pod]
+        return _print_generated(docs, fmt, "created")
+    lab = ctx.obj["lab"]
+    result = imperative.run(lab, name, image, namespace, port=port, labels=labels, restart=restart, argv=argv,
+                            command=as_command, env=env, annotations=annotations, expose=expose,
+                            stdin=stdin_, tty=tty)
+    if not (stdin_ or attach) or result.errors:
+        return _report(result)
+    if result.up is not None:
+        for w in result.up.warnings:
+            click.echo(f"warning: {w}", err=True)
+    code, reason = 0, None
+    try:
+        code, reason = imperative.follow(lab, namespace, name, lambda text: click.echo(text, nl=False))
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        if remove:
+            from .app import change
+
+            _report(change.delete(lab, "pod", [name], namespace))
+    if code:
+        click.echo(f"pod {namespace}/{name} terminated ({reason or 'Error'})", err=True)
+        sys.exit(code)
+
+
+@main.group()
+def create() -> None:
+    """Create an object from flags, like kubectl create (deployment)."""
+
+
+@create.command(name="deployment")
+@click.argument("name")
+@click.option("--image", "images", multiple=True, required=True, help="An image; repeat for several containers.")
+@click.option("--replicas", type=int, default=1, show_default=True, help="The number of pods.")
+@click.option("--port", type=int, help="The containerPort of the (one) container.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the Deployment.")
+@click.option("--dry-run", "dry_run", metavar="client", help="Only print the Deployment kubectl would create.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), help="With --dry-run: print the object.")
+@click.pass_context
+@handle_errors
+def create_deployment(ctx: click.Context, name: str, images: tuple[str, ...], replicas: int, port: int | None,
+                      namespace: str, dry_run: str | None, fmt: str | None) -> None:
+    """Create a Deployment labelled and selecting app=NAME, like kubectl create deployment.
+
+    Each container is named after its image (nginx for docker.io/library/nginx:1.27).
+
+    \b
+    Examples:
+      sudo kubenet-lab create deployment web --image=nginx --replicas=3 --port=80
+      sudo kubenet-lab create deployment web --image=nginx --dry-run=client -o yaml
+    """
+    from .app import imperative
+    from .manifests import generate
+
+    if _dry_run(dry_run):
+        try:
+            doc = generate.deployment(name, images, namespace=None if namespace == "default" else namespace,
+                                      replicas=replicas, port=port)
+        except generate.GenerateError as e:
+            raise InputError(str(e)) from None
+        return _print_generated([doc], fmt, "created")
+    _report(imperative.create_deployment(ctx.obj["lab"], name, images, namespace, replicas=replicas, port=port))
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME | KIND/NAME)")
+@click.option("--port", help="The Service's port (comma-separated for several); default: the object's ports.")
+@click.option("--target-port", help="The port (number or name) the Service sends to on the pods; default: --port.")
+@click.option("--type", "type_", help="ClusterIP (default), NodePort, LoadBalancer or ExternalName.")
+@click.option("--name", "service_name", help="The Service's name (default: the object's).")
+@click.option("--protocol", help="TCP (default), UDP or SCTP.")
+@click.option("-l", "--labels", help="Labels for the Service (default: the object's).")
+@click.option("--selector", help="The pods to select, key=value,... (default: what the object selects).")
+@click.option("--cluster-ip", help="The ClusterIP to ask for; None makes a headless Service.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
+@click.pass_context
+@handle_errors
+def expose(ctx: click.Context, args: tuple[str, ...], port: str | None, target_port: str | None, type_: str | None,
+           service_name: str | None, protocol: str | None, labels: str | None, selector: str | None,
+           cluster_ip: str | None, namespace: str) -> None:
+    """Make a Service for a pod, Deployment, ReplicaSet, ReplicationController or Service, like
+    kubectl expose: it selects what the object selects, with the object's ports by default.
+
+    \b
+    Examples:
+      sudo kubenet-lab expose deployment web --port=80 --target-port=8080
+      sudo kubenet-lab expose pod nginx --port=80 --name=nginx-svc --type=NodePort
+      sudo kubenet-lab expose rc/frontend --port=80
+    """
+    from .app import imperative
+
+    kind, names, rest = _kind_name(args, "expose")
+    if rest or len(names) != 1:
+        raise InputError("expose takes one object: KIND NAME or KIND/NAME")
+    _report(imperative.expose(ctx.obj["lab"], kind, names[0], namespace, service_name=service_name, port=port,
+                              target_port=target_port, type_=type_, protocol=protocol, labels=labels,
+                              selector=selector, cluster_ip=cluster_ip))
+
+
+def _relabel(ctx: click.Context, args: tuple[str, ...], overwrite: bool, selector: str | None, all_: bool,
+             namespace: str, what: str) -> None:
+    from .app import imperative
+
+    kind, names, updates = _kind_name(args, what)
+    matcher = output.parse_selector(selector).matches if selector is not None else None
+    _report(imperative.label(ctx.obj["lab"], kind, names, updates, namespace, overwrite=overwrite, matcher=matcher,
+                             everything=all_, what=what))
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME... | KIND/NAME...) KEY=VALUE... KEY-...")
+@click.option("--overwrite", is_flag=True, help="Allow a label that has a value to get another.")
+@click.option("-l", "--selector", help="Label the objects of KIND this selector matches.")
+@click.option("--all", "all_", is_flag=True, help="Label every object of KIND in the namespace.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the objects.")
+@click.pass_context
+@handle_errors
+def label(ctx: click.Context, args: tuple[str, ...], overwrite: bool, selector: str | None, all_: bool,
+          namespace: str) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels of objects, like kubectl label.
+
+    A running pod keeps its namespace, address and processes: only the Services selecting it
+    change (endpoints, every node's rules, the cluster DNS). A controller's pod keeps its new
+    labels while they match its controller's selector; relabelled out of a ReplicaSet's (or
+    ReplicationController's) selector it is orphaned and the controller makes a replacement.
+    A node's labels decide where new pods go; running pods stay.
+
+    \b
+    Examples:
+      sudo kubenet-lab label pod nginx app=other --overwrite
+      sudo kubenet-lab label pods -l run=nginx tier=web
+      sudo kubenet-lab label node node1 disktype=ssd
+      sudo kubenet-lab label svc/web team-
+    """
+    _relabel(ctx, args, overwrite, selector, all_, namespace, "label")
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME... | KIND/NAME...) KEY=VALUE... KEY-...")
+@click.option("--overwrite", is_flag=True, help="Allow an annotation that has a value to get another.")
+@click.option("-l", "--selector", help="Annotate the objects of KIND this selector matches.")
+@click.option("--all", "all_", is_flag=True, help="Annotate every object of KIND in the namespace.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the objects.")
+@click.pass_context
+@handle_errors
+def annotate(ctx: click.Context, args: tuple[str, ...], overwrite: bool, selector: str | None, all_: bool,
+             namespace: str) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) annotations of the lab's objects, like kubectl annotate.
+
+    Nothing running changes.
+
+    \b
+    Examples:
+      sudo kubenet-lab annotate deployment web owner=team-a
+      sudo kubenet-lab annotate svc/web description='the web tier' --overwrite
+    """
+    _relabel(ctx, args, overwrite, selector, all_, namespace, "annotation")
+
+
+@main.group(name="set")
+def set_() -> None:
+    """Change a field of objects, like kubectl set (image)."""
+
+
+@set_.command(name="image")
+@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME | KIND/NAME...) CONTAINER=IMAGE...")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the objects.")
+@click.pass_context
+@handle_errors
+def set_image(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
+    """Set the image of containers of a pod or a controller's template, like kubectl set image.
+
+    CONTAINER `*` means every container. A changed template gets a new pod-template-hash, so a
+    Deployment makes a new ReplicaSet and new pods.
+
+    \b
+    Examples:
+      sudo kubenet-lab set image deployment/web nginx=nginx:1.28
+      sudo kubenet-lab set image deploy web '*=nginx:1.28'
+    """
+    from .app import imperative
+
+    kind, names, pairs = _kind_name(args, "set image")
+    _report(imperative.set_image(ctx.obj["lab"], kind, names, imperative.parse_images(pairs), namespace))
 
 
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})

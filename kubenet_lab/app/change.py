@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 from ..errors import InputError, LabError
 from ..manifests import store
@@ -154,14 +154,14 @@ def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "defa
                 continue
             out.lines.append(f'{_resource(kind).split(".")[0]} "{name}" deleted')
         if not out.lines:
-            raise _NothingToDo()
+            raise NothingToDo()
         model = build.with_proxy_mode(model_of([(s.data, s.at(sink)) for s in objects], sink), mode)
         return build.Change(dataclasses.replace(model, warnings=()), objects, mode, plan)
 
     sink = Sink()
     try:
         out.up = build.change(lab, decide, "delete")
-    except _NothingToDo:
+    except NothingToDo:
         pass
     return out
 
@@ -188,20 +188,20 @@ def delete_files(lab: str, paths: Sequence[str], stdin: TextIO | None = None) ->
             else:
                 out.errors.append(not_found(s.kind, s.name))
         if not out.lines:
-            raise _NothingToDo()
+            raise NothingToDo()
         objects = store.without(held, seen)
         model = build.with_proxy_mode(model_of([(o.data, o.at(sink)) for o in objects], sink), mode)
         return build.Change(dataclasses.replace(model, warnings=()), objects, mode, previous)
 
     try:
         out.up = build.change(lab, decide, "delete")
-    except _NothingToDo:
+    except NothingToDo:
         pass
     return out
 
 
-class _NothingToDo(Exception):
-    """Nothing named exists: the lab is left as it is."""
+class NothingToDo(Exception):
+    """Nothing named exists (or nothing changes): the lab is left as it is."""
 
 
 # ----------------------------------------------------------------------------------------- scale
@@ -216,17 +216,38 @@ def scale(lab: str, resource: str, name: str, count: int, namespace: str = "defa
     if count < 0:
         raise InputError("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
     out = ChangeResult()
+
+    def edit(previous: Plan, held: list[store.Stored]) -> tuple[list[store.Stored], Plan]:
+        found = store.find(held, kind, namespace, name)
+        if found is None:
+            raise LabError(not_found(kind, name))
+        out.lines.append(f"{found.ref} scaled")
+        return [store.edited(s, ("spec", "replicas"), count) if s.key == found.key else s for s in held], previous
+
+    out.up = change_objects(lab, edit, "scale")
+    return out
+
+
+# ---------------------------------------------------------------------------- one edit of the objects
+
+def change_objects(lab: str, edit, verb: str, keep_warnings: Callable[[str], bool] | None = None) -> build.UpResult:
+    """The lab with its objects edited: `edit(previous plan, held objects)` -> (the objects the
+    lab is to hold, the previous plan as the planner is to see it), under the lab's lock; the
+    whole lab is planned again from them. Raising NothingToDo in `edit` leaves the lab as it is
+    (and returns None). Only the model's warnings `keep_warnings` keeps are said (none by default:
+    they were said when the objects came)."""
     sink = Sink()
 
     def decide(previous: Plan | None, held_mode: tuple[list[store.Stored], str | None]) -> build.Change:
         held, mode = held_mode
-        found = store.find(held, kind, namespace, name)
-        if found is None:
-            raise LabError(not_found(kind, name))
-        objects = [store.edited(s, ("spec", "replicas"), count) if s.key == found.key else s for s in held]
+        if previous is None:
+            raise LabError(f"lab {lab!r} is not up; start it with `kubenet-lab --lab {lab} up`")
+        objects, seen = edit(previous, list(held))
         model = build.with_proxy_mode(model_of([(s.data, s.at(sink)) for s in objects], sink), mode)
-        out.lines.append(f"{found.ref} scaled")
-        return build.Change(dataclasses.replace(model, warnings=()), objects, mode, previous)
+        warnings = tuple(w for w in model.warnings if keep_warnings is not None and keep_warnings(w))
+        return build.Change(dataclasses.replace(model, warnings=warnings), objects, mode, seen)
 
-    out.up = build.change(lab, decide, "scale")
-    return out
+    try:
+        return build.change(lab, decide, verb)
+    except NothingToDo:
+        return None

@@ -690,6 +690,9 @@ class Allocations:
     rs_sizes: Mapping[str, int] = field(default_factory=dict)
     rs_templates: Mapping[str, Workload] = field(default_factory=dict)
     rs_revisions: Mapping[str, int] = field(default_factory=dict)
+    # The labels of a controller's pod changed by `label` ("ns/name" -> its labels), while it
+    # runs: it is no object of the lab, so they are kept here (its template's otherwise).
+    pod_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from ..errors import InputError
 from . import ipam, naming, replicas, rollout, scheduling
 from typing import Callable, Iterable, Mapping
 
-from .containers import Port, container_env, plan_init_containers, pod_fields, resolve_pod
+from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_containers, pod_fields,
+                         resolve_pod)
 from .podfiles import parse_resolv_conf
 from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
-                    PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, Service, Toleration, Workload)
+                    PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, RunHttp, Service, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .immutable import check_unchanged
@@ -359,8 +360,9 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
 
 
 def pod_uid(pod: Pod, node: str, ip: IPv4Address) -> str:
-    """Changes whenever the pod would have to be made anew (spec, node or address changed)."""
-    data = json.dumps([pod.key, node, str(ip), to_data(pod.spec), dict(pod.labels)], sort_keys=True, default=str)
+    """Changes whenever the pod would have to be made anew (spec, node or address changed). Not
+    its labels (nor annotations): a running pod's metadata changes in place, as on a cluster."""
+    data = json.dumps([pod.key, node, str(ip), to_data(pod.spec)], sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -417,6 +419,36 @@ def https_targets(pod: Pod, services: tuple[Service, ...]) -> set[int]:
             and ((p.name or "") == "https" or (p.name or "").startswith("https-") or p.app_protocol == "https")}
 
 
+def started_fields(pod: Pod, fields: dict[str, str], running: PlannedPod | None) -> dict[str, str]:
+    """`fields` with the labels a variable of the pod's containers takes (valueFrom.fieldRef
+    metadata.labels['k']) as `running`, the same pod already running, got them when it started:
+    kubelet resolves a variable when the container starts, so relabelling a pod changes none."""
+    if running is None:
+        return fields
+    had = {c.name: dict(c.env) for c in (*running.containers, *running.init_containers)}
+    out = dict(fields)
+    for c in (*pod.spec.containers, *pod.spec.init_containers):
+        for v in c.env:
+            if v.field_path and LABEL_FIELD.fullmatch(v.field_path) and v.name in had.get(c.name, {}):
+                out[v.field_path] = had[c.name][v.name]
+    return out
+
+
+def heard_ports(running: PlannedPod | None) -> list[Port]:
+    """Where the containers of `running`, the same pod already running, listen: an emulated
+    container keeps serving the ports it took for Services that selected the pod when a label
+    change (or a Service gone) leaves it out, as a real process keeps its sockets."""
+    if running is None:
+        return []
+    out: list[Port] = []
+    for c in running.containers:
+        if isinstance(c.run, RunHttp):  # in its order, so that the same ports make the same server
+            out += [(p, "TCP") for p in c.run.ports] + [(p, "UDP") for p in c.run.udp_ports]
+        else:
+            out += sorted(listening(c.run, ((x.container_port, x.protocol) for x in c.ports)))
+    return out
+
+
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
               has_program: Callable[[str], bool] | None = None,
               indices: Mapping[str, tuple[int, ...]] | None = None):
@@ -429,6 +461,8 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     prev_alloc = previous.allocations if previous else Allocations()
     ips, last_reserved = assign_addresses(pods, placed, nodes, prev_alloc)
     by_name = {n.name: n for n in nodes}
+    before = {p.key: p for p in previous.pods} if previous else {}
+    relabelled = prev_alloc.pod_labels
     planned = []
     veths: dict[str, set[str]] = {n.name: set() for n in nodes}
     for pod in pods:
@@ -440,7 +474,12 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
                 attempt += 1
             veths[node].add(veth)
         uid = pod_uid(pod, node, ips[pod.key])
-        fields = pod_fields(pod.namespace, pod.name, uid, node, str(by_name[node].ip), str(ips[pod.key]), pod.labels)
+        running = before.get(pod.key)
+        running = running if running is not None and running.uid == uid else None
+        if pod.owner and running is not None and pod.key in relabelled:  # `label` changed them in place
+            pod = dataclasses.replace(pod, labels=dict(relabelled[pod.key]))
+        fields = started_fields(pod, pod_fields(pod.namespace, pod.name, uid, node, str(by_name[node].ip),
+                                                str(ips[pod.key]), pod.labels), running)
         inits = plan_init_containers(pod.spec.init_containers, fields, pod.spec.enable_service_links, has_program)
         planned.append(PlannedPod(
             namespace=pod.namespace, name=pod.name, node=node, ip=ips[pod.key],
@@ -451,7 +490,8 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
                                               service_links=pod.spec.enable_service_links,
                                               readiness_probe=c.readiness_probe, liveness_probe=c.liveness_probe,
                                               startup_probe=c.startup_probe)
-                             for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services), fields,
+                             for c, r in resolve_pod(pod.spec.containers, wanted_ports(pod, model.services)
+                                                     + heard_ports(running), fields,
                                                      pod.spec.enable_service_links, has_program,
                                                      others=[c for c in inits if c.sidecar],
                                                      https=https_targets(pod, model.services),
@@ -500,7 +540,10 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     pods, pod_ips, last_reserved, pending = plan_pods(pod_model, lab, nodes, previous, has_program, indices)
     services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
     workloads = plan_workloads(model, pods + pending, sets)
+    relabelled = previous.allocations.pod_labels if previous else {}
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
+                              pod_labels={p.key: dict(p.labels) for p in pods
+                                          if p.owner and relabelled.get(p.key) == dict(p.labels)},
                               replicas=indices, replica_next=next_indices, rs_sizes=sets.sizes,
                               rs_templates=sets.templates, rs_revisions=sets.revisions,
                               created=creation_times(previous, now, services, workloads, pods, pending))
