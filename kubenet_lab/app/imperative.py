@@ -300,10 +300,15 @@ def _owner_doc(held: list[store.Stored], plan: Plan, pod: PlannedPod) -> store.S
 
 def _pod_doc(held: list[store.Stored], plan: Plan, pod: PlannedPod, labels: Mapping[str, str] | None = None) -> dict:
     """A controller's pod as a Pod document: its controller's template, its name and labels."""
-    owner = _owner_doc(held, plan, pod)
-    if owner is None:
-        raise Refused(f"error: the controller of pod {pod.name} ({pod.owner}) is not an object of the lab")
-    template = owner.data.get("spec", {}).get("template", {})
+    kind, name = pod.owner.split("/", 1)
+    version = plan.allocations.rs_templates.get(f"{pod.namespace}/{name}") if kind == "ReplicaSet" else None
+    if version is not None:  # a Deployment's ReplicaSet, old or current: the template it makes pods of
+        template = version.template_raw
+    else:
+        owner = _owner_doc(held, plan, pod)
+        if owner is None:
+            raise Refused(f"error: the controller of pod {pod.name} ({pod.owner}) is not an object of the lab")
+        template = owner.data.get("spec", {}).get("template", {})
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, **({"namespace": pod.namespace} if pod.namespace != "default" else {}),
                          "labels": dict(pod.labels if labels is None else labels)},

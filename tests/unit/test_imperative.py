@@ -335,3 +335,22 @@ def test_the_finished_container_states():
     assert imperative.finished({"state": "terminated", "exitCode": 3})
     assert imperative.finished({"state": "waiting", "exitCode": 1, "restarts": 0})
     assert imperative.finished({"state": "running", "restarts": 1})
+
+
+def test_an_old_replicasets_pod_is_orphaned_with_its_own_template():
+    """During a rollout the old ReplicaSet's pods run the old template: orphaned, one stays the
+    same pod (its uid), not one of the new template."""
+    dep = generate.deployment("web", ["nginx:1.27"], replicas=2, port=80)
+    first = plan_of([imperative._new(dep, "create")])
+    old = sorted((p for p in first.pods if p.owner and p.owner.startswith("ReplicaSet/web-")), key=lambda p: p.name)
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"
+    held = [imperative._new(dep, "create")]
+    second = plan_of(held, first)
+    running = [p for p in second.pods if p.owner == old[0].owner]
+    assert running and any(p.owner and p.owner != old[0].owner and p.owner.startswith("ReplicaSet/web-")
+                           for p in second.pods)  # a new ReplicaSet beside the old one
+    pod = running[0]
+    held2, previous = imperative._relabel_owned(held, second, pod, {**pod.labels, "app": "debug"})
+    image = held2[-1].data["spec"]["containers"][0]["image"]
+    third = plan_of(held2, previous)
+    assert image == "nginx:1.27" and (third.pod(pod.key).uid, third.pod(pod.key).owner) == (pod.uid, None)
