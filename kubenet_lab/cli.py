@@ -51,7 +51,36 @@ def handle_errors(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+DRY_RUN_VERBS = ("up", "apply", "delete", "scale")
+
+
+class KubectlGroup(click.Group):
+    """kubectl writes `--dry-run=client`; for the verbs whose --dry-run is a plain flag here,
+    `--dry-run=client` and `=server` become `--dry-run`, and `--dry-run=none` goes (never after `--`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        verb, skip = None, False
+        for a in args:  # the first word that is not a global option or its value
+            if skip:
+                skip = False
+            elif a in ("--lab", "--lock-timeout"):
+                skip = True
+            elif not a.startswith("-"):
+                verb = a
+                break
+        if verb in DRY_RUN_VERBS:
+            end = args.index("--") if "--" in args else len(args)
+            head = []
+            for a in args[:end]:
+                if a in ("--dry-run=client", "--dry-run=server"):
+                    head.append("--dry-run")
+                elif a != "--dry-run=none":
+                    head.append(a)
+            args = head + args[end:]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=KubectlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--lab", envvar="KUBENET_LAB", default=query.DEFAULT_LAB, show_default=True, metavar="NAME",
               help="Name of the lab; part of every namespace it creates, so several labs live side by side. "
                    "Also read from $KUBENET_LAB.")
@@ -76,13 +105,23 @@ def main(ctx: click.Context, lab: str, lock_timeout: float | None) -> None:
         os.environ[state.LOCK_TIMEOUT_ENV] = f"{lock_timeout:g}"  # read where the lock is taken
 
 
+def dry_run_option(fn):
+    """kubectl's --dry-run: bare, or =client / =server (both only plan here), or =none (see
+    KubectlGroup, which spells the last three as the first or nothing)."""
+    return click.option("--dry-run", "dry_run", is_flag=True, flag_value="client", default="none",
+                        help="Print what would change (objects; namespaces, links, addresses, routes, "
+                             "processes; each node's rules as a diff) and change nothing. "
+                             "--dry-run=client and =server mean the same here; =none is off.")(fn)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--proxy-mode", type=click.Choice(["iptables", "nftables", "ipvs"]),
               help="kube-proxy mode for every node (overrides the Cluster config's kubeProxyMode).")
+@dry_run_option
 @click.pass_context
 @handle_errors
-def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> None:
+def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None, dry_run: str) -> None:
     """Build (or update) the lab the manifests describe.
 
     PATH is a file, a directory (every *.yaml/*.yml inside, in sorted order) or - for standard
@@ -98,7 +137,16 @@ def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None) -> No
     """
     from .app import build  # the kernel layer: only the verbs that change the lab import it
 
-    result = build.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode)
+    result = build.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode,
+                      dry_run=dry_run != "none")
+    if result.dry_run is not None:
+        for w in result.warnings:
+            click.echo(f"warning: {w}", err=True)
+        click.echo(f"lab {result.plan.lab} would be: {counted(result.plan.nodes, 'node')}, "
+                   f"{counted(result.plan.pods + result.plan.pending, 'pod')}, "
+                   f"{counted(result.plan.services, 'service')} (dry run: nothing changed)")
+        click.echo(result.dry_run, nl=False)
+        return
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     plan = result.plan
@@ -155,8 +203,11 @@ def _report(result) -> None:
     if result.up is not None:
         for w in result.up.warnings:
             click.echo(f"warning: {w}", err=True)
+    dry = result.up is not None and result.up.dry_run is not None
     for line in result.lines:
-        click.echo(line)
+        click.echo(f"{line} (dry run)" if dry else line)
+    if dry:
+        click.echo(result.up.dry_run, nl=False)
     for line in result.errors:
         click.echo(line, err=True)
     if result.errors:
@@ -166,9 +217,10 @@ def _report(result) -> None:
 @main.command()
 @click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
               help="A file, a directory (its *.yaml/*.yml in sorted order) or - for standard input; repeatable.")
+@dry_run_option
 @click.pass_context
 @handle_errors
-def apply(ctx: click.Context, paths: tuple[str, ...]) -> None:
+def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: str) -> None:
     """Add the objects the files name to the lab, or change them, like kubectl apply.
 
     Objects the files do not name stay (`up` makes the lab exactly what its files say). The lab
@@ -182,16 +234,17 @@ def apply(ctx: click.Context, paths: tuple[str, ...]) -> None:
     """
     from .app import change
 
-    _report(change.apply(ctx.obj["lab"], paths, stdin=sys.stdin))
+    _report(change.apply(ctx.obj["lab"], paths, stdin=sys.stdin, dry_run=dry_run != "none"))
 
 
 @main.command()
 @click.argument("args", nargs=-1, metavar="(KIND NAME... | KIND/NAME...)")
 @click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", help="Delete the objects these files name.")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the objects.")
+@dry_run_option
 @click.pass_context
 @handle_errors
-def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], namespace: str) -> None:
+def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], namespace: str, dry_run: str) -> None:
     """Delete objects from the lab, like kubectl delete.
 
     KIND: pod(s)/po, service(s)/svc, deployment(s)/deploy, replicaset(s)/rs,
@@ -213,11 +266,14 @@ def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], na
         if args:
             raise InputError("there is no need to specify a resource type as a separate argument when passing "
                              "arguments in resource/name form (e.g. 'kubenet-lab delete -f FILE' alone)")
-        return _report(change.delete_files(lab, paths, stdin=sys.stdin))
+        return _report(change.delete_files(lab, paths, stdin=sys.stdin, dry_run=dry_run != "none"))
     if not args:
         raise InputError("You must provide one or more resources by argument or filename.")
     if all("/" in a for a in args):
-        results = [change.delete(lab, a.split("/", 1)[0], [a.split("/", 1)[1]], namespace) for a in args]
+        if dry_run != "none" and len(args) > 1:
+            raise InputError("--dry-run with several KIND/NAME arguments: give one, or KIND NAME...")
+        results = [change.delete(lab, a.split("/", 1)[0], [a.split("/", 1)[1]], namespace, dry_run != "none")
+                   for a in args]
         merged = change.ChangeResult(lines=[x for r in results for x in r.lines],
                                      errors=[x for r in results for x in r.errors])
         merged.up = next((r.up for r in reversed(results) if r.up is not None), None)
@@ -225,16 +281,17 @@ def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], na
     if any("/" in a for a in args):
         raise InputError("there is no need to specify a resource type as a separate argument when passing "
                          "arguments in resource/name form")
-    _report(change.delete(lab, args[0], list(args[1:]), namespace))
+    _report(change.delete(lab, args[0], list(args[1:]), namespace, dry_run != "none"))
 
 
 @main.command()
 @click.argument("args", nargs=-1, required=True, metavar="(KIND NAME | KIND/NAME)")
 @click.option("--replicas", type=int, required=True, help="The new number of replicas.")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
+@dry_run_option
 @click.pass_context
 @handle_errors
-def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: str) -> None:
+def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: str, dry_run: str) -> None:
     """Set the replicas of a Deployment, ReplicaSet, ReplicationController or StatefulSet.
 
     \b
@@ -250,7 +307,7 @@ def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: s
         kind, name = args
     else:
         raise InputError("scale takes KIND NAME or KIND/NAME")
-    _report(change.scale(ctx.obj["lab"], kind, name, replicas, namespace))
+    _report(change.scale(ctx.obj["lab"], kind, name, replicas, namespace, dry_run != "none"))
 
 
 def _kind_name(args: Sequence[str], verb: str) -> tuple[str, list[str], list[str]]:

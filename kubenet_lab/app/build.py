@@ -32,6 +32,7 @@ from ..fabric import checks, events, netlink, outside, state
 from ..kernel import conntrack, rules
 from ..kernel.steps import step
 from ..supervisor import daemon as supervisor
+from ..inspect import dryrun
 
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +53,7 @@ class UpResult:
     removed: list[str] = field(default_factory=list)
     rules_changed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    dry_run: str | None = None  # with --dry-run: what would change (inspect.dryrun)
 
 
 def with_proxy_mode(model: Model, proxy_mode: str | None) -> Model:
@@ -80,7 +82,8 @@ class Change:
     if_changed: bool = False
 
 
-def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_mode: str | None = None) -> UpResult:
+def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_mode: str | None = None,
+       dry_run: bool = False) -> UpResult:
     """Make the lab exactly what the files say (objects they no longer name go)."""
     check_lab_name(lab)
     sink = Sink()
@@ -89,7 +92,7 @@ def up(lab: str, paths: Sequence[str] = (), stdin: TextIO | None = None, proxy_m
     objects = store.stored(docs)
     checks.require_root("up")
     checks.require_tools(*checks.tools_for_mode(model.cluster.kube_proxy_mode))
-    return change(lab, lambda previous, held: Change(model, objects, proxy_mode, previous))
+    return change(lab, lambda previous, held: Change(model, objects, proxy_mode, previous), dry_run=dry_run)
 
 
 def held_objects(lab: str, previous: Plan | None) -> tuple[list[store.Stored], str | None]:
@@ -103,9 +106,10 @@ def held_objects(lab: str, previous: Plan | None) -> tuple[list[store.Stored], s
     return [], None
 
 
-def change(lab: str, decide, verb: str = "up") -> UpResult:
+def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResult:
     """The one way the lab changes: under the lab's lock, `decide(previous plan, (held objects,
-    proxy mode))` says what the lab is to be; it is planned, built, recorded (events, objects)."""
+    proxy mode))` says what the lab is to be; it is planned, built, recorded (events, objects).
+    With `dry_run`, it is planned only: the result says what would change, and nothing does."""
     checks.require_root(verb)
     checks.require_bridge_netfilter()
     started = time.monotonic()
@@ -128,11 +132,29 @@ def change(lab: str, decide, verb: str = "up") -> UpResult:
                         f"{p.message}" for p in plan.pending)
         result = UpResult(plan=plan, warnings=what.warnings + model.warnings + workload_warnings(model)
                           + emulation_warnings(plan) + pending)
+        if dry_run:
+            result.dry_run = _dry_run_report(previous, plan)
+            state.remove_if_unused(lab)
+            return result
         _apply(plan, previous, result, lambda: state.save_objects(lab, what.objects, what.proxy_mode))
         events.record(lab, plan_events(previous, plan))
         step("events-recorded")
     result.seconds = time.monotonic() - started
     return result
+
+
+def _dry_run_report(previous: Plan | None, plan: Plan) -> str:
+    """inspect.dryrun's report: the rules loaded now (as last applied) against those `plan`
+    would load, with the pods not ready left out as they are now."""
+    lab = plan.lab
+    before = {}
+    for n in previous.nodes if previous else ():
+        stored = _stored_rules(lab, n.name)
+        before[n.name] = stored.text() if stored else ""
+    pods = {p.key for p in plan.pods}
+    effective = with_readiness(plan, state.not_ready(lab) & pods, state.terminal(lab) & pods)
+    after = {name: r.text() for name, r in render_nodes(effective, plan.cluster.kube_proxy_mode).items()}
+    return dryrun.report(previous, plan, before, after)
 
 
 def rollout_step(lab: str) -> list[str] | None:

@@ -66,7 +66,7 @@ def _resource(kind: str) -> str:
 
 # ----------------------------------------------------------------------------------------- apply
 
-def apply(lab: str, paths: Sequence[str], stdin: TextIO | None = None) -> ChangeResult:
+def apply(lab: str, paths: Sequence[str], stdin: TextIO | None = None, dry_run: bool = False) -> ChangeResult:
     """kubectl apply -f: the files' objects added to the lab or changed in it, in order."""
     check_lab_name(lab)
     if not paths:
@@ -92,7 +92,7 @@ def apply(lab: str, paths: Sequence[str], stdin: TextIO | None = None) -> Change
             now[s.key] = s
         return build.Change(model, merged, mode, previous, tuple(twice))
 
-    out.up = build.change(lab, decide, "apply")
+    out.up = build.change(lab, decide, "apply", dry_run)
     return out
 
 
@@ -114,7 +114,8 @@ def _let_go(previous: Plan, pod: PlannedPod) -> Plan:
     return dataclasses.replace(previous, allocations=alloc)
 
 
-def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "default") -> ChangeResult:
+def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "default",
+           dry_run: bool = False) -> ChangeResult:
     """kubectl delete KIND NAME...: objects of the lab go; a controller's pod is replaced."""
     check_lab_name(lab)
     kind = kind_of(resource)
@@ -160,13 +161,13 @@ def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "defa
 
     sink = Sink()
     try:
-        out.up = build.change(lab, decide, "delete")
+        out.up = build.change(lab, decide, "delete", dry_run)
     except NothingToDo:
         pass
     return out
 
 
-def delete_files(lab: str, paths: Sequence[str], stdin: TextIO | None = None) -> ChangeResult:
+def delete_files(lab: str, paths: Sequence[str], stdin: TextIO | None = None, dry_run: bool = False) -> ChangeResult:
     """kubectl delete -f: the objects the files name go from the lab."""
     check_lab_name(lab)
     sink = Sink()
@@ -194,7 +195,7 @@ def delete_files(lab: str, paths: Sequence[str], stdin: TextIO | None = None) ->
         return build.Change(dataclasses.replace(model, warnings=()), objects, mode, previous)
 
     try:
-        out.up = build.change(lab, decide, "delete")
+        out.up = build.change(lab, decide, "delete", dry_run)
     except NothingToDo:
         pass
     return out
@@ -206,7 +207,8 @@ class NothingToDo(Exception):
 
 # ----------------------------------------------------------------------------------------- scale
 
-def scale(lab: str, resource: str, name: str, count: int, namespace: str = "default") -> ChangeResult:
+def scale(lab: str, resource: str, name: str, count: int, namespace: str = "default",
+          dry_run: bool = False) -> ChangeResult:
     """kubectl scale KIND NAME --replicas N."""
     check_lab_name(lab)
     kind = kind_of(resource)
@@ -224,13 +226,14 @@ def scale(lab: str, resource: str, name: str, count: int, namespace: str = "defa
         out.lines.append(f"{found.ref} scaled")
         return [store.edited(s, ("spec", "replicas"), count) if s.key == found.key else s for s in held], previous
 
-    out.up = change_objects(lab, edit, "scale")
+    out.up = change_objects(lab, edit, "scale", dry_run=dry_run)
     return out
 
 
 # ---------------------------------------------------------------------------- one edit of the objects
 
-def change_objects(lab: str, edit, verb: str, keep_warnings: Callable[[str], bool] | None = None) -> build.UpResult:
+def change_objects(lab: str, edit, verb: str, keep_warnings: Callable[[str], bool] | None = None,
+                   dry_run: bool = False) -> build.UpResult:
     """The lab with its objects edited: `edit(previous plan, held objects)` -> (the objects the
     lab is to hold, the previous plan as the planner is to see it), under the lab's lock; the
     whole lab is planned again from them. Raising NothingToDo in `edit` leaves the lab as it is
@@ -248,6 +251,6 @@ def change_objects(lab: str, edit, verb: str, keep_warnings: Callable[[str], boo
         return build.Change(dataclasses.replace(model, warnings=warnings), objects, mode, seen)
 
     try:
-        return build.change(lab, decide, verb)
+        return build.change(lab, decide, verb, dry_run)
     except NothingToDo:
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -254,3 +255,39 @@ def test_a_pod_no_node_takes_is_pending_with_the_schedulers_event(live, tmp_path
     assert rows[-1].endswith("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. "
                              "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
     lab("delete", "pod", "picky")
+
+
+def test_dry_run_prints_what_would_change_and_changes_nothing(live, tmp_path):
+    lab, path = live
+    state_dir = f"/run/kubenet-lab/{lab.name}"
+
+    def snapshot():
+        rules = {n: [re.sub(r"\[\d+:\d+\]", "", l) for l in
+                     lab.exec(f"node/{n}", "iptables-save", "-t", "nat").stdout.splitlines() if not l.startswith("#")]
+                 for n in ("node1", "node2")}
+        plan = open(f"{state_dir}/plan.json").read()
+        return lab_namespaces(lab.name), rules, plan, open(f"{state_dir}/objects.json").read()
+
+    before = snapshot()
+    changed = tmp_path / "svc.yaml"
+    changed.write_text(WEB.split("---")[1].replace("port: 80,", "port: 8001,"))
+    out = lab("apply", "-f", str(changed), "--dry-run=client").stdout
+    assert out.splitlines()[0] == "service/web configured (dry run)"
+    diff = out[out.index("rules:"):]
+    assert "--- node1 (loaded)" in diff and "+++ node1 (after)" in diff
+    assert any(l.startswith("+") and "--dport 8001" in l for l in diff.splitlines())
+    assert any(l.startswith("-") and "--dport 80 " in l for l in diff.splitlines())
+    victim = sorted(web_pods(lab))[0]
+    out = lab("delete", "pod", victim, "--dry-run").stdout
+    assert out.splitlines()[0] == f'pod "{victim}" deleted (dry run)'
+    assert f"  - {lab.name}.pod.default.{victim}" in out
+    out = lab("scale", "deployment", "web", "--replicas", "3", "--dry-run").stdout
+    assert out.splitlines()[0] == "deployment.apps/web scaled (dry run)"
+    assert sum(1 for l in out.splitlines() if l.startswith(f"  + {lab.name}.pod.default.web-")) == 1
+    assert snapshot() == before
+    other = new_lab_name("dry")
+    proc = subprocess.run([sys.executable, "-m", "kubenet_lab.cli", "--lab", other, "up", "--dry-run", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "(dry run: nothing changed)" in proc.stdout
+    assert f"  + {other}.node.node1" in proc.stdout
+    assert not lab_namespaces(other) and not os.path.exists(f"/run/kubenet-lab/{other}")
