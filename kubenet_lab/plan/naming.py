@@ -12,6 +12,7 @@ import json
 import re
 
 from ..errors import InputError
+from . import defaults
 
 # The ownership mark: the IFLA_IFALIAS of every link the lab creates (and of `lo` in every
 # namespace it creates), so that `down` can tell its own objects from anything else's.
@@ -109,9 +110,10 @@ def safe_encode(s: str) -> str:
 def pod_template_hash(template: object) -> str:
     """The `pod-template-hash` label: fnv32a of the template, encoded as Kubernetes encodes it.
 
-    Kubernetes hashes its Go structure; we hash the canonical JSON of the template as written,
-    which is stable for the same input (the exact value differs from a real cluster's)."""
-    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
+    Kubernetes hashes its Go structure as the API server stored it; we hash the canonical JSON of
+    the template with the API server's defaults filled in (plan.defaults), so that a default
+    written out or left out is the same template (the exact value differs from a real cluster's)."""
+    canonical = json.dumps(defaults.pod_template(template), sort_keys=True, separators=(",", ":"), default=str)
     return safe_encode(str(fnv32a(canonical.encode())))
 
 

@@ -77,3 +77,26 @@ def test_recreate_removes_every_old_pod_before_making_new_ones():
 def test_scaling_during_a_rollout_and_a_steady_deployment():
     assert step(deploy(5), RS("new", 3, 3), []) == {"new": 5}
     assert step(deploy(2), RS("new", 3, 3), [RS("old", 1, 1)]) == {"new": 2, "old": 1}
+
+
+def test_writing_out_a_default_is_the_same_template_and_a_real_change_is_not():
+    from kubenet_lab.plan.naming import pod_template_hash
+    short = {"metadata": {"labels": {"app": "web"}},
+             "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+                                      "readinessProbe": {"httpGet": {"port": 80}}}]}}
+    spelled = {"metadata": {"labels": {"app": "web"}, "creationTimestamp": None},
+               "spec": {"restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "terminationGracePeriodSeconds": 30,
+                        "schedulerName": "default-scheduler", "securityContext": {},
+                        "containers": [{"name": "c", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
+                                        "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                                        "terminationMessagePath": "/dev/termination-log",
+                                        "terminationMessagePolicy": "File", "resources": {},
+                                        "readinessProbe": {"httpGet": {"port": 80, "scheme": "HTTP"},
+                                                           "periodSeconds": 10, "timeoutSeconds": 1,
+                                                           "successThreshold": 1, "failureThreshold": 3}}]}}
+    assert pod_template_hash(short) == pod_template_hash(spelled)
+    changed = {**short, "spec": {**short["spec"], "dnsPolicy": "Default"}}
+    assert pod_template_hash(changed) != pod_template_hash(short)
+    latest = {**short, "spec": {"containers": [{"name": "c", "image": "nginx", "imagePullPolicy": "Always"}]}}
+    assert pod_template_hash(latest) == pod_template_hash({**short, "spec": {"containers": [
+        {"name": "c", "image": "nginx"}]}})
