@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence, TextIO
 
 from ..errors import InputError, LabError
-from ..manifests import store
+from ..manifests import generate, store
 from ..manifests.fields import Sink, plain
 from ..manifests.load import model_of, read_docs
 from ..model.objects import Plan, PlannedPod
@@ -128,15 +128,19 @@ def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "defa
         if previous is None:
             raise LabError(f"lab {lab!r} is not up; start it with `kubenet-lab --lab {lab} up`")
         objects, plan = list(held), previous
+        if kind == "Node" and not any(s.kind == "Node" for s in objects):
+            objects += _implicit_nodes(previous)  # node1, node2 without manifests: objects now
         for name in names:
             found = store.find(objects, kind, namespace, name)
             if found is not None:
                 gone = {found.key}
                 if kind == "Namespace":
                     gone |= {s.key for s in objects if s.namespace == name}
-                if kind == "Node":
+                if kind == "Node":  # its pods go: bare ones for good, a controller's are made anew elsewhere
                     on_node = {p.key for p in plan.pods if p.node == name and not p.owner}
                     gone |= {s.key for s in objects if s.kind == "Pod" and f"{s.namespace}/{s.name}" in on_node}
+                    for pod in [p for p in plan.pods if p.node == name and p.owner]:
+                        plan = _let_go(plan, pod)
                 objects = store.without(objects, gone)
                 out.lines.append(f'{_resource(kind).split(".")[0]} "{name}" deleted')
                 continue
@@ -165,6 +169,17 @@ def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "defa
     except NothingToDo:
         pass
     return out
+
+
+IMPLICIT = "<default nodes>"
+
+
+def _implicit_nodes(plan: Plan) -> list[store.Stored]:
+    """The lab's nodes as Node objects, for a lab whose nodes came from no manifest (the default
+    node1 and node2): deleting one leaves the others as objects of the lab, as a cluster's are."""
+    return [store.Stored("Node", "", n.name, generate.tree({"apiVersion": "v1", "kind": "Node",
+                                                             "metadata": {"name": n.name}}), IMPLICIT, 1)
+            for n in plan.nodes]
 
 
 def delete_files(lab: str, paths: Sequence[str], stdin: TextIO | None = None, dry_run: bool = False) -> ChangeResult:

@@ -31,18 +31,28 @@ def _spec(pod: Pod) -> str:
     return "spec.template.spec" if pod.owner else "spec"
 
 
-def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
+def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[PlannedNode, ...]:
+    """The nodes, each with its index (its underlay address) and podCIDR. A node that exists
+    keeps both, whatever comes and goes around it (a deleted node's neighbours keep their pods'
+    addresses, as a cluster's nodes keep their podCIDRs); a new node takes the first free ones."""
     nodes = model.nodes or tuple(Node(name=n) for n in DEFAULT_NODES)
     cluster = model.cluster
+    before = {n.name: n for n in previous.nodes} if previous else {}
     taken = [n.pod_cidr for n in nodes if n.pod_cidr is not None]
+    kept: dict[str, IPv4Network] = {}
+    for node in nodes:
+        old = before.get(node.name)
+        if node.pod_cidr is None and old is not None and old.pod_cidr.subnet_of(cluster.pod_subnet) \
+                and not any(old.pod_cidr.overlaps(t) for t in [*taken, *kept.values()]):
+            kept[node.name] = old.pod_cidr
     free = (c for c in cluster.pod_subnet.subnets(new_prefix=max(24, cluster.pod_subnet.prefixlen))
-            if not any(c.overlaps(t) for t in taken))
+            if not any(c.overlaps(t) for t in [*taken, *kept.values()]))
     room = ipam.default_lb_pool(cluster.node_subnet)[0]
     problems = []
     cidrs: list[IPv4Network] = []
     for node in nodes:
-        if node.pod_cidr is not None:
-            cidrs.append(node.pod_cidr)
+        if node.pod_cidr is not None or node.name in kept:
+            cidrs.append(node.pod_cidr or kept[node.name])
             continue
         cidr = next(free, None)
         if cidr is None:
@@ -53,13 +63,23 @@ def plan_nodes(model: Model, lab: str) -> tuple[PlannedNode, ...]:
                             f"(each node takes a /24 of it); set a larger podSubnet")
             cidr = IPv4Network("0.0.0.0/32")
         cidrs.append(cidr)
-    if ipam.node_ip(cluster.node_subnet, len(nodes) - 1) >= room:
+    indexes: dict[str, int] = {}
+    for node in nodes:
+        old = before.get(node.name)
+        if old is not None and old.index not in indexes.values():
+            indexes[node.name] = old.index
+    spare = (i for i in range(len(nodes) + len(before)) if i not in indexes.values())
+    for node in nodes:
+        if node.name not in indexes:
+            indexes[node.name] = next(spare)
+    if ipam.node_ip(cluster.node_subnet, max(indexes.values(), default=0)) >= room:
         problems.append(f"{at(cluster.origin, 'networking.nodeSubnet')}: {cluster.node_subnet} is too small for "
                         f"{len(nodes)} nodes and the load-balancer pool")
     if problems:
         raise InputError(problems)
     planned = []
-    for i, (node, cidr) in enumerate(zip(nodes, cidrs)):
+    for node, cidr in zip(nodes, cidrs):
+        i = indexes[node.name]
         planned.append(PlannedNode(
             name=node.name, index=i, ip=ipam.node_ip(cluster.node_subnet, i), pod_cidr=cidr,
             gateway=ipam.gateway(cidr), netns=naming.node_netns(lab, node.name),
@@ -533,7 +553,7 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     `not_ready`, the pods of `previous` that are not ready (a rollout waits for new ones to be)."""
     check_unchanged(model, previous)  # what a running lab may not change, before anything else
     model = with_addons(model)
-    nodes = plan_nodes(model, lab)
+    nodes = plan_nodes(model, lab, previous)
     sets = deployment_sets(model, previous, not_ready)
     pod_model = with_sets(model, sets)
     indices, next_indices = replica_indices(pod_model, previous.allocations if previous else Allocations())

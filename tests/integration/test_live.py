@@ -291,3 +291,31 @@ def test_dry_run_prints_what_would_change_and_changes_nothing(live, tmp_path):
     assert proc.returncode == 0 and "(dry run: nothing changed)" in proc.stdout
     assert f"  + {other}.node.node1" in proc.stdout
     assert not lab_namespaces(other) and not os.path.exists(f"/run/kubenet-lab/{other}")
+
+
+def test_deleting_a_node_removes_its_pods_and_the_controllers_make_new_ones_elsewhere(host_before, tmp_path):
+    """The default nodes (no Node manifest): node1 goes with its namespace and its pods; a bare
+    pod on it is gone, the Deployment's pods there are made anew on node2 under new names, and
+    node2 keeps its address and podCIDR, so its pods keep theirs."""
+    lab = Lab(new_lab_name("node"))
+    path = tmp_path / "web.yaml"
+    path.write_text(WEB)
+    with torn_down(lab.name):
+        lab("up", str(path))
+        before = wait_web(lab, 2)
+        nodes = json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]
+        node2 = next(n for n in nodes if n["metadata"]["name"] == "node2")
+        on1 = {n for n, p in before.items() if p["spec"]["nodeName"] == "node1"}
+        on2 = {n: p["status"]["podIP"] for n, p in before.items() if p["spec"]["nodeName"] == "node2"}
+        assert lab("delete", "node", "node1").stdout == 'node "node1" deleted\n'
+        assert lab("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout == "node2"
+        assert f"{lab.name}.node.node1" not in lab_namespaces(lab.name)
+        assert "client" not in pods(lab)  # a bare pod of node1
+        after = wait_web(lab, 2)
+        assert not on1 & set(after)
+        assert all(p["spec"]["nodeName"] == "node2" for p in after.values())
+        assert {n: after[n]["status"]["podIP"] for n in on2} == on2
+        again = json.loads(lab("get", "node", "node2", "-o", "json").stdout)
+        assert again["spec"]["podCIDR"] == node2["spec"]["podCIDR"]
+        assert again["status"]["addresses"] == node2["status"]["addresses"]
+        assert endpoints(lab) == {p["status"]["podIP"] for p in after.values()}
