@@ -698,6 +698,10 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     found = {k: _select(plan, k, name, namespace, all_ns, labels) for k in kinds}
     if name is not None and not found[kind]:
         raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
+    if out.name == "name":
+        names = [f"{output.NAME_PREFIXES[k]}/{o.name}" for k in kinds for o in found[k]]
+        click.echo("".join(f"{n}\n" for n in names), nl=False)
+        return
     if not out.table:
         objs = [_object(plan, k, o, status) for k in kinds for o in found[k]]
         click.echo(output.render(objs[0] if name is not None else output.as_list(objs), out,
@@ -732,7 +736,9 @@ def _get_events(lab: str, name: str | None, namespace: str, all_ns: bool, out, w
 
     records, offset = query.events(lab)
     entries = [x for x in output.aggregate_events(records) if wanted(x.event)]
-    if not out.table:
+    if out.name == "name":
+        click.echo("".join(f"event/{output.event_object(x)['metadata']['name']}\n" for x in entries), nl=False)
+    elif not out.table:
         objs = [output.event_object(x) for x in entries]
         click.echo(output.render(output.as_list(objs), out), nl=False)
     elif entries:

@@ -838,7 +838,12 @@ def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
 # Output formats: -o wide|json|yaml|jsonpath=...|jsonpath-as-json=...|custom-columns=...
 # ------------------------------------------------------------------------------------------
 
-FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "wide", "yaml")
+FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "name", "wide", "yaml")
+# -o name: KIND[.GROUP]/NAME, as kubectl names each kind.
+NAME_PREFIXES = {"nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints",
+                 "deployments": "deployment.apps", "replicasets": "replicaset.apps",
+                 "replicationcontrollers": "replicationcontroller", "statefulsets": "statefulset.apps",
+                 "daemonsets": "daemonset.apps", "jobs": "job.batch", "events": "event"}
 
 
 @dataclass(frozen=True)

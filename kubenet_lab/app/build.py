@@ -120,7 +120,7 @@ def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResul
             what: Change = decide(previous, held_objects(lab, previous) if previous is not None else ([], None))
             checks.require_tools(*checks.tools_for_mode(what.model.cluster.kube_proxy_mode))
             plan = make_plan(what.model, lab, what.previous, has_program=checks.has_program,
-                             node_resolv_conf=checks.node_resolv_conf(), now=time.time(),
+                             node_resolv_conf=checks.node_resolv_conf(), now=(planned_at := time.time()),
                              not_ready=state.not_ready(lab) | state.terminal(lab))
         except InputError:
             state.remove_if_unused(lab)  # bad input changes nothing, not even the state dir
@@ -137,7 +137,8 @@ def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResul
             state.remove_if_unused(lab)
             return result
         _apply(plan, previous, result, lambda: state.save_objects(lab, what.objects, what.proxy_mode))
-        events.record(lab, plan_events(previous, plan))
+        # at the time the change was planned: before what the kubelet side then says of the pods
+        events.record(lab, plan_events(previous, plan), now=planned_at)
         step("events-recorded")
     result.seconds = time.monotonic() - started
     return result
