@@ -116,6 +116,8 @@ def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResul
     with state.locked(lab):
         step("locked")
         previous = state.load_plan(lab)
+        if previous is not None and state.interrupted(lab):
+            previous = _finish_interrupted(lab, previous)
         try:
             what: Change = decide(previous, held_objects(lab, previous) if previous is not None else ([], None))
             checks.require_tools(*checks.tools_for_mode(what.model.cluster.kube_proxy_mode))
@@ -275,14 +277,14 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         step("objects-saved")
         state.save_plan(plan)
         step("plan-saved")
-        state.clear_intent(plan.lab)
-        step("intent-cleared")
         supervisor.ensure_running(plan.lab, launcher=launcher)
         step("supervisor-running")
         reply = supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
         step("supervisor-reloaded")
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
+        state.clear_intent(plan.lab)  # the change is complete: kernel, plan and supervisor agree
+        step("intent-cleared")
     except BaseException:
         if launcher is not None and launcher.returncode is None:
             launcher.wait()  # so that the undo finds (and stops) the supervisor it started

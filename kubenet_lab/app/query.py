@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -41,13 +42,28 @@ def events(lab: str, since: int = 0):
 
 
 def pod_status(lab: str) -> dict:
-    """Container states from the supervisor; {} when it is not running."""
+    """Container states from the supervisor; {} when it is not running. A lab that is up but
+    lost its supervisor (killed) gets it back first, its pods' containers started again."""
     if not supervisor.find_supervisors(lab):
-        return {}
+        if os.geteuid() != 0 or not _revived(lab):
+            return {}
     try:
         return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
     except Exception:
         return {}
+
+
+def _revived(lab: str) -> bool:
+    try:
+        if not supervisor.revive(lab):
+            return False
+    except LabError as e:
+        print(f"warning: the supervisor of lab {lab} is not running, and could not be started again: {e}",
+              file=sys.stderr)
+        return False
+    print(f"warning: the supervisor of lab {lab} was not running: started it again, and with it the containers "
+          f"of every pod", file=sys.stderr)
+    return True
 
 
 def existing(plan: Plan, status: dict) -> Plan:

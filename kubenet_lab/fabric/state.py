@@ -105,6 +105,11 @@ def intended(lab: str) -> set[str]:
         return set()
 
 
+def interrupted(lab: str) -> bool:
+    """A change of the lab wrote its intent and did not complete (it was killed)."""
+    return os.path.exists(os.path.join(state_dir(lab), INTENT_FILE))
+
+
 def clear_intent(lab: str) -> None:
     try:
         os.unlink(os.path.join(state_dir(lab), INTENT_FILE))

@@ -24,10 +24,10 @@ STEPS = (
     "pods-created",            # the new pods' namespaces made and wired
     "rules-loaded",            # every node's rules and the balancer's loaded
     "objects-saved",           # the objects the lab is to hold written
-    "plan-saved",              # the plan written: the change has landed in the state
-    "intent-cleared",          # the intent journal removed
+    "plan-saved",              # the plan written
     "supervisor-running",      # the supervisor answers
     "supervisor-reloaded",     # it runs the plan's containers
+    "intent-cleared",          # the intent journal removed: the change is complete
     "events-recorded",         # the change's events appended
 )
 

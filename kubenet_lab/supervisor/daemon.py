@@ -52,13 +52,13 @@ import sys
 import time
 
 from ..errors import LabError
-from ..model.objects import Plan, PlannedPod
+from ..model.objects import Event, Plan, PlannedPod
 from ..plan.naming import is_lab_name
 from ..plan.ordering import may_create, without_pods
 from ..plan.rollout import rolling
 from ..plan.services import with_readiness
 from ..kernel import procs
-from ..fabric import state
+from ..fabric import events, state
 from ..runtime.containers import PodWorker
 
 MODULE = "kubenet_lab.supervisor.daemon"
@@ -302,7 +302,25 @@ class Supervisor:
             writer.close()
 
 
-async def serve(lab: str) -> None:
+def _after_crash(lab: str, before: int) -> None:
+    """The supervisor before this one (pid `before`) ended without stopping its pods (killed):
+    their real processes died with it (PR_SET_PDEATHSIG), but what they forked may live on in
+    the pods' namespaces; it is killed, and every pod's containers start again, as kubelet
+    restarts the containers of its pods when it comes back. Said in the log and, on every
+    node, as kubelet says it starts."""
+    plan = state.load_plan(lab)
+    if plan is None:
+        return
+    left = [pid for pids in procs.processes_in(p.netns for p in plan.pods if not p.host_network).values()
+            for pid in pids]
+    procs.kill(left)
+    log.warning("the supervisor before (pid %d) ended without stopping its pods: %d process(es) it left in "
+                "them killed; the containers of its %d pods start again", before, len(left), len(plan.pods))
+    events.record(lab, [Event("", "Node", n.name, "Starting", "Starting kubelet.", source="kubelet", host=n.name)
+                        for n in plan.nodes])
+
+
+async def serve(lab: str, before: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     if sys.version_info < (3, 12):
         # The default child watcher starts a thread per child; fork with a thread around is
@@ -326,6 +344,9 @@ async def serve(lab: str) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(sup.reload()))
     log.info("supervisor of lab %s running, pid %d", lab, os.getpid())
     try:
+        if before is not None:
+            with contextlib.suppress(LabError):  # a process that outlives SIGKILL: its pod starts anyway
+                _after_crash(lab, before)
         await sup.reload()  # restarted with a lab in place: bring its containers back (no plan: nothing)
     except Exception:
         log.exception("initial reload failed")
@@ -377,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("another supervisor of lab %s is running", args.lab)
         return 0
     _raise_nofile()
+    before = _read_pid(args.lab)  # left by a supervisor that did not exit (it removes it as it does)
     state.write_atomic(path(args.lab, PID), f"{os.getpid()}\n")
     try:
-        asyncio.run(serve(args.lab))
+        asyncio.run(serve(args.lab, before))
     finally:
         with contextlib.suppress(FileNotFoundError):
             if _read_pid(args.lab) == os.getpid():
@@ -473,6 +495,20 @@ def ensure_running(lab: str, timeout: float = 30, launcher: subprocess.Popen | N
             raise LabError(f"the supervisor of lab {lab!r} did not come up within {timeout:.0f}s; "
                            f"its log says:\n{_log_tail(lab)}")
         time.sleep(0.02)
+
+
+def revive(lab: str, timeout: float = 60) -> bool:
+    """Start the supervisor of a lab that is up but has none (it was killed), under the lab's
+    lock (so never beside a `down`), and wait until its pods' containers run again. True when it
+    had to."""
+    if find_supervisors(lab):
+        return False
+    with state.locked(lab, create=False) as held:
+        if not held or find_supervisors(lab) or state.load_plan(lab) is None:
+            return False
+        ensure_running(lab)
+        request(lab, {"op": "reload"}, timeout=timeout)
+        return True
 
 
 def stop(lab: str, timeout: float = 5, wait: bool = True) -> set[int]:
