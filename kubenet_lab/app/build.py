@@ -116,7 +116,7 @@ def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResul
     with state.locked(lab):
         step("locked")
         previous = state.load_plan(lab)
-        if previous is not None and state.interrupted(lab):
+        if previous is not None and state.interrupted(lab) and not dry_run:
             previous = _finish_interrupted(lab, previous)
         try:
             what: Change = decide(previous, held_objects(lab, previous) if previous is not None else ([], None))
@@ -188,7 +188,8 @@ def _finish_interrupted(lab: str, previous: Plan) -> Plan:
     sink = Sink()
     model = with_proxy_mode(model_of([(s.data, s.at(sink)) for s in held], sink), mode)
     plan = make_plan(model, lab, previous, has_program=checks.has_program,
-                     node_resolv_conf=checks.node_resolv_conf(), now=time.time())
+                     node_resolv_conf=checks.node_resolv_conf(), now=time.time(),
+                     not_ready=state.not_ready(lab) | state.terminal(lab))
     _apply(plan, previous, UpResult(plan=plan))
     events.record(lab, plan_events(previous, plan))
     return plan

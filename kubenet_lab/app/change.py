@@ -171,6 +171,24 @@ def delete(lab: str, resource: str, names: Sequence[str], namespace: str = "defa
     return out
 
 
+def remake(lab: str, keys: Sequence[str]) -> ChangeResult:
+    """Pods whose sandbox (network namespace) is gone, made anew: a ReplicaSet's with a new
+    name, others under theirs with a new address (their previous allocation let go)."""
+    out = ChangeResult()
+
+    def edit(previous: Plan, held: list[store.Stored]):
+        plan = previous
+        for pod in (p for p in previous.pods if p.key in set(keys)):
+            plan = _let_go(plan, pod)
+            out.lines.append(pod.key)
+        if not out.lines:
+            raise NothingToDo()
+        return held, plan
+
+    out.up = change_objects(lab, edit, "remake")
+    return out
+
+
 IMPLICIT = "<default nodes>"
 
 

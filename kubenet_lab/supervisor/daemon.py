@@ -58,6 +58,7 @@ from ..plan.ordering import may_create, without_pods
 from ..plan.rollout import rolling
 from ..plan.services import with_readiness
 from ..kernel import procs
+from ..kernel.nsenter import netns_path
 from ..fabric import events, state
 from ..runtime.containers import PodWorker
 
@@ -69,6 +70,8 @@ LOCK = "supervisor.lock"
 STOP_GRACE = 2.0  # seconds: what `down` gives each pod (preStop included) before SIGKILL
 STOP_MIN_GRACE = 0.5  # and SIGTERM at least, whatever preStop took
 READINESS_MODULE = "kubenet_lab.app.readiness"
+VANISHED_MODULE = "kubenet_lab.app.vanished"
+WATCH_INTERVAL = 0.5  # seconds between looks for pod namespaces gone by hand
 READINESS_SETTLE = 0.2  # seconds: changes that come together make one sync
 READINESS_RETRY = 5.0
 
@@ -242,6 +245,52 @@ class Supervisor:
             self._ready_again = False
             self.readiness_changed(READINESS_RETRY if retry else READINESS_SETTLE)
 
+    # --- pods whose namespace went by hand (`ip netns delete`) ---------------------------------
+
+    def missing(self) -> list[PodWorker]:
+        """The created pods whose network namespace is gone (and not being seen to already)."""
+        return [w for w in self.pods.values() if w.created and not w.pod.host_network
+                and not os.path.exists(netns_path(w.pod.netns))]
+
+    async def watch_namespaces(self) -> None:
+        """As kubelet finds a pod's sandbox gone: its containers are stopped, and the lab is
+        changed so that the pod is made anew (`python3 -m kubenet_lab.app.vanished`: a
+        ReplicaSet's pod under a new name, another pod under its own with a new address). A
+        namespace is missing on two looks in a row before anything is done."""
+        seen: set[str] = set()
+        while not self._stopping:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if self._stopping or self._lock.locked():
+                seen.clear()
+                continue
+            gone = self.missing()
+            confirmed = [w for w in gone if w.pod.key in seen]
+            seen = {w.pod.key for w in gone}
+            if not confirmed:
+                continue
+            async with self._lock:
+                for w in confirmed:
+                    self.pods.pop(pod_key(w.pod), None)
+                    log.warning("pod %s: its network namespace %s is gone; stopping it", w.pod.key, w.pod.netns)
+                await asyncio.gather(*(w.stop(0, 0) for w in confirmed), return_exceptions=True)
+            events.record(self.lab, [Event(w.pod.namespace, "Pod", w.pod.name, "SandboxChanged",
+                                           "Pod sandbox changed, it will be killed and re-created.",
+                                           source="kubelet", host=w.pod.node) for w in confirmed])
+            keys = [w.pod.key for w in confirmed]
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", VANISHED_MODULE, "--lab", self.lab, *keys, cwd="/",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                out, err = await proc.communicate()
+                if proc.returncode == 0:
+                    log.info("pods made anew after their namespace went: %s", out.decode().strip())
+                else:
+                    log.warning("could not make %s anew (exit %s): %s", keys, proc.returncode,
+                                err.decode(errors="replace").strip())
+            except OSError as e:
+                log.warning("cannot run %s: %s", VANISHED_MODULE, e)
+            seen.clear()
+
     def status(self) -> dict:
         pods = {w.pod.key: w.status() for w in self.pods.values()}
         return {"ok": True, "pid": os.getpid(), "pods": pods}
@@ -343,6 +392,7 @@ async def serve(lab: str, before: int | None = None) -> None:
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(terminate()))
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(sup.reload()))
     log.info("supervisor of lab %s running, pid %d", lab, os.getpid())
+    watcher_task = asyncio.ensure_future(sup.watch_namespaces())
     try:
         if before is not None:
             with contextlib.suppress(LabError):  # a process that outlives SIGKILL: its pod starts anyway
@@ -351,6 +401,7 @@ async def serve(lab: str, before: int | None = None) -> None:
     except Exception:
         log.exception("initial reload failed")
     await sup.done.wait()
+    watcher_task.cancel()
     server.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock_path)

@@ -319,3 +319,26 @@ def test_deleting_a_node_removes_its_pods_and_the_controllers_make_new_ones_else
         assert again["spec"]["podCIDR"] == node2["spec"]["podCIDR"]
         assert again["status"]["addresses"] == node2["status"]["addresses"]
         assert endpoints(lab) == {p["status"]["podIP"] for p in after.values()}
+
+
+def test_a_pod_whose_namespace_goes_by_hand_is_made_anew(live):
+    """`ip netns delete` of a ReplicaSet's pod: a new pod with a new name replaces it; of a bare
+    pod: kubelet makes its sandbox again, the same pod with a new address. Within seconds."""
+    lab, _ = live
+    lab("scale", "deployment", "web", "--replicas", "2")
+    pods_before = wait_web(lab, 2)
+    victim = sorted(pods_before)[0]
+    client_ip = pods(lab)["client"]["status"]["podIP"]
+    for name in (victim, "client"):
+        subprocess.run(["ip", "netns", "delete", f"{lab.name}.pod.default.{name}"], check=True)
+    now = wait_web(lab, 2, gone=victim)
+    wait_for(lambda: (c := pods(lab).get("client")) is not None and c["status"].get("podIP") not in (None, client_ip)
+             and c["status"]["phase"] == "Running", "the client pod made anew")
+    assert lab.exec("client", "wget", "-qO-", "-T", "5", "http://web/hostname").stdout in now
+    node = pods(lab)["client"]["spec"]["nodeName"]
+    veths = [l for l in lab.exec(f"node/{node}", "ip", "-br", "link").stdout.splitlines() if l.startswith("veth")]
+    on_node = [p for p in lab.pods().values() if p["spec"].get("nodeName") == node  # every namespace's
+               and not p["spec"].get("hostNetwork")]
+    assert len(veths) == len(on_node)  # the old veths went with their namespaces
+    reasons = lab("get", "events", "-o", "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}").stdout
+    assert f"SandboxChanged/{victim}" in reasons and "SandboxChanged/client" in reasons
