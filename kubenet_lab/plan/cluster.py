@@ -379,10 +379,15 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
     return placed, pending
 
 
-def pod_uid(pod: Pod, node: str, ip: IPv4Address) -> str:
+def pod_uid(pod: Pod, node: str, ip: IPv4Address, specs: dict[int, tuple[PodSpec, str]] | None = None) -> str:
     """Changes whenever the pod would have to be made anew (spec, node or address changed). Not
-    its labels (nor annotations): a running pod's metadata changes in place, as on a cluster."""
-    data = json.dumps([pod.key, node, str(ip), to_data(pod.spec)], sort_keys=True, default=str)
+    its labels (nor annotations): a running pod's metadata changes in place, as on a cluster.
+    `specs` keeps each spec's canonical text by identity: a template's replicas share one."""
+    specs = {} if specs is None else specs
+    known = specs.get(id(pod.spec))
+    if known is None or known[0] is not pod.spec:
+        known = specs[id(pod.spec)] = (pod.spec, json.dumps(to_data(pod.spec), sort_keys=True, default=str))
+    data = json.dumps([pod.key, node, str(ip)]) + known[1]
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -485,6 +490,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     relabelled = prev_alloc.pod_labels
     planned = []
     veths: dict[str, set[str]] = {n.name: set() for n in nodes}
+    specs: dict[int, tuple[PodSpec, str]] = {}
     for pod in pods:
         node = placed[pod.key]
         veth = None
@@ -493,7 +499,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             while (veth := naming.pod_host_veth(lab, pod.namespace, pod.name, attempt)) in veths[node]:
                 attempt += 1
             veths[node].add(veth)
-        uid = pod_uid(pod, node, ips[pod.key])
+        uid = pod_uid(pod, node, ips[pod.key], specs)
         running = before.get(pod.key)
         running = running if running is not None and running.uid == uid else None
         if pod.owner and running is not None and pod.key in relabelled:  # `label` changed them in place
@@ -562,10 +568,10 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     workloads = plan_workloads(model, pods + pending, sets)
     relabelled = previous.allocations.pod_labels if previous else {}
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
-                              pod_labels={p.key: dict(p.labels) for p in pods
-                                          if p.owner and relabelled.get(p.key) == dict(p.labels)},
                               replicas=indices, replica_next=next_indices, rs_sizes=sets.sizes,
                               rs_templates=sets.templates, rs_revisions=sets.revisions,
+                              pod_labels={p.key: dict(p.labels) for p in pods
+                                          if p.owner and relabelled.get(p.key) == dict(p.labels)},
                               created=creation_times(previous, now, services, workloads, pods, pending))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})

@@ -29,21 +29,40 @@ def _fields(cls: type) -> tuple[tuple[str, ...], bool]:
 
 
 def to_data(obj: Any) -> Any:
-    if isinstance(obj, _PLAIN):
+    """Plain JSON-able data: dataclasses as maps (a Union member tagged with its class), addresses
+    as strings. A frozen dataclass met again (a template's PodSpec shared by every replica) is
+    converted once per call."""
+    return _convert(obj, {})
+
+
+def _convert(obj: Any, memo: dict[int, Any]) -> Any:
+    kind = type(obj)
+    if kind in _PLAIN:
         return obj
-    if dataclasses.is_dataclass(obj):
-        names, tagged = _fields(type(obj))
-        out = {name: to_data(getattr(obj, name)) for name in names}
-        if tagged:
-            out[_TAG] = type(obj).__name__
+    names = _dataclass_fields(kind)
+    if names is not None:
+        key = id(obj)
+        if key in memo:
+            return memo[key][1]
+        out = {name: _convert(getattr(obj, name), memo) for name in names[0]}
+        if names[1]:
+            out[_TAG] = kind.__name__
+        memo[key] = (obj, out)  # the object is kept so that its id is not reused meanwhile
         return out
-    if isinstance(obj, (IPv4Address, IPv4Network)):
+    if kind in (IPv4Address, IPv4Network):
         return str(obj)
+    if kind in (list, tuple):
+        return [_convert(v, memo) for v in obj]
     if isinstance(obj, Mapping):
-        return {str(k): to_data(v) for k, v in obj.items()}
+        return {str(k): _convert(v, memo) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_data(v) for v in obj]
+        return [_convert(v, memo) for v in obj]
     return obj
+
+
+@cache
+def _dataclass_fields(kind: type) -> tuple[tuple[str, ...], bool] | None:
+    return _fields(kind) if dataclasses.is_dataclass(kind) else None
 
 
 @cache
