@@ -602,13 +602,17 @@ def set_image(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None
 @click.argument("target")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the pod.")
 @click.option("-c", "--container", help="Container of the pod (they all share its network namespace).")
+@click.option("-i", "--stdin", "stdin_", is_flag=True, help="Pass standard input to the command (as kubectl's -i).")
+@click.option("-t", "--tty", is_flag=True, help="Accepted as kubectl's -t: the command runs on this terminal.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 @handle_errors
-def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | None, command: tuple[str, ...]) -> None:
+def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | None, stdin_: bool, tty: bool,
+             command: tuple[str, ...]) -> None:
     """Run a command inside a pod or a node: TARGET is a pod name or node/NAME.
 
-    Standard input, output and error pass through and the exit status is the command's. Inside
+    Output and error pass through and the exit status is the command's; standard input only with
+    -i (`exec -it client -- sh` for a shell), as kubectl passes it. Inside
     a pod the hostname is the pod's name and /etc/resolv.conf and /etc/hosts are the pod's.
     TARGET `external` is a client outside the cluster on the nodes' network, `lb` the external
     load balancer of LoadBalancer services (a pod named so in the namespace wins).
@@ -616,6 +620,7 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
     \b
     Examples:
       sudo kubenet-lab exec client -- ip addr
+      sudo kubenet-lab exec -it client -- sh
       sudo kubenet-lab exec client -- curl -s http://10.244.1.2:8080/hostname
       sudo kubenet-lab exec -n shop web-0 -- cat /etc/resolv.conf
       sudo kubenet-lab exec node/node1 -- ip route
@@ -626,7 +631,7 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
     argv = list(command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    query.exec_(ctx.obj["lab"], target, namespace, container, argv)
+    query.exec_(ctx.obj["lab"], target, namespace, container, argv, stdin=stdin_)
 
 
 @main.command()

@@ -114,8 +114,11 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
     return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ)
 
 
-def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str]) -> int:
-    """Replace this process with argv inside the target's namespaces: stdio and exit status pass through."""
+def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str],
+          stdin: bool = True) -> int:
+    """Replace this process with argv inside the target's namespaces: output and exit status pass
+    through, and standard input with `stdin` (else the command reads /dev/null, as without
+    kubectl's -i)."""
     checks.require_root("exec")
     plan = running_plan(lab)
     t = resolve_target(plan, target, namespace, container)
@@ -123,6 +126,10 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
         raise InputError("exec: no command given; usage: kubenet-lab exec TARGET -- COMMAND [ARGS...]")
     if shutil.which(argv[0], path=(os.environ if t.environ is None else t.environ).get("PATH")) is None:
         raise LabError(f'exec: "{argv[0]}": executable file not found in $PATH')
+    if not stdin:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
     nsenter.enter_pod(t.netns, t.hostname, t.files)
     if t.environ is None:
         environ = dict(os.environ)

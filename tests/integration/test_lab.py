@@ -68,7 +68,9 @@ def test_hostname_is_the_pod_name_in_exec_and_in_containers(lab):
 
 def test_exec_passes_the_exit_status_and_stdin_through(lab):
     assert lab.exec("a1", "sh", "-c", "exit 7", check=False).returncode == 7
-    assert lab.exec("a1", "cat", input="hello\n").stdout == "hello\n"
+    assert kl(lab.name, "exec", "-i", "a1", "--", "cat", input="hello\n").stdout == "hello\n"
+    assert lab.exec("a1", "cat", input="hello\n").stdout == ""  # no -i: no stdin, as kubectl
+    assert kl(lab.name, "exec", "-it", "a1", "--", "sh", "-c", "read x; echo got $x", input="it\n").stdout == "got it\n"
     missing = lab.exec("a1", "no-such-command-xyz", check=False)
     assert missing.returncode != 0 and "not found" in missing.stderr
 
