@@ -978,5 +978,29 @@ def rollout_history(ctx: click.Context, args: tuple[str, ...], namespace: str) -
     click.echo(rollouts.history(ctx.obj["lab"], *_rollout_target(args), namespace=namespace), nl=False)
 
 
+@main.command(name="check")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json"]), help="json: the results for machines.")
+@click.option("--full", is_flag=True, help="Every pod pair, and every endpoint of a Service confirmed by its answer.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on the terminal.")
+@click.pass_context
+@handle_errors
+def check_cmd(ctx: click.Context, fmt: str | None, full: bool, quiet: bool) -> None:
+    """Test the running lab with real traffic: pods reach pods with their own address, Services
+    reach their ready endpoints from every node, a pod on each node and (NodePort, LoadBalancer)
+    from outside, names resolve, and what must fail fails. Exit 0 when everything held, 1 when
+    something failed (what, from where, where it broke).
+
+    \b
+    Examples:
+      kubenet-lab check
+      kubenet-lab check --full -o json
+    """
+    from .app import check as checking
+
+    report = checking.check(ctx.obj["lab"], full=full, progress=not quiet and sys.stderr.isatty())
+    click.echo(checking.render(report, fmt), nl=False)
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":
     main()
