@@ -1002,5 +1002,45 @@ def check_cmd(ctx: click.Context, fmt: str | None, full: bool, quiet: bool) -> N
     sys.exit(0 if report.ok else 1)
 
 
+
+@main.command(name="trace")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST[:PORT]")
+@click.option("--proto", type=click.Choice(["tcp", "udp", "icmp"]), help="Default: the Service port's, else tcp.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of SRC and DST.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json"]), help="json: the trace for machines.")
+@click.option("--probe", is_flag=True, help="Send one real connection and show what the kernel did (conntrack).")
+@click.pass_context
+@handle_errors
+def trace_cmd(ctx: click.Context, src: str, dst: str, proto: str | None, namespace: str, fmt: str | None,
+              probe: bool) -> None:
+    """Explain one connection's first packet hop by hop, from the live kernel: each namespace's
+    routing decision, the veth, bridge and underlay it crosses, the rules that match in every node
+    (DNAT, each endpoint's probability, affinity, masquerade and why, REJECT/DROP), where it
+    dies when it does, and the answer's way back.
+
+    SRC: a pod, node/NAME or external. DST: a pod, svc/NAME (or the Service's name, NAME.NAMESPACE
+    for another namespace), node/NAME or an IP, with :PORT (a number or a port's name).
+
+    \b
+    Examples:
+      sudo kubenet-lab trace client svc/web
+      sudo kubenet-lab trace client kube-dns.kube-system:53 --proto udp
+      sudo kubenet-lab trace external 172.18.0.192:80 --probe
+      sudo kubenet-lab trace node/node1 node/node2:30080 -o json
+    """
+    from .app import trace as tracing  # the kernel readers: only this verb needs them
+    from .fabric import checks
+    from .inspect import traceview
+
+    checks.require_root("trace")
+    result, snap, probed = tracing.trace(ctx.obj["lab"], src, dst, proto, namespace, probe)
+    if fmt == "json":
+        click.echo(traceview.to_json(result, probed, snap.to_json()), nl=False)
+    else:
+        click.echo(traceview.render_text(result, probed), nl=False)
+    if probed is not None and probed.agrees is False:
+        sys.exit(1)
+
 if __name__ == "__main__":
     main()

@@ -1,13 +1,16 @@
-"""A packet tracer over rendered rules, so tests check behaviour rather than text.
+"""A netfilter simulator: the path of a connection's first packet through one node's rules.
 
-It parses the renderers' output (iptables-restore text or the nft transaction) into one small
-rule model and follows the first packet of a connection through the netfilter hooks a node
+It parses a node's rules -- the renderers' output (iptables-restore text or the nft transaction)
+or what the live kernel lists (`iptables-save`, `nft list ruleset`, see `parse_live`) -- into one
+small rule model and follows the first packet of a connection through the netfilter hooks a node
 passes it through: where it ends (DNAT target), whether it is masqueraded, accepted, dropped or
 rejected, with the probability of every branch (`statistic`, `numgen`). Session affinity is
 answered for a given client state: `known` maps an affinity list/set name to the age in seconds
 of the client's entry; each outcome records the lists/sets the connection would add it to.
-It understands exactly what the renderers write and rejects anything else, so an unexpected
-rule shows up as a failing test instead of being silently ignored.
+It understands exactly what the renderers write (and the kernel's listing of it) and rejects
+anything else, so an unexpected rule shows up as an error instead of being silently ignored.
+Every state carries the rules it went through (`path`: chain, rule index), so `trace` can name
+the rules that matched. Used by `kubenet-lab trace` (inspect/path.py) and the renderers' tests.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class _State:
     dnat: str | None = None
     masq: bool = False
     recorded: frozenset = frozenset()
+    path: tuple = ()  # (chain, rule index) of every rule that jumped, went to, or decided
 
 
 Step = Callable[[_State, "Ruleset"], Iterable[tuple[float, _State, object]]]
@@ -44,6 +48,11 @@ class Ruleset:
     sets: dict[str, set] = field(default_factory=dict)
     maps: dict[str, dict[tuple, tuple]] = field(default_factory=dict)
     timeouts: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, list[str]] = field(default_factory=dict)  # chain -> each rule as written
+
+    def rule_text(self, chain: str, i: int) -> str:
+        texts = self.texts.get(chain, [])
+        return texts[i] if i < len(texts) else ""
 
     def hook_chains(self, hook: str) -> list[str]:
         return [c for _, c in sorted(self.hooks.get(hook, []), key=lambda pc: pc[0])]
@@ -117,6 +126,8 @@ def _run_steps(rs: Ruleset, chain: str, i: int, j: int, st: _State, p: float) ->
         if q == 0:
             continue
         pq = p * q
+        if res not in (CONT, MISS):
+            st2 = replace(st2, path=st2.path + ((chain, i),))
         if res == CONT:
             yield from _run_steps(rs, chain, i, j + 1, st2, pq)
         elif res == MISS:
@@ -248,6 +259,8 @@ def _masquerade() -> Step:
     return _do(lambda st: replace(st, masq=True), ("accept",))
 
 
+_RECENT = ("--name", "--set", "--rcheck", "--seconds", "--reap", "--mask", "--rsource")
+
 # --- iptables-restore text -------------------------------------------------------------------
 
 _IPT_HOOKS = {("nat", "PREROUTING"): ("PREROUTING", -100), ("nat", "OUTPUT"): ("OUTPUT", -100),
@@ -273,11 +286,14 @@ def parse_iptables(text: str) -> Ruleset:
         else:
             words = shlex.split(line)
             op, chain, args = words[0], words[1], words[2:]
+            texts = rs.texts.setdefault(f"{table}/{chain}", [])
             if op == "-A":
                 rs.chains[f"{table}/{chain}"].append(_ipt_rule(table, args))
+                texts.append(line)
             elif op == "-I":
                 pos = int(args.pop(0)) - 1 if args and args[0].isdigit() else 0
                 rs.chains[f"{table}/{chain}"].insert(pos, _ipt_rule(table, args))
+                texts.insert(pos, line)
             else:
                 raise ValueError(f"unsupported iptables line: {line}")
     return rs
@@ -320,15 +336,16 @@ def _ipt_rule(table: str, args: list[str]) -> list[Step]:
             assert args[i + 1] == "random" and args[i + 2] == "--probability"
             steps.append(_chance(float(args[i + 3])))
             i += 4
-        elif a == "--name":
-            name, i = args[i + 1], i + 2
-            if args[i] == "--set":
-                steps.append(_record(name))
-                i += 1
-            elif args[i] == "--rcheck":
-                assert args[i + 1] == "--seconds" and args[i + 3] == "--reap", args
-                steps.append(_known(name, float(args[i + 2])))
-                i += 4
+        elif a in _RECENT:  # as rendered (--name first) or as iptables-save lists it
+            opts: dict[str, str | None] = {}
+            while i < len(args) and args[i] in _RECENT:
+                takes = args[i] in ("--name", "--seconds", "--mask")
+                opts[args[i]] = args[i + 1] if takes else None
+                i += 2 if takes else 1
+            if "--set" in opts:
+                steps.append(_record(opts["--name"]))
+            elif "--rcheck" in opts:
+                steps.append(_known(opts["--name"], float(opts["--seconds"]) if "--seconds" in opts else None))
             else:
                 raise ValueError(f"unsupported recent options: {args}")
         elif a == "--mark":
@@ -367,6 +384,110 @@ def _ipt_target(table: str, how: str, args: list[str]) -> Step:
     return _do(lambda st: st, ("goto" if how == "-g" else "jump", f"{table}/{target}"))
 
 
+# --- what the live kernel lists ------------------------------------------------------------
+
+
+def parse_live(text: str, syntax: str) -> Ruleset:
+    """A node's rules as the kernel lists them: `iptables-save` output ("iptables") or
+    `nft list ruleset` output ("nft")."""
+    if syntax == "iptables":
+        return parse_iptables(text)
+    return parse_nftables(nft_listing_to_transaction(text))
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+
+
+def _seconds(duration: str) -> float:
+    """nft's `3h`, `2h59m50s`, `10800s`, `500ms`."""
+    total, num = 0.0, ""
+    i = 0
+    while i < len(duration):
+        c = duration[i]
+        if c.isdigit():
+            num += c
+            i += 1
+            continue
+        unit = "ms" if duration[i:i + 2] == "ms" else c
+        total += int(num or 0) * _UNITS[unit]
+        num, i = "", i + len(unit)
+    return total + (int(num) if num else 0)
+
+
+def _spaced_commas(line: str) -> str:
+    """`{ a, b }` -> `{ a , b }`: one word per comma, as the renderers write lists."""
+    out, quoted = [], False
+    for c in line:
+        if c == '"':
+            quoted = not quoted
+        out.append(" , " if c == "," and not quoted else c)
+    return " ".join("".join(out).split())
+
+
+def nft_listing_to_transaction(text: str) -> str:
+    """`nft list ruleset` (blocks) -> the `add ...` lines `parse_nftables` reads. Sets and maps
+    keep their elements; an element's `timeout`/`expires` (affinity sets) stays in the set."""
+    lines: list[str] = []
+    table = kind = name = None
+    header: list[str] = []
+    raw = text.splitlines()
+    k = 0
+    while k < len(raw):
+        line = raw[k].strip()
+        k += 1
+        if line.startswith("elements = {"):
+            while line.count("{") > line.count("}") and k < len(raw):  # elements span lines
+                line += " " + raw[k].strip()
+                k += 1
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        if words[0] == "table" and line.endswith("{"):
+            table = " ".join(words[1:3])
+            lines.append(f"add table {table}")
+        elif words[0] in ("chain", "set", "map") and line.endswith("{"):
+            kind, name, header = words[0], words[1], []
+            if kind == "chain":
+                lines.append(f"add chain {table} {name}")
+        elif line == "}":
+            if kind in ("set", "map"):
+                timeout = next((h for h in header if h.startswith("timeout ")), None)
+                extra = f" {{ timeout {_seconds(timeout.split()[1]):g}s ; }}" if timeout and kind == "set" else ""
+                lines.append(f"add {kind} {table} {name}{extra}")
+                for h in header:
+                    if h.startswith("elements = "):
+                        body = " ".join(_strip_timeouts(h[len("elements = "):]).split())
+                        lines.append(f"add element {table} {name} {body}")
+            elif kind is None:
+                table = None
+            kind = name = None
+        elif kind == "chain" and words[0] == "type":  # a base chain: its hook and priority
+            lines.append(f"add chain {table} {name} {{ {line.replace(';', ' ;')} }}")
+        elif kind == "chain" and words[0] == "comment":
+            continue
+        elif kind == "chain":
+            lines.append(f"add rule {table} {name} {_spaced_commas(line)}")
+        elif kind in ("set", "map"):
+            header.append(line)
+        elif kind is None and words[0] == "comment":
+            continue
+        else:
+            raise ValueError(f"unsupported nft listing line: {line}")
+    return "\n".join(lines) + "\n"
+
+
+def _strip_timeouts(body: str) -> str:
+    """`10.244.0.4 timeout 3h expires 2h59m` -> `10.244.0.4` (an affinity set's live entry)."""
+    words, out, i = body.replace(",", " , ").split(), [], 0
+    while i < len(words):
+        if words[i] in ("timeout", "expires"):
+            i += 2
+            continue
+        out.append(words[i])
+        i += 1
+    return " ".join(out).replace(" , ", ", ")
+
+
 # --- nft transaction text ---------------------------------------------------------------------
 
 
@@ -395,18 +516,27 @@ def parse_nftables(text: str) -> Ruleset:
         elif kind == "map":
             rs.maps[name] = {}
         elif kind == "chain":
-            rs.chains[name] = []
+            rs.chains.setdefault(name, [])
             if "hook" in rest:
                 hook = rest[rest.index("hook") + 1].upper()
-                prio = rest[rest.index("priority") + 1]
-                rs.hooks.setdefault(hook, []).append((_PRIORITIES.get(prio) or int(prio), name))
+                rs.hooks.setdefault(hook, []).append((_priority(rest[rest.index("priority") + 1:]), name))
         elif kind == "rule":
             rs.chains[name].append(_nft_rule(rest, table))
+            rs.texts.setdefault(name, []).append(" ".join(shlex.quote(w) if " " in w else w for w in rest))
         elif kind == "element":
             _nft_elements(rs, name, rest)
         else:
             raise ValueError(f"unsupported nft line: {line}")
     return rs
+
+
+def _priority(words: list[str]) -> int:
+    """`dstnat`, `-110`, `dstnat - 10` (as nft lists it), up to the `;`."""
+    words = " ".join(words).split(";")[0].split()
+    base = _PRIORITIES[words[0]] if words[0] in _PRIORITIES else int(words[0])
+    if len(words) >= 3 and words[1] in "+-":
+        base += int(words[2]) if words[1] == "+" else -int(words[2])
+    return base
 
 
 def _drop_table(rs: Ruleset, table: str) -> None:
@@ -474,7 +604,7 @@ def _nft_rule(w: list[str], table: str) -> list[Step]:
                 i = j + 1
             elif w[j] == "{":
                 end = w.index("}", j)
-                nets = [ip_network(x.rstrip(","), strict=False) for x in w[j + 1:end]]
+                nets = [ip_network(x.rstrip(","), strict=False) for x in w[j + 1:end] if x.rstrip(",")]
                 steps.append(_match(lambda st, f=fld, ns=nets, n=neg:
                                     any(getattr(st, f) in x for x in ns) != n))
                 i = end + 1
@@ -506,6 +636,26 @@ def _nft_rule(w: list[str], table: str) -> list[Step]:
                 assert int(w[i + k]) == 0, w
                 steps.append(_chance(1 / n))
                 i += k + 1
+        elif a == "meta" and w[i + 1] == "mark" and w[i + 2] == "&":  # meta mark & 0x4000 == 0x0
+            m, v = int(w[i + 3], 16), int(w[i + 5], 0)
+            steps.append(_match(lambda st, m=m, v=v, n=w[i + 4] == "!=": ((st.mark & m) == v) != n))
+            i += 6
+        elif a == "meta" and w[i + 1:i + 5] == ["mark", "set", "meta", "mark"]:  # ... | 0x4000
+            op, v = w[i + 5], int(w[i + 6], 16)
+            steps.append(_do(lambda st, op=op, v=v: replace(
+                st, mark=st.mark | v if op == "|" else st.mark ^ v)))
+            i += 7
+        elif a == "dnat" and w[i + 1:i + 3] == ["ip", "to"] and w[i + 3] == "numgen":
+            # the balancer: dnat ip to numgen random mod N map { 0 : IP . PORT , ... }
+            n, end = int(w[i + 6]), w.index("}", i)
+            branches = [b.split(" : ")[1].split(" . ") for b in " ".join(w[i + 9:end]).split(" , ")]
+            steps.append(lambda st, rs, bs=branches, n=n: [
+                (1 / n, replace(st, dnat=f"{ip}:{port}", dst=IPv4Address(ip), dport=int(port)), ("accept",))
+                for ip, port in bs])
+            i = end + 1
+        elif a == "reject" and i + 1 < len(w) and w[i + 1] == "with":  # tcp reset, icmp type X
+            steps.append(_do(lambda st: st, ("reject",)))
+            i = i + 4 if w[i + 2] == "tcp" else i + 5 if i + 3 < len(w) and w[i + 3] == "type" else i + 3
         elif a == "mark" and w[i + 1] == "and":
             m, v = int(w[i + 2], 16), int(w[i + 4])
             assert w[i + 3] == "==", w

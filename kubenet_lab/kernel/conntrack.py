@@ -108,3 +108,47 @@ def forget_flows_to_ports(netns: str, ports: Iterable[int], proto: int = UDP) ->
         doomed = [f for f in flows(nl) if f.proto == proto and f.dport in wanted]
         nl.batch([_delete(f) for f in doomed], tolerate=(errno.ENOENT,))
     return doomed
+
+
+class Tuple(NamedTuple):
+    src: IPv4Address
+    sport: int
+    dst: IPv4Address
+    dport: int
+
+    def __str__(self) -> str:
+        return f"{self.src}:{self.sport} -> {self.dst}:{self.dport}"
+
+
+class Entry(NamedTuple):
+    """A conntrack entry: the original direction as the first packet came in, and the reply
+    direction the kernel expects (after DNAT its source is the endpoint; after SNAT its
+    destination is the translated source)."""
+
+    proto: int
+    orig: Tuple
+    reply: Tuple
+
+
+def _tuple(t) -> Tuple | None:
+    ip, proto = t.get_attr("CTA_TUPLE_IP"), t.get_attr("CTA_TUPLE_PROTO")
+    if ip is None or proto is None or ip.get_attr("CTA_IP_V4_SRC") is None:
+        return None
+    sport = proto.get_attr("CTA_PROTO_SRC_PORT") or proto.get_attr("CTA_PROTO_ICMP_ID") or 0
+    dport = proto.get_attr("CTA_PROTO_DST_PORT") or proto.get_attr("CTA_PROTO_ICMP_ID") or 0
+    return Tuple(IPv4Address(ip.get_attr("CTA_IP_V4_SRC")), sport, IPv4Address(ip.get_attr("CTA_IP_V4_DST")), dport)
+
+
+def entries(netns: str) -> list[Entry]:
+    """Every IPv4 conntrack entry of `netns`, both directions."""
+    out = []
+    with open_in(netns) as nl:
+        for msg in nl.query(_DUMP):
+            orig, reply = msg.get_attr("CTA_TUPLE_ORIG"), msg.get_attr("CTA_TUPLE_REPLY")
+            if orig is None or reply is None:
+                continue
+            o, r = _tuple(orig), _tuple(reply)
+            proto = orig.get_attr("CTA_TUPLE_PROTO")
+            if o and r and proto is not None:
+                out.append(Entry(proto.get_attr("CTA_PROTO_NUM"), o, r))
+    return out

@@ -1,0 +1,300 @@
+"""`kubenet-lab trace SRC DST[:PORT]`: one connection's first packet through the live lab.
+
+What SRC and DST name comes from the running plan; everything the trace says about the path
+comes from the kernel: the links, addresses and veth peers of the lab's namespaces, each
+namespace's routing decision for that packet (RTM_GETROUTE), the rules each node and the load
+balancer list, their affinity state (kernel/netstate.py), read into a `Snapshot` once and traced
+by inspect/path.py. `--probe` then sends one real connection from SRC's namespace and reads the
+conntrack entries it left in every namespace it crossed (kernel/conntrack.py): the endpoint it
+reached and whether its source was translated, set beside the prediction.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+
+from ..errors import InputError, LabError
+from ..inspect import path as paths
+from ..inspect.snapshot import Link, Route, Snapshot, Space
+from ..kernel import conntrack, netstate
+from ..kernel.nsenter import in_netns
+from ..model.objects import Plan
+from ..plan import naming
+from .query import running_plan
+
+PROTOS = ("tcp", "udp", "icmp")
+PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A resolved SRC or DST: its namespace (SRC) or address and port (DST)."""
+
+    label: str
+    netns: str | None = None
+    ip: str = ""
+    port: int | None = None
+    proto: str | None = None
+
+
+def _split_port(text: str) -> tuple[str, str | None]:
+    if text.count(":") == 1:
+        name, port = text.split(":")
+        return name, port
+    return text, None
+
+
+def resolve_source(plan: Plan, text: str, namespace: str) -> Endpoint:
+    if text == "external":
+        return Endpoint("external", naming.external_netns(plan.lab))
+    if text.startswith(("node/", "nodes/")):
+        node = _node(plan, text.split("/", 1)[1])
+        return Endpoint(f"node/{node.name}", node.netns)
+    name = text.split("/", 1)[1] if text.startswith(("pod/", "pods/")) else text
+    try:
+        pod = plan.pod(f"{namespace}/{name}")
+    except KeyError:
+        raise LabError(f'pods "{name}" not found in namespace {namespace!r}; SRC is a pod, node/NAME or external') from None
+    return Endpoint(f"pod/{pod.name}", pod.netns, str(pod.ip))
+
+
+def _node(plan: Plan, name: str):
+    try:
+        return plan.node(name)
+    except KeyError:
+        raise LabError(f"node {name!r} not found; nodes: {', '.join(n.name for n in plan.nodes)}") from None
+
+
+def resolve_destination(plan: Plan, text: str, namespace: str, proto: str | None, source: Endpoint) -> Endpoint:
+    name, port = _split_port(text)
+    if paths.is_ip(name):
+        return Endpoint(name, ip=name, port=_number(port, text), proto=proto)
+    if name.startswith(("node/", "nodes/")):
+        node = _node(plan, name.split("/", 1)[1])
+        return Endpoint(f"node/{node.name}", ip=str(node.ip), port=_number(port, text), proto=proto)
+    kind, _, bare = name.rpartition("/")
+    if kind in ("", "svc", "service", "services"):
+        svc_ns = namespace
+        if "." in bare and bare.split(".", 1)[1] in plan.namespaces:  # NAME.NAMESPACE, as DNS names it
+            bare, svc_ns = bare.split(".", 1)
+        svc = next((s for s in plan.services if s.namespace == svc_ns and s.name == bare), None)
+        if svc is not None:
+            return _service(svc, port, proto, source, text)
+        if kind:
+            raise LabError(f'services "{bare}" not found in namespace {namespace!r}')
+    if kind in ("", "pod", "pods"):
+        try:
+            pod = plan.pod(f"{namespace}/{bare}")
+        except KeyError:
+            raise LabError(f'"{bare}" is neither a pod nor a service in namespace {namespace!r}; '
+                           f"DST is a pod, svc/NAME, node/NAME or an IP") from None
+        number = _number(port, text)
+        if number is None and port is not None:
+            number = next((p.container_port for c in pod.containers for p in c.ports if p.name == port), None)
+            if number is None:
+                raise InputError([f"{text}: pod {bare} has no port named {port!r}"])
+        if number is None:
+            number = next((p.container_port for c in pod.containers for p in c.ports), None)
+        return Endpoint(f"pod/{pod.name}", ip=str(pod.ip), port=number, proto=proto)
+    raise InputError([f"{text}: DST is a pod, svc/NAME (or the Service's name), node/NAME or an IP"])
+
+
+def _number(port: str | None, text: str) -> int | None:
+    if port is None or not port.isdigit():
+        return None
+    if not 0 < int(port) < 65536:
+        raise InputError([f"{text}: port {port} is out of range (1-65535)"])
+    return int(port)
+
+
+def _service(svc, port: str | None, proto: str | None, source: Endpoint, text: str) -> Endpoint:
+    if svc.cluster_ip is None:
+        raise LabError(f"service {svc.name} is headless: it has no address to trace; trace one of its pods")
+    chosen = None
+    for p in svc.ports:
+        if port is None or port == p.name or (port.isdigit() and int(port) == p.port):
+            if proto is None or proto == p.protocol.lower():
+                chosen = p
+                break
+    if chosen is None and port is not None and port.isdigit():
+        return Endpoint(f"svc/{svc.name}", ip=str(svc.cluster_ip), port=int(port), proto=proto)
+    if chosen is None:
+        raise InputError([f"{text}: service {svc.name} has no port {port!r}; ports: "
+                          f"{', '.join(f'{p.name or p.port}/{p.protocol}' for p in svc.ports)}"])
+    ip = str(svc.cluster_ip)
+    if source.label == "external" and svc.load_balancer_ips:  # from outside: its balancer address
+        ip = str(svc.load_balancer_ips[0])
+    return Endpoint(f"svc/{svc.name}", ip=ip, port=chosen.port, proto=chosen.protocol.lower())
+
+
+# --- the snapshot ---------------------------------------------------------------------------
+
+
+def _spaces(plan: Plan) -> dict[str, tuple[str, str, str | None, dict[str, tuple[str, str]]]]:
+    """netns -> (role, name, node, link name -> its veth peer (netns, name)), from the plan's
+    wiring: which veth ends face each other. The kernel confirms each pair (indexes)."""
+    lab = plan.lab
+    under = plan.underlay_netns
+    out: dict = {under: ("underlay", "underlay", None, {})}
+    for node in plan.nodes:
+        out[node.netns] = ("node", f"node/{node.name}", node.name, {"eth0": (under, node.underlay_veth)})
+        out[under][3][node.underlay_veth] = (node.netns, "eth0")
+    for role, ns in (("external", naming.external_netns(lab)), ("lb", naming.lb_netns(lab))):
+        veth = naming.outside_underlay_veth(lab, role)
+        out[ns] = (role, role, None, {"eth0": (under, veth)})
+        out[under][3][veth] = (ns, "eth0")
+    for pod in plan.pods:
+        if pod.host_network or not pod.host_veth:
+            continue
+        node = plan.node(pod.node)
+        out[pod.netns] = ("pod", f"{pod.namespace}/{pod.name}", pod.node, {"eth0": (node.netns, pod.host_veth)})
+        out[node.netns][3][pod.host_veth] = (pod.netns, "eth0")
+    return out
+
+
+def read_snapshot(plan: Plan, reader: netstate.Reader) -> Snapshot:
+    wiring = _spaces(plan)
+    raw = {}
+    for netns in wiring:
+        try:
+            raw[netns] = reader.links(netns)
+        except OSError:
+            continue  # a namespace gone meanwhile: the trace says nothing reaches it
+    spaces: dict[str, Space] = {}
+    for netns, links in raw.items():
+        role, name, node, peers = wiring[netns]
+        by_index = {l.index: l.name for l in links}
+        out = {}
+        for l in links:
+            peer = peers.get(l.name)
+            if peer and peer[0] in raw:  # the kernel must agree: each end names the other's index
+                other = next((x for x in raw[peer[0]] if x.name == peer[1]), None)
+                if other is None or other.link != l.index or l.link != other.index:
+                    peer = None
+            out[l.name] = Link(l.name, l.index, l.kind, by_index.get(l.master) if l.master else None, peer,
+                               tuple(IPv4Interface(a) for a in l.addresses), l.up)
+        space = Space(netns, role, name, node, out)
+        if role == "node":
+            space.syntax = "iptables" if plan.cluster.kube_proxy_mode == "iptables" else "nft"
+        elif role == "lb":
+            space.syntax = "nft"
+        if space.syntax:
+            space.rules = netstate.rules_listing(netns, space.syntax)
+            if space.syntax == "iptables":
+                space.affinity = dict(netstate.recent_lists(netns))
+        spaces[netns] = space
+
+    def ask(netns: str, dst: str, src: str | None, iif: str | None) -> Route:
+        links = spaces[netns].links
+        answer = reader.route(netns, dst, src, links[iif].index if iif in links else None)
+        dev = next((l.name for l in links.values() if l.index == answer.oif), None)
+        return Route(answer.type, dev, answer.gateway, answer.prefsrc, answer.error)
+
+    return Snapshot(spaces, ask=ask)
+
+
+# --- the verb -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    sent: str  # src:sport -> dst:dport/proto
+    answered: str  # connected, refused, timed out, ...
+    entries: tuple[tuple[str, str, str], ...]  # (namespace's name, original tuple, reply tuple)
+    endpoint: str | None  # reply source of the last entry: who answered
+    masqueraded: bool
+    agrees: bool | None
+    verdict: str
+
+
+def trace(lab: str, src: str, dst: str, proto: str | None, namespace: str, probe: bool):
+    if proto is not None and proto not in PROTOS:
+        raise InputError([f"--proto {proto}: expected one of {', '.join(PROTOS)}"])
+    plan = running_plan(lab)
+    source = resolve_source(plan, src, namespace)
+    target = resolve_destination(plan, dst, namespace, proto, source)
+    proto = target.proto or proto or "tcp"
+    port = target.port if target.port is not None else (0 if proto == "icmp" else 80)
+    pkt = paths.Packet(source.ip, target.ip, port, proto)
+    with netstate.Reader() as reader:
+        snap = read_snapshot(plan, reader)
+        if source.netns not in snap.spaces:
+            raise LabError(f"{source.label}: its namespace {source.netns} is not there (is the lab up?)")
+        result = paths.trace(snap, source.netns, pkt, source.label, f"{target.label} ({target.ip}:{port}/{proto})")
+    probed = run_probe(plan, snap, source, result) if probe else None
+    return result, snap, probed
+
+
+def _names(snap: Snapshot, ip: str) -> str:
+    for space in snap.spaces.values():
+        if space.role in ("pod", "node", "external", "lb") and space.owner_of(ip) is not None and \
+                space.owner_of(ip).name != "lo":
+            return space.name
+    return ip
+
+
+def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result) -> ProbeResult:
+    pkt = result.packet
+    if pkt.proto == "icmp":
+        raise InputError(["--probe sends TCP or UDP; use --proto tcp or udp"])
+    with in_netns(source.netns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if pkt.proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        s.settimeout(2)
+        s.bind((pkt.src or "0.0.0.0", 0))
+        if pkt.proto == "tcp":
+            try:
+                s.connect((pkt.dst, pkt.dport))
+                answered = "connected"
+            except ConnectionRefusedError:
+                answered = "refused"
+            except socket.timeout:
+                answered = "timed out"
+            except OSError as e:
+                answered = e.strerror or str(e)
+        else:
+            s.connect((pkt.dst, pkt.dport))
+            s.send(b"hostname")
+            try:
+                s.recv(2048)
+                answered = "answered"
+            except socket.timeout:
+                answered = "no answer"
+            except OSError as e:
+                answered = e.strerror or str(e)
+        src_ip, sport = s.getsockname()
+    finally:
+        s.close()
+    number = PROTO_NUMBERS[pkt.proto]
+    spaces = [sp for sp in snap.spaces.values() if sp.rules]
+    tables = {sp.name: [e for e in conntrack.entries(sp.netns) if e.proto == number] for sp in spaces}
+    want = (IPv4Address(src_ip), sport, IPv4Address(pkt.dst), pkt.dport)
+    found: list[tuple[str, str, str]] = []
+    endpoint, masq, seen = None, False, set()
+    while True:
+        hit = next(((name, e) for name, es in tables.items() for e in es
+                    if (e.orig.src, e.orig.sport, e.orig.dst, e.orig.dport) == want and name not in seen), None)
+        if hit is None:
+            break
+        name, e = hit
+        seen.add(name)
+        found.append((name, str(e.orig), str(e.reply)))
+        if e.reply.dst != e.orig.src or e.reply.dport != e.orig.sport:
+            masq = True
+        endpoint = f"{e.reply.src}:{e.reply.sport}"
+        want = (e.reply.dst, e.reply.dport, e.reply.src, e.reply.sport)
+    predicted = result.endpoints()
+    agrees = None
+    if found:
+        hits = [b for b in result.branches if b.endpoint == endpoint]
+        agrees = bool(hits) and any(b.masqueraded == masq for b in hits)
+        verdict = (f"reached {endpoint} ({_names(snap, endpoint.rpartition(':')[0])}), "
+                   f"{'masqueraded' if masq else 'source kept'}: "
+                   + ("as predicted" if agrees else f"NOT as predicted (predicted: {predicted or 'no endpoint'})"))
+    else:
+        dies = all(b.outcome != "delivered" for b in result.branches)
+        agrees = dies if answered != "connected" else None
+        verdict = f"no conntrack entry ({answered})" + (": the packet died, as predicted" if agrees else "")
+    return ProbeResult(f"{src_ip}:{sport} -> {pkt.dst}:{pkt.dport}/{pkt.proto}", answered, tuple(found),
+                       endpoint, masq, agrees, verdict)
