@@ -354,3 +354,27 @@ def test_an_old_replicasets_pod_is_orphaned_with_its_own_template():
     image = held2[-1].data["spec"]["containers"][0]["image"]
     third = plan_of(held2, previous)
     assert image == "nginx:1.27" and (third.pod(pod.key).uid, third.pod(pod.key).owner) == (pod.uid, None)
+
+
+def test_labelling_a_default_node_makes_the_same_nodes_objects():
+    held = [imperative._new(generate.run_pod("a", "nginx", port=80), "run")]
+    before = plan_of(held)
+    nodes = [s for s in imperative._with_default_nodes(held, before) if s.kind == "Node"]
+    assert [s.name for s in nodes] == [n.name for n in before.nodes]
+    after = plan_of(held + nodes, before)
+    assert [(n.name, n.pod_cidr, n.ip) for n in after.nodes] == [(n.name, n.pod_cidr, n.ip) for n in before.nodes]
+    assert after.pods == before.pods
+
+
+def test_a_statefulsets_pod_is_not_orphaned():
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+           "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                                 "spec": {"containers": [{"name": "db", "image": "redis"}]}}}}
+    held = [imperative._new(sts, "create")]
+    plan = plan_of(held)
+    pod = plan.pod("default/db-0")
+    with pytest.raises(generate.GenerateError, match="orphans only the pods of ReplicaSets"):
+        imperative._relabel_owned(held, plan, pod, {"app": "other"})
+    _, kept = imperative._relabel_owned(held, plan, pod, {**pod.labels, "role": "primary"})
+    assert plan_of(held, kept).pod("default/db-0").labels["role"] == "primary"
