@@ -402,6 +402,9 @@ def run(ctx: click.Context, name: str, argv: tuple[str, ...], image: str, port: 
 
     if remove and not (stdin_ or attach):
         raise InputError("--rm should only be used for attached containers")
+    if fmt and not _dry_run(dry_run):
+        raise InputError("-o/--output is only supported with --dry-run=client here; then `kubenet-lab get pod NAME "
+                         "-o yaml` shows the pod")
     if _dry_run(dry_run):
         try:
             pod = generate.run_pod(name, image, namespace=None if namespace == "default" else namespace, port=port,
@@ -422,6 +425,9 @@ def run(ctx: click.Context, name: str, argv: tuple[str, ...], image: str, port: 
     if result.up is not None:
         for w in result.up.warnings:
             click.echo(f"warning: {w}", err=True)
+    if tty and sys.stdin.isatty():
+        click.echo(f"kubenet-lab: this terminal is not attached to the container: its output is shown, its input "
+                   f"is not passed on (for a shell in the pod: kubenet-lab exec {name} -- sh)", err=True)
     code, reason = 0, None
     try:
         code, reason = imperative.follow(lab, namespace, name, lambda text: click.echo(text, nl=False))
@@ -466,6 +472,9 @@ def create_deployment(ctx: click.Context, name: str, images: tuple[str, ...], re
     from .app import imperative
     from .manifests import generate
 
+    if fmt and not _dry_run(dry_run):
+        raise InputError("-o/--output is only supported with --dry-run=client here; then `kubenet-lab get deploy "
+                         "NAME -o yaml` shows the Deployment")
     if _dry_run(dry_run):
         try:
             doc = generate.deployment(name, images, namespace=None if namespace == "default" else namespace,
