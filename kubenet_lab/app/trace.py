@@ -234,6 +234,12 @@ def _names(snap: Snapshot, ip: str) -> str:
     return ip
 
 
+def _dns_query(domain: str) -> bytes:
+    """A DNS question for kubernetes.default.svc.DOMAIN (A), so a DNS server answers the probe."""
+    name = b"".join(bytes([len(p)]) + p.encode() for p in f"kubernetes.default.svc.{domain}".split(".")) + b"\0"
+    return b"\x4b\x4c\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
+
+
 def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result) -> ProbeResult:
     pkt = result.packet
     if pkt.proto == "icmp":
@@ -255,7 +261,7 @@ def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result
                 answered = e.strerror or str(e)
         else:
             s.connect((pkt.dst, pkt.dport))
-            s.send(b"hostname")
+            s.send(_dns_query(plan.cluster.dns_domain) if pkt.dport == 53 else b"hostname")
             try:
                 s.recv(2048)
                 answered = "answered"

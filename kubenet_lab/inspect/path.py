@@ -139,7 +139,10 @@ def _why_masq(rules: tuple[Rule, ...], st: nf._State) -> str:
     if not marks:
         return "masqueraded"
     t = marks[0].text
-    if st.dnat and (f"-s {st.dnat.rpartition(':')[0]}/32" in t or f"ip saddr {st.dnat.rpartition(':')[0]} " in t):
+    words = t.split()
+    sources = {words[i + 1].removesuffix("/32") for i, w in enumerate(words[:-1]) if w == "-s" or
+               (w == "saddr" and words[i + 1] != "!=")}
+    if st.dnat and st.dnat.rpartition(":")[0] in sources:
         return "hairpin: the endpoint is the client itself, so its own address would answer it directly"
     if "! -s" in t or "saddr !=" in t:
         return "the source is outside the pod network (off-cluster client to a cluster IP)"
@@ -360,8 +363,11 @@ def _dead(n: Netfilter) -> str:
 
 
 def _died(n: Netfilter) -> str:
+    """The rule that decided, and the one that led to its chain when that is a helper."""
     rule = n.rules[-1] if n.rules else None
     where = f"{rule.chain}: {rule.text}" if rule else "the chain's policy"
+    if rule and len(n.rules) > 1 and n.rules[-2].chain != rule.chain:
+        where += f", reached from {n.rules[-2].chain}: {n.rules[-2].text}"
     return f"{'rejected' if n.verdict == 'reject' else 'dropped'} by {where}"
 
 

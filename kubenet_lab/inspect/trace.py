@@ -389,9 +389,11 @@ def _ipt_target(table: str, how: str, args: list[str]) -> Step:
 
 def parse_live(text: str, syntax: str) -> Ruleset:
     """A node's rules as the kernel lists them: `iptables-save` output ("iptables") or
-    `nft list ruleset` output ("nft")."""
+    `nft list ruleset` output ("nft"); "nft-tx": an nft transaction as the renderers write it."""
     if syntax == "iptables":
         return parse_iptables(text)
+    if syntax == "nft-tx":
+        return parse_nftables(text)
     return parse_nftables(nft_listing_to_transaction(text))
 
 
