@@ -1051,5 +1051,59 @@ def trace_cmd(ctx: click.Context, src: str, dst: str, proto: str | None, namespa
     if probed is not None and probed.agrees is False:
         sys.exit(1)
 
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME | KIND/NAME)")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
+@click.pass_context
+@handle_errors
+def describe(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
+    """Show an object's details as kubectl describe does, plus its network read from the kernel.
+
+    KIND: pod/po, service/svc, node/no, deployment/deploy, replicaset/rs,
+    replicationcontroller/rc, statefulset/sts, daemonset/ds, job, endpoints/ep. After kubectl's
+    fields and events: a pod's interfaces, addresses, routes, its veth peer and bridge port
+    (hairpin); a Service's rules in every node with their packet counters; a node's bridge,
+    ports, routes, neighbours and rule counts.
+
+    \b
+    Examples:
+      sudo kubenet-lab describe pod client
+      sudo kubenet-lab describe svc/web
+      sudo kubenet-lab describe node node1
+      sudo kubenet-lab describe deploy web
+      sudo kubenet-lab describe -n kube-system pod coredns-7bdb95d647-bpk2k
+    """
+    from .app import describe as describer  # the kernel readers: only this verb needs them
+    from .fabric import checks
+
+    checks.require_root("describe")
+    try:
+        click.echo(describer.describe(ctx.obj["lab"], args, namespace), nl=False)
+    except describer.NotFound as e:
+        click.echo(f"Error from server (NotFound): {e}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("-o", "--output", "fmt", default="dot", show_default=True, metavar="dot|mermaid|svg|html",
+              help="dot and mermaid: text to render elsewhere; svg: drawn by Graphviz; html: one page for a browser.")
+@click.pass_context
+@handle_errors
+def graph(ctx: click.Context, fmt: str) -> None:
+    """Draw the lab's network: the underlay, nodes, bridges, pods with their addresses and veths,
+    Services with their endpoints, the load balancer and the external client.
+
+    \b
+    Examples:
+      sudo kubenet-lab graph -o html > lab.html      # then open lab.html in a browser
+      sudo kubenet-lab graph -o svg > lab.svg
+      sudo kubenet-lab graph | dot -Tpng > lab.png
+      sudo kubenet-lab graph -o mermaid              # paste into a Markdown file
+    """
+    from .app import graph as drawing
+
+    click.echo(drawing.render(ctx.obj["lab"], fmt), nl=False)
+
+
 if __name__ == "__main__":
     main()

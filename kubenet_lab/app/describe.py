@@ -1,0 +1,208 @@
+"""`describe`: kubectl's details of a pod, service, node or controller, from the lab's objects
+and events, plus the network view read from the live kernel (fabric/netdump.py). The printing is
+inspect/describe.py and inspect/netview.py (pure); this module gathers what they print."""
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+from .. import output
+from ..errors import InputError, LabError
+from ..inspect import describe as text
+from ..inspect import netview
+from ..model.objects import PendingPod, Plan, PlannedContainer, PlannedPod, RunExec
+from ..fabric import netdump as live
+from . import query
+
+KINDS = {
+    "pods": "pods", "pod": "pods", "po": "pods",
+    "services": "services", "service": "services", "svc": "services",
+    "nodes": "nodes", "node": "nodes", "no": "nodes",
+    "deployments": "Deployment", "deployment": "Deployment", "deploy": "Deployment",
+    "replicasets": "ReplicaSet", "replicaset": "ReplicaSet", "rs": "ReplicaSet",
+    "replicationcontrollers": "ReplicationController", "replicationcontroller": "ReplicationController",
+    "rc": "ReplicationController",
+    "statefulsets": "StatefulSet", "statefulset": "StatefulSet", "sts": "StatefulSet",
+    "daemonsets": "DaemonSet", "daemonset": "DaemonSet", "ds": "DaemonSet",
+    "jobs": "Job", "job": "Job",
+    "endpoints": "endpoints", "ep": "endpoints",
+}
+RESOURCE_NAMES = {"pods": "pods", "services": "services", "nodes": "nodes", "endpoints": "endpoints",
+                  "Deployment": "deployments.apps", "ReplicaSet": "replicasets.apps",
+                  "ReplicationController": "replicationcontrollers", "StatefulSet": "statefulsets.apps",
+                  "DaemonSet": "daemonsets.apps", "Job": "jobs.batch"}
+
+
+class NotFound(LabError):
+    """kubectl's `Error from server (NotFound): pods "x" not found`."""
+
+
+def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
+    """`KIND NAME` or `KIND/NAME` -> (kind key, name)."""
+    if len(args) == 1 and "/" in args[0]:
+        kind, name = args[0].split("/", 1)
+    elif len(args) == 2 and "/" not in args[0]:
+        kind, name = args
+    else:
+        raise InputError("describe takes KIND NAME or KIND/NAME (pod, service, node, deployment, replicaset, "
+                         "replicationcontroller, statefulset, daemonset, job, endpoints)")
+    if kind.lower() not in KINDS:
+        raise InputError(f'the server doesn\'t have a resource type "{kind}"')
+    return KINDS[kind.lower()], name
+
+
+def event_rows(lab: str, kind: str, namespace: str, name: str, now: float | None = None) -> list[text.EventRow]:
+    """The events about kind/name, aggregated as the API server keeps them, oldest first."""
+    now = time.time() if now is None else now
+    records, _ = query.events(lab)
+    rows = []
+    for x in output.aggregate_events(records):
+        e = x.event
+        if e.kind != kind or e.name != name or (kind != "Node" and (e.namespace or "default") != namespace):
+            continue
+        rows.append(text.EventRow(e.type, e.reason, text.event_age(x.count, output.age(x.first, now),
+                                                                    output.age(x.last, now)), e.source, e.message))
+    return rows
+
+
+def _planned(containers) -> dict[str, PlannedContainer]:
+    return {c.name: c for c in containers}
+
+
+def _container_specs(pod: PlannedPod, key: str) -> list[dict]:
+    out = []
+    for c in getattr(pod, key):
+        spec = output._container_spec(c)
+        if isinstance(c.run, RunExec) and c.run.argv:
+            spec["command"] = list(c.run.argv)  # what runs, as the lab resolved command and args
+        out.append(spec)
+    return out
+
+
+def describe(lab: str, args: tuple[str, ...], namespace: str) -> str:
+    kind, name = parse_target(args)
+    plan = query.running_plan(lab)
+    status = query.pod_status(lab) if kind != "nodes" and kind != "services" else {}
+    plan = query.existing(plan, status) if status else plan
+    if kind == "pods":
+        return _pod(lab, plan, status, namespace, name)
+    if kind in ("services", "endpoints"):
+        return _service(lab, plan, namespace, name, endpoints_only=kind == "endpoints")
+    if kind == "nodes":
+        return _node(lab, plan, name)
+    return _workload(lab, plan, status, kind, namespace, name)
+
+
+def _not_found(kind: str, name: str) -> NotFound:
+    return NotFound(f'{RESOURCE_NAMES[kind]} "{name}" not found')
+
+
+def _pod(lab: str, plan: Plan, status: dict, namespace: str, name: str) -> str:
+    pod = next((p for p in plan.pods + plan.pending if p.namespace == namespace and p.name == name), None)
+    if pod is None:
+        raise _not_found("pods", name)
+    obj = output.pod_object(plan, pod, status)
+    spec, st = obj["spec"], obj["status"]
+    spec.setdefault("priority", 0)
+    spec.setdefault("serviceAccountName", "default")
+    st.setdefault("qosClass", "BestEffort")
+    events = event_rows(lab, "Pod", namespace, name)
+    if isinstance(pod, PendingPod):
+        return text.describe_pod(obj, {}, events)
+    st["startTime"] = obj["metadata"].get("creationTimestamp")
+    spec["containers"] = _container_specs(pod, "containers")
+    if pod.init_containers:
+        spec["initContainers"] = _container_specs(pod, "init_containers")
+    planned = _planned(pod.containers + pod.init_containers)
+    node = plan.node(pod.node)
+    seen = live.namespaces([pod.netns, node.netns])
+    network = netview.pod_network(seen[pod.netns], seen[node.netns], pod.host_veth, node.name, pod.host_network)
+    return text.describe_pod(obj, planned, events, network)
+
+
+def _service(lab: str, plan: Plan, namespace: str, name: str, endpoints_only: bool = False) -> str:
+    svc = next((s for s in plan.services if s.namespace == namespace and s.name == name), None)
+    if svc is None:
+        raise _not_found("endpoints" if endpoints_only else "services", name)
+    endpoints = output.endpoints_object(plan, svc)
+    events = event_rows(lab, "Service", namespace, name)
+    rules = live.all_node_rules([(n.name, n.netns) for n in plan.nodes], plan.cluster.kube_proxy_mode)
+    network = netview.service_network(rules, namespace, name)
+    return text.describe_service(output.service_object(plan, svc), endpoints, events, network)
+
+
+def _node(lab: str, plan: Plan, name: str) -> str:
+    try:
+        node = plan.node(name)
+    except KeyError:
+        raise _not_found("nodes", name) from None
+    obj = output.node_object(plan, node)
+    info = obj["status"]["nodeInfo"]
+    info.update({"osImage": "kubenet-lab netns", "operatingSystem": "linux",
+                 "architecture": node.labels.get("kubernetes.io/arch", ""),
+                 "containerRuntimeVersion": "kubenet-lab"})
+    if node.taints:
+        obj["spec"]["taints"] = [{"key": t.key, "value": t.value, "effect": t.effect} for t in node.taints]
+    obj["spec"]["unschedulable"] = node.unschedulable
+    created = obj["metadata"].get("creationTimestamp")
+    for c in obj["status"]["conditions"]:  # kubelet posts Ready while the lab is up
+        c.update({"lastHeartbeatTime": output.iso(time.time()), "lastTransitionTime": created,
+                  "reason": "KubeletReady", "message": "kubelet is posting ready status"})
+    for key, path in (("machineID", "/etc/machine-id"), ("bootID", "/proc/sys/kernel/random/boot_id")):
+        try:  # the nodes are namespaces of this machine: its machine and boot
+            with open(path) as f:
+                info[key] = f.read().strip()
+        except OSError:
+            pass
+    pods = sorted((p for p in plan.pods if p.node == name), key=lambda p: (p.namespace, p.name))
+    rows = [(p.namespace, p.name, output.age(output.pod_created(plan, p))) for p in pods]
+    events = event_rows(lab, "Node", "", name)
+    ns = live.namespace(node.netns, neighbours=True)
+    rules = live.node_rules(node.name, node.netns, plan.cluster.kube_proxy_mode)
+    return text.describe_node(obj, rows, events, netview.node_network(ns, rules))
+
+
+def _workload(lab: str, plan: Plan, status: dict, kind: str, namespace: str, name: str) -> str:
+    w = next((x for x in plan.workloads if x.kind == kind and x.namespace == namespace and x.name == name), None)
+    if w is None:
+        raise _not_found(kind, name)
+    obj = output.workload_object(plan, w, status)
+    pods = [p for p in output.workload_pods(plan, w) if isinstance(p, PlannedPod)]
+    current = [p for p in pods if w.current_set is None or p.owner == f"ReplicaSet/{w.current_set}"] or pods
+    template = obj["spec"]["template"]
+    stored = plan.allocations.rs_templates.get(f"{namespace}/{w.current_set}") if w.current_set else None
+    labels = dict(stored.template_labels) if stored is not None else dict(w.selector.match_labels)
+    template.setdefault("metadata", {})["labels"] = labels
+    planned: Mapping[str, PlannedContainer] = {}
+    if current:
+        template["spec"]["containers"] = _container_specs(current[0], "containers")
+        planned = _planned(current[0].containers + current[0].init_containers)
+    if w.node_selector:
+        template["spec"]["nodeSelector"] = dict(w.node_selector)
+    events = event_rows(lab, kind, namespace, name)
+    if kind == "Deployment":
+        sets = sorted((x for x in plan.workloads if x.owner == f"Deployment/{name}" and x.namespace == namespace),
+                      key=lambda x: x.revision)
+
+        def created(x) -> tuple[str, int, int]:
+            return x.name, output.workload_status(plan, x, status).current, x.replicas
+        new = [created(x) for x in sets if x.name == w.current_set]
+        old = [created(x) for x in sets if x.name != w.current_set and output.workload_status(plan, x, status).current]
+        strategy = ("RollingUpdate", "25%", "25%")
+        if stored is not None:
+            strategy = (stored.strategy, str(stored.max_unavailable), str(stored.max_surge))
+        available = obj["status"].get("availableReplicas", 0)
+        obj["status"]["conditions"] = [
+            {"type": "Available", "status": "True" if available >= w.replicas else "False",
+             "reason": "MinimumReplicasAvailable" if available >= w.replicas else "MinimumReplicasUnavailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"
+             if obj["status"].get("updatedReplicas", 0) == w.replicas and available >= w.replicas
+             else "ReplicaSetUpdated"}]
+        return text.describe_deployment(obj, old, new, planned, events, strategy)
+    phases = [0, 0, 0, 0]
+    for p in output.workload_pods(plan, w):
+        phase = "Pending" if isinstance(p, PendingPod) else output.pod_state(p, status).phase
+        index = {"Running": 0, "Pending": 1, "Succeeded": 2, "Failed": 3}.get(phase)
+        if index is not None:
+            phases[index] += 1
+    return text.describe_replicaset(obj, tuple(phases), planned, events)

@@ -1,0 +1,70 @@
+"""Reading a lab's live network state for `describe`: what the kernel holds in a namespace, as
+plain data (inspect/netview.py makes sense of it). Read only: `ip -json` in the namespace for
+links, addresses, routes and neighbours; `iptables-save -c` or `nft list table ip kube-proxy`
+inside a node for its rules and their counters. Several namespaces are read in parallel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
+
+from ..inspect.netview import Namespace, NodeRules
+from ..kernel.nsenter import in_netns, netns_path
+from ..kernel.rules import NFT_TABLE
+
+
+def _ip(netns: str, *args: str) -> list:
+    proc = subprocess.run(["ip", "-n", netns, "-json", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OSError(proc.stderr.strip() or f"ip {' '.join(args)} failed")
+    return json.loads(proc.stdout or "[]")
+
+
+def namespace(netns: str, neighbours: bool = False) -> Namespace:
+    """Links with their addresses (and bridge port details), the main table's routes, and with
+    `neighbours` the neighbour table."""
+    if not os.path.exists(netns_path(netns)):
+        return Namespace(netns, error=f"network namespace {netns} does not exist")
+    if shutil.which("ip") is None:
+        return Namespace(netns, error="ip not found: install iproute2")
+    try:
+        links = _ip(netns, "-details", "addr", "show")
+        routes = _ip(netns, "route", "show")
+        neigh = _ip(netns, "neigh", "show") if neighbours else []
+    except (OSError, ValueError) as e:
+        return Namespace(netns, error=str(e))
+    return Namespace(netns, tuple(links), tuple(routes), tuple(neigh))
+
+
+def namespaces(names: Iterable[str], neighbours: bool = False) -> dict[str, Namespace]:
+    names = list(dict.fromkeys(names))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        return dict(zip(names, pool.map(lambda n: namespace(n, neighbours), names)))
+
+
+def node_rules(node: str, netns: str, mode: str) -> NodeRules:
+    """The node's rules as its proxy mode keeps them, with counters."""
+    argv = ["iptables-save", "-c"] if mode == "iptables" else ["nft", "list", "table", *NFT_TABLE.split()]
+    if shutil.which(argv[0]) is None:
+        return NodeRules(node, mode, "", error=f"{argv[0]} not found")
+    if not os.path.exists(netns_path(netns)):
+        return NodeRules(node, mode, "", error=f"network namespace {netns} does not exist")
+    try:
+        with in_netns(netns):  # the child is forked from this thread, inside the node
+            proc = subprocess.run(argv, capture_output=True, text=True)
+    except OSError as e:
+        return NodeRules(node, mode, "", error=f"entering {netns}: {e.strerror or e}")
+    if proc.returncode != 0:
+        return NodeRules(node, mode, "", error=proc.stderr.strip() or f"{' '.join(argv)} failed")
+    return NodeRules(node, mode, proc.stdout)
+
+
+def all_node_rules(nodes: Iterable[tuple[str, str]], mode: str) -> list[NodeRules]:
+    """(node, netns) pairs -> their rules, in order."""
+    nodes = list(nodes)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
+        return list(pool.map(lambda n: node_rules(n[0], n[1], mode), nodes))
