@@ -112,6 +112,7 @@ def _service(svc, port: str | None, proto: str | None, source: Endpoint, text: s
     if svc.cluster_ip is None:
         raise LabError(f"service {svc.name} is headless: it has no address to trace; trace one of its pods")
     chosen = None
+    _number(port, text)  # a number out of range is refused
     for p in svc.ports:
         if port is None or port == p.name or (port.isdigit() and int(port) == p.port):
             if proto is None or proto == p.protocol.lower():
