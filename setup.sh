@@ -58,6 +58,7 @@ require_python() {
 packages=(
     iproute2 iptables nftables kmod procps   # what the CLI drives
     openssl                                  # the lab's TLS certificate (emulated HTTPS ports)
+    graphviz                                 # `graph -o svg|html` draws with its dot
     tcpdump curl bind9-dnsutils iputils-ping # what the tests and the README's session use (dig, ping)
     wget perl                                # programs the corpus manifests run for real (init-containers.yaml's
                                              # wget, the pi Job's perl -Mbignum): a minimal Debian lacks both
@@ -90,6 +91,19 @@ if (( ${#missing[@]} )); then
     apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
 else
     log "apt: all ${#packages[@]} packages already installed"
+fi
+
+# --- a headless browser for the graph test --------------------------------------------------
+# The integration test of `graph -o svg|html` opens the page in a real browser. Debian packages
+# Chromium as `chromium`; Ubuntu has no such deb (its Chromium is a snap) and its CI images carry
+# Google Chrome. Any of them will do; without one, that test skips and says why.
+browser=$(command -v chromium chromium-browser google-chrome google-chrome-stable 2>/dev/null | head -n1 || true)
+if [[ -n $browser ]]; then
+    log "browser: $browser"
+elif apt-get -y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0 install --no-install-recommends chromium; then
+    log "apt: installed chromium (for the graph test)"
+else
+    log "no Chromium package here: the graph test that opens a browser will skip"
 fi
 
 # --- Python ----------------------------------------------------------------------------------
