@@ -12,7 +12,7 @@ path back, as conntrack undoes the translations on the way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, ip_address
 from typing import Iterator
 
@@ -320,7 +320,6 @@ class _Walk:
 
     def _end(self, p, hops, hop, outcome, nat, pkt: Packet | None = None, space: Space | None = None) -> Branch:
         hops = hops + (hop,)
-        first = hops[0].packet
         masq = any(after.src != before.src for _, before, after in nat)
         endpoint = f"{pkt.dst}:{pkt.dport}" if pkt else None
         answer = self._answer(hops, nat, pkt) if pkt else ()

@@ -18,7 +18,7 @@ from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.proxy import portmap
 from kubenet_lab.proxy.portmap import PortMapping, Sandbox, plan_load, render
-from kubenet_lab.inspect.trace import for_node
+from tests.unit.rendered_tracer import for_node
 from kubenet_lab.kernel.rules import merge_iptables
 from tests.unit.test_sync import IptablesModel, NftModel, Refused
 

@@ -1,7 +1,7 @@
 """What packets do under the rendered rules, in both modes, checked with the tracer."""
 import pytest
 
-from kubenet_lab.inspect.trace import for_node
+from tests.unit.rendered_tracer import for_node
 from tests.unit.test_render_fixtures import NODE1_IP, NODE2_IP, ep, plan, port, service, with_balancing
 
 MODES = ("iptables", "nftables")
