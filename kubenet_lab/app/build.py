@@ -261,15 +261,18 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
             step("pods-created")
         result.created = made
         fresh = set(made) | stale  # made in this run: whatever was loaded before is gone
-        # The rules leave out the pods the supervisor last found not ready (a pod made anew is
-        # ready until it says otherwise: it tells as soon as a container of it is not running),
-        # and a pod made anew that is created after another (a StatefulSet's, OrderedReady): it
-        # does not exist until the supervisor creates it, and tells when it does.
+        # The rules leave out the pods the supervisor last found not ready, and every pod made
+        # anew: as the endpoints controller lists a pod only once the kubelet says it is ready, it
+        # joins once its containers run (below), or once a probe passes; a pod created after
+        # another (a StatefulSet's, OrderedReady) does not exist until the supervisor creates it.
         was_not_ready, was_terminal = state.not_ready(plan.lab), state.terminal(plan.lab)
         remade = {desired_pods[ns].key for ns in stale if ns in desired_pods}
         waiting = ordering.waiting_at_start(plan, previous)
         probing = probes.not_ready_at_start(plan, previous)  # not ready until a probe passes
-        result.rules_changed, warnings = _load_rules(plan, previous, (was_not_ready - remade) | waiting | probing,
+        before_uids = {p.key: p.uid for p in previous.pods} if previous else {}
+        starting = frozenset(p.key for p in plan.pods if before_uids.get(p.key) != p.uid)
+        result.rules_changed, warnings = _load_rules(plan, previous,
+                                                     (was_not_ready - remade) | waiting | probing | starting,
                                                      was_not_ready,
                                                      fresh, (was_terminal - remade) | waiting, was_terminal)
         result.warnings += warnings
@@ -284,6 +287,14 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         step("supervisor-reloaded")
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
+        if starting:  # the pods made anew whose containers run now join the endpoints before we return
+            ready = supervisor.request(plan.lab, {"op": "readiness"})
+            loaded_nr, loaded_term = state.not_ready(plan.lab), state.terminal(plan.lab)
+            changed, more = _load_rules(plan, plan, frozenset(ready.get("notReady", ())) | frozenset(
+                ready.get("terminal", ())), loaded_nr, set(), frozenset(ready.get("terminal", ())), loaded_term)
+            result.rules_changed += [n for n in changed if n not in result.rules_changed]
+            result.warnings += more
+            step("ready-pods-joined")
         state.clear_intent(plan.lab)  # the change is complete: kernel, plan and supervisor agree
         step("intent-cleared")
     except BaseException:

@@ -27,6 +27,7 @@ STEPS = (
     "plan-saved",              # the plan written
     "supervisor-running",      # the supervisor answers
     "supervisor-reloaded",     # it runs the plan's containers
+    "ready-pods-joined",       # the pods made anew that run are in every node's rules
     "intent-cleared",          # the intent journal removed: the change is complete
     "events-recorded",         # the change's events appended
 )

@@ -11,6 +11,7 @@ and answers JSON lines on <state_dir>/supervisor.sock:
 
     {"op": "ping"}    -> {"ok": true, "pid": N, "lab": LAB}
     {"op": "reload"}  -> re-read the plan and reconcile; answers once every socket is bound
+    {"op": "readiness"} -> {"ok": true, "notReady": [...], "terminal": [...]}: what the rules are to leave out
     {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"uid": ..., "created": bool, "restartPolicy": ...,
                           "initialized": bool, "initContainers": {"i": {...}}, "containers": {"c": {...}}}}}
     {"op": "logs", "pod": "ns/name", "container": "c"} -> {"ok": true, "text": "..."}
@@ -324,6 +325,10 @@ class Supervisor:
             return await self.reload()
         if op == "status":
             return self.status()
+        if op == "readiness":  # a change about to load the rules with these: the view follows now
+            want = self.readiness()
+            self._set_view(self.plan, want)
+            return {"ok": True, "notReady": sorted(want[0]), "terminal": sorted(want[1])}
         if op == "logs":
             return self.logs(str(msg.get("pod")), str(msg.get("container")))
         if op == "stop":
