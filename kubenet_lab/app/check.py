@@ -9,14 +9,16 @@ and receive anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from ..errors import LabError
 from ..fabric import checks, state
 from ..inspect import checkreport
-from ..inspect.conversations import complete, question
+from ..inspect.conversations import complete, question, understand
 from ..inspect.expectations import FAIL, FULL_PAIRS_UP_TO, ICMP, Expectation, expectations, who
 from ..inspect.verdicts import Result, judge
 from ..kernel import probe
@@ -27,6 +29,7 @@ from .query import pod_status, running_plan
 REACH_TIMEOUT = 2.0  # seconds a request that must succeed may take
 FAIL_TIMEOUT = 1.0   # seconds of silence that count as "did not reach" (a DROP answers nothing)
 CONCURRENCY = 256    # requests in flight at once
+EVERY_ROUNDS = 8     # --full: rounds of requests at most until every endpoint answered
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,12 @@ async def _run(exps: Sequence[Expectation], tick: Callable[[], None]) -> list[Re
     async def expectation(exp: Expectation) -> Result:
         payload, what = question(exp)
         read = payload is not None or what == "hostname"
-        outcomes = await asyncio.gather(*(request(exp, payload, read, what) for _ in range(exp.requests)))
+        outcomes = list(await asyncio.gather(*(request(exp, payload, read, what) for _ in range(exp.requests))))
+        rounds = 1
+        while exp.every and rounds < EVERY_ROUNDS and _missing(exp, what, outcomes):
+            # random balancing: each round gives an endpoint not seen yet a new chance
+            outcomes += await asyncio.gather(*(request(exp, payload, read, what) for _ in range(exp.requests)))
+            rounds += 1
         tick()
         return judge(exp, what, outcomes)
 
@@ -79,18 +87,92 @@ async def _run(exps: Sequence[Expectation], tick: Callable[[], None]) -> list[Re
     return [results[i] for i in range(len(exps))]
 
 
-def where_it_broke(plan: Plan, result: Result) -> str:
-    """HOOK(trace): the first hop where a failed probe broke.
+def _missing(exp: Expectation, what: str, outcomes: Sequence[probe.Outcome]) -> bool:
+    """Whether an endpoint of `exp.answers` has not answered yet (and every request reached)."""
+    if not all(o.reached and not o.error for o in outcomes):
+        return False
+    seen = set()
+    for o in outcomes:
+        with contextlib.suppress(ValueError, IndexError, UnicodeError):
+            seen.add(understand(what, exp.proto, o.data))
+    return bool(exp.answers - seen)
 
-    Until `kubenet-lab trace` can explain a connection from the live kernel, this names the hop
-    the packet itself tells of: the sender of an ICMP error (a node whose route is gone answers
-    "network unreachable"), by its lab name. Once trace lands, ask it here for the path of
-    result.expectation (src_netns, dst_ip, port, proto) and return its first failing hop."""
-    hop = result.hop
-    if not hop:
+
+SERVICE_KINDS = ("service", "nodeport", "loadbalancer")
+MAX_TRACED = 64  # failed expectations explained by trace at most (the rest: what the packet told)
+
+
+def where_it_broke(plan: Plan, results: Sequence[Result]) -> list[Result]:
+    """Each failed result with the first hop where its packet broke, as `trace` explains it from
+    the live kernel (one snapshot of the lab for all of them): the hop whose route, rule or
+    neighbour ends the request, or, when the request gets through, the hop that ends the answer
+    on its way back. Where trace has nothing to say, the sender of the ICMP error the probe got
+    (a REJECT's node, a router without a route) by its lab name."""
+    failed = [i for i, r in enumerate(results) if not r.ok and r.expectation.must != FAIL][:MAX_TRACED]
+    explained: dict[int, str] = {}
+    if failed:
+        explained = _traced(plan, [results[i].expectation for i in failed], failed)
+    out = []
+    for i, r in enumerate(results):
+        hop = explained.get(i) or _named(plan, r.hop)
+        out.append(replace(r, hop=hop) if hop != r.hop else r)
+    return out
+
+
+def _named(plan: Plan, ip: str) -> str:
+    if not ip:
         return ""
-    name = who(plan, hop)
-    return f"{name} ({hop})" if name else hop
+    name = who(plan, ip)
+    return f"{name} ({ip})" if name else ip
+
+
+def _traced(plan: Plan, exps: Sequence[Expectation], keys: Sequence[int]) -> dict[int, str]:
+    from ..inspect import path as paths
+    from ..kernel import netstate
+    from . import trace as tracing
+
+    out: dict[int, str] = {}
+    try:
+        with contextlib.closing(netstate.Reader()) as reader:
+            snap = tracing.read_snapshot(plan, reader)
+            for key, exp in zip(keys, exps):
+                if exp.src_netns in snap.spaces:
+                    out[key] = first_broken_hop(paths, snap, exp)
+    except (OSError, LabError, ValueError, KeyError) as e:  # the lab changed under us: keep what the packets told
+        print(f"warning: trace could not explain the failures: {e}", file=sys.stderr)
+    return out
+
+
+def first_broken_hop(paths, snap, exp: Expectation) -> str:
+    """Trace the expectation's first packet (and, when it gets through, the answer back), and
+    name the hop that ends the likeliest branch that dies: "node1: no route to ...",
+    "node1: rejected by ...". "" when trace sees the packet delivered both ways."""
+    pkt = paths.Packet("", exp.dst_ip, exp.port, exp.proto)
+    result = paths.trace(snap, exp.src_netns, pkt, exp.src, exp.dst)
+    dead = [b for b in result.branches if b.outcome != "delivered"]
+    if dead:
+        text = _hop_text(dead[0])
+        if exp.kind in SERVICE_KINDS and not any(n.dnat for h in dead[0].hops for n in h.netfilter):
+            node = next((h for h in dead[0].hops if h.role == "node"), None)
+            if node is not None and node is not dead[0].hops[-1]:
+                text = f"{node.name}: no rule translated {exp.dst_ip}:{exp.port} to an endpoint; then {text}"
+        return text
+    for b in result.branches:  # delivered: does the answer find its way back?
+        last = b.hops[-1]
+        if not b.seen_source or not b.endpoint:
+            continue
+        back = paths.trace(snap, last.netns, paths.Packet(b.endpoint.rsplit(":", 1)[0], b.seen_source, 0, "icmp"),
+                           last.name, exp.src)
+        lost = [a for a in back.branches if a.outcome != "delivered"]
+        if lost:
+            return "the answer: " + _hop_text(lost[0])
+    return ""
+
+
+def _hop_text(branch) -> str:
+    hop = branch.hops[-1]
+    share = f" ({branch.probability:.0%} of connections)" if branch.probability < 0.995 else ""
+    return f"{hop.name}: {hop.end}{share}"
 
 
 class Progress:
@@ -124,14 +206,9 @@ def check(lab: str, full: bool = False, progress: bool = False) -> Report:
         results = asyncio.run(_run(exps, shown.tick))
     finally:
         shown.end()
-    results = [_with_hop(plan, r) if r.hop else r for r in results]
+    results = where_it_broke(plan, results)
     sampled = not full and sum(1 for p in plan.pods if not p.host_network) > FULL_PAIRS_UP_TO
     return Report(lab, tuple(results), time.monotonic() - start, sampled)
-
-
-def _with_hop(plan: Plan, r: Result) -> Result:
-    from dataclasses import replace
-    return replace(r, hop=where_it_broke(plan, r))
 
 
 def render(report: Report, fmt: str | None) -> str:

@@ -60,6 +60,7 @@ class Expectation:
     must: str          # REACH or FAIL
     why: str
     src_netns: str = ""
+    src_ip: str = ""
     dst_ip: str = ""
     talk: str = ICMP   # how to talk to it (HTTP, UDP, DNS, ...)
     source_ip: str = ""  # the address the server must see the caller as ("": not checked)
@@ -163,7 +164,7 @@ def pod_to_pod(plan: Plan, full: bool = False, not_running: frozenset[str] = fro
             why = "pods reach pods without NAT" + (" (same node)" if src.node == dst.node else
                                                   f" ({src.node} -> {dst.node})")
             out.append(Expectation("pod-pod", _pod_name(src), _pod_name(dst), 0, "icmp", REACH, why,
-                                   src_netns=src.netns, dst_ip=str(dst.ip), talk=ICMP))
+                                   src_netns=src.netns, src_ip=str(src.ip), dst_ip=str(dst.ip), talk=ICMP))
             if dst.key in not_ready:
                 continue
             for port, proto, talk in _listening(dst):
@@ -171,7 +172,7 @@ def pod_to_pod(plan: Plan, full: bool = False, not_running: frozenset[str] = fro
                 answers = frozenset({pod_hostname(plan, dst)}) if talk in (HTTP_HOSTNAME, TCP_HOSTNAME, UDP) else frozenset()
                 out.append(Expectation("pod-pod", _pod_name(src), f"{_pod_name(dst)}:{port}", port, proto, REACH,
                                        why + (", seeing the caller's own address" if sees else ""),
-                                       src_netns=src.netns, dst_ip=str(dst.ip), talk=talk, source_ip=sees,
+                                       src_netns=src.netns, src_ip=str(src.ip), dst_ip=str(dst.ip), talk=talk, source_ip=sees,
                                        answers=answers))
     return out
 
@@ -225,6 +226,7 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
     out: list[Expectation] = []
     clients = client_pods(plan, not_running)
     external = naming.external_netns(plan.lab)
+    external_ip = str(ipam.external_client_ip(plan.cluster.node_subnet))
     for svc in plan.services:
         for sp in svc.ports:
             proto = sp.protocol.lower()
@@ -236,14 +238,11 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                 if svc.headless or proto != "tcp":
                     continue  # nothing to refuse a UDP datagram with that a client would notice
                 for node in plan.nodes:
-                    sources = [(f"node/{node.name}", node.netns)]
-                    if node.name in clients:
-                        sources.append((_pod_name(clients[node.name]), clients[node.name].netns))
-                    for src, netns in sources:
+                    for src, netns, src_ip in _sources(node, clients):
                         out.append(Expectation("service", src, name, sp.port, proto, FAIL,
                                                "a Service without ready endpoints refuses connections",
-                                               src_netns=netns, dst_ip=str(svc.cluster_ip), talk=CONNECT,
-                                               refused=True))
+                                               src_netns=netns, src_ip=src_ip, dst_ip=str(svc.cluster_ip),
+                                               talk=CONNECT, refused=True))
                 continue
             talk = _talk_to(plan, sp, proto)
             if talk is None:
@@ -258,17 +257,14 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                         why = "internalTrafficPolicy Local: only the node's own endpoints"
                     else:
                         allowed, why = ready, "a Service reaches its ready endpoints"
-                    sources = [(f"node/{node.name}", node.netns)]
-                    if node.name in clients:
-                        sources.append((_pod_name(clients[node.name]), clients[node.name].netns))
-                    for src, netns in sources:
+                    for src, netns, src_ip in _sources(node, clients):
                         if not allowed:
                             out.append(Expectation(
                                 "service", src, name, sp.port, proto, FAIL,
                                 f"internalTrafficPolicy Local and no endpoint on {node.name}",
-                                src_netns=netns, dst_ip=str(svc.cluster_ip), talk=talk))
+                                src_netns=netns, src_ip=src_ip, dst_ip=str(svc.cluster_ip), talk=talk))
                             continue
-                        out.append(_service_probe("service", src, netns, name, str(svc.cluster_ip), sp.port, proto,
+                        out.append(_service_probe("service", src, netns, src_ip, name, str(svc.cluster_ip), sp.port, proto,
                                                   talk, why, _hostnames(plan, allowed) if names else frozenset(),
                                                   full and names and not affinity, len(allowed)))
             if svc.type in ("NodePort", "LoadBalancer") and sp.node_port:
@@ -278,25 +274,36 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                     if svc.external_traffic_policy == "Local" and not local:
                         out.append(Expectation("nodeport", "external", dst, sp.node_port, proto, FAIL,
                                                f"externalTrafficPolicy Local and no endpoint of {name} on {node.name}",
-                                               src_netns=external, dst_ip=str(node.ip), talk=talk))
+                                               src_netns=external, src_ip=external_ip, dst_ip=str(node.ip),
+                                               talk=talk))
                         continue
                     allowed = local if svc.external_traffic_policy == "Local" else ready
-                    out.append(_service_probe("nodeport", "external", external, dst, str(node.ip), sp.node_port,
+                    out.append(_service_probe("nodeport", "external", external, external_ip, dst, str(node.ip), sp.node_port,
                                               proto, talk, f"{name}'s NodePort answers from outside",
                                               _hostnames(plan, allowed) if names else frozenset(),
                                               full and names and not affinity, len(allowed)))
             if svc.type == "LoadBalancer" and svc.load_balancer_class is None:
                 for ip in svc.load_balancer_ips:
-                    out.append(_service_probe("loadbalancer", "external", external, f"lb/{ip}:{sp.port}", str(ip),
+                    out.append(_service_probe("loadbalancer", "external", external, external_ip, f"lb/{ip}:{sp.port}", str(ip),
                                               sp.port, proto, talk, f"{name} through the load balancer",
                                               _hostnames(plan, ready) if names else frozenset(),
                                               full and names and not affinity, len(ready)))
     return out
 
 
-def _service_probe(kind, src, netns, dst, ip, port, proto, talk, why, answers, every, n_endpoints) -> Expectation:
+def _sources(node, clients: dict[str, PlannedPod]) -> list[tuple[str, str, str]]:
+    """(name, namespace, address) of the node and of its client pod, if it has one."""
+    out = [(f"node/{node.name}", node.netns, str(node.ip))]
+    if node.name in clients:
+        pod = clients[node.name]
+        out.append((_pod_name(pod), pod.netns, str(pod.ip)))
+    return out
+
+
+def _service_probe(kind, src, netns, src_ip, dst, ip, port, proto, talk, why, answers, every,
+                   n_endpoints) -> Expectation:
     requests = max(SERVICE_REQUESTS, 4 * n_endpoints) if every else SERVICE_REQUESTS
-    return Expectation(kind, src, dst, port, proto, REACH, why, src_netns=netns, dst_ip=ip, talk=talk,
+    return Expectation(kind, src, dst, port, proto, REACH, why, src_netns=netns, src_ip=src_ip, dst_ip=ip, talk=talk,
                        answers=answers, every=every, requests=requests)
 
 
@@ -319,7 +326,7 @@ def dns(plan: Plan, not_running: frozenset[str] = frozenset()) -> list[Expectati
             else:
                 addresses, why = frozenset({str(svc.cluster_ip)}), "a Service's name resolves to its ClusterIP"
             out.append(Expectation("dns", _pod_name(pod), name, 53, "udp", REACH, why, src_netns=pod.netns,
-                                   dst_ip=server, talk=DNS, name=name, addresses=addresses))
+                                   src_ip=str(pod.ip), dst_ip=server, talk=DNS, name=name, addresses=addresses))
     return out
 
 
@@ -337,7 +344,7 @@ def who(plan: Plan, ip: str) -> str:
         if ip == str(node.ip):
             return f"node/{node.name}"
         if ip == str(node.gateway):
-            return f"node/{node.name} (cbr0)"
+            return f"node/{node.name}"
     for pod in plan.pods:
         if ip == str(pod.ip) and not pod.host_network:
             return _pod_name(pod)

@@ -13,6 +13,7 @@ import errno
 import itertools
 import os
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -33,11 +34,31 @@ class Outcome:
     seconds: float = 0.0
 
 
+IP_RECVERR = 11  # <linux/in.h>: queue ICMP errors on the socket, with the address that sent them
+SO_EE_ORIGIN_ICMP = 2
+
+
 def _socket(netns: str, family: int, type_: int, proto: int = 0) -> socket.socket:
     with in_netns(netns):
         sock = socket.socket(family, type_, proto)
     sock.setblocking(False)
+    if type_ != socket.SOCK_RAW:
+        sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
     return sock
+
+
+def _hop(sock: socket.socket) -> str:
+    """The sender of the ICMP error queued on the socket (a REJECT's node, the router without a
+    route), "" when none is queued (struct sock_extended_err, then the offender's sockaddr_in)."""
+    try:
+        _, ancillary, _, _ = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+    except OSError:
+        return ""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_IP and kind == IP_RECVERR and len(data) >= 24 and data[4] == SO_EE_ORIGIN_ICMP:
+            if struct.unpack("=H", data[16:18])[0] == socket.AF_INET:
+                return socket.inet_ntoa(data[20:24])
+    return ""
 
 
 def _oserror(e: OSError) -> str:
@@ -55,9 +76,10 @@ async def stream(netns: str, ip: str, port: int, payload: bytes | None, timeout:
         try:
             await asyncio.wait_for(loop.sock_connect(sock, (ip, port)), timeout)
         except asyncio.TimeoutError:
-            return Outcome(False, error=f"timed out after {timeout:g}s", seconds=time.monotonic() - start)
+            return Outcome(False, error=f"timed out after {timeout:g}s", hop=_hop(sock),
+                           seconds=time.monotonic() - start)
         except OSError as e:
-            return Outcome(False, error=_oserror(e), seconds=time.monotonic() - start)
+            return Outcome(False, error=_oserror(e), hop=_hop(sock), seconds=time.monotonic() - start)
         if not read:
             return Outcome(True, seconds=time.monotonic() - start)
         data = b""
@@ -96,9 +118,10 @@ async def datagram(netns: str, ip: str, port: int, payload: bytes, timeout: floa
             await loop.sock_sendall(sock, payload)
             data = await asyncio.wait_for(loop.sock_recv(sock, MAX_ANSWER), timeout)
         except asyncio.TimeoutError:
-            return Outcome(False, error=f"no answer within {timeout:g}s", seconds=time.monotonic() - start)
+            return Outcome(False, error=f"no answer within {timeout:g}s", hop=_hop(sock),
+                           seconds=time.monotonic() - start)
         except OSError as e:
-            return Outcome(False, error=_oserror(e), seconds=time.monotonic() - start)
+            return Outcome(False, error=_oserror(e), hop=_hop(sock), seconds=time.monotonic() - start)
         return Outcome(True, data, seconds=time.monotonic() - start)
     finally:
         sock.close()
