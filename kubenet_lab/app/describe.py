@@ -205,4 +205,16 @@ def _workload(lab: str, plan: Plan, status: dict, kind: str, namespace: str, nam
         index = {"Running": 0, "Pending": 1, "Succeeded": 2, "Failed": 3}.get(phase)
         if index is not None:
             phases[index] += 1
+    if kind == "StatefulSet":
+        return text.describe_statefulset(obj, tuple(phases), planned, events)
+    if kind == "DaemonSet":
+        return text.describe_daemonset(obj, tuple(phases), planned, events)
+    if kind == "Job":
+        st = obj["status"]
+        obj["spec"].update({"suspend": False})
+        started, finished = output.workload_status(plan, w, status).started, None
+        if st.get("completionTime"):
+            finished = output.workload_status(plan, w, status).finished
+        duration = output.age(started, finished) if started and finished else None
+        return text.describe_job(obj, planned, events, duration)
     return text.describe_replicaset(obj, tuple(phases), planned, events)

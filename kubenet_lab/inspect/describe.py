@@ -506,9 +506,8 @@ def describe_deployment(d: Mapping, old_sets: Sequence[tuple[str, int, int]], ne
 
 def describe_replicaset(rs: Mapping, phases: tuple[int, int, int, int], planned: Mapping[str, PlannedContainer],
                         events: Sequence[EventRow]) -> str:
-    """kubectl describe replicaset (and replicationcontroller, statefulset, daemonset, job in
-    the same shape: kubectl's ReplicaSet layout); `phases` its pods Running, Waiting,
-    Succeeded, Failed."""
+    """kubectl describe replicaset (a replicationcontroller's is the same but for Controlled By,
+    which an RC has none of); `phases` its pods Running, Waiting, Succeeded, Failed."""
     meta, spec, status = rs["metadata"], rs.get("spec", {}), rs.get("status", {})
     out = Writer()
     out.w(0, f"Name:\t{meta['name']}\n")
@@ -524,6 +523,88 @@ def describe_replicaset(rs: Mapping, phases: tuple[int, int, int, int], planned:
     out.w(0, f"Replicas:\t{current} current / {desired} desired\n")
     running, waiting, succeeded, failed = phases
     out.w(0, f"Pods Status:\t{running} Running / {waiting} Waiting / {succeeded} Succeeded / {failed} Failed\n")
+    _pod_template(out, spec.get("template") or {}, planned)
+    events_section(out, events)
+    return out.text()
+
+
+def _head(out: Writer, meta: Mapping, namespace: bool = True) -> None:
+    out.w(0, f"Name:\t{meta['name']}\n")
+    if namespace:
+        out.w(0, f"Namespace:\t{meta.get('namespace', 'default')}\n")
+
+
+def describe_statefulset(sts: Mapping, phases: tuple[int, int, int, int], planned: Mapping[str, PlannedContainer],
+                         events: Sequence[EventRow]) -> str:
+    meta, spec, status = sts["metadata"], sts.get("spec", {}), sts.get("status", {})
+    out = Writer()
+    _head(out, meta)
+    out.w(0, f"CreationTimestamp:\t{rfc1123z(meta.get('creationTimestamp'))}\n")
+    out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
+    labels_multiline(out, "Labels", meta.get("labels"))
+    annotations_multiline(out, "Annotations", meta.get("annotations"))
+    out.w(0, f"Replicas:\t{spec.get('replicas', 1)} desired | {status.get('replicas', 0)} total\n")
+    out.w(0, f"Update Strategy:\t{(spec.get('updateStrategy') or {}).get('type', 'RollingUpdate')}\n")
+    out.w(0, "Pods Status:\t{} Running / {} Waiting / {} Succeeded / {} Failed\n".format(*phases))
+    _pod_template(out, spec.get("template") or {}, planned)
+    out.w(0, f"Volume Claims:\t{NONE}\n")
+    events_section(out, events)
+    return out.text()
+
+
+def describe_daemonset(ds: Mapping, phases: tuple[int, int, int, int], planned: Mapping[str, PlannedContainer],
+                       events: Sequence[EventRow]) -> str:
+    """kubectl 1.31's DaemonSet layout: no Namespace line, and its node counts without a tab."""
+    meta, spec, status = ds["metadata"], ds.get("spec", {}), ds.get("status", {})
+    out = Writer()
+    _head(out, meta, namespace=False)
+    out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
+    node_selector = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    out.w(0, f"Node-Selector:\t{','.join(f'{k}={v}' for k, v in sorted(node_selector.items())) or NONE}\n")
+    labels_multiline(out, "Labels", meta.get("labels"))
+    annotations_multiline(out, "Annotations", meta.get("annotations"))
+    out.w(0, f"Desired Number of Nodes Scheduled: {status.get('desiredNumberScheduled', 0)}\n")
+    out.w(0, f"Current Number of Nodes Scheduled: {status.get('currentNumberScheduled', 0)}\n")
+    out.w(0, f"Number of Nodes Scheduled with Up-to-date Pods: {status.get('updatedNumberScheduled', 0)}\n")
+    out.w(0, f"Number of Nodes Scheduled with Available Pods: {status.get('numberAvailable', 0)}\n")
+    out.w(0, f"Number of Nodes Misscheduled: {status.get('numberMisscheduled', 0)}\n")
+    out.w(0, "Pods Status:\t{} Running / {} Waiting / {} Succeeded / {} Failed\n".format(*phases))
+    _pod_template(out, spec.get("template") or {}, planned)
+    events_section(out, events)
+    return out.text()
+
+
+def describe_job(job: Mapping, planned: Mapping[str, PlannedContainer], events: Sequence[EventRow],
+                 duration: str | None = None) -> str:
+    """kubectl 1.31's Job layout; `duration` kubectl's Duration (written by the caller)."""
+    meta, spec, status = job["metadata"], job.get("spec", {}), job.get("status", {})
+    out = Writer()
+    _head(out, meta)
+    out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
+    labels_multiline(out, "Labels", meta.get("labels"))
+    annotations_multiline(out, "Annotations", meta.get("annotations"))
+    owner = next((o for o in meta.get("ownerReferences") or () if o.get("controller")), None)
+    if owner:
+        out.w(0, f"Controlled By:\t{owner['kind']}/{owner['name']}\n")
+    if spec.get("parallelism") is not None:
+        out.w(0, f"Parallelism:\t{spec['parallelism']}\n")
+    completions = spec.get("completions")
+    out.w(0, f"Completions:\t{'<unset>' if completions is None else completions}\n")
+    for key, label in (("completionMode", "Completion Mode"), ("suspend", "Suspend"), ("backoffLimit", "Backoff Limit")):
+        if spec.get(key) is not None:
+            value = spec[key]
+            out.w(0, f"{label}:\t{str(value).lower() if isinstance(value, bool) else value}\n")
+    if status.get("startTime"):
+        out.w(0, f"Start Time:\t{rfc1123z(status['startTime'])}\n")
+    if status.get("completionTime"):
+        out.w(0, f"Completed At:\t{rfc1123z(status['completionTime'])}\n")
+    if status.get("startTime") and status.get("completionTime") and duration:
+        out.w(0, f"Duration:\t{duration}\n")
+    active, succeeded, failed = status.get("active", 0), status.get("succeeded", 0), status.get("failed", 0)
+    if status.get("ready") is None:
+        out.w(0, f"Pods Statuses:\t{active} Active / {succeeded} Succeeded / {failed} Failed\n")
+    else:
+        out.w(0, f"Pods Statuses:\t{active} Active ({status['ready']} Ready) / {succeeded} Succeeded / {failed} Failed\n")
     _pod_template(out, spec.get("template") or {}, planned)
     events_section(out, events)
     return out.text()

@@ -327,3 +327,28 @@ def test_node_network_and_rule_counts():
             "1 KUBE-SVC and 1 KUBE-SEP chains") in out
     assert nv.rule_counts(nv.NodeRules("n", "nftables", NFT)) == \
         "nftables: table ip kube-proxy: 2 chains, 3 rules, 1 maps"
+
+
+TEMPLATE = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+
+
+def test_statefulset_daemonset_and_job_have_kubectls_own_layouts():
+    sts = d.describe_statefulset({"metadata": {"name": "web", "namespace": "default"},
+                                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}},
+                                           "template": TEMPLATE}, "status": {"replicas": 2}},
+                                 (2, 0, 0, 0), {}, [])
+    assert "Replicas:           2 desired | 2 total\nUpdate Strategy:    RollingUpdate\n" in sts
+    assert sts.endswith("  Tolerations:     <none>\nVolume Claims:     <none>\nEvents:            <none>\n")
+    ds = d.describe_daemonset({"metadata": {"name": "agent", "namespace": "kube-system"},
+                               "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": TEMPLATE},
+                               "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                                          "numberAvailable": 1}}, (1, 1, 0, 0), {}, [])
+    assert "Namespace:" not in ds  # kubectl's DaemonSet describer prints none
+    assert ("Desired Number of Nodes Scheduled: 2\nCurrent Number of Nodes Scheduled: 2\n"
+            "Number of Nodes Scheduled with Up-to-date Pods: 0\nNumber of Nodes Scheduled with Available Pods: 1\n"
+            "Number of Nodes Misscheduled: 0\nPods Status:  1 Running / 1 Waiting / 0 Succeeded / 0 Failed\n") in ds
+    job = d.describe_job({"metadata": {"name": "pi", "namespace": "default"},
+                          "spec": {"parallelism": 1, "completions": None, "suspend": False, "template": TEMPLATE},
+                          "status": {"active": 1, "ready": 1, "startTime": "2026-01-01T00:00:00Z"}}, {}, [])
+    assert ("Parallelism:    1\nCompletions:    <unset>\nSuspend:        false\n"
+            "Start Time:     Thu, 01 Jan 2026 00:00:00 +0000\nPods Statuses:  1 Active (1 Ready) / 0 Succeeded / 0 Failed\n") in job
