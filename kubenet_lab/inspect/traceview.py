@@ -18,12 +18,31 @@ def _rule(text: str, chain: str) -> str:
     return text.removeprefix(f"-A {name} ")
 
 
+_VERDICTS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "MASQUERADE", "MARK", "SNAT", "accept", "drop",
+             "reject", "return"}
+
+
+def _shown(rules) -> list:
+    """The rules that did something: a verdict, a translation, or a jump into a chain where a
+    later rule matched (a jump into a chain that matched nothing and returned is left out)."""
+    out = []
+    for k, r in enumerate(rules):
+        words = r.text.split()
+        target = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g", "jump", "goto")), None)
+        table = r.chain.split("/", 1)[0]
+        later = {x.chain for x in rules[k + 1:]}
+        if target is None or target in _VERDICTS or f"{table}/{target}" in later:
+            out.append(r)
+    return out
+
+
 def _hop_lines(n: int, hop: Hop) -> list[str]:
     where = "sent" if hop.iif is None else f"in {hop.iif}"
     lines = [f"{n:>2}  {hop.name:<24} {hop.packet}  ({where})"]
     for nf in hop.netfilter:
-        width = max((len(r.chain) for r in nf.rules), default=0)
-        for r in nf.rules:
+        rules = _shown(nf.rules)
+        width = max((len(r.chain) for r in rules), default=0)
+        for r in rules:
             lines.append(f"      {r.chain:<{width}}  {_rule(r.text, r.chain)}")
         if nf.sticky:
             lines.append("      affinity: the client has a live entry: it sticks to that endpoint")
