@@ -1011,7 +1011,6 @@ def check_cmd(ctx: click.Context, fmt: str | None, full: bool, quiet: bool) -> N
     sys.exit(0 if report.ok else 1)
 
 
-
 @main.command(name="trace")
 @click.argument("src", metavar="SRC")
 @click.argument("dst", metavar="DST[:PORT]")
