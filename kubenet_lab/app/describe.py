@@ -125,6 +125,8 @@ def _service(lab: str, plan: Plan, namespace: str, name: str, endpoints_only: bo
     if svc is None:
         raise _not_found("endpoints" if endpoints_only else "services", name)
     endpoints = output.endpoints_object(plan, svc)
+    if endpoints_only:
+        return text.describe_endpoints(endpoints, event_rows(lab, "Endpoints", namespace, name))
     events = event_rows(lab, "Service", namespace, name)
     rules = live.all_node_rules([(n.name, n.netns) for n in plan.nodes], plan.cluster.kube_proxy_mode)
     network = netview.service_network(rules, namespace, name)

@@ -608,3 +608,25 @@ def describe_job(job: Mapping, planned: Mapping[str, PlannedContainer], events: 
     _pod_template(out, spec.get("template") or {}, planned)
     events_section(out, events)
     return out.text()
+
+
+def describe_endpoints(ep: Mapping, events: Sequence[EventRow]) -> str:
+    """kubectl describe endpoints: each subset's ready and not-ready addresses and its ports."""
+    meta = ep["metadata"]
+    out = Writer()
+    _head(out, meta)
+    labels_multiline(out, "Labels", meta.get("labels"))
+    annotations_multiline(out, "Annotations", meta.get("annotations"))
+    out.w(0, "Subsets:\n")
+    for subset in ep.get("subsets") or []:
+        for key, label in (("addresses", "Addresses"), ("notReadyAddresses", "NotReadyAddresses")):
+            out.w(1, f"{label}:\t{','.join(a['ip'] for a in subset.get(key) or []) or NONE}\n")
+        if subset.get("ports"):
+            out.w(1, "Ports:\n")
+            out.w(2, "Name\tPort\tProtocol\n")
+            out.w(2, "----\t----\t--------\n")
+            for p in subset["ports"]:
+                out.w(2, f"{p.get('name') or '<unset>'}\t{p['port']}\t{p.get('protocol', 'TCP')}\n")
+        out.w(0, "\n")
+    events_section(out, events)
+    return out.text()

@@ -352,3 +352,26 @@ def test_statefulset_daemonset_and_job_have_kubectls_own_layouts():
                           "status": {"active": 1, "ready": 1, "startTime": "2026-01-01T00:00:00Z"}}, {}, [])
     assert ("Parallelism:    1\nCompletions:    <unset>\nSuspend:        false\n"
             "Start Time:     Thu, 01 Jan 2026 00:00:00 +0000\nPods Statuses:  1 Active (1 Ready) / 0 Succeeded / 0 Failed\n") in job
+
+
+def test_endpoints_subsets_as_kubectl_lists_them():
+    ep = {"metadata": {"name": "web", "namespace": "default"},
+          "subsets": [{"addresses": [{"ip": "10.244.0.3"}, {"ip": "10.244.1.3"}],
+                       "notReadyAddresses": [{"ip": "10.244.0.9"}],
+                       "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"port": 81, "protocol": "UDP"}]}]}
+    assert d.describe_endpoints(ep, []) == textwrap.dedent("""\
+        Name:         web
+        Namespace:    default
+        Labels:       <none>
+        Annotations:  <none>
+        Subsets:
+          Addresses:          10.244.0.3,10.244.1.3
+          NotReadyAddresses:  10.244.0.9
+          Ports:
+            Name     Port  Protocol
+            ----     ----  --------
+            http     8080  TCP
+            <unset>  81    UDP
+
+        Events:  <none>
+        """)
