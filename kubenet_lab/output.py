@@ -15,7 +15,7 @@ import yaml
 from . import __version__, jsonpath
 from .errors import InputError, LabError
 from .plan import podstatus
-from .model.objects import Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
+from .model.objects import RESOURCE_NAMES, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
 from .kernel import nsenter
 from .fabric import state
 
@@ -840,10 +840,8 @@ def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
 
 FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "name", "wide", "yaml")
 # -o name: KIND[.GROUP]/NAME, as kubectl names each kind.
-NAME_PREFIXES = {"nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints",
-                 "deployments": "deployment.apps", "replicasets": "replicaset.apps",
-                 "replicationcontrollers": "replicationcontroller", "statefulsets": "statefulset.apps",
-                 "daemonsets": "daemonset.apps", "jobs": "job.batch", "events": "event"}
+NAME_PREFIXES = {**{plural: RESOURCE_NAMES[kind] for plural, kind in WORKLOAD_KINDS.items()},
+                 "nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event"}
 
 
 @dataclass(frozen=True)

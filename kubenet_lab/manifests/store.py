@@ -8,16 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
+from ..model.objects import RESOURCE_NAMES
 from .fields import At, LList, LMap
 from .schema import KINDS
 
 Key = tuple[str, str, str]  # (kind, namespace or "" for a cluster-scoped kind, name)
 
-# kubectl's names of the kinds in its messages (`deployment.apps/web created`).
-RESOURCE_NAMES = {"Pod": "pod", "Service": "service", "Deployment": "deployment.apps",
-                  "ReplicaSet": "replicaset.apps", "StatefulSet": "statefulset.apps", "DaemonSet": "daemonset.apps",
-                  "Job": "job.batch", "ReplicationController": "replicationcontroller", "Node": "node",
-                  "Namespace": "namespace", "Cluster": "cluster.kind.x-k8s.io"}
 
 
 @dataclass(frozen=True)

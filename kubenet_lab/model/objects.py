@@ -14,6 +14,11 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 NODEPORT_RANGE = (30000, 32767)
 # With no Node objects the lab has these two nodes.
 DEFAULT_NODES = ("node1", "node2")
+# kubectl's names of the kinds in its messages and `-o name` (`deployment.apps/web created`).
+RESOURCE_NAMES = {"Pod": "pod", "Service": "service", "Deployment": "deployment.apps",
+                  "ReplicaSet": "replicaset.apps", "StatefulSet": "statefulset.apps", "DaemonSet": "daemonset.apps",
+                  "Job": "job.batch", "ReplicationController": "replicationcontroller", "Node": "node",
+                  "Namespace": "namespace", "Cluster": "cluster.kind.x-k8s.io"}
 
 
 @dataclass(frozen=True)

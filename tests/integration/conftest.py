@@ -157,3 +157,40 @@ def lab(host_before):
     with torn_down(lab.name):
         lab("up", str(MANIFESTS / "lab.yaml"))
         yield lab
+
+
+# `python3 -c LOOPING_CLIENT URL SECONDS`, run in a pod: requests URL every 20 ms for SECONDS,
+# prints "failed: ..." for each failed one, then "ok N bad M".
+LOOPING_CLIENT = """
+import sys, time, urllib.request
+ok = bad = 0
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=5).read()
+        ok += 1
+    except Exception as e:
+        bad += 1
+        print("failed:", e, flush=True)
+    time.sleep(0.02)
+print("ok", ok, "bad", bad, flush=True)
+"""
+
+
+@contextlib.contextmanager
+def looping_client(lab: Lab, pod: str, url: str, seconds: float):
+    """A pod requesting `url` in a loop for `seconds` while the block runs; yields a list that
+    gets (ok, bad, output) once the loop has ended (waited for when the block ends)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "exec", pod, "--",
+                             sys.executable, "-c", LOOPING_CLIENT, url, str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    result: list = []
+    try:
+        yield result
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = out.strip().splitlines()[-1].split() if out.strip() else []
+    ok, bad = (int(last[1]), int(last[3])) if last[:1] == ["ok"] else (0, -1)
+    result += [ok, bad, out + err]

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from .conftest import Lab, lab_namespaces, new_lab_name, torn_down, wait_for
+from .conftest import Lab, lab_namespaces, looping_client, new_lab_name, torn_down, wait_for
 
 WEB = textwrap.dedent("""
     apiVersion: apps/v1
@@ -162,39 +162,15 @@ def test_a_missing_name_is_not_found_and_changes_nothing(live):
     assert sorted(pods(lab)) == sorted(l.split()[0] for l in before.splitlines()[1:])
 
 
-LOOP = """
-import sys, time, urllib.request
-ok = bad = 0
-deadline = time.monotonic() + float(sys.argv[2])
-while time.monotonic() < deadline:
-    try:
-        urllib.request.urlopen(sys.argv[1], timeout=5).read()
-        ok += 1
-    except Exception as e:
-        bad += 1
-        print("failed:", e, flush=True)
-    time.sleep(0.02)
-print("ok", ok, "bad", bad, flush=True)
-"""
-
-
 def test_a_client_looping_through_the_service_sees_no_failure_during_a_scale_down(live):
     lab, _ = live
     lab("scale", "deployment", "web", "--replicas", "4")
     wait_for(lambda: len(web_pods(lab)) == 4 and all_running(lab) and len(endpoints(lab)) == 4, "four ready pods")
-    loop = subprocess.Popen([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "exec", "client", "--",
-                             sys.executable, "-c", LOOP, "http://web/hostname", "8"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with looping_client(lab, "client", "http://web/hostname", 8) as result:
         wait_for(lambda: lab("get", "pods").returncode == 0, "the loop to start", timeout=5)
         lab("scale", "deployment", "web", "--replicas", "1")
-        out, err = loop.communicate(timeout=60)
-    finally:
-        if loop.poll() is None:
-            loop.kill()
-    assert "failed" not in out, out + err
-    last = out.strip().splitlines()[-1].split()
-    assert last[0] == "ok" and int(last[1]) > 20 and last[3] == "0", out
+    ok, bad, output = result
+    assert bad == 0 and ok > 20, output
     assert len(web_pods(lab)) == 1 and len(endpoints(lab)) == 1
 
 
