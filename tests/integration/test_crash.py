@@ -56,7 +56,8 @@ SCENARIOS = {
     "up-changed": Scenario(("up", str(CRASH / "changed.yaml")), CRASH / "base.yaml", ("extra", "web", "web")),
     "apply": Scenario(("apply", "-f", str(CRASH / "extra.yaml")), CRASH / "base.yaml",
                       ("extra", "solo", "web", "web"), frozenset(STALE)),
-    "delete": Scenario(("delete", "pod", "solo"), CRASH / "base.yaml", ("web", "web"), frozenset({"pods-created"})),
+    "delete": Scenario(("delete", "pod", "solo"), CRASH / "base.yaml", ("web", "web"),
+                       frozenset({"pods-created", "ready-pods-joined"})),  # no pod made
     # a ReplicaSet's pod: it goes, and a new one comes under a new name
     "delete-owned": Scenario(("delete", "pod", "{web}"), CRASH / "base.yaml", ("solo", "web", "web")),
     "scale": Scenario(("scale", "deployment", "web", "--replicas", "3"), CRASH / "base.yaml",
