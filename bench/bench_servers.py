@@ -24,7 +24,7 @@ from kubenet_lab.model.objects import (Allocations, ClusterConfig, Plan, Planned
                                     PlannedPod, RunNetexec)
 from kubenet_lab.kernel import netns
 from kubenet_lab.fabric import state
-from kubenet_lab.supervisor import daemon as supervisor  # noqa: E402
+from kubenet_lab.supervisor import client as supervisor  # noqa: E402
 from kubenet_lab.kernel.nsenter import in_netns  # noqa: E402
 
 

@@ -18,7 +18,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from kubenet_lab.app import build  # noqa: E402
-from kubenet_lab.supervisor import daemon as supervisor  # noqa: E402
+from kubenet_lab.supervisor import client as supervisor  # noqa: E402
 
 NODES = 4
 

@@ -31,7 +31,7 @@ from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
 from ..fabric import checks, events, netlink, outside, state
 from ..kernel import conntrack, rules
 from ..kernel.steps import step
-from ..supervisor import daemon as supervisor
+from ..supervisor import client as supervisor
 from ..inspect import dryrun
 
 

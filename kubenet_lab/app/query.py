@@ -20,7 +20,7 @@ from ..plan.services import with_readiness
 from ..fabric import checks, state
 from ..fabric import events as events_store
 from ..kernel import nsenter
-from ..supervisor import daemon as supervisor
+from ..supervisor import client as supervisor
 
 DEFAULT_LAB = "kubenet"
 

@@ -33,8 +33,8 @@ with, it runs `python3 -m kubenet_lab.app.readiness` (a process of its own, unde
 like any command; a thread beside the forks of containers with preexec_fn would not be safe),
 which makes every node's rules again without those pods' endpoints, and the cluster DNS follows.
 
-The functions at the end (ensure_running, request, stop, find_supervisors) are the client side
-the CLI uses.
+The client side the CLI uses (ensure_running, request, stop, find_supervisors) is
+supervisor/client.py.
 """
 from __future__ import annotations
 
@@ -47,10 +47,8 @@ import logging
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 from ..errors import LabError
 from ..model.objects import Event, Plan, PlannedPod
@@ -62,13 +60,8 @@ from ..kernel import procs
 from ..kernel.nsenter import netns_path
 from ..fabric import events, state
 from ..runtime.containers import PodWorker
+from .client import LOCK, LOG, MODULE, PID, SOCK, STOP_GRACE, _read_pid, path
 
-MODULE = "kubenet_lab.supervisor.daemon"
-SOCK = "supervisor.sock"
-PID = "supervisor.pid"
-LOG = "supervisor.log"
-LOCK = "supervisor.lock"
-STOP_GRACE = 2.0  # seconds: what `down` gives each pod (preStop included) before SIGKILL
 STOP_MIN_GRACE = 0.5  # and SIGTERM at least, whatever preStop took
 READINESS_MODULE = "kubenet_lab.app.readiness"
 VANISHED_MODULE = "kubenet_lab.app.vanished"
@@ -92,10 +85,6 @@ def desired(plan: Plan | None) -> dict[Key, PlannedPod]:
     if plan is None:
         return {}
     return {pod_key(p): p for p in plan.pods}
-
-
-def path(lab: str, name: str) -> str:
-    return os.path.join(state.state_dir(lab), name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,165 +452,6 @@ def main(argv: list[str] | None = None) -> int:
             if _read_pid(args.lab) == os.getpid():
                 os.unlink(path(args.lab, PID))
     return 0
-
-
-# --------------------------------------------------------------------------------------------
-# Client side (the CLI)
-# --------------------------------------------------------------------------------------------
-
-
-class SupervisorUnavailable(LabError):
-    pass
-
-
-def request(lab: str, msg: dict, timeout: float = 30) -> dict:
-    """Send one request to the lab's supervisor and return its answer."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(path(lab, SOCK))
-            s.sendall(json.dumps(msg).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError as e:
-        raise SupervisorUnavailable(f"the supervisor of lab {lab!r} does not answer ({e})") from e
-    if not data.endswith(b"\n"):
-        raise SupervisorUnavailable(f"the supervisor of lab {lab!r} closed the connection")
-    return json.loads(data)
-
-
-def _read_pid(lab: str) -> int | None:
-    try:
-        with open(path(lab, PID)) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _log_tail(lab: str, lines: int = 10) -> str:
-    try:
-        with open(path(lab, LOG), errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _package_root() -> str:
-    import kubenet_lab
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(kubenet_lab.__file__)))
-
-
-def launch(lab: str) -> subprocess.Popen | None:
-    """Start the lab's supervisor in the background unless it runs (None then); `ensure_running`
-    waits for it. Starting early lets its interpreter start-up overlap the namespace build."""
-    with contextlib.suppress(SupervisorUnavailable):
-        request(lab, {"op": "ping"}, timeout=2)
-        return None
-    os.makedirs(state.state_dir(lab), exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
-    # argv[0] "python3" keeps the command line short: `ps` output cut at 80 columns still shows the lab.
-    return subprocess.Popen(["python3", "-m", MODULE, "--lab", lab], executable=sys.executable, env=env,
-                            cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def ensure_running(lab: str, timeout: float = 30, launcher: subprocess.Popen | None = None) -> int:
-    """Start the lab's supervisor unless it runs (or wait for the one `launch` started); returns
-    its pid. Idempotent."""
-    if launcher is None:
-        launcher = launch(lab)
-    if launcher is not None:
-        try:
-            _, err = launcher.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            raise LabError(f"the supervisor of lab {lab!r} did not start within {timeout:.0f}s") from None
-        if launcher.returncode != 0:
-            raise LabError(f"could not start the supervisor of lab {lab!r}: {err.decode(errors='replace').strip()}")
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(SupervisorUnavailable):
-            return request(lab, {"op": "ping"}, timeout=2)["pid"]
-        if time.monotonic() > deadline:
-            raise LabError(f"the supervisor of lab {lab!r} did not come up within {timeout:.0f}s; "
-                           f"its log says:\n{_log_tail(lab)}")
-        time.sleep(0.02)
-
-
-def revive(lab: str, timeout: float = 60) -> bool:
-    """Start the supervisor of a lab that is up but has none (it was killed), under the lab's
-    lock (so never beside a `down`), and wait until its pods' containers run again. True when it
-    had to."""
-    if find_supervisors(lab):
-        return False
-    with state.locked(lab, create=False) as held:
-        if not held or find_supervisors(lab) or state.load_plan(lab) is None:
-            return False
-        ensure_running(lab)
-        request(lab, {"op": "reload"}, timeout=timeout)
-        return True
-
-
-def stop(lab: str, timeout: float = 5, wait: bool = True) -> set[int]:
-    """Stop the lab's supervisor and its containers; nothing running is fine too. With
-    wait=False it returns as soon as the supervisor has answered that its containers are
-    stopped and its sockets closed, and leaves its exit (an interpreter shutting down, tens of
-    ms) for `reap` to wait for: the pids to pass to it. Otherwise it returns an empty set."""
-    pids = {pid for name, pid in _scan() if name == lab}
-    answered = None
-    with contextlib.suppress(SupervisorUnavailable, ValueError):
-        reply = request(lab, {"op": "stop"}, timeout=timeout)
-        answered = reply.get("pid") if reply.get("ok") else None
-        pids.add(reply.get("pid") or 0)
-    pids.discard(0)
-    if not wait and answered and pids == {answered}:
-        return pids
-    reap(pids, timeout)
-    return set()
-
-
-def reap(pids: set[int], timeout: float = 5) -> None:
-    """Wait for stopping supervisors to exit; SIGTERM, then SIGKILL, those that do not."""
-    left = procs.wait_gone(pids, timeout)
-    if left:
-        procs.signal_all(left, signal.SIGTERM)  # it stops its containers on SIGTERM too
-        left = procs.wait_gone(left, STOP_GRACE + 1)
-    if left:
-        # Its children die with it (PR_SET_PDEATHSIG).
-        procs.signal_all(left, signal.SIGKILL)
-        procs.wait_gone(left, 2)
-
-
-def _scan() -> list[tuple[str, int]]:
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        args = [a.decode(errors="replace") for a in args]
-        for i in range(len(args) - 1):
-            if args[i] == "-m" and args[i + 1] == MODULE:
-                rest = args[i + 2:]
-                if "--lab" in rest and rest.index("--lab") + 1 < len(rest):
-                    found.append((rest[rest.index("--lab") + 1], int(entry)))
-                break
-    return found
-
-
-def find_supervisors(lab: str | None = None) -> dict[str, int]:
-    """Running supervisors by lab (all labs when `lab` is None), from /proc alone."""
-    return {name: pid for name, pid in sorted(_scan(), key=lambda x: -x[1])
-            if (lab is None or name == lab) and procs.alive(pid)}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubenet_lab.supervisor import daemon as supervisor
+from kubenet_lab.supervisor import client as supervisor
 from .conftest import Lab, new_lab_name, torn_down, wait_for
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kubenet_lab.supervisor import daemon as supervisor
+from kubenet_lab.supervisor import client as supervisor
 from .conftest import Lab, new_lab_name, torn_down, wait_for
 
 # db-0's init container waits for a file the test makes, so db-0 is not ready until then; every

@@ -17,7 +17,7 @@ import pytest
 from kubenet_lab.model.objects import (Allocations, ClusterConfig, Plan, PlannedContainer, PlannedPod,
                                     RunExec, RunHttp, RunNetexec, RunNothing, RunServeHostname)
 from kubenet_lab.fabric import state
-from kubenet_lab.supervisor import daemon as supervisor
+from kubenet_lab.supervisor import client as supervisor
 from kubenet_lab.kernel.procs import processes_in
 from .conftest import wait_for
 
