@@ -1051,7 +1051,7 @@ def trace_cmd(ctx: click.Context, src: str, dst: str, proto: str | None, namespa
         sys.exit(1)
 
 @main.command()
-@click.argument("args", nargs=-1, required=True, metavar="(KIND NAME | KIND/NAME)")
+@click.argument("args", nargs=-1, metavar="(KIND [NAME...] | KIND/NAME...)")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
 @click.pass_context
 @handle_errors
@@ -1059,10 +1059,12 @@ def describe(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
     """Show an object's details as kubectl describe does, plus its network read from the kernel.
 
     KIND: pod/po, service/svc, node/no, deployment/deploy, replicaset/rs,
-    replicationcontroller/rc, statefulset/sts, daemonset/ds, job, endpoints/ep. After kubectl's
-    fields and events: a pod's interfaces, addresses, routes, its veth peer and bridge port
-    (hairpin); a Service's rules in every node with their packet counters; a node's bridge,
-    ports, routes, neighbours and rule counts.
+    replicationcontroller/rc, statefulset/sts, daemonset/ds, job, endpoints/ep. Without NAME,
+    every object of the kind; a NAME that is no object's describes those whose names start with
+    it, as kubectl does (`describe pods web`). After kubectl's fields and events: a pod's
+    interfaces, addresses, routes, its veth peer and bridge port (hairpin); a Service's rules in
+    every node with their packet counters; a node's bridge, ports, routes, neighbours and rule
+    counts.
 
     \b
     Examples:
@@ -1070,16 +1072,20 @@ def describe(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
       sudo kubenet-lab describe svc/web
       sudo kubenet-lab describe node node1
       sudo kubenet-lab describe deploy web
+      sudo kubenet-lab describe pods web                  # every pod whose name starts with web
       sudo kubenet-lab describe -n kube-system pod coredns-7bdb95d647-bpk2k
     """
     from .app import describe as describer  # the kernel readers: only this verb needs them
     from .fabric import checks
 
     checks.require_root("describe")
-    try:
-        click.echo(describer.describe(ctx.obj["lab"], args, namespace), nl=False)
-    except describer.NotFound as e:
+    out = describer.describe(ctx.obj["lab"], args, namespace)
+    click.echo(out.text, nl=False)
+    if out.none_found:
+        click.echo(out.none_found, err=True)
+    for e in out.errors:
         click.echo(f"Error from server (NotFound): {e}", err=True)
+    if out.errors:
         sys.exit(1)
 
 

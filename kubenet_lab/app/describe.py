@@ -4,6 +4,7 @@ inspect/describe.py and inspect/netview.py (pure); this module gathers what they
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from .. import output
@@ -37,18 +38,25 @@ class NotFound(LabError):
     """kubectl's `Error from server (NotFound): pods "x" not found`."""
 
 
-def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
-    """`KIND NAME` or `KIND/NAME` -> (kind key, name)."""
-    if len(args) == 1 and "/" in args[0]:
-        kind, name = args[0].split("/", 1)
-    elif len(args) == 2 and "/" not in args[0]:
-        kind, name = args
+def parse_target(args: tuple[str, ...]) -> tuple[str, list[str]]:
+    """`KIND`, `KIND NAME...` or `KIND/NAME...` (one kind) -> (kind key, names; none: all)."""
+    if not args:
+        raise InputError("You must specify the type of resource to describe. Use \"kubenet-lab describe pod NAME\", "
+                         "service, node, deployment, replicaset, replicationcontroller, statefulset, daemonset, job "
+                         "or endpoints")
+    if all("/" in a for a in args):
+        kinds = {a.split("/", 1)[0] for a in args}
+        if len(kinds) > 1:
+            raise InputError(f"describe: name objects of one kind at a time (got {', '.join(sorted(kinds))})")
+        kind, names = kinds.pop(), [a.split("/", 1)[1] for a in args]
+    elif any("/" in a for a in args):
+        raise InputError("there is no need to specify a resource type as a separate argument when passing "
+                         "arguments in resource/name form")
     else:
-        raise InputError("describe takes KIND NAME or KIND/NAME (pod, service, node, deployment, replicaset, "
-                         "replicationcontroller, statefulset, daemonset, job, endpoints)")
+        kind, names = args[0], list(args[1:])
     if kind.lower() not in KINDS:
         raise InputError(f'the server doesn\'t have a resource type "{kind}"')
-    return KINDS[kind.lower()], name
+    return KINDS[kind.lower()], names
 
 
 def event_rows(lab: str, kind: str, namespace: str, name: str, now: float | None = None) -> list[text.EventRow]:
@@ -79,11 +87,59 @@ def _container_specs(pod: PlannedPod, key: str) -> list[dict]:
     return out
 
 
-def describe(lab: str, args: tuple[str, ...], namespace: str) -> str:
-    kind, name = parse_target(args)
+@dataclass
+class Described:
+    """What `describe` prints: the descriptions, kubectl's errors for names not found, and
+    kubectl's note when a bare KIND finds nothing."""
+
+    text: str = ""
+    errors: list[str] = field(default_factory=list)
+    none_found: str | None = None
+
+
+def _names(plan: Plan, kind: str, namespace: str) -> list[str]:
+    if kind == "nodes":
+        return [n.name for n in plan.nodes]
+    if kind == "pods":
+        return sorted(p.name for p in plan.pods + plan.pending if p.namespace == namespace)
+    if kind in ("services", "endpoints"):
+        return sorted(s.name for s in plan.services if s.namespace == namespace)
+    return sorted(w.name for w in plan.workloads if w.kind == kind and w.namespace == namespace)
+
+
+def describe(lab: str, args: tuple[str, ...], namespace: str) -> Described:
+    """As kubectl describe: every object named (all of the kind when none is), one after another
+    with a blank line between; a single name not found describes every object whose name starts
+    with it (`describe pods web`)."""
+    kind, names = parse_target(args)
     plan = query.running_plan(lab)
-    status = query.pod_status(lab) if kind != "nodes" and kind != "services" else {}
+    status = query.pod_status(lab) if kind not in ("nodes", "services", "endpoints") else {}
     plan = query.existing(plan, status) if status else plan
+    known = _names(plan, kind, namespace)
+    out = Described()
+    if not names:
+        if not known:
+            out.none_found = ("No resources found" if kind == "nodes"
+                              else f"No resources found in {namespace} namespace.")
+        out.text = "\n\n".join(_one(lab, plan, status, kind, namespace, n) for n in known)
+        return out
+    if len(names) == 1 and names[0] not in known:
+        matching = [n for n in known if n.startswith(names[0])]
+        if not matching:
+            out.errors.append(str(_not_found(kind, names[0])))
+        out.text = "".join(_one(lab, plan, status, kind, namespace, n) + "\n" for n in matching)
+        return out
+    texts = []
+    for name in names:
+        if name in known:
+            texts.append(_one(lab, plan, status, kind, namespace, name))
+        else:
+            out.errors.append(str(_not_found(kind, name)))
+    out.text = "\n\n".join(texts)
+    return out
+
+
+def _one(lab: str, plan: Plan, status: dict, kind: str, namespace: str, name: str) -> str:
     if kind == "pods":
         return _pod(lab, plan, status, namespace, name)
     if kind in ("services", "endpoints"):

@@ -54,7 +54,8 @@ def test_describe_pod_is_kubectls_layout_and_the_kernels_network(lab):
 
 
 def test_describe_service_shows_its_rules_and_counters_that_move(lab):
-    lab.exec("client", "sh", "-c", "for i in 1 2 3 4 5; do curl -s -m 5 http://web/hostname; echo; done")
+    cluster_ip = json.loads(lab("get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    lab.exec("client", "sh", "-ec", f"for i in 1 2 3 4 5; do curl -sf -m 10 http://{cluster_ip}/hostname; done")
     out = lab("describe", "svc", "web").stdout
     assert "Selector:                 app=web\nType:                     NodePort\n" in out
     web = sorted(p["status"]["podIP"] for n, p in lab.pods().items() if n.startswith("web-"))
@@ -84,12 +85,19 @@ def test_describe_node_deployment_and_not_found(lab):
     bridge = next(l for l in ip_json(f"{lab.name}.node.node1", "addr") if l["ifname"] == "cbr0")
     gw = next(a for a in bridge["addr_info"] if a["family"] == "inet")
     assert f"Bridge:             cbr0 {gw['local']}/{gw['prefixlen']}, {len(on_node1)} ports\n" in out
-    assert ("Rules:  iptables: " if lab.mode == "iptables" else "Rules:  nftables: table ip kube-proxy: ") in out
+    assert re.search(r"\n  Rules:\s+" + ("iptables: filter " if lab.mode == "iptables" else "nftables: table ip kube-proxy: "), out)
     dep = lab("describe", "deploy", "web").stdout
     assert "Replicas:               3 desired | 3 updated | 3 total | 3 available | 0 unavailable\n" in dep
     assert re.search(r"\nNewReplicaSet:\s+web-\w+ \(3/3 replicas created\)\n", dep)
     missing = lab("describe", "pod", "nope", check=False)
     assert missing.returncode == 1 and missing.stderr == 'Error from server (NotFound): pods "nope" not found\n'
+    # as kubectl: a name that is no pod's describes the pods whose names start with it; several
+    # names, one after another; a missing one among them is an error after the others
+    web = sorted(n for n in lab.pods() if n.startswith("web-"))
+    assert re.findall(r"^Name:\s+(\S+)$", lab("describe", "pods", "web").stdout, re.M) == web
+    both = lab("describe", "pod", "client", "nope", web[0], check=False)
+    assert re.findall(r"^Name:\s+(\S+)$", both.stdout, re.M) == ["client", web[0]]
+    assert both.returncode == 1 and 'pods "nope" not found' in both.stderr
 
 
 def test_graph_dot_and_mermaid_name_every_pod(lab):
