@@ -100,6 +100,12 @@ def picture(plan: Plan) -> Picture:
                 c.vertices.append(Vertex(pid, (name, str(pod.ip)), "pod"))
                 edges.append(Edge(pid, cbr0, f"eth0 - {pod.host_veth}"))
         clusters.append(c)
+    if plan.pending:  # no node takes them: no address, no namespace
+        waiting = Cluster("cluster_pending", "Pending (no node takes them)", "node")
+        for pod in sorted(plan.pending, key=lambda p: (p.namespace, p.name)):
+            name = pod.name if pod.namespace == "default" else f"{pod.namespace}/{pod.name}"
+            waiting.vertices.append(Vertex(_id("pending", pod.namespace, pod.name), (name, pod.reason), "pod"))
+        clusters.append(waiting)
     svcs = Cluster("cluster_services", "Services", "service")
     for s in sorted(plan.services, key=lambda s: (s.namespace, s.name)):
         sid = _id("svc", s.namespace, s.name)

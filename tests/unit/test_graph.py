@@ -90,3 +90,23 @@ def test_graph_refuses_an_unknown_format(tmp_path, monkeypatch):
     out = CliRunner().invoke(main, ["--lab", "unit", "graph", "-o", "png"])
     assert out.exit_code == 2
     assert 'unable to match a printer suitable for the output format "png"' in out.output
+
+
+def test_a_pod_no_node_takes_is_drawn_apart_without_an_address():
+    import io
+    import textwrap
+    extra = textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: picky}
+        spec:
+          nodeSelector: {disktype: ssd}
+          containers: [{name: c, image: nginx}]
+        """)
+    plan = make_plan(load_model([str(EXAMPLES), "-"], io.StringIO(extra)), "demo", None)
+    assert [p.name for p in plan.pending] == ["picky"]
+    dot = graph.to_dot(graph.picture(plan))
+    assert 'subgraph cluster_pending {' in dot
+    assert 'pending_default_picky [label="picky\\nUnschedulable"' in dot
+    assert "pending_default_picky --" not in dot and "-- pending_default_picky" not in dot
+    assert 'pending_default_picky["picky<br/>Unschedulable"]' in graph.to_mermaid(graph.picture(plan))
