@@ -10,14 +10,16 @@ reached and whether its source was translated, set beside the prediction.
 """
 from __future__ import annotations
 
+import os
 import socket
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
 from ..errors import InputError, LabError
 from ..inspect import path as paths
 from ..inspect.snapshot import Link, Route, Snapshot, Space
-from ..kernel import conntrack, netstate
+from ..kernel import conntrack, icmp, netstate
 from ..kernel.nsenter import in_netns
 from ..model.objects import Plan
 from ..plan import naming
@@ -25,6 +27,8 @@ from .query import running_plan
 
 PROTOS = ("tcp", "udp", "icmp")
 PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+PROBE_TIMEOUT = 3.0  # seconds
+ANSWERED = ("connected", "answered", "echo reply")  # what the probe heard back from the endpoint
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ def _service(svc, port: str | None, proto: str | None, source: Endpoint, text: s
             if proto is None or proto == p.protocol.lower():
                 chosen = p
                 break
+    if proto == "icmp":
+        return Endpoint(f"svc/{svc.name}", ip=str(svc.cluster_ip), proto="icmp")
     if chosen is None and port is not None and port.isdigit():
         return Endpoint(f"svc/{svc.name}", ip=str(svc.cluster_ip), port=int(port), proto=proto)
     if chosen is None:
@@ -216,13 +222,14 @@ def trace(lab: str, src: str, dst: str, proto: str | None, namespace: str, probe
     source = resolve_source(plan, src, namespace)
     target = resolve_destination(plan, dst, namespace, proto, source)
     proto = target.proto or proto or "tcp"
-    port = target.port if target.port is not None else (0 if proto == "icmp" else 80)
+    port = 0 if proto == "icmp" else target.port if target.port is not None else 80
     pkt = paths.Packet(source.ip, target.ip, port, proto)
     with netstate.Reader() as reader:
         snap = read_snapshot(plan, reader)
         if source.netns not in snap.spaces:
             raise LabError(f"{source.label}: its namespace {source.netns} is not there (is the lab up?)")
-        result = paths.trace(snap, source.netns, pkt, source.label, f"{target.label} ({target.ip}:{port}/{proto})")
+        where = f"{target.ip}/icmp" if proto == "icmp" else f"{target.ip}:{port}/{proto}"
+        result = paths.trace(snap, source.netns, pkt, source.label, f"{target.label} ({where})")
     probed = run_probe(plan, snap, source, result) if probe else None
     return result, snap, probed
 
@@ -241,45 +248,74 @@ def _dns_query(domain: str) -> bytes:
     return b"\x4b\x4c\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
 
 
-def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result) -> ProbeResult:
-    pkt = result.packet
-    if pkt.proto == "icmp":
-        raise InputError(["--probe sends TCP or UDP; use --proto tcp or udp"])
-    with in_netns(source.netns):
+def _connect(plan: Plan, netns: str, pkt: paths.Packet) -> tuple[str, int, str]:
+    """One TCP connection or UDP datagram from `netns`: (source address, source port, what came
+    back)."""
+    with in_netns(netns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if pkt.proto == "tcp" else socket.SOCK_DGRAM)
     try:
-        s.settimeout(2)
+        s.settimeout(PROBE_TIMEOUT)  # a SYN is sent again after 1 s, an ICMP error may be rate-limited
         s.bind((pkt.src or "0.0.0.0", 0))
-        if pkt.proto == "tcp":
-            try:
-                s.connect((pkt.dst, pkt.dport))
-                answered = "connected"
-            except ConnectionRefusedError:
-                answered = "refused"
-            except socket.timeout:
-                answered = "timed out"
-            except OSError as e:
-                answered = e.strerror or str(e)
-        else:
+        try:
             s.connect((pkt.dst, pkt.dport))
-            s.send(_dns_query(plan.cluster.dns_domain) if pkt.dport == 53 else b"hostname")
-            try:
+            if pkt.proto == "tcp":
+                answered = "connected"
+            else:
+                s.send(_dns_query(plan.cluster.dns_domain) if pkt.dport == 53 else b"hostname")
                 s.recv(2048)
                 answered = "answered"
-            except socket.timeout:
-                answered = "no answer"
-            except OSError as e:
-                answered = e.strerror or str(e)
+        except ConnectionRefusedError:
+            answered = "refused"
+        except socket.timeout:
+            answered = "timed out" if pkt.proto == "tcp" else "no answer"
+        except OSError as e:
+            answered = e.strerror or str(e)
         src_ip, sport = s.getsockname()
     finally:
         s.close()
+    return src_ip, sport, answered
+
+
+def _ping(netns: str, pkt: paths.Packet) -> tuple[str, int, str]:
+    """One ICMP echo from `netns` over a raw socket: (source address, echo id, what came back)."""
+    ident = (os.getpid() ^ int(time.monotonic() * 1000)) & 0xFFFF
+    with in_netns(netns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    try:
+        try:
+            s.sendto(icmp.echo_request(ident, 1), (pkt.dst, 0))
+        except OSError as e:
+            return pkt.src, ident, e.strerror or str(e)
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        answered = "no answer"
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                got = icmp.parse(s.recv(65535))
+            except socket.timeout:
+                break
+            if got is not None and got.ident == ident:
+                answered = "echo reply" if got.kind == "reply" else f"{got.problem} (from {got.sender})"
+                break
+    finally:
+        s.close()
+    return pkt.src, ident, answered
+
+
+def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result) -> ProbeResult:
+    pkt = result.packet
+    if pkt.proto == "icmp":
+        src_ip, sport, answered = _ping(source.netns, pkt)
+    else:
+        src_ip, sport, answered = _connect(plan, source.netns, pkt)
     number = PROTO_NUMBERS[pkt.proto]
     spaces = [sp for sp in snap.spaces.values() if sp.rules]
     tables = {sp.name: [e for e in conntrack.entries(sp.netns) if e.proto == number] for sp in spaces}
-    want = (IPv4Address(src_ip), sport, IPv4Address(pkt.dst), pkt.dport)
     found: list[tuple[str, str, str]] = []
     endpoint, masq, seen = None, False, set()
-    while True:
+    want = (IPv4Address(src_ip), sport, IPv4Address(pkt.dst), sport if pkt.proto == "icmp" else pkt.dport) \
+        if src_ip else None
+    while want is not None:
         hit = next(((name, e) for name, es in tables.items() for e in es
                     if (e.orig.src, e.orig.sport, e.orig.dst, e.orig.dport) == want and name not in seen), None)
         if hit is None:
@@ -289,19 +325,25 @@ def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result
         found.append((name, str(e.orig), str(e.reply)))
         if e.reply.dst != e.orig.src or e.reply.dport != e.orig.sport:
             masq = True
-        endpoint = f"{e.reply.src}:{e.reply.sport}"
+        endpoint = str(e.reply.src) if pkt.proto == "icmp" else f"{e.reply.src}:{e.reply.sport}"
         want = (e.reply.dst, e.reply.dport, e.reply.src, e.reply.sport)
     predicted = result.endpoints()
-    agrees = None
-    if found:
-        hits = [b for b in result.branches if b.endpoint == endpoint]
+    delivered = answered in ANSWERED or (answered == "refused" and bool(found))  # a reset from the endpoint
+    if delivered and endpoint:
+        hits = [b for b in result.branches if b.endpoint == endpoint and b.outcome == "delivered"]
         agrees = bool(hits) and any(b.masqueraded == masq for b in hits)
-        verdict = (f"reached {endpoint} ({_names(snap, endpoint.rpartition(':')[0])}), "
+        verdict = (f"reached {endpoint} ({_names(snap, endpoint.split(':')[0])}), "
                    f"{'masqueraded' if masq else 'source kept'}: "
                    + ("as predicted" if agrees else f"NOT as predicted (predicted: {predicted or 'no endpoint'})"))
     else:
-        dies = all(b.outcome != "delivered" for b in result.branches)
-        agrees = dies if answered != "connected" else None
-        verdict = f"no conntrack entry ({answered})" + (": the packet died, as predicted" if agrees else "")
-    return ProbeResult(f"{src_ip}:{sport} -> {pkt.dst}:{pkt.dport}/{pkt.proto}", answered, tuple(found),
+        agrees = any(b.outcome != "delivered" for b in result.branches)
+        where = f", sent on to {endpoint}" if endpoint else ""
+        verdict = (f"{answered}{where}: " + ("the packet died, as predicted" if agrees else
+                                             f"NOT as predicted (predicted: {predicted}): the routes and rules "
+                                             f"let it through, so look below them (neighbours: ip neigh, links) "
+                                             f"or at the endpoint (is it listening?)"))
+        endpoint = None
+    sent = f"{src_ip} -> {pkt.dst}/icmp (echo id {sport})" if pkt.proto == "icmp" else \
+        f"{src_ip}:{sport} -> {pkt.dst}:{pkt.dport}/{pkt.proto}"
+    return ProbeResult(sent, answered, tuple(found),
                        endpoint, masq, agrees, verdict)

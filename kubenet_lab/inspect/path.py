@@ -253,7 +253,7 @@ class _Walk:
                         out.append(self._end(r, hops, hop, _dead(inp), nat2))
                     else:
                         hop = Hop(netns, space.role, space.name, iif, pkt, _some(inp), route,
-                                  end=f"delivered to {after.dst}:{after.dport} ({space.name})")
+                                  end=f"delivered to {_where(after)} ({space.name})")
                         out.append(self._end(r, hops, hop, "delivered", nat2, after, space))
                 continue
             post_hooks = ("FORWARD", "POSTROUTING") if iif is not None else ("POSTROUTING",)
@@ -321,7 +321,7 @@ class _Walk:
     def _end(self, p, hops, hop, outcome, nat, pkt: Packet | None = None, space: Space | None = None) -> Branch:
         hops = hops + (hop,)
         masq = any(after.src != before.src for _, before, after in nat)
-        endpoint = f"{pkt.dst}:{pkt.dport}" if pkt else None
+        endpoint = (pkt.dst if pkt.proto == "icmp" else f"{pkt.dst}:{pkt.dport}") if pkt else None
         answer = self._answer(hops, nat, pkt) if pkt else ()
         return Branch(p, hops, outcome, endpoint, space.name if space else None, masq,
                       pkt.src if pkt else None, answer)
@@ -339,6 +339,10 @@ class _Walk:
                         src = before.dst
             lines.append(f"{hop.name}: {src} -> {dst}")
         return tuple(dict.fromkeys(lines))
+
+
+def _where(pkt: Packet) -> str:
+    return pkt.dst if pkt.proto == "icmp" else f"{pkt.dst}:{pkt.dport}"
 
 
 def _port_to(space: Space, other: Space, end: Link) -> str:
