@@ -9,10 +9,13 @@ from typing import Sequence
 
 import click
 
-from . import __version__, output
-from .app import query
+from . import __version__
 from .errors import EnvironmentProblem, InputError, LabError
-from .fabric import state
+
+# Only click at the top: each verb imports what it needs (output, app.query, the kernel and the
+# lab's state) inside its function, so `exec` and `get` pay for nothing else
+# (tests/unit/test_cli_imports.py; bench/bench_cli.py).
+DEFAULT_LAB = "kubenet"
 
 RESOURCES = {
     "nodes": "nodes", "node": "nodes", "no": "nodes",
@@ -81,7 +84,7 @@ class KubectlGroup(click.Group):
 
 
 @click.group(cls=KubectlGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--lab", envvar="KUBENET_LAB", default=query.DEFAULT_LAB, show_default=True, metavar="NAME",
+@click.option("--lab", envvar="KUBENET_LAB", default=DEFAULT_LAB, show_default=True, metavar="NAME",
               help="Name of the lab; part of every namespace it creates, so several labs live side by side. "
                    "Also read from $KUBENET_LAB.")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
@@ -102,6 +105,8 @@ def main(ctx: click.Context, lab: str, lock_timeout: float | None) -> None:
     """
     ctx.obj = {"lab": lab}
     if lock_timeout is not None:
+        from .fabric import state
+
         os.environ[state.LOCK_TIMEOUT_ENV] = f"{lock_timeout:g}"  # read where the lock is taken
 
 
@@ -164,7 +169,7 @@ def counted(items, word: str) -> str:
 
 
 def _lab_flag(lab: str) -> str:
-    return "" if lab == query.DEFAULT_LAB else f" --lab {lab}"
+    return "" if lab == DEFAULT_LAB else f" --lab {lab}"
 
 
 @main.command()
@@ -338,6 +343,7 @@ def _dry_run(value: str | None) -> bool:
 
 def _print_generated(docs: list[dict], fmt: str | None, what: str) -> None:
     """--dry-run: the objects as kubectl prints them (-o yaml|json), else `KIND/NAME created (dry run)`."""
+    from . import output
     from .manifests import generate
 
     if fmt:
@@ -522,6 +528,7 @@ def expose(ctx: click.Context, args: tuple[str, ...], port: str | None, target_p
 
 def _relabel(ctx: click.Context, args: tuple[str, ...], overwrite: bool, selector: str | None, all_: bool,
              namespace: str, what: str) -> None:
+    from . import output
     from .app import imperative
 
     kind, names, updates = _kind_name(args, what)
@@ -637,6 +644,8 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
       sudo kubenet-lab exec external -- curl -s http://<LB-IP>/hostname
       sudo kubenet-lab exec lb -- nft list table ip kubenet-lb
     """
+    from .app import query
+
     argv = list(command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
@@ -693,6 +702,9 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
       sudo kubenet-lab get nodes -o jsonpath='{.items[0].metadata.labels.kubernetes\\.io/hostname}'
       sudo kubenet-lab get pods -o custom-columns=NAME:.metadata.name,IP:.status.podIP,NODE:.spec.nodeName
     """
+    from . import output
+    from .app import query
+
     kind = RESOURCES[resource]
     out = output.output_format(fmt, template)
     if kind == "events":
@@ -743,6 +755,9 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
 def _get_events(lab: str, name: str | None, namespace: str, all_ns: bool, out, watch: bool) -> None:
     """kubectl get events: every event of the namespace (-A: of all), oldest first; with -w the
     new ones as they happen, until interrupted."""
+    from . import output
+    from .app import query
+
     query.running_plan(lab)  # a lab that is not up says so
 
     def wanted(e) -> bool:
@@ -784,6 +799,8 @@ def _get_events(lab: str, name: str | None, namespace: str, all_ns: bool, out, w
 
 def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, labels) -> list:
     """The objects of `kind` that `get` names, in kubectl's order."""
+    from . import output
+
     if kind == "nodes":
         items = [n for n in plan.nodes if name in (None, n.name)]
     else:
@@ -801,6 +818,8 @@ def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, lab
 
 
 def _object(plan, kind: str, obj, status: dict) -> dict:
+    from . import output
+
     if kind == "nodes":
         return output.node_object(plan, obj)
     if kind == "pods":
@@ -813,6 +832,8 @@ def _object(plan, kind: str, obj, status: dict) -> dict:
 
 
 def _rows(plan, kind: str, items: list, status: dict, wide: bool, all_ns: bool):
+    from . import output
+
     if kind == "nodes":
         return output.node_rows(plan, items, wide)
     if kind == "pods":
@@ -838,6 +859,8 @@ def logs(ctx: click.Context, pod: str, namespace: str, container: str | None) ->
       sudo kubenet-lab logs web-7cb4cc975d-fvkkf
       sudo kubenet-lab logs -n shop cart-0 -c sidecar
     """
+    from .app import query
+
     click.echo(query.logs(ctx.obj["lab"], pod.split("/", 1)[1] if pod.startswith("pod/") else pod, namespace,
                         container), nl=False)
 
@@ -873,6 +896,8 @@ def port_forward(ctx: click.Context, target: str, ports: tuple[str, ...], namesp
       sudo kubenet-lab port-forward deploy/web :http     # a free local port
       sudo kubenet-lab port-forward -n shop sts/db 15432:5432
     """
+    from . import output
+    from .app import query
     from .app import portforward  # sockets and asyncio: only this verb needs them
     from .fabric import checks
 

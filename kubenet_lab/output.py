@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Sequence
 
-import yaml
-
-from . import __version__, jsonpath
+from . import __version__
 from .errors import InputError, LabError
 from .plan import podstatus
 from .model.objects import RESOURCE_NAMES, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
-from .kernel import nsenter
-from .fabric import state
 
 KUBELET_VERSION = f"v1.31.0-kubenet-lab.{__version__}"
+
+
+# yaml, jsonpath, the kernel and the lab's state are imported where a format or a column needs
+# them: `get pods` and `exec` start without them.
 
 
 def _created(path: str) -> float | None:
@@ -27,6 +27,12 @@ def _created(path: str) -> float | None:
         return os.stat(path).st_mtime
     except OSError:
         return None
+
+
+def _netns_created(name: str) -> float | None:
+    from .kernel.nsenter import netns_path
+
+    return _created(netns_path(name))
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -66,7 +72,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def pod_created(plan: Plan, pod: PlannedPod) -> float | None:
     """When its network namespace was made (a hostNetwork pod's is its node's: pod.netns)."""
-    return _created(nsenter.netns_path(pod.netns))
+    return _netns_created(pod.netns)
 
 
 def _states(pod: PlannedPod, containers, got: dict) -> list[dict]:
@@ -143,6 +149,8 @@ API_VERSIONS = {"ReplicationController": "v1", "Job": "batch/v1"}
 
 def _plan_saved(plan: Plan) -> float | None:
     """When the plan was last saved: the time a pending pod has been waiting for at least."""
+    from .fabric import state
+
     return _created(state.plan_path(plan.lab))
 
 
@@ -253,7 +261,7 @@ def node_rows(plan: Plan, nodes: list[PlannedNode], wide: bool):
     rows = []
     kernel = os.uname().release
     for n in nodes:
-        row = [n.name, "Ready", "<none>", age(_created(nsenter.netns_path(n.netns))), KUBELET_VERSION]
+        row = [n.name, "Ready", "<none>", age(_netns_created(n.netns)), KUBELET_VERSION]
         if wide:
             row += [str(n.ip), "<none>", str(n.pod_cidr), "kubenet-lab netns", kernel, "kubenet-lab"]
         rows.append(row)
@@ -268,7 +276,7 @@ def node_object(plan: Plan, n: PlannedNode) -> dict:
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": n.name, "labels": node_labels(n),
-                     "creationTimestamp": iso(_created(nsenter.netns_path(n.netns)))},
+                     "creationTimestamp": iso(_netns_created(n.netns))},
         "spec": {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]},
         "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)}, {"type": "Hostname", "address": n.name}],
                    "conditions": [{"type": "Ready", "status": "True"}],
@@ -847,7 +855,7 @@ NAME_PREFIXES = {**{plural: RESOURCE_NAMES[kind] for plural, kind in WORKLOAD_KI
 @dataclass(frozen=True)
 class OutputFormat:
     name: str  # "" (the table), or one of FORMATS
-    template: jsonpath.JSONPath | None = None
+    template: jsonpath.JSONPath | None = None  # (annotations only: jsonpath is imported when used)
     columns: tuple[jsonpath.Column, ...] = ()
 
     @property
@@ -861,9 +869,12 @@ def output_format(value: str | None, template: str | None = None) -> OutputForma
     or column spec that does not parse is an error as kubectl reports it (LabError)."""
     value = (value or "").removeprefix("=")
     name, _, arg = value.partition("=")
+
     if name not in FORMATS + ("",):
         raise InputError(f'unable to match a printer suitable for the output format "{value}", '
                          f'allowed formats are: {",".join(FORMATS)}')
+    if name in ("custom-columns", "jsonpath", "jsonpath-as-json"):
+        from . import jsonpath
     if name in ("jsonpath", "jsonpath-as-json"):
         text = arg or template or ""
         if not text:
@@ -886,6 +897,7 @@ def render(obj: dict, fmt: OutputFormat, allow_missing_keys: bool = True) -> str
     (`{.items[*]...}`); custom-columns makes a row of each item of a List."""
     if fmt.name in ("json", "yaml"):
         return dump(obj, fmt.name)
+    from . import jsonpath
     data = json.loads(json.dumps(obj))  # plain JSON data, as kubectl hands the engine
     if fmt.template is not None:
         try:
@@ -915,6 +927,8 @@ def as_list(items: list[dict]) -> dict:
 def dump(obj: dict, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(obj, indent=4) + "\n"
+    import yaml
+
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
 

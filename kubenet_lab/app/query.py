@@ -14,17 +14,9 @@ from typing import Sequence
 from ..errors import InputError, LabError
 from ..plan import naming, ordering
 from ..model.objects import Plan
-from ..plan.containers import process_environment
-from ..plan.podfiles import pod_files, pod_hostname
 from ..plan.services import with_readiness
-from ..fabric import checks, state
-from ..fabric import events as events_store
-from ..kernel import nsenter
+from ..fabric import state
 from ..supervisor import client as supervisor
-
-DEFAULT_LAB = "kubenet"
-
-
 
 
 def running_plan(lab: str) -> Plan:
@@ -38,6 +30,8 @@ def running_plan(lab: str) -> Plan:
 
 def events(lab: str, since: int = 0):
     """The lab's events recorded from byte `since` on, and where to read from next."""
+    from ..fabric import events as events_store
+
     return events_store.read(lab, since)
 
 
@@ -107,6 +101,9 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
     if container is not None and container not in [c.name for c in everyone]:
         raise LabError(f"container {container!r} is not valid for pod {name}; choose one of: "
                        f"{', '.join(c.name for c in everyone)}")
+    from ..plan.containers import process_environment
+    from ..plan.podfiles import pod_files, pod_hostname
+
     files = pod_files(plan, pod)
     hostname = pod_hostname(plan, pod)
     chosen = next((c for c in everyone if c.name == container), pod.containers[0] if pod.containers else None)
@@ -119,6 +116,9 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
     """Replace this process with argv inside the target's namespaces: output and exit status pass
     through, and standard input with `stdin` (else the command reads /dev/null, as without
     kubectl's -i)."""
+    from ..fabric import checks
+    from ..kernel import nsenter
+
     checks.require_root("exec")
     plan = running_plan(lab)
     t = resolve_target(plan, target, namespace, container)

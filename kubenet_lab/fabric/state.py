@@ -15,13 +15,14 @@ import os
 import shutil
 import sys
 import time
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..errors import LabError
-from ..manifests import treejson
-from ..manifests.store import Stored
 from ..model.objects import Plan
 from ..plan.serialize import plan_from_data, plan_to_data
+
+if TYPE_CHECKING:  # the stored objects' modules are imported by the changes that read them, not by `get`
+    from ..manifests.store import Stored
 
 ROOT_ENV = "KUBENET_LAB_STATE_ROOT"
 DEFAULT_ROOT = "/run/kubenet-lab"
@@ -71,6 +72,8 @@ def save_plan(plan: Plan) -> None:
 
 
 def save_objects(lab: str, objects: list[Stored], proxy_mode: str | None) -> None:
+    from ..manifests import treejson
+
     data = {"proxyMode": proxy_mode,
             "objects": [{"kind": s.kind, "namespace": s.namespace, "name": s.name, "file": s.file, "line": s.line,
                          "path": s.path, "data": treejson.encode(s.data)} for s in objects]}
@@ -79,6 +82,9 @@ def save_objects(lab: str, objects: list[Stored], proxy_mode: str | None) -> Non
 
 def load_objects(lab: str) -> tuple[list[Stored], str | None] | None:
     """(the lab's objects, the proxy mode `up --proxy-mode` chose); None when none are kept."""
+    from ..manifests import treejson
+    from ..manifests.store import Stored
+
     path = os.path.join(state_dir(lab), OBJECTS_FILE)
     try:
         with open(path) as f:

@@ -9,13 +9,18 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from ..errors import LabError
-from ..kernel import procs
 from ..fabric import state
+
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess and kernel.procs are imported by the functions that start or stop the daemon:
+# `get` and `exec` only send a request and look in /proc.
 
 MODULE = "kubenet_lab.supervisor.daemon"
 SOCK = "supervisor.sock"
@@ -78,6 +83,8 @@ def _package_root() -> str:
 def launch(lab: str) -> subprocess.Popen | None:
     """Start the lab's supervisor in the background unless it runs (None then); `ensure_running`
     waits for it. Starting early lets its interpreter start-up overlap the namespace build."""
+    import subprocess
+
     with contextlib.suppress(SupervisorUnavailable):
         request(lab, {"op": "ping"}, timeout=2)
         return None
@@ -92,6 +99,8 @@ def launch(lab: str) -> subprocess.Popen | None:
 def ensure_running(lab: str, timeout: float = 30, launcher: subprocess.Popen | None = None) -> int:
     """Start the lab's supervisor unless it runs (or wait for the one `launch` started); returns
     its pid. Idempotent."""
+    import subprocess
+
     if launcher is None:
         launcher = launch(lab)
     if launcher is not None:
@@ -146,6 +155,8 @@ def stop(lab: str, timeout: float = 5, wait: bool = True) -> set[int]:
 
 def reap(pids: set[int], timeout: float = 5) -> None:
     """Wait for stopping supervisors to exit; SIGTERM, then SIGKILL, those that do not."""
+    from ..kernel import procs
+
     left = procs.wait_gone(pids, timeout)
     if left:
         procs.signal_all(left, signal.SIGTERM)  # it stops its containers on SIGTERM too
@@ -179,5 +190,7 @@ def _scan() -> list[tuple[str, int]]:
 
 def find_supervisors(lab: str | None = None) -> dict[str, int]:
     """Running supervisors by lab (all labs when `lab` is None), from /proc alone."""
+    from ..kernel import procs
+
     return {name: pid for name, pid in sorted(_scan(), key=lambda x: -x[1])
             if (lab is None or name == lab) and procs.alive(pid)}
