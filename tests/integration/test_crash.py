@@ -145,7 +145,9 @@ def test_a_change_killed_at_any_step_is_completed_by_the_next_and_down_removes_a
         if step in scenario.skips:
             assert stopped.returncode == 0, stopped.stderr
             return
-        assert stopped.returncode == -signal.SIGKILL, f"exit {stopped.returncode}: {stopped.stderr}"
+        assert stopped.returncode == -signal.SIGKILL, (
+            f"not stopped at {step} (exit {stopped.returncode}); a step {name} does not pass belongs in its skips"
+            if stopped.returncode == 0 else f"exit {stopped.returncode}: {stopped.stderr}")
         again = kl(lab.name, *command, check=False)
         # a pod the killed command deleted after all is not found again, as kubectl says
         assert again.returncode == 0 or (command[0] == "delete" and "(NotFound)" in again.stderr), again.stderr
@@ -291,11 +293,12 @@ def test_up_change_down_cycles_leave_nothing_behind():
     host = host_snapshot()
     lab = Lab(new_lab_name("y"))
     with torn_down(lab.name):
-        for _ in range(CYCLES):
+        for cycle in range(CYCLES):
             lab("up", str(CRASH / "base.yaml"))
             lab("apply", "-f", str(CRASH / "extra.yaml"))
             lab("scale", "deployment", "web", "--replicas", "3")
             lab("delete", "pod", "solo")
-            assert pod_summary(lab)[0] == ["extra", "web", "web", "web"]
+            assert pod_summary(lab)[0] == ["extra", "web", "web", "web"], \
+                f"cycle {cycle}:\n{lab('get', 'all').stdout}\n{lab('get', 'events').stdout}"
             assert_down_leaves_nothing(lab)
     assert host_snapshot() == host
