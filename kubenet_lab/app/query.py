@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ..errors import InputError, LabError
 from ..plan import naming, ordering
@@ -19,9 +19,11 @@ from ..fabric import state
 from ..supervisor import client as supervisor
 
 
-def running_plan(lab: str) -> Plan:
+def running_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan:
+    """The lab's plan, its endpoints as the rules have them; with `only_pods` ("ns/name"), with
+    those of its pods alone (see state.load_plan)."""
     naming.check_lab_name(lab)
-    plan = state.load_plan(lab)
+    plan = state.load_plan(lab, only_pods)
     if plan is None:
         raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
                        f"start it with `kubenet-lab --lab {lab} up`")
@@ -82,17 +84,25 @@ class ExecTarget:
 OUTSIDE_TARGETS = {"external": naming.external_netns, "lb": naming.lb_netns}
 
 
+def pod_key(target: str, namespace: str) -> str | None:
+    """The pod ("ns/name") an exec target names, if it names one: POD, pod/POD, pods/POD."""
+    if target.startswith(("node/", "nodes/")):
+        return None
+    return f"{namespace}/{target.split('/', 1)[1] if target.startswith(('pod/', 'pods/')) else target}"
+
+
 def resolve_target(plan: Plan, target: str, namespace: str, container: str | None) -> ExecTarget:
-    if target.startswith("node/") or target.startswith("nodes/"):
+    if pod_key(target, namespace) is None:
         name = target.split("/", 1)[1]
         try:
             node = plan.node(name)
         except KeyError:
             raise LabError(f"node {name!r} not found; nodes: {', '.join(n.name for n in plan.nodes)}") from None
         return ExecTarget(netns=node.netns, hostname=node.name, files={})
-    name = target.split("/", 1)[1] if target.startswith(("pod/", "pods/")) else target
+    key = pod_key(target, namespace)
+    name = key.split("/", 1)[1]
     try:
-        pod = plan.pod(f"{namespace}/{name}")
+        pod = plan.pod(key)
     except KeyError:
         if target in OUTSIDE_TARGETS:  # a pod of that name wins
             return ExecTarget(netns=OUTSIDE_TARGETS[target](plan.lab), hostname=target, files={})
@@ -120,7 +130,8 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
     from ..kernel import nsenter
 
     checks.require_root("exec")
-    plan = running_plan(lab)
+    key = pod_key(target, namespace)
+    plan = running_plan(lab, only_pods=() if key is None else (key,))  # the other pods are not decoded
     t = resolve_target(plan, target, namespace, container)
     if not argv:
         raise InputError("exec: no command given; usage: kubenet-lab exec TARGET -- COMMAND [ARGS...]")
@@ -140,7 +151,7 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
 
 
 def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
-    plan = running_plan(lab)
+    plan = running_plan(lab, only_pods=(f"{namespace}/{pod}",))
     try:
         p = plan.pod(f"{namespace}/{pod}")
     except KeyError:

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Collection, Iterator
 
 from ..errors import LabError
 from ..model.objects import Plan
@@ -123,14 +123,18 @@ def clear_intent(lab: str) -> None:
         pass
 
 
-def load_plan(lab: str) -> Plan | None:
+def load_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan | None:
+    """The plan of the last change. With `only_pods` ("ns/name"), the plan with those of its
+    pods alone: what `exec` needs, without decoding the others (most of a big lab's plan)."""
     path = plan_path(lab)
     try:
         with open(path) as f:
             data = json.load(f)
+        if only_pods is not None:
+            data["pods"] = [p for p in data["pods"] if f"{p['namespace']}/{p['name']}" in only_pods]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise LabError(f"the state of lab {lab!r} at {path} is unreadable ({e}); "
                        f"`kubenet-lab --lab {lab} down` removes the lab without it") from e
     return plan_from_data(data)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from kubenet_lab import output
 from kubenet_lab.cli import main
-from kubenet_lab.errors import InputError
+from kubenet_lab.errors import InputError, LabError
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.scheduling import ARCH
 from kubenet_lab.model.objects import Container, ContainerPort, Model, Node, Pod, PodSpec, Service, ServicePort
@@ -286,3 +286,21 @@ def test_show_labels(get):
         f"kubernetes.io/arch={ARCH},kubernetes.io/hostname=node1,kubernetes.io/os=linux,zone=a"
     assert get("svc", "--show-labels").output.splitlines()[1].split()[-1] == "<none>"
     assert get("ep", "-A", "--show-labels").output.splitlines()[0].split()[-1] == "LABELS"
+
+
+def test_exec_decodes_only_its_pod_and_resolves_it_as_from_the_whole_plan(plan):
+    from kubenet_lab.app import query
+
+    whole = query.running_plan(LAB)
+    for target, ns in (("web-a", "default"), ("pod/cart", "shop"), ("pods/db", "default")):
+        key = query.pod_key(target, ns)
+        alone = query.running_plan(LAB, only_pods=(key,))
+        assert [p.key for p in alone.pods] == [key]
+        assert alone.services == whole.services and alone.nodes == whole.nodes
+        assert query.resolve_target(alone, target, ns, None) == query.resolve_target(whole, target, ns, None)
+    assert query.pod_key("node/node1", "default") is None
+    nodes = query.running_plan(LAB, only_pods=())
+    assert nodes.pods == () and query.resolve_target(nodes, "node/node1", "default", None).netns == \
+        whole.node("node1").netns
+    with pytest.raises(LabError, match='pods "nope" not found'):
+        query.resolve_target(query.running_plan(LAB, only_pods=("default/nope",)), "nope", "default", None)
