@@ -19,7 +19,8 @@ from ..errors import LabError
 from ..fabric import checks, state
 from ..inspect import checkreport
 from ..inspect.conversations import complete, question, understand
-from ..inspect.expectations import FAIL, FULL_PAIRS_UP_TO, ICMP, Expectation, expectations, who
+from ..inspect.expectations import (FAIL, FULL_PAIRS_UP_TO, ICMP, Expectation, expectations,
+                                     neighbours_needed, who)
 from ..inspect.verdicts import Result, judge
 from ..kernel import probe
 from ..model.objects import Plan
@@ -195,12 +196,32 @@ class Progress:
             sys.stderr.flush()
 
 
+NEIGH_LIMIT = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
+
+
+def _warn_neighbours(needed: int) -> None:
+    """Say so before probing when the probes need more ARP entries than the kernel keeps (its
+    neighbour table is one for all namespaces): pairs past the limit fail as the kernel drops
+    them ("neighbor table overflow" in dmesg), as they would on a node of that size."""
+    try:
+        with open(NEIGH_LIMIT) as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        return
+    if needed > limit:
+        print(f"warning: these probes need about {needed} ARP entries at once, more than the kernel's "
+              f"neighbour table holds for all namespaces together (net.ipv4.neigh.default.gc_thresh3 = {limit}): "
+              f"some pairs will fail with 'no buffer space available' or time out; check without --full samples "
+              f"pairs", file=sys.stderr)
+
+
 def check(lab: str, full: bool = False, progress: bool = False) -> Report:
     checks.require_root("check")
     start = time.monotonic()
     plan = running_plan(lab)
     not_running = ordering.not_created(pod_status(lab)) | state.terminal(lab)
     exps = expectations(plan, full, not_running, state.not_ready(lab))
+    _warn_neighbours(neighbours_needed(plan, exps))
     shown = Progress(len(exps), progress)
     try:
         results = asyncio.run(_run(exps, shown.tick))

@@ -354,3 +354,15 @@ def who(plan: Plan, ip: str) -> str:
     if ip == str(ipam.external_client_ip(subnet)):
         return "external"
     return ""
+
+
+def neighbours_needed(plan: Plan, exps: Iterable[Expectation]) -> int:
+    """How many ARP entries the probes make the kernel hold at once, at least: one in each pod
+    for every pod of its own node it talks to (a veth on the same bridge) and for its gateway.
+    The kernel keeps one neighbour table for every namespace together (gc_thresh3 entries at
+    most, 1024 by default), so a --full check of a large lab can overflow it."""
+    node_of = {str(p.ip): p.node for p in plan.pods if not p.host_network}
+    src_node = {_pod_name(p): p.node for p in plan.pods if not p.host_network}
+    pairs = {(e.src, e.dst_ip) for e in exps if e.kind == "pod-pod"
+             and src_node.get(e.src) is not None and node_of.get(e.dst_ip) == src_node.get(e.src)}
+    return len(pairs) + len(src_node)

@@ -273,3 +273,21 @@ def test_report_table_failures_and_json():
     doc = json.loads(checkreport.as_json("lab", [good, bad], 0.5, True))
     assert doc["ok"] is False and doc["failed"] == 1 and doc["sampled"] is True
     assert doc["results"][1]["brokeAt"] == "node/node1 (10.244.0.1)"
+
+
+def test_neighbours_needed_counts_same_node_pairs_and_a_gateway_per_pod():
+    pods = "".join(f"""
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: p{i:02d}}}
+        spec: {{nodeName: node{1 + i % 2}, containers: [{{name: c, image: busybox, command: [sleep, infinity]}}]}}
+        """ for i in range(20))
+    plan = plan_of(pods)
+    n = len([p for p in plan.pods if not p.host_network])  # 20 and the DNS pod
+    per_node = {}
+    for p in plan.pods:
+        per_node[p.node] = per_node.get(p.node, 0) + 1
+    full = ex.expectations(plan, full=True)
+    assert ex.neighbours_needed(plan, full) == sum(k * (k - 1) for k in per_node.values()) + n
+    assert ex.neighbours_needed(plan, ex.expectations(plan)) < ex.neighbours_needed(plan, full)
