@@ -1,11 +1,12 @@
 """The `kubenet-lab` command: click verbs only; the work is in app, the printing in output."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from functools import wraps
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import click
 
@@ -119,14 +120,33 @@ def dry_run_option(fn):
                              "--dry-run=client and =server mean the same here; =none is off.")(fn)
 
 
+def quiet_option(fn):
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="No progress line on the terminal (there is none when standard error is not one).")(fn)
+
+
+@contextlib.contextmanager
+def _progress(verb: str, lab: str, quiet: bool) -> Iterator[bool]:
+    """A change's status line on the terminal, following the steps it passes (kernel/steps.py),
+    cleared when it ends; yields whether it shows."""
+    from . import progress
+    from .kernel import steps
+
+    started = time.monotonic()
+    with progress.Status(progress.on_terminal(quiet)) as status, steps.listening(
+            lambda name: status.update(progress.step_line(verb, lab, name, steps.STEPS, time.monotonic() - started))):
+        yield status.show
+
+
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--proxy-mode", type=click.Choice(["iptables", "nftables", "ipvs"]),
               help="kube-proxy mode for every node (overrides the Cluster config's kubeProxyMode).")
 @dry_run_option
+@quiet_option
 @click.pass_context
 @handle_errors
-def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None, dry_run: str) -> None:
+def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None, dry_run: str, quiet: bool) -> None:
     """Build (or update) the lab the manifests describe.
 
     PATH is a file, a directory (every *.yaml/*.yml inside, in sorted order) or - for standard
@@ -142,8 +162,9 @@ def up(ctx: click.Context, paths: tuple[str, ...], proxy_mode: str | None, dry_r
     """
     from .app import build  # the kernel layer: only the verbs that change the lab import it
 
-    result = build.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode,
-                      dry_run=dry_run != "none")
+    with _progress("up", ctx.obj["lab"], quiet):
+        result = build.up(ctx.obj["lab"], paths, stdin=sys.stdin, proxy_mode=proxy_mode,
+                          dry_run=dry_run != "none")
     if result.dry_run is not None:
         for w in result.warnings:
             click.echo(f"warning: {w}", err=True)
@@ -174,9 +195,10 @@ def _lab_flag(lab: str) -> str:
 
 @main.command()
 @click.option("--all", "all_labs", is_flag=True, help="Remove every kubenet-lab lab on this machine.")
+@quiet_option
 @click.pass_context
 @handle_errors
-def down(ctx: click.Context, all_labs: bool) -> None:
+def down(ctx: click.Context, all_labs: bool, quiet: bool) -> None:
     """Remove everything the lab made: namespaces, links, rules, processes, state.
 
     It finds what is the lab's own from the ownership marks, so it works even with the state
@@ -188,23 +210,30 @@ def down(ctx: click.Context, all_labs: bool) -> None:
       sudo kubenet-lab --lab demo down
       sudo kubenet-lab down --all
     """
+    from . import progress
     from .app import build
 
     if all_labs:
-        removed = build.down_all()
+        with progress.Status(progress.on_terminal(quiet)) as status:
+            status.update("down --all: removing every lab...")
+            removed = build.down_all()
         for lab, names in removed.items():
             click.echo(f"lab {lab} removed ({counted(names, 'namespace')})")
         if not removed:
             click.echo("no kubenet-lab lab on this machine")
         return
-    names = build.down(ctx.obj["lab"])
-    click.echo(f"lab {ctx.obj['lab']} removed ({counted(names, 'namespace')})" if names
-               else f"lab {ctx.obj['lab']} is not up; nothing to remove")
+    started = time.monotonic()
+    with progress.Status(progress.on_terminal(quiet)) as status:
+        status.update(f"down {ctx.obj['lab']}: removing its namespaces, processes and state...")
+        names = build.down(ctx.obj["lab"])
+    click.echo(f"lab {ctx.obj['lab']} removed ({counted(names, 'namespace')}, {time.monotonic() - started:.2f}s)"
+               if names else f"lab {ctx.obj['lab']} is not up; nothing to remove")
 
 
-def _report(result) -> None:
+def _report(result, summary: bool = False) -> None:
     """kubectl's lines for a change: what happened on stdout, warnings and errors on stderr;
-    exit 1 when something named was not found."""
+    exit 1 when something named was not found. With `summary` (a person at a terminal), one line
+    on stderr after them says what the change did to the lab."""
     if result.up is not None:
         for w in result.up.warnings:
             click.echo(f"warning: {w}", err=True)
@@ -215,17 +244,28 @@ def _report(result) -> None:
         click.echo(result.up.dry_run, nl=False)
     for line in result.errors:
         click.echo(line, err=True)
+    if summary and result.up is not None and not dry:
+        click.echo(change_summary(result.up), err=True)
     if result.errors:
         sys.exit(1)
+
+
+def change_summary(up) -> str:
+    """`lab fsx changed: 1 namespace created, 1 removed, rules loaded in 2 nodes (0.84s)`."""
+    if not (up.created or up.removed or up.rules_changed) and not up.seconds:
+        return f"lab {up.plan.lab} unchanged"
+    return (f"lab {up.plan.lab} changed: {counted(up.created, 'namespace')} created, {len(up.removed)} removed, "
+            f"rules loaded in {counted(up.rules_changed, 'node')} ({up.seconds:.2f}s)")
 
 
 @main.command()
 @click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
               help="A file, a directory (its *.yaml/*.yml in sorted order) or - for standard input; repeatable.")
 @dry_run_option
+@quiet_option
 @click.pass_context
 @handle_errors
-def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: str) -> None:
+def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: str, quiet: bool) -> None:
     """Add the objects the files name to the lab, or change them, like kubectl apply.
 
     Objects the files do not name stay (`up` makes the lab exactly what its files say). The lab
@@ -239,7 +279,9 @@ def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: str) -> None:
     """
     from .app import change
 
-    _report(change.apply(ctx.obj["lab"], paths, stdin=sys.stdin, dry_run=dry_run != "none"))
+    with _progress("apply", ctx.obj["lab"], quiet) as shown:
+        result = change.apply(ctx.obj["lab"], paths, stdin=sys.stdin, dry_run=dry_run != "none")
+    _report(result, summary=shown)
 
 
 @main.command()
@@ -247,9 +289,11 @@ def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: str) -> None:
 @click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", help="Delete the objects these files name.")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the objects.")
 @dry_run_option
+@quiet_option
 @click.pass_context
 @handle_errors
-def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], namespace: str, dry_run: str) -> None:
+def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], namespace: str, dry_run: str,
+           quiet: bool) -> None:
     """Delete objects from the lab, like kubectl delete.
 
     KIND: pod(s)/po, service(s)/svc, deployment(s)/deploy, replicaset(s)/rs,
@@ -264,29 +308,35 @@ def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], na
       sudo kubenet-lab delete -n shop svc cart
       sudo kubenet-lab delete -f web.yaml
     """
+    lab = ctx.obj["lab"]
+    with _progress("delete", lab, quiet) as shown:
+        result = _delete(lab, args, paths, namespace, dry_run != "none")
+    _report(result, summary=shown)
+
+
+def _delete(lab: str, args: tuple[str, ...], paths: tuple[str, ...], namespace: str, dry_run: bool):
     from .app import change
 
-    lab = ctx.obj["lab"]
     if paths:
         if args:
             raise InputError("there is no need to specify a resource type as a separate argument when passing "
                              "arguments in resource/name form (e.g. 'kubenet-lab delete -f FILE' alone)")
-        return _report(change.delete_files(lab, paths, stdin=sys.stdin, dry_run=dry_run != "none"))
+        return change.delete_files(lab, paths, stdin=sys.stdin, dry_run=dry_run)
     if not args:
         raise InputError("You must provide one or more resources by argument or filename.")
     if all("/" in a for a in args):
-        if dry_run != "none" and len(args) > 1:
+        if dry_run and len(args) > 1:
             raise InputError("--dry-run with several KIND/NAME arguments: give one, or KIND NAME...")
-        results = [change.delete(lab, a.split("/", 1)[0], [a.split("/", 1)[1]], namespace, dry_run != "none")
+        results = [change.delete(lab, a.split("/", 1)[0], [a.split("/", 1)[1]], namespace, dry_run)
                    for a in args]
         merged = change.ChangeResult(lines=[x for r in results for x in r.lines],
                                      errors=[x for r in results for x in r.errors])
         merged.up = next((r.up for r in reversed(results) if r.up is not None), None)
-        return _report(merged)
+        return merged
     if any("/" in a for a in args):
         raise InputError("there is no need to specify a resource type as a separate argument when passing "
                          "arguments in resource/name form")
-    _report(change.delete(lab, args[0], list(args[1:]), namespace, dry_run != "none"))
+    return change.delete(lab, args[0], list(args[1:]), namespace, dry_run)
 
 
 @main.command()
@@ -294,9 +344,11 @@ def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], na
 @click.option("--replicas", type=int, required=True, help="The new number of replicas.")
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
 @dry_run_option
+@quiet_option
 @click.pass_context
 @handle_errors
-def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: str, dry_run: str) -> None:
+def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: str, dry_run: str,
+          quiet: bool) -> None:
     """Set the replicas of a Deployment, ReplicaSet, ReplicationController or StatefulSet.
 
     \b
@@ -312,7 +364,9 @@ def scale(ctx: click.Context, args: tuple[str, ...], replicas: int, namespace: s
         kind, name = args
     else:
         raise InputError("scale takes KIND NAME or KIND/NAME")
-    _report(change.scale(ctx.obj["lab"], kind, name, replicas, namespace, dry_run != "none"))
+    with _progress("scale", ctx.obj["lab"], quiet) as shown:
+        result = change.scale(ctx.obj["lab"], kind, name, replicas, namespace, dry_run != "none")
+    _report(result, summary=shown)
 
 
 def _kind_name(args: Sequence[str], verb: str) -> tuple[str, list[str], list[str]]:

@@ -4,11 +4,14 @@ A change (up, apply, delete, scale) passes through each in turn and calls `step(
 The crash tests stop a command at every one of them: when the environment variable
 KUBENET_LAB_TEST_STOP_AT names the step, the process SIGKILLs itself on the spot, as a crash or
 `kill -9` would stop it. Nothing else reads the variable; unset, `step` costs one lookup.
+The CLI's progress line follows the steps too (`listening`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from typing import Callable, Iterator
 
 STOP_AT_ENV = "KUBENET_LAB_TEST_STOP_AT"
 
@@ -33,7 +36,22 @@ STEPS = (
 )
 
 
+_listeners: list[Callable[[str], None]] = []
+
+
+@contextlib.contextmanager
+def listening(listener: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, `listener(name)` is called at every step passed (a progress line)."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
 def step(name: str) -> None:
     """Mark reaching step `name` (one of STEPS): stop dead here when the tests ask for it."""
+    for listener in _listeners:
+        listener(name)
     if os.environ.get(STOP_AT_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
