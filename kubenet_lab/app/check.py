@@ -115,6 +115,9 @@ def where_it_broke(plan: Plan, results: Sequence[Result]) -> list[Result]:
         explained = _traced(plan, [results[i].expectation for i in failed], failed)
     out = []
     for i, r in enumerate(results):
+        if r.ok:  # what must fail did: who stopped it is part of what was seen
+            out.append(replace(r, observed=f"{r.observed} by {_named(plan, r.hop)}", hop="") if r.hop else r)
+            continue
         hop = explained.get(i) or _named(plan, r.hop)
         out.append(replace(r, hop=hop) if hop != r.hop else r)
     return out

@@ -56,7 +56,10 @@ def test_the_example_lab_checks_clean(example):
     assert len(seen) == 3 and all(r["observed"] == f"answered, seeing {client_ip}" for r in seen)
     # the Service without endpoints was refused from every node and client pod
     refused = [r for r in doc["results"] if r["to"] == "svc/default/kubernetes:https"]
-    assert len(refused) == 4 and all(r["must"] == "fail" and r["observed"] == "connection refused" for r in refused)
+    assert len(refused) == 4 and all(r["must"] == "fail" and r["observed"].startswith("connection refused by node/")
+                                     and r["brokeAt"] is None for r in refused)
+    node1 = next(r for r in refused if r["from"] == "node/node1")
+    assert node1["observed"] == "connection refused by node/node1 (172.18.0.2)"  # the REJECT in node1
     # the table: one line per expectation and the summary
     text = lab("check").stdout
     assert text.splitlines()[-1].startswith(f"check: all {doc['expectations']} expectations held")
@@ -83,7 +86,7 @@ def test_the_services_lab_checks_clean_and_what_must_fail_fails(services):
     # externalTrafficPolicy Local: node2's NodePort of etp-one answers nothing from outside
     assert by[("external", "node/node2:30091")]["must"] == "fail"
     assert set(by[("external", "node/node1:30091")]["answers"]) == {"be1"}
-    assert by[("pod/default/c2", "svc/default/empty:80")]["observed"] == "connection refused"
+    assert by[("pod/default/c2", "svc/default/empty:80")]["observed"].startswith("connection refused by node/node2")
     # hairpin-free client choice: c1 and c2 call the Services
     assert ("pod/default/c1", "svc/default/be:http") in by and ("pod/default/c2", "svc/default/be:http") in by
 
@@ -154,3 +157,39 @@ def test_a_service_rule_deleted_in_one_node_fails_check_there_only(mode, host_be
             assert "rejected by" in from_node1["brokeAt"], from_node1
         text = lab("check", check=False).stdout
         assert "FAILED service: node/node1 -> svc/default/web:http:80 tcp must reach" in text
+
+
+def test_progress_on_a_terminal_only_and_quiet_with_q(example):
+    lab, _ = example
+    import os
+    import pty
+    import sys
+
+    def stderr_on_tty(*args: str) -> str:
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "check", *args],
+                                  stdout=subprocess.PIPE, stderr=slave, timeout=60)
+            assert proc.returncode == 0
+            os.close(slave)
+            slave = -1
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out.decode(errors="replace")
+        finally:
+            os.close(master)
+            if slave >= 0:
+                os.close(slave)
+
+    shown = stderr_on_tty()
+    total = json.loads(lab("check", "-o", "json").stdout)["expectations"]
+    assert f"check: {total}/{total} expectations probed" in shown
+    assert "expectations probed" not in stderr_on_tty("-q")
+    assert lab("check").stderr == ""  # not a terminal: no progress
