@@ -291,3 +291,14 @@ def test_neighbours_needed_counts_same_node_pairs_and_a_gateway_per_pod():
     full = ex.expectations(plan, full=True)
     assert ex.neighbours_needed(plan, full) == sum(k * (k - 1) for k in per_node.values()) + n
     assert ex.neighbours_needed(plan, ex.expectations(plan)) < ex.neighbours_needed(plan, full)
+
+
+def test_bad_input_exits_2_before_anything_runs():
+    from click.testing import CliRunner
+
+    from kubenet_lab.cli import main
+
+    result = CliRunner().invoke(main, ["--lab", "x1", "check", "-o", "yaml"])
+    assert result.exit_code == 2 and "'yaml' is not 'json'" in result.output
+    result = CliRunner().invoke(main, ["--lab", "x1", "check", "--nope"])
+    assert result.exit_code == 2
