@@ -723,7 +723,9 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
               flag_value=True, metavar="[=BOOL]",
               help="Print nothing for a key a jsonpath template names that the object lacks; "
                    "=false makes that an error.")
-@click.option("-w", "--watch", is_flag=True, help="After listing, print each new event as it happens (events only).")
+@click.option("-w", "--watch", is_flag=True,
+              help="After listing, print each change as it happens until interrupted (Ctrl-C): a row for each "
+                   "object that appears, changes or goes (the table), or each new event.")
 @click.pass_context
 @handle_errors
 def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all_namespaces: bool,
@@ -763,8 +765,9 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     out = output.output_format(fmt, template)
     if kind == "events":
         return _get_events(ctx.obj["lab"], name, namespace, all_namespaces, out, watch)
-    if watch:
-        raise InputError("--watch: only `get events` follows changes for now")
+    if watch and (kind == "all" or not out.table):
+        raise InputError("--watch: watches one kind's table (get pods -w, get deploy -w -o wide); "
+                         "not `get all` nor -o " + out.name)
     labels = output.parse_selector(selector) if selector is not None else None
     if labels is not None and name is not None:
         raise InputError("name cannot be provided when a selector is specified")
@@ -802,8 +805,52 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
     if not tables:
         where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
         click.echo(f"No resources found{where}.", err=True)
+    else:
+        click.echo("\n".join(tables), nl=False)
+    if watch:
+        _watch(plan.lab, kind, name, namespace, all_ns, labels, out.name == "wide", show_labels)
+
+
+def _watched_rows(lab: str, kind: str, name: str | None, namespace: str, all_ns: bool, labels, wide: bool,
+                  show_labels: bool) -> tuple[list[str], dict[str, list[str]]]:
+    """One look at the lab for `get -w`: the table's headers and its rows by object."""
+    from . import output
+    from .app import query
+
+    plan = query.running_plan(lab)
+    status = query.pod_status(lab) if kind in ("pods", *output.WORKLOAD_KINDS) else {}
+    plan = query.existing(plan, status)
+    found = _select(plan, kind, name, namespace, all_ns, labels)
+    headers, rows = _rows(plan, kind, found, status, wide, all_ns)
+    if show_labels:
+        headers = list(headers) + ["LABELS"]
+        rows = [list(row) + [output.format_labels(output.labels_of(kind, o))] for row, o in zip(rows, found)]
+    return list(headers), {getattr(o, "key", o.name): list(row) for o, row in zip(found, rows)}
+
+
+WATCH_INTERVAL = 0.5  # seconds between looks at the plan and the supervisor's status
+
+
+def _watch(lab: str, kind: str, name: str | None, namespace: str, all_ns: bool, labels, wide: bool,
+           show_labels: bool) -> None:
+    """kubectl get -w: after the table, a row for each object that appears, changes or goes,
+    looking at the plan and the supervisor's status every WATCH_INTERVAL, until interrupted."""
+    from . import output
+
+    headers, before = _watched_rows(lab, kind, name, namespace, all_ns, labels, wide, show_labels)
+    widths = [max([len(h), 3] + [len(r[i]) for r in before.values()]) for i, h in enumerate(headers)]
+    try:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            try:
+                _, after = _watched_rows(lab, kind, name, namespace, all_ns, labels, wide, show_labels)
+            except LabError:  # the lab went (down): every object with it
+                after = {}
+            for row in output.watch_changes(headers, before, after):
+                click.echo(output.aligned(row, widths))
+            before = after
+    except KeyboardInterrupt:
         return
-    click.echo("\n".join(tables), nl=False)
 
 
 def _get_events(lab: str, name: str | None, namespace: str, all_ns: bool, out, watch: bool) -> None:

@@ -144,6 +144,37 @@ def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_n
     return headers, rows
 
 
+def watch_state(headers: Sequence[str], row: Sequence[str]) -> tuple[str, ...]:
+    """What of a row `get -w` watches: everything but the passing of time (AGE, and the
+    `(5s ago)` of RESTARTS), so a row is printed again when the object changed, not each second."""
+    return tuple(re.sub(r" \(.* ago\)$", "", c) if h == "RESTARTS" else c
+                 for h, c in zip(headers, row) if h != "AGE")
+
+
+def watch_changes(headers: Sequence[str], before: Mapping[str, Sequence[str]],
+                  after: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """The rows `get -w` prints between two looks (rows by object): a new object's row, a changed
+    one's, and a gone one's last row with STATUS Terminating (the printer's word for an object
+    being deleted, as kubectl shows its DELETED event), in the order of `after`, gone ones last."""
+    out = [list(row) for key, row in after.items()
+           if key not in before or watch_state(headers, before[key]) != watch_state(headers, row)]
+    status = list(headers).index("STATUS") if "STATUS" in headers else None
+    for key, row in before.items():
+        if key not in after:
+            gone = list(row)
+            if status is not None:
+                gone[status] = "Terminating"
+            out.append(gone)
+    return out
+
+
+def aligned(row: Sequence[str], widths: list[int]) -> str:
+    """A row in columns at least `widths` wide (widened for it), 3 spaces apart, as `table` lays them."""
+    for i, c in enumerate(row):
+        widths[i] = max(widths[i], len(c))
+    return "   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+
+
 API_VERSIONS = {"ReplicationController": "v1", "Job": "batch/v1"}
 
 

@@ -304,3 +304,9 @@ def test_exec_decodes_only_its_pod_and_resolves_it_as_from_the_whole_plan(plan):
         whole.node("node1").netns
     with pytest.raises(LabError, match='pods "nope" not found'):
         query.resolve_target(query.running_plan(LAB, only_pods=("default/nope",)), "nope", "default", None)
+
+
+def test_watch_takes_one_kinds_table(get):
+    for args in (("all", "-w"), ("pods", "-w", "-o", "json"), ("pods", "-w", "-o", "name")):
+        out = get(*args)
+        assert out.exit_code == 2 and "--watch: watches one kind's table" in out.output
