@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Iterable
 
 from ..inspect.netview import Namespace, NodeRules
@@ -40,10 +40,23 @@ def namespace(netns: str, neighbours: bool = False) -> Namespace:
     return Namespace(netns, tuple(links), tuple(routes), tuple(neigh))
 
 
+def _parallel(fn, items: list) -> list:
+    """fn over items, one thread each (a few namespaces or nodes: the time is the tools')."""
+    results: list = [None] * len(items)
+
+    def work(i: int) -> None:
+        results[i] = fn(items[i])
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def namespaces(names: Iterable[str], neighbours: bool = False) -> dict[str, Namespace]:
     names = list(dict.fromkeys(names))
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-        return dict(zip(names, pool.map(lambda n: namespace(n, neighbours), names)))
+    return dict(zip(names, _parallel(lambda n: namespace(n, neighbours), names)))
 
 
 def node_rules(node: str, netns: str, mode: str) -> NodeRules:
@@ -65,6 +78,4 @@ def node_rules(node: str, netns: str, mode: str) -> NodeRules:
 
 def all_node_rules(nodes: Iterable[tuple[str, str]], mode: str) -> list[NodeRules]:
     """(node, netns) pairs -> their rules, in order."""
-    nodes = list(nodes)
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
-        return list(pool.map(lambda n: node_rules(n[0], n[1], mode), nodes))
+    return _parallel(lambda n: node_rules(n[0], n[1], mode), list(nodes))
