@@ -160,23 +160,47 @@ def _spaces(plan: Plan) -> dict[str, tuple[str, str, str | None, dict[str, tuple
     return out
 
 
+class _Spaces(dict):
+    """The lab's namespaces, each read on first use: a trace visits a few pods of a big lab."""
+
+    def __init__(self, known, build):
+        super().__init__()
+        self._known, self._build = known, build
+
+    def __missing__(self, netns: str) -> Space:
+        if netns not in self._known:
+            raise KeyError(netns)
+        self[netns] = space = self._build(netns)
+        return space
+
+    def __contains__(self, netns: object) -> bool:
+        return dict.__contains__(self, netns) or netns in self._known
+
+
 def read_snapshot(plan: Plan, reader: netstate.Reader) -> Snapshot:
+    """The nodes, the underlay, the balancer and the external client now; a pod's namespace when
+    the trace first reaches it. A veth's peer is the one the plan wired when the kernel agrees
+    (each end names the other's index; checked from the pod's side)."""
     wiring = _spaces(plan)
-    raw = {}
-    for netns in wiring:
-        try:
-            raw[netns] = reader.links(netns)
-        except OSError:
-            continue  # a namespace gone meanwhile: the trace says nothing reaches it
-    spaces: dict[str, Space] = {}
-    for netns, links in raw.items():
+    raw: dict[str, list] = {}
+
+    def links_of(netns: str) -> list:
+        if netns not in raw:
+            try:
+                raw[netns] = reader.links(netns)
+            except OSError:
+                raw[netns] = []  # a namespace gone meanwhile: nothing there answers
+        return raw[netns]
+
+    def build(netns: str) -> Space:
         role, name, node, peers = wiring[netns]
+        links = links_of(netns)
         by_index = {l.index: l.name for l in links}
         out = {}
         for l in links:
             peer = peers.get(l.name)
-            if peer and peer[0] in raw:  # the kernel must agree: each end names the other's index
-                other = next((x for x in raw[peer[0]] if x.name == peer[1]), None)
+            if peer and (role != "node" or wiring[peer[0]][0] != "pod"):
+                other = next((x for x in links_of(peer[0]) if x.name == peer[1]), None)
                 if other is None or other.link != l.index or l.link != other.index:
                     peer = None
             out[l.name] = Link(l.name, l.index, l.kind, by_index.get(l.master) if l.master else None, peer,
@@ -186,11 +210,17 @@ def read_snapshot(plan: Plan, reader: netstate.Reader) -> Snapshot:
             space.syntax = "iptables" if plan.cluster.kube_proxy_mode == "iptables" else "nft"
         elif role == "lb":
             space.syntax = "nft"
-        if space.syntax:
+        if space.syntax and links:
             space.rules = netstate.rules_listing(netns, space.syntax)
             if space.syntax == "iptables":
                 space.affinity = dict(netstate.recent_lists(netns))
-        spaces[netns] = space
+        return space
+
+    spaces = _Spaces(wiring, build)
+    for netns, (role, *_rest) in wiring.items():
+        if role != "pod":
+            spaces[netns]  # noqa: B018 -- read now: every trace passes them
+    hint = {str(p.ip): p.netns for p in plan.pods if not p.host_network and p.host_veth}
 
     def ask(netns: str, dst: str, src: str | None, iif: str | None) -> Route:
         links = spaces[netns].links
@@ -198,7 +228,7 @@ def read_snapshot(plan: Plan, reader: netstate.Reader) -> Snapshot:
         dev = next((l.name for l in links.values() if l.index == answer.oif), None)
         return Route(answer.type, dev, answer.gateway, answer.prefsrc, answer.error)
 
-    return Snapshot(spaces, ask=ask)
+    return Snapshot(spaces, ask=ask, hint=hint)
 
 
 # --- the verb -------------------------------------------------------------------------------
@@ -309,7 +339,7 @@ def run_probe(plan: Plan, snap: Snapshot, source: Endpoint, result: paths.Result
     else:
         src_ip, sport, answered = _connect(plan, source.netns, pkt)
     number = PROTO_NUMBERS[pkt.proto]
-    spaces = [sp for sp in snap.spaces.values() if sp.rules]
+    spaces = [sp for sp in list(snap.spaces.values()) if sp.rules]
     tables = {sp.name: [e for e in conntrack.entries(sp.netns) if e.proto == number] for sp in spaces}
     found: list[tuple[str, str, str]] = []
     endpoint, masq, seen = None, False, set()

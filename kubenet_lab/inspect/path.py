@@ -174,14 +174,23 @@ def _local(space: Space) -> frozenset:
     return frozenset(str(a.ip) for l in space.links.values() for a in l.addresses)
 
 
-def _segment(snap: Snapshot, space: Space, link: Link) -> Iterator[tuple[Space, Link, str | None]]:
+def _ports(space: Space, bridge: str, snap: Snapshot, nexthop: str) -> list[Link]:
+    """A bridge's ports, the one toward where the plan puts `nexthop` first."""
+    likely = snap.hint.get(nexthop)
+    ports = [l for l in space.links.values() if l.master == bridge]
+    return sorted(ports, key=lambda l: not (l.peer and l.peer[0] == likely))
+
+
+def _segment(snap: Snapshot, space: Space, link: Link, nexthop: str) -> Iterator[tuple[Space, Link, str | None]]:
     """Every (namespace, link) the frame leaving by `link` can reach on its L2 segment, with the
-    namespace of a bridge it crosses between two ports (None when it crosses none)."""
+    namespace of a bridge it crosses between two ports (None when it crosses none); read as
+    needed, the likely one first."""
     if link.kind == "bridge":
-        for port in space.links.values():
-            if port.master == link.name and port.peer and port.peer[0] in snap.spaces:
+        for port in _ports(space, link.name, snap, nexthop):
+            if port.peer and port.peer[0] in snap.spaces:
                 peer_space = snap.spaces[port.peer[0]]
-                yield peer_space, peer_space.links[port.peer[1]], None
+                if port.peer[1] in peer_space.links:
+                    yield peer_space, peer_space.links[port.peer[1]], None
         return
     if not link.peer or link.peer[0] not in snap.spaces:
         return
@@ -194,8 +203,8 @@ def _segment(snap: Snapshot, space: Space, link: Link) -> Iterator[tuple[Space, 
         return
     bridge = other.links[end.master]
     yield other, bridge, None
-    for port in other.links.values():
-        if port.master == bridge.name and port.name != end.name and port.peer and port.peer[0] in snap.spaces:
+    for port in _ports(other, bridge.name, snap, nexthop):
+        if port.name != end.name and port.peer and port.peer[0] in snap.spaces:
             far = snap.spaces[port.peer[0]]
             if port.peer[1] in far.links:
                 yield far, far.links[port.peer[1]], other.netns
@@ -277,7 +286,7 @@ class _Walk:
         hop = Hop(space.netns, space.role, space.name, iif, pkt, nfs, route)
         if link is None:
             return [self._end(p, hops, replace(hop, end=f"route names {route.dev}, which is not here"), "lost", nat)]
-        for other, end, bridged_in in _segment(self.snap, space, link):
+        for other, end, bridged_in in _segment(self.snap, space, link, nexthop):
             if other.owner_of(nexthop) is not end:
                 continue
             via = f"{link.name}"

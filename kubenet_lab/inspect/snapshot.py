@@ -74,6 +74,9 @@ class Snapshot:
     spaces: dict[str, Space]
     routes: dict[RouteKey, Route] = field(default_factory=dict)
     ask: Callable[[str, str, str | None, str | None], Route] | None = field(default=None, repr=False)
+    # Where the plan puts an address (ip -> netns): only the order in which a bridge's ports are
+    # looked at, so a big node's pods are not all read; the kernel's addresses still decide.
+    hint: dict[str, str] = field(default_factory=dict, repr=False)
 
     def route(self, netns: str, dst: str, src: str | None = None, iif: str | None = None) -> Route:
         key = (netns, dst, src, iif)
