@@ -27,7 +27,7 @@ from ..model.objects import Plan
 from ..plan import ordering
 from .query import pod_status, running_plan
 
-REACH_TIMEOUT = 2.0  # seconds a request that must succeed may take
+REACH_TIMEOUT = 5.0  # seconds a request that must succeed may take (a loaded machine, a SYN lost twice)
 FAIL_TIMEOUT = 1.0   # seconds of silence that count as "did not reach" (a DROP answers nothing)
 CONCURRENCY = 256    # requests in flight at once
 EVERY_ROUNDS = 8     # --full: rounds of requests at most until every endpoint answered
