@@ -206,6 +206,8 @@ def read_snapshot(plan: Plan, reader: netstate.Reader) -> Snapshot:
             out[l.name] = Link(l.name, l.index, l.kind, by_index.get(l.master) if l.master else None, peer,
                                tuple(IPv4Interface(a) for a in l.addresses), l.up)
         space = Space(netns, role, name, node, out)
+        if links:
+            space.neighbours = {(by_index.get(n.ifindex, "?"), n.ip): n.state for n in reader.neighbours(netns)}
         if role == "node":
             space.syntax = "iptables" if plan.cluster.kube_proxy_mode == "iptables" else "nft"
         elif role == "lb":

@@ -299,12 +299,17 @@ class _Walk:
             elif link.kind == "bridge":
                 via = f"bridge {link.name} -> port {_port_to(space, other, end)}"
             via += f" -> {end.name} ({other.name})"
+            state = space.neighbours.get((link.name, nexthop))
+            if state in ("FAILED", "INCOMPLETE"):
+                via += f"; neighbour {nexthop} on {link.name} is {state}: ARP got no answer"
             hop = replace(hop, out=via)
             if bridged_in and self.snap.spaces[bridged_in].rules:
                 return self._bridged(self.snap.spaces[bridged_in], link, other, end, sent, p, hops + (hop,), nat)
             return self.run(other.netns, end.name, sent, p, hops + (hop,), nat)
-        return [self._end(p, hops, replace(hop, end=f"nothing on {link.name}'s segment holds {nexthop} "
-                                                   f"(no neighbour answers)"), "lost", nat)]
+        state = space.neighbours.get((link.name, nexthop))
+        known = f" (neighbour entry: {state})" if state else ""
+        return [self._end(p, hops, replace(hop, end=f"nothing on {link.name}'s segment holds {nexthop}: "
+                                                   f"no neighbour can answer{known}"), "lost", nat)]
 
     def _bridged(self, bridge_space: Space, link, other, end, pkt, p, hops, nat) -> list[Branch]:
         """A frame bridged between two ports of a bridge whose namespace has rules

@@ -61,6 +61,7 @@ class Space:
     rules: str | None = None
     syntax: str | None = None
     affinity: dict[str, frozenset[str]] = field(default_factory=dict)
+    neighbours: dict[tuple[str, str], str] = field(default_factory=dict)  # (link, ip) -> NUD state
 
     def owner_of(self, ip: str) -> Link | None:
         return next((l for l in self.links.values() if any(str(a.ip) == ip for a in l.addresses)), None)

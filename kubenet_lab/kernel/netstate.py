@@ -26,6 +26,16 @@ class LinkInfo(NamedTuple):
     addresses: tuple[str, ...]  # "ip/prefix"
 
 
+NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
+              0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
+
+
+class Neighbour(NamedTuple):
+    ifindex: int
+    ip: str
+    state: str  # as `ip neigh` names it
+
+
 class RouteAnswer(NamedTuple):
     type: str
     oif: int | None
@@ -69,6 +79,11 @@ class Reader:
             out.append(LinkInfo(l.get_attr("IFLA_IFNAME"), l["index"], kind, l.get_attr("IFLA_MASTER"),
                                 l.get_attr("IFLA_LINK"), bool(l["flags"] & 1), tuple(addrs.get(l["index"], ()))))
         return out
+
+    def neighbours(self, netns: str) -> list[Neighbour]:
+        """The IPv4 neighbour (ARP) entries of `netns`."""
+        return [Neighbour(n["ifindex"], n.get_attr("NDA_DST"), NUD_STATES.get(n["state"], str(n["state"])))
+                for n in self._ipr(netns).get_neighbours(family=2) if n.get_attr("NDA_DST")]
 
     def route(self, netns: str, dst: str, src: str | None = None, iif: int | None = None) -> RouteAnswer:
         """What the kernel decides for a packet to `dst` (from `src`, arriving on `iif`; without

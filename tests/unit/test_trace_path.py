@@ -146,3 +146,15 @@ def test_text_and_json_name_every_endpoint(mode):
     text = traceview.render_text(r)
     assert "2 possible paths" in text and f"{E1}:8080 50%" in text and f"{E3}:8080 50%" in text
     assert '"endpoints"' in traceview.to_json(r)
+
+
+def test_a_failed_neighbour_is_named_and_an_address_nobody_holds_is_lost():
+    snap = snapshot(plan(web(ep(E1))), "iptables")
+    snap.spaces["client"].neighbours[("eth0", E2)] = "FAILED"
+    (b,) = paths.trace(snap, "client", paths.Packet(CLIENT, E2, 8080), "client", E2).branches
+    assert f"neighbour {E2} on eth0 is FAILED" in b.hops[0].out
+    snap = snapshot(plan(web(ep(E1))), "iptables")
+    snap.spaces["client"].neighbours[("eth0", "10.244.1.99")] = "INCOMPLETE"
+    (b,) = paths.trace(snap, "client", paths.Packet(CLIENT, "10.244.1.99", 80), "client", "10.244.1.99").branches
+    assert b.outcome == "lost" and "nothing on eth0's segment holds 10.244.1.99" in b.hops[-1].end
+    assert "INCOMPLETE" in b.hops[-1].end
