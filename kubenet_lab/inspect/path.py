@@ -132,10 +132,15 @@ def _hooks(rs: nf.Ruleset, hooks: tuple[str, ...], st: nf._State) -> list[tuple[
 
 def _why_masq(rules: tuple[Rule, ...], st: nf._State) -> str:
     marks = [r for r in rules if "MARK-MASQ" in r.text or "mark-for-masquerade" in r.text]
+    hostport = any("HOSTPORT-SETMARK" in r.text or (r.chain.startswith("cni_hostport/") and "masquerade" in r.text)
+                   for r in rules)
     if not st.masq:
         if any("KUBE-SVL-" in r.text or "goto local-" in r.text or "jump local-" in r.text for r in rules):
             return "externalTrafficPolicy Local: only local endpoints, the client's address is kept"
         return "not masqueraded: the endpoint sees the client's own address"
+    if hostport and not marks:
+        return ("hostPort reached from a pod of this node: the CNI portmap plugin masquerades it, so the "
+                "answer comes back through the node")
     if not marks:
         return "masqueraded"
     t = marks[0].text

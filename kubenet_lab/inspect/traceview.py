@@ -31,7 +31,8 @@ def _shown(rules) -> list:
         target = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g", "jump", "goto")), None)
         table = r.chain.split("/", 1)[0]
         later = {x.chain for x in rules[k + 1:]}
-        if target is None or target in _VERDICTS or f"{table}/{target}" in later:
+        marks = "MARK" in target.upper() or "masquerade" in target if target else False
+        if target is None or target in _VERDICTS or marks or f"{table}/{target}" in later:
             out.append(r)
     return out
 

@@ -182,3 +182,21 @@ def test_a_route_removed_by_hand_is_named(lab, pods):
         assert doc["probe"]["agrees"] is True
     finally:
         subprocess.run(["ip", "netns", "exec", node1, "ip", "route", "add", *route], check=True)
+
+
+@pytest.fixture(scope="module", params=("iptables", "nftables"))
+def hostports_lab(request, host_before):
+    lab = Lab(new_lab_name("trh"))
+    with torn_down(lab.name):
+        lab("up", "--proxy-mode", request.param, str(MANIFESTS / "hostports.yaml"))
+        yield lab
+
+
+def test_host_ports_through_the_portmap_plugins_rules(hostports_lab):
+    doc = trace(hostports_lab, "external", "node/node1:80")
+    (b,) = doc["branches"]
+    assert b["reached"] == "default/hp" and b["seen_source"] == CLIENT and not agreed(doc)["masqueraded"]
+    doc = trace(hostports_lab, "hp", "node/node1:80")  # the pod reaching itself by its host port
+    (b,) = doc["branches"]
+    assert b["reached"] == "default/hp" and b["masqueraded"]
+    assert "portmap" in b["hops"][1]["netfilter"][0]["why"] and agreed(doc)["masqueraded"]
