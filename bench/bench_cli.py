@@ -6,7 +6,11 @@ run nothing else), on the example lab and on a 4-node lab of 500 pods, as a pers
 any Python command pays. Median and best of RUNS, in ms, the commands interleaved so that a busy
 machine slows them alike. Prints figures; asserts nothing.
 
-Run as root: sudo python3 bench/bench_cli.py [--runs N] [--only example|500]
+Twice: with Python's bytecode cache (as an installed package runs: its .pyc files are written at
+install; here into a temporary PYTHONPYCACHEPREFIX), and without (PYTHONDONTWRITEBYTECODE=1,
+every module compiled from source at every start, as in a checkout where the variable is set).
+
+Run as root: sudo python3 bench/bench_cli.py [--runs N] [--only example|500] [--lab RUNNING_LAB]
 """
 from __future__ import annotations
 
@@ -28,10 +32,29 @@ from bench_up import manifests  # noqa: E402
 CLI = [sys.executable, "-m", "kubenet_lab.cli"]
 
 
-def run(argv: list[str]) -> float:
+ENV = dict(os.environ)
+
+
+def run(argv: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one command: CPU time (user + system, its own and its children's)
+    is what it costs; on a shared machine the wall time adds the waiting for a CPU."""
     t0 = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, argv)
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def bytecode(cached: bool, prefix: str) -> None:
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV.pop("PYTHONPYCACHEPREFIX", None)
+    if cached:
+        ENV["PYTHONPYCACHEPREFIX"] = prefix
+    else:
+        ENV["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 def kl(lab: str, *args: str) -> str:
@@ -49,7 +72,7 @@ def measure(lab: str, runs: int) -> dict[str, list[float]]:
         "get pods -o wide": [*CLI, "--lab", lab, "get", "pods", "-o", "wide"],
         "logs POD": [*CLI, "--lab", lab, "logs", pod],
     }
-    times: dict[str, list[float]] = {name: [] for name in cases}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for argv in cases.values():  # warm the page cache
         run(argv)
     for _ in range(runs):
@@ -58,13 +81,29 @@ def measure(lab: str, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def report(title: str, times: dict[str, list[float]]) -> None:
-    base = statistics.median(times["ip netns exec NS true"])
-    print(f"\n{title}: ms, median (best)")
-    for name, t in times.items():
-        med, best = 1000 * statistics.median(t), 1000 * min(t)
-        added = f"   adds {med - 1000 * base:6.1f}" if name == "exec POD -- true" else ""
-        print(f"  {name:<24} {med:7.1f} ({best:6.1f}){added}")
+def both(title: str, lab: str, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as prefix:
+        for cached in (True, False):
+            bytecode(cached, prefix)
+            report(f"{title}, {'bytecode cached' if cached else 'no bytecode cache'}", measure(lab, runs))
+
+
+def report(title: str, times: dict[str, list[tuple[float, float]]]) -> None:
+    def wall(name: str) -> list[float]:
+        return [1000 * w for w, _ in times[name]]
+
+    def cpu(name: str) -> list[float]:
+        return [1000 * c for _, c in times[name]]
+
+    base = "ip netns exec NS true"
+    print(f"\n{title}: ms; wall median, best; CPU median")
+    for name in times:
+        line = f"  {name:<24} {statistics.median(wall(name)):7.1f} {min(wall(name)):7.1f} {statistics.median(cpu(name)):7.1f}"
+        if name == "exec POD -- true":
+            line += (f"   adds {statistics.median(wall(name)) - statistics.median(wall(base)):.1f} "
+                     f"(best {min(wall(name)) - min(wall(base)):.1f}, CPU "
+                     f"{statistics.median(cpu(name)) - statistics.median(cpu(base)):.1f})")
+        print(line)
 
 
 def main() -> None:
@@ -79,7 +118,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.lab:
         for lab in args.lab:
-            report(f"lab {lab}", measure(lab, args.runs))
+            both(f"lab {lab}", lab, args.runs)
         return
     labs = [("example lab", "benchcliex", [])] if args.only != "500" else []
     if args.only != "example":
@@ -92,7 +131,7 @@ def main() -> None:
                 paths = [str(path)]
             try:
                 kl(lab, "up", *paths)
-                report(title, measure(lab, args.runs))
+                both(title, lab, args.runs)
             finally:
                 kl(lab, "down")
 
