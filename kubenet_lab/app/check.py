@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from ..errors import LabError
+from ..progress import Status
 from ..fabric import checks, state
 from ..inspect import checkreport
 from ..inspect.conversations import complete, question, understand
@@ -180,23 +181,22 @@ def _hop_text(branch) -> str:
 
 
 class Progress:
-    """`check: 37/120` on stderr while it runs, on a terminal only."""
+    """`check: 37/120 expectations probed` on stderr while it runs, on a terminal only (the
+    status line of up, apply and down: progress.Status)."""
 
     def __init__(self, total: int, show: bool):
-        self.total, self.done, self.show, self.last = total, 0, show, 0.0
+        self.total, self.done, self.last = total, 0, 0.0
+        self.status = Status(show)
 
     def tick(self) -> None:
         self.done += 1
         now = time.monotonic()
-        if self.show and (now - self.last > 0.1 or self.done == self.total):
+        if now - self.last > 0.1 or self.done == self.total:
             self.last = now
-            sys.stderr.write(f"\rcheck: {self.done}/{self.total} expectations probed")
-            sys.stderr.flush()
+            self.status.update(f"check: {self.done}/{self.total} expectations probed")
 
     def end(self) -> None:
-        if self.show:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        self.status.clear()
 
 
 NEIGH_LIMIT = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
