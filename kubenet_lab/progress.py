@@ -4,7 +4,7 @@ On standard error, and only when it is a terminal (a pipe, a file, a test's capt
 and the command was not told to be quiet (-q). One line, rewritten in place and cleared at the
 end, so what the command then prints (its summary line, kubectl's lines) stands alone. The
 changes (up, apply, delete, scale) say where they are by the steps they pass (kernel/steps.py);
-`check` counts what it probed (`counted`). The formatting functions are pure.
+`check` counts what it has probed. The formatting functions are pure.
 """
 from __future__ import annotations
 
@@ -37,11 +37,6 @@ def step_line(verb: str, lab: str, step: str, steps: tuple[str, ...], seconds: f
     """`up fsx: pods created [8/16] 1.4s`: the step reached, its place among `steps`."""
     place = f" [{steps.index(step) + 1}/{len(steps)}]" if step in steps else ""
     return f"{verb} {lab}: {STEP_DONE.get(step, step)}{place} {seconds:.1f}s"
-
-
-def counted(what: str, done: int, total: int) -> str:
-    """`check fsx: probing... 37/120`."""
-    return f"{what}... {done}/{total}"
 
 
 def fit(line: str, width: int) -> str:

@@ -17,8 +17,7 @@ def test_a_step_line_says_the_step_its_place_and_the_time():
     assert progress.step_line("up", "x", "some-new-step", steps.STEPS, 2) == "up x: some-new-step 2.0s"
 
 
-def test_counted_and_fit():
-    assert progress.counted("check demo: probing", 37, 120) == "check demo: probing... 37/120"
+def test_a_line_is_cut_to_the_terminal():
     assert progress.fit("abcdef", 80) == "abcdef"
     assert progress.fit("abcdefghij", 8) == "abcdef…"
     assert len(progress.fit("x" * 200, 80)) == 79
