@@ -91,7 +91,7 @@ sys.stdin.read()
 
 @contextlib.contextmanager
 def held_connections(lab: Lab, pod: str, host: str, port: int, n: int):
-    proc = subprocess.Popen([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "exec", pod, "--",
+    proc = subprocess.Popen([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "exec", "-i", pod, "--",
                              "python3", "-c", HOLD, host, str(port), str(n)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
