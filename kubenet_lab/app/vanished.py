@@ -6,9 +6,11 @@ a new address (see change.let_go). Prints the pods made anew."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import LabError
+from ..fabric import state
 from ..plan.naming import check_lab_name
 from . import change
 
@@ -22,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_lab_name(args.lab)
+        if not os.path.exists(state.plan_path(args.lab)):  # the lab went meanwhile: nothing to make anew
+            print("lab gone: nothing to do")
+            return 0
         result = change.remake(args.lab, args.pods)
     except (LabError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

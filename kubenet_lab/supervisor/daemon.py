@@ -237,10 +237,18 @@ class Supervisor:
 
     # --- pods whose namespace went by hand (`ip netns delete`) ---------------------------------
 
-    def missing(self) -> list[PodWorker]:
-        """The created pods whose network namespace is gone (and not being seen to already)."""
-        return [w for w in self.pods.values() if w.created and not w.pod.host_network
-                and not os.path.exists(netns_path(w.pod.netns))]
+    def missing(self, had: set[str]) -> list[PodWorker]:
+        """The created pods whose network namespace is gone, of those whose namespace was there
+        on an earlier look (`had`, updated: a pod whose namespace never existed is no sandbox lost)."""
+        gone = []
+        for w in self.pods.values():
+            if not w.created or w.pod.host_network:
+                continue
+            if os.path.exists(netns_path(w.pod.netns)):
+                had.add(w.pod.netns)
+            elif w.pod.netns in had:
+                gone.append(w)
+        return gone
 
     async def watch_namespaces(self) -> None:
         """As kubelet finds a pod's sandbox gone: its containers are stopped, and the lab is
@@ -248,18 +256,22 @@ class Supervisor:
         ReplicaSet's pod under a new name, another pod under its own with a new address). A
         namespace is missing on two looks in a row before anything is done."""
         seen: set[str] = set()
+        had: set[str] = set()
         while not self._stopping:
             await asyncio.sleep(WATCH_INTERVAL)
             if self._stopping or self._lock.locked():
                 seen.clear()
                 continue
-            gone = self.missing()
+            if not os.path.exists(state.plan_path(self.lab)):  # the lab is going (or gone): not ours to remake
+                continue
+            gone = self.missing(had)
             confirmed = [w for w in gone if w.pod.key in seen]
             seen = {w.pod.key for w in gone}
             if not confirmed:
                 continue
             async with self._lock:
                 for w in confirmed:
+                    had.discard(w.pod.netns)
                     self.pods.pop(pod_key(w.pod), None)
                     log.warning("pod %s: its network namespace %s is gone; stopping it", w.pod.key, w.pod.netns)
                 await asyncio.gather(*(w.stop(0, 0) for w in confirmed), return_exceptions=True)
