@@ -40,6 +40,10 @@ def lab(host_before):
     with torn_down(lab.name):
         out = lab("up", *(str(CORPUS / f) for f in FILES))
         lab.warnings = out.stderr
+        # as ingress-nginx's kind guide waits (`kubectl wait --for=condition=ready pod ...`): its
+        # controller's readiness probe starts after initialDelaySeconds 10
+        wait_for(lambda: all(r.split()[2].split("/")[0] == r.split()[2].split("/")[1] for r in
+                             lab("get", "deploy", "-A").stdout.splitlines()[1:]), "every Deployment ready", timeout=90)
         lab.pod = lab.pods()
         lab.svc = {(s["metadata"]["namespace"], s["metadata"]["name"]): s
                    for s in json.loads(lab("get", "svc", "-A", "-o", "json").stdout)["items"]}
