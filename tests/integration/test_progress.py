@@ -9,7 +9,7 @@ import select
 import subprocess
 import sys
 
-from .conftest import kl, new_lab_name, torn_down
+from .conftest import MANIFESTS, kl, new_lab_name, torn_down
 
 ONE_POD = """apiVersion: v1
 kind: Pod
@@ -21,21 +21,7 @@ spec:
     image: nginx
     ports: [{containerPort: 80}]
 """
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: nginx
-        ports: [{containerPort: 80}]
-"""
+DEPLOYMENT = (MANIFESTS / "nginx-deployment.yaml").read_text()
 ESCAPES = re.compile(r"[\r\x1b]")
 
 

@@ -8,23 +8,9 @@ import subprocess
 import sys
 import time
 
-from .conftest import kl, new_lab_name, torn_down
+from .conftest import MANIFESTS, kl, new_lab_name, torn_down
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: nginx
-        ports: [{containerPort: 80}]
-"""
+DEPLOYMENT = (MANIFESTS / "nginx-deployment.yaml").read_text()
 
 
 def lines_until(proc: subprocess.Popen, done, timeout: float = 20) -> list[str]:
