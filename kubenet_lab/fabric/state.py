@@ -132,12 +132,12 @@ def load_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan | None
             data = json.load(f)
         if only_pods is not None:
             data["pods"] = [p for p in data["pods"] if f"{p['namespace']}/{p['name']}" in only_pods]
+        return plan_from_data(data)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LabError(f"the state of lab {lab!r} at {path} is unreadable ({e}); "
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # a plan another version wrote
+        raise LabError(f"the state of lab {lab!r} at {path} is unreadable ({type(e).__name__}: {e}); "
                        f"`kubenet-lab --lab {lab} down` removes the lab without it") from e
-    return plan_from_data(data)
 
 
 def _readiness(lab: str) -> dict:
