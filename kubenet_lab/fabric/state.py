@@ -191,17 +191,23 @@ def _holder(fd: int) -> str:
     return f" (pid {pid})"
 
 
+LOCK_QUIET = 2.0  # seconds a command waits for the lab's lock before it says so
+
+
 def _flock(lab: str, fd: int, deadline: float, waited: list[bool]) -> None:
-    """Take the lock on `fd`; when another command holds it, say so once on stderr and wait
-    until `deadline`, then fail."""
+    """Take the lock on `fd`; when another command holds it for longer than a moment (the lab's
+    own readiness syncs and rollout steps hold it briefly), say so once on stderr; wait until
+    `deadline`, then fail."""
     delay = 0.002
+    now = time.monotonic()
+    say_at = now + min(LOCK_QUIET, max(0.0, deadline - now))
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             pass
-        if not waited[0]:
+        if not waited[0] and time.monotonic() >= say_at:
             waited[0] = True
             print(f"waiting for lab {lab}: another kubenet-lab command{_holder(fd)} holds its lock...",
                   file=sys.stderr, flush=True)
