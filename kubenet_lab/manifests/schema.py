@@ -28,6 +28,21 @@ def _ignored(*names: str) -> dict[str, Type]:
     return {n: IGNORE for n in names}
 
 
+class NotModelledUnless(Type):
+    """A field accepted as it is, with a warning when it asks for what the lab does not do
+    (any value but `inert`, which changes nothing)."""
+
+    def __init__(self, inert: Any, warning: str):
+        self.inert, self.warning = inert, Ignore(warning)
+
+    def convert(self, value: Any, at: At) -> Any:
+        return (IGNORE if value == self.inert else self.warning).convert(value, at)
+
+
+MIN_READY = NotModelledUnless(0, "not modelled: a pod counts as available as soon as it is ready (minReadySeconds "
+                                 "does not delay a rollout or the controller's status)")
+
+
 # ------------------------------------------------------------------------------------- metadata
 
 ANNOTATIONS = MapOf(label_key, str)  # any string value
@@ -391,7 +406,7 @@ def _check_rc_selector(spec: Checked) -> None:
         _labels_at(spec).error(_mismatch(spec, selector))
 
 
-_APPS_COMMON = {"replicas": Int(0), "selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE}
+_APPS_COMMON = {"replicas": Int(0), "selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": MIN_READY}
 def _percent(text: str) -> str:
     if not re.fullmatch(r"[0-9]+%", text):
         raise Invalid(f"Invalid value: {text!r}: a valid percent string must be a numeric string followed by an "
@@ -424,7 +439,11 @@ STRATEGY = Obj({"type": OneOf("RollingUpdate", "Recreate"),
                 "rollingUpdate": Obj({"maxSurge": _INT_OR_PERCENT, "maxUnavailable": _INT_OR_PERCENT})},
                post=_check_strategy)
 DEPLOYMENT_SPEC = Obj({**_APPS_COMMON, "strategy": STRATEGY,
-                       **_ignored("revisionHistoryLimit", "progressDeadlineSeconds", "paused")},
+                       "paused": NotModelledUnless(False, "not modelled: a paused Deployment still rolls out a "
+                                                          "changed template"),
+                       "revisionHistoryLimit": NotModelledUnless(10, "not modelled: 10 old ReplicaSets are kept "
+                                                                     "for rollout undo, whatever the limit"),
+                       **_ignored("progressDeadlineSeconds")},
                       required=("selector", "template"), post=_check_selector)
 REPLICASET_SPEC = Obj(_APPS_COMMON, required=("selector", "template"), post=_check_selector)
 RC_SPEC = Obj({**_APPS_COMMON, "selector": LABELS}, required=("template",), post=_check_rc_selector)
@@ -448,7 +467,7 @@ STATEFULSET_SPEC = Obj({
     "volumeClaimTemplates": Ignore(warning="ignored: kubenet-lab has no volumes (each pod gets no claim)"),
     **_ignored("updateStrategy", "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy"),
 }, required=("selector", "template"), post=_check_selector)
-DAEMONSET_SPEC = Obj({"selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": IGNORE,
+DAEMONSET_SPEC = Obj({"selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": MIN_READY,
                       **_ignored("updateStrategy", "revisionHistoryLimit")},
                      required=("selector", "template"), post=_check_selector)
 JOB_SPEC = Obj({
