@@ -100,3 +100,25 @@ def test_writing_out_a_default_is_the_same_template_and_a_real_change_is_not():
     latest = {**short, "spec": {"containers": [{"name": "c", "image": "nginx", "imagePullPolicy": "Always"}]}}
     assert pod_template_hash(latest) == pod_template_hash({**short, "spec": {"containers": [
         {"name": "c", "image": "nginx"}]}})
+
+
+@pytest.mark.parametrize("field, value, warned", [
+    ("paused", "true", "spec.paused: not modelled: a paused Deployment still rolls out a changed template"),
+    ("paused", "false", None),
+    ("minReadySeconds", "5", "spec.minReadySeconds: not modelled: a pod counts as available as soon as it is ready"),
+    ("minReadySeconds", "0", None),
+    ("revisionHistoryLimit", "3", "spec.revisionHistoryLimit: not modelled: 10 old ReplicaSets are kept"),
+    ("revisionHistoryLimit", "10", None),
+])
+def test_rollout_fields_the_lab_does_not_follow_are_warned_about_only_when_they_ask_for_it(tmp_path, field, value,
+                                                                                          warned):
+    from kubenet_lab.manifests import load_model
+    path = tmp_path / "web.yaml"
+    path.write_text(f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  {field}: {value}\n"
+                    "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+                    "    spec: {containers: [{name: c, image: nginx}]}\n")
+    warnings = load_model([str(path)]).warnings
+    if warned is None:
+        assert warnings == ()
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(f"{path}:5: {warned}")
