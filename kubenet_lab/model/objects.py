@@ -65,6 +65,8 @@ class ClusterConfig:
     dns_domain: str = "cluster.local"
     # LoadBalancer address pool (first, last), inclusive; None: the default range of node_subnet.
     lb_pool: tuple[IPv4Address, IPv4Address] | None = None
+    # hostPath volumes give a pod the host's own files: refused unless the Cluster config allows them.
+    allow_host_path: bool = False
     origin: Origin | None = None
 
 
@@ -155,6 +157,108 @@ class Probe:
     grace: int | None = None
 
 
+# The capabilities containerd and Docker give a container by default (names without CAP_).
+DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """A securityContext as written (pod-level fields are the defaults of each container's; see
+    plan.security for the effective one). None: not given. Capabilities upper-case, no CAP_."""
+
+    privileged: bool | None = None
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    add: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    # Pod level only.
+    supplemental_groups: tuple[int, ...] = ()
+    fs_group: int | None = None
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A container's volumeMounts entry."""
+
+    name: str
+    path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
+class KeyToPath:
+    """An `items` entry of a configMap/secret volume (key -> path, mode)."""
+
+    key: str
+    path: str
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class DownwardFile:
+    """An `items` entry of a downwardAPI volume: `path` holds the pod field `field_path`
+    (metadata.labels, metadata.annotations, metadata.name, metadata.namespace, metadata.uid)."""
+
+    path: str
+    field_path: str
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A pod's volume as written: kind one of VOLUME_KINDS; `source` the ConfigMap's or
+    Secret's name (or hostPath's path); `items`/`default_mode`/`optional` as the API has them."""
+
+    name: str
+    kind: str
+    source: str = ""
+    medium: str = ""
+    items: tuple[KeyToPath, ...] = ()
+    downward: tuple[DownwardFile, ...] = ()
+    default_mode: int | None = None
+    optional: bool = False
+
+
+VOLUME_KINDS = ("emptyDir", "configMap", "secret", "downwardAPI", "hostPath")
+
+
+@dataclass(frozen=True)
+class EnvFrom:
+    """An envFrom entry: every key of ConfigMap or Secret `name` (kind "ConfigMap"/"Secret"),
+    `prefix` prepended."""
+
+    kind: str
+    name: str
+    prefix: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    """A ConfigMap, or a Secret (`kind`; `type` a Secret's type), as the API server stores it:
+    a ConfigMap's `data` (text) and `binary_data` (base64); a Secret's `data` base64, its
+    stringData already merged in and encoded."""
+
+    namespace: str
+    name: str
+    kind: str = "ConfigMap"
+    data: Mapping[str, str] = field(default_factory=dict)
+    binary_data: Mapping[str, str] = field(default_factory=dict)
+    type: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    immutable: bool = False
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Container:
     name: str
@@ -171,6 +275,9 @@ class Container:
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
     startup_probe: Probe | None = None
+    security: SecurityContext | None = None
+    mounts: tuple[VolumeMount, ...] = ()
+    env_from: tuple[EnvFrom, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -297,6 +404,8 @@ class PodSpec:
     affinity: Affinity | None = None
     tolerations: tuple[Toleration, ...] = ()
     scheduling_gates: tuple[str, ...] = ()
+    security: SecurityContext | None = None
+    volumes: tuple[Volume, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -402,6 +511,7 @@ class Model:
     pods: tuple[Pod, ...] = ()
     workloads: tuple[Workload, ...] = ()
     services: tuple[Service, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()  # ConfigMaps and Secrets
     warnings: tuple[str, ...] = ()
 
 
@@ -502,6 +612,59 @@ class PlannedNode:
 
 
 @dataclass(frozen=True)
+class Confinement:
+    """What a container's processes may do (see plan.security): uid/gid/groups; capabilities
+    (upper-case, no CAP_: the bounding set, and for uid 0 the effective one); no_new_privs;
+    privileged (every capability, nothing masked); read_only_root (no writable /tmp, /run, ...);
+    `refused`: why kubelet would not start it (runAsNonRoot and a root user), else None."""
+
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privs: bool = False
+    privileged: bool = False
+    read_only_root: bool = False
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class VolumeFile:
+    """A file of a configMap, secret or downwardAPI volume: its path under the volume, its
+    content (text, or base64 when `binary`), its mode."""
+
+    path: str
+    text: str
+    mode: int = 0o644
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedVolume:
+    """A pod volume as kubelet sets it up: kind "emptyDir" (a directory the pod's containers
+    share, gone with the pod), "configMap", "secret", "downwardAPI" (`files`, mounted
+    read-only), "hostPath" (`host_path`, allowed by the Cluster config). `error`: why kubelet
+    could not set it up (a missing ConfigMap or key: the pod stays ContainerCreating)."""
+
+    name: str
+    kind: str
+    medium: str = ""
+    files: tuple[VolumeFile, ...] = ()
+    host_path: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedMount:
+    """Where a container sees a volume (`sub_path`: one entry of it)."""
+
+    volume: str
+    path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
 class PlannedContainer:
     name: str
     image: str
@@ -523,6 +686,11 @@ class PlannedContainer:
     readiness_probe: Probe | None = None
     liveness_probe: Probe | None = None
     startup_probe: Probe | None = None
+    confinement: Confinement = field(default_factory=Confinement)
+    mounts: tuple[PlannedMount, ...] = ()
+    # Why kubelet could not make its environment (a missing ConfigMap/Secret or key): the
+    # container waits with reason CreateContainerConfigError and this message. None: it can start.
+    config_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -557,6 +725,7 @@ class PlannedPod:
     # and every one before it are Running and Ready (see plan.ordering); until then it does not
     # exist as far as `get` and the endpoints are concerned. None: it starts at once.
     created_after: str | None = None
+    volumes: tuple[PlannedVolume, ...] = ()
 
     @property
     def key(self) -> str:
@@ -733,6 +902,7 @@ class Plan:
     node_dns: DnsConfig = field(default_factory=DnsConfig)
     pending: tuple[PendingPod, ...] = ()
     workloads: tuple[PlannedWorkload, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()  # ConfigMaps and Secrets, as the model has them
 
     def node(self, name: str) -> PlannedNode:
         for n in self.nodes:
