@@ -31,6 +31,8 @@ RESOURCES = {
     "daemonsets": "daemonsets", "daemonset": "daemonsets", "ds": "daemonsets",
     "jobs": "jobs", "job": "jobs",
     "events": "events", "event": "events", "ev": "events",
+    "configmaps": "configmaps", "configmap": "configmaps", "cm": "configmaps",
+    "secrets": "secrets", "secret": "secrets",
     "all": "all",
 }
 # What `get all` lists, in kubectl's order, and the prefix of each NAME.
@@ -297,7 +299,8 @@ def delete(ctx: click.Context, args: tuple[str, ...], paths: tuple[str, ...], na
     """Delete objects from the lab, like kubectl delete.
 
     KIND: pod(s)/po, service(s)/svc, deployment(s)/deploy, replicaset(s)/rs,
-    replicationcontroller(s)/rc, statefulset(s)/sts, daemonset(s)/ds, job(s), namespace(s)/ns.
+    replicationcontroller(s)/rc, statefulset(s)/sts, daemonset(s)/ds, job(s), namespace(s)/ns,
+    configmap(s)/cm, secret(s).
     A pod a controller owns is replaced by a new one (a new name from a ReplicaSet, the same name
     and a new address from a StatefulSet); a bare pod is gone.
 
@@ -735,7 +738,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
 
     RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), deployments
     (deploy), replicasets (rs), replicationcontrollers (rc), statefulsets (sts), daemonsets (ds),
-    jobs, events (ev), or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
+    jobs, configmaps (cm), secrets, events (ev), or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
     object; without, to a List of the objects (so a jsonpath template starts at `.items`). Labels
     are metadata.labels (nodes have kubelet's kubernetes.io/hostname, /os and /arch too).
     \b
@@ -745,6 +748,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
       sudo kubenet-lab get svc
       sudo kubenet-lab get all
       sudo kubenet-lab get sts web -o yaml
+      sudo kubenet-lab get cm web-config -o yaml
       sudo kubenet-lab get jobs -A
       sudo kubenet-lab get events -A -w
       sudo kubenet-lab get pod client -o json
@@ -909,6 +913,8 @@ def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, lab
             pool = plan.pods + plan.pending
         elif kind in ("services", "endpoints"):
             pool = plan.services
+        elif kind in output.CONFIG_KINDS:
+            pool = tuple(c for c in plan.config_maps if c.kind == output.CONFIG_KINDS[kind])
         else:
             pool = tuple(w for w in plan.workloads if w.kind == output.WORKLOAD_KINDS[kind])
         items = sorted((o for o in pool if (all_ns or o.namespace == namespace) and name in (None, o.name)),
@@ -929,6 +935,8 @@ def _object(plan, kind: str, obj, status: dict) -> dict:
         return output.service_object(plan, obj)
     if kind == "endpoints":
         return output.endpoints_object(plan, obj)
+    if kind in output.CONFIG_KINDS:
+        return output.config_map_object(plan, obj)
     return output.workload_object(plan, obj, status)
 
 
@@ -943,6 +951,8 @@ def _rows(plan, kind: str, items: list, status: dict, wide: bool, all_ns: bool):
         return output.service_rows(plan, items, wide, all_ns)
     if kind == "endpoints":
         return output.endpoint_rows(plan, items, wide, all_ns)
+    if kind in output.CONFIG_KINDS:
+        return output.config_map_rows(plan, items, all_ns)
     return output.workload_rows(plan, output.WORKLOAD_KINDS[kind], items, status, wide, all_ns)
 
 

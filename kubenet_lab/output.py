@@ -477,6 +477,40 @@ def endpoints_labels(s: PlannedService) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------
+# ConfigMaps and Secrets
+# ------------------------------------------------------------------------------------------
+
+CONFIG_KINDS = {"configmaps": "ConfigMap", "secrets": "Secret"}
+
+
+def config_map_rows(plan: Plan, items: list[ConfigMap], all_ns: bool):
+    """kubectl's columns: NAME DATA AGE for ConfigMaps (data and binaryData keys), NAME TYPE DATA
+    AGE for Secrets."""
+    secrets = bool(items) and items[0].kind == "Secret"
+    headers = (["NAMESPACE"] if all_ns else []) + ["NAME"] + (["TYPE"] if secrets else []) + ["DATA", "AGE"]
+    rows = [([c.namespace] if all_ns else []) + [c.name] + ([c.type] if secrets else [])
+            + [str(len(c.data) + len(c.binary_data)), age(created_at(plan, f"{c.kind}/{c.key}"))] for c in items]
+    return headers, rows
+
+
+def config_map_object(plan: Plan, c: ConfigMap) -> dict:
+    """As the API server returns it: a Secret's data stays base64, as kubectl shows it."""
+    meta = {"name": c.name, "namespace": c.namespace, "creationTimestamp": iso(created_at(plan, f"{c.kind}/{c.key}"))}
+    if c.labels:
+        meta["labels"] = dict(c.labels)
+    out: dict = {"apiVersion": "v1", "kind": c.kind, "metadata": meta}
+    if c.data:
+        out["data"] = {k: c.data[k] for k in sorted(c.data)}
+    if c.binary_data:
+        out["binaryData"] = {k: c.binary_data[k] for k in sorted(c.binary_data)}
+    if c.immutable:
+        out["immutable"] = True
+    if c.kind == "Secret":
+        out["type"] = c.type
+    return out
+
+
+# ------------------------------------------------------------------------------------------
 # Controllers: deployments, replicasets, replicationcontrollers, statefulsets, daemonsets, jobs
 # ------------------------------------------------------------------------------------------
 
@@ -880,7 +914,8 @@ def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
 FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "name", "wide", "yaml")
 # -o name: KIND[.GROUP]/NAME, as kubectl names each kind.
 NAME_PREFIXES = {**{plural: RESOURCE_NAMES[kind] for plural, kind in WORKLOAD_KINDS.items()},
-                 "nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event"}
+                 "nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event",
+                 "configmaps": "configmap", "secrets": "secret"}
 
 
 @dataclass(frozen=True)

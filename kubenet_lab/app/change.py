@@ -33,12 +33,15 @@ KINDS = {
     **dict.fromkeys(("job", "jobs", "job.batch"), "Job"),
     **dict.fromkeys(("namespace", "namespaces", "ns"), "Namespace"),
     **dict.fromkeys(("node", "nodes", "no"), "Node"),
+    **dict.fromkeys(("configmap", "configmaps", "cm"), "ConfigMap"),
+    **dict.fromkeys(("secret", "secrets"), "Secret"),
 }
 SCALABLE = ("Deployment", "ReplicaSet", "ReplicationController", "StatefulSet")
 # The plural kubectl names a kind by in "not found" messages.
 PLURALS = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps", "ReplicaSet": "replicasets.apps",
            "ReplicationController": "replicationcontrollers", "StatefulSet": "statefulsets.apps",
-           "DaemonSet": "daemonsets.apps", "Job": "jobs.batch", "Namespace": "namespaces", "Node": "nodes"}
+           "DaemonSet": "daemonsets.apps", "Job": "jobs.batch", "Namespace": "namespaces", "Node": "nodes",
+           "ConfigMap": "configmaps", "Secret": "secrets"}
 
 
 @dataclass

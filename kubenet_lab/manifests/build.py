@@ -9,12 +9,14 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, Container, ContainerPort,
-                          DnsConfig, EnvVar, Hook, HostAlias, LabelSelector, MatchExpression, Model, Node,
-                          NodeSelectorTerm, Origin, Pod, PodAffinityTerm, PodSpec, PROBE_DEFAULTS, Probe, Service,
-                          ServicePort, Taint, Toleration, Workload)
+from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, ConfigMap, Container,
+                          ContainerPort, DnsConfig, DownwardFile, EnvFrom, EnvVar, Hook, HostAlias, KeyRef, KeyToPath,
+                          LabelSelector, MatchExpression, Model, Node, NodeSelectorTerm, Origin, Pod, PodAffinityTerm,
+                          PodSpec, PROBE_DEFAULTS, Probe, Service, ServicePort, Taint, Toleration, Volume, VolumeMount,
+                          Workload)
+from .configs import SECRET_DEFAULT_TYPE, merged_secret_data, volume_kind
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
-from .schema import KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
+from .schema import CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -53,6 +55,7 @@ class Builder:
         self.pods: list[Pod] = []
         self.workloads: list[Workload] = []
         self.services: list[Service] = []
+        self.config_maps: list[ConfigMap] = []  # and Secrets
         self.seen: dict[tuple[str, str, str], Origin] = {}
         self.pod_cidrs: list[tuple[At, IPv4Network, str]] = []
         self.zone_preferring: list[At] = []  # trafficDistribution of services that prefer their zone
@@ -88,7 +91,8 @@ class Builder:
         checked = spec.schema.convert(raw, at)
         if self.sink.count == before:
             add = {"Cluster": self._add_cluster, "Node": self._add_node, "Namespace": self._add_namespace,
-                   "Pod": self._add_pod, "Service": self._add_service}.get(kind, self._add_workload)
+                   "Pod": self._add_pod, "Service": self._add_service, "ConfigMap": self._add_config_map,
+                   "Secret": self._add_config_map}.get(kind, self._add_workload)
             add(raw, checked, at)
 
     def _api_version(self, raw: dict, at: At, kind: str | None, expected: str | None) -> None:
@@ -149,7 +153,7 @@ class Builder:
             kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
             nftables_balancing=net.get("nftablesBalancing", defaults.nftables_balancing),
             dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
-            origin=_origin(raw, at))
+            allow_host_path=doc.get("allowHostPath", False), origin=_origin(raw, at))
 
     def _add_node(self, raw: LMap, doc: Checked, at: At) -> None:
         spec = doc.get("spec", {})
@@ -171,7 +175,20 @@ class Builder:
     def _add_pod(self, raw: LMap, doc: Checked, at: At) -> None:
         meta = doc["metadata"]
         self.pods.append(Pod(namespace=meta.get("namespace", "default"), name=meta["name"],
-                             labels=meta.get("labels", {}), spec=self._pod_spec(doc["spec"]), origin=_origin(raw, at)))
+                             labels=meta.get("labels", {}), spec=self._pod_spec(doc["spec"]), origin=_origin(raw, at),
+                             annotations=dict(meta.get("annotations", {}))))
+
+    def _add_config_map(self, raw: LMap, doc: Checked, at: At) -> None:
+        """A ConfigMap or a Secret, its data as the API server stores it (a Secret's stringData
+        encoded into its data; its type Opaque unless given)."""
+        meta, kind = doc["metadata"], raw["kind"]
+        secret = kind == "Secret"
+        self.config_maps.append(ConfigMap(
+            namespace=meta.get("namespace", "default"), name=meta["name"], kind=kind,
+            data=merged_secret_data(doc.get("data", {}), doc.get("stringData", {})) if secret else dict(doc.get("data", {})),
+            binary_data={} if secret else dict(doc.get("binaryData", {})),
+            type=doc.get("type") or SECRET_DEFAULT_TYPE if secret else "", labels=dict(meta.get("labels", {})),
+            immutable=doc.get("immutable", False), origin=_origin(raw, at)))
 
     def _add_workload(self, raw: LMap, doc: Checked, at: At) -> None:
         meta, spec, kind = doc["metadata"], doc["spec"], raw["kind"]
@@ -189,7 +206,8 @@ class Builder:
         self.workloads.append(Workload(
             kind=kind, namespace=meta.get("namespace", "default"), name=meta["name"],
             replicas=spec.get("replicas", 1), selector=selector, template_labels=labels,
-            template=self._pod_spec(spec["template"]["spec"]), template_raw=plain(raw["spec"]["template"]),
+            template=self._pod_spec(spec["template"]["spec"], _claims(spec)),
+            template_raw=plain(raw["spec"]["template"]),
             origin=_origin(raw, at), service_name=spec.get("serviceName"),
             ordinal_start=spec.get("ordinals", {}).get("start", 0),
             pod_management=spec.get("podManagementPolicy", "OrderedReady"),
@@ -230,7 +248,7 @@ class Builder:
             self.zone_preferring.append(spec.at("trafficDistribution"))
 
     @staticmethod
-    def _pod_spec(spec: Checked) -> PodSpec:
+    def _pod_spec(spec: Checked, claims: tuple[Volume, ...] = ()) -> PodSpec:
         return PodSpec(
             containers=tuple(_container(c) for c in spec["containers"]), node_name=spec.get("nodeName"),
             init_containers=tuple(_container(c) for c in spec.get("initContainers", ())),
@@ -250,7 +268,8 @@ class Builder:
             affinity=_affinity(spec["affinity"]) if "affinity" in spec else None,
             tolerations=tuple(Toleration(t.get("key", ""), t.get("operator", "Equal"), t.get("value", ""),
                                          t.get("effect", "")) for t in spec.get("tolerations", ())),
-            scheduling_gates=tuple(g["name"] for g in spec.get("schedulingGates", ())))
+            scheduling_gates=tuple(g["name"] for g in spec.get("schedulingGates", ())),
+            volumes=tuple(_volume(v) for v in spec.get("volumes", ())) + claims)
 
     # ----------------------------------------------------------------------------- the whole input
 
@@ -258,9 +277,21 @@ class Builder:
         self._check_node_refs()
         self._check_pod_cidrs()
         self._check_zones()
+        self._check_host_paths()
         return Model(cluster=self.cluster or ClusterConfig(), nodes=tuple(self.nodes),
                      namespaces=tuple(dict.fromkeys(self.namespaces)), pods=tuple(self.pods),
-                     workloads=tuple(self.workloads), services=tuple(self.services))
+                     workloads=tuple(self.workloads), services=tuple(self.services),
+                     config_maps=tuple(self.config_maps))
+
+    def _check_host_paths(self) -> None:
+        """A hostPath volume gives a pod this machine's own files: refused unless the Cluster
+        config says allowHostPath: true."""
+        if self.cluster is not None and self.cluster.allow_host_path:
+            return
+        for at, source in self.sink.notes.get("hostPath", ()):
+            at.error(f"{source['path']!r}: a hostPath volume would give the pod this machine's own files; "
+                     f"kubenet-lab refuses it unless the Cluster config (apiVersion: {CLUSTER_API}, kind: Cluster) "
+                     f"says allowHostPath: true (or use an emptyDir)")
 
     def _check_node_refs(self) -> None:
         declared = list(dict.fromkeys(self.node_names))
@@ -298,6 +329,38 @@ class Builder:
             earlier.append((net, node))
 
 
+def _env_var(v: Checked) -> EnvVar:
+    source = v.get("valueFrom", {})
+    for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+        if key in source:
+            ref = source[key]
+            return EnvVar(name=v["name"], key_ref=KeyRef(kind, ref["name"], ref["key"], ref.get("optional", False)))
+    return EnvVar(name=v["name"], value=v.get("value", ""),
+                  field_path=source["fieldRef"]["fieldPath"] if "fieldRef" in source else None)
+
+
+def _env_from(e: Checked) -> EnvFrom:
+    kind, ref = ("ConfigMap", e["configMapRef"]) if "configMapRef" in e else ("Secret", e["secretRef"])
+    return EnvFrom(kind=kind, name=ref["name"], prefix=e.get("prefix", ""), optional=ref.get("optional", False))
+
+
+def _claims(spec: Checked) -> tuple[Volume, ...]:
+    """A StatefulSet's volumeClaimTemplates: each pod's claim, an empty directory here (warned)."""
+    return tuple(Volume(c["metadata"]["name"], "emptyDir") for c in spec.get("volumeClaimTemplates", ()))
+
+
+def _volume(v: Checked) -> Volume:
+    kind, source = volume_kind(v)
+    items = tuple(KeyToPath(i["key"], i["path"], i.get("mode")) for i in source.get("items", ())
+                  if "key" in i) if kind in ("configMap", "secret") else ()
+    downward = tuple(DownwardFile(i["path"], i["fieldRef"]["fieldPath"], i.get("mode"))
+                     for i in source.get("items", ()) if "fieldRef" in i) if kind == "downwardAPI" else ()
+    return Volume(name=v["name"], kind=kind,
+                  source=source.get("name") or source.get("secretName") or source.get("path") or "",
+                  medium=source.get("medium", "") if kind == "emptyDir" else "", items=items, downward=downward,
+                  default_mode=source.get("defaultMode"), optional=source.get("optional", False))
+
+
 def _container(c: Checked) -> Container:
     return Container(
         name=c["name"], image=c.get("image", ""),
@@ -307,9 +370,11 @@ def _container(c: Checked) -> Container:
                                   protocol=p.get("protocol", "TCP"), host_port=p.get("hostPort") or None,
                                   host_ip=p.get("hostIP")) for p in c.get("ports", [])),
         # A valueFrom of a kind the lab cannot resolve was warned about: the variable stays unset.
-        env=tuple(EnvVar(name=v["name"], value=v.get("value", ""),
-                         field_path=v["valueFrom"]["fieldRef"]["fieldPath"] if "valueFrom" in v else None)
-                  for v in c.get("env", []) if "fieldRef" in v.get("valueFrom", {"fieldRef": None})),
+        env=tuple(_env_var(v) for v in c.get("env", [])
+                  if {"fieldRef", "configMapKeyRef", "secretKeyRef"} & set(v.get("valueFrom", {"fieldRef": None}))),
+        env_from=tuple(_env_from(e) for e in c.get("envFrom", ())),
+        mounts=tuple(VolumeMount(m["name"], m["mountPath"], m.get("readOnly", False), m.get("subPath", ""))
+                     for m in c.get("volumeMounts", ())),
         probe_ports=_probe_ports(c), restart_policy=c.get("restartPolicy"),
         pre_stop=_hook(c["lifecycle"]["preStop"]) if "preStop" in c.get("lifecycle", {}) else None,
         readiness_probe=_probe(c, "readinessProbe"), liveness_probe=_probe(c, "livenessProbe"),

@@ -1,8 +1,9 @@
 """The shape of every kind kubenet-lab models, and the checks between fields of one object.
 
-The field tables follow the Kubernetes API (core/v1, apps/v1) and kind's Cluster config. Fields
-real manifests carry that do not change the network (resources, probes, volumes, ...) are accepted
-and ignored, so that real bundles load; anything else is an unknown field, with a hint.
+The field tables follow the Kubernetes API (core/v1, apps/v1) and kind's Cluster config (ConfigMaps,
+Secrets, volumes and what refers to them: manifests.configs). Fields real manifests carry that do
+not change what the lab does (resources, ...) are accepted and ignored, so that real bundles load;
+anything else is an unknown field, with a hint.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from ..model.objects import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFEC
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, Invalid, ListOf, MapOf, Noted, Obj, OneOf, Str,
                      Type, describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
-                     field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, qualified_name)
+                     field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, local_path,
+                     qualified_name)
+from . import configs
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
 PORT = Int(1, 65535)
@@ -88,6 +91,7 @@ def _name(item: Checked) -> str | None:
 
 def _check_container(c: Checked) -> None:
     _unique(c.get("ports", []), "name", _name)
+    configs.check_mount_paths(c)
 
 
 CONTAINER_PORT = Obj({"containerPort": PORT, "name": Str(iana_svc_name), "protocol": PROTOCOL,
@@ -116,15 +120,28 @@ def _check_env_var(var: Checked) -> None:
 
 
 _UNSET = "ignored: kubenet-lab has no {}; the variable is left unset"
+_VALUE_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef")
+
+
+def _one_value_source(source: Checked) -> None:
+    """As the API server: a valueFrom names one source (one the lab ignores counts too)."""
+    given = [k for k in _VALUE_SOURCES if k in source.ats]
+    if len(given) > 1:
+        source.here.error('Invalid value: "": may not have more than one field specified at a time')
+    elif not given:
+        source.here.error('Invalid value: "": must specify one of: `fieldRef`, `resourceFieldRef`, '
+                          '`configMapKeyRef` or `secretKeyRef`')
+
+
 ENV_VAR = Obj({
     "name": Str(env_name), "value": Str(),
     "valueFrom": Obj({
         "fieldRef": Obj({"fieldPath": Str(field_path), "apiVersion": IGNORE}, required=("fieldPath",)),
-        "configMapKeyRef": Ignore(warning=_UNSET.format("ConfigMaps")),
-        "secretKeyRef": Ignore(warning=_UNSET.format("Secrets")),
+        "configMapKeyRef": configs.KEY_SELECTOR,
+        "secretKeyRef": configs.KEY_SELECTOR,
         "resourceFieldRef": Ignore(warning=_UNSET.format("resource limits")),
         "fileKeyRef": Ignore(warning=_UNSET.format("volumes")),
-    }),
+    }, post=_one_value_source),
 }, required=("name",), post=_check_env_var)
 
 # A probe's shape (core/v1 Probe). The supervisor runs it (runtime.probes); its port also tells
@@ -193,16 +210,16 @@ LIFECYCLE = Obj({"preStop": LIFECYCLE_HANDLER,
 def _container_fields(restart_policy: Type) -> dict[str, Type]:
     return {
         "name": Str(dns_label), "image": Str(), "command": ListOf(Str()), "args": ListOf(Str()),
-        "ports": ListOf(CONTAINER_PORT), "env": ListOf(ENV_VAR),
-        "envFrom": Ignore(warning="ignored: kubenet-lab has no ConfigMaps or Secrets to take variables from"),
+        "ports": ListOf(CONTAINER_PORT), "env": ListOf(ENV_VAR), "envFrom": ListOf(configs.ENV_FROM),
+        "volumeMounts": ListOf(configs.VOLUME_MOUNT),
         **{probe: _probe(probe) for probe in PROBES},
         "lifecycle": LIFECYCLE, "restartPolicy": restart_policy,
         # restartPolicyRules: an alpha field (ContainerRestartRules), which an API server without
         # that feature gate drops, as the lab does.
         "workingDir": Ignore(warning="ignored: a process the lab runs starts in / (the image's filesystem, "
                                      "where this directory would be, is not here)"),
-        **_ignored("resources", "resizePolicy", "restartPolicyRules", "volumeMounts",
-                   "volumeDevices", "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
+        **_ignored("resources", "resizePolicy", "restartPolicyRules", "volumeDevices",
+                   "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
                    "securityContext", "stdin", "stdinOnce", "tty"),
     }
 
@@ -306,8 +323,12 @@ TAINT = Obj({"key": Str(label_key), "value": Str(label_value), "effect": OneOf(*
             required=("key", "effect"))
 
 
-def _check_pod_spec(spec: Checked) -> None:
+def _check_pod_spec(spec: Checked, claims: bool = False) -> None:
+    """`claims`: a StatefulSet's template, whose mounts may name its volumeClaimTemplates too
+    (checked by the StatefulSet's own check)."""
     _unique(spec.get("initContainers", []) + spec["containers"], "name", _name)
+    if not claims:
+        configs.check_volume_refs(spec)
     _check_host_ports(spec)
     if spec.get("hostNetwork") and spec.get("hostAliases"):
         spec.at("hostAliases").warn("ignored for a hostNetwork pod: its /etc/hosts is its node's, which is this "
@@ -342,10 +363,14 @@ POD_SPEC = Obj({
                "priorityClassName", "priority",
                "runtimeClassName", "preemptionPolicy", "overhead",
                "os", "hostPID", "hostIPC", "hostUsers",
-               "shareProcessNamespace", "volumes", "resourceClaims", "resources"),
+               "shareProcessNamespace", "resourceClaims", "resources"),
+    "volumes": ListOf(configs.VOLUME),
 }, required=("containers",), post=_check_pod_spec)
 
 POD_TEMPLATE = Obj({"metadata": TEMPLATE_METADATA, "spec": POD_SPEC}, required=("spec",))
+CLAIMING_POD_TEMPLATE = Obj({"metadata": TEMPLATE_METADATA,
+                             "spec": Obj(POD_SPEC.fields, required=POD_SPEC.required,
+                                         post=lambda spec: _check_pod_spec(spec, claims=True))}, required=("spec",))
 
 # ------------------------------------------------------------------------------------- workloads
 
@@ -461,12 +486,20 @@ def _check_job(spec: Checked) -> None:
         _check_selector(spec)
 
 
+def _check_statefulset(spec: Checked) -> None:
+    """Its template's mounts may name a volume or a claim template (the controller adds a volume
+    of that name to each pod)."""
+    _check_selector(spec)
+    configs.check_volume_refs(spec["template"]["spec"], [c["metadata"]["name"] for c in
+                                                         spec.get("volumeClaimTemplates", ())])
+
+
 STATEFULSET_SPEC = Obj({
     **_APPS_COMMON, "serviceName": Str(dns_label), "podManagementPolicy": OneOf("OrderedReady", "Parallel"),
     "ordinals": Obj({"start": Int(0)}),
-    "volumeClaimTemplates": Ignore(warning="ignored: kubenet-lab has no volumes (each pod gets no claim)"),
+    "template": CLAIMING_POD_TEMPLATE, "volumeClaimTemplates": ListOf(configs.CLAIM_TEMPLATE),
     **_ignored("updateStrategy", "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy"),
-}, required=("selector", "template"), post=_check_selector)
+}, required=("selector", "template"), post=_check_statefulset)
 DAEMONSET_SPEC = Obj({"selector": SELECTOR, "template": POD_TEMPLATE, "minReadySeconds": MIN_READY,
                       **_ignored("updateStrategy", "revisionHistoryLimit")},
                      required=("selector", "template"), post=_check_selector)
@@ -669,6 +702,7 @@ _CLUSTER_SCOPED = metadata(Str(dns_label), namespaced=False)
 
 KINDS = {k.name: k for k in (
     Kind("Cluster", CLUSTER_API, Obj({"apiVersion": IGNORE, "kind": IGNORE, "networking": NETWORKING,
+                                      "allowHostPath": Bool(),
                                       "metadata": metadata(Str(dns_label), False, required=False)}),
          namespaced=False),
     Kind("Node", "v1", _object(_CLUSTER_SCOPED, NODE_SPEC, spec_required=False), namespaced=False),
@@ -682,18 +716,20 @@ KINDS = {k.name: k for k in (
     Kind("DaemonSet", "apps/v1", _object(_NAMESPACED, DAEMONSET_SPEC)),
     Kind("Job", "batch/v1", _object(_NAMESPACED, JOB_SPEC)),
     Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
+    Kind("ConfigMap", "v1", configs.config_map(metadata(Str(dns_subdomain), namespaced=True))),
+    Kind("Secret", "v1", configs.secret(metadata(Str(dns_subdomain), namespaced=True))),
 )}
 
 # Kinds of the Kubernetes API (and common add-ons) that real bundles carry and the lab skips:
 # never "did you mean" another kind for these (ServiceAccount is not a misspelt Service).
 OTHER_KINDS = frozenset((
     "APIService", "Binding", "CSIDriver", "CSINode", "CSIStorageCapacity", "CertificateSigningRequest",
-    "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "ConfigMap", "ControllerRevision", "CronJob",
+    "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "ControllerRevision", "CronJob",
     "CustomResourceDefinition", "DaemonSet", "Endpoints", "EndpointSlice", "Event", "FlowSchema",
     "HorizontalPodAutoscaler", "Ingress", "IngressClass", "Job", "Lease", "LimitRange",
     "MutatingWebhookConfiguration", "NetworkPolicy", "PersistentVolume", "PersistentVolumeClaim",
     "PodDisruptionBudget", "PodTemplate", "PriorityClass", "PriorityLevelConfiguration", "ResourceQuota",
-    "Role", "RoleBinding", "RuntimeClass", "Secret", "ServiceAccount", "StatefulSet", "StorageClass",
+    "Role", "RoleBinding", "RuntimeClass", "ServiceAccount", "StatefulSet", "StorageClass",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
     "VolumeAttachment", "Certificate", "Issuer", "ClusterIssuer", "ServiceMonitor", "PodMonitor",
     "Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "TLSRoute", "ReferenceGrant",

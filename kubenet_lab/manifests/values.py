@@ -185,6 +185,39 @@ def env_name(s: str) -> str:
     return s
 
 
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+CONFIG_KEY = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+              "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+
+
+def config_key(s: str) -> str:
+    """A key of a ConfigMap's or Secret's data (IsConfigMapKey: a file name in a volume)."""
+    problems = []
+    if len(s) > 253:
+        problems.append("must be no more than 253 characters")
+    if not _CONFIG_KEY.fullmatch(s):
+        problems.append(CONFIG_KEY)
+    if s == ".":
+        problems.append("must not be '.'")
+    elif s == "..":
+        problems.append("must not be '..'")
+    elif s.startswith(".."):
+        problems.append("must not start with '..'")
+    if problems:
+        raise Invalid(f"Invalid value: {_quoted(s)}: " + ", ".join(problems))
+    return s
+
+
+def local_path(s: str) -> str:
+    """A path inside a volume (subPath, an item's path): relative, without '..' (the API
+    server's validateLocalDescendingPath)."""
+    if s.startswith("/"):
+        raise Invalid(f"Invalid value: {_quoted(s)}: must be a relative path")
+    if ".." in s.split("/"):
+        raise Invalid(f"Invalid value: {_quoted(s)}: must not contain '..'")
+    return s
+
+
 def field_path(s: str) -> str:
     if s in FIELD_PATHS or LABEL_FIELD.fullmatch(s):
         return s

@@ -104,10 +104,22 @@ class ContainerPort:
 @dataclass(frozen=True)
 class EnvVar:
     """A container's environment variable: a value (in which `$(NAME)` refers to a variable
-    defined before it) or, with `field_path`, a field of its pod (valueFrom.fieldRef)."""
+    defined before it) or, with `field_path`, a field of its pod (valueFrom.fieldRef), or with
+    `key_ref` a key of a ConfigMap or Secret (valueFrom.configMapKeyRef/secretKeyRef)."""
     name: str
     value: str = ""
     field_path: str | None = None
+    key_ref: KeyRef | None = None
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """valueFrom.configMapKeyRef (kind "ConfigMap") or secretKeyRef (kind "Secret"): key `key`
+    of the object `name` in the pod's namespace."""
+    kind: str
+    name: str
+    key: str
+    optional: bool = False
 
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -419,6 +431,8 @@ class Pod:
     origin: Origin | None = None
     # "ns/name" of the pod its controller creates it after (see PlannedPod.created_after).
     created_after: str | None = None
+    # metadata.annotations (a controller's pods: its template's), for downwardAPI volumes.
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -691,6 +705,8 @@ class PlannedContainer:
     # Why kubelet could not make its environment (a missing ConfigMap/Secret or key): the
     # container waits with reason CreateContainerConfigError and this message. None: it can start.
     config_error: str | None = None
+    # kubelet's InvalidEnvironmentVariableNames messages: envFrom keys that are no variable names.
+    env_skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping
 from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_containers, pod_fields,
                          resolve_pod)
 from .podfiles import parse_resolv_conf
+from .configs import Configs, with_configs
 from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, RunHttp, Service, Toleration, Workload)
 from .serialize import to_data
@@ -292,7 +293,10 @@ def all_pods(model: Model, nodes: tuple[PlannedNode, ...] = (), indices: Mapping
     problems = []
     for w in model.workloads:
         owner = replica_owner(w)
+        annotations = (w.template_raw.get("metadata") or {}).get("annotations") or {}
         for p in expand_workload(w, nodes, indices.get(owner[1]) if owner and indices is not None else None):
+            if annotations:
+                p = dataclasses.replace(p, annotations=dict(annotations))
             if p.key in seen:
                 problems.append(f"{at(w.origin, 'metadata.name')}: {w.kind} {w.name} makes pod {p.name}, "
                                 f"which already exists in namespace {p.namespace}")
@@ -491,6 +495,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     planned = []
     veths: dict[str, set[str]] = {n.name: set() for n in nodes}
     specs: dict[int, tuple[PodSpec, str]] = {}
+    configs = Configs(model.config_maps)
     for pod in pods:
         node = placed[pod.key]
         veth = None
@@ -528,11 +533,13 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             hostname=pod.spec.hostname, subdomain=pod.spec.subdomain, dns_policy=pod.spec.dns_policy,
             dns_config=pod.spec.dns_config, host_aliases=pod.spec.host_aliases,
             set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn, created_after=pod.created_after))
+        planned[-1] = with_configs(planned[-1], pod, fields, configs, running)
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved, pending
 
 
-def creation_times(previous: Plan | None, now: float | None, services, workloads, pods, pending) -> dict[str, float]:
+def creation_times(previous: Plan | None, now: float | None, services, workloads, pods, pending,
+                   config_maps=()) -> dict[str, float]:
     """Each object's creation time: the one it had, else `now` (None: none known). A pod made
     anew (its uid changed: a new spec, node or address) is a new object with a new time; one
     that waited unscheduled keeps the time it was created at."""
@@ -540,7 +547,7 @@ def creation_times(previous: Plan | None, now: float | None, services, workloads
     uids = {p.key: p.uid for p in previous.pods} if previous else {}
     renewed = {f"Pod/{p.key}" for p in pods if p.key in uids and uids[p.key] != p.uid}
     refs = ([f"Service/{s.key}" for s in services] + [f"{w.kind}/{w.key}" for w in workloads]
-            + [f"Pod/{p.key}" for p in (*pods, *pending)])
+            + [f"Pod/{p.key}" for p in (*pods, *pending)] + [f"{c.kind}/{c.key}" for c in config_maps])
     out = {}
     for ref in refs:
         when = now if ref in renewed else before.get(ref, now)
@@ -572,13 +579,15 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                               rs_templates=sets.templates, rs_revisions=sets.revisions,
                               pod_labels={p.key: dict(p.labels) for p in pods
                                           if p.owner and relabelled.get(p.key) == dict(p.labels)},
-                              created=creation_times(previous, now, services, workloads, pods, pending))
+                              created=creation_times(previous, now, services, workloads, pods, pending,
+                                                     model.config_maps))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
                 allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
                 node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
-                workloads=workloads)
+                workloads=workloads,
+                config_maps=tuple(dataclasses.replace(c, origin=None) for c in model.config_maps))
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

@@ -229,7 +229,8 @@ def container_env(container: Container, fields: Mapping[str, str] | None) -> tup
     """The container's own variables in order, pod fields resolved (valueFrom.fieldRef) and
     `$(NAME)` references left for start time."""
     fields = fields or {}
-    return tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env)
+    return tuple((v.name, _field(fields, v.field_path) if v.field_path else v.value) for v in container.env
+                 if v.key_ref is None)  # a ConfigMap's or Secret's key: see plan.configs
 
 
 def resolve_run(container: Container, fields: Mapping[str, str] | None = None,

@@ -1,6 +1,7 @@
 """Manifests -> Model: every kind, defaults, YAML forms, sources, and the real-world bundle."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import textwrap
@@ -11,8 +12,8 @@ import pytest
 
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
-from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, EnvVar, Hook, LabelSelector, MatchExpression,
-                                    Origin, PodSpec, Probe, ServicePort)
+from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, EnvFrom, EnvVar, Hook, LabelSelector,
+                                    MatchExpression, Origin, PodSpec, Probe, ServicePort, VolumeMount)
 
 BUNDLE = Path(__file__).parent / "data" / "manifests" / "nginx-bundle.yaml"
 
@@ -313,7 +314,7 @@ def test_kind_list_items():
           metadata: {name: cm}
     """)
     assert model.namespaces == ("listed",)
-    assert model.warnings == ("<stdin>:8: items[1]: skipping ConfigMap/cm (kind not modelled by kubenet-lab)",)
+    assert [(c.kind, c.name) for c in model.config_maps] == [("ConfigMap", "cm")] and model.warnings == ()
 
 
 def test_skipped_kinds_warn_once_each(files):
@@ -454,7 +455,10 @@ def test_real_world_bundle_loads_unchanged():
     deploy, = model.workloads
     assert (deploy.kind, deploy.namespace, deploy.name, deploy.replicas) == ("Deployment", "shop", "nginx", 3)
     assert deploy.selector.matches(deploy.template_labels)
-    assert deploy.template.containers == (Container(
+    nginx, = deploy.template.containers
+    assert nginx.env_from == (EnvFrom("ConfigMap", "nginx-env"),)
+    assert nginx.mounts == (VolumeMount("conf", "/etc/nginx/conf.d"),)
+    assert (dataclasses.replace(nginx, env_from=(), mounts=(), security=None),) == (Container(
         "nginx", "nginx:1.25-alpine", None, None,
         (ContainerPort(80, "http", "TCP"), ContainerPort(9113, "metrics", "TCP")),
         (EnvVar("NGINX_PORT", "80"), EnvVar("POD_IP", field_path="status.podIP")), probe_ports=(80,),
@@ -470,10 +474,8 @@ def test_real_world_bundle_loads_unchanged():
         "NodePort", "10.96.100.10", "ClientIP", 600)
     assert svc.external_traffic_policy == "Local"
     assert svc.ports == (ServicePort(80, "TCP", "http", "http", 30080), ServicePort(9113, "TCP", "metrics", 9113))
-    assert model.warnings == (
-        f"{BUNDLE}:79: spec.template.spec.containers[0].envFrom: ignored: kubenet-lab has no ConfigMaps or Secrets "
-        "to take variables from",
-        f"{BUNDLE}:133: skipping ConfigMap/nginx-conf (kind not modelled by kubenet-lab)",)
+    assert [(c.kind, c.namespace, c.name) for c in model.config_maps] == [("ConfigMap", "shop", "nginx-conf")]
+    assert model.warnings == ()
 
 
 def test_no_paths_gives_an_empty_model():

@@ -54,7 +54,12 @@ def test_statefulset_pods_have_ordinals_and_stable_dns_names():
 
 
 def test_a_daemonset_runs_one_pod_on_every_node_its_pods_fit():
+    # fluentd mounts the node's /var/log (hostPath): this lab's Cluster config allows it
     nodes = textwrap.dedent("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        allowHostPath: true
+        ---
         apiVersion: v1
         kind: Node
         metadata: {name: control-plane}
@@ -79,6 +84,10 @@ def test_a_daemonset_runs_one_pod_on_every_node_its_pods_fit():
     # the same node keeps the same pod name
     again = make_plan(load("daemonset.yaml", text=nodes), "lab", plan)
     assert {p.name: p.node for p in pods_of(again, "DaemonSet/fluentd-elasticsearch")} == {p.name: p.node for p in pods}
+    assert [(v.name, v.kind, v.host_path) for v in pods[0].volumes] == [
+        ("varlog", "hostPath", "/var/log"), ("varlibdockercontainers", "hostPath", "/var/lib/docker/containers")]
+    assert [(m.volume, m.path, m.read_only) for m in pods[0].containers[0].mounts] == [
+        ("varlog", "/var/log", False), ("varlibdockercontainers", "/var/lib/docker/containers", True)]
 
 
 def test_a_job_runs_its_pod_to_completion_with_the_job_labels():
