@@ -508,7 +508,90 @@ def run(ctx: click.Context, name: str, argv: tuple[str, ...], image: str, port: 
 
 @main.group()
 def create() -> None:
-    """Create an object from flags, like kubectl create (deployment)."""
+    """Create an object from flags, like kubectl create (deployment, configmap, secret generic)."""
+
+
+def _create_config(ctx: click.Context, kind: str, name: str, literals: tuple[str, ...], files: tuple[str, ...],
+                   namespace: str, dry_run: str | None, fmt: str | None, type_: str | None = None) -> None:
+    from .app import imperative
+    from .manifests import generate
+
+    if fmt and not _dry_run(dry_run):
+        raise InputError(f"-o/--output is only supported with --dry-run=client here; then `kubenet-lab get "
+                         f"{kind.lower()} NAME -o yaml` shows the {kind}")
+    ns = None if namespace == "default" else namespace
+    if _dry_run(dry_run):
+        read = imperative.file_sources(files)
+        try:
+            doc = generate.config_map(name, literals, read, namespace=ns) if kind == "ConfigMap" else \
+                generate.secret(name, literals, read, type_=type_, namespace=ns)
+        except generate.GenerateError as e:
+            raise InputError(str(e)) from None
+        return _print_generated([doc], fmt, "created")
+    if kind == "ConfigMap":
+        _report(imperative.create_config_map(ctx.obj["lab"], name, literals, files, namespace))
+    else:
+        _report(imperative.create_secret(ctx.obj["lab"], name, literals, files, type_, namespace))
+
+
+_FROM_LITERAL = click.option("--from-literal", "literals", multiple=True, metavar="KEY=VALUE",
+                             help="A key and its value; repeatable.")
+_FROM_FILE = click.option("--from-file", "files", multiple=True, metavar="[KEY=]PATH",
+                          help="A file's content under KEY (default: the file's name), or every file of a "
+                               "directory under its name; repeatable.")
+
+
+@create.command(name="configmap")
+@click.argument("name")
+@_FROM_LITERAL
+@_FROM_FILE
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the ConfigMap.")
+@click.option("--dry-run", "dry_run", metavar="client", help="Only print the ConfigMap kubectl would create.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), help="With --dry-run: print the object.")
+@click.pass_context
+@handle_errors
+def create_configmap(ctx: click.Context, name: str, literals: tuple[str, ...], files: tuple[str, ...],
+                     namespace: str, dry_run: str | None, fmt: str | None) -> None:
+    """Create a ConfigMap from literal values and files, like kubectl create configmap.
+
+    Text files are kept as data; a file that is not UTF-8 goes to binaryData (base64).
+
+    \b
+    Examples:
+      sudo kubenet-lab create configmap web-config --from-literal=MODE=blue --from-literal=LEVEL=debug
+      sudo kubenet-lab create configmap nginx-conf --from-file=default.conf=./nginx.conf
+      sudo kubenet-lab create configmap web-config --from-literal=MODE=blue --dry-run=client -o yaml
+    """
+    _create_config(ctx, "ConfigMap", name, literals, files, namespace, dry_run, fmt)
+
+
+@create.group(name="secret")
+def create_secret() -> None:
+    """Create a Secret, like kubectl create secret (generic)."""
+
+
+@create_secret.command(name="generic")
+@click.argument("name")
+@_FROM_LITERAL
+@_FROM_FILE
+@click.option("--type", "type_", help="The Secret's type (default Opaque).")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the Secret.")
+@click.option("--dry-run", "dry_run", metavar="client", help="Only print the Secret kubectl would create.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), help="With --dry-run: print the object.")
+@click.pass_context
+@handle_errors
+def create_secret_generic(ctx: click.Context, name: str, literals: tuple[str, ...], files: tuple[str, ...],
+                          type_: str | None, namespace: str, dry_run: str | None, fmt: str | None) -> None:
+    """Create a Secret from literal values and files, like kubectl create secret generic.
+
+    Its data is base64, as the API server stores it (`get secret NAME -o yaml` shows it so).
+
+    \b
+    Examples:
+      sudo kubenet-lab create secret generic db --from-literal=username=admin --from-literal=password=s3cr3t
+      sudo kubenet-lab create secret generic tls-files --from-file=./certs
+    """
+    _create_config(ctx, "Secret", name, literals, files, namespace, dry_run, fmt, type_)
 
 
 @create.command(name="deployment")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 from typing import Callable, Mapping, Sequence
 
@@ -133,6 +134,63 @@ def create_deployment(lab: str, name: str, images: Sequence[str], namespace: str
     check_lab_name(lab)
     try:
         doc = generate.deployment(name, images, namespace=_ns(namespace), replicas=replicas, port=port)
+    except generate.GenerateError as e:
+        raise InputError(str(e)) from None
+    return _create(lab, lambda previous, held: [doc], "create", "created")
+
+
+# -------------------------------------------------------------------- create configmap / secret
+
+def file_sources(specs: Sequence[str]) -> list[tuple[str, bytes]]:
+    """--from-file=[KEY=]PATH, as kubectl reads them: a file under KEY (default: its name), or
+    every regular file of a directory under its own name."""
+    out = []
+    for spec in specs:
+        key, eq, path = spec.partition("=")
+        if not eq:
+            key, path = os.path.basename(spec.rstrip("/")) or spec, spec
+        elif not key:
+            raise InputError(f"key name for file path {path} missing")
+        elif not path:
+            raise InputError(f"file path for key name {key} missing")
+        if os.path.isdir(path):
+            if eq:
+                raise InputError("cannot give a key name for a directory path")
+            for entry in sorted(os.scandir(path), key=lambda e: e.name):
+                if entry.is_file(follow_symlinks=True):
+                    out.append((entry.name, _read_bytes(entry.path)))
+            continue
+        out.append((key, _read_bytes(path)))
+    return out
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(f"error reading {path}: {e.strerror.lower() if e.strerror else e}") from None
+
+
+def create_config_map(lab: str, name: str, literals: Sequence[str] = (), files: Sequence[str] = (),
+                      namespace: str = "default") -> ChangeResult:
+    """kubectl create configmap NAME --from-literal=K=V... --from-file=[KEY=]PATH..."""
+    check_lab_name(lab)
+    read = file_sources(files)
+    try:
+        doc = generate.config_map(name, literals, read, namespace=_ns(namespace))
+    except generate.GenerateError as e:
+        raise InputError(str(e)) from None
+    return _create(lab, lambda previous, held: [doc], "create", "created")
+
+
+def create_secret(lab: str, name: str, literals: Sequence[str] = (), files: Sequence[str] = (),
+                  type_: str | None = None, namespace: str = "default") -> ChangeResult:
+    """kubectl create secret generic NAME --from-literal=K=V... --from-file=[KEY=]PATH... [--type]"""
+    check_lab_name(lab)
+    read = file_sources(files)
+    try:
+        doc = generate.secret(name, literals, read, type_=type_, namespace=_ns(namespace))
     except generate.GenerateError as e:
         raise InputError(str(e)) from None
     return _create(lab, lambda previous, held: [doc], "create", "created")

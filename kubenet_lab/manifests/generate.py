@@ -10,7 +10,9 @@
   ReplicaSet's matchLabels, a ReplicationController's selector, a pod's labels, a Service's
   selector), with the object's labels, its ports from --port or from the object's container
   ports (`port-1`, `port-2`, ... when several), targetPort --target-port or the port itself;
-- `kubectl label` / `kubectl annotate`: KEY=VALUE and KEY- over a map, with --overwrite.
+- `kubectl label` / `kubectl annotate`: KEY=VALUE and KEY- over a map, with --overwrite;
+- `kubectl create configmap` / `create secret generic NAME`: --from-literal=KEY=VALUE and the
+  files of --from-file as data (a ConfigMap's non-UTF-8 file as binaryData; a Secret's all base64).
 
 Each returns plain data (dicts and lists, as kubectl's `--dry-run=client -o yaml` prints them
 without the null creationTimestamp and empty status), and `tree` makes a stored document of it
@@ -19,6 +21,7 @@ Problems are raised as GenerateError with kubectl's own words.
 """
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -327,5 +330,76 @@ def printed(doc: Mapping) -> dict:
             return [walk(v, path) for v in value]
         return value
     out = walk(dict(doc), ())
-    out["status"] = {"loadBalancer": {}} if doc.get("kind") == "Service" else {}
+    if doc.get("kind") not in ("ConfigMap", "Secret"):  # which have no status
+        out["status"] = {"loadBalancer": {}} if doc.get("kind") == "Service" else {}
     return out
+
+
+# ------------------------------------------------------------------ create configmap / secret
+
+def config_data(kind: str, name: str, literals: Sequence[str], files: Sequence[tuple[str, bytes]]
+                ) -> tuple[dict[str, str], dict[str, str]]:
+    """`kubectl create configmap|secret generic`'s data from --from-literal=KEY=VALUE and the
+    files already read ((key, content) for each --from-file): (data, binaryData). A ConfigMap
+    keeps text as it is and other bytes base64 in binaryData; a Secret's data is all base64."""
+    from .fields import Invalid
+    from .values import config_key
+
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+
+    def add(key: str, content: bytes) -> None:
+        try:
+            config_key(key)
+        except Invalid as e:
+            raise GenerateError(f"{_go_quote(key)} is not a valid key name for a {kind}: "
+                                f"{str(e).split(': ', 2)[-1]}") from None
+        if key in data or key in binary:
+            where = "Data" if key in data else "BinaryData"
+            shown = _go_quote(key) if kind == "ConfigMap" else key
+            raise GenerateError(f"cannot add key {shown}, another key by that name already exists in {where} for "
+                                f"{kind} {_go_quote(name)}")
+        if kind == "Secret":
+            data[key] = base64.b64encode(content).decode()
+            return
+        try:
+            data[key] = content.decode("utf-8")
+        except UnicodeDecodeError:
+            binary[key] = base64.b64encode(content).decode()
+
+    for literal in literals:
+        key, eq, value = literal.partition("=")
+        if not eq or not key:
+            raise GenerateError(f"invalid literal source {literal}, expected key=value")
+        add(key, value.encode())
+    for key, content in files:
+        add(key, content)
+    return data, binary
+
+
+def _go_quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def config_map(name: str, literals: Sequence[str] = (), files: Sequence[tuple[str, bytes]] = (), *,
+               namespace: str | None = None) -> dict:
+    """kubectl create configmap NAME --from-literal=K=V... --from-file=[KEY=]PATH..."""
+    data, binary = config_data("ConfigMap", name, literals, files)
+    doc: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, namespace, None)}
+    if data:
+        doc["data"] = data
+    if binary:
+        doc["binaryData"] = binary
+    return doc
+
+
+def secret(name: str, literals: Sequence[str] = (), files: Sequence[tuple[str, bytes]] = (), *,
+           type_: str | None = None, namespace: str | None = None) -> dict:
+    """kubectl create secret generic NAME --from-literal=K=V... --from-file=[KEY=]PATH... [--type]"""
+    data, _ = config_data("Secret", name, literals, files)
+    doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, namespace, None)}
+    if data:
+        doc["data"] = data
+    if type_:
+        doc["type"] = type_
+    return doc

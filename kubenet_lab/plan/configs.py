@@ -232,7 +232,7 @@ def kept_env(planned: Env, name: str, running: PlannedPod | None, init: bool = F
     before = next((c for c in (running.init_containers if init else running.containers) if c.name == name), None)
     if before is None or before.config_error is not None:
         return planned
-    return replace(planned, env=before.env, error=None, skipped=())
+    return replace(planned, env=before.env, error=None, skipped=before.env_skipped)
 
 
 def with_configs(planned: PlannedPod, pod: Pod, fields: Mapping[str, str], configs: Configs,

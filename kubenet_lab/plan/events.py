@@ -92,6 +92,16 @@ def _load_balancers(previous: Plan | None, plan: Plan) -> list[Event]:
     return out
 
 
+def _skipped_variables(pod: PlannedPod, old: PlannedPod | None) -> list[Event]:
+    """kubelet's InvalidEnvironmentVariableNames, when it makes a container's environment: envFrom
+    keys that are no variable names (see plan.configs)."""
+    had = {(c.name, m) for c in (*old.init_containers, *old.containers) for m in c.env_skipped} if old else set()
+    return [Event(pod.namespace, "Pod", pod.name, "InvalidEnvironmentVariableNames", message, type="Warning",
+                  source="kubelet", host=pod.node)
+            for c in (*pod.init_containers, *pod.containers) for message in c.env_skipped
+            if (c.name, message) not in had]
+
+
 def plan_events(previous: Plan | None, plan: Plan) -> list[Event]:
     """The Events of going from `previous` (None: nothing) to `plan`, in the order they happen:
     nodes, controllers scaling and creating, the scheduler placing, then what goes away."""
@@ -114,6 +124,7 @@ def plan_events(previous: Plan | None, plan: Plan) -> list[Event]:
         if old is None or old.uid != pod.uid:
             events.append(Event(pod.namespace, "Pod", pod.name, "Scheduled",
                                 f"Successfully assigned {pod.namespace}/{pod.name} to {pod.node}", source=SCHEDULER))
+        events += _skipped_variables(pod, old)
     for key, pod in new_pending.items():
         if not existed(key):
             events += _created_by_controller(pod)

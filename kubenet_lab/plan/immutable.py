@@ -89,11 +89,34 @@ def _workloads(model: Model, previous: Plan) -> list[str]:
     return problems
 
 
+def _config_maps(model: Model, previous: Plan) -> list[str]:
+    """An immutable ConfigMap or Secret keeps its data (and stays immutable); a Secret its type
+    (ValidateConfigMapUpdate, ValidateSecretUpdate)."""
+    before = {(c.kind, c.key): c for c in previous.config_maps}
+    problems = []
+    for c in model.config_maps:
+        old = before.get((c.kind, c.key))
+        if old is None:
+            continue
+        again = (f"; to change it, delete the {c.kind} {c.key} and create it again (pods that use it then need "
+                 f"restarting: kubenet-lab rollout restart)")
+        if c.kind == "Secret" and c.type != old.type:
+            problems.append(f"{at(c.origin, 'type')}: Invalid value: \"{c.type}\": field is immutable (Secret "
+                            f"{c.key} has type {old.type})" + again)
+        if not old.immutable:
+            continue
+        changed = [f for f, a, b in (("immutable", c.immutable, True), ("data", c.data, old.data),
+                                     ("binaryData", c.binary_data, old.binary_data)) if a != b]
+        problems += [f"{at(c.origin, f)}: Forbidden: field is immutable when `immutable` is set" + again
+                     for f in changed]
+    return problems
+
+
 def check_unchanged(model: Model, previous: Plan | None) -> None:
     """Raises InputError naming every immutable field the new manifests would change."""
     if previous is None:
         return
     problems = (_cluster(model, previous.cluster) + _nodes(model, previous) + _services(model, previous)
-                + _workloads(model, previous))
+                + _workloads(model, previous) + _config_maps(model, previous))
     if problems:
         raise InputError(problems)
