@@ -11,7 +11,7 @@ from .. import output
 from ..errors import InputError, LabError
 from ..inspect import describe as text
 from ..inspect import netview
-from ..model.objects import PendingPod, Plan, PlannedContainer, PlannedPod, RunExec
+from ..model.objects import PendingPod, Plan, PlannedContainer, PlannedPod, PlannedVolume, RunExec
 from ..fabric import netdump as live
 from . import query
 
@@ -85,6 +85,19 @@ def _container_specs(pod: PlannedPod, key: str) -> list[dict]:
             spec["command"] = list(c.run.argv)  # what runs, as the lab resolved command and args
         out.append(spec)
     return out
+
+
+def volume_spec(v: PlannedVolume) -> dict:
+    """A planned volume as the pod's spec.volumes entry (what describe lists)."""
+    if v.kind == "configMap":
+        return {"name": v.name, "configMap": {"name": v.source, "optional": v.optional}}
+    if v.kind == "secret":
+        return {"name": v.name, "secret": {"secretName": v.source, "optional": v.optional}}
+    if v.kind == "hostPath":
+        return {"name": v.name, "hostPath": {"path": v.host_path}}
+    if v.kind == "downwardAPI":
+        return {"name": v.name, "downwardAPI": {}}
+    return {"name": v.name, "emptyDir": {"medium": v.medium} if v.medium else {}}
 
 
 @dataclass
@@ -169,6 +182,7 @@ def _pod(lab: str, plan: Plan, status: dict, namespace: str, name: str) -> str:
     spec["containers"] = _container_specs(pod, "containers")
     if pod.init_containers:
         spec["initContainers"] = _container_specs(pod, "init_containers")
+    spec["volumes"] = [volume_spec(v) for v in pod.volumes]
     planned = _planned(pod.containers + pod.init_containers)
     node = plan.node(pod.node)
     seen = live.namespaces([pod.netns, node.netns])

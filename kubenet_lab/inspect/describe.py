@@ -273,14 +273,65 @@ def containers_section(out: Writer, title: str, specs: Sequence[Mapping], status
                                  (c.startup_probe, "Startup")):
                 if probe is not None:
                     out.w(2, f"{label}:\t{describe_probe(probe)}\n")
-        env = list(c.env) if c is not None else []
-        out.w(2, f"Environment:{chr(9) + NONE if not env else ''}\n")
-        for name, value in env:
-            lines = value.split("\n")
-            out.w(3, f"{name}:\t{lines[0]}\n")
-            for s in lines[1:]:
-                out.w(3, f"\t{s}\n")
-        out.w(2, f"Mounts:\t{NONE}\n")
+        _environment(out, c)
+        _mounts(out, c)
+
+
+def _environment(out: Writer, c: PlannedContainer | None) -> None:
+    """kubectl's Environment Variables from (envFrom) and Environment (its own variables; one a
+    ConfigMap's or Secret's key sets is named, never shown)."""
+    if c is not None and c.env_from:
+        out.w(2, "Environment Variables from:\n")
+        for e in c.env_from:
+            prefix = f" with prefix '{e.prefix}'" if e.prefix else ""
+            out.w(3, f"{e.name}\t{e.kind}{prefix}\tOptional: {'true' if e.optional else 'false'}\n")
+    env = list(c.env) if c is not None else []
+    sources = list(c.env_sources) if c is not None and len(c.env_sources) == len(env) else [""] * len(env)
+    own = [(name, value, source) for (name, value), source in zip(env, sources) if source != "envFrom"]
+    out.w(2, f"Environment:{chr(9) + NONE if not own else ''}\n")
+    for name, value, source in own:
+        lines = (source or value).split("\n")
+        out.w(3, f"{name}:\t{lines[0]}\n")
+        for s in lines[1:]:
+            out.w(3, f"\t{s}\n")
+
+
+def _mounts(out: Writer, c: PlannedContainer | None) -> None:
+    """kubectl's Mounts: each mountPath from its volume (ro or rw, and a subPath), by path."""
+    mounts = sorted(c.mounts, key=lambda m: m.path) if c is not None else []
+    out.w(2, f"Mounts:{chr(9) + NONE if not mounts else ''}\n")
+    for m in mounts:
+        flags = ["ro" if m.read_only else "rw"] + ([f'path="{m.sub_path}"'] if m.sub_path else [])
+        out.w(3, f"{m.path} from {m.volume} ({','.join(flags)})\n")
+
+
+def volumes_section(out: Writer, volumes: Sequence[Mapping]) -> None:
+    """kubectl's describeVolumes for the volume types the lab has (its SizeLimit, which the lab
+    does not enforce, is shown unset; a downwardAPI volume's items are not listed)."""
+    if not volumes:
+        out.w(0, f"Volumes:\t{NONE}\n")
+        return
+    out.w(0, "Volumes:\n")
+    for v in volumes:
+        out.w(1, f"{v['name']}:\n")
+        if "configMap" in v:
+            out.w(2, "Type:\tConfigMap (a volume populated by a ConfigMap)\n")
+            out.w(2, f"Name:\t{v['configMap']['name']}\n")
+            out.w(2, f"Optional:\t{'true' if v['configMap'].get('optional') else 'false'}\n")
+        elif "secret" in v:
+            out.w(2, "Type:\tSecret (a volume populated by a Secret)\n")
+            out.w(2, f"SecretName:\t{v['secret']['secretName']}\n")
+            out.w(2, f"Optional:\t{'true' if v['secret'].get('optional') else 'false'}\n")
+        elif "hostPath" in v:
+            out.w(2, "Type:\tHostPath (bare host directory volume)\n")
+            out.w(2, f"Path:\t{v['hostPath']['path']}\n")
+            out.w(2, f"HostPathType:\t{v['hostPath'].get('type') or NONE}\n")
+        elif "downwardAPI" in v:
+            out.w(2, "Type:\tDownwardAPI (a volume populated by information about the pod)\n")
+        else:
+            out.w(2, "Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n")
+            out.w(2, f"Medium:\t{(v.get('emptyDir') or {}).get('medium', '')}\n")
+            out.w(2, "SizeLimit:\t<unset>\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -326,7 +377,7 @@ def describe_pod(pod: Mapping, planned: Mapping[str, PlannedContainer], events: 
         out.w(0, "Conditions:\n  Type\tStatus\n")
         for c in status["conditions"]:
             out.w(1, f"{c['type']} \t{c['status']} \n")
-    out.w(0, f"Volumes:\t{NONE}\n")
+    volumes_section(out, spec.get("volumes") or [])
     out.w(0, f"QoS Class:\t{status.get('qosClass', 'BestEffort')}\n")
     labels_multiline(out, "Node-Selectors", spec.get("nodeSelector"))
     tolerations_multiline(out, "Tolerations", spec.get("tolerations") or [])

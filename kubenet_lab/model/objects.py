@@ -666,6 +666,9 @@ class PlannedVolume:
     files: tuple[VolumeFile, ...] = ()
     host_path: str | None = None
     error: str | None = None
+    # The ConfigMap's or Secret's name (configMap, secret), and whether it may be missing.
+    source: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -707,6 +710,11 @@ class PlannedContainer:
     config_error: str | None = None
     # kubelet's InvalidEnvironmentVariableNames messages: envFrom keys that are no variable names.
     env_skipped: tuple[str, ...] = ()
+    # Where each of `env` comes from, for describe: "" its own value (or pod field), "envFrom",
+    # or kubectl's words for a ConfigMap's or Secret's key (its value is not shown); empty: all
+    # its own. `env_from`: its envFrom sources.
+    env_sources: tuple[str, ...] = ()
+    env_from: tuple[EnvFrom, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from ..model.objects import (ConfigMap, Container, PlannedContainer, PlannedMount, PlannedPod, PlannedVolume, Pod, Volume,
-                             VolumeFile)
+from ..model.objects import (ConfigMap, Container, KeyRef, PlannedContainer, PlannedMount, PlannedPod, PlannedVolume,
+                             Pod, Volume, VolumeFile)
 from .containers import container_env
 
 DEFAULT_MODE = 0o644  # configMap, secret and downwardAPI volumes' defaultMode
@@ -68,12 +68,23 @@ class Env:
     env: tuple[tuple[str, str], ...]
     error: str | None = None  # why kubelet cannot start the container (CreateContainerConfigError)
     skipped: tuple[str, ...] = ()  # kubelet's InvalidEnvironmentVariableNames events
+    sources: tuple[str, ...] = ()  # see PlannedContainer.env_sources
+
+
+ENV_FROM = "envFrom"
+
+
+def described_ref(ref: KeyRef) -> str:
+    """kubectl describe's words for a variable a ConfigMap's or Secret's key sets."""
+    where = f"in secret '{ref.name}'" if ref.kind == "Secret" else f"of config map '{ref.name}'"
+    return f"<set to the key '{ref.key}' {where}>\tOptional: {'true' if ref.optional else 'false'}"
 
 
 def container_variables(c: Container, namespace: str, fields: Mapping[str, str] | None, configs: Configs) -> Env:
     """A container's own variables as kubelet makes them: every envFrom source in order (each key,
     with its prefix), then its env in order (pod fields and ConfigMap/Secret keys resolved)."""
     out: list[tuple[str, str]] = []
+    sources: list[str] = []
     skipped: list[str] = []
     for source in c.env_from:
         obj = configs.get(source.kind, namespace, source.name)
@@ -88,6 +99,7 @@ def container_variables(c: Container, namespace: str, fields: Mapping[str, str] 
                 invalid.append(name)
                 continue
             out.append((name, _literal(value)))
+            sources.append(ENV_FROM)
         if invalid:
             kind = "configMap" if source.kind == "ConfigMap" else "secret"
             skipped.append(f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {kind} {namespace}/{source.name} "
@@ -97,6 +109,7 @@ def container_variables(c: Container, namespace: str, fields: Mapping[str, str] 
         ref = var.key_ref
         if ref is None:
             out.append(next(literal))
+            sources.append("")
             continue
         obj = configs.get(ref.kind, namespace, ref.name)
         if obj is None:
@@ -109,7 +122,8 @@ def container_variables(c: Container, namespace: str, fields: Mapping[str, str] 
                 continue
             return Env((), f"couldn't find key {ref.key} in {ref.kind} {namespace}/{ref.name}")
         out.append((var.name, _literal(values[ref.key])))
-    return Env(tuple(out), None, tuple(skipped))
+        sources.append(described_ref(ref))
+    return Env(tuple(out), None, tuple(skipped), tuple(sources))
 
 
 # ------------------------------------------------------------------------------------ volumes
@@ -193,10 +207,11 @@ def plan_volume(volume: Volume, namespace: str, configs: Configs, fields: Mappin
         kind = "ConfigMap" if volume.kind == "configMap" else "Secret"
         obj = configs.get(kind, namespace, volume.source)
         if obj is None:
-            return PlannedVolume(volume.name, volume.kind,
+            return PlannedVolume(volume.name, volume.kind, source=volume.source, optional=volume.optional,
                                  error=None if volume.optional else _not_found(kind, volume.source))
         files, error = _payload(volume, obj)
-        return PlannedVolume(volume.name, volume.kind, files=files, error=error)
+        return PlannedVolume(volume.name, volume.kind, files=files, error=error, source=volume.source,
+                             optional=volume.optional)
     if volume.kind == "downwardAPI":
         return PlannedVolume(volume.name, volume.kind, files=_downward(volume, fields, labels, annotations))
     if volume.kind == "hostPath":
@@ -232,7 +247,7 @@ def kept_env(planned: Env, name: str, running: PlannedPod | None, init: bool = F
     before = next((c for c in (running.init_containers if init else running.containers) if c.name == name), None)
     if before is None or before.config_error is not None:
         return planned
-    return replace(planned, env=before.env, error=None, skipped=before.env_skipped)
+    return replace(planned, env=before.env, error=None, skipped=before.env_skipped, sources=before.env_sources)
 
 
 def with_configs(planned: PlannedPod, pod: Pod, fields: Mapping[str, str], configs: Configs,
@@ -241,7 +256,8 @@ def with_configs(planned: PlannedPod, pod: Pod, fields: Mapping[str, str], confi
     container's variables (kept as they started for a running one) and mounts."""
     def container(pc: PlannedContainer, c: Container, init: bool) -> PlannedContainer:
         env = kept_env(container_variables(c, pod.namespace, fields, configs), c.name, running, init)
-        return replace(pc, env=env.env, config_error=env.error, env_skipped=env.skipped, mounts=planned_mounts(c))
+        return replace(pc, env=env.env, config_error=env.error, env_skipped=env.skipped, mounts=planned_mounts(c),
+                       env_sources=env.sources if set(env.sources) - {""} else (), env_from=c.env_from)
 
     return replace(
         planned,

@@ -457,3 +457,43 @@ def test_create_configmap_and_secret_generic_make_what_kubectl_makes():
     assert generate.printed(generate.config_map("web", ["A=1"])) == {
         "apiVersion": "v1", "data": {"A": "1"}, "kind": "ConfigMap", "metadata": {"creationTimestamp": None,
                                                                                  "name": "web"}}
+
+
+def test_describe_names_where_variables_and_mounts_come_from_and_never_shows_a_secret():
+    from kubenet_lab.app.describe import volume_spec
+    from kubenet_lab.inspect.describe import describe_pod
+
+    pod = plan_of(CONFIGS + POD).pod("default/web")
+    obj = {"metadata": {"name": "web"}, "spec": {"containers": [{"name": "main", "image": "busybox"}],
+                                                 "volumes": [volume_spec(v) for v in pod.volumes]}}
+    out = describe_pod(obj, {"main": pod.containers[0]}, [])
+    assert """
+    Environment Variables from:
+      web-config  ConfigMap                 Optional: false
+      db          Secret with prefix 'DB_'  Optional: false
+    Environment:
+      MODE:         green
+      PASSWORD:     <set to the key 'password' in secret 'db'>           Optional: false
+      LEVEL_AGAIN:  <set to the key 'LEVEL' of config map 'web-config'>  Optional: false
+    Mounts:
+      /cache from scratch (rw,path="web")
+      /etc/creds from creds (rw)
+      /etc/nginx/conf.d from conf (ro)
+      /etc/podinfo from info (rw)
+Volumes:
+  conf:
+    Type:      ConfigMap (a volume populated by a ConfigMap)
+    Name:      web-config
+    Optional:  false
+  creds:
+    Type:        Secret (a volume populated by a Secret)
+    SecretName:  db
+    Optional:    false
+  info:
+    Type:  DownwardAPI (a volume populated by information about the pod)
+  scratch:
+    Type:        EmptyDir (a temporary directory that shares a pod's lifetime)
+    Medium:      Memory
+    SizeLimit:   <unset>
+""" in out
+    assert "s3cr3t" not in out
