@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from ..model.objects import (ConfigMap, Container, KeyRef, PlannedContainer, PlannedMount, PlannedPod, PlannedVolume,
-                             Pod, Volume, VolumeFile)
+from ..model.objects import (ConfigMap, Container, KeyRef, Plan, PlannedContainer, PlannedMount, PlannedPod,
+                             PlannedVolume, Pod, Volume, VolumeFile)
 from .containers import container_env
 
 DEFAULT_MODE = 0o644  # configMap, secret and downwardAPI volumes' defaultMode
@@ -265,3 +265,20 @@ def with_configs(planned: PlannedPod, pod: Pod, fields: Mapping[str, str], confi
         init_containers=tuple(container(pc, c, True) for pc, c in zip(planned.init_containers,
                                                                       pod.spec.init_containers)),
         volumes=plan_volumes(pod.spec.volumes, pod.namespace, configs, fields, pod.labels, pod.annotations, running))
+
+
+def waiting_warnings(plan: Plan, previous: Plan | None) -> tuple[str, ...]:
+    """What `up` and `apply` say of pods kubelet cannot start for want of a ConfigMap, a Secret
+    or a key (new since `previous`): a volume it cannot set up (FailedMount: the pod stays
+    ContainerCreating), a container it cannot make the environment of (CreateContainerConfigError)."""
+    before = {p.key: _problems(p) for p in previous.pods} if previous is not None else {}
+    return tuple(w for pod in plan.pods for w in _problems(pod) if w not in before.get(pod.key, ()))
+
+
+def _problems(pod: PlannedPod) -> tuple[str, ...]:
+    mounts = tuple(f"pod {pod.key} is ContainerCreating: MountVolume.SetUp failed for volume \"{v.name}\" : {v.error} "
+                   f"(kubelet retries until it exists)" for v in pod.volumes if v.error)
+    configs = tuple(f"pod {pod.key}, container {c.name} is waiting (CreateContainerConfigError): {c.config_error} "
+                    f"(kubelet retries until it exists)" for c in (*pod.init_containers, *pod.containers)
+                    if c.config_error)
+    return mounts + configs

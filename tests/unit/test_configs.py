@@ -497,3 +497,19 @@ Volumes:
     SizeLimit:   <unset>
 """ in out
     assert "s3cr3t" not in out
+
+
+def test_up_says_which_pods_wait_for_a_configmap_or_secret_once():
+    from kubenet_lab.plan.configs import waiting_warnings
+
+    pod_only = POD.replace("---\n", "", 1)
+    waiting = plan_of(pod_only)
+    assert waiting_warnings(waiting, None) == (
+        'pod default/web is ContainerCreating: MountVolume.SetUp failed for volume "conf" : configmap "web-config" '
+        "not found (kubelet retries until it exists)",
+        'pod default/web is ContainerCreating: MountVolume.SetUp failed for volume "creds" : secret "db" not found '
+        "(kubelet retries until it exists)",
+        'pod default/web, container main is waiting (CreateContainerConfigError): configmap "web-config" not found '
+        "(kubelet retries until it exists)")
+    assert waiting_warnings(plan_of(pod_only, waiting), waiting) == ()
+    assert waiting_warnings(plan_of(CONFIGS + POD, waiting), waiting) == ()
