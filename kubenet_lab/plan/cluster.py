@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_containers, pod_fields,
                          resolve_pod)
 from .podfiles import parse_resolv_conf
-from .configs import Configs, with_configs
+from .configs import Configs, made_secrets, with_configs
 from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, RunHttp, Service, Toleration, Workload)
 from .serialize import to_data
@@ -495,7 +495,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     planned = []
     veths: dict[str, set[str]] = {n.name: set() for n in nodes}
     specs: dict[int, tuple[PodSpec, str]] = {}
-    configs = Configs(model.config_maps)
+    configs = Configs(model.config_maps + made_secrets(model))
     for pod in pods:
         node = placed[pod.key]
         veth = None
@@ -587,7 +587,8 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                 allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
                 node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
                 workloads=workloads,
-                config_maps=tuple(dataclasses.replace(c, origin=None) for c in model.config_maps))
+                config_maps=tuple(dataclasses.replace(c, origin=None)
+                                  for c in model.config_maps + made_secrets(model)))
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

@@ -11,13 +11,15 @@ the object appears.
 from __future__ import annotations
 
 import base64
+import posixpath
 import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from ..model.objects import (ConfigMap, Container, KeyRef, Plan, PlannedContainer, PlannedMount, PlannedPod,
+from . import images
+from ..model.objects import (ConfigMap, Container, KeyRef, Model, Plan, PlannedContainer, PlannedMount, PlannedPod,
                              PlannedVolume, Pod, Volume, VolumeFile)
-from .containers import container_env
+from .containers import container_env, expand, parse_flags
 
 DEFAULT_MODE = 0o644  # configMap, secret and downwardAPI volumes' defaultMode
 # The names kubelet takes from envFrom (IsEnvVarName: a C identifier, '-' and '.' allowed);
@@ -236,7 +238,9 @@ def plan_volumes(volumes: Iterable[Volume], namespace: str, configs: Configs, fi
 
 
 def planned_mounts(c: Container) -> tuple[PlannedMount, ...]:
-    return tuple(PlannedMount(m.name, m.path, m.read_only, m.sub_path) for m in c.mounts)
+    """Where the container sees its volumes, each path normalised as the runtime mounts it
+    (`/usr/local/certificates/` is `/usr/local/certificates`)."""
+    return tuple(PlannedMount(m.name, posixpath.normpath(m.path), m.read_only, m.sub_path) for m in c.mounts)
 
 
 def kept_env(planned: Env, name: str, running: PlannedPod | None, init: bool = False) -> Env:
@@ -282,3 +286,35 @@ def _problems(pod: PlannedPod) -> tuple[str, ...]:
                     f"(kubelet retries until it exists)" for c in (*pod.init_containers, *pod.containers)
                     if c.config_error)
     return mounts + configs
+
+
+# --------------------------------------------------------------------- Secrets a Job's pod makes
+
+CERTGEN = "kube-webhook-certgen"
+
+
+def made_secrets(model: Model) -> tuple[ConfigMap, ...]:
+    """The Secrets a bundle's own Jobs create through the API on a cluster, which the lab has no
+    API server for: kube-webhook-certgen `create --secret-name=NAME --namespace=NS` (ingress-nginx's
+    admission Job) makes Secret NS/NAME with keys ca, cert and key. Here they are empty: no
+    admission webhook runs, and the controller that mounts them is emulated. Not when the
+    manifests hold an object of that name."""
+    have = {(c.kind, c.namespace, c.name) for c in model.config_maps}
+    out: dict[tuple[str, str], ConfigMap] = {}
+    for w in model.workloads:
+        if w.kind != "Job":
+            continue
+        for c in w.template.containers:
+            if images.repository(c.image).rsplit("/", 1)[-1] != CERTGEN:
+                continue
+            argv = [*(c.command or ()), *(c.args or ())]
+            if "create" not in argv:
+                continue
+            env = {v.name: (w.namespace if v.field_path == "metadata.namespace" else v.value)
+                   for v in c.env if v.key_ref is None and v.field_path in (None, "metadata.namespace")}
+            flags = parse_flags([expand(a, env) for a in argv if a.startswith("-")])
+            name, namespace = flags.get("secret-name"), flags.get("namespace") or w.namespace
+            if name and ("Secret", namespace, name) not in have:
+                out[namespace, name] = ConfigMap(namespace, name, "Secret", {"ca": "", "cert": "", "key": ""},
+                                                 type="Opaque")
+    return tuple(out.values())

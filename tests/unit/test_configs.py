@@ -513,3 +513,21 @@ def test_up_says_which_pods_wait_for_a_configmap_or_secret_once():
         "(kubelet retries until it exists)")
     assert waiting_warnings(plan_of(pod_only, waiting), waiting) == ()
     assert waiting_warnings(plan_of(CONFIGS + POD, waiting), waiting) == ()
+
+
+def test_ingress_nginxs_certgen_job_makes_the_secret_its_controller_mounts():
+    """kube-webhook-certgen `create` makes its Secret through the API on a cluster: here the plan
+    has it (empty keys), so the controller that mounts it starts, as it does there."""
+    from pathlib import Path
+
+    corpus = Path(__file__).resolve().parent.parent / "corpus" / "apps" / "ingress-nginx-kind-deploy.yaml"
+    plan = make_plan(load_model([str(corpus)]), "lab")
+    secret, = [c for c in plan.config_maps if c.kind == "Secret"]
+    assert (secret.namespace, secret.name, dict(secret.data)) == ("ingress-nginx", "ingress-nginx-admission",
+                                                                  {"ca": "", "cert": "", "key": ""})
+    controller, = [p for p in plan.pods if p.name.startswith("ingress-nginx-controller-")]
+    cert, = controller.volumes
+    assert cert.error is None and [f.path for f in cert.files] == ["ca", "cert", "key"]
+    # written `/usr/local/certificates/`: the path the runtime mounts at
+    assert [(m.volume, m.path, m.read_only) for m in controller.containers[0].mounts] == [
+        ("webhook-cert", "/usr/local/certificates", True)]
