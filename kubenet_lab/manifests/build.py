@@ -15,6 +15,7 @@ from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, Clu
                           PodSpec, PROBE_DEFAULTS, Probe, Service, ServicePort, Taint, Toleration, Volume, VolumeMount,
                           Workload)
 from .configs import SECRET_DEFAULT_TYPE, merged_secret_data, volume_kind
+from .security import security_context
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
 
@@ -250,6 +251,7 @@ class Builder:
     @staticmethod
     def _pod_spec(spec: Checked, claims: tuple[Volume, ...] = ()) -> PodSpec:
         return PodSpec(
+            security=security_context(spec.get("securityContext")),
             containers=tuple(_container(c) for c in spec["containers"]), node_name=spec.get("nodeName"),
             init_containers=tuple(_container(c) for c in spec.get("initContainers", ())),
             restart_policy=spec.get("restartPolicy", "Always"),
@@ -378,7 +380,8 @@ def _container(c: Checked) -> Container:
         probe_ports=_probe_ports(c), restart_policy=c.get("restartPolicy"),
         pre_stop=_hook(c["lifecycle"]["preStop"]) if "preStop" in c.get("lifecycle", {}) else None,
         readiness_probe=_probe(c, "readinessProbe"), liveness_probe=_probe(c, "livenessProbe"),
-        startup_probe=_probe(c, "startupProbe"))
+        startup_probe=_probe(c, "startupProbe"),
+        security=security_context(c.get("securityContext")))
 
 
 def _probe(c: Checked, key: str) -> Probe | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
+from . import security
 from ..model.objects import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, Invalid, ListOf, MapOf, Noted, Obj, OneOf, Str,
                      Type, describe)
@@ -220,7 +221,8 @@ def _container_fields(restart_policy: Type) -> dict[str, Type]:
                                      "where this directory would be, is not here)"),
         **_ignored("resources", "resizePolicy", "restartPolicyRules", "volumeDevices",
                    "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy",
-                   "securityContext", "stdin", "stdinOnce", "tty"),
+                   "stdin", "stdinOnce", "tty"),
+        "securityContext": security.CONTAINER,
     }
 
 
@@ -359,12 +361,13 @@ POD_SPEC = Obj({
                                      "without them (a cluster without their controller keeps it not ready)"),
     "schedulerName": Ignore(warning="ignored: kubenet-lab places every pod as the default scheduler would"),
     **_ignored("serviceAccountName", "serviceAccount",
-               "automountServiceAccountToken", "securityContext", "imagePullSecrets",
+               "automountServiceAccountToken", "imagePullSecrets",
                "priorityClassName", "priority",
                "runtimeClassName", "preemptionPolicy", "overhead",
                "os", "hostPID", "hostIPC", "hostUsers",
                "shareProcessNamespace", "resourceClaims", "resources"),
     "volumes": ListOf(configs.VOLUME),
+    "securityContext": security.POD,
 }, required=("containers",), post=_check_pod_spec)
 
 POD_TEMPLATE = Obj({"metadata": TEMPLATE_METADATA, "spec": POD_SPEC}, required=("spec",))

@@ -18,6 +18,7 @@ from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_
                          resolve_pod)
 from .podfiles import parse_resolv_conf
 from .configs import Configs, made_secrets, with_configs
+from .security import confine_pod
 from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, RunHttp, Service, Toleration, Workload)
 from .serialize import to_data
@@ -512,7 +513,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
         fields = started_fields(pod, pod_fields(pod.namespace, pod.name, uid, node, str(by_name[node].ip),
                                                 str(ips[pod.key]), pod.labels), running)
         inits = plan_init_containers(pod.spec.init_containers, fields, pod.spec.enable_service_links, has_program)
-        planned.append(PlannedPod(
+        planned.append(confine_pod(PlannedPod(
             namespace=pod.namespace, name=pod.name, node=node, ip=ips[pod.key],
             netns=by_name[node].netns if pod.spec.host_network else naming.pod_netns(lab, pod.namespace, pod.name),
             host_veth=veth, labels=dict(pod.labels),
@@ -532,7 +533,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
             host_network=pod.spec.host_network, owner=pod.owner, uid=uid,
             hostname=pod.spec.hostname, subdomain=pod.spec.subdomain, dns_policy=pod.spec.dns_policy,
             dns_config=pod.spec.dns_config, host_aliases=pod.spec.host_aliases,
-            set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn, created_after=pod.created_after))
+            set_hostname_as_fqdn=pod.spec.set_hostname_as_fqdn, created_after=pod.created_after), pod.spec))
         planned[-1] = with_configs(planned[-1], pod, fields, configs, running)
     pod_ips = {p.key: str(p.ip) for p in planned if not p.host_network}
     return tuple(planned), pod_ips, last_reserved, pending
