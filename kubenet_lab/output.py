@@ -8,12 +8,17 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from . import __version__
 from .errors import InputError, LabError
 from .plan import podstatus
-from .model.objects import RESOURCE_NAMES, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, RunExec
+
+if TYPE_CHECKING:
+    from .model.objects import ConfigMap, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload
+
+# The model is imported by the functions that look into its objects: `get pods` prints its table
+# from PodLines made of the plan's JSON (app/query.py) and starts without it (bench/bench_cli.py).
 
 KUBELET_VERSION = f"v1.31.0-kubenet-lab.{__version__}"
 
@@ -70,37 +75,85 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def pod_created(plan: Plan, pod: PlannedPod) -> float | None:
+def pod_created(plan: Plan, pod: PlannedPod | PodLine) -> float | None:
     """When its network namespace was made (a hostNetwork pod's is its node's: pod.netns)."""
     return _netns_created(pod.netns)
 
 
-def _states(pod: PlannedPod, containers, got: dict) -> list[dict]:
+class PodLine:
+    """What a line of `get pods` (and a pod's state) needs of a pod: made of a planned or pending
+    pod by pod_line, or of the plan's JSON by app.query.pod_lines without decoding the plan.
+    `containers`: (name, runs a process (RunExec)); `init_containers`: (name, runs a process,
+    sidecar); a pending pod's: (name, False)."""
+
+    __slots__ = ("namespace", "name", "labels", "pending", "reason", "containers", "init_containers",
+                 "restart_policy", "netns", "ip", "node")
+
+    def __init__(self, namespace: str, name: str, labels: Mapping[str, str], *, pending: bool = False,
+                 reason: str = "", containers: tuple[tuple[str, bool], ...] = (),
+                 init_containers: tuple[tuple[str, bool, bool], ...] = (), restart_policy: str = "Always",
+                 netns: str = "", ip: str = "", node: str = ""):
+        self.namespace, self.name, self.labels, self.pending, self.reason = namespace, name, labels, pending, reason
+        self.containers, self.init_containers, self.restart_policy = containers, init_containers, restart_policy
+        self.netns, self.ip, self.node = netns, ip, node
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, f) for f in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PodLine) and self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "PodLine(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__) + ")"
+
+
+def pod_line(pod: PlannedPod | PendingPod | PodLine) -> PodLine:
+    if isinstance(pod, PodLine):
+        return pod
+    from .model.objects import PendingPod, RunExec
+
+    if isinstance(pod, PendingPod):
+        return PodLine(pod.namespace, pod.name, dict(pod.labels), pending=True, reason=pod.reason,
+                       containers=tuple((name, False) for name, _ in pod.containers))
+    return PodLine(pod.namespace, pod.name, dict(pod.labels),
+                   containers=tuple((c.name, isinstance(c.run, RunExec)) for c in pod.containers),
+                   init_containers=tuple((c.name, isinstance(c.run, RunExec), c.sidecar) for c in pod.init_containers),
+                   restart_policy=pod.restart_policy, netns=pod.netns, ip=str(pod.ip), node=pod.node)
+
+
+def _states(pod: PodLine, containers: Sequence[tuple], got: dict) -> list[dict]:
     out = []
-    for c in containers:
-        st = got.get(c.name)
+    for name, runs_process, *_ in containers:
+        st = got.get(name)
         if st is None:  # built-in servers run while the supervisor does
             waiting = "PodInitializing" if pod.init_containers else "ContainerCreating"
-            st = {"state": "waiting", "reason": waiting if isinstance(c.run, RunExec) else "SupervisorDown",
-                  "restarts": 0}
-        out.append({"name": c.name, **st})
+            st = {"state": "waiting", "reason": waiting if runs_process else "SupervisorDown", "restarts": 0}
+        out.append({"name": name, **st})
     return out
 
 
-def container_states(pod: PlannedPod, status: dict) -> list[dict]:
+def container_states(pod: PlannedPod | PodLine, status: dict) -> list[dict]:
     """Each container's state, as the supervisor reports it."""
-    return _states(pod, pod.containers, status.get(pod.key, {}).get("containers", {}))
+    line = pod_line(pod)
+    return _states(line, line.containers, status.get(line.key, {}).get("containers", {}))
 
 
-def init_container_states(pod: PlannedPod, status: dict) -> list[dict]:
-    return _states(pod, pod.init_containers, status.get(pod.key, {}).get("initContainers", {}))
+def init_container_states(pod: PlannedPod | PodLine, status: dict) -> list[dict]:
+    line = pod_line(pod)
+    return _states(line, line.init_containers, status.get(line.key, {}).get("initContainers", {}))
 
 
-def pod_state(pod: PlannedPod, status: dict) -> podstatus.PodStatus:
+def pod_state(pod: PlannedPod | PodLine, status: dict) -> podstatus.PodStatus:
     """Phase, readiness and the READY/STATUS/RESTARTS columns from the supervisor's status."""
-    inits = [(s, c.sidecar) for c, s in zip(pod.init_containers, init_container_states(pod, status))]
-    initialized = status.get(pod.key, {}).get("initialized")
-    return podstatus.pod_status(container_states(pod, status), inits, pod.restart_policy,
+    line = pod_line(pod)
+    got = status.get(line.key, {})
+    inits = [(s, sidecar) for (_, _, sidecar), s in zip(line.init_containers, init_container_states(line, status))]
+    initialized = got.get("initialized")
+    return podstatus.pod_status(container_states(line, status), inits, line.restart_policy,
                                 initialized if isinstance(initialized, bool) else None)
 
 
@@ -123,23 +176,30 @@ def restarts_column(st: podstatus.PodStatus, now: float | None = None) -> str:
     return str(st.restarts)
 
 
-def pod_rows(plan: Plan, pods: list[PlannedPod], status: dict, wide: bool, all_ns: bool):
+def pod_rows(plan: Plan, pods: list[PlannedPod | PendingPod | PodLine], status: dict, wide: bool, all_ns: bool):
+    return pod_line_rows([pod_line(p) for p in pods], status, wide, all_ns, lambda ref: created_at(plan, ref))
+
+
+def pod_line_rows(pods: list[PodLine], status: dict, wide: bool, all_ns: bool,
+                  created: Callable[[str], float | None]):
+    """`get pods`' table; `created`: when an object ("Kind/ns/name") was created, as the plan
+    keeps it (created_at), for the pods no node takes."""
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     if wide:
         headers += ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
     rows = []
     for pod in pods:
-        if isinstance(pod, PendingPod):  # no node takes it: kubectl's row for an unscheduled pod
+        if pod.pending:  # no node takes it: kubectl's row for an unscheduled pod
             row = ([pod.namespace] if all_ns else []) + [
                 pod.name, f"0/{len(pod.containers)}", "SchedulingGated" if pod.reason == "SchedulingGated" else "Pending",
-                "0", age(created_at(plan, f"Pod/{pod.key}"))]
+                "0", age(created(f"Pod/{pod.key}"))]
             rows.append(row + (["<none>", "<none>", "<none>", "<none>"] if wide else []))
             continue
         st = pod_state(pod, status)
         row = ([pod.namespace] if all_ns else []) + [
-            pod.name, f"{st.ready_count}/{st.total}", st.status, restarts_column(st), age(pod_created(plan, pod))]
+            pod.name, f"{st.ready_count}/{st.total}", st.status, restarts_column(st), age(_netns_created(pod.netns))]
         if wide:
-            row += [str(pod.ip), pod.node, "<none>", "<none>"]
+            row += [pod.ip, pod.node, "<none>", "<none>"]
         rows.append(row)
     return headers, rows
 
@@ -178,19 +238,21 @@ def aligned(row: Sequence[str], widths: list[int]) -> str:
 API_VERSIONS = {"ReplicationController": "v1", "Job": "batch/v1"}
 
 
-def _plan_saved(plan: Plan) -> float | None:
-    """When the plan was last saved: the time a pending pod has been waiting for at least."""
+def plan_saved(lab: str) -> float | None:
+    """When the lab's plan was last saved: the time a pending pod has been waiting for at least."""
     from .fabric import state
 
-    return _created(state.plan_path(plan.lab))
+    return _created(state.plan_path(lab))
 
 
 def created_at(plan: Plan, ref: str) -> float | None:
     """An object's creation time ("Kind/ns/name"): as the plan keeps it, else the plan's."""
-    return plan.allocations.created.get(ref) or _plan_saved(plan)
+    return plan.allocations.created.get(ref) or plan_saved(plan.lab)
 
 
 def _meta(pod: PlannedPod | PendingPod, created: float | None) -> dict:
+    from .model.objects import PlannedPod
+
     meta = {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels), "creationTimestamp": iso(created)}
     if isinstance(pod, PlannedPod):
         meta["uid"] = pod.uid
@@ -214,6 +276,8 @@ def pending_pod_object(plan: Plan, pod: PendingPod) -> dict:
 
 
 def pod_object(plan: Plan, pod: PlannedPod | PendingPod, status: dict) -> dict:
+    from .model.objects import PendingPod
+
     if isinstance(pod, PendingPod):
         return pending_pod_object(plan, pod)
     node = plan.node(pod.node)
@@ -382,6 +446,8 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
 def _object_meta(plan: Plan, obj) -> dict:
     """metadata of a Service, its Endpoints or a controller: name, namespace, the labels and
     annotations it was given, creationTimestamp."""
+    from .model.objects import PlannedService
+
     kind = "Service" if isinstance(obj, PlannedService) else obj.kind
     meta = {"name": obj.name, "namespace": obj.namespace,
             "creationTimestamp": iso(created_at(plan, f"{kind}/{obj.namespace}/{obj.name}"))}
@@ -540,6 +606,8 @@ def workload_pods(plan: Plan, w: PlannedWorkload) -> list[PlannedPod | PendingPo
 
 
 def workload_status(plan: Plan, w: PlannedWorkload, status: dict) -> WorkloadStatus:
+    from .model.objects import PendingPod
+
     current = ready = succeeded = failed = updated = updated_ready = 0
     starts, ends = [], []
     for pod in workload_pods(plan, w):
@@ -913,9 +981,17 @@ def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
 
 FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "name", "wide", "yaml")
 # -o name: KIND[.GROUP]/NAME, as kubectl names each kind.
-NAME_PREFIXES = {**{plural: RESOURCE_NAMES[kind] for plural, kind in WORKLOAD_KINDS.items()},
-                 "nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event",
+NAME_PREFIXES = {"nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event",
                  "configmaps": "configmap", "secrets": "secret"}
+
+
+def name_prefix(kind: str) -> str:
+    """-o name's KIND[.GROUP] of a kind `get` lists (its plural: pods, deployments)."""
+    if kind in WORKLOAD_KINDS:
+        from .model.objects import RESOURCE_NAMES
+
+        return RESOURCE_NAMES[WORKLOAD_KINDS[kind]]
+    return NAME_PREFIXES[kind]
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def parse_target(args: tuple[str, ...]) -> tuple[str, list[str]]:
 def event_rows(lab: str, kind: str, namespace: str, name: str, now: float | None = None) -> list[text.EventRow]:
     """The events about kind/name, aggregated as the API server keeps them, oldest first."""
     now = time.time() if now is None else now
-    records, _ = query.events(lab)
+    records, _ = query.events(lab, mentioning=name)
     rows = []
     for x in output.aggregate_events(records):
         e = x.event
@@ -120,15 +120,45 @@ def _names(plan: Plan, kind: str, namespace: str) -> list[str]:
     return sorted(w.name for w in plan.workloads if w.kind == kind and w.namespace == namespace)
 
 
+def _pod_names(lab: str, data: dict, status: dict, namespace: str) -> list[str]:
+    """The names of the pods of `namespace` in the plan's JSON (query.plan_data) that exist (as
+    query.existing: not those the supervisor has not created yet), sorted."""
+    gone = {k for k, st in status.items() if isinstance(st, dict) and st.get("created") is False}
+    try:
+        return sorted([p["name"] for p in data["pods"] if p["namespace"] == namespace
+                       and f"{namespace}/{p['name']}" not in gone]
+                      + [p["name"] for p in data["pending"] if p["namespace"] == namespace])
+    except (KeyError, TypeError) as e:
+        from ..fabric import state
+
+        raise state.unreadable(lab, e) from e
+
+
+def _described(names: list[str], known: list[str]) -> list[str]:
+    """The objects `describe` shows of those it was given: all without names; a single name that
+    is no object's names those that start with it; otherwise the names that are objects'."""
+    if not names:
+        return known
+    if len(names) == 1 and names[0] not in known:
+        return [n for n in known if n.startswith(names[0])]
+    return [n for n in names if n in known]
+
+
 def describe(lab: str, args: tuple[str, ...], namespace: str) -> Described:
     """As kubectl describe: every object named (all of the kind when none is), one after another
     with a blank line between; a single name not found describes every object whose name starts
     with it (`describe pods web`)."""
     kind, names = parse_target(args)
-    plan = query.running_plan(lab)
-    status = query.pod_status(lab) if kind not in ("nodes", "services", "endpoints") else {}
+    if kind == "pods":  # only the pods described are decoded: most of a big lab's plan is the others
+        data = query.plan_data(lab)
+        status = query.pod_status(lab)
+        known = _pod_names(lab, data, status, namespace)
+        plan = query.running_plan(lab, {f"{namespace}/{n}" for n in _described(names, known)}, data)
+    else:
+        plan = query.running_plan(lab)
+        status = query.pod_status(lab) if kind not in ("nodes", "services", "endpoints") else {}
+        known = _names(plan, kind, namespace)
     plan = query.existing(plan, status) if status else plan
-    known = _names(plan, kind, namespace)
     out = Described()
     if not names:
         if not known:

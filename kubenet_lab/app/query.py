@@ -8,33 +8,52 @@ import contextlib
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
-from typing import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from ..errors import InputError, LabError
-from ..plan import naming, ordering
-from ..model.objects import Plan
-from ..plan.services import with_readiness
+from ..plan import naming
 from ..fabric import state
 from ..supervisor import client as supervisor
 
+if TYPE_CHECKING:  # the model and the planner: imported by the verbs that decode the plan; `logs` and
+    # `get pods` read its JSON (plan_data) and start without them (bench/bench_cli.py)
+    from ..model.objects import Plan
 
-def running_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan:
+
+def _not_up(lab: str) -> LabError:
+    return LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
+                    f"start it with `kubenet-lab --lab {lab} up`")
+
+
+def running_plan(lab: str, only_pods: Collection[str] | None = None, data: dict | None = None) -> Plan:
     """The lab's plan, its endpoints as the rules have them; with `only_pods` ("ns/name"), with
-    those of its pods alone (see state.load_plan)."""
+    those of its pods alone (see state.load_plan); `data`: its JSON as plan_data read it."""
+    from ..plan.services import with_readiness
+
     naming.check_lab_name(lab)
-    plan = state.load_plan(lab, only_pods)
+    plan = state.load_plan(lab, only_pods) if data is None else state.plan_of_data(lab, data, only_pods)
     if plan is None:
-        raise LabError(f"lab {lab!r} is not up (no state under {state.state_dir(lab)}); "
-                       f"start it with `kubenet-lab --lab {lab} up`")
+        raise _not_up(lab)
     return with_readiness(plan, state.not_ready(lab), state.terminal(lab))  # endpoints as the rules have them
 
 
-def events(lab: str, since: int = 0):
-    """The lab's events recorded from byte `since` on, and where to read from next."""
+def plan_data(lab: str) -> dict:
+    """The lab's plan as saved (plan.serialize's JSON), not decoded: for the verbs that read a few
+    of its fields (`logs`, `get pods`)."""
+    naming.check_lab_name(lab)
+    data = state.load_plan_data(lab)
+    if data is None:
+        raise _not_up(lab)
+    return data
+
+
+def events(lab: str, since: int = 0, mentioning: str | None = None):
+    """The lab's events recorded from byte `since` on, and where to read from next; with
+    `mentioning`, at least those about objects of that name (fabric/events.read)."""
     from ..fabric import events as events_store
 
-    return events_store.read(lab, since)
+    return events_store.read(lab, since, mentioning)
 
 
 def pod_status(lab: str) -> dict:
@@ -47,6 +66,39 @@ def pod_status(lab: str) -> dict:
         return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
     except Exception:
         return {}
+
+
+def pod_lines(lab: str) -> tuple[list, dict, Callable[[str], float | None]]:
+    """What `get pods` prints, read from the plan's JSON without decoding it (nor importing the
+    model): a PodLine (output.py) of each pod that exists (pending ones too; not those the
+    supervisor has not created yet, as `existing`), the supervisor's status, and when an object
+    ("Kind/ns/name") was created as output.created_at has it. The JSON's field names are
+    plan.serialize's, of model.objects' PlannedPod, PlannedContainer and PendingPod
+    (tests/unit/test_get.py compares these lines with those of the decoded plan)."""
+    from .. import output
+
+    data = plan_data(lab)
+    status = pod_status(lab)
+    gone = {k for k, st in status.items() if isinstance(st, dict) and st.get("created") is False}
+    try:
+        lines = [output.PodLine(
+            p["namespace"], p["name"], p["labels"],
+            containers=tuple((c["name"], c["run"]["kind"] == "RunExec") for c in p["containers"]),
+            init_containers=tuple((c["name"], c["run"]["kind"] == "RunExec", c["sidecar"])
+                                  for c in p["init_containers"]),
+            restart_policy=p["restart_policy"], netns=p["netns"], ip=p["ip"], node=p["node"])
+            for p in data["pods"] if f"{p['namespace']}/{p['name']}" not in gone]
+        lines += [output.PodLine(
+            p["namespace"], p["name"], p["labels"], pending=True, containers=tuple((c[0], False) for c in p["containers"]),
+            reason="SchedulingGated" if p["message"].startswith("Scheduling is blocked") else "Unschedulable")
+            for p in data["pending"]]
+        created = data["allocations"]["created"]
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        raise state.unreadable(lab, e) from e
+
+    def created_at(ref: str) -> float | None:
+        return created.get(ref) or output.plan_saved(lab)
+    return lines, status, created_at
 
 
 def _revived(lab: str) -> bool:
@@ -65,6 +117,8 @@ def _revived(lab: str) -> bool:
 def existing(plan: Plan, status: dict) -> Plan:
     """`plan` without the pods the supervisor has not created yet (a StatefulSet's next
     ordinal waiting for the one before it to be Running and Ready): they do not exist yet."""
+    from ..plan import ordering
+
     return ordering.without_pods(plan, ordering.not_created(status))
 
 
@@ -150,14 +204,23 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
     return 127  # not reached
 
 
-def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
-    plan = running_plan(lab, only_pods=(f"{namespace}/{pod}",))
+def _pod_data(data: dict, lab: str, namespace: str, name: str) -> dict | None:
+    """A pod of the plan's JSON (one the nodes run, not a pending one), or None."""
     try:
-        p = plan.pod(f"{namespace}/{pod}")
-    except KeyError:
-        raise LabError(f'pods "{pod}" not found in namespace {namespace!r}') from None
-    names = [c.name for c in p.containers]
-    inits = [c.name for c in p.init_containers]
+        return next((p for p in data["pods"] if p["name"] == name and p["namespace"] == namespace), None)
+    except (KeyError, TypeError) as e:
+        raise state.unreadable(lab, e) from e
+
+
+def logs(lab: str, pod: str, namespace: str, container: str | None) -> str:
+    p = _pod_data(plan_data(lab), lab, namespace, pod)  # the plan is not decoded: its JSON has the names
+    if p is None:
+        raise LabError(f'pods "{pod}" not found in namespace {namespace!r}')
+    try:
+        names = [c["name"] for c in p["containers"]]
+        inits = [c["name"] for c in p["init_containers"]]
+    except (KeyError, TypeError) as e:
+        raise state.unreadable(lab, e) from e
     if container is None:
         if len(names) != 1:
             also = f" or one of the init containers: [{' '.join(inits)}]" if inits else ""

@@ -46,9 +46,11 @@ def _trim(lab: str) -> None:
     state.write_atomic(path, "".join(lines))
 
 
-def read(lab: str, since: int = 0) -> tuple[list[tuple[float, Event]], int]:
+def read(lab: str, since: int = 0, mentioning: str | None = None) -> tuple[list[tuple[float, Event]], int]:
     """The events recorded from byte offset `since` on, each with its time; and the offset to
-    read from next time (`get events -w` follows the file this way)."""
+    read from next time (`get events -w` follows the file this way). With `mentioning`, only
+    lines that contain that text are decoded (among them every event about an object of that
+    name): `describe` reads one object's events from a big lab's thousands."""
     try:
         with open(events_path(lab), "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -60,7 +62,10 @@ def read(lab: str, since: int = 0) -> tuple[list[tuple[float, Event]], int]:
         return [], 0
     end = data.rfind(b"\n") + 1  # a line being written is read next time
     out = []
-    for line in data[:end].decode(errors="replace").splitlines():
+    lines = data[:end].decode(errors="replace").splitlines()
+    if mentioning is not None:
+        lines = [line for line in lines if mentioning in line]
+    for line in lines:
         try:
             obj = json.loads(line)
             when = float(obj.pop("time"))

@@ -18,11 +18,11 @@ import time
 from typing import TYPE_CHECKING, Collection, Iterator
 
 from ..errors import LabError
-from ..model.objects import Plan
-from ..plan.serialize import plan_from_data, plan_to_data
 
-if TYPE_CHECKING:  # the stored objects' modules are imported by the changes that read them, not by `get`
+if TYPE_CHECKING:  # the model, its decoding and the stored objects' modules are imported by the verbs
+    # that use them: `logs` and `get pods` read the plan's JSON without them (app/query.py)
     from ..manifests.store import Stored
+    from ..model.objects import Plan
 
 ROOT_ENV = "KUBENET_LAB_STATE_ROOT"
 DEFAULT_ROOT = "/run/kubenet-lab"
@@ -68,6 +68,8 @@ def plan_path(lab: str) -> str:
 
 
 def save_plan(plan: Plan) -> None:
+    from ..plan.serialize import plan_to_data
+
     write_atomic(plan_path(plan.lab), json.dumps(plan_to_data(plan), separators=(",", ":")))
 
 
@@ -123,21 +125,43 @@ def clear_intent(lab: str) -> None:
         pass
 
 
+def unreadable(lab: str, e: Exception) -> LabError:
+    return LabError(f"the state of lab {lab!r} at {plan_path(lab)} is unreadable ({type(e).__name__}: {e}); "
+                    f"`kubenet-lab --lab {lab} down` removes the lab without it")
+
+
+def load_plan_data(lab: str) -> dict | None:
+    """The plan of the last change as save_plan wrote it (plan.serialize's JSON), not decoded:
+    what `logs` and `get pods` read, without importing the model; None when there is none."""
+    try:
+        with open(plan_path(lab)) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise unreadable(lab, e) from e
+    if not isinstance(data, dict):
+        raise unreadable(lab, TypeError(f"a plan is an object, not {type(data).__name__}"))
+    return data
+
+
 def load_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan | None:
     """The plan of the last change. With `only_pods` ("ns/name"), the plan with those of its
     pods alone: what `exec` needs, without decoding the others (most of a big lab's plan)."""
-    path = plan_path(lab)
+    data = load_plan_data(lab)
+    return None if data is None else plan_of_data(lab, data, only_pods)
+
+
+def plan_of_data(lab: str, data: dict, only_pods: Collection[str] | None = None) -> Plan:
+    """The plan load_plan_data read, decoded (with `only_pods`, those of its pods alone)."""
+    from ..plan.serialize import plan_from_data
+
     try:
-        with open(path) as f:
-            data = json.load(f)
         if only_pods is not None:
-            data["pods"] = [p for p in data["pods"] if f"{p['namespace']}/{p['name']}" in only_pods]
+            data = {**data, "pods": [p for p in data["pods"] if f"{p['namespace']}/{p['name']}" in only_pods]}
         return plan_from_data(data)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # a plan another version wrote
-        raise LabError(f"the state of lab {lab!r} at {path} is unreadable ({type(e).__name__}: {e}); "
-                       f"`kubenet-lab --lab {lab} down` removes the lab without it") from e
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # a plan another version wrote
+        raise unreadable(lab, e) from e
 
 
 def _readiness(lab: str) -> dict:
