@@ -567,7 +567,41 @@ def create_configmap(ctx: click.Context, name: str, literals: tuple[str, ...], f
 
 @create.group(name="secret")
 def create_secret() -> None:
-    """Create a Secret, like kubectl create secret (generic)."""
+    """Create a Secret, like kubectl create secret (generic, tls)."""
+
+
+@create_secret.command(name="tls")
+@click.argument("name")
+@click.option("--cert", required=True, metavar="PATH", help="The certificate (PEM), as tls.crt.")
+@click.option("--key", required=True, metavar="PATH", help="Its private key (PEM), as tls.key.")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the Secret.")
+@click.option("--dry-run", "dry_run", metavar="client", help="Only print the Secret kubectl would create.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), help="With --dry-run: print the object.")
+@click.pass_context
+@handle_errors
+def create_secret_tls(ctx: click.Context, name: str, cert: str, key: str, namespace: str, dry_run: str | None,
+                      fmt: str | None) -> None:
+    """Create a TLS Secret (type kubernetes.io/tls, tls.crt and tls.key), like kubectl create secret tls.
+
+    \b
+    Examples:
+      sudo kubenet-lab create secret tls nginxsecret --cert=/tmp/nginx.crt --key=/tmp/nginx.key
+    """
+    from .app import imperative
+    from .manifests import generate
+
+    if fmt and not _dry_run(dry_run):
+        raise InputError("-o/--output is only supported with --dry-run=client here; then `kubenet-lab get secret "
+                         "NAME -o yaml` shows the Secret")
+    if _dry_run(dry_run):
+        try:
+            doc = generate.tls_secret(name, imperative.file_sources([f"c={cert}"])[0][1],
+                                      imperative.file_sources([f"k={key}"])[0][1],
+                                      namespace=None if namespace == "default" else namespace)
+        except generate.GenerateError as e:
+            raise InputError(str(e)) from None
+        return _print_generated([doc], fmt, "created")
+    _report(imperative.create_tls_secret(ctx.obj["lab"], name, cert, key, namespace))
 
 
 @create_secret.command(name="generic")

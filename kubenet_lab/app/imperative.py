@@ -196,6 +196,16 @@ def create_secret(lab: str, name: str, literals: Sequence[str] = (), files: Sequ
     return _create(lab, lambda previous, held: [doc], "create", "created")
 
 
+def create_tls_secret(lab: str, name: str, cert: str, key: str, namespace: str = "default") -> ChangeResult:
+    """kubectl create secret tls NAME --cert=PATH --key=PATH"""
+    check_lab_name(lab)
+    try:
+        doc = generate.tls_secret(name, _read_bytes(cert), _read_bytes(key), namespace=_ns(namespace))
+    except generate.GenerateError as e:
+        raise InputError(str(e)) from None
+    return _create(lab, lambda previous, held: [doc], "create", "created")
+
+
 # ---------------------------------------------------------------------------------------- expose
 
 EXPOSABLE = ("Pod", "Service", "Deployment", "ReplicaSet", "ReplicationController")

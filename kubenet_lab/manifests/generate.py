@@ -403,3 +403,14 @@ def secret(name: str, literals: Sequence[str] = (), files: Sequence[tuple[str, b
     if type_:
         doc["type"] = type_
     return doc
+
+
+def tls_secret(name: str, cert: bytes, key: bytes, *, namespace: str | None = None) -> dict:
+    """kubectl create secret tls NAME --cert=PATH --key=PATH: type kubernetes.io/tls with tls.crt
+    and tls.key (each must hold PEM data, as kubectl's key-pair check first asks)."""
+    for what, data in (("certificate", cert), ("key", key)):
+        if b"-----BEGIN " not in data:
+            raise GenerateError(f"failed to load key pair tls: failed to find any PEM data in {what} input")
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, namespace, None),
+            "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
+            "type": "kubernetes.io/tls"}

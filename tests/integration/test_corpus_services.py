@@ -7,6 +7,7 @@ where the lab differs the test is an expected failure that names the difference.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,26 @@ THEN = ["run-my-nginx.yaml", "nginx-svc.yaml", "curlpod.yaml",
 # nginx-secure-app.yaml replaces my-nginx (Service and Deployment) as the page does, so it has a lab
 # of its own.
 SECURE = ["nginx-secure-app.yaml", "curlpod.yaml", "dual-stack-preferred-svc.yaml"]
+# The page's nginx configuration for nginx-secure-app (its ConfigMap nginxconfigmap): HTTP on 80,
+# HTTPS on 443 with the certificate of Secret nginxsecret, mounted at /etc/nginx/ssl.
+DEFAULT_CONF = """server {
+        listen 80 default_server;
+        listen [::]:80 default_server ipv6only=on;
+
+        listen 443 ssl;
+
+        root /usr/share/nginx/html;
+        index index.html;
+
+        server_name localhost;
+        ssl_certificate /etc/nginx/ssl/tls.crt;
+        ssl_certificate_key /etc/nginx/ssl/tls.key;
+
+        location / {
+                try_files $uri $uri/ =404;
+        }
+}
+"""
 
 HOSTS_HEADER = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                 "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
@@ -33,21 +54,38 @@ def up(lab: Lab, files: list[str]):
     return lab("up", *(str(CORPUS / f) for f in files))
 
 
+def tutorial_secrets(lab: Lab, where: Path) -> None:
+    """"Securing the Service", as the page does it: a self-signed key pair (its `make keys`), the
+    Secret `kubectl create secret tls nginxsecret` and the ConfigMap `kubectl create configmap
+    nginxconfigmap --from-file=default.conf` that curlpod.yaml and nginx-secure-app.yaml mount."""
+    key, cert, conf = where / "nginx.key", where / "nginx.crt", where / "default.conf"
+    subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "365", "-newkey", "rsa:2048", "-keyout", str(key),
+                    "-out", str(cert), "-subj", "/CN=my-nginx/O=my-nginx"], check=True, capture_output=True)
+    conf.write_text(DEFAULT_CONF)
+    assert lab("create", "secret", "tls", "nginxsecret", "--key", str(key), "--cert", str(cert)).stdout == \
+        "secret/nginxsecret created\n"
+    assert lab("create", "configmap", "nginxconfigmap", f"--from-file={conf}").stdout == \
+        "configmap/nginxconfigmap created\n"
+
+
 @pytest.fixture(scope="module")
-def lab(host_before):
+def lab(host_before, tmp_path_factory):
     lab = Lab(new_lab_name("csvc"))
     with torn_down(lab.name):
         up(lab, FIRST)
-        up(lab, THEN)
+        tutorial_secrets(lab, tmp_path_factory.mktemp("csvc"))
+        lab("apply", *(a for f in THEN for a in ("-f", str(CORPUS / f))))
         load(lab)
         yield lab
 
 
 @pytest.fixture(scope="module")
-def secure(host_before):
+def secure(host_before, tmp_path_factory):
     lab = Lab(new_lab_name("csec"))
     with torn_down(lab.name):
-        up(lab, SECURE)
+        up(lab, SECURE[2:])
+        tutorial_secrets(lab, tmp_path_factory.mktemp("csec"))
+        lab("apply", *(a for f in SECURE[:2] for a in ("-f", str(CORPUS / f))))
         load(lab)
         yield lab
 

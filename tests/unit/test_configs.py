@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import textwrap
 
 import pytest
@@ -531,3 +532,14 @@ def test_ingress_nginxs_certgen_job_makes_the_secret_its_controller_mounts():
     # written `/usr/local/certificates/`: the path the runtime mounts at
     assert [(m.volume, m.path, m.read_only) for m in controller.containers[0].mounts] == [
         ("webhook-cert", "/usr/local/certificates", True)]
+
+
+def test_create_secret_tls_as_kubectl():
+    cert, key = b"-----BEGIN CERTIFICATE-----\nMIIB\n", b"-----BEGIN PRIVATE KEY-----\nMIIE\n"
+    doc = generate.tls_secret("nginxsecret", cert, key)
+    assert (doc["type"], doc["data"]) == ("kubernetes.io/tls", {"tls.crt": base64.b64encode(cert).decode(),
+                                                                "tls.key": base64.b64encode(key).decode()})
+    assert model_of(json.dumps(doc)).config_maps[0].type == "kubernetes.io/tls"  # a valid Secret of its type
+    with pytest.raises(generate.GenerateError) as err:
+        generate.tls_secret("x", b"not pem", key)
+    assert str(err.value) == "failed to load key pair tls: failed to find any PEM data in certificate input"
