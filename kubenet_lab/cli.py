@@ -794,16 +794,23 @@ def set_image(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None
 @click.option("-c", "--container", help="Container of the pod (they all share its network namespace).")
 @click.option("-i", "--stdin", "stdin_", is_flag=True, help="Pass standard input to the command (as kubectl's -i).")
 @click.option("-t", "--tty", is_flag=True, help="Accepted as kubectl's -t: the command runs on this terminal.")
+@click.option("--privileged", is_flag=True,
+              help="In a pod, run as root with every capability, on this machine's own files (not confined as "
+                   "the container is): for the person who asks for it.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 @handle_errors
 def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | None, stdin_: bool, tty: bool,
-             command: tuple[str, ...]) -> None:
+             privileged: bool, command: tuple[str, ...]) -> None:
     """Run a command inside a pod or a node: TARGET is a pod name or node/NAME.
 
     Output and error pass through and the exit status is the command's; standard input only with
     -i (`exec -it client -- sh` for a shell), as kubectl passes it. Inside
-    a pod the hostname is the pod's name and /etc/resolv.conf and /etc/hosts are the pod's.
+    a pod the hostname is the pod's name and /etc/resolv.conf and /etc/hosts are the pod's, and
+    the command is confined as the container's own processes are (its user and capabilities,
+    this machine's files read-only, its own /tmp, /run and volumes), as `kubectl exec` runs it;
+    --privileged runs it as root with every capability on this machine's files instead. A node
+    (node/NAME), `external` and `lb` are this machine's own processes: full root.
     TARGET `external` is a client outside the cluster on the nodes' network, `lb` the external
     load balancer of LoadBalancer services (a pod named so in the namespace wins).
 
@@ -823,7 +830,7 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
     argv = list(command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    query.exec_(ctx.obj["lab"], target, namespace, container, argv, stdin=stdin_)
+    query.exec_(ctx.obj["lab"], target, namespace, container, argv, stdin=stdin_, privileged=privileged)
 
 
 @main.command()

@@ -132,6 +132,9 @@ class ExecTarget:
     # None (a node, the outside client, the balancer: this machine's own processes): the
     # caller's environment.
     environ: dict[str, str] | None = None
+    # A pod's container, whose confinement the command gets (None: a node's or the outside's).
+    pod: object = None
+    container: object = None
 
 
 # `exec external -- ...` and `exec lb -- ...`: the client outside the cluster and the load balancer.
@@ -172,14 +175,15 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
     hostname = pod_hostname(plan, pod)
     chosen = next((c for c in everyone if c.name == container), pod.containers[0] if pod.containers else None)
     environ = process_environment(plan, pod, chosen, hostname)
-    return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ)
+    return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ, pod=pod, container=chosen)
 
 
 def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str],
-          stdin: bool = True) -> int:
+          stdin: bool = True, privileged: bool = False) -> int:
     """Replace this process with argv inside the target's namespaces: output and exit status pass
     through, and standard input with `stdin` (else the command reads /dev/null, as without
-    kubectl's -i)."""
+    kubectl's -i). In a pod it runs confined as the container is (as `kubectl exec`), unless
+    `privileged`: then as root with every capability on the host's files (as a node's)."""
     from ..fabric import checks
     from ..kernel import nsenter
 
@@ -195,7 +199,18 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-    nsenter.enter_pod(t.netns, t.hostname, t.files)
+    if t.container is not None and not privileged:
+        from ..kernel import confine
+        from ..runtime import sandbox
+
+        if why := sandbox.blocked(lab, t.pod, t.container):
+            raise LabError(f"container {t.container.name} of pod {t.pod.name} has not started ({why[0]}: {why[1]}): "
+                           "there is nothing to exec into yet")
+        sb = sandbox.sandbox(lab, t.pod, t.container, t.hostname, t.files)
+        confine.enter(sb)
+        argv = confine.argv(sb, list(argv))
+    else:
+        nsenter.enter_pod(t.netns, t.hostname, t.files)
     if t.environ is None:
         environ = dict(os.environ)
     else:

@@ -15,6 +15,10 @@ PACKAGES = {
     "iptables-save": "iptables",
     "nft": "nftables",
     "ip": "iproute2",
+    "tini": "tini",
+    "unshare": "util-linux",
+    "setpriv": "util-linux",
+    "mount": "mount",
 }
 
 
@@ -57,8 +61,13 @@ def require_bridge_netfilter() -> None:
         raise EnvironmentProblem(problem)
 
 
+# What confines a container's processes (kernel.confine).
+CONTAINER_TOOLS = ("unshare", "setpriv", "mount", "tini")
+
+
 def tools_for_mode(mode: str) -> tuple[str, ...]:
-    return ("iptables-restore", "iptables-save") if mode == "iptables" else ("nft",)
+    """The tools a lab in proxy mode `mode` needs: its rules' and its containers'."""
+    return ("iptables-restore", "iptables-save") + CONTAINER_TOOLS if mode == "iptables" else ("nft",) + CONTAINER_TOOLS
 
 
 def has_program(name: str) -> bool:

@@ -53,6 +53,12 @@ def log_path(lab: str, namespace: str, pod: str, container: str) -> str:
     return os.path.join(state_dir(lab), "logs", f"{namespace}_{pod}_{container}.log")
 
 
+def pod_dir(lab: str, namespace: str, pod: str) -> str:
+    """What a pod's containers write (their /tmp, /run, ...) and its volumes: made only for a pod
+    that has volumes, runs a process or is exec'd into; removed with the pod."""
+    return os.path.join(state_dir(lab), "pods", f"{namespace}_{pod}")
+
+
 def write_atomic(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"

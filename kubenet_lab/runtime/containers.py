@@ -37,13 +37,17 @@ from ..servers.http import start_default_http
 from ..servers.resolve import PodResolver
 from .probes import run_probe
 from ..fabric import events, state
-from ..kernel.nsenter import die_with_parent, enter_pod, in_netns
+from ..kernel import confine
+from ..kernel.nsenter import die_with_parent, in_netns
+from . import sandbox
 
 log = logging.getLogger("kubenet-lab.supervisor")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0  # a container that ran this long starts its backoff afresh
+# How often a container kubelet could not create (a missing ConfigMap, a refused user) is tried again.
+BLOCKED_RETRY = 2.0
 # kubelet's minimumGracePeriodInSeconds: what SIGTERM gets at least, whatever preStop took.
 MIN_GRACE = 2.0
 
@@ -131,10 +135,18 @@ class PodEnv:
     def log_path(self, container: str) -> str:
         return state.log_path(self.lab, self.pod.namespace, self.pod.name, container)
 
-    def preexec(self) -> None:
-        """In a fresh child: die with the supervisor, then become a process of the pod."""
-        die_with_parent()
-        enter_pod(self.netns, hostname=self.hostname, files=self.files)
+    def spawn(self, container: PlannedContainer, argv: list[str], fresh: bool = False
+              ) -> tuple[list[str], Callable[[], None]]:
+        """How a process of `container` starts, confined as a container runtime confines it
+        (runtime.sandbox, kernel.confine): the argv to run and the preexec_fn that moves the
+        fresh child into the container (it dies with the supervisor). `fresh` at a start of the
+        container itself: its writable directories begin empty."""
+        sb = sandbox.sandbox(self.lab, self.pod, container, self.hostname, self.files, fresh)
+
+        def preexec() -> None:
+            die_with_parent()
+            confine.enter(sb)
+        return confine.argv(sb, argv), preexec
 
     def socket(self, family: int, type_: int) -> socket.socket:
         with in_netns(self.netns):
@@ -175,11 +187,12 @@ class PodEnv:
         except OSError:
             return ""
 
-    def context(self, log: Callable[[str], None], exit: Callable[[int], None]) -> ServerContext:
+    def context(self, container: PlannedContainer, log: Callable[[str], None], exit: Callable[[int], None]
+                ) -> ServerContext:
         return ServerContext(hostname=self.hostname, log=log, socket=self.socket,
                              resolve=PodResolver(self._file("/etc/resolv.conf"), self._file("/etc/hosts"),
                                                  self.socket),
-                             preexec=self.preexec, exit=exit)
+                             spawn=functools.partial(self.spawn, container), exit=exit)
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,13 +291,16 @@ class ExecRunner(Runner):
             ensure_log_dir(self.log.path)
         except OSError as e:
             raise StartError("RunContainerError", f"cannot create the log {self.log.path}: {e}") from e
+        try:
+            argv, preexec = self.env.spawn(self.container, self.argv, fresh=True)
+        except OSError as e:
+            raise StartError("RunContainerError", f"cannot make the container's directories: {e}") from e
         fd = os.open(self.log.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             # Shielded, so a stop() arriving meanwhile still finds (and ends) the process.
             self._spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd="/",
-                env=environ,
-                preexec_fn=self.env.preexec, start_new_session=True))
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd="/",
+                env=environ, preexec_fn=preexec, start_new_session=True))
             self.proc = await asyncio.shield(self._spawn)
         except (OSError, ValueError, RuntimeError) as e:  # SubprocessError: preexec_fn failed
             raise StartError("RunContainerError", f"cannot start {self.argv[0]}: {e}") from e
@@ -331,6 +347,7 @@ class ServerRunner(Runner):
 
     def __init__(self, env: PodEnv, container: PlannedContainer):
         self.env = env
+        self.container = container
         self.run = container.run
         self.log = LogBuffer()
         self.served: Served | None = None
@@ -345,7 +362,7 @@ class ServerRunner(Runner):
 
     async def start(self) -> None:
         self._ended = asyncio.get_running_loop().create_future()
-        ctx = self.env.context(self.log, self._exit)
+        ctx = self.env.context(self.container, self.log, self._exit)
         try:
             self.served = await self._serve(ctx)
         except StartError as e:
@@ -511,8 +528,11 @@ class Container:
                  probes: ContainerProbes | None = None,
                  prober: Callable[[str], Awaitable[tuple[str, str]]] | None = None,
                  events: Callable[[list[tuple[str, str, str]]], None] | None = None,
-                 name: str = "", image: str = "", pod_ref: str = "", kill_grace: Callable[[str], float] | None = None):
+                 name: str = "", image: str = "", pod_ref: str = "", kill_grace: Callable[[str], float] | None = None,
+                 blocked: Callable[[], tuple[str, str, str] | None] | None = None):
         self.runner = runner
+        # Why kubelet would not create it now (runtime.sandbox.blocked): asked before each start.
+        self.blocked = blocked
         self.probes = probes if probes is not None and probes.any else None
         self.prober = prober
         self.events = events
@@ -644,6 +664,14 @@ class Container:
         delay = BACKOFF_START
         try:
             while True:
+                if self.blocked is not None and (why := self.blocked()) is not None:
+                    reason, message, event = why
+                    if (self.reason, self.message) != (reason, message):
+                        self._say(("Warning", event, f"Error: {message}" if event == "Failed" else message))
+                        self._set("waiting", reason, message)
+                    self._first.set()
+                    await asyncio.sleep(BLOCKED_RETRY)
+                    continue
                 began = time.monotonic()
                 failure: StartError | None = None
                 try:
@@ -782,9 +810,10 @@ async def _exec_hook(env: PodEnv, container: PlannedContainer, plan: Callable[[]
         say(f'kubenet-lab: PreStopHook failed: exec: "{exe}": executable file not found in $PATH')
         return
     environ = process_environment(plan(), env.pod, container, env.hostname)
+    confined, preexec = env.spawn(container, argv)
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd="/", env=environ, preexec_fn=env.preexec, start_new_session=True)
+        *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd="/", env=environ, preexec_fn=preexec, start_new_session=True)
     try:
         out, _ = await proc.communicate()
     finally:
@@ -903,7 +932,7 @@ class PodWorker:
             async def prober(kind: str) -> tuple[str, str]:
                 return await run_probe(probes[kind], env.socket, str(self.pod.ip),
                                        lambda: process_environment(self.plan(), self.pod, c, env.hostname),
-                                       env.preexec)
+                                       functools.partial(env.spawn, c))
 
         def kill_grace(kind: str) -> float:
             p = probes.get(kind)
@@ -912,7 +941,12 @@ class PodWorker:
                          probes=ContainerProbes(probes[plan_probes.READINESS], probes[plan_probes.LIVENESS],
                                                 probes[plan_probes.STARTUP]),
                          prober=prober, events=self._events, name=c.name, image=c.image,
-                         pod_ref=f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})", kill_grace=kill_grace)
+                         pod_ref=f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})", kill_grace=kill_grace,
+                         blocked=lambda: sandbox.blocked(self.lab, self.pod, self._current(c)))
+
+    def _current(self, c: PlannedContainer) -> PlannedContainer:
+        """`c` as the latest plan has it (a ConfigMap made since may have mended it)."""
+        return next((x for x in (*self.pod.containers, *self.pod.init_containers) if x.name == c.name), c)
 
     def _events(self, said: list[tuple[str, str, str]]) -> None:
         """The kubelet's events about this pod, into the lab's events."""
@@ -1002,6 +1036,9 @@ class PodWorker:
     async def update(self, pod: PlannedPod) -> tuple[int, int]:
         """The same pod in a new plan: a container whose run changed is replaced, as kubelet
         replaces a container whose spec changed. -> (containers started, stopped)."""
+        if pod.volumes != self.pod.volumes and os.path.isdir(sandbox.volume_dir(self.lab, pod, "")):
+            with contextlib.suppress(sandbox.VolumeError, OSError):  # a ConfigMap changed: its files follow
+                sandbox.ensure_volumes(self.lab, pod)
         self.pod = pod
         if self.finished:  # a pod that ended stays as it ended
             return 0, 0
@@ -1026,6 +1063,7 @@ class PodWorker:
         others = [c for _, c in self.containers.values()] + [c for spec, c in self.init if not spec.sidecar]
         await asyncio.gather(*(c.stop(grace, minimum) for c in others))
         await self._stop_sidecars(max(grace - (time.monotonic() - began), 0), minimum)
+        sandbox.remove(self.lab, self.pod)
 
     def status(self) -> dict:
         return {"uid": self.pod.uid, "created": self.created, "restartPolicy": self.pod.restart_policy,

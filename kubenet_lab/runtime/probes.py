@@ -159,8 +159,8 @@ def _which(exe: str, path: str) -> bool:
     return (os.access(exe, os.X_OK) and os.path.isfile(exe)) if "/" in exe else shutil.which(exe, path=path) is not None
 
 
-async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str], preexec: Callable[[], None],
-                       timeout: float) -> Result:
+async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str],
+                       spawn: Callable[[list[str]], tuple[list[str], Callable[[], None]]], timeout: float) -> Result:
     """Run the command as a process of the pod (its namespaces, the container's environment):
     exit code 0 is success; its output (stdout and stderr) is what kubelet reports."""
     exe = argv[0] if argv else ""
@@ -169,9 +169,10 @@ async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str], preexe
         return FAILURE, (f'OCI runtime exec failed: exec failed: unable to start container process: '
                          f'exec: "{exe}": {where}: unknown')
     try:
+        confined, preexec = spawn(list(argv))
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            cwd="/", env=dict(environ), preexec_fn=preexec, start_new_session=True)
+            *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, cwd="/", env=dict(environ), preexec_fn=preexec, start_new_session=True)
     except (OSError, ValueError, RuntimeError) as e:  # SubprocessError: could not enter the pod
         return ERROR, f"cannot run {exe} in the pod: {e}"
     try:
@@ -187,11 +188,12 @@ async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str], preexe
 
 
 async def run_probe(probe: Probe, open_socket: Socket, pod_ip: str,
-                    environ: Callable[[], Mapping[str, str]], preexec: Callable[[], None]) -> Result:
+                    environ: Callable[[], Mapping[str, str]],
+                    spawn: Callable[[list[str]], tuple[list[str], Callable[[], None]]]) -> Result:
     """One run of `probe` against a container of the pod at `pod_ip`."""
     timeout = float(probe.timeout)
     if probe.handler == "exec":
-        return await exec_command(probe.command, environ(), preexec, timeout)
+        return await exec_command(probe.command, environ(), spawn, timeout)
     port, error = probe_port(probe.port)
     if port is None:
         return ERROR, error

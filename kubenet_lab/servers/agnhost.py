@@ -171,10 +171,11 @@ class Netexec:
         cmd = req.value("shellCommand") or req.value("cmd")
         self.ctx.golog(f"GET /shell?cmd={cmd}")
         output: dict[str, str] = {}
+        argv, preexec = ([SHELL, "-c", cmd], None) if self.ctx.spawn is None else self.ctx.spawn([SHELL, "-c", cmd])
         try:
             proc = await asyncio.create_subprocess_exec(
-                SHELL, "-c", cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, preexec_fn=self.ctx.preexec)
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, preexec_fn=preexec, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as e:
             output["error"] = f"fork/exec {SHELL}: {_strerror(e) if isinstance(e, OSError) else e}"
         else:

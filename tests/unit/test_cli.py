@@ -62,7 +62,7 @@ def test_not_root_says_to_use_sudo(monkeypatch):
 
 def test_a_missing_tool_names_the_package_to_install(monkeypatch):
     monkeypatch.setattr(checks.shutil, "which", lambda tool: None)
-    with pytest.raises(EnvironmentProblem, match=r"nft.*apt-get install nftables"):
+    with pytest.raises(EnvironmentProblem, match=r"nft.*apt-get install .*nftables.* tini"):
         checks.require_tools(*checks.tools_for_mode("nftables"))
 
 

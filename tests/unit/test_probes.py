@@ -260,12 +260,17 @@ def test_http_probe_times_out_as_gos_client():
                                "(Client.Timeout exceeded while awaiting headers)")
 
 
+def UNCONFINED(argv):
+    """A probe's process as this test's own child (the confinement is tested as root)."""
+    return argv, None
+
+
 def test_exec_probe_exit_code_and_output():
     env = {"PATH": "/usr/bin:/bin"}
-    ok = asyncio.run(run.exec_command(("sh", "-c", "echo fine"), env, lambda: None, 5))
-    bad = asyncio.run(run.exec_command(("sh", "-c", "echo nope >&2; exit 3"), env, lambda: None, 5))
-    missing = asyncio.run(run.exec_command(("no-such-program-here",), env, lambda: None, 5))
-    slow = asyncio.run(run.exec_command(("sleep", "5"), env, lambda: None, 0.2))
+    ok = asyncio.run(run.exec_command(("sh", "-c", "echo fine"), env, UNCONFINED, 5))
+    bad = asyncio.run(run.exec_command(("sh", "-c", "echo nope >&2; exit 3"), env, UNCONFINED, 5))
+    missing = asyncio.run(run.exec_command(("no-such-program-here",), env, UNCONFINED, 5))
+    slow = asyncio.run(run.exec_command(("sleep", "5"), env, UNCONFINED, 0.2))
     assert ok == (SUCCESS, "fine\n")
     assert bad == (FAILURE, "nope\n")
     assert missing == (FAILURE, 'OCI runtime exec failed: exec failed: unable to start container process: '

@@ -1,0 +1,168 @@
+"""A container's sandbox: what kernel.confine builds for each of its processes, and what it
+holds on disk under its pod's directory (fabric.state.pod_dir): the container's writable
+directories (its /tmp, /var/tmp, /run and /dev/shm, fresh at each start of it: nothing it
+wrote survives it) and the pod's volumes (an emptyDir shared by its containers; configMap,
+secret and downwardAPI files written as kubelet's atomic writer writes them, a `..data` link
+to the current version, so that a running pod sees a changed ConfigMap at once). All of it goes
+with the pod."""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+
+from ..fabric import state
+from ..kernel import confine
+from ..model.objects import PlannedContainer, PlannedPod, PlannedVolume
+
+SCRATCH = {"tmp": 0o1777, "var-tmp": 0o1777, "shm": 0o1777, "run": 0o755}
+READ_ONLY_KINDS = ("configMap", "secret", "downwardAPI")
+DATA = "..data"
+
+
+class VolumeError(Exception):
+    """A volume kubelet could not set up: `volume` and kubelet's message."""
+
+    def __init__(self, volume: str, message: str):
+        super().__init__(f'MountVolume.SetUp failed for volume "{volume}" : {message}')
+        self.volume = volume
+
+
+def container_dir(lab: str, pod: PlannedPod, container: str) -> str:
+    return os.path.join(state.pod_dir(lab, pod.namespace, pod.name), "containers", container)
+
+
+def volume_dir(lab: str, pod: PlannedPod, volume: str) -> str:
+    return os.path.join(state.pod_dir(lab, pod.namespace, pod.name), "volumes", volume)
+
+
+def scratch(path: str, fresh: bool) -> None:
+    """The container's writable directories at `path` (emptied first when `fresh`)."""
+    if fresh:
+        shutil.rmtree(path, ignore_errors=True)
+    for sub, mode in SCRATCH.items():
+        p = os.path.join(path, sub)
+        os.makedirs(p, exist_ok=True)
+        os.chmod(p, mode)
+
+
+def _contents(volume: PlannedVolume) -> dict[str, tuple[bytes, int]]:
+    return {f.path: (base64.b64decode(f.text) if f.binary else f.text.encode(), f.mode) for f in volume.files}
+
+
+def _current(path: str) -> dict[str, tuple[bytes, int]] | None:
+    data = os.path.join(path, DATA)
+    if not os.path.isdir(data):
+        return None
+    out = {}
+    for parent, _, names in os.walk(data):
+        for name in names:
+            full = os.path.join(parent, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, data)] = (f.read(), os.stat(full).st_mode & 0o7777)
+    return out
+
+
+def write_files(path: str, files: dict[str, tuple[bytes, int]]) -> None:
+    """kubelet's atomic writer: the files in a new hidden directory, `..data` switched to it
+    by a rename, each top-level entry a link through `..data`; unchanged content is left alone."""
+    if _current(path) == files:
+        return
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o755)
+    version = f"..{os.urandom(6).hex()}"
+    new = os.path.join(path, version)
+    os.mkdir(new, 0o755)
+    for rel, (content, mode) in files.items():
+        full = os.path.join(new, rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+        os.chmod(full, mode)
+    old = os.readlink(os.path.join(path, DATA)) if os.path.islink(os.path.join(path, DATA)) else None
+    tmp = os.path.join(path, "..data_tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(version, tmp)
+    os.rename(tmp, os.path.join(path, DATA))
+    tops = {rel.split("/", 1)[0] for rel in files}
+    for entry in os.listdir(path):
+        if entry.startswith(".."):
+            continue
+        if entry not in tops:
+            os.unlink(os.path.join(path, entry))
+    for top in tops:
+        link = os.path.join(path, top)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join(DATA, top), link)
+    if old is not None:
+        shutil.rmtree(os.path.join(path, old), ignore_errors=True)
+
+
+def ensure_volumes(lab: str, pod: PlannedPod, names: set[str] | None = None) -> dict[str, str]:
+    """Each volume (of `names`, or all) set up on disk: volume name -> its directory (a hostPath's
+    own path). Raises VolumeError for the first that cannot be."""
+    out = {}
+    for v in pod.volumes:
+        if names is not None and v.name not in names:
+            continue
+        if v.error:
+            raise VolumeError(v.name, v.error)
+        if v.kind == "hostPath":
+            out[v.name] = v.host_path or "/"
+            continue
+        path = volume_dir(lab, pod, v.name)
+        if v.kind in READ_ONLY_KINDS:
+            write_files(path, _contents(v))
+        elif not os.path.isdir(path):
+            os.makedirs(path)
+            os.chmod(path, 0o777)  # kubelet's emptyDir mode
+        out[v.name] = path
+    return out
+
+
+def binds(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[confine.Bind, ...]:
+    if not container.mounts:
+        return ()
+    kinds = {v.name: v.kind for v in pod.volumes}
+    paths = ensure_volumes(lab, pod, {m.volume for m in container.mounts})
+    out = []
+    for m in container.mounts:
+        source = paths[m.volume]
+        if m.sub_path:
+            source = os.path.join(source, m.sub_path)
+            if kinds.get(m.volume) == "emptyDir" and not os.path.lexists(source):
+                os.makedirs(source, 0o777)  # kubelet makes a missing subPath as a directory
+        out.append(confine.Bind(source, m.path, m.read_only or kinds.get(m.volume) in READ_ONLY_KINDS))
+    return tuple(out)
+
+
+def sandbox(lab: str, pod: PlannedPod, container: PlannedContainer, hostname: str | None,
+            files: dict[str, str], fresh: bool = False) -> confine.Sandbox:
+    """What confine.enter builds for a process of `container`; `fresh` at a start of the
+    container (its writable directories emptied), not for an exec, a probe or a hook."""
+    c = container.confinement
+    path = container_dir(lab, pod, container.name)
+    scratch(path, fresh)
+    return confine.Sandbox(
+        netns=pod.netns, hostname=hostname, files=files, scratch=None if c.read_only_root else path,
+        shm=os.path.join(path, "shm"), binds=binds(lab, pod, container), uid=c.uid, gid=c.gid, groups=c.groups,
+        capabilities=c.capabilities, no_new_privs=c.no_new_privs, privileged=c.privileged)
+
+
+def blocked(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[str, str, str] | None:
+    """Why kubelet would not start `container` now: (waiting reason, message, event reason), or None."""
+    if container.config_error or container.confinement.refused:
+        return ("CreateContainerConfigError", container.config_error or container.confinement.refused, "Failed")
+    try:
+        ensure_volumes(lab, pod, {m.volume for m in container.mounts})
+    except VolumeError as e:
+        return ("ContainerCreating", str(e), "FailedMount")
+    return None
+
+
+def remove(lab: str, pod: PlannedPod) -> None:
+    shutil.rmtree(state.pod_dir(lab, pod.namespace, pod.name), ignore_errors=True)
