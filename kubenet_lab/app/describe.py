@@ -215,8 +215,11 @@ def _pod(lab: str, plan: Plan, status: dict, namespace: str, name: str) -> str:
     spec["volumes"] = [volume_spec(v) for v in pod.volumes]
     planned = _planned(pod.containers + pod.init_containers)
     node = plan.node(pod.node)
-    seen = live.namespaces([pod.netns, node.netns])
-    network = netview.pod_network(seen[pod.netns], seen[node.netns], pod.host_veth, node.name, pod.host_network)
+    if pod.host_veth is None or pod.host_network:  # no node side to show
+        pod_ns, node_ns = live.namespace(pod.netns), None
+    else:  # of the node, the pod's veth alone
+        pod_ns, node_ns = live.pod_and_peer(pod.netns, node.netns, pod.host_veth)
+    network = netview.pod_network(pod_ns, node_ns, pod.host_veth, node.name, pod.host_network)
     return text.describe_pod(obj, planned, events, network)
 
 

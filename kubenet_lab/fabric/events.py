@@ -62,9 +62,11 @@ def read(lab: str, since: int = 0, mentioning: str | None = None) -> tuple[list[
         return [], 0
     end = data.rfind(b"\n") + 1  # a line being written is read next time
     out = []
-    lines = data[:end].decode(errors="replace").splitlines()
-    if mentioning is not None:
-        lines = [line for line in lines if mentioning in line]
+    if mentioning is None:
+        lines = data[:end].decode(errors="replace").splitlines()
+    else:  # looked for in the bytes: the other lines are not even decoded
+        needle = mentioning.encode()
+        lines = [line.decode(errors="replace") for line in data[:end].split(b"\n") if needle in line]
     for line in lines:
         try:
             obj = json.loads(line)

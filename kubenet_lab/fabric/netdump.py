@@ -40,6 +40,30 @@ def namespace(netns: str, neighbours: bool = False) -> Namespace:
     return Namespace(netns, tuple(links), tuple(routes), tuple(neigh))
 
 
+def link(netns: str, name: str) -> Namespace:
+    """The namespace with its link `name` alone (with its addresses and bridge port details), or
+    none when it has no such link: the node side of a pod, without the node's hundreds of others."""
+    if not os.path.exists(netns_path(netns)):
+        return Namespace(netns, error=f"network namespace {netns} does not exist")
+    if shutil.which("ip") is None:
+        return Namespace(netns, error="ip not found: install iproute2")
+    proc = subprocess.run(["ip", "-n", netns, "-json", "-details", "addr", "show", "dev", name],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "does not exist" in proc.stderr:  # `Device "NAME" does not exist.`
+            return Namespace(netns)
+        return Namespace(netns, error=proc.stderr.strip() or "ip addr show failed")
+    try:
+        return Namespace(netns, tuple(json.loads(proc.stdout or "[]")))
+    except ValueError as e:
+        return Namespace(netns, error=str(e))
+
+
+def pod_and_peer(pod_netns: str, node_netns: str, veth: str) -> tuple[Namespace, Namespace]:
+    """A pod's namespace (links, routes) and, read alongside, its veth's peer in the node."""
+    return tuple(_parallel(lambda job: job(), [lambda: namespace(pod_netns), lambda: link(node_netns, veth)]))
+
+
 def _parallel(fn, items: list) -> list:
     """fn over items, one thread each (a few namespaces or nodes: the time is the tools')."""
     results: list = [None] * len(items)

@@ -89,7 +89,7 @@ def rfc1123z(iso: str | None) -> str:
     machine's time zone."""
     if not iso:
         return ""
-    when = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=__import__("datetime").timezone.utc)
+    when = datetime.fromisoformat(iso)  # the Z is UTC (not strptime: its import costs `describe` a millisecond)
     return when.astimezone().strftime("%a, %d %b %Y %H:%M:%S %z")
 
 

@@ -7,7 +7,6 @@ names unambiguous, and `<lab>.` is a prefix no other lab shares.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -74,6 +73,8 @@ def lb_netns(lab: str) -> str:
 
 
 def _hex8(*parts: str) -> str:
+    import hashlib  # here: the verbs that only read a lab (get, logs, exec) need no hash (OpenSSL's, 2 ms)
+
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
@@ -120,6 +121,8 @@ def pod_template_hash(template: object) -> str:
 def generated_suffix(owner: str, index: int) -> str:
     """The 5 characters Kubernetes draws at random for a generated name; here derived from the
     owner and the replica index, so the same manifests give the same pod names."""
+    import hashlib
+
     digest = hashlib.sha256(f"{owner}#{index}".encode()).digest()
     return "".join(ALPHANUMS[b % len(ALPHANUMS)] for b in digest[:GENERATED_SUFFIX])
 

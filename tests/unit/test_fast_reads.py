@@ -230,3 +230,17 @@ def test_events_mentioning_a_name_are_at_least_those_about_it(tmp_path, monkeypa
         assert at == end
         assert [e for _, e in some if e.name == name] == [e for _, e in everything if e.name == name]
         assert len(some) < len(everything)
+
+
+def test_the_plans_decoding_reads_the_field_types_typing_would():
+    import dataclasses
+    import typing
+
+    from kubenet_lab.model import objects as model
+    from kubenet_lab.plan import serialize
+
+    classes = [c for c in vars(model).values()
+               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == model.__name__]
+    assert len(classes) > 40
+    for c in classes:
+        assert serialize._hints(c) == typing.get_type_hints(c, vars(model)), c.__name__
