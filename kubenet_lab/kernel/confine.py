@@ -117,20 +117,23 @@ def _make_dev(root: str, shm: str | None) -> None:
         _bind(shm, f"{dev}/shm", False, MS_NOSUID | MS_NODEV)
 
 
-def _mount_point(root: str, target: str, is_file: bool, stage: str) -> None:
+def _mount_point(root: str, target: str, is_file: bool, stage: str, overlays: list[str]) -> None:
     """Make `target` exist under `root` (read-only by now): where a parent is missing, the
     nearest existing ancestor gets a writable overlay (its files stay, the upper layer is on the
-    stage tmpfs) so the path can be made, as a runtime makes mount points in an image."""
+    stage tmpfs; `overlays` those made so far, which take new paths as they are) so the path
+    can be made, as a runtime makes mount points in an image."""
     path = root + target
     if os.path.lexists(path):
         return
     ancestor = os.path.dirname(path)
     while not os.path.isdir(ancestor):
         ancestor = os.path.dirname(ancestor)
-    layer = os.path.join(stage, f"ov{len(os.listdir(stage))}")
-    for d in (layer, f"{layer}/upper", f"{layer}/work"):
-        os.mkdir(d)
-    mount("overlay", ancestor, "overlay", 0, f"lowerdir={ancestor},upperdir={layer}/upper,workdir={layer}/work")
+    if not any(ancestor == o or ancestor.startswith(o + "/") for o in overlays):
+        layer = os.path.join(stage, f"ov{len(overlays)}")
+        for d in (layer, f"{layer}/upper", f"{layer}/work"):
+            os.mkdir(d)
+        mount("overlay", ancestor, "overlay", 0, f"lowerdir={ancestor},upperdir={layer}/upper,workdir={layer}/work")
+        overlays.append(ancestor)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if is_file:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
@@ -223,8 +226,9 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         with open(path, "w") as f:
             f.write(content)
         mount(path, root + target, None, MS_BIND)
+    overlays: list[str] = []
     for b in sb.binds:
-        _mount_point(root, b.target, not os.path.isdir(b.source), stage)
+        _mount_point(root, b.target, not os.path.isdir(b.source), stage, overlays)
         _bind(b.source, root + b.target, b.read_only)
 
 

@@ -583,6 +583,9 @@ class RunHttp:
     redis_ports: tuple[int, ...] = ()
     replica_of: tuple[str, int] | None = None
     proxy_to: str | None = None
+    # Where the image serves its files from (nginx's /usr/share/nginx/html): when a volume of
+    # the pod is mounted there (or above), its files are what the server answers, as nginx does.
+    docroot: str | None = None
 
 
 @dataclass(frozen=True)

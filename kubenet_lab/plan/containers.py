@@ -170,7 +170,7 @@ def emulated(container: Container, image: KnownImage | None, extra: Iterable[Por
     return RunHttp(ports=tcp, udp_ports=udp, text=text,
                    tls_ports=tuple(p for p in tls_ports(container, tcp, https) if p not in resp),
                    redis_ports=resp, replica_of=redis[1] if redis is not None else None,
-                   proxy_to=image.proxy_to if image else None)
+                   proxy_to=image.proxy_to if image else None, docroot=image.docroot if image else None)
 
 
 def redis_role(image: KnownImage, args: list[str]) -> tuple[int, tuple[str, int] | None]:

@@ -13,6 +13,8 @@ Every entry is something the image really does, from its Dockerfile or documenta
 - `text`: what every path of an "http" image answers instead of the pod's name, when its
   program answers the same everywhere (hello-go-gke's `{"message":"Hello"}`, as the "Connect a
   Frontend to a Backend" page shows it);
+- `docroot`: where a web server image serves files from: a volume mounted there is what it
+  serves (the "shared volume" tutorial's nginx);
 - `proxy_to`: the upstream an nginx image's own configuration passes every request to
   (hello-frontend's `proxy_pass http://hello`), resolved as the pod resolves names;
 - `replica_of`: (host, port) a redis image replicates from by itself (the guestbooks' follower
@@ -35,17 +37,20 @@ class KnownImage:
     replica_of: tuple[str, int] | None = None
     text: str | None = None
     proxy_to: str | None = None
+    docroot: str | None = None  # where a web server image serves its files from
 
+
+NGINX_HTML = "/usr/share/nginx/html"
 
 KNOWN_IMAGES = (
     # web servers: docker-library images and their unprivileged variants
-    KnownImage(("nginx",), ((80, TCP),), ("/docker-entrypoint.sh",)),
-    KnownImage(("nginxinc/nginx-unprivileged",), ((8080, TCP),), ("/docker-entrypoint.sh",)),
-    KnownImage(("bitnami/nginx",), ((8080, TCP),)),
+    KnownImage(("nginx",), ((80, TCP),), ("/docker-entrypoint.sh",), docroot=NGINX_HTML),
+    KnownImage(("nginxinc/nginx-unprivileged",), ((8080, TCP),), ("/docker-entrypoint.sh",), docroot=NGINX_HTML),
+    KnownImage(("bitnami/nginx",), ((8080, TCP),), docroot="/app"),
     KnownImage(("registry.k8s.io/nginx-slim", "k8s.gcr.io/nginx-slim", "gcr.io/google_containers/nginx-slim"),
-               ((80, TCP),)),
-    KnownImage(("httpd",), ((80, TCP),), ()),
-    KnownImage(("caddy",), ((80, TCP),), ()),
+               ((80, TCP),), docroot=NGINX_HTML),
+    KnownImage(("httpd",), ((80, TCP),), (), docroot="/usr/local/apache2/htdocs"),
+    KnownImage(("caddy",), ((80, TCP),), (), docroot="/usr/share/caddy"),
     # Kubernetes' own examples (the "Debug Services" and "Connecting applications" pages, e2e)
     KnownImage(("registry.k8s.io/serve_hostname", "k8s.gcr.io/serve_hostname",
                 "gcr.io/google_containers/serve_hostname"), ((9376, TCP),), ("/serve_hostname",), "hostname"),

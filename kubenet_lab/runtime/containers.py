@@ -135,6 +135,11 @@ class PodEnv:
     def log_path(self, container: str) -> str:
         return state.log_path(self.lab, self.pod.namespace, self.pod.name, container)
 
+    def current(self, container: PlannedContainer) -> PlannedContainer:
+        """`container` as the pod's latest plan has it (its run unchanged: else it is replaced)."""
+        return next((c for c in (*self.pod.containers, *self.pod.init_containers) if c.name == container.name),
+                    container)
+
     def spawn(self, container: PlannedContainer, argv: list[str], fresh: bool = False
               ) -> tuple[list[str], Callable[[], None]]:
         """How a process of `container` starts, confined as a container runtime confines it
@@ -278,6 +283,8 @@ class ExecRunner(Runner):
             raise StartError("RunContainerError", f'exec: "{exe}": {where}')
 
     async def start(self) -> None:
+        # As the latest plan has it: its variables from a ConfigMap changed since, its volumes.
+        self.container = self.env.current(self.container)
         # Like kubelet: the service variables of the Services its pod was created after, then
         # $(NAME) expanded (exec sees the same: plan.containers.process_environment).
         environ = process_environment(self.plan(), self.env.pod, self.container, self.env.hostname)
@@ -401,10 +408,12 @@ class ServerRunner(Runner):
         udp = [s for s in socks if s.type == socket.SOCK_DGRAM]
         resp = [s for s in tcp if s.getsockname()[1] in run.redis_ports]  # a redis image's own port
 
+        static = sandbox.served_files(self.env.lab, self.env.pod, self.container, run.docroot)
+
         async def serve() -> Served:
             http = [s for s in tcp if s not in resp]
             served = await start_default_http(ctx, [] if run.proxy_to else http, udp, run.text, context,
-                                              run.tls_ports)
+                                              run.tls_ports, static)
             try:
                 await redis.start_redis(ctx, resp, served, run.replica_of)
                 if run.proxy_to:  # an nginx that proxies to its upstream
@@ -1040,6 +1049,9 @@ class PodWorker:
             with contextlib.suppress(sandbox.VolumeError, OSError):  # a ConfigMap changed: its files follow
                 sandbox.ensure_volumes(self.lab, pod)
         self.pod = pod
+        for runner in self.runners():  # their next start, exec probe or hook is of the new plan
+            if isinstance(getattr(runner, "env", None), PodEnv):
+                runner.env.pod = pod
         if self.finished:  # a pod that ended stays as it ended
             return 0, 0
         want = {self._key(c): c for c in pod.containers}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import time
+from typing import Callable
 
 from ..fabric import state
-from ..kernel import confine
+from ..kernel import confine, files
 from ..model.objects import PlannedContainer, PlannedPod, PlannedVolume
 
 SCRATCH = {"tmp": 0o1777, "var-tmp": 0o1777, "shm": 0o1777, "run": 0o755}
@@ -70,7 +72,7 @@ def write_files(path: str, files: dict[str, tuple[bytes, int]]) -> None:
         return
     os.makedirs(path, exist_ok=True)
     os.chmod(path, 0o755)
-    version = f"..{os.urandom(6).hex()}"
+    version = time.strftime("..%Y_%m_%d_%H_%M_%S.") + str(int.from_bytes(os.urandom(4), "big"))
     new = os.path.join(path, version)
     os.mkdir(new, 0o755)
     for rel, (content, mode) in files.items():
@@ -138,6 +140,25 @@ def binds(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[confi
                 os.makedirs(source, 0o777)  # kubelet makes a missing subPath as a directory
         out.append(confine.Bind(source, m.path, m.read_only or kinds.get(m.volume) in READ_ONLY_KINDS))
     return tuple(out)
+
+
+def served_files(lab: str, pod: PlannedPod, container: PlannedContainer, docroot: str | None
+                 ) -> Callable[[str], bytes | None] | None:
+    """What a web server image serves from `docroot` when a volume is mounted there or above
+    (its files read from the volume's directory as the container sees them, never beyond it:
+    kernel.files); None when no volume holds it (the image's own pages, which are not here)."""
+    if not docroot:
+        return None
+    covering = [m for m in container.mounts if docroot == m.path or docroot.startswith(m.path.rstrip("/") + "/")]
+    if not covering:
+        return None
+    m = max(covering, key=lambda m: len(m.path))
+    try:
+        source = ensure_volumes(lab, pod, {m.volume})[m.volume]
+    except VolumeError:
+        return None
+    root = os.path.normpath(os.path.join(source, m.sub_path, os.path.relpath(docroot, m.path)))
+    return lambda path: files.read_beneath(root, path)
 
 
 def sandbox(lab: str, pod: PlannedPod, container: PlannedContainer, hostname: str | None,

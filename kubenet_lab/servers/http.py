@@ -368,16 +368,64 @@ async def http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
 # --------------------------------------------------------------------------------------------
 
 
-class DefaultHttp:
-    """The stand-in for an image we do not run: it answers with the pod's name."""
+# nginx's mime.types for what a page is made of; anything else application/octet-stream.
+MIME_TYPES = {"html": "text/html", "htm": "text/html", "css": "text/css", "js": "application/javascript",
+              "json": "application/json", "txt": "text/plain", "xml": "text/xml", "svg": "image/svg+xml",
+              "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
+              "ico": "image/x-icon", "webp": "image/webp", "woff2": "font/woff2", "pdf": "application/pdf"}
 
-    def __init__(self, ctx: ServerContext, text: str | None = None):
-        self.ctx, self.text = ctx, text
+
+def nginx_page(status: int) -> Response:
+    """nginx's own page for `status` (its error tail without a version: no image version is known)."""
+    title = f"{status} {reason(status)}"
+    return Response(status, f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}"
+                            "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+                    {"Content-Type": "text/html"})
+
+
+# A web server image's files: read(path) gives a file's bytes under its document root, None for a
+# directory, and raises OSError (FileNotFoundError: none there).
+ReadFile = Callable[[str], "bytes | None"]
+
+
+class DefaultHttp:
+    """The stand-in for an image we do not run: it answers with the pod's name; or, where a
+    volume holds the image's document root (`static`), it serves those files as nginx does."""
+
+    def __init__(self, ctx: ServerContext, text: str | None = None, static: ReadFile | None = None):
+        self.ctx, self.text, self.static = ctx, text, static
+
+    def _file(self, path: str) -> Response:
+        """nginx's static files: index.html for a directory, a redirect to add the slash, 403
+        for a directory without an index, 404 for nothing there."""
+        assert self.static is not None
+        try:
+            data = self.static(path + "index.html" if path.endswith("/") else path)
+            if data is None:
+                if path.endswith("/"):  # an index.html that is a directory
+                    return nginx_page(403)
+                resp = nginx_page(301)
+                resp.headers["Location"] = path + "/"
+                return resp
+        except (FileNotFoundError, NotADirectoryError):
+            if path.endswith("/"):
+                try:
+                    if self.static(path) is None:
+                        return nginx_page(403)  # a directory without an index (autoindex off)
+                except OSError:
+                    pass
+            return nginx_page(404)
+        except OSError:
+            return nginx_page(403)
+        ext = path.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in path.rsplit("/", 1)[-1] else ""
+        return Response(200, data, {"Content-Type": MIME_TYPES.get(ext, "application/octet-stream")})
 
     def handle(self, req: Request) -> Response:
         path = clean_path(req.path)
         if self.text is not None:  # hashicorp/http-echo: its text at every path
             resp = text(self.text)
+        elif self.static is not None and req.method in ("GET", "HEAD"):
+            resp = self._file(path)
         elif path == "/":
             resp = text(self.ctx.hostname + "\n")
         elif path == "/hostname":
@@ -409,13 +457,14 @@ class DefaultHttp:
 
 async def start_default_http(ctx: ServerContext, tcp: list[socket.socket],
                              udp: list[socket.socket], body: str | None = None,
-                             tls: ssl.SSLContext | None = None, tls_ports: Collection[int] = ()) -> Served:
+                             tls: ssl.SSLContext | None = None, tls_ports: Collection[int] = (),
+                             static: ReadFile | None = None) -> Served:
     """Serve every TCP port over HTTP (HTTPS with context `tls` for those in `tls_ports`) and
     every UDP port with the hostname; `body`: what every HTTP path answers instead of the
-    default pages."""
+    default pages; `static`: the files it serves instead (see DefaultHttp)."""
     if tls is None and tls_ports:
         raise ValueError("HTTPS ports need a TLS context")
-    app = DefaultHttp(ctx, body)
+    app = DefaultHttp(ctx, body, static)
     served = Served()
     try:
         for sock in tcp:

@@ -14,7 +14,7 @@ from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
-GROUPS = ("apps", "dns", "services", "workloads")
+GROUPS = ("apps", "dns", "services", "volumes", "workloads")
 FILES = sorted(CORPUS.glob("*/*.yaml"))
 SOURCE = "# source: "
 

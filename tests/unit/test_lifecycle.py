@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kubenet_lab.plan.images import NGINX_HTML
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.containers import emulation_warnings
@@ -67,7 +68,7 @@ def test_init_containers_are_planned_in_order_with_the_pods_lifecycle():
     assert proxy.sidecar and proxy.run == RunHttp(ports=(15001,))
     assert proxy.pre_stop == Hook(http_port=15001, http_path="/quit")
     web, = pod.containers
-    assert web.run == RunHttp(ports=(80,)) and web.pre_stop == Hook(command=("sh", "-c", "sleep 1"))
+    assert web.run == RunHttp(ports=(80,), docroot=NGINX_HTML) and web.pre_stop == Hook(command=("sh", "-c", "sleep 1"))
     assert plan_from_data(plan_to_data(plan)) == plan
     warnings = emulation_warnings(plan)
     assert ("pod default/app, init container fetch: /fetch is not a program on this machine (it lives in image "

@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from kubenet_lab.plan.images import NGINX_HTML
 from kubenet_lab.errors import InputError
 from kubenet_lab.plan import ipam, make_plan, naming
 from kubenet_lab.plan.containers import resolve_run
@@ -311,7 +312,7 @@ def test_load_balancer_ips_come_from_the_pool():
     (Container("c", AGNHOST, args=("serve-hostname", "--udp", "--http=false", "--port", "53")),
      RunServeHostname(53, False, False, True)),
     (Container("c", "busybox", command=("sleep",), args=("3600",)), RunExec(("sleep", "3600"))),
-    (Container("c", "nginx:1.27", ports=(ContainerPort(80),)), RunHttp((80,))),
+    (Container("c", "nginx:1.27", ports=(ContainerPort(80),)), RunHttp((80,), docroot=NGINX_HTML)),
     (Container("c", "busybox"), RunNothing()),
     (Container("c", "registry.k8s.io/pause:3.9"), RunNothing()),
 ])

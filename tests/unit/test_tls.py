@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kubenet_lab.plan.images import NGINX_HTML
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.plan.containers import emulated, tls_ports
@@ -49,7 +50,7 @@ def runs(plan, prefix: str) -> list:
 def test_the_nginx_secure_app_serves_https_on_443_and_http_on_80():
     """kubernetes.io "Connecting Applications with Services": nginx serving 443 and 80."""
     plan = plan_of(files=("services/nginx-secure-app.yaml",))
-    assert runs(plan, "my-nginx-") == [[RunHttp((443, 80), tls_ports=(443,))]]
+    assert runs(plan, "my-nginx-") == [[RunHttp((443, 80), tls_ports=(443,), docroot=NGINX_HTML)]]
 
 
 def test_ingress_nginx_controller_is_https_on_its_https_and_webhook_ports():
@@ -134,7 +135,7 @@ def test_tls_ports_survive_the_saved_plan():
     for pod in data["pods"]:  # a plan saved before tls_ports existed reads as all plain
         for c in pod["containers"]:
             c["run"].pop("tls_ports", None)
-    assert runs(plan_from_data(data), "my-nginx-") == [[RunHttp((443, 80))]]
+    assert runs(plan_from_data(data), "my-nginx-") == [[RunHttp((443, 80), docroot=NGINX_HTML)]]
 
 
 # --------------------------------------------------------------------------------------------

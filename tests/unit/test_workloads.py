@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dnslib import DNSRecord
 
+from kubenet_lab.plan.images import NGINX_HTML
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
@@ -40,7 +41,7 @@ def test_statefulset_pods_have_ordinals_and_stable_dns_names():
     assert web0.labels["apps.kubernetes.io/pod-index"] == "0" and web0.labels["app"] == "nginx"
     assert pod_hostname(plan, web1) == "web-1"
     assert f"{web1.ip}\tweb-1.nginx.default.svc.cluster.local\tweb-1\n" in pod_files(plan, web1)["/etc/hosts"]
-    assert web0.containers[0].run == RunHttp((80,))  # nginx-slim listens on 80
+    assert web0.containers[0].run == RunHttp((80,), docroot=NGINX_HTML)  # nginx-slim listens on 80
     dns = ClusterDNS(plan)
     for pod in (web0, web1):
         reply = DNSRecord.parse(dns.answer(DNSRecord.question(f"{pod.name}.nginx.default.svc.cluster.local").pack()))
