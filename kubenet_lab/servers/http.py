@@ -399,8 +399,9 @@ class DefaultHttp:
         """nginx's static files: index.html for a directory, a redirect to add the slash, 403
         for a directory without an index, 404 for nothing there."""
         assert self.static is not None
+        target = path + "index.html" if path.endswith("/") else path
         try:
-            data = self.static(path + "index.html" if path.endswith("/") else path)
+            data = self.static(target)
             if data is None:
                 if path.endswith("/"):  # an index.html that is a directory
                     return nginx_page(403)
@@ -417,7 +418,8 @@ class DefaultHttp:
             return nginx_page(404)
         except OSError:
             return nginx_page(403)
-        ext = path.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in path.rsplit("/", 1)[-1] else ""
+        name = target.rsplit("/", 1)[-1]
+        ext = name.rpartition(".")[2].lower() if "." in name else ""
         return Response(200, data, {"Content-Type": MIME_TYPES.get(ext, "application/octet-stream")})
 
     def handle(self, req: Request) -> Response:
