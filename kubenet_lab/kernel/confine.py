@@ -121,14 +121,17 @@ def _mount_point(root: str, target: str, is_file: bool, stage: str, overlays: li
     """Make `target` exist under `root` (read-only by now): where a parent is missing, the
     nearest existing ancestor gets a writable overlay (its files stay, the upper layer is on the
     stage tmpfs; `overlays` those made so far, which take new paths as they are) so the path
-    can be made, as a runtime makes mount points in an image."""
+    can be made, as a runtime makes mount points in an image. An ancestor that is writable
+    already (the container's own /tmp, a volume) gets the path made in it, as a runtime does:
+    an overlay there would hide what the container keeps in it from its other processes."""
     path = root + target
     if os.path.lexists(path):
         return
     ancestor = os.path.dirname(path)
     while not os.path.isdir(ancestor):
         ancestor = os.path.dirname(ancestor)
-    if not any(ancestor == o or ancestor.startswith(o + "/") for o in overlays):
+    writable = not os.statvfs(ancestor).f_flag & os.ST_RDONLY
+    if not writable and not any(ancestor == o or ancestor.startswith(o + "/") for o in overlays):
         layer = os.path.join(stage, f"ov{len(overlays)}")
         for d in (layer, f"{layer}/upper", f"{layer}/work"):
             os.mkdir(d)
