@@ -178,6 +178,18 @@ def resolve_target(plan: Plan, target: str, namespace: str, container: str | Non
     return ExecTarget(netns=pod.netns, hostname=hostname, files=files, environ=environ, pod=pod, container=chosen)
 
 
+def _container_pid(lab: str, pod: str, container: str) -> int | None:
+    """The supervisor's process of a running container (None: emulated, not running, or no
+    supervisor), whose PID namespace an exec joins."""
+    with contextlib.suppress(Exception):
+        reply = supervisor.request(lab, {"op": "status", "pods": [pod]}, timeout=5)
+        info = reply.get("pods", {}).get(pod, {})
+        for group in ("containers", "initContainers"):
+            if isinstance(c := info.get(group, {}).get(container), dict):
+                return c.get("pid")
+    return None
+
+
 def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Sequence[str],
           stdin: bool = True, privileged: bool = False) -> int:
     """Replace this process with argv inside the target's namespaces: output and exit status pass
@@ -206,7 +218,8 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
         if why := sandbox.blocked(lab, t.pod, t.container):
             raise LabError(f"container {t.container.name} of pod {t.pod.name} has not started ({why[0]}: {why[1]}): "
                            "there is nothing to exec into yet")
-        sb = sandbox.sandbox(lab, t.pod, t.container, t.hostname, t.files)
+        pid = _container_pid(lab, t.pod.key, t.container.name)
+        sb = sandbox.sandbox(lab, t.pod, t.container, t.hostname, t.files, join=sandbox.container_init(pid))
         confine.enter(sb)
         argv = confine.argv(sb, list(argv))
     else:

@@ -81,6 +81,9 @@ class Sandbox:
     capabilities: tuple[str, ...] = ()
     no_new_privs: bool = False
     privileged: bool = False
+    # A process of the container whose PID namespace the new process joins (an exec, a probe,
+    # a hook: it sees the container's processes); None: a new one (the container's own start).
+    join: int | None = None
 
 
 def read_only_tree(path: str = "/") -> None:
@@ -172,7 +175,15 @@ def enter(sb: Sandbox) -> None:
         setns(fd)
     finally:
         os.close(fd)
-    nsenter.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID)
+    if sb.join is not None:
+        fd = os.open(f"/proc/{sb.join}/ns/pid", os.O_RDONLY)
+        try:
+            setns(fd, CLONE_NEWPID)  # for the children: the first one is a process of that namespace
+        finally:
+            os.close(fd)
+        nsenter.unshare(CLONE_NEWNS | CLONE_NEWUTS)
+    else:
+        nsenter.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID)
     if sb.hostname:
         nsenter.sethostname(sb.hostname)
     mount("none", "/", None, MS_REC | MS_SLAVE)
@@ -235,9 +246,11 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         _bind(b.source, root + b.target, b.read_only)
 
 
-def argv(sb: Sandbox, command: list[str], init: bool = True) -> list[str]:
-    """The argv that runs `command` in the sandbox `enter` made: the first process of the PID
-    namespace mounts /proc, drops privileges and runs `command` (under tini with `init`)."""
+def argv(sb: Sandbox, command: list[str]) -> list[str]:
+    """The argv that runs `command` in the sandbox `enter` made: the first process in the PID
+    namespace mounts its /proc, drops privileges and runs `command`, under tini when it is the
+    namespace's first process (PID 1), directly when it joins a container's."""
+    init = sb.join is None
     drop: list[str] = []
     if not sb.privileged:
         caps = ",".join(["-all", *(f"+{c.lower()}" for c in sb.capabilities)])

@@ -140,13 +140,15 @@ class PodEnv:
         return next((c for c in (*self.pod.containers, *self.pod.init_containers) if c.name == container.name),
                     container)
 
-    def spawn(self, container: PlannedContainer, argv: list[str], fresh: bool = False
+    def spawn(self, container: PlannedContainer, argv: list[str], fresh: bool = False, pid: int | None = None
               ) -> tuple[list[str], Callable[[], None]]:
         """How a process of `container` starts, confined as a container runtime confines it
         (runtime.sandbox, kernel.confine): the argv to run and the preexec_fn that moves the
         fresh child into the container (it dies with the supervisor). `fresh` at a start of the
-        container itself: its writable directories begin empty."""
-        sb = sandbox.sandbox(self.lab, self.pod, container, self.hostname, self.files, fresh)
+        container itself: its writable directories begin empty; `pid`: the container's running
+        process (its `unshare`), whose PID namespace an exec probe or a hook joins."""
+        sb = sandbox.sandbox(self.lab, self.pod, container, self.hostname, self.files, fresh,
+                             join=sandbox.container_init(pid))
 
         def preexec() -> None:
             die_with_parent()
@@ -782,7 +784,7 @@ HOOK_OUTPUT_MAX = 1024  # bytes of a failed hook's output kept in the message
 
 
 async def run_pre_stop(lab: str, pod: PlannedPod, container: PlannedContainer, plan: Callable[[], Plan | None],
-                       say: Callable[[str], None], timeout: float) -> None:
+                       say: Callable[[str], None], pid: Callable[[], int | None], timeout: float) -> None:
     """The container's preStop hook, within `timeout` seconds; a failure is said in its log
     (where kubelet records a FailedPreStopHook event) and the container is stopped anyway.
 
@@ -800,7 +802,7 @@ async def run_pre_stop(lab: str, pod: PlannedPod, container: PlannedContainer, p
                 say(f"kubenet-lab: preStop hook not run: container {container.name} is emulated (the programs of "
                     f"image {container.image or '(none)'} are not on this machine)")
                 return
-            await asyncio.wait_for(_exec_hook(PodEnv(lab, pod, plan()), container, plan, say), timeout)
+            await asyncio.wait_for(_exec_hook(PodEnv(lab, pod, plan()), container, plan, say, pid()), timeout)
         elif hook.http_port is not None:
             await asyncio.wait_for(_http_hook(PodEnv(lab, pod, plan()), pod, container, say), timeout)
         else:
@@ -812,14 +814,14 @@ async def run_pre_stop(lab: str, pod: PlannedPod, container: PlannedContainer, p
 
 
 async def _exec_hook(env: PodEnv, container: PlannedContainer, plan: Callable[[], Plan | None],
-                     say: Callable[[str], None]) -> None:
+                     say: Callable[[str], None], pid: int | None) -> None:
     argv = list(container.pre_stop.command or ())
     exe = argv[0] if argv else ""
     if not exe or not (shutil.which(exe, path=CONTAINER_PATH) if "/" not in exe else os.access(exe, os.X_OK)):
         say(f'kubenet-lab: PreStopHook failed: exec: "{exe}": executable file not found in $PATH')
         return
     environ = process_environment(plan(), env.pod, container, env.hostname)
-    confined, preexec = env.spawn(container, argv)
+    confined, preexec = env.spawn(container, argv, pid=pid)
     proc = await asyncio.create_subprocess_exec(
         *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         cwd="/", env=environ, preexec_fn=preexec, start_new_session=True)
@@ -922,7 +924,8 @@ class PodWorker:
             policy = "Always" if c.sidecar else ("Never" if policy == "Never" else "OnFailure")
         runner = make_runner(self.lab, self.pod, c, self.plan, init=init)
         say = runner.log if isinstance(getattr(runner, "log", None), (LogFile, LogBuffer)) else log.info
-        hook = functools.partial(run_pre_stop, self.lab, self.pod, c, self.plan, say) if c.pre_stop else None
+        hook = functools.partial(run_pre_stop, self.lab, self.pod, c, self.plan, say, lambda: runner.pid) \
+            if c.pre_stop else None
         waiting = "PodInitializing" if self.pod.init_containers else "ContainerCreating"
         real = isinstance(c.run, RunExec)
         wanted = {plan_probes.READINESS: c.readiness_probe, plan_probes.LIVENESS: c.liveness_probe,
@@ -941,7 +944,7 @@ class PodWorker:
             async def prober(kind: str) -> tuple[str, str]:
                 return await run_probe(probes[kind], env.socket, str(self.pod.ip),
                                        lambda: process_environment(self.plan(), self.pod, c, env.hostname),
-                                       functools.partial(env.spawn, c))
+                                       lambda argv: env.spawn(c, argv, pid=runner.pid))
 
         def kill_grace(kind: str) -> float:
             p = probes.get(kind)

@@ -161,17 +161,31 @@ def served_files(lab: str, pod: PlannedPod, container: PlannedContainer, docroot
     return lambda path: files.read_beneath(root, path)
 
 
+def container_init(pid: int | None) -> int | None:
+    """The PID 1 (tini) of a container whose process `pid` (its `unshare`) the supervisor
+    started; None when there is none (an emulated container, or it ended)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 def sandbox(lab: str, pod: PlannedPod, container: PlannedContainer, hostname: str | None,
-            files: dict[str, str], fresh: bool = False) -> confine.Sandbox:
+            files: dict[str, str], fresh: bool = False, join: int | None = None) -> confine.Sandbox:
     """What confine.enter builds for a process of `container`; `fresh` at a start of the
-    container (its writable directories emptied), not for an exec, a probe or a hook."""
+    container (its writable directories emptied), not for an exec, a probe or a hook; `join`
+    a process of the running container whose PID namespace they share."""
     c = container.confinement
     path = container_dir(lab, pod, container.name)
     scratch(path, fresh)
     return confine.Sandbox(
         netns=pod.netns, hostname=hostname, files=files, scratch=None if c.read_only_root else path,
         shm=os.path.join(path, "shm"), binds=binds(lab, pod, container), uid=c.uid, gid=c.gid, groups=c.groups,
-        capabilities=c.capabilities, no_new_privs=c.no_new_privs, privileged=c.privileged)
+        capabilities=c.capabilities, no_new_privs=c.no_new_privs, privileged=c.privileged, join=join)
 
 
 def blocked(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[str, str, str] | None:

@@ -14,6 +14,7 @@ and answers JSON lines on <state_dir>/supervisor.sock:
     {"op": "readiness"} -> {"ok": true, "notReady": [...], "terminal": [...]}: what the rules are to leave out
     {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"uid": ..., "created": bool, "restartPolicy": ...,
                           "initialized": bool, "initContainers": {"i": {...}}, "containers": {"c": {...}}}}}
+                         (with "pods": ["ns/name", ...], those pods only)
     {"op": "logs", "pod": "ns/name", "container": "c"} -> {"ok": true, "text": "..."}
                          (built-in servers log into memory, real processes into a file)
     {"op": "stop"}    -> end every container, close every socket, answer, exit
@@ -293,8 +294,8 @@ class Supervisor:
                 log.warning("cannot run %s: %s", VANISHED_MODULE, e)
             seen.clear()
 
-    def status(self) -> dict:
-        pods = {w.pod.key: w.status() for w in self.pods.values()}
+    def status(self, only: list[str] | None = None) -> dict:
+        pods = {w.pod.key: w.status() for w in self.pods.values() if only is None or w.pod.key in only}
         return {"ok": True, "pid": os.getpid(), "pods": pods}
 
     def logs(self, pod: str, container: str) -> dict:
@@ -325,7 +326,7 @@ class Supervisor:
         if op == "reload":
             return await self.reload()
         if op == "status":
-            return self.status()
+            return self.status(msg.get("pods"))
         if op == "readiness":  # a change about to load the rules with these: the view follows now
             want = self.readiness()
             self._set_view(self.plan, want)

@@ -153,3 +153,11 @@ def test_agnhost_shell_from_outside_runs_confined(lab):
     assert not os.path.exists(marker)
     who = json.loads(lab.exec("external", "curl", "-s", "-m", "10", f"http://{lb}/shell?cmd=id+-u;hostname").stdout)
     assert who["output"] == "0\nnetexec\n"
+
+
+def test_exec_sees_the_containers_processes_as_kubectl_exec_does(lab):
+    """An exec joins the PID namespace of the container's running process: `ps` shows the
+    container's command beside the exec'd one, and the exec'd process is not PID 1."""
+    out = sh(lab, "plain", "ps -e -o pid=,comm=")
+    procs = {c: int(p) for p, c in (l.split() for l in out.stdout.splitlines())}
+    assert procs.get("tini") == 1 and "sleep" in procs and procs["ps"] != 1, procs
