@@ -54,6 +54,17 @@ def test_the_hosts_files_are_read_only_and_unchanged(lab, host_dir):
     assert os.listdir(host_dir) == []
 
 
+def test_a_pods_own_command_cannot_write_the_hosts_files(lab):
+    """The `writer` pod's command tries /etc, /root, /usr/local and /tmp: only its own /tmp takes it."""
+    wait_for(lambda: lab.pods()["writer"]["status"]["phase"] == "Succeeded", "writer done")
+    log = lab("logs", "writer").stdout.splitlines()
+    assert [l.split(": ")[-2].rsplit(" ", 1)[-1] for l in log if "Read-only file system" in l] == [
+        "/etc/kubenet-lab-writer", "/root/kubenet-lab-writer", "/usr/local/kubenet-lab-writer"], log
+    assert "/tmp/kubenet-lab-writer: written" in log
+    for d in ("/etc", "/root", "/usr/local", "/tmp"):
+        assert not os.path.exists(f"{d}/kubenet-lab-writer"), d
+
+
 def test_root_and_home_are_empty_and_the_lab_state_is_not_seen(lab):
     out = sh(lab, "plain", "ls -A /root /home; ls /run")
     assert out.returncode == 0, out.stderr
