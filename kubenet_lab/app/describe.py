@@ -149,9 +149,10 @@ def describe(lab: str, args: tuple[str, ...], namespace: str) -> Described:
     with a blank line between; a single name not found describes every object whose name starts
     with it (`describe pods web`)."""
     kind, names = parse_target(args)
-    if kind == "pods":  # only the pods described are decoded: most of a big lab's plan is the others
+    if kind == "pods":  # only the pods described are decoded and asked about: most of a big lab is the others
         data = query.plan_data(lab)
-        status = query.pod_status(lab)
+        named = [n for n in _pod_names(lab, data, {}, namespace) if not names or any(n.startswith(x) for x in names)]
+        status = query.pod_status(lab, {f"{namespace}/{n}" for n in named})
         known = _pod_names(lab, data, status, namespace)
         plan = query.running_plan(lab, {f"{namespace}/{n}" for n in _described(names, known)}, data)
     else:

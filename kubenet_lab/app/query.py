@@ -56,14 +56,16 @@ def events(lab: str, since: int = 0, mentioning: str | None = None):
     return events_store.read(lab, since, mentioning)
 
 
-def pod_status(lab: str) -> dict:
-    """Container states from the supervisor; {} when it is not running. A lab that is up but
-    lost its supervisor (killed) gets it back first, its pods' containers started again."""
+def pod_status(lab: str, pods: Collection[str] | None = None) -> dict:
+    """Container states from the supervisor (with `pods`, "ns/name", of those at least); {} when
+    it is not running. A lab that is up but lost its supervisor (killed) gets it back first, its
+    pods' containers started again."""
     if not supervisor.find_supervisors(lab):
         if os.geteuid() != 0 or not _revived(lab):
             return {}
+    msg = {"op": "status"} if pods is None else {"op": "status", "pods": sorted(pods)}
     try:
-        return supervisor.request(lab, {"op": "status"}, timeout=5).get("pods", {})
+        return supervisor.request(lab, msg, timeout=5).get("pods", {})
     except Exception:
         return {}
 

@@ -81,7 +81,7 @@ spec:
 @pytest.fixture
 def plan(tmp_path, monkeypatch):
     monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
-    monkeypatch.setattr(query, "pod_status", lambda lab: {})  # no supervisor
+    monkeypatch.setattr(query, "pod_status", lambda lab, pods=None: {})  # no supervisor
     planned = make_plan(load_model(["-"], io.StringIO(textwrap.dedent(MANIFESTS).lstrip("\n"))), LAB)
     assert {p.name for p in planned.pending} == {"gated", "nowhere"}
     state.save_plan(planned)
@@ -114,7 +114,7 @@ def test_a_pod_the_supervisor_has_not_created_is_not_listed_and_its_state_is_the
                                                    "proxy": {"state": "running", "ready": True, "restarts": 0}},
                                 "containers": {"shell": {"state": "running", "ready": True, "restarts": 2},
                                                "server": {"state": "running", "ready": False, "restarts": 0}}}}
-    monkeypatch.setattr(query, "pod_status", lambda lab: status)
+    monkeypatch.setattr(query, "pod_status", lambda lab, pods=None: status)
     lines, got, _ = query.pod_lines(LAB)
     assert "web" not in [line.name for line in lines]
     decoded = query.existing(query.running_plan(LAB), status)
@@ -195,13 +195,14 @@ def test_describe_pod_decodes_only_what_it_describes_and_says_what_the_whole_pla
 
     events.record(LAB, [Event(p.namespace, "Pod", p.name, "Scheduled", f"assigned {p.key}", source="default-scheduler")
                         for p in plan.pods + plan.pending] * 2, 1.0)
-    asked = []
+    asked, statuses = [], []
     running_plan = query.running_plan
 
     def spy(lab, only_pods=None, data=None):
         asked.append(only_pods)
         return running_plan(lab, only_pods, data)
     monkeypatch.setattr(query, "running_plan", spy)
+    monkeypatch.setattr(query, "pod_status", lambda lab, pods=None: statuses.append(pods) or {})
     fast = describer.describe(LAB, args, namespace)
     monkeypatch.setattr(query, "running_plan", lambda lab, only_pods=None, data=None: running_plan(lab))
     whole = describer.describe(LAB, args, namespace)
@@ -209,6 +210,9 @@ def test_describe_pod_decodes_only_what_it_describes_and_says_what_the_whole_pla
     decoded = {k for k in asked[0] if k in {p.key for p in plan.pods}}
     described = {f"{namespace}/{line.split()[-1]}" for line in fast.text.splitlines() if line.startswith("Name:")}
     assert decoded == described - {p.key for p in plan.pending}
+    names = args[1:]  # the supervisor is asked about the pods whose names start with one given (all without)
+    assert statuses[0] == {p.key for p in plan.pods + plan.pending if p.namespace == namespace
+                           and (not names or any(p.name.startswith(n) for n in names))}
 
 
 def test_events_mentioning_a_name_are_at_least_those_about_it(tmp_path, monkeypatch):
