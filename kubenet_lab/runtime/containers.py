@@ -939,7 +939,9 @@ class PodWorker:
                     "this machine)"))
         prober = None
         if any(probes.values()):
-            env = PodEnv(self.lab, self.pod, self.plan())
+            # the runner's own (kept up to date by update()), or one for a runner without any
+            env = runner.env if isinstance(getattr(runner, "env", None), PodEnv) else PodEnv(self.lab, self.pod,
+                                                                                          self.plan())
 
             async def prober(kind: str) -> tuple[str, str]:
                 return await run_probe(probes[kind], env.socket, str(self.pod.ip),
