@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,21 @@ from .conftest import Lab, new_lab_name, torn_down, wait_for
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
+# The containers write into a directory of the test's, a hostPath volume at the same path (their
+# own /tmp is theirs alone, as on a cluster).
 MANIFESTS = """
+apiVersion: kubenet-lab.dev/v1alpha1
+kind: Cluster
+allowHostPath: true
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: done, labels: {app: batch}}
 spec:
   restartPolicy: Never
-  containers: [{name: c, image: busybox, command: [sh, -c, "echo ran >> {dir}/done"]}]
+  containers: [{name: c, image: busybox, command: [sh, -c, "echo ran >> {dir}/done"],
+                volumeMounts: [{name: dir, mountPath: "{dir}"}]}]
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
@@ -37,7 +44,9 @@ metadata: {name: flaky}
 spec:
   restartPolicy: OnFailure
   containers:   # fails twice, then succeeds
-  - {name: c, image: busybox, command: [sh, -c, "echo x >> {dir}/flaky; test $(wc -l < {dir}/flaky) -ge 3"]}
+  - {name: c, image: busybox, command: [sh, -c, "echo x >> {dir}/flaky; test $(wc -l < {dir}/flaky) -ge 3"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
@@ -51,20 +60,26 @@ kind: Pod
 metadata: {name: init, labels: {app: batch}}
 spec:
   initContainers:
-  - {name: first, image: busybox, command: [sh, -c, "echo first >> {dir}/init"]}
+  - {name: first, image: busybox, command: [sh, -c, "echo first >> {dir}/init"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
   - name: second   # waits for a Service's name as the docs' examples do
     image: busybox
     command: [sh, -c, "until nslookup batch.default.svc.cluster.local; do sleep 1; done; echo second >> {dir}/init"]
+    volumeMounts: [{name: dir, mountPath: "{dir}"}]
   containers:
-  - {name: main, image: busybox, command: [sh, -c, "echo main >> {dir}/init; exec sleep 3600"]}
+  - {name: main, image: busybox, command: [sh, -c, "echo main >> {dir}/init; exec sleep 3600"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: gated}
 spec:
   initContainers:
-  - {name: wait, image: busybox, command: [sh, -c, "until test -e {dir}/open; do sleep 0.2; done"]}
+  - {name: wait, image: busybox, command: [sh, -c, "until test -e {dir}/open; do sleep 0.2; done"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
   containers: [{name: main, image: nginx}]
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
@@ -72,17 +87,23 @@ metadata: {name: init-fails}
 spec:
   restartPolicy: Never
   initContainers: [{name: setup, image: busybox, command: [sh, -c, "exit 1"]}]
-  containers: [{name: main, image: busybox, command: [sh, -c, "echo never >> {dir}/init-fails"]}]
+  containers: [{name: main, image: busybox, command: [sh, -c, "echo never >> {dir}/init-fails"],
+                volumeMounts: [{name: dir, mountPath: "{dir}"}]}]
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: side}
 spec:
   initContainers:
-  - {name: proxy, image: busybox, restartPolicy: Always, command: [sh, -c, "echo proxy >> {dir}/side; exec sleep 3600"]}
-  - {name: after, image: busybox, command: [sh, -c, "until grep -q proxy {dir}/side; do sleep 0.1; done; echo after >> {dir}/side"]}
+  - {name: proxy, image: busybox, restartPolicy: Always, command: [sh, -c, "echo proxy >> {dir}/side; exec sleep 3600"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
+  - {name: after, image: busybox, command: [sh, -c, "until grep -q proxy {dir}/side; do sleep 0.1; done; echo after >> {dir}/side"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
   containers:
-  - {name: main, image: busybox, command: [sh, -c, "echo main >> {dir}/side; exec sleep 3600"]}
+  - {name: main, image: busybox, command: [sh, -c, "echo main >> {dir}/side; exec sleep 3600"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
@@ -90,9 +111,12 @@ metadata: {name: job-side}
 spec:
   restartPolicy: Never
   initContainers:
-  - {name: proxy, image: busybox, restartPolicy: Always, command: [sh, -c, "echo proxy >> {dir}/job-side; exec sleep 3600"]}
+  - {name: proxy, image: busybox, restartPolicy: Always, command: [sh, -c, "echo proxy >> {dir}/job-side; exec sleep 3600"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
   containers:
-  - {name: main, image: busybox, command: [sh, -c, "until grep -q proxy {dir}/job-side; do sleep 0.1; done"]}
+  - {name: main, image: busybox, command: [sh, -c, "until grep -q proxy {dir}/job-side; do sleep 0.1; done"],
+     volumeMounts: [{name: dir, mountPath: "{dir}"}]}
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Service
@@ -206,7 +230,9 @@ def test_a_native_sidecar_starts_first_and_keeps_running_beside_the_container(la
     st = supervised(lab, "side")
     proxy, main = st["initContainers"]["proxy"]["pid"], st["containers"]["main"]["pid"]
     assert alive(proxy) and alive(main)
-    os.kill(proxy, signal.SIGTERM)  # the sidecar ends: it is restarted, the container untouched
+    # the sidecar ends (its PID 1 told to stop, as `kubectl exec -c proxy -- kill 1` does; the exec
+    # ends with it, killed with the container's PID namespace): it is restarted, the container untouched
+    lab("exec", "side", "-c", "proxy", "--", "kill", "1", check=False)
     st = wait_for(lambda: (s := supervised(lab, "side"))["initContainers"]["proxy"]["restarts"] == 1
                   and s["initContainers"]["proxy"]["state"] == "running" and s, "the sidecar back", timeout=60)
     assert st["containers"]["main"]["pid"] == main and alive(main)
@@ -221,6 +247,10 @@ def test_a_native_sidecar_starts_first_and_keeps_running_beside_the_container(la
 
 
 GRACE = """
+apiVersion: kubenet-lab.dev/v1alpha1
+kind: Cluster
+allowHostPath: true
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: graceful}
@@ -231,6 +261,8 @@ spec:
     image: busybox
     command: [sh, -c, 'trap "echo term >> {dir}/graceful; exit 0" TERM; echo started >> {dir}/graceful; while :; do sleep 0.1; done']
     lifecycle: {preStop: {exec: {command: [sh, -c, "echo prestop >> {dir}/graceful"]}}}
+    volumeMounts: [{name: dir, mountPath: "{dir}"}]
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
@@ -242,6 +274,8 @@ spec:
     image: busybox
     command: [sh, -c, 'trap "echo ignored >> {dir}/stubborn" TERM; echo started >> {dir}/stubborn; while :; do sleep 0.1; done']
     lifecycle: {preStop: {sleep: {seconds: 5}}}
+    volumeMounts: [{name: dir, mountPath: "{dir}"}]
+  volumes: [{name: dir, hostPath: {path: "{dir}"}}]   # where the test reads what it wrote
 ---
 apiVersion: v1
 kind: Pod
@@ -253,7 +287,8 @@ spec:
 
 def test_a_removed_pod_runs_its_pre_stop_hook_then_gets_sigterm(tmp_path, host_before):
     (tmp_path / "all.yaml").write_text(GRACE.replace("{dir}", str(tmp_path)))
-    (tmp_path / "less.yaml").write_text(GRACE.split("---")[-1])
+    cluster, *_, stays = GRACE.split("---")
+    (tmp_path / "less.yaml").write_text(f"{cluster}---{stays}")
     lab = Lab(new_lab_name("lc"))
     with torn_down(lab.name):
         lab("up", str(tmp_path / "all.yaml"))
