@@ -12,7 +12,13 @@ import pytest
 from .conftest import Lab, new_lab_name, torn_down, wait_for
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+# The exec probes look for a marker file the test makes in its directory: a hostPath volume at
+# the same path (the container's own /tmp is its alone, as on a cluster).
 MANIFESTS = f"""
+apiVersion: kubenet-lab.dev/v1alpha1
+kind: Cluster
+allowHostPath: true
+---
 apiVersion: v1
 kind: Pod
 metadata: {{name: steady, labels: {{app: web}}}}
@@ -37,6 +43,8 @@ spec:
     image: busybox
     command: [sleep, "3600"]
     readinessProbe: {{exec: {{command: [cat, "{{dir}}/ready"]}}, periodSeconds: 1, failureThreshold: 2}}
+    volumeMounts: [{{name: dir, mountPath: "{{dir}}"}}]
+  volumes: [{{name: dir, hostPath: {{path: "{{dir}}"}}}}]   # the test's directory, where it puts the marker
 ---
 apiVersion: v1
 kind: Pod
@@ -55,6 +63,8 @@ spec:
     image: busybox
     command: [sleep, "3600"]
     livenessProbe: {{exec: {{command: [cat, "{{dir}}/alive"]}}, periodSeconds: 1, failureThreshold: 2}}
+    volumeMounts: [{{name: dir, mountPath: "{{dir}}"}}]
+  volumes: [{{name: dir, hostPath: {{path: "{{dir}}"}}}}]   # the test's directory, where it puts the marker
 ---
 apiVersion: v1
 kind: Pod
@@ -80,6 +90,8 @@ spec:
     startupProbe: {{exec: {{command: [cat, "{{dir}}/started"]}}, periodSeconds: 1, failureThreshold: 600}}
     readinessProbe: {{exec: {{command: ["true"]}}, periodSeconds: 1}}
     livenessProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1, failureThreshold: 1}}
+    volumeMounts: [{{name: dir, mountPath: "{{dir}}"}}]
+  volumes: [{{name: dir, hostPath: {{path: "{{dir}}"}}}}]   # the test's directory, where it puts the marker
 ---
 apiVersion: v1
 kind: Service
