@@ -8,7 +8,13 @@ import json
 from .conftest import Lab, lab_namespaces, new_lab_name, torn_down, wait_for
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+# The sidecar looks for a marker file the test makes in its directory: a hostPath volume at the
+# same path (the container's own /tmp is its alone, and fresh at each start, as on a cluster).
 MANIFESTS = f"""
+apiVersion: kubenet-lab.dev/v1alpha1
+kind: Cluster
+allowHostPath: true
+---
 apiVersion: v1
 kind: Pod
 metadata: {{name: steady, labels: {{app: mix}}}}
@@ -28,6 +34,8 @@ spec:
     image: busybox
     command: [sh, -c, "test -e $(MARKER) || exit 1; exec sleep 3600"]
     env: [{{name: MARKER, value: "{{marker}}"}}]
+    volumeMounts: [{{name: dir, mountPath: "{{dir}}"}}]
+  volumes: [{{name: dir, hostPath: {{path: "{{dir}}"}}}}]
 ---
 apiVersion: v1
 kind: Service
@@ -77,7 +85,7 @@ def hostnames(lab: Lab, n: int = 20) -> set[str]:
 
 def test_a_pod_leaves_the_endpoints_while_a_container_of_it_is_not_running(tmp_path):
     marker = tmp_path / "sidecar-may-run"
-    (tmp_path / "lab.yaml").write_text(MANIFESTS.replace("{marker}", str(marker)))
+    (tmp_path / "lab.yaml").write_text(MANIFESTS.replace("{marker}", str(marker)).replace("{dir}", str(tmp_path)))
     lab = Lab(new_lab_name("r"))
     with torn_down(lab.name):
         lab("up", str(tmp_path / "lab.yaml"))
