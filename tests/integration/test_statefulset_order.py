@@ -13,8 +13,14 @@ from kubenet_lab.supervisor import client as supervisor
 from .conftest import Lab, new_lab_name, torn_down, wait_for
 
 # db-0's init container waits for a file the test makes, so db-0 is not ready until then; every
-# pod's container records when it started and whether db-0 had finished initializing by then.
+# pod's container records when it started and whether db-0 had finished initializing by then. The
+# files are in the test's directory, a hostPath volume at the same path in each pod (a container's
+# own /tmp is its alone, as on a cluster).
 MANIFESTS = """
+apiVersion: kubenet-lab.dev/v1alpha1
+kind: Cluster
+allowHostPath: true
+---
 apiVersion: v1
 kind: Service
 metadata: {name: db}
@@ -45,12 +51,15 @@ spec:
         image: busybox
         command: [sh, -c, 'if [ "$HOSTNAME" = db-0 ]; then until [ -e {dir}/open ]; do sleep 0.1; done;
                            date +%s%N > {dir}/db-0-initialized; fi']
+        volumeMounts: [{name: dir, mountPath: "{dir}"}]
       containers:
       - name: main
         image: busybox
         command: [sh, -c, 'date +%s%N > {dir}/$HOSTNAME-started;
                            if [ -e {dir}/db-0-initialized ]; then touch {dir}/$HOSTNAME-after-db-0; fi;
                            exec sleep 1000']
+        volumeMounts: [{name: dir, mountPath: "{dir}"}]
+      volumes: [{name: dir, hostPath: {path: "{dir}"}}]
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -67,7 +76,9 @@ spec:
       - name: wait
         image: busybox
         command: [sh, -c, 'if [ "$HOSTNAME" = par-0 ]; then until [ -e {dir}/par-open ]; do sleep 0.1; done; fi']
+        volumeMounts: [{name: dir, mountPath: "{dir}"}]
       containers: [{name: main, image: busybox, command: [sleep, "1000"]}]
+      volumes: [{name: dir, hostPath: {path: "{dir}"}}]
 ---
 apiVersion: v1
 kind: Pod
