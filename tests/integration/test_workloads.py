@@ -11,13 +11,16 @@ from .conftest import Lab, new_lab_name, torn_down, wait_for
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "workloads"
 FILES = ["statefulset-web.yaml", "daemonset.yaml", "job-pi.yaml", "nginx-deployment.yaml"]
+# fluentd's DaemonSet reads the node's /var/log (hostPath volumes), which a lab allows only when
+# its Cluster config says so
+ALLOW_HOST_PATH = "apiVersion: kubenet-lab.dev/v1alpha1\nkind: Cluster\nallowHostPath: true\n"
 
 
 @pytest.fixture(scope="module")
 def lab(host_before):
     lab = Lab(new_lab_name("wl"))
     with torn_down(lab.name):
-        lab("up", *(str(CORPUS / f) for f in FILES))
+        lab("up", "-", *(str(CORPUS / f) for f in FILES), input=ALLOW_HOST_PATH)
         yield lab
 
 
