@@ -172,3 +172,32 @@ def test_exec_sees_the_containers_processes_as_kubectl_exec_does(lab):
     out = sh(lab, "plain", "ps -e -o pid=,comm=")
     procs = {c: int(p) for p, c in (l.split() for l in out.stdout.splitlines())}
     assert procs.get("tini") == 1 and "sleep" in procs and procs["ps"] != 1, procs
+
+
+VOLUME_IN_TMP = """
+apiVersion: v1
+kind: Pod
+metadata: {name: cached}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "echo own > /tmp/own; echo vol > /tmp/cache/v; exec sleep 3600"]
+    volumeMounts: [{name: cache, mountPath: /tmp/cache}]
+  volumes: [{name: cache, emptyDir: {}}]
+"""
+
+
+def test_a_volume_mounted_in_tmp_leaves_tmp_the_containers_own(host_before, tmp_path):
+    """A volume at /tmp/cache (as manifests often have): its mount point is made in the
+    container's own /tmp, which stays as it is, kept between the container's processes and
+    writable by all (1777), and the volume is seen by them all too."""
+    (tmp_path / "cached.yaml").write_text(VOLUME_IN_TMP)
+    lab = Lab(new_lab_name("cf"))
+    with torn_down(lab.name):
+        lab("up", str(tmp_path / "cached.yaml"))
+        wait_for(lambda: lab.pods()["cached"]["status"]["phase"] == "Running", "cached running")
+        out = wait_for(lambda: (o := sh(lab, "cached", "cat /tmp/own /tmp/cache/v && stat -c %a /tmp")).returncode == 0
+                       and o, "what the command wrote", timeout=10)
+        assert out.stdout == "own\nvol\n1777\n", out.stderr
+        assert not os.path.exists("/tmp/own") and not os.path.exists("/tmp/cache/v")
