@@ -1,5 +1,6 @@
 """HTTPS where the manifests serve it: kubernetes.io "Connecting Applications with Services"
-(nginx-secure-app.yaml, nginx on 443 and 80, and the page's curl pod), brought up unchanged. The
+(nginx-secure-app.yaml, nginx on 443 and 80, and the page's curl pod), brought up unchanged, with the
+page's Secret nginxsecret and ConfigMap nginxconfigmap made as it makes them. The
 page's `curl -k https://my-nginx` answers, plain HTTP stays plain, and either protocol on the
 other's port fails at once instead of hanging (plain HTTP on the HTTPS port with nginx's 400)."""
 from __future__ import annotations
@@ -14,17 +15,20 @@ import pytest
 from kubenet_lab.plan import naming
 from kubenet_lab.fabric import state
 
-from .conftest import Lab, new_lab_name, torn_down
+from .conftest import Lab, new_lab_name, torn_down, wait_for
+from .test_corpus_services import tutorial_secrets
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 FILES = ("services/nginx-secure-app.yaml", "services/curlpod.yaml")
 
 
 @pytest.fixture(scope="module")
-def lab(host_before):
+def lab(host_before, tmp_path_factory):
     lab = Lab(new_lab_name("tls"))
     with torn_down(lab.name):
-        lab("up", *(str(CORPUS / f) for f in FILES))
+        lab("up", *(str(CORPUS / f) for f in FILES))  # its pods wait for the page's Secret and ConfigMap
+        tutorial_secrets(lab, tmp_path_factory.mktemp("tls"))
+        wait_for(lambda: all(p["status"]["phase"] == "Running" for p in lab.pods().values()), "the pods to run")
         pods = lab.pods()
         lab.nginx = next(n for n in pods if n.startswith("my-nginx-"))
         lab.client = next(n for n in pods if n.startswith("curl-deployment-"))
