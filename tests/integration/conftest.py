@@ -183,7 +183,7 @@ def looping_client(lab: Lab, pod: str, url: str, seconds: float):
     """A pod requesting `url` in a loop for `seconds` while the block runs; yields a list that
     gets (ok, bad, output) once the loop has ended (waited for when the block ends)."""
     proc = subprocess.Popen([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "exec", pod, "--",
-                             sys.executable, "-c", LOOPING_CLIENT, url, str(seconds)],
+                             "python3", "-c", LOOPING_CLIENT, url, str(seconds)],  # the pod's, on its PATH
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     result: list = []
     try:
