@@ -232,18 +232,21 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         else:  # hidden, or a read-only root file system: an empty directory, read-only
             mount("tmpfs", root + target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                   "size=4k,nr_inodes=4")
-    # The pod's files over the host's (/etc/hosts, ...), each from the stage tmpfs.
+    overlays: list[str] = []
+    for b in sb.binds:
+        _mount_point(root, b.target, not os.path.isdir(b.source), stage, overlays)
+        _bind(b.source, root + b.target, b.read_only)
+    # The pod's files over the host's (/etc/hosts, ...), each from the stage tmpfs; after the
+    # volumes, as an overlay one's mount point needs (/etc for /etc/nginx/ssl) would hide them. A
+    # volume at one of these paths is the container's instead, as with kubelet.
+    volumes = {b.target for b in sb.binds}
     for i, (target, content) in enumerate(sb.files.items()):
-        if not os.path.exists(root + target):
+        if target in volumes or not os.path.exists(root + target):
             continue
         path = os.path.join(stage, f"f{i}")
         with open(path, "w") as f:
             f.write(content)
         mount(path, root + target, None, MS_BIND)
-    overlays: list[str] = []
-    for b in sb.binds:
-        _mount_point(root, b.target, not os.path.isdir(b.source), stage, overlays)
-        _bind(b.source, root + b.target, b.read_only)
 
 
 def argv(sb: Sandbox, command: list[str]) -> list[str]:
