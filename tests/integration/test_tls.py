@@ -28,12 +28,24 @@ def lab(host_before, tmp_path_factory):
     with torn_down(lab.name):
         lab("up", *(str(CORPUS / f) for f in FILES))  # its pods wait for the page's Secret and ConfigMap
         tutorial_secrets(lab, tmp_path_factory.mktemp("tls"))
-        wait_for(lambda: all(p["status"]["phase"] == "Running" for p in lab.pods().values()), "the pods to run")
+        # they start once those exist; ready, and nginx an endpoint of its Service, as its client needs
+        wait_for(lambda: all(ready(p) for p in lab.pods().values()), "the pods to be ready")
         pods = lab.pods()
         lab.nginx = next(n for n in pods if n.startswith("my-nginx-"))
         lab.client = next(n for n in pods if n.startswith("curl-deployment-"))
+        wait_for(lambda: endpoints(lab, "my-nginx") == {lab.nginx}, "nginx to be an endpoint of my-nginx")
         yield lab
     assert not os.path.exists(state.state_dir(lab.name))  # the certificate went with the lab
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def endpoints(lab: Lab, service: str) -> set[str]:
+    """The ready pods of a Service's endpoints."""
+    ep = json.loads(lab("get", "ep", service, "-o", "json").stdout)
+    return {a["targetRef"]["name"] for s in ep.get("subsets") or [] for a in s.get("addresses", [])}
 
 
 def curl(lab: Lab, *args: str) -> tuple[subprocess.CompletedProcess, float]:
