@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """What the interactive verbs add to what they run: `exec POD -- true` against
 `ip netns exec NS true`, and `get pods`, `logs POD` and `get pods -o wide` (whole commands: they
-run nothing else), on the example lab and on a 4-node lab of 500 pods, as a person runs them
+run nothing else), `describe pod POD`, `describe service SVC` and `describe node NODE` (whole
+commands, with the `ip`, `iptables-save` or `nft` they run to read the kernel; `ip -json addr`
+in a pod, one of the three `ip` reads of `describe pod` (the pod's links, its routes, its veth in
+the node), is measured beside them), on the example lab and on a 4-node lab of 500 pods, as a
+person runs them
 (`python3 -m kubenet_lab.cli`, a fresh interpreter each time). Also `python3 -c pass`, the floor
 any Python command pays. Median and best of RUNS, in ms, the commands interleaved so that a busy
 machine slows them alike. Prints figures; asserts nothing.
@@ -64,6 +68,9 @@ def kl(lab: str, *args: str) -> str:
 def measure(lab: str, runs: int) -> dict[str, list[float]]:
     pod = kl(lab, "get", "pods", "-o", "name").split()[0].split("/", 1)[1]
     netns = f"{lab}.pod.default.{pod}"
+    services = [s.split("/", 1)[1] for s in kl(lab, "get", "services", "-o", "name").split()]
+    service = next((s for s in services if s != "kubernetes"), services[0])
+    node = kl(lab, "get", "nodes", "-o", "name").split()[0].split("/", 1)[1]
     cases = {
         "python3 -c pass": [sys.executable, "-c", "pass"],
         "ip netns exec NS true": ["ip", "netns", "exec", netns, "true"],
@@ -71,6 +78,10 @@ def measure(lab: str, runs: int) -> dict[str, list[float]]:
         "get pods": [*CLI, "--lab", lab, "get", "pods"],
         "get pods -o wide": [*CLI, "--lab", lab, "get", "pods", "-o", "wide"],
         "logs POD": [*CLI, "--lab", lab, "logs", pod],
+        "ip -json addr in POD": ["ip", "-n", netns, "-json", "-details", "addr", "show"],
+        "describe pod POD": [*CLI, "--lab", lab, "describe", "pod", pod],
+        f"describe service {service}": [*CLI, "--lab", lab, "describe", "service", service],
+        "describe node NODE": [*CLI, "--lab", lab, "describe", "node", node],
     }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for argv in cases.values():  # warm the page cache
@@ -86,6 +97,7 @@ def both(title: str, lab: str, runs: int) -> None:
         for cached in (True, False):
             bytecode(cached, prefix)
             report(f"{title}, {'bytecode cached' if cached else 'no bytecode cache'}", measure(lab, runs))
+            print(f"  (load average then {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
 
 
 def report(title: str, times: dict[str, list[tuple[float, float]]]) -> None:
@@ -98,7 +110,7 @@ def report(title: str, times: dict[str, list[tuple[float, float]]]) -> None:
     base = "ip netns exec NS true"
     print(f"\n{title}: ms; wall median, best; CPU median")
     for name in times:
-        line = f"  {name:<24} {statistics.median(wall(name)):7.1f} {min(wall(name)):7.1f} {statistics.median(cpu(name)):7.1f}"
+        line = f"  {name:<28} {statistics.median(wall(name)):7.1f} {min(wall(name)):7.1f} {statistics.median(cpu(name)):7.1f}"
         if name == "exec POD -- true":
             line += (f"   adds {statistics.median(wall(name)) - statistics.median(wall(base)):.1f} "
                      f"(best {min(wall(name)) - min(wall(base)):.1f}, CPU "
@@ -115,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark builds real namespaces")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     if args.lab:
         for lab in args.lab:
             both(f"lab {lab}", lab, args.runs)
