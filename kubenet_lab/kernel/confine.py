@@ -120,6 +120,21 @@ def _make_dev(root: str, shm: str | None) -> None:
         _bind(shm, f"{dev}/shm", False, MS_NOSUID | MS_NODEV)
 
 
+def _writable(directory: str, stage: str, overlays: list[str]) -> None:
+    """`directory` writable in this mount namespace only: as it is (the container's own /tmp,
+    a volume, an overlay made before), or under a new overlay whose upper layer is on the stage
+    tmpfs (its files stay as they are; what is made there exists for this container only)."""
+    if not os.statvfs(directory).f_flag & os.ST_RDONLY:
+        return
+    if any(directory == o or directory.startswith(o + "/") for o in overlays):
+        return
+    layer = os.path.join(stage, f"ov{len(overlays)}")
+    for d in (layer, f"{layer}/upper", f"{layer}/work"):
+        os.mkdir(d)
+    mount("overlay", directory, "overlay", 0, f"lowerdir={directory},upperdir={layer}/upper,workdir={layer}/work")
+    overlays.append(directory)
+
+
 def _mount_point(root: str, target: str, is_file: bool, stage: str, overlays: list[str]) -> None:
     """Make `target` exist under `root` (read-only by now): where a parent is missing, the
     nearest existing ancestor gets a writable overlay (its files stay, the upper layer is on the
@@ -133,13 +148,7 @@ def _mount_point(root: str, target: str, is_file: bool, stage: str, overlays: li
     ancestor = os.path.dirname(path)
     while not os.path.isdir(ancestor):
         ancestor = os.path.dirname(ancestor)
-    writable = not os.statvfs(ancestor).f_flag & os.ST_RDONLY
-    if not writable and not any(ancestor == o or ancestor.startswith(o + "/") for o in overlays):
-        layer = os.path.join(stage, f"ov{len(overlays)}")
-        for d in (layer, f"{layer}/upper", f"{layer}/work"):
-            os.mkdir(d)
-        mount("overlay", ancestor, "overlay", 0, f"lowerdir={ancestor},upperdir={layer}/upper,workdir={layer}/work")
-        overlays.append(ancestor)
+    _writable(ancestor, stage, overlays)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if is_file:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
@@ -241,7 +250,15 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
     # volume at one of these paths is the container's instead, as with kubelet.
     volumes = {b.target for b in sb.binds}
     for i, (target, content) in enumerate(sb.files.items()):
-        if target in volumes or not os.path.exists(root + target):
+        if target in volumes:
+            continue
+        if os.path.islink(root + target):
+            # systemd-resolved's /etc/resolv.conf -> ../run/systemd/...: the container gets a
+            # file of its own there, as a runtime mounts one over an image's
+            _writable(os.path.dirname(root + target), stage, overlays)
+            os.unlink(root + target)
+            os.close(os.open(root + target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        elif not os.path.exists(root + target):
             continue
         path = os.path.join(stage, f"f{i}")
         with open(path, "w") as f:

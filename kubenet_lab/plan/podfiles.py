@@ -136,12 +136,13 @@ def hosts(plan: Plan, pod: PlannedPod) -> str:
 
 def pod_files(plan: Plan, pod: PlannedPod) -> dict[str, str]:
     """What each process of the pod sees over the host's files (target -> content); a
-    hostNetwork pod sees its node's (this machine's) hosts, and its resolv.conf too unless its
-    dnsPolicy or dnsConfig says otherwise."""
+    hostNetwork pod sees its node's (this machine's) hosts and hostname, and its resolv.conf too
+    unless its dnsPolicy or dnsConfig says otherwise."""
     files = {}
     dns = pod_dns(plan, pod)
     if dns is not None:
         files["/etc/resolv.conf"] = resolv_conf_text(dns)
     if not pod.host_network:
         files["/etc/hosts"] = hosts(plan, pod)
+        files["/etc/hostname"] = pod_hostname(plan, pod) + "\n"  # as containerd writes it
     return files
