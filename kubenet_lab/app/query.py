@@ -213,6 +213,10 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+    if t.environ is None:
+        environ = dict(os.environ)
+    else:
+        environ = {**({"TERM": os.environ["TERM"]} if "TERM" in os.environ else {}), **t.environ}
     if t.container is not None and not privileged:
         from ..kernel import confine
         from ..runtime import sandbox
@@ -222,14 +226,10 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
                            "there is nothing to exec into yet")
         pid = _container_pid(lab, t.pod.key, t.container.name)
         sb = sandbox.sandbox(lab, t.pod, t.container, t.hostname, t.files, join=sandbox.container_init(pid))
+        chain = confine.argv(sb, list(argv), confine.env_file(environ))  # the descriptor stays open for it
         confine.enter(sb)
-        argv = confine.argv(sb, list(argv))
-    else:
-        nsenter.enter_pod(t.netns, t.hostname, t.files)
-    if t.environ is None:
-        environ = dict(os.environ)
-    else:
-        environ = {**({"TERM": os.environ["TERM"]} if "TERM" in os.environ else {}), **t.environ}
+        os.execve(chain[0], chain, confine.CLEAN_ENV)
+    nsenter.enter_pod(t.netns, t.hostname, t.files)
     os.execvpe(argv[0], list(argv), environ)
     return 127  # not reached
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import shutil
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from . import nsenter
 from .nsenter import (CLONE_NEWNS, CLONE_NEWUTS, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, _check, _libc,
@@ -266,18 +267,91 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         mount(path, root + target, None, MS_BIND)
 
 
-def argv(sb: Sandbox, command: list[str]) -> list[str]:
-    """The argv that runs `command` in the sandbox `enter` made: the first process in the PID
-    namespace mounts its /proc, drops privileges and runs `command`, under tini when it is the
-    namespace's first process (PID 1), directly when it joins a container's."""
-    init = sb.join is None
+# The programs of the chain, by absolute path on this machine (the same inside the container's
+# root, read-only): a name would be looked up on the container's PATH, which its own processes
+# may have filled (a `mount` in its /run, run as root before the privileges go).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What the privileged part of the chain (unshare, sh, mount, setpriv) runs with: nothing of the
+# container's environment (its LD_PRELOAD, say, would load its own code into them as root).
+CLEAN_ENV = {"PATH": SYSTEM_PATH}
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name, path=SYSTEM_PATH) or f"/usr/bin/{name}"
+
+
+# Root in the new PID namespace: its /proc (then the privileges go, in setpriv).
+STAGE = '{mount} -a -T "$0" && exec "$@"'
+# The container's user, with nothing of the container's yet: its environment from the file
+# descriptor (NAME=VALUE entries, each ended by a NUL), then the command. A name a shell cannot
+# take (`index.html`, from an envFrom) goes through env(1) instead, in its arguments.
+LOADER = ('fd=$1; shift; odd=()\n'
+          'while IFS= read -r -d "" kv; do export -- "$kv" 2>/dev/null || odd+=("$kv"); done <&"$fd"\n'
+          'exec {fd}<&-\n'
+          'if ((${#odd[@]})); then exec %s -- "${odd[@]}" "$@"; fi\n'
+          'exec "$@"')
+
+
+def env_file(environ: Mapping[str, str]) -> int:
+    """The container's environment as LOADER reads it: an inheritable memory file descriptor,
+    for argv() and the spawn's pass_fds; the caller closes it once the process is started."""
+    fd = os.memfd_create("kubenet-lab-env", 0)
+    try:
+        os.write(fd, b"".join(f"{k}={v}".encode() + b"\0" for k, v in environ.items() if "\0" not in k + v))
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.set_inheritable(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def argv(sb: Sandbox, command: list[str], env_fd: int) -> list[str]:
+    """The argv that runs `command` in the sandbox `enter` made, with the environment in
+    `env_fd` (env_file): run it with CLEAN_ENV and pass_fds=(env_fd,). The first process in the
+    PID namespace mounts its /proc, drops privileges, takes the container's environment and runs
+    `command`, under tini when it is the namespace's first process (PID 1), directly when it
+    joins a container's."""
     drop: list[str] = []
     if not sb.privileged:
         caps = ",".join(["-all", *(f"+{c.lower()}" for c in sb.capabilities)])
-        drop = ["setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--ambient-caps=-all",
+        drop = [_tool("setpriv"), f"--bounding-set={caps}", "--inh-caps=-all", "--ambient-caps=-all",
                 f"--reuid={sb.uid}", f"--regid={sb.gid}",
                 f"--groups={','.join(map(str, sb.groups))}" if sb.groups else "--clear-groups",
                 *(["--no-new-privs"] if sb.no_new_privs else []), "--"]
-    first = ["tini", "-g", "--"] if init else []
-    return ["unshare", "--fork", "--kill-child", "--", "/bin/sh", "-c", 'mount -a -T "$0" && exec "$@"', PROC_FSTAB,
-            *drop, *first, *command]
+    first = [_tool("tini"), "-g", "--"] if sb.join is None else []
+    return [_tool("unshare"), "--fork", "--kill-child", "--", "/bin/sh", "-c", STAGE.format(mount=_tool("mount")),
+            PROC_FSTAB, *drop, _tool("bash"), "-c", LOADER % _tool("env"), "kubenet-lab-env", str(env_fd),
+            *first, *command]
+
+
+@dataclass
+class Launch:
+    """A process to start confined (see launch()): its argv, the preexec_fn that moves the fresh
+    child into the container, the environment it starts with and the descriptors it inherits;
+    close() once it is started (or could not be)."""
+
+    argv: list[str]
+    preexec: Callable[[], None] | None
+    env: Mapping[str, str]
+    fds: tuple[int, ...] = ()
+
+    def kwargs(self) -> dict:
+        """For subprocess/asyncio: env, preexec_fn, pass_fds."""
+        return {"env": dict(self.env), "preexec_fn": self.preexec, "pass_fds": self.fds}
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = ()
+
+
+def launch(sb: Sandbox, command: list[str], environ: Mapping[str, str]) -> Launch:
+    """`command` with environment `environ` as a process of the sandbox, started by a child of
+    the caller that dies with it."""
+    fd = env_file(environ)
+
+    def preexec() -> None:
+        nsenter.die_with_parent()
+        enter(sb)
+    return Launch(argv(sb, command, fd), preexec, CLEAN_ENV, (fd,))

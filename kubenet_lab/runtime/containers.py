@@ -131,6 +131,7 @@ class PodEnv:
         self.netns = pod.netns
         self.hostname = pod_hostname(plan, pod)
         self.files = pod_files(plan, pod)
+        self._plan = plan
 
     def log_path(self, container: str) -> str:
         return state.log_path(self.lab, self.pod.namespace, self.pod.name, container)
@@ -140,20 +141,19 @@ class PodEnv:
         return next((c for c in (*self.pod.containers, *self.pod.init_containers) if c.name == container.name),
                     container)
 
-    def spawn(self, container: PlannedContainer, argv: list[str], fresh: bool = False, pid: int | None = None
-              ) -> tuple[list[str], Callable[[], None]]:
+    def spawn(self, container: PlannedContainer, argv: list[str], environ: Mapping[str, str] | None = None,
+              fresh: bool = False, pid: int | None = None) -> confine.Launch:
         """How a process of `container` starts, confined as a container runtime confines it
         (runtime.sandbox, kernel.confine): the argv to run and the preexec_fn that moves the
         fresh child into the container (it dies with the supervisor). `fresh` at a start of the
         container itself: its writable directories begin empty; `pid`: the container's running
-        process (its `unshare`), whose PID namespace an exec probe or a hook joins."""
+        process (its `unshare`), whose PID namespace an exec probe or a hook joins. `environ`:
+        the process's environment (None: the container's, as agnhost's /shell has it)."""
         sb = sandbox.sandbox(self.lab, self.pod, container, self.hostname, self.files, fresh,
                              join=sandbox.container_init(pid))
-
-        def preexec() -> None:
-            die_with_parent()
-            confine.enter(sb)
-        return confine.argv(sb, argv), preexec
+        if environ is None:
+            environ = process_environment(self._plan, self.pod, container, self.hostname)
+        return confine.launch(sb, argv, environ)
 
     def socket(self, family: int, type_: int) -> socket.socket:
         with in_netns(self.netns):
@@ -301,15 +301,15 @@ class ExecRunner(Runner):
         except OSError as e:
             raise StartError("RunContainerError", f"cannot create the log {self.log.path}: {e}") from e
         try:
-            argv, preexec = self.env.spawn(self.container, self.argv, fresh=True)
+            launch = self.env.spawn(self.container, self.argv, environ, fresh=True)
         except OSError as e:
             raise StartError("RunContainerError", f"cannot make the container's directories: {e}") from e
         fd = os.open(self.log.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             # Shielded, so a stop() arriving meanwhile still finds (and ends) the process.
             self._spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd="/",
-                env=environ, preexec_fn=preexec, start_new_session=True))
+                *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd="/",
+                start_new_session=True, **launch.kwargs()))
             self.proc = await asyncio.shield(self._spawn)
         except (OSError, ValueError, RuntimeError) as e:  # SubprocessError: preexec_fn failed
             raise StartError("RunContainerError", f"cannot start {self.argv[0]}: {e}") from e
@@ -317,6 +317,7 @@ class ExecRunner(Runner):
             raise StartError("RunContainerError", f"cannot enter pod {self.env.pod.key}: {e}") from e
         finally:
             os.close(fd)
+            launch.close()
         self.pid = self.proc.pid
 
     def logs(self) -> str:
@@ -821,10 +822,13 @@ async def _exec_hook(env: PodEnv, container: PlannedContainer, plan: Callable[[]
         say(f'kubenet-lab: PreStopHook failed: exec: "{exe}": executable file not found in $PATH')
         return
     environ = process_environment(plan(), env.pod, container, env.hostname)
-    confined, preexec = env.spawn(container, argv, pid=pid)
-    proc = await asyncio.create_subprocess_exec(
-        *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd="/", env=environ, preexec_fn=preexec, start_new_session=True)
+    launch = env.spawn(container, argv, environ, pid=pid)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, cwd="/", start_new_session=True, **launch.kwargs())
+    finally:
+        launch.close()
     try:
         out, _ = await proc.communicate()
     finally:
@@ -946,7 +950,7 @@ class PodWorker:
             async def prober(kind: str) -> tuple[str, str]:
                 return await run_probe(probes[kind], env.socket, str(self.pod.ip),
                                        lambda: process_environment(self.plan(), self.pod, c, env.hostname),
-                                       lambda argv: env.spawn(c, argv, pid=runner.pid))
+                                       lambda argv, environ: env.spawn(c, argv, environ, pid=runner.pid))
 
         def kill_grace(kind: str) -> float:
             p = probes.get(kind)

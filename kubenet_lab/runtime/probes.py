@@ -18,6 +18,7 @@ import socket
 import ssl
 from typing import Callable, Mapping
 
+from ..kernel.confine import Launch
 from ..model.objects import Probe
 from ..plan.containers import CONTAINER_PATH
 from ..plan.probes import ERROR, FAILURE, SUCCESS
@@ -27,6 +28,9 @@ MAX_OUTPUT = 10 * 1024  # kubelet keeps at most 10 KiB of a probe's output
 
 Socket = Callable[[int, int], socket.socket]  # a socket in the pod's network namespace
 Result = tuple[str, str]
+# How an exec probe's process starts, confined as its container (PodEnv.spawn): (argv, environment)
+# -> a kernel.confine.Launch.
+Spawn = Callable[[list[str], Mapping[str, str]], "Launch"]
 
 _GO_INT = re.compile(r"^[+-]?\d+$")
 
@@ -159,8 +163,7 @@ def _which(exe: str, path: str) -> bool:
     return (os.access(exe, os.X_OK) and os.path.isfile(exe)) if "/" in exe else shutil.which(exe, path=path) is not None
 
 
-async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str],
-                       spawn: Callable[[list[str]], tuple[list[str], Callable[[], None]]], timeout: float) -> Result:
+async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str], spawn: Spawn, timeout: float) -> Result:
     """Run the command as a process of the pod (its namespaces, the container's environment):
     exit code 0 is success; its output (stdout and stderr) is what kubelet reports."""
     exe = argv[0] if argv else ""
@@ -169,10 +172,13 @@ async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str],
         return FAILURE, (f'OCI runtime exec failed: exec failed: unable to start container process: '
                          f'exec: "{exe}": {where}: unknown')
     try:
-        confined, preexec = spawn(list(argv))
-        proc = await asyncio.create_subprocess_exec(
-            *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, cwd="/", env=dict(environ), preexec_fn=preexec, start_new_session=True)
+        launch = spawn(list(argv), environ)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *launch.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, cwd="/", start_new_session=True, **launch.kwargs())
+        finally:
+            launch.close()
     except (OSError, ValueError, RuntimeError) as e:  # SubprocessError: could not enter the pod
         return ERROR, f"cannot run {exe} in the pod: {e}"
     try:
@@ -188,8 +194,7 @@ async def exec_command(argv: tuple[str, ...], environ: Mapping[str, str],
 
 
 async def run_probe(probe: Probe, open_socket: Socket, pod_ip: str,
-                    environ: Callable[[], Mapping[str, str]],
-                    spawn: Callable[[list[str]], tuple[list[str], Callable[[], None]]]) -> Result:
+                    environ: Callable[[], Mapping[str, str]], spawn: Spawn) -> Result:
     """One run of `probe` against a container of the pod at `pod_ip`."""
     timeout = float(probe.timeout)
     if probe.handler == "exec":

@@ -171,11 +171,17 @@ class Netexec:
         cmd = req.value("shellCommand") or req.value("cmd")
         self.ctx.golog(f"GET /shell?cmd={cmd}")
         output: dict[str, str] = {}
-        argv, preexec = ([SHELL, "-c", cmd], None) if self.ctx.spawn is None else self.ctx.spawn([SHELL, "-c", cmd])
+        # As a process of the container (ServerContext.spawn), with its environment.
+        launch = self.ctx.spawn([SHELL, "-c", cmd]) if self.ctx.spawn is not None else None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, preexec_fn=preexec, start_new_session=True)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *(launch.argv if launch else [SHELL, "-c", cmd]), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                    **(launch.kwargs() if launch else {}))
+            finally:
+                if launch is not None:
+                    launch.close()
         except (OSError, subprocess.SubprocessError) as e:
             output["error"] = f"fork/exec {SHELL}: {_strerror(e) if isinstance(e, OSError) else e}"
         else:

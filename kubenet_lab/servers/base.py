@@ -34,14 +34,15 @@ class ServerContext:
     `log` appends a raw line to the container's log; `socket` makes an outgoing socket in the
     pod's network namespace; `resolve` resolves a name as the pod would (its hosts file and DNS);
     `spawn(argv)` says how a child process of the container starts, confined as the container
-    is: (the argv to exec, the preexec_fn that moves it into the container); `exit` asks the supervisor to end
+    is, with its environment (a kernel.confine.Launch: argv, kwargs() for the spawn, close());
+    `exit` asks the supervisor to end
     the container with a code (agnhost /exit), which then restarts it like a kubelet would."""
 
     hostname: str
     log: Callable[[str], None] = lambda line: None
     socket: Callable[[int, int], socket.socket] = _default_socket
     resolve: Callable[[str], Awaitable[str]] = _default_resolve
-    spawn: Callable[[list[str]], tuple[list[str], Callable[[], None]]] | None = None
+    spawn: Callable[[list[str]], Any] | None = None
     exit: Callable[[int], None] = lambda code: None
     started: float = field(default_factory=time.monotonic)
 

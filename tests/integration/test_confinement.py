@@ -201,3 +201,23 @@ def test_a_volume_mounted_in_tmp_leaves_tmp_the_containers_own(host_before, tmp_
                        and o, "what the command wrote", timeout=10)
         assert out.stdout == "own\nvol\n1777\n", out.stderr
         assert not os.path.exists("/tmp/own") and not os.path.exists("/tmp/cache/v")
+
+
+def test_the_containers_environment_reaches_its_command_only(lab):
+    """What runs as root before the privileges go (unshare, sh, mount, setpriv) gets none of the
+    container's environment: not its PATH (which its own files could fill), nor its LD_PRELOAD.
+    The command gets all of it, names a shell cannot take included."""
+    wait_for(lambda: lab.pods()["hijack"]["status"]["phase"] == "Running", "hijack running")
+    tools = "mount setpriv unshare tini bash env sh"
+    made = sh(lab, "hijack", f"mkdir -p /tmp/evil; for t in {tools}; do printf '#!/bin/sh\\ntouch /tmp/evil/ran-$t\\n' "
+                             "> /tmp/evil/$t; chmod +x /tmp/evil/$t; done; ls /tmp/evil | wc -l")
+    assert made.stdout.split()[-1] == "7", made.stdout + made.stderr
+    out = lab.exec("hijack", "/usr/bin/env", check=False)
+    assert out.returncode == 0, out.stderr
+    # two programs loaded it, both as the container's user: env(1), which sets the name a shell
+    # cannot take (my.dotted), and the command (an exec joins the running container: no tini)
+    assert out.stderr.count("LD_PRELOAD cannot be preloaded") == 2, out.stderr
+    env = out.stdout.splitlines()
+    assert "my.dotted=1" in env and "GREETING=hello world" in env and "LD_PRELOAD=/tmp/evil/none.so" in env
+    # none of them ran (the container's own `sh` would be its fake now: /bin/ls by its path)
+    assert lab.exec("hijack", "/bin/ls", "/tmp/evil").stdout.split() == sorted(tools.split())

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from kubenet_lab.kernel.confine import Launch
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests.load import load_model
 from kubenet_lab.model.objects import Probe
@@ -260,9 +261,9 @@ def test_http_probe_times_out_as_gos_client():
                                "(Client.Timeout exceeded while awaiting headers)")
 
 
-def UNCONFINED(argv):
+def UNCONFINED(argv, environ):
     """A probe's process as this test's own child (the confinement is tested as root)."""
-    return argv, None
+    return Launch(argv, None, environ)
 
 
 def test_exec_probe_exit_code_and_output():
