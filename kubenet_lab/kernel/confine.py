@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from . import nsenter
+from . import files, nsenter
 from .nsenter import (CLONE_NEWNS, CLONE_NEWUTS, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, _check, _libc,
                       mount, setns, umount)
 
@@ -57,11 +57,13 @@ class _MountAttr(ctypes.Structure):
 
 @dataclass(frozen=True)
 class Bind:
-    """`source` (a host path, a directory or a file) seen at `target`, read-only or not."""
+    """`source` (a host path, a directory or a file) seen at `target`, read-only or not; with
+    `sub_path`, that entry of source, resolved beneath it (kernel.files: links stay inside)."""
 
     source: str
     target: str
     read_only: bool = False
+    sub_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,9 @@ def enter(sb: Sandbox) -> None:
     if sb.hostname:
         nsenter.sethostname(sb.hostname)
     mount("none", "/", None, MS_REC | MS_SLAVE)
+    # This machine's whole tree read-only in this namespace before anything is made: a path
+    # the container could have made a link (in its /tmp, a volume) then leads to no write.
+    read_only_tree("/")
     # A scratch tmpfs for this build (file contents, overlay layers) on a directory no one
     # needs meanwhile, and the new root on it; the rest of the old tree goes at pivot_root.
     stage = nsenter.SCRATCH_DIR
@@ -244,8 +249,14 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
                   "size=4k,nr_inodes=4")
     overlays: list[str] = []
     for b in sb.binds:
-        _mount_point(root, b.target, not os.path.isdir(b.source), stage, overlays)
-        _bind(b.source, root + b.target, b.read_only)
+        held = files.open_beneath(b.source, b.sub_path, path_only=True) if b.sub_path else None
+        try:
+            source = b.source if held is None else f"/proc/self/fd/{held}"
+            _mount_point(root, b.target, not os.path.isdir(source), stage, overlays)
+            _bind(source, root + b.target, b.read_only)
+        finally:
+            if held is not None:
+                os.close(held)
     # The pod's files over the host's (/etc/hosts, ...), each from the stage tmpfs; after the
     # volumes, as an overlay one's mount point needs (/etc for /etc/nginx/ssl) would hide them. A
     # volume at one of these paths is the container's instead, as with kubelet.
@@ -334,7 +345,7 @@ class Launch:
     argv: list[str]
     preexec: Callable[[], None] | None
     env: Mapping[str, str]
-    fds: tuple[int, ...] = ()
+    fds: tuple[int, ...] = ()  # inherited by the process
 
     def kwargs(self) -> dict:
         """For subprocess/asyncio: env, preexec_fn, pass_fds."""

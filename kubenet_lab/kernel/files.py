@@ -19,11 +19,12 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def open_beneath(root: str, path: str) -> int:
-    """A read-only descriptor of `path` resolved as if `root` were "/"; raises OSError."""
+def open_beneath(root: str, path: str, path_only: bool = False) -> int:
+    """A read-only descriptor (with `path_only`, an O_PATH one, as a bind mount's source through
+    /proc/self/fd) of `path` resolved as if `root` were "/"; raises OSError."""
     rfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        how = _OpenHow(flags=os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
+        how = _OpenHow(flags=(os.O_PATH if path_only else os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK) | os.O_CLOEXEC,
                        resolve=RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
         fd = _libc.syscall(SYS_OPENAT2, rfd, path.encode(), ctypes.byref(how), ctypes.sizeof(how))
         if fd < 0:
@@ -50,5 +51,26 @@ def read_beneath(root: str, path: str, limit: int = 16 << 20) -> bytes | None:
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
         return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def makedirs_beneath(root: str, path: str, mode: int) -> None:
+    """`path` (relative to `root`) made as directories, each component opened without following
+    links: a link a container planted in its volume cannot make this process create directories
+    elsewhere (kubelet's subPath safety)."""
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in path.split("/") if p not in ("", ".")]:
+            if part == "..":
+                raise OSError(errno.EINVAL, "'..' in a subPath", path)
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+                os.chmod(part, mode, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
     finally:
         os.close(fd)

@@ -127,18 +127,19 @@ def ensure_volumes(lab: str, pod: PlannedPod, names: set[str] | None = None) -> 
 
 
 def binds(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[confine.Bind, ...]:
+    """The container's volume mounts. A subPath is resolved beneath its volume (by confine, in
+    the container's mount namespace; a missing one of an emptyDir made here, each component
+    without following links): a link a container made there cannot lead a mount out of it."""
     if not container.mounts:
         return ()
     kinds = {v.name: v.kind for v in pod.volumes}
     paths = ensure_volumes(lab, pod, {m.volume for m in container.mounts})
     out = []
     for m in container.mounts:
-        source = paths[m.volume]
-        if m.sub_path:
-            source = os.path.join(source, m.sub_path)
-            if kinds.get(m.volume) == "emptyDir" and not os.path.lexists(source):
-                os.makedirs(source, 0o777)  # kubelet makes a missing subPath as a directory
-        out.append(confine.Bind(source, m.path, m.read_only or kinds.get(m.volume) in READ_ONLY_KINDS))
+        if m.sub_path and kinds.get(m.volume) == "emptyDir":  # kubelet makes a missing subPath as a directory
+            files.makedirs_beneath(paths[m.volume], m.sub_path, 0o777)
+        out.append(confine.Bind(paths[m.volume], m.path, m.read_only or kinds.get(m.volume) in READ_ONLY_KINDS,
+                                m.sub_path))
     return tuple(out)
 
 

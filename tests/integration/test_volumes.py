@@ -176,3 +176,37 @@ def test_updating_configuration_via_a_configmap_as_written(host_before):
                               capture_output=True, text=True, check=True).stdout
         lab("apply", "-f", "-", input=blue)
         wait_for(lambda: "My preferred color is blue" in page(), "blue", timeout=60)
+
+
+ESCAPE = """
+apiVersion: v1
+kind: Pod
+metadata: {name: escape}
+spec:
+  volumes: [{name: data, emptyDir: {}}]
+  initContainers:
+  - name: plant
+    image: busybox
+    command: [sh, -c, "ln -s /etc /data/escape"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, "echo pwned > /mnt/escape/kubenet-lab-escape; sleep infinity"]
+    volumeMounts: [{name: data, mountPath: /mnt/escape, subPath: escape}]
+"""
+
+
+def test_a_subpath_link_cannot_lead_out_of_its_volume(host_before, tmp_path):
+    """The subPath CVE (CVE-2017-1002101): a container makes its subPath a link to /etc; the
+    next container mounting it must not get the host's /etc. It does not start, as kubelet
+    refuses such a subPath, and /etc is unchanged."""
+    (tmp_path / "escape.yaml").write_text(ESCAPE)
+    lab = Lab(new_lab_name("esc"))
+    with torn_down(lab.name):
+        lab("up", str(tmp_path / "escape.yaml"))
+        state = wait_for(lambda: (s := lab.pods()["escape"]["status"].get("containerStatuses", [{}])[0]
+                                  .get("state", {})).get("waiting", {}).get("reason") in (
+            "RunContainerError", "CreateContainerConfigError", "CrashLoopBackOff") and s, "main refused")
+        assert "running" not in state
+        assert not os.path.exists("/etc/kubenet-lab-escape")
