@@ -56,20 +56,34 @@ def read_beneath(root: str, path: str, limit: int = 16 << 20) -> bytes | None:
 
 
 def makedirs_beneath(root: str, path: str, mode: int) -> None:
-    """`path` (relative to `root`) made as directories, each component opened without following
-    links: a link a container planted in its volume cannot make this process create directories
-    elsewhere (kubelet's subPath safety)."""
+    """`path` (relative to `root`) made as directories where missing, each component opened
+    without following links: a link a container planted in its volume, before or while this
+    runs, cannot make this process create or chmod anything elsewhere (kubelet's subPath
+    safety); raises OSError (ELOOP, ENOTDIR, ...) for one. The last component may be an existing
+    regular file (a subPath naming a file an init container wrote); a directory made here gets
+    `mode` through its own descriptor, opened without following links."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise OSError(errno.EINVAL, "'..' in a subPath", path)
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for part in [p for p in path.split("/") if p not in ("", ".")]:
-            if part == "..":
-                raise OSError(errno.EINVAL, "'..' in a subPath", path)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
             try:
-                os.mkdir(part, mode, dir_fd=fd)
-                os.chmod(part, mode, dir_fd=fd)
+                os.mkdir(part, 0o700, dir_fd=fd)
             except FileExistsError:
-                pass
-            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                kind = os.O_PATH if last else os.O_PATH | os.O_DIRECTORY
+                nxt = os.open(part, kind | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                if stat.S_ISLNK(os.fstat(nxt).st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
+                    os.close(nxt)
+                    raise OSError(errno.ELOOP, "a symbolic link in a subPath", path) from None
+            else:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    os.fchmod(nxt, mode)
+                except BaseException:
+                    os.close(nxt)
+                    raise
             os.close(fd)
             fd = nxt
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import posixpath
 import shutil
 import time
 from typing import Callable
@@ -146,8 +147,9 @@ def binds(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[confi
 def served_files(lab: str, pod: PlannedPod, container: PlannedContainer, docroot: str | None
                  ) -> Callable[[str], bytes | None] | None:
     """What a web server image serves from `docroot` when a volume is mounted there or above
-    (its files read from the volume's directory as the container sees them, never beyond it:
-    kernel.files); None when no volume holds it (the image's own pages, which are not here)."""
+    (its files read from the volume's directory as the container sees them, never beyond it,
+    whatever links a container made in the subPath, the docroot or below: kernel.files); None
+    when no volume holds it (the image's own pages, which are not here)."""
     if not docroot:
         return None
     covering = [m for m in container.mounts if docroot == m.path or docroot.startswith(m.path.rstrip("/") + "/")]
@@ -158,8 +160,15 @@ def served_files(lab: str, pod: PlannedPod, container: PlannedContainer, docroot
         source = ensure_volumes(lab, pod, {m.volume})[m.volume]
     except VolumeError:
         return None
-    root = os.path.normpath(os.path.join(source, m.sub_path, os.path.relpath(docroot, m.path)))
-    return lambda path: files.read_beneath(root, path)
+    # the whole path beneath the volume's own directory (which the lab made), in one resolution:
+    # a link a container put in place of the subPath or the docroot stays inside the volume too
+    # (a request's `..` never climbs above the docroot: the server cleaned it, and it is dropped here)
+    base = posixpath.join(m.sub_path, posixpath.relpath(docroot, m.path))
+
+    def read(path: str) -> bytes | None:
+        parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+        return files.read_beneath(source, posixpath.join(base, *parts) + ("/" if path.endswith("/") else ""))
+    return read
 
 
 def container_init(pid: int | None) -> int | None:

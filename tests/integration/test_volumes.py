@@ -210,3 +210,81 @@ def test_a_subpath_link_cannot_lead_out_of_its_volume(host_before, tmp_path):
             "RunContainerError", "CreateContainerConfigError", "CrashLoopBackOff") and s, "main refused")
         assert "running" not in state
         assert not os.path.exists("/etc/kubenet-lab-escape")
+
+
+DOCROOT_LINK = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: nginx
+    image: nginx
+    volumeMounts: [{name: s, mountPath: /usr/share/nginx}]
+  - name: side
+    image: busybox
+    command: ["sh", "-c", "echo mine > /s/index.html; rm -rf /s/html; ln -s / /s/html; sleep 3600"]
+    securityContext: {capabilities: {drop: [ALL]}, runAsUser: 1000}
+    volumeMounts: [{name: s, mountPath: /s}]
+  volumes: [{name: s, emptyDir: {}}]
+"""
+
+
+def test_a_docroot_replaced_by_a_link_serves_the_volume_only(host_before, tmp_path):
+    """A sidecar sharing the emptyDir above nginx's docroot makes `html` a link to "/": the
+    emulated nginx resolves it inside the volume (as the container would inside its own root),
+    so the host's /etc/shadow and any host file are not served; the volume's own file is."""
+    (tmp_path / "web.yaml").write_text(DOCROOT_LINK)
+    marker = f"/var/lib/kubenet-lab-marker-{os.urandom(4).hex()}"
+    with open(marker, "w") as f:
+        f.write("host only\n")
+    lab = Lab(new_lab_name("doc"))
+    try:
+        with torn_down(lab.name):
+            lab("up", str(tmp_path / "web.yaml"))
+            wait_for(lambda: sh(lab, "web", "test -L /s/html && test -f /s/index.html", "-c", "side").returncode == 0,
+                     "html a link", timeout=60)
+
+            def get(path: str) -> tuple[str, str]:
+                out = lab("exec", "web", "-c", "nginx", "--", "curl", "-s", "-w", "\n%{http_code}",
+                          f"http://localhost{path}").stdout
+                body, _, code = out.rpartition("\n")
+                return code, body
+
+            assert get("/index.html") == ("200", "mine\n")
+            for path in ("/etc/shadow", "/etc/passwd", marker, "/../../etc/shadow"):
+                code, body = get(path)
+                assert code == "404" and "host only" not in body and "root:" not in body, path
+    finally:
+        os.unlink(marker)
+
+
+FILE_SUBPATH = """
+apiVersion: v1
+kind: Pod
+metadata: {name: conf}
+spec:
+  volumes: [{name: data, emptyDir: {}}]
+  initContainers:
+  - name: write
+    image: busybox
+    command: [sh, -c, "echo 'level=debug' > /data/app.conf"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, "cat /etc/app.conf; sleep infinity"]
+    volumeMounts: [{name: data, mountPath: /etc/app.conf, subPath: app.conf}]
+"""
+
+
+def test_a_subpath_naming_a_file_an_init_container_wrote(host_before, tmp_path):
+    """kubelet mounts an emptyDir's existing regular file by subPath (a config an init
+    container wrote): the main container reads it at its mountPath."""
+    (tmp_path / "conf.yaml").write_text(FILE_SUBPATH)
+    lab = Lab(new_lab_name("sbf"))
+    with torn_down(lab.name):
+        lab("up", str(tmp_path / "conf.yaml"))
+        wait_for(lambda: lab.pods()["conf"]["status"]["phase"] == "Running", "conf running", timeout=60)
+        wait_for(lambda: lab("logs", "conf", "-c", "main", check=False).stdout == "level=debug\n", "the file read")
+        assert sh(lab, "conf", "cat /etc/app.conf").stdout == "level=debug\n"
