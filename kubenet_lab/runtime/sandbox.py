@@ -11,6 +11,7 @@ import base64
 import os
 import posixpath
 import shutil
+import stat
 import time
 from typing import Callable
 
@@ -53,16 +54,43 @@ def _contents(volume: PlannedVolume) -> dict[str, tuple[bytes, int]]:
     return {f.path: (base64.b64decode(f.text) if f.binary else f.text.encode(), f.mode) for f in volume.files}
 
 
-def _current(path: str) -> dict[str, tuple[bytes, int]] | None:
-    data = os.path.join(path, DATA)
-    if not os.path.isdir(data):
+def _version(path: str) -> str | None:
+    """The version directory `..data` names in the volume directory `path`, only when it is one
+    the atomic writer made: a name starting with `..`, without `/`, a directory (not a link) of
+    `path` itself; None otherwise (a link elsewhere is not followed, nor removed)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        target = os.readlink(DATA, dir_fd=fd)
+        if not target.startswith("..") or "/" in target or target in ("..", DATA, DATA + "_tmp"):
+            return None
+        return target if stat.S_ISDIR(os.stat(target, dir_fd=fd, follow_symlinks=False).st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _current(path: str) -> dict[str, tuple[bytes, int]] | None:
+    version = _version(path)
+    if version is None:
+        return None
+    data = os.path.join(path, version)
     out = {}
     for parent, _, names in os.walk(data):
         for name in names:
             full = os.path.join(parent, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, data)] = (f.read(), os.stat(full).st_mode & 0o7777)
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                return None  # a link or worse: not what the writer made, so written anew
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                out[os.path.relpath(full, data)] = (f.read(), st.st_mode & 0o7777)
     return out
 
 
@@ -85,7 +113,7 @@ def write_files(path: str, files: dict[str, tuple[bytes, int]]) -> None:
         finally:
             os.close(fd)
         os.chmod(full, mode)
-    old = os.readlink(os.path.join(path, DATA)) if os.path.islink(os.path.join(path, DATA)) else None
+    old = _version(path)
     tmp = os.path.join(path, "..data_tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)
@@ -101,8 +129,12 @@ def write_files(path: str, files: dict[str, tuple[bytes, int]]) -> None:
         link = os.path.join(path, top)
         if not os.path.lexists(link):
             os.symlink(os.path.join(DATA, top), link)
-    if old is not None:
-        shutil.rmtree(os.path.join(path, old), ignore_errors=True)
+    if old is not None:  # removed beneath the volume directory's descriptor, never through a link
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            shutil.rmtree(old, dir_fd=fd, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def ensure_volumes(lab: str, pod: PlannedPod, names: set[str] | None = None) -> dict[str, str]:
