@@ -256,6 +256,8 @@ CLAIM_TEMPLATE = Obj({"apiVersion": IGNORE, "kind": IGNORE, "spec": IGNORE, "sta
 def _check_mount(mount: Checked) -> None:
     if not mount.get("mountPath", "x"):
         mount.at("mountPath").error("Required value")
+    elif ".." in mount.get("mountPath", "").split("/"):  # validatePathNoBacksteps
+        mount.at("mountPath").error(f'Invalid value: "{mount["mountPath"]}": must not contain \'..\'')
     if "subPath" in mount and "subPathExpr" in mount:
         mount.at("subPathExpr").error("Invalid value: \"" + mount["subPathExpr"] + "\": subPathExpr and subPath "
                                       "are mutually exclusive")
