@@ -2,20 +2,23 @@
 
 The lab has no images: a container's programs are the host's. So a container sees the host's
 files read-only, with private writable /tmp, /var/tmp, /run and /dev/shm (directories the
-caller names, kept between its processes), /root and /home empty and read-only, a minimal /dev, a /sys of its network namespace
-and a /proc of a PID namespace of its own (where /proc/sys, /proc/irq and /proc/sysrq-trigger
-are read-only, as runc makes them), the pod's files (/etc/hosts, ...) and its volumes. Its
-processes run with the runtime's default capabilities (or what the securityContext asks),
-its user and groups, and no_new_privs when asked.
+caller names, kept between its processes), /root and /home empty and read-only, a minimal
+/dev, a /sys of its network namespace and a /proc of a PID namespace of its own (/proc/sys,
+/proc/irq, /proc/bus, /proc/fs read-only and /proc/sysrq-trigger masked, as runc makes them),
+the pod's files (/etc/hosts, ...) and its volumes. Its processes run with the runtime's default
+capabilities (or what the securityContext asks), its user and groups, and no_new_privs when asked.
 
 How: in the forked child (before exec, single-threaded) `enter` joins the pod's network
-namespace, makes private UTS, mount and PID namespaces and builds the file system there with
-mount(2); then `argv` wraps the command: `unshare --fork` makes the first process of the new PID
-namespace, which mounts that namespace's /proc (only a process inside it can), drops its
-privileges with `setpriv` and runs the command under `tini` as PID 1, so that the command gets
-SIGTERM as it does today (a PID 1 ignores signals it has no handler for) and orphans are reaped.
-`unshare` waits with SIGTERM blocked and exits as the command did. Nothing reaches the host's
-mount table: every mount lives in the container process's own mount namespace and dies with it.
+namespace, makes private UTS, mount and PID namespaces (or joins the container's PID one),
+builds the new root with mount(2) on this machine's tree made read-only first, and pivots into
+it; then it forks: the new process, in the PID namespace, mounts its /proc and takes the
+container's user and capabilities with syscalls, all before anything of the container's root
+runs (a volume may cover /usr/bin); it then execs `argv`: a bash of the container's user that
+loads the container's environment from a descriptor and runs the command under `tini` as PID
+1 (so that the command gets SIGTERM as a process does, and orphans are reaped). The forking
+process stays as the one the caller started and ends as the container's first process ends.
+Nothing reaches the host's mount table: every mount lives in the container's own mount
+namespace and dies with it.
 """
 from __future__ import annotations
 
@@ -23,10 +26,11 @@ import ctypes
 import os
 import platform
 import shutil
+import signal
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from . import files, nsenter
+from . import files, nsenter, procs
 from .nsenter import (CLONE_NEWNS, CLONE_NEWUTS, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, _check, _libc,
                       mount, setns, umount)
 
@@ -38,6 +42,7 @@ MS_REMOUNT = 0x20
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
+MS_PRIVATE = 1 << 18
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscalls are unified)
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[platform.machine()]
 
@@ -162,26 +167,108 @@ def _mount_point(root: str, target: str, is_file: bool, stage: str, overlays: li
 # The host's top-level entries a container does not get as they are: its own instead.
 OWN = {"proc", "sys", "dev", "run", "tmp", "root", "home"}
 SKIP = {"lost+found"}
-# /proc's layout, read by `mount -a` in the container's first process (see argv): runc's
-# read-only paths; the file itself lies in the new root's /proc, covered once proc is mounted.
-PROC_FSTAB = "/proc/kubenet-lab.fstab"
-PROC_MOUNT = "proc /proc proc nosuid,nodev,noexec 0 0\n"
+# /proc's paths runc makes read-only, and those it masks (when this kernel has them).
 PROC_READ_ONLY = ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs")
 PROC_MASKED = ("/proc/sysrq-trigger",)
+# Linux's capabilities by number (capability.h).
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE")
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[platform.machine()]
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-def _proc_fstab(privileged: bool) -> str:
-    """proc, then (unless privileged) runc's read-only and masked paths this kernel has."""
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _prctl(option: int, arg: int = 0) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           f"prctl {option}")
+
+
+def _mount_proc(privileged: bool) -> None:
+    """This PID namespace's /proc (the caller is in it), with runc's read-only and masked paths."""
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if privileged:
-        return PROC_MOUNT
-    return PROC_MOUNT + "".join(
-        [f"{p} {p} none bind,ro 0 0\n" for p in PROC_READ_ONLY if os.path.exists(p)]
-        + [f"/dev/null {p} none bind 0 0\n" for p in PROC_MASKED if os.path.exists(p)])
+        return
+    for path in PROC_READ_ONLY:
+        if os.path.isdir(path):
+            _bind(path, path, True, MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in PROC_MASKED:
+        if os.path.exists(path):
+            mount("/dev/null", path, None, MS_BIND)
+
+
+def _drop_privileges(sb: Sandbox) -> None:
+    """The container's user, groups and capabilities, from here on (and no_new_privs): what
+    runs next is the container's own and has nothing more."""
+    _prctl(PR_SET_DUMPABLE, 0)  # until the exec: not to be ptraced by the container's processes
+    if not sb.privileged:
+        keep = {CAPABILITIES.index(c) for c in sb.capabilities if c in CAPABILITIES}
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+        for cap in range(last + 1):
+            if cap not in keep:
+                _prctl(PR_CAPBSET_DROP, cap)
+    else:
+        keep = set(range(len(CAPABILITIES)))
+    _check(_libc.prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl ambient")
+    os.setgroups(list(sb.groups))
+    os.setresgid(sb.gid, sb.gid, sb.gid)
+    os.setresuid(sb.uid, sb.uid, sb.uid)  # another user than root: no capabilities left
+    if sb.uid == 0:
+        mask = [sum(1 << (c - 32 * i) for c in keep if 32 * i <= c < 32 * (i + 1)) for i in (0, 1)]
+        data = (_CapData * 2)(*(_CapData(m, m, 0) for m in mask))
+        _check(_libc.syscall(SYS_CAPSET, ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), data), "capset")
+    if sb.no_new_privs:
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+PR_SET_NAME = 15
+
+
+def _wait_and_exit(child: int) -> None:
+    """The process the caller started, standing for the container's first process `child`: it
+    lets every signal reach `child` (as its process group's), closes what the caller gave it
+    (a subprocess's error pipe reads the end at once) and ends as `child` ends. Its name is
+    procs.CONTAINER_COMM (its command line stays its parent's: the supervisor's, or exec's)."""
+    name = ctypes.create_string_buffer(procs.CONTAINER_COMM.encode())
+    _check(_libc.prctl(PR_SET_NAME, name, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl name")
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
+                signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    os.closerange(3, 1 << 16)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        code = 128 - code
+    os._exit(code & 0xFF)
 
 
 def enter(sb: Sandbox) -> None:
-    """In a fresh child about to exec `argv(sb, ...)`: the container's namespaces and its root.
-    Only for a single-threaded child (after fork)."""
+    """In a fresh child about to exec `argv(sb, ...)`: the container's namespaces and its root,
+    then a fork: the new process, the first of the PID namespace (or one of the container's it
+    joins), mounts its /proc, takes the container's user and capabilities and returns, to exec
+    argv as the container's; the calling process never returns: it waits for that one and ends
+    as it ends. Nothing of the container's root runs before the privileges go. Only for a
+    single-threaded process (after fork, or one about to exec)."""
     fd = os.open(nsenter.netns_path(sb.netns), os.O_RDONLY)
     try:
         setns(fd)
@@ -214,6 +301,13 @@ def enter(sb: Sandbox) -> None:
     _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
     umount(".")  # the old root, stacked under the new one
     os.chdir("/")
+    mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing of the host's mounts comes in later
+    child = os.fork()
+    if child:
+        _wait_and_exit(child)
+    nsenter.die_with_parent()
+    _mount_proc(sb.privileged)
+    _drop_privileges(sb)
 
 
 def _build(sb: Sandbox, root: str, stage: str) -> None:
@@ -229,8 +323,6 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         elif entry.is_dir():
             os.mkdir(path)
             mount(entry.path, path, None, MS_BIND | MS_REC)
-    with open(f"{root}{PROC_FSTAB}", "w") as f:
-        f.write(_proc_fstab(sb.privileged))
     for b in sb.binds:  # a volume's top-level directory is made in the new root itself
         top = "/" + b.target.strip("/").split("/", 1)[0]
         if not os.path.lexists(root + top):
@@ -278,12 +370,10 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         mount(path, root + target, None, MS_BIND)
 
 
-# The programs of the chain, by absolute path on this machine (the same inside the container's
-# root, read-only): a name would be looked up on the container's PATH, which its own processes
-# may have filled (a `mount` in its /run, run as root before the privileges go).
+# The programs of the chain, by absolute path (the same inside the container's root): a name
+# would be looked up on the container's PATH.
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# What the privileged part of the chain (unshare, sh, mount, setpriv) runs with: nothing of the
-# container's environment (its LD_PRELOAD, say, would load its own code into them as root).
+# What the loader starts with: nothing of the container's environment until it loads it.
 CLEAN_ENV = {"PATH": SYSTEM_PATH}
 
 
@@ -291,8 +381,6 @@ def _tool(name: str) -> str:
     return shutil.which(name, path=SYSTEM_PATH) or f"/usr/bin/{name}"
 
 
-# Root in the new PID namespace: its /proc (then the privileges go, in setpriv).
-STAGE = '{mount} -a -T "$0" && exec "$@"'
 # The container's user, with nothing of the container's yet: its environment from the file
 # descriptor (NAME=VALUE entries, each ended by a NUL), then the command. A name a shell cannot
 # take (`index.html`, from an envFrom) goes through env(1) instead, in its arguments.
@@ -318,22 +406,12 @@ def env_file(environ: Mapping[str, str]) -> int:
 
 
 def argv(sb: Sandbox, command: list[str], env_fd: int) -> list[str]:
-    """The argv that runs `command` in the sandbox `enter` made, with the environment in
-    `env_fd` (env_file): run it with CLEAN_ENV and pass_fds=(env_fd,). The first process in the
-    PID namespace mounts its /proc, drops privileges, takes the container's environment and runs
-    `command`, under tini when it is the namespace's first process (PID 1), directly when it
-    joins a container's."""
-    drop: list[str] = []
-    if not sb.privileged:
-        caps = ",".join(["-all", *(f"+{c.lower()}" for c in sb.capabilities)])
-        drop = [_tool("setpriv"), f"--bounding-set={caps}", "--inh-caps=-all", "--ambient-caps=-all",
-                f"--reuid={sb.uid}", f"--regid={sb.gid}",
-                f"--groups={','.join(map(str, sb.groups))}" if sb.groups else "--clear-groups",
-                *(["--no-new-privs"] if sb.no_new_privs else []), "--"]
+    """The argv that runs `command` in the sandbox `enter` made (as the container's user by
+    then), with the environment in `env_fd` (env_file): run it with CLEAN_ENV and
+    pass_fds=(env_fd,). Under tini when it is the PID namespace's first process (PID 1), so
+    that the command gets SIGTERM and orphans are reaped; directly when it joins a container's."""
     first = [_tool("tini"), "-g", "--"] if sb.join is None else []
-    return [_tool("unshare"), "--fork", "--kill-child", "--", "/bin/sh", "-c", STAGE.format(mount=_tool("mount")),
-            PROC_FSTAB, *drop, _tool("bash"), "-c", LOADER % _tool("env"), "kubenet-lab-env", str(env_fd),
-            *first, *command]
+    return [_tool("bash"), "-c", LOADER % _tool("env"), "kubenet-lab-env", str(env_fd), *first, *command]
 
 
 @dataclass

@@ -15,6 +15,19 @@ from kubenet_lab.errors import LabError
 from kubenet_lab.kernel import netns
 
 
+# The name (comm) of the process that stands for a container's first one (kernel.confine): a
+# fork of the supervisor, whose command line it keeps, and which is no supervisor.
+CONTAINER_COMM = "kubenet-ctr"
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def processes_in(names: Iterable[str]) -> dict[str, list[int]]:
     """pids whose network namespace is one of `names` (each name present in the answer)."""
     names = list(names)

@@ -168,6 +168,8 @@ def reap(pids: set[int], timeout: float = 5) -> None:
 
 
 def _scan() -> list[tuple[str, int]]:
+    from ..kernel import procs
+
     found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
@@ -181,6 +183,8 @@ def _scan() -> list[tuple[str, int]]:
         args = [a.decode(errors="replace") for a in args]
         for i in range(len(args) - 1):
             if args[i] == "-m" and args[i + 1] == MODULE:
+                if procs.comm(int(entry)) == procs.CONTAINER_COMM:
+                    break  # a container's first process's stand-in, forked from the supervisor
                 rest = args[i + 2:]
                 if "--lab" in rest and rest.index("--lab") + 1 < len(rest):
                     found.append((rest[rest.index("--lab") + 1], int(entry)))

@@ -288,3 +288,53 @@ def test_a_subpath_naming_a_file_an_init_container_wrote(host_before, tmp_path):
         wait_for(lambda: lab.pods()["conf"]["status"]["phase"] == "Running", "conf running", timeout=60)
         wait_for(lambda: lab("logs", "conf", "-c", "main", check=False).stdout == "level=debug\n", "the file read")
         assert sh(lab, "conf", "cat /etc/app.conf").stdout == "level=debug\n"
+
+
+HIJACK = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: fstab}
+data:
+  kubenet-lab.fstab: "proc /proc proc rw 0 0\\\\n"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hijack}
+spec:
+  volumes:
+  - {name: bin, emptyDir: {}}
+  - {name: fstab, configMap: {name: fstab}}
+  initContainers:
+  - name: seed
+    image: busybox
+    command: [sh, -c, 'cp /usr/bin/bash /usr/bin/tini /usr/bin/env /usr/bin/sleep /usr/bin/cat /usr/bin/ls /bin-vol/;
+                       for t in mount setpriv unshare sh dash; do printf "#!/usr/bin/bash\\ntouch /bin-vol/ran-$t\\n" > /bin-vol/$t;
+                       chmod +x /bin-vol/$t; done']
+    volumeMounts: [{name: bin, mountPath: /bin-vol}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, infinity]
+    securityContext: {runAsUser: 1000, capabilities: {drop: [ALL]}}
+    volumeMounts:
+    - {name: bin, mountPath: /usr/bin}
+    - {name: fstab, mountPath: /proc}
+"""
+
+
+def test_nothing_of_the_containers_root_runs_before_the_privileges_go(host_before, tmp_path):
+    """A volume over /usr/bin with its own `mount`, `setpriv`, `unshare` and `sh`, and one over
+    /proc with an fstab: none of them is run as root while the container is made (its /proc
+    mounted and its privileges dropped by syscalls first), and /proc is its own, /proc/sys
+    read-only."""
+    (tmp_path / "hijack.yaml").write_text(HIJACK)
+    lab = Lab(new_lab_name("hij"))
+    with torn_down(lab.name):
+        lab("up", str(tmp_path / "hijack.yaml"))
+        wait_for(lambda: lab.pods()["hijack"]["status"]["phase"] == "Running", "hijack running")
+        listing = lab("exec", "hijack", "--", "/usr/bin/ls", "/usr/bin").stdout.split()
+        assert "mount" in listing and not [f for f in listing if f.startswith("ran-")], listing
+        status = lab("exec", "hijack", "--", "/usr/bin/cat", "/proc/1/status").stdout
+        assert "CapEff:\t0000000000000000" in status and "Uid:\t1000" in status
+        mounts = lab("exec", "hijack", "--", "/usr/bin/cat", "/proc/self/mountinfo").stdout
+        assert any(" /proc/sys " in l and " ro," in l for l in mounts.splitlines()), mounts
