@@ -57,7 +57,7 @@ require_python() {
 # --- system packages -------------------------------------------------------------------------
 packages=(
     iproute2 iptables nftables kmod procps   # what the CLI drives
-    util-linux tini                          # containers: unshare, setpriv, mount; tini as each one's PID 1
+    tini                                     # each container's PID 1
     openssl                                  # the lab's TLS certificate (emulated HTTPS ports)
     graphviz                                 # `graph -o svg|html` draws with its dot
     tcpdump curl bind9-dnsutils iputils-ping # what the tests and the README's session use (dig, ping)

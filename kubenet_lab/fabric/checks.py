@@ -16,9 +16,7 @@ PACKAGES = {
     "nft": "nftables",
     "ip": "iproute2",
     "tini": "tini",
-    "unshare": "util-linux",
-    "setpriv": "util-linux",
-    "mount": "mount",
+    "bash": "bash",
 }
 
 
@@ -61,8 +59,9 @@ def require_bridge_netfilter() -> None:
         raise EnvironmentProblem(problem)
 
 
-# What confines a container's processes (kernel.confine).
-CONTAINER_TOOLS = ("unshare", "setpriv", "mount", "tini")
+# What a container's processes start through (kernel.confine): bash loads its environment,
+# tini is its PID 1.
+CONTAINER_TOOLS = ("bash", "tini")
 
 
 def tools_for_mode(mode: str) -> tuple[str, ...]:

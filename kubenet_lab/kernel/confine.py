@@ -139,7 +139,8 @@ def _writable(directory: str, stage: str, overlays: list[str]) -> None:
     layer = os.path.join(stage, f"ov{len(overlays)}")
     for d in (layer, f"{layer}/upper", f"{layer}/work"):
         os.mkdir(d)
-    mount("overlay", directory, "overlay", 0, f"lowerdir={directory},upperdir={layer}/upper,workdir={layer}/work")
+    mount("overlay", directory, "overlay", MS_NOSUID | MS_NODEV,
+          f"lowerdir={directory},upperdir={layer}/upper,workdir={layer}/work")
     overlays.append(directory)
 
 
@@ -345,7 +346,7 @@ def _build(sb: Sandbox, root: str, stage: str) -> None:
         try:
             source = b.source if held is None else f"/proc/self/fd/{held}"
             _mount_point(root, b.target, not os.path.isdir(source), stage, overlays)
-            _bind(source, root + b.target, b.read_only)
+            _bind(source, root + b.target, b.read_only, MS_NOSUID | MS_NODEV)
         finally:
             if held is not None:
                 os.close(held)

@@ -338,3 +338,12 @@ def test_nothing_of_the_containers_root_runs_before_the_privileges_go(host_befor
         assert "CapEff:\t0000000000000000" in status and "Uid:\t1000" in status
         mounts = lab("exec", "hijack", "--", "/usr/bin/cat", "/proc/self/mountinfo").stdout
         assert any(" /proc/sys " in l and " ro," in l for l in mounts.splitlines()), mounts
+
+
+def test_a_device_node_made_in_a_volume_cannot_be_opened(lab):
+    """Volumes are nodev (and nosuid), as the container's own writable places are: MKNOD, which
+    a container has by default, makes nodes nobody can open."""
+    made = sh(lab, "reader", "mknod /scratch/null2 c 1 3 && echo made")
+    assert made.stdout.strip() == "made", made.stderr
+    out = sh(lab, "reader", "echo hi > /scratch/null2")
+    assert out.returncode != 0 and "Permission denied" in out.stderr
