@@ -9,8 +9,20 @@ ID = Int(0, 2147483647)  # the API server: "must be between 0 and 2147483647, in
 _NOT_APPLIED = "not applied: kubenet-lab runs its containers without {}"
 
 
+# Capabilities with which a container is root on this machine, as on a real node.
+HOST_ROOT_CAPABILITIES = ("ALL", "SYS_ADMIN", "SYS_PTRACE", "SYS_MODULE", "SYS_RAWIO", "DAC_READ_SEARCH")
+_HOST_ROOT = "the container is root on this machine, as on a real node: nothing confines it"
+
+
 def _check_container(sc: Checked) -> None:
-    """The API server's own checks between fields (validation.ValidateSecurityContext)."""
+    """The API server's own checks between fields (validation.ValidateSecurityContext), and a
+    warning where the manifest asks for what undoes the confinement."""
+    if sc.get("privileged"):
+        sc.at("privileged").warn(f"privileged: {_HOST_ROOT}")
+    wide = [c for c in sc.get("capabilities", {}).get("add", []) if c.upper().removeprefix("CAP_") in
+            HOST_ROOT_CAPABILITIES]
+    if wide:
+        sc.at("capabilities").warn(f"with {', '.join(wide)} {_HOST_ROOT}")
     if sc.get("allowPrivilegeEscalation") is False:
         if sc.get("privileged"):
             sc.at("allowPrivilegeEscalation").error(

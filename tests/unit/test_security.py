@@ -101,3 +101,19 @@ def test_the_api_servers_checks(tmp_path, monkeypatch, security, message):
     with pytest.raises(InputError) as err:
         load_model(["p.yaml"])
     assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+
+
+def test_what_undoes_the_confinement_is_warned_about(tmp_path, monkeypatch):
+    from kubenet_lab.manifests import load_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(pod_yaml(
+        "    securityContext: {privileged: true, capabilities: {add: [NET_ADMIN, CAP_SYS_PTRACE]}}\n"))
+    warnings = load_model(["p.yaml"]).warnings
+    assert warnings == (
+        "p.yaml:9: spec.containers[0].securityContext.privileged: privileged: the container is root on this "
+        "machine, as on a real node: nothing confines it",
+        "p.yaml:9: spec.containers[0].securityContext.capabilities: with CAP_SYS_PTRACE the container is root on "
+        "this machine, as on a real node: nothing confines it")
+    (tmp_path / "p.yaml").write_text(pod_yaml("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"))
+    assert load_model(["p.yaml"]).warnings == ()
