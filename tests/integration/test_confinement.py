@@ -28,10 +28,16 @@ def lab(host_before):
         yield lab
 
 
+# A container has its own of these (or an empty one): a host directory it sees is elsewhere.
+NOT_SEEN = ("/tmp", "/var/tmp", "/run", "/dev", "/root", "/home")
+
+
 @pytest.fixture
 def host_dir():
-    """A directory of this machine outside /tmp, /var/tmp and /run (which a container has its own of)."""
-    path = tempfile.mkdtemp(prefix=".confine-", dir=ROOT)
+    """A directory of this machine that a container sees (read-only): the checkout's, unless it
+    lies where a container has its own (a clone in /tmp), else one in /var/lib."""
+    where = str(ROOT) if not str(ROOT).startswith(tuple(p + "/" for p in NOT_SEEN)) else "/var/lib"
+    path = tempfile.mkdtemp(prefix=".kubenet-lab-confine-", dir=where)
     yield path
     shutil.rmtree(path)
 
