@@ -86,7 +86,7 @@ class Sandbox:
     uid: int = 0
     gid: int = 0
     groups: tuple[int, ...] = ()
-    capabilities: tuple[str, ...] = ()
+    capabilities: tuple[int, ...] = ()  # by number (capability.h)
     no_new_privs: bool = False
     privileged: bool = False
     # A process of the container whose PID namespace the new process joins (an exec, a probe,
@@ -171,14 +171,6 @@ SKIP = {"lost+found"}
 # /proc's paths runc makes read-only, and those it masks (when this kernel has them).
 PROC_READ_ONLY = ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs")
 PROC_MASKED = ("/proc/sysrq-trigger",)
-# Linux's capabilities by number (capability.h).
-CAPABILITIES = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE")
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -218,15 +210,12 @@ def _drop_privileges(sb: Sandbox) -> None:
     """The container's user, groups and capabilities, from here on (and no_new_privs): what
     runs next is the container's own and has nothing more."""
     _prctl(PR_SET_DUMPABLE, 0)  # until the exec: not to be ptraced by the container's processes
-    if not sb.privileged:
-        keep = {CAPABILITIES.index(c) for c in sb.capabilities if c in CAPABILITIES}
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-        for cap in range(last + 1):
-            if cap not in keep:
-                _prctl(PR_CAPBSET_DROP, cap)
-    else:
-        keep = set(range(len(CAPABILITIES)))
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    keep = set(range(last + 1)) if sb.privileged else set(sb.capabilities)
+    for cap in range(last + 1):
+        if cap not in keep:
+            _prctl(PR_CAPBSET_DROP, cap)
     _check(_libc.prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
                        ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl ambient")
     os.setgroups(list(sb.groups))

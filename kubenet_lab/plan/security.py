@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..model.objects import DEFAULT_CAPABILITIES, Confinement, PlannedContainer, PlannedPod, PodSpec, SecurityContext
+from ..model.objects import DEFAULT_CAPABILITIES, LINUX_CAPABILITIES, Confinement, PlannedContainer, PlannedPod, PodSpec, SecurityContext
 
-# Every capability Linux has (capability.h, as containerd's list of all), by number.
-ALL_CAPABILITIES = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE")
+# Every capability Linux has (containerd's list of all).
+ALL_CAPABILITIES = LINUX_CAPABILITIES
 
 
 def capabilities(add: tuple[str, ...], drop: tuple[str, ...]) -> tuple[str, ...]:

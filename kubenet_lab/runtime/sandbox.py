@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..fabric import state
 from ..kernel import confine, files
-from ..model.objects import PlannedContainer, PlannedPod, PlannedVolume
+from ..model.objects import LINUX_CAPABILITIES, PlannedContainer, PlannedPod, PlannedVolume
 
 SCRATCH = {"tmp": 0o1777, "var-tmp": 0o1777, "shm": 0o1777, "run": 0o755}
 READ_ONLY_KINDS = ("configMap", "secret", "downwardAPI")
@@ -227,7 +227,8 @@ def sandbox(lab: str, pod: PlannedPod, container: PlannedContainer, hostname: st
     return confine.Sandbox(
         netns=pod.netns, hostname=hostname, files=files, scratch=None if c.read_only_root else path,
         shm=os.path.join(path, "shm"), binds=binds(lab, pod, container), uid=c.uid, gid=c.gid, groups=c.groups,
-        capabilities=c.capabilities, no_new_privs=c.no_new_privs, privileged=c.privileged, join=join)
+        capabilities=tuple(LINUX_CAPABILITIES.index(n) for n in c.capabilities if n in LINUX_CAPABILITIES),
+        no_new_privs=c.no_new_privs, privileged=c.privileged, join=join)
 
 
 def blocked(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[str, str, str] | None:
