@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from . import files, nsenter, procs
-from .nsenter import (CLONE_NEWNS, CLONE_NEWUTS, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, _check, _libc,
+from .nsenter import (CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, _check, _libc,
                       mount, setns, umount)
 
 CLONE_NEWPID = 0x20000000

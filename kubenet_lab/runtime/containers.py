@@ -21,7 +21,7 @@ import ssl
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 from ..model.objects import (Event, Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
@@ -38,7 +38,7 @@ from ..servers.resolve import PodResolver
 from .probes import run_probe
 from ..fabric import events, state
 from ..kernel import confine
-from ..kernel.nsenter import die_with_parent, in_netns
+from ..kernel.nsenter import in_netns
 from . import sandbox
 
 log = logging.getLogger("kubenet-lab.supervisor")

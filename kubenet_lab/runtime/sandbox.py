@@ -46,8 +46,9 @@ def scratch(path: str, fresh: bool) -> None:
         shutil.rmtree(path, ignore_errors=True)
     for sub, mode in SCRATCH.items():
         p = os.path.join(path, sub)
-        os.makedirs(p, exist_ok=True)
-        os.chmod(p, mode)
+        if not os.path.isdir(p):  # made once per start: an exec or a probe finds them there
+            os.makedirs(p, exist_ok=True)
+            os.chmod(p, mode)
 
 
 def _contents(volume: PlannedVolume) -> dict[str, tuple[bytes, int]]:
@@ -235,10 +236,10 @@ def blocked(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[str
     """Why kubelet would not start `container` now: (waiting reason, message, event reason), or None."""
     if container.config_error or container.confinement.refused:
         return ("CreateContainerConfigError", container.config_error or container.confinement.refused, "Failed")
-    try:
-        ensure_volumes(lab, pod, {m.volume for m in container.mounts})
-    except VolumeError as e:
-        return ("ContainerCreating", str(e), "FailedMount")
+    mounted = {m.volume for m in container.mounts}
+    for v in pod.volumes:  # what ensure_volumes would refuse; the files are written when it starts
+        if v.name in mounted and v.error:
+            return ("ContainerCreating", str(VolumeError(v.name, v.error)), "FailedMount")
     return None
 
 

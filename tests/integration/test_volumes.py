@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -71,6 +69,12 @@ spec:
 """
 
 
+def replace_configmap(lab: Lab, name: str, literal: str) -> None:
+    """kubectl's way to change a ConfigMap from the command line: create --dry-run -o yaml | apply -f -."""
+    made = lab("create", "configmap", name, f"--from-literal={literal}", "--dry-run=client", "-o", "yaml").stdout
+    lab("apply", "-f", "-", input=made)
+
+
 def sh(lab: Lab, pod: str, script: str, *args: str):
     return lab("exec", *args, pod, "--", "sh", "-c", script, check=False)
 
@@ -102,10 +106,7 @@ def test_configmap_keys_are_files_that_update_in_place(lab):
 def test_a_changed_configmap_reaches_the_running_pods_files(lab):
     uid = lab.pods()["reader"]["metadata"]["uid"]
     assert sh(lab, "reader", "cat /etc/live/color").stdout == "red"
-    changed = subprocess.run([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "create", "configmap",
-                              "live", "--from-literal=color=blue", "--dry-run=client", "-o", "yaml"],
-                             capture_output=True, text=True, check=True).stdout
-    lab("apply", "-f", "-", input=changed)
+    replace_configmap(lab, "live", "color=blue")
     wait_for(lambda: sh(lab, "reader", "cat /etc/live/color").stdout == "blue", "the new value in the file")
     assert sh(lab, "reader", "ls /etc/live/shape").returncode != 0  # a key gone is gone
     assert lab.pods()["reader"]["metadata"]["uid"] == uid
@@ -171,10 +172,7 @@ def test_updating_configuration_via_a_configmap_as_written(host_before):
             return lab("exec", "node/node1", "--", "curl", "-s", "-m", "5", f"http://{ip}:8080", check=False).stdout
 
         wait_for(lambda: "My preferred color is red" in page(), "red", timeout=40)
-        blue = subprocess.run([sys.executable, "-m", "kubenet_lab.cli", "--lab", lab.name, "create", "configmap",
-                               "color", "--from-literal=color=blue", "--dry-run=client", "-o", "yaml"],
-                              capture_output=True, text=True, check=True).stdout
-        lab("apply", "-f", "-", input=blue)
+        replace_configmap(lab, "color", "color=blue")
         wait_for(lambda: "My preferred color is blue" in page(), "blue", timeout=60)
 
 
