@@ -172,6 +172,7 @@ SKIP = {"lost+found"}
 PROC_READ_ONLY = ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs")
 PROC_MASKED = ("/proc/sysrq-trigger",)
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -216,8 +217,7 @@ def _drop_privileges(sb: Sandbox) -> None:
     for cap in range(last + 1):
         if cap not in keep:
             _prctl(PR_CAPBSET_DROP, cap)
-    _check(_libc.prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
-                       ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl ambient")
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     os.setgroups(list(sb.groups))
     os.setresgid(sb.gid, sb.gid, sb.gid)
     os.setresuid(sb.uid, sb.uid, sb.uid)  # another user than root: no capabilities left
@@ -229,16 +229,13 @@ def _drop_privileges(sb: Sandbox) -> None:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-PR_SET_NAME = 15
-
-
 def _wait_and_exit(child: int) -> None:
     """The process the caller started, standing for the container's first process `child`: it
     lets every signal reach `child` (as its process group's), closes what the caller gave it
     (a subprocess's error pipe reads the end at once) and ends as `child` ends. Its name is
     procs.CONTAINER_COMM (its command line stays its parent's: the supervisor's, or exec's)."""
     name = ctypes.create_string_buffer(procs.CONTAINER_COMM.encode())
-    _check(_libc.prctl(PR_SET_NAME, name, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl name")
+    _prctl(PR_SET_NAME, ctypes.addressof(name))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
                 signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
