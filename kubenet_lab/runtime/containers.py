@@ -147,8 +147,9 @@ class PodEnv:
         (runtime.sandbox, kernel.confine): the argv to run and the preexec_fn that moves the
         fresh child into the container (it dies with the supervisor). `fresh` at a start of the
         container itself: its writable directories begin empty; `pid`: the container's running
-        process (its `unshare`), whose PID namespace an exec probe or a hook joins. `environ`:
-        the process's environment (None: the container's, as agnhost's /shell has it)."""
+        process (the kubenet-ctr standing for it), whose PID namespace an exec probe or a hook
+        joins. `environ`: the process's environment (None: the container's, as agnhost's /shell
+        has it)."""
         sb = sandbox.sandbox(self.lab, self.pod, container, self.hostname, self.files, fresh,
                              join=sandbox.container_init(pid))
         if environ is None:

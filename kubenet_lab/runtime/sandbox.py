@@ -205,8 +205,8 @@ def served_files(lab: str, pod: PlannedPod, container: PlannedContainer, docroot
 
 
 def container_init(pid: int | None) -> int | None:
-    """The PID 1 (tini) of a container whose process `pid` (its `unshare`) the supervisor
-    started; None when there is none (an emulated container, or it ended)."""
+    """The PID 1 (tini) of a container whose process `pid` (the kubenet-ctr standing for it) the
+    supervisor started; None when there is none (an emulated container, or it ended)."""
     if pid is None:
         return None
     try:

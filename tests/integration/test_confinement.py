@@ -210,7 +210,7 @@ def test_a_volume_mounted_in_tmp_leaves_tmp_the_containers_own(host_before, tmp_
 
 
 def test_the_containers_environment_reaches_its_command_only(lab):
-    """What runs as root before the privileges go (unshare, sh, mount, setpriv) gets none of the
+    """What runs as root before the privileges go gets none of the
     container's environment: not its PATH (which its own files could fill), nor its LD_PRELOAD.
     The command gets all of it, names a shell cannot take included."""
     wait_for(lambda: lab.pods()["hijack"]["status"]["phase"] == "Running", "hijack running")
