@@ -28,11 +28,24 @@ def heavy(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
 
 
-def test_the_cli_module_imports_click_and_nothing_of_the_lab():
+def test_the_entry_point_imports_nothing_of_the_lab():
     mods = loaded("import kubenet_lab.cli")
+    ours = sorted(m for m in mods if m.startswith("kubenet_lab"))
+    assert ours == ["kubenet_lab", "kubenet_lab.cli"]
+    assert "click" not in mods
+
+
+def test_the_verbs_module_imports_click_and_nothing_of_the_lab():
+    mods = loaded("import kubenet_lab.commands")
     assert "click" in mods
     ours = sorted(m for m in mods if m.startswith("kubenet_lab"))
-    assert ours == ["kubenet_lab", "kubenet_lab.cli", "kubenet_lab.errors"]
+    assert ours == ["kubenet_lab", "kubenet_lab.commands", "kubenet_lab.errors"]
+
+
+def test_the_entry_point_still_names_the_verbs():
+    from kubenet_lab import cli, commands
+
+    assert cli.main is commands.main
 
 
 @pytest.mark.parametrize("code", [
