@@ -46,6 +46,13 @@ NODE_SYSCTLS = {
     # every node); an ICMP redirect from it must not short-cut that path.
     "net/ipv4/conf/all/accept_redirects": "0",
     "net/ipv4/conf/default/accept_redirects": "0",
+    # kube-proxy's REJECT answers with an ICMP port unreachable, which the kernel sends at most
+    # once a second to each client after a burst of six. `check` and a person's load test ask a
+    # refused Service many times at once, and a refusal must not turn into a timeout: the
+    # rate-limited types lose "destination unreachable" (the default mask is 0x1818). Not
+    # icmp_ratelimit=0: the forwarding path's own "network unreachable" limit shares its
+    # tokens, and would then send none.
+    "net/ipv4/icmp_ratemask": str(0x1818 & ~(1 << 3)),
 }
 # Below this many pods per worker a fork costs more than it saves.
 MIN_PODS_PER_WORKER = 16

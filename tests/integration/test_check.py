@@ -3,6 +3,7 @@ proxy modes; a route removed by hand in a node, or a Service rule deleted from a
 ruleset, makes check exit 1 naming the failed expectations, from where, and where they broke."""
 from __future__ import annotations
 
+import errno
 import json
 import re
 import subprocess
@@ -63,6 +64,18 @@ def test_the_example_lab_checks_clean(example):
     # the table: one line per expectation and the summary
     text = lab("check").stdout
     assert text.splitlines()[-1].startswith(f"check: all {doc['expectations']} expectations held")
+
+
+def test_a_refused_service_refuses_every_connection_of_a_burst(example):
+    """A node's REJECT answers are not rate-limited (a kernel sends one ICMP error a second to a
+    client after a burst of six): thirty connections at once are each refused."""
+    lab, _ = example
+    ip = json.loads(lab("get", "svc", "kubernetes", "-o", "json").stdout)["spec"]["clusterIP"]
+    code = ("import socket, sys, time\nsocks = [socket.socket() for _ in range(30)]\nfor s in socks:\n"
+            "    s.setblocking(False); s.connect_ex((sys.argv[1], 443))\ntime.sleep(1.5)\n"
+            "print(*[s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) for s in socks])")
+    got = lab.exec("client", "python3", "-c", code, ip).stdout.split()
+    assert got == [str(errno.ECONNREFUSED)] * 30
 
 
 def test_full_confirms_every_endpoint_by_its_answer(example):
