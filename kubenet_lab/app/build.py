@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ from ..proxy import portmap
 from ..proxy.lb import forwards as lb_forwards, render_lb
 from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
 from ..fabric import checks, events, netlink, outside, state
-from ..kernel import conntrack, rules
+from ..kernel import conntrack, procs, rules
 from ..kernel.steps import step
 from ..supervisor import client as supervisor
 from ..inspect import dryrun
@@ -520,9 +521,15 @@ def _saved_plan(lab: str) -> Plan | None:
         return None
 
 
+# The lab's warm process (kubenet_lab.warm.server): its module and its name (comm).
+WARM_MODULE, WARM_COMM = "kubenet_lab.warm.server", "kubenet-warm"
+
+
 def teardown(lab: str) -> list[str]:
     """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
     exiting = supervisor.stop(lab, wait=False)  # it has let go of the namespaces; its exit overlaps ours
+    warm = set(procs.running_module(WARM_MODULE, "--lab", lab, WARM_COMM).values())
+    procs.signal_all(warm, signal.SIGTERM)  # it stops serving, and the commands it runs stop too
     try:
         known = planned_namespaces(_saved_plan(lab)) | state.intended(lab)
         owned = sorted(ns for ns, mine in netlink.discover(lab, known=known).items() if mine)
@@ -530,6 +537,8 @@ def teardown(lab: str) -> list[str]:
         state.remove_state(lab)
     finally:
         supervisor.reap(exiting)
+        if procs.wait_gone(warm, 2.0):
+            procs.kill(warm)
     return owned
 
 

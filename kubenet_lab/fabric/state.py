@@ -136,18 +136,44 @@ def unreadable(lab: str, e: Exception) -> LabError:
                     f"`kubenet-lab --lab {lab} down` removes the lab without it")
 
 
+# A long-lived process (the lab's warm process, kubenet_lab.warm) keeps the plans it read, decoded,
+# for as long as their file is the same one (save_plan replaces it: a new inode): its children,
+# forked per command, then find the plan decoded already. Others read the file every time.
+_keeping = False
+_kept: dict[str, tuple[tuple[int, int, int, int], dict, Plan | None]] = {}  # path -> (file identity, data, plan)
+
+
+def keep_plans() -> None:
+    """From now on, plans read are kept while their file stays the same (see _kept)."""
+    global _keeping
+    _keeping = True
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def load_plan_data(lab: str) -> dict | None:
     """The plan of the last change as save_plan wrote it (plan.serialize's JSON), not decoded:
-    what `logs` and `get pods` read, without importing the model; None when there is none."""
+    what `logs` and `get pods` read, without importing the model; None when there is none.
+    Not to be changed by the caller (it may be kept, see keep_plans)."""
+    path = plan_path(lab)
     try:
-        with open(plan_path(lab)) as f:
+        with open(path) as f:
+            ident = _identity(os.fstat(f.fileno())) if _keeping else None
+            kept = _kept.get(path)
+            if kept is not None and kept[0] == ident:
+                return kept[1]
             data = json.load(f)
     except FileNotFoundError:
+        _kept.pop(path, None)
         return None
     except (OSError, ValueError) as e:
         raise unreadable(lab, e) from e
     if not isinstance(data, dict):
         raise unreadable(lab, TypeError(f"a plan is an object, not {type(data).__name__}"))
+    if ident is not None:
+        _kept[path] = (ident, data, None)
     return data
 
 
@@ -155,7 +181,19 @@ def load_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan | None
     """The plan of the last change. With `only_pods` ("ns/name"), the plan with those of its
     pods alone: what `exec` needs, without decoding the others (most of a big lab's plan)."""
     data = load_plan_data(lab)
-    return None if data is None else plan_of_data(lab, data, only_pods)
+    if data is None:
+        return None
+    kept = _kept.get(plan_path(lab)) if _keeping else None
+    if kept is not None and kept[1] is data:
+        if kept[2] is None:
+            _kept[plan_path(lab)] = kept = (kept[0], data, plan_of_data(lab, data))
+        plan = kept[2]
+        if only_pods is None:
+            return plan
+        import dataclasses
+
+        return dataclasses.replace(plan, pods=tuple(p for p in plan.pods if p.key in only_pods))
+    return plan_of_data(lab, data, only_pods)
 
 
 def plan_of_data(lab: str, data: dict, only_pods: Collection[str] | None = None) -> Plan:

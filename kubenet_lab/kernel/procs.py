@@ -92,3 +92,30 @@ def kill(pids: Iterable[int], timeout: float = 5.0) -> None:
     left = wait_gone(pids, timeout)
     if left:
         raise LabError(f"processes {sorted(left)} did not exit after SIGKILL within {timeout:.0f} s")
+
+
+def running_module(module: str, option: str, value: str | None, name: str) -> dict[str, int]:
+    """Processes started as `python3 -m MODULE ... OPTION VALUE` (every VALUE when `value` is
+    None) whose name (comm) is `name`, by VALUE; this process and its parent left out (a fork
+    keeps its parent's command line: the name tells them apart)."""
+    found = {}
+    skip = {os.getpid(), os.getppid()}
+    want = module.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in skip:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if want not in args or comm(int(entry)) != name:
+            continue
+        i = args.index(want)
+        if i == 0 or args[i - 1] != b"-m" or option.encode() not in args[i + 1:]:
+            continue
+        rest = [a.decode(errors="replace") for a in args[i + 1:]]
+        at = rest.index(option) + 1
+        if at < len(rest) and (value is None or rest[at] == value):
+            found[rest[at]] = int(entry)
+    return found

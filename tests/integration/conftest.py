@@ -85,8 +85,10 @@ def lab_namespaces(lab: str) -> list[str]:
 
 
 def lab_processes(lab: str) -> list[str]:
+    """The lab's supervisor and its warm process (kubenet_lab.warm), and the forks of each."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if f"--lab {lab}" in l and "kubenet_lab.supervisor.daemon" in l]
+    return [l for l in out.splitlines() if re.search(rf"--lab {re.escape(lab)}(\s|$)", l)
+            and ("kubenet_lab.supervisor.daemon" in l or "kubenet_lab.warm.server" in l)]
 
 
 def new_lab_name(prefix: str = "t") -> str:

@@ -151,7 +151,7 @@ def test_pod_files_live_in_the_pods_mounts_not_on_the_host(lab):
     files = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
     nodes = [n["metadata"]["name"] for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]]
     fixed = {"plan.json", "lock", "not-ready.json", "supervisor.sock", "supervisor.pid", "supervisor.log",
-             "supervisor.lock", "objects.json", "events.jsonl"}
+             "supervisor.lock", "objects.json", "events.jsonl", "warm.sock", "warm.lock", "warm.log"}
     per_node = [f for f in files if f.startswith("rules/") and Path(f).stem in (*nodes, "lb")]
     assert [f for f in files if f not in fixed and f not in per_node] == [
         "logs/default_duo_sidecar.log"]  # the lab's one real process
