@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Collection, Iterator
 
 from ..errors import LabError
@@ -22,7 +23,7 @@ from ..errors import LabError
 if TYPE_CHECKING:  # the model, its decoding and the stored objects' modules are imported by the verbs
     # that use them: `logs` and `get pods` read the plan's JSON without them (app/query.py)
     from ..manifests.store import Stored
-    from ..model.objects import Plan
+    from ..model.objects import Plan, PlannedPod
 
 ROOT_ENV = "KUBENET_LAB_STATE_ROOT"
 DEFAULT_ROOT = "/run/kubenet-lab"
@@ -74,9 +75,9 @@ def plan_path(lab: str) -> str:
 
 
 def save_plan(plan: Plan) -> None:
-    from ..plan.serialize import plan_to_data
+    from ..plan.serialize import plan_text, plan_to_data
 
-    write_atomic(plan_path(plan.lab), json.dumps(plan_to_data(plan), separators=(",", ":")))
+    write_atomic(plan_path(plan.lab), plan_text(plan_to_data(plan)))
 
 
 def save_objects(lab: str, objects: list[Stored], proxy_mode: str | None) -> None:
@@ -136,11 +137,25 @@ def unreadable(lab: str, e: Exception) -> LabError:
                     f"`kubenet-lab --lab {lab} down` removes the lab without it")
 
 
-# A long-lived process (the lab's warm process, kubenet_lab.warm) keeps the plans it read, decoded,
-# for as long as their file is the same one (save_plan replaces it: a new inode): its children,
-# forked per command, then find the plan decoded already. Others read the file every time.
+# A long-lived process (the lab's supervisor, its warm process) keeps the plan it read, decoded,
+# for as long as its file is the same one (save_plan replaces it: a new inode): the warm process's
+# children, forked per command, find it decoded. When the file is replaced, what did not change
+# is not decoded again: the plan's text has a line per pod (plan.serialize.plan_text), and a pod
+# whose line is unchanged, or the rest of the plan when its line is, is the one decoded before.
+# Others read the file every time.
 _keeping = False
-_kept: dict[str, tuple[tuple[int, int, int, int], dict, Plan | None]] = {}  # path -> (file identity, data, plan)
+_kept: dict[str, _Kept] = {}  # plan path -> what was read from it
+
+
+@dataclass
+class _Kept:
+    identity: tuple[int, int, int, int]
+    data: dict
+    head: str = ""  # the plan without pods, as JSON ("" when the file was not written a pod a line)
+    pods: dict[str, tuple[dict, PlannedPod | None]] = field(default_factory=dict)  # a pod's line -> data, decoded
+    lines: list[str] = field(default_factory=list)  # the pods' lines, in order
+    head_plan: Plan | None = None
+    plan: Plan | None = None
 
 
 def keep_plans() -> None:
@@ -160,11 +175,14 @@ def load_plan_data(lab: str) -> dict | None:
     path = plan_path(lab)
     try:
         with open(path) as f:
-            ident = _identity(os.fstat(f.fileno())) if _keeping else None
-            kept = _kept.get(path)
-            if kept is not None and kept[0] == ident:
-                return kept[1]
-            data = json.load(f)
+            if not _keeping:
+                data = json.load(f)
+            else:
+                ident = _identity(os.fstat(f.fileno()))
+                kept = _kept.get(path)
+                if kept is not None and kept.identity == ident:
+                    return kept.data
+                data = _read_kept(path, f.read(), ident, kept)
     except FileNotFoundError:
         _kept.pop(path, None)
         return None
@@ -172,8 +190,27 @@ def load_plan_data(lab: str) -> dict | None:
         raise unreadable(lab, e) from e
     if not isinstance(data, dict):
         raise unreadable(lab, TypeError(f"a plan is an object, not {type(data).__name__}"))
-    if ident is not None:
-        _kept[path] = (ident, data, None)
+    return data
+
+
+def _read_kept(path: str, text: str, ident: tuple[int, int, int, int], before: _Kept | None) -> dict:
+    """The plan's data from its text, keeping what is kept of each pod line read before."""
+    from ..plan.serialize import split_plan_text
+
+    split = split_plan_text(text)
+    if split is None:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            _kept[path] = _Kept(ident, data)
+        return data
+    head, lines = split
+    old = before.pods if before is not None else {}
+    pods = {line: old.get(line) or (json.loads(line), None) for line in lines}
+    data = {**json.loads(head), "pods": [pods[line][0] for line in lines]}
+    kept = _Kept(ident, data, head, pods, lines)
+    if before is not None and before.head == head:
+        kept.head_plan = before.head_plan
+    _kept[path] = kept
     return data
 
 
@@ -184,16 +221,36 @@ def load_plan(lab: str, only_pods: Collection[str] | None = None) -> Plan | None
     if data is None:
         return None
     kept = _kept.get(plan_path(lab)) if _keeping else None
-    if kept is not None and kept[1] is data:
-        if kept[2] is None:
-            _kept[plan_path(lab)] = kept = (kept[0], data, plan_of_data(lab, data))
-        plan = kept[2]
-        if only_pods is None:
-            return plan
-        import dataclasses
+    if kept is None or kept.data is not data:
+        return plan_of_data(lab, data, only_pods)
+    if kept.plan is None:
+        kept.plan = _decode_kept(lab, kept)
+    if only_pods is None:
+        return kept.plan
+    import dataclasses
 
-        return dataclasses.replace(plan, pods=tuple(p for p in plan.pods if p.key in only_pods))
-    return plan_of_data(lab, data, only_pods)
+    return dataclasses.replace(kept.plan, pods=tuple(p for p in kept.plan.pods if p.key in only_pods))
+
+
+def _decode_kept(lab: str, kept: _Kept) -> Plan:
+    """The kept plan decoded: only the pods (and the rest) not decoded before."""
+    if not kept.head:
+        return plan_of_data(lab, kept.data)
+    import dataclasses
+
+    from ..model.objects import PlannedPod as Pod
+    from ..plan.serialize import from_data
+
+    try:
+        if kept.head_plan is None:
+            kept.head_plan = plan_of_data(lab, {**kept.data, "pods": []})
+        for line, (raw, pod) in kept.pods.items():
+            if pod is None:
+                kept.pods[line] = (raw, from_data(Pod, raw))
+        pods = tuple(kept.pods[line][1] for line in kept.lines)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise unreadable(lab, e) from e
+    return dataclasses.replace(kept.head_plan, pods=pods)
 
 
 def plan_of_data(lab: str, data: dict, only_pods: Collection[str] | None = None) -> Plan:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import json
 import types
 import typing
 from functools import cache
@@ -139,6 +140,25 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
 
 def plan_to_data(plan: model.Plan) -> dict:
     return to_data(plan)
+
+
+def plan_text(data: dict) -> str:
+    """The plan's data as JSON with each pod on a line of its own (the rest of the plan on the
+    first line, `]}` on the last): one JSON document, which a reader that keeps what it decoded
+    reads again a pod at a time (split_plan_text), and whose diff names the pods that changed."""
+    rest = {k: v for k, v in data.items() if k != "pods"}
+    head = json.dumps(rest, separators=(",", ":"))[:-1] + ("," if rest else "")
+    pods = ",\n".join(json.dumps(p, separators=(",", ":")) for p in data.get("pods", ()))
+    return f'{head}"pods":[\n{pods}\n]}}'
+
+
+def split_plan_text(text: str) -> tuple[str, list[str]] | None:
+    """(the plan without its pods, as JSON; each pod's JSON) of a plan_text; None for a plan
+    written otherwise (decode it whole)."""
+    lines = text.split("\n")
+    if len(lines) < 3 or not lines[0].endswith('"pods":[') or lines[-1] != "]}":
+        return None
+    return lines[0] + lines[-1], [line.removesuffix(",") for line in lines[1:-1] if line]
 
 
 def plan_from_data(data: dict) -> model.Plan:

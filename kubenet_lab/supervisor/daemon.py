@@ -385,6 +385,7 @@ async def serve(lab: str, before: int | None = None) -> None:
         watcher.attach_loop(loop)
         asyncio.set_child_watcher(watcher)
     sup = Supervisor(lab)
+    state.keep_plans()  # a reload decodes only the pods that changed (fabric.state)
     sock_path = path(lab, SOCK)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import textwrap
 
@@ -57,3 +58,30 @@ def test_kept_while_the_file_is_the_same_and_read_again_once_it_is_replaced(plan
     assert [p.key for p in state.load_plan(LAB, only_pods={pod}).pods] == [pod]
     os.unlink(state.plan_path(LAB))
     assert state.load_plan(LAB) is None
+
+
+def test_the_plan_is_written_a_pod_a_line_and_read_again_a_pod_at_a_time(planted):
+    with open(state.plan_path(LAB)) as f:
+        lines = f.read().split("\n")
+    assert len(lines) == len(planted.pods) + 2 and lines[-1] == "]}"
+    assert [json.loads(line.removesuffix(","))["name"] for line in lines[1:-1]] == [p.name for p in planted.pods]
+    state.keep_plans()
+    first = state.load_plan(LAB)
+    # one pod changes: the others, and the rest of the plan, are the objects decoded before
+    changed = dataclasses.replace(planted, pods=(dataclasses.replace(planted.pods[0], labels={"new": "x"}),
+                                                 *planted.pods[1:]))
+    state.save_plan(changed)
+    second = state.load_plan(LAB)
+    assert second == changed
+    assert second.pods[0] is not first.pods[0]
+    assert all(a is b for a, b in zip(second.pods[1:], first.pods[1:]))
+    assert second.services is first.services
+
+
+def test_a_plan_written_whole_by_an_earlier_kubenet_lab_is_read(planted):
+    from kubenet_lab.plan.serialize import plan_to_data
+
+    state.write_atomic(state.plan_path(LAB), json.dumps(plan_to_data(planted)))
+    assert state.load_plan(LAB) == planted
+    state.keep_plans()
+    assert state.load_plan(LAB) == planted and state.load_plan(LAB) is state.load_plan(LAB)
