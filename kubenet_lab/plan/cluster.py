@@ -19,7 +19,7 @@ from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_
 from .podfiles import parse_resolv_conf
 from .configs import Configs, made_secrets, with_configs
 from .security import confine_pod
-from ..model.objects import (DEFAULT_NODES, Allocations, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
+from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
                     PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, RunHttp, Service, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
@@ -49,7 +49,10 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
             kept[node.name] = old.pod_cidr
     free = (c for c in cluster.pod_subnet.subnets(new_prefix=max(24, cluster.pod_subnet.prefixlen))
             if not any(c.overlaps(t) for t in [*taken, *kept.values()]))
-    room = ipam.default_lb_pool(cluster.node_subnet)[0]
+    # Nodes take the underlay's addresses from .2 up; they must stop before the default pool
+    # (or, with a pool of one's own, before the balancer's and the external client's addresses).
+    room = ipam.default_lb_pool(cluster.node_subnet)[0] if cluster.lb_pool is None \
+        else ipam.load_balancer_ip(cluster.node_subnet)
     problems = []
     cidrs: list[IPv4Network] = []
     for node in nodes:
@@ -76,7 +79,11 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
             indexes[node.name] = next(spare)
     if ipam.node_ip(cluster.node_subnet, max(indexes.values(), default=0)) >= room:
         problems.append(f"{at(cluster.origin, 'networking.nodeSubnet')}: {cluster.node_subnet} is too small for "
-                        f"{len(nodes)} nodes and the load-balancer pool")
+                        f"{len(nodes)} nodes" + (" and the load-balancer pool" if cluster.lb_pool is None else
+                                                 ", the load balancer and the external client"))
+    elif cluster.lb_pool is not None:
+        problems += _pool_collisions(cluster, {node.name: ipam.node_ip(cluster.node_subnet, indexes[node.name])
+                                               for node in nodes})
     if problems:
         raise InputError(problems)
     planned = []
@@ -100,6 +107,32 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
         PlannedNode(**{**n.__dict__,
                        "routes": tuple((o.pod_cidr, o.ip) for o in planned if o.name != n.name) + common})
         for n in planned)
+
+
+def _pool_collisions(cluster: ClusterConfig, node_ips: Mapping[str, IPv4Address]) -> list[str]:
+    """networking.loadBalancerPool against the addresses the lab itself gives out on the node
+    network: the nodes' (from .2 up, ipam.node_ip), the load balancer's and the external
+    client's (ipam.load_balancer_ip, ipam.external_client_ip). A LoadBalancer address handed out
+    from the pool would be one of theirs: `lb` would answer ARP for a node's address, or the
+    external client's replies would never come back. Checked here, not with the manifests'
+    schema, because how many nodes there are (and which address each keeps from the previous
+    plan) is known only now."""
+    first, last = cluster.lb_pool
+    subnet = cluster.node_subnet
+    ours = [(ip, f"node {name}") for name, ip in sorted(node_ips.items(), key=lambda kv: kv[1])]
+    ours += [(ipam.load_balancer_ip(subnet), "the load balancer"),
+             (ipam.external_client_ip(subnet), "the external client")]
+    covered = [f"{ip} ({who})" for ip, who in ours if first <= ip <= last]
+    if not covered:
+        return []
+    shown = covered if len(covered) <= 4 else [*covered[:3], f"{len(covered) - 3} more"]
+    nodes = sorted(node_ips.values())
+    node_span = f"{nodes[0]}" if len(nodes) == 1 else f"{nodes[0]}-{nodes[-1]}"
+    return [f"{at(cluster.origin, 'networking.loadBalancerPool')}: {first}-{last} covers "
+            f"{', '.join(shown[:-1]) + ' and ' if len(shown) > 1 else ''}{shown[-1]}, "
+            f"{'addresses' if len(covered) > 1 else 'an address'} the lab itself uses on networking.nodeSubnet "
+            f"{subnet}: the pool must leave out the nodes' addresses ({node_span}), the load balancer's "
+            f"({ipam.load_balancer_ip(subnet)}) and the external client's ({ipam.external_client_ip(subnet)})"]
 
 
 # The tolerations the DaemonSet controller adds to every pod it makes

@@ -28,7 +28,7 @@ SUBSET = ["yaml-unclosed-flow.yaml", "type-replicas-string.yaml", "missing-selec
           "unknown-field-imagepullpolcy.yaml", "dup-pod-across-files", "clusterip-conflict-across-files",
           "nodeport-conflict-across-files", "clusterip-dns-reserved.yaml", "name-not-dns1123.yaml",
           "selector-mismatch-deployment.yaml", "probe-no-handler.yaml", "negative-replicas.yaml",
-          "nodename-unknown.yaml", "podcidr-overlap.yaml", "proxy-mode-ipvs.yaml"]
+          "nodename-unknown.yaml", "podcidr-overlap.yaml", "proxy-mode-ipvs.yaml", "lbpool-covers-node.yaml"]
 
 
 def up(lab: Lab, *paths: str) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ import pytest
 
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
+from kubenet_lab.plan import make_plan
 
 # The API server's words (k8s.io/apimachinery/pkg/util/validation)
 DNS_LABEL = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
@@ -366,6 +367,115 @@ def test_cluster_bad_values(problems):
         "web.yaml:10: networking.loadBalancerPool: expected an address range like 172.18.0.200-172.18.0.250 "
         "or a CIDR, got 'lots'",
     ]
+
+
+@pytest.fixture
+def planned(tmp_path, monkeypatch):
+    """Writes web.yaml and returns the problems of loading and planning it as `up` does (the
+    pool meets the nodes' addresses only once the nodes are planned), with `previous` a plan
+    the lab already runs."""
+    monkeypatch.chdir(tmp_path)
+
+    def check(text: str, previous=None) -> list[str]:
+        (tmp_path / "web.yaml").write_text(textwrap.dedent(text).lstrip("\n"))
+        with pytest.raises(InputError) as err:
+            make_plan(load_model(["web.yaml"]), "lab", previous)
+        return err.value.problems
+    return check
+
+
+# What every pool must leave out, on the default nodeSubnet 172.18.0.0/24 with node1 and node2.
+LEAVE_OUT = ("addresses the lab itself uses on networking.nodeSubnet 172.18.0.0/24: the pool must leave out the "
+             "nodes' addresses (172.18.0.2-172.18.0.3), the load balancer's (172.18.0.253) and the external "
+             "client's (172.18.0.254)")
+
+
+def test_lb_pool_covering_a_node_is_refused(planned):
+    assert planned("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking:
+          nodeSubnet: 172.18.0.0/24
+          loadBalancerPool: 172.18.0.2-172.18.0.20
+    """) == ["web.yaml:5: networking.loadBalancerPool: 172.18.0.2-172.18.0.20 covers 172.18.0.2 (node node1) and "
+             f"172.18.0.3 (node node2), {LEAVE_OUT}"]
+
+
+def test_lb_pool_covering_the_balancer_or_the_external_client_is_refused(planned):
+    assert planned("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {loadBalancerPool: 172.18.0.250-172.18.0.253}
+    """) == ["web.yaml:3: networking.loadBalancerPool: 172.18.0.250-172.18.0.253 covers 172.18.0.253 (the load "
+             f"balancer), an address {LEAVE_OUT.removeprefix('addresses ')}"]
+    assert planned("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {loadBalancerPool: 172.18.0.240/28}
+    """)[0].startswith("web.yaml:3: networking.loadBalancerPool: 172.18.0.240-172.18.0.255 must lie inside")
+    assert planned("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {loadBalancerPool: 172.18.0.3-172.18.0.254}
+    """) == ["web.yaml:3: networking.loadBalancerPool: 172.18.0.3-172.18.0.254 covers 172.18.0.3 (node node2), "
+             f"172.18.0.253 (the load balancer) and 172.18.0.254 (the external client), {LEAVE_OUT}"]
+
+
+def test_lb_pool_meets_the_node_objects_that_are_there(planned):
+    """The number of nodes is the Node objects': a pool clear of two nodes covers a third."""
+    cluster = ("apiVersion: kubenet-lab.dev/v1alpha1\nkind: Cluster\n"
+               "networking: {loadBalancerPool: 172.18.0.4-172.18.0.9}\n")
+    nodes = "".join(f"---\napiVersion: v1\nkind: Node\nmetadata: {{name: n{i}}}\n" for i in range(1, 4))
+    assert planned(cluster + nodes) == [
+        "web.yaml:3: networking.loadBalancerPool: 172.18.0.4-172.18.0.9 covers 172.18.0.4 (node n3), an address the "
+        "lab itself uses on networking.nodeSubnet 172.18.0.0/24: the pool must leave out the nodes' addresses "
+        "(172.18.0.2-172.18.0.4), the load balancer's (172.18.0.253) and the external client's (172.18.0.254)"]
+
+
+def test_lb_pool_clear_of_the_lab_hands_out_its_addresses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "web.yaml").write_text(textwrap.dedent("""
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {loadBalancerPool: 172.18.0.4-172.18.0.9}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80}]}
+    """).lstrip("\n"))
+    plan = make_plan(load_model(["web.yaml"]), "lab")
+    assert [str(n.ip) for n in plan.nodes] == ["172.18.0.2", "172.18.0.3"]
+    assert [str(ip) for s in plan.services if s.name == "web" for ip in s.load_balancer_ips] == ["172.18.0.4"]
+
+
+def test_lb_pool_meets_a_node_added_to_a_running_lab(planned, tmp_path):
+    """A running lab's nodes keep their addresses; a node added takes the next one, inside the pool."""
+    cluster = """
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {loadBalancerPool: 172.18.0.5-172.18.0.9}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: a}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: b}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: c}
+    """
+    (tmp_path / "web.yaml").write_text(textwrap.dedent(cluster).lstrip("\n"))
+    running = make_plan(load_model([str(tmp_path / "web.yaml")]), "lab")
+    assert [str(n.ip) for n in running.nodes] == ["172.18.0.2", "172.18.0.3", "172.18.0.4"]
+    assert planned(cluster + "    ---\n        apiVersion: v1\n        kind: Node\n        metadata: {name: d}\n",
+                   previous=running) == [
+        "web.yaml:3: networking.loadBalancerPool: 172.18.0.5-172.18.0.9 covers 172.18.0.5 (node d), an address the "
+        "lab itself uses on networking.nodeSubnet 172.18.0.0/24: the pool must leave out the nodes' addresses "
+        "(172.18.0.2-172.18.0.5), the load balancer's (172.18.0.253) and the external client's (172.18.0.254)"]
 
 
 def test_names(problems):
