@@ -80,7 +80,7 @@ def _undashed(label: str) -> str | None:
 # CoreDNS derives them from its informer caches. Names are lower-case, without the final dot.
 # --------------------------------------------------------------------------------------------
 
-Record = tuple[int, object]  # (QTYPE, data): an address or a name, or (port, target) for SRV
+Record = tuple[int, object]  # (QTYPE, data): an address or a name, or (port, target, weight) for SRV
 
 
 @dataclass
@@ -168,14 +168,19 @@ class Index:
         return [] if any(self._srv(svc, port, proto) for port in ports) else None
 
     def _srv(self, svc: PlannedService, port_name: str, proto: str) -> list[Record] | None:
+        """One SRV record per ready endpoint of the named port (spec 2.4.2), as CoreDNS makes
+        them: each weighs 100 / the number of endpoints, and records alike (endpoints sharing a
+        hostname: a Deployment whose template sets spec.hostname) are given once, weight kept."""
         name = self.service_name(svc)
         for port in svc.ports:
             if (port.name or "").lower() != port_name or port.protocol.lower() != proto:
                 continue
             if svc.cluster_ip is not None:
-                return [(QTYPE_SRV, (port.port, name))]
+                return [(QTYPE_SRV, (port.port, name, 100))]
             hosts = self.ready(svc)
-            return [(QTYPE_SRV, (e.port, f"{hosts[str(e.ip)]}.{name}")) for e in port.endpoints if e.ready] or None
+            ready = [e for e in port.endpoints if e.ready]
+            targets = dict.fromkeys((e.port, f"{hosts[str(e.ip)]}.{name}") for e in ready)
+            return [(QTYPE_SRV, (p, target, 100 // len(ready))) for p, target in targets] or None
         return None
 
     def _reverse(self, name: str) -> list[Record] | None:
@@ -330,13 +335,12 @@ class ClusterDNS:
 
 
 def _rrs(owner, records: list[Record], index: Index, apex: str) -> Iterable[RR]:
-    srv_count = sum(1 for r in records if r[0] == QTYPE_SRV)
     for rtype, data in records:
         if rtype == QTYPE_SOA:
             yield _soa(index, apex)
         elif rtype == QTYPE_SRV:
-            port, target = data
-            yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, 100 // srv_count, port, target + "."))
+            port, target, weight = data
+            yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, weight, port, target + "."))
         else:
             yield RR(owner, rtype, ttl=TTL, rdata=_RDATA[rtype](data))
 

@@ -355,3 +355,96 @@ def test_pod_hostname_and_subdomain_name_a_headless_endpoint():
     plan = make_plan(m, "lab")
     ip = str(plan.pod("shop/db-x7k2p").ip)
     assert values(ask(ClusterDNS(plan), f"db-a.dbs.shop.svc.{ZONE}"), "A") == [ip]
+
+
+# --------------------------------------------------------------------------- hostnames and readiness
+
+
+def hostname_model(template_hostname=True):
+    """Two pods named by spec.hostname under the headless Service `dbs` (one of them will be not
+    ready), `dbs-pub` over the same pods publishing not-ready addresses, the published `peers`
+    whose pods' subdomain it is, and a Deployment's two replicas sharing the template's hostname."""
+    def named(name, labels, hostname, subdomain):
+        spec = PodSpec(containers=(Container("c", "nginx", ports=(ContainerPort(80, name="http"),)),),
+                       hostname=hostname, subdomain=subdomain)
+        return Pod("shop", name, dict(labels), spec)
+    http = (ServicePort(80, name="http", target_port="http"),)
+    pods = (named("db-x1", {"app": "db"}, "db-a", "dbs"), named("db-x2", {"app": "db"}, "db-b", "dbs"),
+            named("peer-x1", {"app": "peer"}, "peer-a", "peers"), named("peer-x2", {"app": "peer"}, "peer-b", "peers"),
+            named("web-5d9c-a1", {"app": "web"}, "web" if template_hostname else None, "webs"),
+            named("web-5d9c-b2", {"app": "web"}, "web" if template_hostname else None, "webs"))
+    services = (Service("shop", "dbs", selector={"app": "db"}, cluster_ip="None", ports=http),
+                Service("shop", "dbs-pub", selector={"app": "db"}, cluster_ip="None", ports=http,
+                        publish_not_ready_addresses=True),
+                Service("shop", "peers", selector={"app": "peer"}, cluster_ip="None", ports=http,
+                        publish_not_ready_addresses=True),
+                Service("shop", "webs", selector={"app": "web"}, cluster_ip="None", ports=http))
+    return Model(pods=pods, services=services)
+
+
+def srv(reply):
+    return sorted((rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target)) for rr in reply.rr)
+
+
+def test_a_not_ready_pod_leaves_the_headless_answers_and_its_hostname_record():
+    """Spec 2.4.1/2.4.2: A, hostname A and SRV records exist for _ready_ endpoints only."""
+    from kubenet_lab.plan.services import with_readiness
+    plan = make_plan(hostname_model(), "lab")
+    a, b = (str(plan.pod(f"shop/db-x{i}").ip) for i in (1, 2))
+    both = ClusterDNS(plan)
+    assert sorted(values(ask(both, f"dbs.shop.svc.{ZONE}")), key=IPv4Address) == sorted([a, b], key=IPv4Address)
+    assert values(ask(both, f"db-b.dbs.shop.svc.{ZONE}")) == [b]
+    dns = ClusterDNS(with_readiness(plan, {"shop/db-x2"}))
+    assert values(ask(dns, f"dbs.shop.svc.{ZONE}")) == [a]
+    assert values(ask(dns, f"db-a.dbs.shop.svc.{ZONE}")) == [a]
+    gone = ask(dns, f"db-b.dbs.shop.svc.{ZONE}")
+    assert gone.header.rcode == RCODE.NXDOMAIN and not gone.rr and gone.auth  # with the SOA
+    reply = ask(dns, f"_http._tcp.dbs.shop.svc.{ZONE}", "SRV")
+    assert srv(reply) == [(0, 100, 80, f"db-a.dbs.shop.svc.{ZONE}.")]
+    assert [(str(rr.rname), str(rr.rdata)) for rr in reply.ar] == [(f"db-a.dbs.shop.svc.{ZONE}.", a)]
+    # its address names only the service that publishes it; the ready one's names both
+    assert values(ask(dns, reverse_name(b), "PTR")) == [f"{dashed(b)}.dbs-pub.shop.svc.{ZONE}."]
+    assert sorted(values(ask(dns, reverse_name(a), "PTR"))) == [
+        f"{dashed(a)}.dbs-pub.shop.svc.{ZONE}.", f"db-a.dbs.shop.svc.{ZONE}."]
+    # none ready: the headless name, its SRV records and the hostnames are NXDOMAIN
+    none = ClusterDNS(with_readiness(plan, {"shop/db-x1", "shop/db-x2"}))
+    for name, qtype in ((f"dbs.shop.svc.{ZONE}", "A"), (f"db-a.dbs.shop.svc.{ZONE}", "A"),
+                        (f"_http._tcp.dbs.shop.svc.{ZONE}", "SRV"), (f"_tcp.dbs.shop.svc.{ZONE}", "SRV")):
+        assert ask(none, name, qtype).header.rcode == RCODE.NXDOMAIN, name
+
+
+def test_publish_not_ready_addresses_answers_every_pod_and_its_hostname():
+    """publishNotReadyAddresses: the controller publishes every pod as ready, so the DNS does."""
+    from kubenet_lab.plan.services import with_readiness
+    plan = make_plan(hostname_model(), "lab")
+    dns = ClusterDNS(with_readiness(plan, {"shop/db-x1", "shop/db-x2", "shop/peer-x2"}))
+    ips = sorted((str(plan.pod(f"shop/db-x{i}").ip) for i in (1, 2)), key=IPv4Address)
+    assert sorted(values(ask(dns, f"dbs-pub.shop.svc.{ZONE}")), key=IPv4Address) == ips
+    assert srv(ask(dns, f"_http._tcp.dbs-pub.shop.svc.{ZONE}", "SRV")) == sorted(
+        (0, 50, 80, f"{dashed(ip)}.dbs-pub.shop.svc.{ZONE}.") for ip in ips)  # their subdomain is dbs
+    peer_b = str(plan.pod("shop/peer-x2").ip)
+    assert values(ask(dns, f"peer-b.peers.shop.svc.{ZONE}")) == [peer_b]
+    assert srv(ask(dns, f"_http._tcp.peers.shop.svc.{ZONE}", "SRV")) == [
+        (0, 50, 80, f"peer-a.peers.shop.svc.{ZONE}."), (0, 50, 80, f"peer-b.peers.shop.svc.{ZONE}.")]
+    assert ask(dns, f"dbs.shop.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN  # the other one does not
+
+
+def test_replicas_sharing_a_template_hostname_share_its_record():
+    """A Deployment whose template sets hostname and subdomain: every replica has the endpoint
+    hostname `web`, so web.webs answers all of them (spec 2.4.1: one A record per address) and
+    the SRV record naming it is given once, as CoreDNS gives it (weight 100 / endpoints, its
+    addresses in the additional section)."""
+    plan = make_plan(hostname_model(), "lab")
+    ips = sorted((str(p.ip) for p in plan.pods if p.labels.get("app") == "web"), key=IPv4Address)
+    dns = ClusterDNS(plan)
+    assert sorted(values(ask(dns, f"web.webs.shop.svc.{ZONE}")), key=IPv4Address) == ips
+    reply = ask(dns, f"_http._tcp.webs.shop.svc.{ZONE}", "SRV")
+    assert srv(reply) == [(0, 50, 80, f"web.webs.shop.svc.{ZONE}.")]
+    assert sorted((str(rr.rname), str(rr.rdata)) for rr in reply.ar) == [
+        (f"web.webs.shop.svc.{ZONE}.", ip) for ip in ips]
+    assert [values(ask(dns, reverse_name(ip), "PTR")) for ip in ips] == [[f"web.webs.shop.svc.{ZONE}."]] * 2
+    # without a template hostname each replica is its dashed address (a subdomain alone names none)
+    plain = ClusterDNS(make_plan(hostname_model(template_hostname=False), "lab"))
+    assert srv(ask(plain, f"_http._tcp.webs.shop.svc.{ZONE}", "SRV")) == sorted(
+        (0, 50, 80, f"{dashed(ip)}.webs.shop.svc.{ZONE}.") for ip in ips)
+    assert ask(plain, f"web.webs.shop.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN

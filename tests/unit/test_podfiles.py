@@ -133,6 +133,58 @@ def test_hostname_and_subdomain_give_the_fqdn_line():
         files(plan, "busybox1")["/etc/hosts"]
 
 
+KUBELET_HOSTS_HEAD = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                      "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+
+
+def test_hostname_and_subdomain_of_plain_pods_and_of_a_deployments_template():
+    """kubelet's GeneratePodHostNameAndDomain and managedHostsFileContent: the hostname is
+    spec.hostname, else the pod's name; the domain `<subdomain>.<ns>.svc.<zone>` only with a
+    subdomain, which adds `<ip>\t<hostname>.<domain>\t<hostname>` (a subdomain alone names the
+    pod by its name). A Deployment's template gives each replica the same hostname."""
+    plan = plan_of(text="""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: db-x7k2p, namespace: shop}
+        spec: {hostname: db-a, subdomain: dbs, containers: [{name: c, image: nginx}]}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: named-only}
+        spec: {hostname: box, containers: [{name: c, image: nginx}]}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: sub-only}
+        spec: {subdomain: dbs, containers: [{name: c, image: nginx}]}
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web}
+        spec:
+          replicas: 2
+          selector: {matchLabels: {app: web}}
+          template:
+            metadata: {labels: {app: web}}
+            spec: {hostname: web, subdomain: webs, containers: [{name: c, image: nginx}]}
+        """)
+    db = plan.pod("shop/db-x7k2p")
+    assert files(plan, "db-x7k2p", "shop")["/etc/hosts"] == \
+        KUBELET_HOSTS_HEAD + f"{db.ip}\tdb-a.dbs.shop.svc.cluster.local\tdb-a\n"
+    assert files(plan, "db-x7k2p", "shop")["/etc/hostname"] == "db-a\n"
+    box = plan.pod("default/named-only")
+    assert files(plan, "named-only")["/etc/hosts"] == KUBELET_HOSTS_HEAD + f"{box.ip}\tbox\n"
+    assert pod_hostname(plan, box) == "box"
+    sub = plan.pod("default/sub-only")
+    assert files(plan, "sub-only")["/etc/hosts"].endswith(f"{sub.ip}\tsub-only.dbs.default.svc.cluster.local\tsub-only\n")
+    assert pod_hostname(plan, sub) == "sub-only"
+    replicas = [p for p in plan.pods if p.labels.get("app") == "web"]
+    assert len(replicas) == 2 and all(p.name.startswith("web-") for p in replicas)
+    for pod in replicas:
+        assert (pod.hostname, pod.subdomain, pod_hostname(plan, pod)) == ("web", "webs", "web")
+        assert files(plan, pod.name)["/etc/hosts"] == KUBELET_HOSTS_HEAD + f"{pod.ip}\tweb.webs.default.svc.cluster.local\tweb\n"
+
+
 def test_set_hostname_as_fqdn():
     plan = plan_of(text="""
         apiVersion: v1
