@@ -95,9 +95,16 @@ def resolve_destination(plan: Plan, text: str, namespace: str, proto: str | None
                            f"DST is a pod, svc/NAME, node/NAME or an IP") from None
         number = _number(port, text)
         if number is None and port is not None:
-            number = next((p.container_port for c in pod.containers for p in c.ports if p.name == port), None)
-            if number is None:
-                raise InputError([f"{text}: pod {bare} has no port named {port!r}"])
+            # by name, and by protocol when one is asked for (as a Service's named targetPort
+            # resolves); without one, the named port's own protocol
+            named = next((p for c in pod.containers for p in c.ports
+                          if p.name == port and proto in (None, "icmp", p.protocol.lower())), None)
+            if named is None:
+                raise InputError([f"{text}: pod {bare} has no port named {port!r}"
+                                  + (f" with protocol {proto.upper()}" if proto in ("tcp", "udp") else "")])
+            number = named.container_port
+            if proto is None and named.protocol in ("TCP", "UDP"):
+                proto = named.protocol.lower()
         if number is None:
             number = next((p.container_port for c in pod.containers for p in c.ports), None)
         return Endpoint(f"pod/{pod.name}", ip=str(pod.ip), port=number, proto=proto)

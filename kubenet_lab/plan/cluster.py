@@ -454,15 +454,20 @@ def _addr(text: str | None) -> IPv4Address | None:
 
 def _targets(pod: Pod, services: tuple[Service, ...]):
     """(target port, protocol, Service port) of each Service port selecting the pod; a named
-    targetPort resolved through the pod's declared container ports (None when none has it)."""
-    named = {p.name: p.container_port for c in pod.spec.containers for p in c.ports if p.name}
+    targetPort resolved through the pod's declared container ports of the Service port's protocol
+    (None when none has it), as the EndpointSlice controller resolves it."""
+    named: dict[tuple[str, str], int] = {}
+    for c in pod.spec.containers:
+        for p in c.ports:
+            if p.name:
+                named.setdefault((p.name, p.protocol), p.container_port)
     for svc in services:
         if svc.namespace != pod.namespace or not svc.selector or not LabelSelector(dict(svc.selector)).matches(
                 pod.labels):
             continue
         for p in svc.ports:
             target = p.target_port if p.target_port is not None else p.port
-            yield (target if isinstance(target, int) else named.get(target)), p.protocol, p
+            yield (target if isinstance(target, int) else named.get((target, p.protocol))), p.protocol, p
 
 
 def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:

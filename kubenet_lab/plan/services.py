@@ -3,7 +3,12 @@
 The first address of the service CIDR is reserved for `kubernetes.default`, the tenth for the
 cluster DNS (`kube-system/kube-dns`). Endpoints are the planned pods of the service's namespace
 whose labels match its selector, resolved per port (a named targetPort is looked up in each pod's
-container ports; pods without it are no endpoint of that port).
+container ports by name and protocol, as FindPort does; pods without it are no endpoint of that
+port).
+
+NodePorts are allocated as the API server's initNodePorts allocates them: ports of one Service
+with the same port number and different protocols (53/TCP and 53/UDP) share one NodePort, the one
+written on any of them or else one allocated for the first; otherwise no two ports share one.
 """
 from __future__ import annotations
 
@@ -24,12 +29,16 @@ def port_key(svc: Service, port) -> str:
     return f"{svc.key}:{port.port}/{port.protocol}"
 
 
-def resolve_target(pod: PlannedPod, target: int | str) -> int | None:
+def resolve_target(pod: PlannedPod, target: int | str, protocol: str) -> int | None:
+    """The pod's port a Service port of `protocol` with this targetPort reaches, as the
+    EndpointSlice controller's FindPort resolves it: a number is itself, a name is the first
+    container port with that name AND protocol (a UDP port named dns is no target of a TCP
+    Service port); None when the pod has none."""
     if isinstance(target, int):
         return target
     for c in pod.containers:
         for p in c.ports:
-            if p.name == target:
+            if p.name == target and p.protocol == protocol:
                 return p.container_port
     return None
 
@@ -65,7 +74,7 @@ def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[End
     target = port.target_port if port.target_port is not None else port.port
     eps = []
     for pod in selected(svc, pods):
-        resolved = resolve_target(pod, target)
+        resolved = resolve_target(pod, target, port.protocol)
         if resolved is not None:
             eps.append(Endpoint(ip=pod.ip, port=resolved, pod=pod.key, node=pod.node))
     return tuple(sorted(eps, key=lambda e: (int(e.ip), e.port)))
@@ -151,38 +160,49 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                 problems.append(f"{at(svc.origin, 'spec.clusterIP')}: serviceSubnet {ips.subnet} is full")
 
     node_ports = ipam.Sequential(*NODEPORT_RANGE)
-    np_owner: dict[int, str] = {}
+    # Who holds each NodePort: (service, its port number; None for the health check's). Ports
+    # of one service with the same number (53/TCP, 53/UDP) may hold the same one, nothing else.
+    np_owner: dict[int, tuple[str, int | None]] = {}
     assigned_np: dict[str, int] = {}
+    # (service, port number) -> the NodePort its ports share: the first one written on a port
+    # with that number (initNodePorts' findRequestedNodePort), else the first allocated.
+    shared_np: dict[tuple[str, int], int] = {}
     wants_np = [s for s in services if s.type in ("NodePort", "LoadBalancer")]
     # NodePorts running Services keep (not written in their manifests): refused to others, as above.
     running_np = {previous.node_ports[port_key(svc, p)]: svc.key for svc in wants_np if allocates_node_ports(svc)
                   for p in svc.ports if not p.node_port and port_key(svc, p) in previous.node_ports}
     for svc in wants_np:
         # The ports' own nodePorts, then the health check's: one allocator hands out both.
-        asked = [(f"spec.ports[{i}].nodePort", p.node_port, port_key(svc, p)) for i, p in enumerate(svc.ports)]
-        asked.append(("spec.healthCheckNodePort", svc.health_check_node_port, None))
-        for path, number, key in asked:
+        asked = [(f"spec.ports[{i}].nodePort", p.node_port, port_key(svc, p), p.port) for i, p in enumerate(svc.ports)]
+        asked.append(("spec.healthCheckNodePort", svc.health_check_node_port, None, None))
+        for path, number, key, port in asked:
             if number:
                 holder = np_owner.get(number)
-                if holder:
-                    problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {holder}")
+                if holder and (holder[0] != svc.key or port is None or holder[1] != port):
+                    problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {holder[0]}")
                     continue
                 if running_np.get(number, svc.key) != svc.key:
                     problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {running_np[number]}, "
                                     "which runs with it and keeps it; ask for another nodePort or leave it out")
                     continue
                 node_ports.take(number)
-                np_owner[number] = svc.key
+                np_owner[number] = (svc.key, port)
                 if key is not None:
                     assigned_np[key] = number
+                    shared_np.setdefault((svc.key, port), number)
     for svc in wants_np:
         for i, p in enumerate(svc.ports):
             key = port_key(svc, p)
             if key in assigned_np or not allocates_node_ports(svc):
                 continue
+            shared = shared_np.get((svc.key, p.port))
             old = previous.node_ports.get(key)
-            if old and node_ports.take(old):
+            if old and old == shared:
                 assigned_np[key] = old
+            elif old and node_ports.take(old):  # a running Service keeps what it has
+                assigned_np[key] = old
+            elif shared:
+                assigned_np[key] = shared
             else:
                 try:
                     assigned_np[key] = node_ports.allocate()
@@ -190,7 +210,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                     problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: no free NodePort in "
                                     f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}")
                     continue
-            np_owner[assigned_np[key]] = svc.key
+            np_owner[assigned_np[key]] = (svc.key, p.port)
+            shared_np.setdefault((svc.key, p.port), assigned_np[key])
 
     lb_ips = _lb_ips(model, services, previous, problems)
     if problems:
