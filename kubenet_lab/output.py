@@ -287,6 +287,8 @@ def pod_object(plan: Plan, pod: PlannedPod | PendingPod, status: dict) -> dict:
     spec = {"nodeName": pod.node, "hostNetwork": pod.host_network, "restartPolicy": pod.restart_policy,
             "terminationGracePeriodSeconds": pod.termination_grace_period,
             "containers": [_container_spec(c) for c in pod.containers]}
+    spec.update({k: v for k, v in (("hostname", pod.hostname), ("subdomain", pod.subdomain),
+                                   ("setHostnameAsFQDN", pod.set_hostname_as_fqdn or None)) if v})
     if pod.init_containers:
         spec["initContainers"] = [_container_spec(c) for c in pod.init_containers]
     status_ = {"phase": st.phase, "conditions": _conditions(st), "podIP": str(pod.ip), "podIPs": [{"ip": str(pod.ip)}],
@@ -485,12 +487,13 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
     Addresses are sorted as Kubernetes sorts them: by IP as text, then by pod UID. A headless
     Service without ports has its selected pods in one subset without ports."""
     uids = {p.key: p.uid for p in plan.pods}
+    hostnames = endpoint_hostnames(plan, s)
     if s.addresses:
         keyed = {(str(e.ip), uids.get(e.pod) or e.pod): e for e in s.addresses}
         subset = {}
         for field, ready in (("addresses", True), ("notReadyAddresses", False)):
             if chosen := sorted(k for k, e in keyed.items() if e.ready == ready):
-                subset[field] = [_address(keyed[k], uids) for k in chosen]
+                subset[field] = [_address(keyed[k], uids, hostnames) for k in chosen]
         return [subset]
     endpoint_of: dict[tuple[str, str], object] = {}
     by_port: dict[tuple, frozenset] = {}  # (name, port, protocol, appProtocol) -> {(address key, ready)}
@@ -511,9 +514,9 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
         not_ready = sorted(k for k, r in addrs if not r)
         subset: dict = {}
         if ready:
-            subset["addresses"] = [_address(endpoint_of[k], uids) for k in ready]
+            subset["addresses"] = [_address(endpoint_of[k], uids, hostnames) for k in ready]
         if not_ready:
-            subset["notReadyAddresses"] = [_address(endpoint_of[k], uids) for k in not_ready]
+            subset["notReadyAddresses"] = [_address(endpoint_of[k], uids, hostnames) for k in not_ready]
         subset["ports"] = [{k: v for k, v in {"name": name, "port": number, "protocol": protocol,
                                               "appProtocol": app_protocol}.items()
                             if v is not None} for name, number, protocol, app_protocol in ports]
@@ -521,13 +524,22 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
     return subsets
 
 
-def _address(e, uids: Mapping[str, str]) -> dict:
-    """A fresh EndpointAddress (each subset its own: YAML would print shared dicts as anchors)."""
+def _address(e, uids: Mapping[str, str], hostnames: Mapping[str, str]) -> dict:
+    """A fresh EndpointAddress (each subset its own: YAML would print shared dicts as anchors),
+    with the pod's hostname when the endpoints controller sets it (`hostnames`)."""
     namespace, name = e.pod.split("/", 1)
     ref = {"kind": "Pod", "namespace": namespace, "name": name}
     if uids.get(e.pod):
         ref["uid"] = uids[e.pod]
-    return {"ip": str(e.ip), "nodeName": e.node, "targetRef": ref}
+    host = {"hostname": hostnames[e.pod]} if e.pod in hostnames else {}
+    return {"ip": str(e.ip), **host, "nodeName": e.node, "targetRef": ref}
+
+
+def endpoint_hostnames(plan: Plan, s: PlannedService) -> dict[str, str]:
+    """Pod key -> the hostname its endpoint address carries: spec.hostname of a pod whose
+    spec.subdomain names the Service, in its namespace (the controllers' ShouldSetHostname)."""
+    return {p.key: p.hostname for p in plan.pods
+            if p.hostname and p.subdomain == s.name and p.namespace == s.namespace}
 
 
 def endpoints_object(plan: Plan, s: PlannedService) -> dict:

@@ -131,6 +131,12 @@ def test_a_pods_hostname_subdomain_and_hosts_file_are_kubelets(lab):
     ip = lab.ip("db-x1")
     out = lab.exec("db-x1", "sh", "-c", "hostname; hostname -f; cat /etc/hostname; tail -n 1 /etc/hosts").stdout
     assert out.splitlines() == ["db-a", f"db-a.dbs.default.svc.{ZONE}", "db-a", f"{ip}\tdb-a.dbs.default.svc.{ZONE}\tdb-a"]
+    spec = lab.pods()["db-x1"]["spec"]
+    assert (spec["hostname"], spec["subdomain"]) == ("db-a", "dbs")
+    ep = json.loads(lab("get", "ep", "dbs", "-o", "json").stdout)
+    hosts = {a["targetRef"]["name"]: a["hostname"] for s in ep["subsets"]
+             for a in (*s.get("addresses", []), *s.get("notReadyAddresses", []))}
+    assert hosts == {"db-x1": "db-a", "db-x2": "db-b"}
     # every replica of the Deployment is `web`, with its own address on the line
     replicas = [n for n in lab.pods() if n.startswith("web-")]
     assert len(replicas) == 2

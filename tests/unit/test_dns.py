@@ -448,3 +448,22 @@ def test_replicas_sharing_a_template_hostname_share_its_record():
     assert srv(ask(plain, f"_http._tcp.webs.shop.svc.{ZONE}", "SRV")) == sorted(
         (0, 50, 80, f"{dashed(ip)}.webs.shop.svc.{ZONE}.") for ip in ips)
     assert ask(plain, f"web.webs.shop.svc.{ZONE}").header.rcode == RCODE.NXDOMAIN
+
+
+def test_the_endpoints_and_the_pod_show_the_hostname_the_dns_answers():
+    """`get ep -o yaml` carries the hostname on the addresses of the Service the pods' subdomain
+    names (the endpoints controller's ShouldSetHostname), ready or not, and on no other; `get pod
+    -o yaml` shows spec.hostname and spec.subdomain."""
+    from kubenet_lab import output
+    from kubenet_lab.plan.services import with_readiness
+    plan = with_readiness(make_plan(hostname_model(), "lab"), {"shop/db-x2"})
+    [subset] = output.endpoints_object(plan, svc(plan, "shop/dbs"))["subsets"]
+    assert [(a["hostname"], a["targetRef"]["name"]) for a in subset["addresses"]] == [("db-a", "db-x1")]
+    assert [(a["hostname"], a["targetRef"]["name"]) for a in subset["notReadyAddresses"]] == [("db-b", "db-x2")]
+    assert list(subset["addresses"][0]) == ["ip", "hostname", "nodeName", "targetRef"]  # EndpointAddress order
+    [published] = output.endpoints_object(plan, svc(plan, "shop/dbs-pub"))["subsets"]
+    assert not any("hostname" in a for a in published["addresses"])  # their subdomain is dbs
+    spec = output.pod_object(plan, plan.pod("shop/db-x1"), {})["spec"]
+    assert (spec["hostname"], spec["subdomain"], "setHostnameAsFQDN" in spec) == ("db-a", "dbs", False)
+    plain = make_plan(model(), "lab")
+    assert not {"hostname", "subdomain"} & set(output.pod_object(plain, plain.pod("default/loner"), {})["spec"])
