@@ -37,7 +37,7 @@ from ..kernel.nsenter import in_netns
 from .base import Served
 
 TTL = 5  # CoreDNS's default: a lab changes under its clients, answers must not linger
-SCHEMA_VERSION = "1.0.1"
+SCHEMA_VERSION = "1.1.0"  # the specification's current version, which CoreDNS's kubernetes plugin serves
 SOA_TIMERS = (7200, 1800, 86400, TTL)  # refresh, retry, expire, minimum (the negative-answer TTL)
 UDP_PLAIN = 512
 UDP_EDNS_MAX = 1232  # the DNS flag day 2020 size: no IP fragmentation on any sane path

@@ -209,7 +209,8 @@ def test_pod_records_answer_any_well_formed_address_in_an_existing_namespace(dns
 
 
 def test_dns_version(dns):
-    assert values(ask(dns, f"dns-version.{ZONE}", "TXT")) == ['"1.0.1"']
+    """Spec 2.2: the schema version, 1.1.0 as CoreDNS answers it (DNSSchemaVersion)."""
+    assert values(ask(dns, f"dns-version.{ZONE}", "TXT")) == ['"1.1.0"']
 
 
 def test_zone_apex_has_soa_and_ns_with_glue(dns):
