@@ -152,7 +152,9 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
     for svc in services:
         if svc.cluster_ip:
             cluster_ip[svc.key] = ips.request(svc, problems)
-    for svc in services:
+    # Running Services first: each keeps its address, which a new one listed before it must not
+    # take (a ClusterIP is immutable; a new Service gets a free one).
+    for svc in _running_first(services, previous.cluster_ips):
         if not svc.cluster_ip:
             try:
                 cluster_ip[svc.key] = ips.assign(svc)
@@ -190,28 +192,32 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                 if key is not None:
                     assigned_np[key] = number
                     shared_np.setdefault((svc.key, port), number)
-    for svc in wants_np:
-        for i, p in enumerate(svc.ports):
-            key = port_key(svc, p)
-            if key in assigned_np or not allocates_node_ports(svc):
+    # The ports that had a NodePort first, so that each keeps it; then the new ones. Ports of a
+    # Service being created share by port number (initNodePorts); a running Service's new port
+    # gets one of its own, as updateNodePorts allocates it.
+    pending = [(svc, i, p) for svc in wants_np for i, p in enumerate(svc.ports)]
+    pending.sort(key=lambda item: port_key(item[0], item[2]) not in previous.node_ports)
+    for svc, i, p in pending:
+        key = port_key(svc, p)
+        if key in assigned_np or not allocates_node_ports(svc):
+            continue
+        shared = shared_np.get((svc.key, p.port))
+        old = previous.node_ports.get(key)
+        if old and old == shared:
+            assigned_np[key] = old
+        elif old and node_ports.take(old):  # a running Service keeps what it has
+            assigned_np[key] = old
+        elif shared and not _running(svc, previous):
+            assigned_np[key] = shared
+        else:
+            try:
+                assigned_np[key] = node_ports.allocate()
+            except ipam.Exhausted:
+                problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: no free NodePort in "
+                                f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}")
                 continue
-            shared = shared_np.get((svc.key, p.port))
-            old = previous.node_ports.get(key)
-            if old and old == shared:
-                assigned_np[key] = old
-            elif old and node_ports.take(old):  # a running Service keeps what it has
-                assigned_np[key] = old
-            elif shared:
-                assigned_np[key] = shared
-            else:
-                try:
-                    assigned_np[key] = node_ports.allocate()
-                except ipam.Exhausted:
-                    problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: no free NodePort in "
-                                    f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}")
-                    continue
-            np_owner[assigned_np[key]] = (svc.key, p.port)
-            shared_np.setdefault((svc.key, p.port), assigned_np[key])
+        np_owner[assigned_np[key]] = (svc.key, p.port)
+        shared_np.setdefault((svc.key, p.port), assigned_np[key])
 
     lb_ips = _lb_ips(model, services, previous, problems)
     if problems:
@@ -261,7 +267,7 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
                                 f"the load-balancer pool {pool[0]}-{pool[1]}")
                 continue
             out[svc.key] = IPv4Address(svc.load_balancer_ip)
-    for svc in lbs:
+    for svc in _running_first(lbs, previous.lb_ips):
         if svc.key in out or svc.load_balancer_ip:
             continue
         old = previous.lb_ips.get(svc.key)
@@ -273,6 +279,16 @@ def _lb_ips(model: Model, services: list[Service], previous: Allocations, proble
         except ipam.Exhausted:
             problems.append(f"{at(svc.origin, 'spec.type')}: the load-balancer pool {pool[0]}-{pool[1]} is full")
     return out
+
+
+def _running(svc: Service, previous: Allocations) -> bool:
+    """Whether the Service ran before this plan: what the API server would update, not create."""
+    return f"Service/{svc.key}" in previous.created or svc.key in previous.cluster_ips
+
+
+def _running_first(services: list[Service], had: Collection[str]) -> list[Service]:
+    """`services`, those whose key is in `had` (an address they keep) first, each group in order."""
+    return sorted(services, key=lambda svc: svc.key not in had)
 
 
 def removed_udp_endpoints(old: Plan | None, new: Plan) -> set[IPv4Address]:

@@ -46,7 +46,7 @@ def ask(lab: Lab, node: str, port: int, proto: str) -> str:
 
 
 def node_ports(lab: Lab, svc: str) -> dict[str, int]:
-    return {f"{p['port']}/{p['protocol']}": p["nodePort"] for p in lab.svc[svc]["spec"]["ports"]}
+    return {f"{p['port']}/{p['protocol']}": p.get("nodePort") for p in lab.svc[svc]["spec"]["ports"]}
 
 
 def test_an_allocated_node_port_is_shared_by_53_tcp_and_udp(lab):
@@ -80,3 +80,26 @@ def test_a_named_target_port_of_the_other_protocol_is_no_endpoint(lab):
     # TCP to its NodePort finds a Service without endpoints: refused, as kube-proxy rejects it
     port = node_ports(lab, "dns-cross")["53/TCP"]
     assert ask(lab, "node1", port, "tcp") == "ConnectionRefusedError"
+
+
+def test_up_again_with_a_new_service_listed_first_keeps_the_running_ones(lab, tmp_path):
+    """(last: it changes the lab) A running Service keeps its ClusterIP and NodePorts when a
+    new one comes first in the manifests; the new one gets free ones."""
+    before = {name: (s["spec"]["clusterIP"], node_ports(lab, name)) for name, s in lab.svc.items()}
+    first = tmp_path / "first.yaml"
+    first.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: aaa}\nspec:\n  type: NodePort\n"
+                     "  selector: {app: dns}\n  ports:\n  - {name: dns, port: 53, protocol: UDP}\n"
+                     "  - {name: dns-tcp, port: 53, protocol: TCP}\n---\n"
+                     + (MANIFESTS / "nodeport-protocols.yaml").read_text())
+    lab("up", "--proxy-mode", lab.mode, str(first))
+    items = {s["metadata"]["name"]: s for s in json.loads(lab("get", "svc", "-o", "json").stdout)["items"]}
+    lab.svc = items
+    assert {name: (items[name]["spec"]["clusterIP"], node_ports(lab, name)) for name in before} == before
+    new = node_ports(lab, "aaa")
+    taken = {np for _, ports in before.values() for np in ports.values() if np}
+    assert new["53/UDP"] == new["53/TCP"] and new["53/TCP"] not in taken
+    assert items["aaa"]["spec"]["clusterIP"] not in {ip for ip, _ in before.values()}
+    port = node_ports(lab, "dns-auto")["53/TCP"]
+    for proto in ("udp", "tcp"):
+        assert ask(lab, "node1", port, proto) == "dns"
+        assert wait_for(lambda: ask(lab, "node1", new["53/TCP"], proto) == "dns", f"{proto} aaa", timeout=20)

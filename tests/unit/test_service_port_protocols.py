@@ -182,13 +182,41 @@ def test_other_ports_still_may_not_share_a_node_port(services, problem):
 def test_a_running_service_keeps_its_shared_node_port_and_others_are_refused_it():
     dns = svc("dns", ServicePort(53, "UDP", "dns"), ServicePort(53, "TCP", "dns-tcp"), type="NodePort")
     first = make_plan(Model(services=(dns,)), "lab")
-    again = make_plan(Model(services=(dns, svc("web", ServicePort(80), type="NodePort"))), "lab", first)
+    again = make_plan(Model(services=(svc("web", ServicePort(80), type="NodePort"), dns)), "lab", first)
     assert node_ports(again, "dns") == [(53, "UDP", 30000), (53, "TCP", 30000)]
     assert node_ports(again, "web") == [(80, "TCP", 30001)]
     with pytest.raises(InputError) as e:
         make_plan(Model(services=(svc("web", ServicePort(80, node_port=30000), type="NodePort"), dns)), "lab", first)
     assert e.value.problems == ["svc.yaml:2: spec.ports[0].nodePort: 30000 is already allocated to default/dns, which "
                                 "runs with it and keeps it; ask for another nodePort or leave it out"]
+
+
+def test_a_port_added_to_a_running_service_gets_a_node_port_of_its_own():
+    """The API server shares a NodePort between protocols when it creates the Service
+    (initNodePorts); an update allocates each new port anew (updateNodePorts)."""
+    tcp = ServicePort(53, "TCP", "dns-tcp")
+    first = make_plan(Model(services=(svc("dns", tcp, type="NodePort"),)), "lab")
+    both = svc("dns", ServicePort(53, "UDP", "dns"), tcp, type="NodePort")
+    again = make_plan(Model(services=(both,)), "lab", first)
+    assert node_ports(again, "dns") == [(53, "UDP", 30001), (53, "TCP", 30000)]
+    assert node_ports(make_plan(Model(services=(both,)), "lab", again), "dns") == [(53, "UDP", 30001), (53, "TCP", 30000)]
+    # from ClusterIP to NodePort is an update too
+    plain = make_plan(Model(services=(svc("dns", ServicePort(53, "UDP", "dns"), tcp),)), "lab")
+    assert node_ports(make_plan(Model(services=(both,)), "lab", plain), "dns") == [(53, "UDP", 30000), (53, "TCP", 30001)]
+
+
+def test_a_new_service_listed_first_takes_nothing_a_running_one_has():
+    """A running Service keeps its ClusterIP (immutable), NodePorts and balancer address when a
+    new one comes before it in the manifests: the new one gets free ones."""
+    old = svc("old", ServicePort(53, "UDP", "dns"), type="LoadBalancer")
+    first = make_plan(Model(services=(old,)), "lab")
+    was = service(first, "old")
+    again = make_plan(Model(services=(svc("new", ServicePort(80), type="LoadBalancer"), old)), "lab", first)
+    now, new = service(again, "old"), service(again, "new")
+    assert (now.cluster_ip, now.ports[0].node_port, now.load_balancer_ips) == \
+        (was.cluster_ip, was.ports[0].node_port, was.load_balancer_ips)
+    assert new.cluster_ip != now.cluster_ip and new.ports[0].node_port != now.ports[0].node_port
+    assert new.load_balancer_ips and new.load_balancer_ips != now.load_balancer_ips
 
 
 def test_the_manifest_may_write_one_node_port_on_both_protocols_but_not_twice_on_one(tmp_path):
