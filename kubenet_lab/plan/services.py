@@ -6,9 +6,11 @@ whose labels match its selector, resolved per port (a named targetPort is looked
 container ports by name and protocol, as FindPort does; pods without it are no endpoint of that
 port).
 
-NodePorts are allocated as the API server's initNodePorts allocates them: ports of one Service
-with the same port number and different protocols (53/TCP and 53/UDP) share one NodePort, the one
-written on any of them or else one allocated for the first; otherwise no two ports share one.
+NodePorts are allocated as the API server allocates them. When a Service is created
+(initNodePorts), its ports with the same port number and different protocols (53/TCP and 53/UDP)
+share one NodePort, the one written on any of them or else one allocated for the first; a port
+added to a running Service gets one of its own (updateNodePorts). No other two ports share one.
+Running Services keep their addresses and NodePorts whatever comes before them in the manifests.
 """
 from __future__ import annotations
 
