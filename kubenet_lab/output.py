@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
-from . import __version__
+from . import KUBERNETES_VERSION, __version__
 from .errors import InputError, LabError
 from .plan import podstatus
 
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 # The model is imported by the functions that look into its objects: `get pods` prints its table
 # from PodLines made of the plan's JSON (app/query.py) and starts without it (bench/bench_cli.py).
 
-KUBELET_VERSION = f"v1.31.0-kubenet-lab.{__version__}"
+# What every node's kubelet reports as its version: the Kubernetes release the lab emulates
+# (kubenet_lab.KUBERNETES_VERSION, which the probes' User-Agent follows too), marked as this lab's.
+KUBELET_VERSION = f"v{KUBERNETES_VERSION}-kubenet-lab.{__version__}"
 
 
 # yaml, jsonpath, the kernel and the lab's state are imported where a format or a column needs
@@ -351,6 +353,44 @@ def _container_status(c, s: dict, terminal: bool = False) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
+def node_up(n: PlannedNode) -> bool:
+    """Whether the node's kubelet would be posting its status: a node is its network namespace,
+    so it is up while /run/netns/<node> holds one (a stat, no netlink). A namespace deleted by
+    hand (`ip netns delete LAB.node.node1`) leaves a node nothing reports for."""
+    from .kernel import netns
+
+    return netns.exists(n.netns)
+
+
+# The node lifecycle controller's words for a node whose kubelet stopped posting its status
+# (pkg/controller/nodelifecycle: tryUpdateNodeHealth), and the taints it then puts on the node.
+NODE_STATUS_UNKNOWN = {"status": "Unknown", "reason": "NodeStatusUnknown",
+                       "message": "Kubelet stopped posting node status."}
+UNREACHABLE_TAINTS = ({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+                      {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"})
+
+
+def node_ready_condition(up: bool, created: float | None, now: float | None = None) -> dict:
+    """The node's Ready condition: kubelet's while the node is up (posting now, Ready since the
+    node was made); otherwise the lifecycle controller's Unknown, without times (the lab does not
+    know when the node went)."""
+    if not up:
+        return {"type": "Ready", **NODE_STATUS_UNKNOWN}
+    return {"type": "Ready", "status": "True", "lastHeartbeatTime": iso(now or time.time()),
+            **({"lastTransitionTime": iso(created)} if created else {}), "reason": "KubeletReady",
+            "message": "kubelet is posting ready status"}
+
+
+def node_status_column(conditions: Sequence[Mapping], unschedulable: bool) -> str:
+    """kubectl's STATUS of a node (printers.printNode): Ready or NotReady from the Ready
+    condition (Unknown without one), then SchedulingDisabled for a cordoned node."""
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    status = ["Unknown" if ready is None else "Ready" if ready.get("status") == "True" else "NotReady"]
+    if unschedulable:
+        status.append("SchedulingDisabled")
+    return ",".join(status)
+
+
 def node_rows(plan: Plan, nodes: list[PlannedNode], wide: bool):
     headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     if wide:
@@ -358,7 +398,9 @@ def node_rows(plan: Plan, nodes: list[PlannedNode], wide: bool):
     rows = []
     kernel = os.uname().release
     for n in nodes:
-        row = [n.name, "Ready", "<none>", age(_netns_created(n.netns)), KUBELET_VERSION]
+        created = _netns_created(n.netns)
+        status = node_status_column([node_ready_condition(node_up(n), created)], n.unschedulable)
+        row = [n.name, status, "<none>", age(created), KUBELET_VERSION]
         if wide:
             row += [str(n.ip), "<none>", str(n.pod_cidr), "kubenet-lab netns", kernel, "kubenet-lab"]
         rows.append(row)
@@ -370,13 +412,24 @@ def node_labels(n: PlannedNode) -> dict[str, str]:
 
 
 def node_object(plan: Plan, n: PlannedNode) -> dict:
+    """The Node as the API server would hold it: its Node object's taints and cordon, and the
+    status kubelet posts while the node is up (node_up) or the lifecycle controller's Unknown
+    and unreachable taints once it is not."""
+    created = _netns_created(n.netns)
+    up = node_up(n)
+    spec: dict = {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]}
+    taints = [{"key": t.key, **({"value": t.value} if t.value else {}), "effect": t.effect} for t in n.taints]
+    taints += [] if up else [dict(t) for t in UNREACHABLE_TAINTS]
+    if taints:
+        spec["taints"] = taints
+    if n.unschedulable:
+        spec["unschedulable"] = True
     return {
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": n.name, "labels": node_labels(n),
-                     "creationTimestamp": iso(_netns_created(n.netns))},
-        "spec": {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]},
+        "metadata": {"name": n.name, "labels": node_labels(n), "creationTimestamp": iso(created)},
+        "spec": spec,
         "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)}, {"type": "Hostname", "address": n.name}],
-                   "conditions": [{"type": "Ready", "status": "True"}],
+                   "conditions": [node_ready_condition(up, created)],
                    "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kernelVersion": os.uname().release}},
     }
 

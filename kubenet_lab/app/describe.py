@@ -247,13 +247,6 @@ def _node(lab: str, plan: Plan, name: str) -> str:
     info.update({"osImage": "kubenet-lab netns", "operatingSystem": "linux",
                  "architecture": node.labels.get("kubernetes.io/arch", ""),
                  "containerRuntimeVersion": "kubenet-lab"})
-    if node.taints:
-        obj["spec"]["taints"] = [{"key": t.key, "value": t.value, "effect": t.effect} for t in node.taints]
-    obj["spec"]["unschedulable"] = node.unschedulable
-    created = obj["metadata"].get("creationTimestamp")
-    for c in obj["status"]["conditions"]:  # kubelet posts Ready while the lab is up
-        c.update({"lastHeartbeatTime": output.iso(time.time()), "lastTransitionTime": created,
-                  "reason": "KubeletReady", "message": "kubelet is posting ready status"})
     for key, path in (("machineID", "/etc/machine-id"), ("bootID", "/proc/sys/kernel/random/boot_id")):
         try:  # the nodes are namespaces of this machine: its machine and boot
             with open(path) as f:

@@ -23,6 +23,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Mapping
 
+from .. import KUBERNETES_MINOR
 from ..model.objects import (Event, Plan, PlannedContainer, PlannedPod, RunDns, RunExec, RunHttp, RunNetexec,
                           RunNothing, RunServeHostname)
 from ..plan import podstatus
@@ -869,8 +870,8 @@ async def _http_hook(env: PodEnv, pod: PlannedPod, container: PlannedContainer, 
     reader, writer = await asyncio.open_connection(sock=sock, ssl=context,
                                                    server_hostname=host if context else None)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-lifecycle/1.31\r\n"
-                     f"Connection: close\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     f"User-Agent: kube-lifecycle/{KUBERNETES_MINOR}\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         status = (await reader.readline()).decode(errors="replace").split()
     finally:

@@ -18,12 +18,13 @@ import socket
 import ssl
 from typing import Callable, Mapping
 
+from .. import KUBERNETES_MINOR
 from ..kernel.confine import Launch
 from ..model.objects import Probe
 from ..plan.containers import CONTAINER_PATH
 from ..plan.probes import ERROR, FAILURE, SUCCESS
 
-USER_AGENT = "kube-probe/1.31"  # kubelet's: kube-probe/<major>.<minor>
+USER_AGENT = f"kube-probe/{KUBERNETES_MINOR}"  # kubelet's: kube-probe/<major>.<minor>
 MAX_OUTPUT = 10 * 1024  # kubelet keeps at most 10 KiB of a probe's output
 
 Socket = Callable[[int, int], socket.socket]  # a socket in the pod's network namespace

@@ -52,6 +52,8 @@ def test_the_entry_point_still_names_the_verbs():
     "from kubenet_lab.app import query",
     "from kubenet_lab import output",
     "from kubenet_lab import output; output.output_format('wide')",
+    # `get nodes` asks whether each node's namespace is there: a stat, no netlink
+    "from kubenet_lab import output; output.node_up(type('Node', (), {'netns': 'nowhere'})())",
     "from kubenet_lab.supervisor import client",
 ])
 def test_the_query_path_imports_nothing_heavy(code):

@@ -310,3 +310,51 @@ def test_watch_takes_one_kinds_table(get):
     for args in (("all", "-w"), ("pods", "-w", "-o", "json"), ("pods", "-w", "-o", "name")):
         out = get(*args)
         assert out.exit_code == 2 and "--watch: watches one kind's table" in out.output
+
+
+# --------------------------------------------------------------------------- Nodes: what the lab knows
+
+
+def test_a_node_without_its_namespace_is_not_ready_as_kubectl_shows_a_silent_kubelet(get, plan):
+    """The planted plan's namespaces do not exist: nothing posts for its nodes, and they look as
+    a node whose kubelet stopped posting does (the node lifecycle controller's Unknown)."""
+    lines = get("nodes").output.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert [line.split() for line in lines[1:]] == [
+        ["node1", "NotReady", "<none>", "<unknown>", output.KUBELET_VERSION],
+        ["node2", "NotReady", "<none>", "<unknown>", output.KUBELET_VERSION]]
+    node = json.loads(get("node", "node1", "-o", "json").output)
+    assert node["status"]["conditions"] == [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                                             "message": "Kubelet stopped posting node status."}]
+    assert node["spec"]["taints"] == [{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+                                      {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == output.KUBELET_VERSION
+
+
+def test_a_node_whose_namespace_is_there_is_ready(get, plan, monkeypatch):
+    monkeypatch.setattr(output, "node_up", lambda n: n.name == "node1")
+    wide = [line.split() for line in get("nodes", "-o", "wide").output.splitlines()[1:]]
+    assert [(row[0], row[1], row[4], row[5]) for row in wide] == [
+        ("node1", "Ready", output.KUBELET_VERSION, str(plan.node("node1").ip)),
+        ("node2", "NotReady", output.KUBELET_VERSION, str(plan.node("node2").ip))]
+    ready = json.loads(get("node", "node1", "-o", "json").output)
+    condition = ready["status"]["conditions"][0]
+    assert {k: condition[k] for k in ("type", "status", "reason", "message")} == {
+        "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+    assert "taints" not in ready["spec"]
+    assert get("nodes", "-o", "jsonpath={.items[*].status.conditions[0].status}").output == "True Unknown"
+
+
+def test_the_kubelet_version_is_the_emulated_kubernetes_release():
+    from kubenet_lab import KUBERNETES_MINOR, KUBERNETES_VERSION, __version__
+    from kubenet_lab.runtime import probes
+
+    assert output.KUBELET_VERSION == f"v{KUBERNETES_VERSION}-kubenet-lab.{__version__}"
+    assert probes.USER_AGENT == f"kube-probe/{KUBERNETES_MINOR}" and KUBERNETES_VERSION.startswith(KUBERNETES_MINOR + ".")
+
+
+def test_a_cordoned_node_shows_scheduling_disabled_as_kubectl_does():
+    assert output.node_status_column([{"type": "Ready", "status": "True"}], True) == "Ready,SchedulingDisabled"
+    assert output.node_status_column([{"type": "Ready", "status": "Unknown"}], True) == "NotReady,SchedulingDisabled"
+    assert output.node_status_column([{"type": "Ready", "status": "False"}], False) == "NotReady"
+    assert output.node_status_column([], False) == "Unknown"
