@@ -23,6 +23,7 @@ from ..plan import make_plan, naming, ordering, probes, rollout
 from ..plan.cluster import workload_warnings
 from ..plan.containers import emulation_warnings
 from ..plan.configs import waiting_warnings
+from ..plan.podfiles import sandbox_warnings
 from ..plan.events import plan_events
 from ..plan.naming import check_lab_name
 from ..model.objects import Model, Plan, PlannedPod
@@ -135,7 +136,8 @@ def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResul
         pending = tuple(f"pod {p.key} is Pending ({'FailedScheduling' if p.reason == 'Unschedulable' else p.reason}): "
                         f"{p.message}" for p in plan.pending)
         result = UpResult(plan=plan, warnings=what.warnings + model.warnings + workload_warnings(model)
-                          + emulation_warnings(plan) + pending + waiting_warnings(plan, previous))
+                          + emulation_warnings(plan) + pending + waiting_warnings(plan, previous)
+                          + sandbox_warnings(plan, previous))
         if dry_run:
             result.dry_run = _dry_run_report(previous, plan)
             state.remove_if_unused(lab)

@@ -221,7 +221,7 @@ def exec_(lab: str, target: str, namespace: str, container: str | None, argv: Se
         from ..kernel import confine
         from ..runtime import sandbox
 
-        if why := sandbox.blocked(lab, t.pod, t.container):
+        if why := sandbox.blocked(lab, plan, t.pod, t.container):
             raise LabError(f"container {t.container.name} of pod {t.pod.name} has not started ({why[0]}: {why[1]}): "
                            "there is nothing to exec into yet")
         pid = _container_pid(lab, t.pod.key, t.container.name)

@@ -104,20 +104,48 @@ def pod_domain(plan: Plan, pod: PlannedPod) -> str | None:
     return f"{pod.subdomain}.{pod.namespace}.svc.{plan.cluster.dns_domain}" if pod.subdomain else None
 
 
+def _short_hostname(pod: PlannedPod) -> str:
+    """kubelet's GeneratePodHostNameAndDomain: spec.hostname, else the pod's name cut to 63
+    characters (without a final '-' or '.')."""
+    return pod.hostname or pod.name[:MAX_HOSTNAME].rstrip("-.")
+
+
 def pod_hostname(plan: Plan, pod: PlannedPod) -> str:
     """The pod's hostname: spec.hostname, else its name cut to 63 characters (without a final
     '-' or '.'), the FQDN with setHostnameAsFQDN; a hostNetwork pod has its node's."""
     if pod.host_network:
         return pod.node
-    name = pod.hostname or pod.name[:MAX_HOSTNAME].rstrip("-.")
+    name = _short_hostname(pod)
     domain = pod_domain(plan, pod)
     if pod.set_hostname_as_fqdn and domain and len(f"{name}.{domain}") <= MAX_FQDN_HOSTNAME:
         return f"{name}.{domain}"
     return name
 
 
+def sandbox_error(plan: Plan, pod: PlannedPod) -> str | None:
+    """Why kubelet cannot make the pod's sandbox, in its words, or None: setHostnameAsFQDN with
+    an FQDN longer than the kernel's nodename holds (util.GetNodenameForKernel). The pod then
+    stays ContainerCreating, kubelet retrying (FailedCreatePodSandBox) for ever."""
+    domain = pod_domain(plan, pod)
+    if pod.host_network or not pod.set_hostname_as_fqdn or domain is None:
+        return None
+    fqdn = f"{_short_hostname(pod)}.{domain}"
+    if len(fqdn) <= MAX_FQDN_HOSTNAME:
+        return None
+    return (f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
+            f"({MAX_FQDN_HOSTNAME} characters is the max, {len(fqdn)} characters requested)")
+
+
+def sandbox_warnings(plan: Plan, previous: Plan | None) -> tuple[str, ...]:
+    """What `up` and `apply` say of pods whose sandbox kubelet cannot make (new since `previous`)."""
+    before = {p.key for p in previous.pods if sandbox_error(previous, p)} if previous is not None else set()
+    return tuple(f"pod {pod.key} is ContainerCreating (FailedCreatePodSandBox): {error} (kubelet retries; "
+                 "it never starts)" for pod in plan.pods
+                 if pod.key not in before and (error := sandbox_error(plan, pod)))
+
+
 def hosts(plan: Plan, pod: PlannedPod) -> str:
-    name = pod.hostname or pod.name[:MAX_HOSTNAME].rstrip("-.")
+    name = _short_hostname(pod)
     domain = pod_domain(plan, pod)
     own = f"{pod.ip}\t{name}.{domain}\t{name}\n" if domain else f"{pod.ip}\t{name}\n"
     text = ("# Kubernetes-managed hosts file.\n"

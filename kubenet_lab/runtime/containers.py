@@ -962,7 +962,7 @@ class PodWorker:
                                                 probes[plan_probes.STARTUP]),
                          prober=prober, events=self._events, name=c.name, image=c.image,
                          pod_ref=f"{self.pod.name}_{self.pod.namespace}({self.pod.uid})", kill_grace=kill_grace,
-                         blocked=lambda: sandbox.blocked(self.lab, self.pod, self._current(c)))
+                         blocked=lambda: sandbox.blocked(self.lab, self.plan(), self.pod, self._current(c)))
 
     def _current(self, c: PlannedContainer) -> PlannedContainer:
         """`c` as the latest plan has it (a ConfigMap made since may have mended it)."""

@@ -17,7 +17,8 @@ from typing import Callable
 
 from ..fabric import state
 from ..kernel import confine, files
-from ..model.objects import LINUX_CAPABILITIES, PlannedContainer, PlannedPod, PlannedVolume
+from ..model.objects import LINUX_CAPABILITIES, Plan, PlannedContainer, PlannedPod, PlannedVolume
+from ..plan import podfiles
 
 SCRATCH = {"tmp": 0o1777, "var-tmp": 0o1777, "shm": 0o1777, "run": 0o755}
 READ_ONLY_KINDS = ("configMap", "secret", "downwardAPI")
@@ -232,8 +233,10 @@ def sandbox(lab: str, pod: PlannedPod, container: PlannedContainer, hostname: st
         no_new_privs=c.no_new_privs, privileged=c.privileged, join=join)
 
 
-def blocked(lab: str, pod: PlannedPod, container: PlannedContainer) -> tuple[str, str, str] | None:
+def blocked(lab: str, plan: Plan | None, pod: PlannedPod, container: PlannedContainer) -> tuple[str, str, str] | None:
     """Why kubelet would not start `container` now: (waiting reason, message, event reason), or None."""
+    if plan is not None and (error := podfiles.sandbox_error(plan, pod)):  # no sandbox, no container
+        return ("ContainerCreating", f"Failed to create pod sandbox: {error}", "FailedCreatePodSandBox")
     if container.config_error or container.confinement.refused:
         return ("CreateContainerConfigError", container.config_error or container.confinement.refused, "Failed")
     mounted = {m.volume for m in container.mounts}

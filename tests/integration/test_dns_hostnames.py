@@ -83,6 +83,24 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: fq-short}
+spec:
+  hostname: fq
+  subdomain: dbs
+  setHostnameAsFQDN: true
+  containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fq-long}     # its FQDN has 76 characters: more than the kernel's hostname holds
+spec:
+  hostname: a-rather-long-hostname-for-this-pod
+  subdomain: long-subdomain
+  setHostnameAsFQDN: true
+  containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: client}
 spec:
   containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
@@ -106,7 +124,7 @@ def lab(tmp_path_factory, host_before):
     lab = Lab(new_lab_name("hn"))
     lab.dir = tmp
     with torn_down(lab.name):
-        lab("up", str(tmp / "lab.yaml"))
+        lab.up = lab("up", str(tmp / "lab.yaml"))
         yield lab
     assert lab_namespaces(lab.name) == []
 
@@ -180,3 +198,20 @@ def test_replicas_sharing_the_templates_hostname_share_its_record(lab):
     assert dig(lab, "SRV", f"_http._tcp.webs.default.svc.{ZONE}") == ["0", "50", "80", f"web.webs.default.svc.{ZONE}."]
     # and the name leads to one of them for real, which answers with its hostname
     assert lab.exec("client", "wget", "-qO-", "-T", "5", "http://web.webs/hostname").stdout == "web"
+
+
+def test_set_hostname_as_fqdn_and_an_fqdn_the_kernel_cannot_hold(lab):
+    """setHostnameAsFQDN: `hostname` is the FQDN; one over 64 characters keeps the pod
+    ContainerCreating with kubelet's FailedCreatePodSandBox event ("DNS for Services and Pods")."""
+    assert lab.exec("fq-short", "sh", "-c", "hostname; hostname -f").stdout.split() == [f"fq.dbs.default.svc.{ZONE}"] * 2
+    fqdn = f"a-rather-long-hostname-for-this-pod.long-subdomain.default.svc.{ZONE}"
+    message = (f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
+               f"(64 characters is the max, {len(fqdn)} characters requested)")
+    assert f"warning: pod default/fq-long is ContainerCreating (FailedCreatePodSandBox): {message}" in lab.up.stderr
+    row = lab("get", "pods", "fq-long").stdout.splitlines()[1].split()
+    assert row[:3] == ["fq-long", "0/1", "ContainerCreating"]
+    events = json.loads(lab("get", "events", "-o", "json").stdout)["items"]
+    assert ("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}") in [
+        (e["type"], e["reason"], e["message"]) for e in events if e["involvedObject"]["name"] == "fq-long"]
+    refused = lab.exec("fq-long", "hostname", check=False)
+    assert refused.returncode != 0 and "has not started" in refused.stderr

@@ -11,7 +11,7 @@ import pytest
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
-from kubenet_lab.plan.podfiles import parse_resolv_conf, pod_files, pod_hostname
+from kubenet_lab.plan.podfiles import parse_resolv_conf, pod_files, pod_hostname, sandbox_error, sandbox_warnings
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 # A node's resolv.conf as a DHCP client leaves it (this machine's, which the lab's nodes share).
@@ -193,6 +193,40 @@ def test_set_hostname_as_fqdn():
         spec: {hostname: db, subdomain: dbs, setHostnameAsFQDN: true, containers: [{name: c, image: nginx}]}
         """)
     assert pod_hostname(plan, plan.pod("default/fq")) == "db.dbs.default.svc.cluster.local"
+    assert sandbox_error(plan, plan.pod("default/fq")) is None
+
+
+def test_an_fqdn_longer_than_the_kernels_hostname_fails_the_sandbox_as_kubelet_says():
+    """"DNS for Services and Pods": with setHostnameAsFQDN an FQDN over 64 characters keeps the
+    pod ContainerCreating, kubelet saying why (util.GetNodenameForKernel). Exactly 64 fits; without
+    setHostnameAsFQDN, or without a subdomain (no domain), the length does not matter."""
+    def pod(name, hostname, subdomain, fqdn=True):
+        return f"""
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}}}
+        spec: {{hostname: {hostname}, {f"subdomain: {subdomain}," if subdomain else ""} setHostnameAsFQDN: {str(fqdn).lower()},
+                containers: [{{name: c, image: nginx}}]}}
+        """
+    suffix = ".default.svc.cluster.local"  # 26 characters
+    fits = "h" * 20 + "." + "s" * 17  # 38 + 26 = 64
+    plan = plan_of(text=pod("long", "a-rather-long-hostname-for-this-pod", "long-subdomain")
+                   + pod("fits", "h" * 20, "s" * 17) + pod("plain", "a-rather-long-hostname-for-this-pod", "long-subdomain",
+                                                           fqdn=False)
+                   + pod("nodomain", "x" * 63, None))
+    fqdn = "a-rather-long-hostname-for-this-pod.long-subdomain.default.svc.cluster.local"
+    assert sandbox_error(plan, plan.pod("default/long")) == (
+        f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
+        f"(64 characters is the max, {len(fqdn)} characters requested)")
+    assert pod_hostname(plan, plan.pod("default/fits")) == fits + suffix and len(fits + suffix) == 64
+    assert [sandbox_error(plan, plan.pod(f"default/{n}")) for n in ("fits", "plain", "nodomain")] == [None] * 3
+    assert pod_hostname(plan, plan.pod("default/plain")) == "a-rather-long-hostname-for-this-pod"
+    # `up` says so once, as it says of other pods kubelet cannot start
+    assert sandbox_warnings(plan, None) == (
+        f"pod default/long is ContainerCreating (FailedCreatePodSandBox): {sandbox_error(plan, plan.pod('default/long'))} "
+        "(kubelet retries; it never starts)",)
+    assert sandbox_warnings(plan, plan) == ()
 
 
 def test_the_nodes_resolv_conf_is_read_as_kubelet_reads_it():
