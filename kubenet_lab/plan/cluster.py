@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Mapping
 
 from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_containers, pod_fields,
                          resolve_pod)
-from .podfiles import parse_resolv_conf
+from .podfiles import fqdn_error, parse_resolv_conf
 from .configs import Configs, made_secrets, with_configs
 from .security import confine_pod
 from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
@@ -610,7 +610,9 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     pod_model = with_sets(model, sets)
     indices, next_indices = replica_indices(pod_model, previous.allocations if previous else Allocations())
     pods, pod_ips, last_reserved, pending = plan_pods(pod_model, lab, nodes, previous, has_program, indices)
-    services, svc_alloc = plan_services(model, pods, previous.allocations if previous else Allocations())
+    # a pod whose sandbox kubelet cannot make has no address the endpoints controller could list
+    sandboxed = tuple(p for p in pods if fqdn_error(p, model.cluster.dns_domain) is None)
+    services, svc_alloc = plan_services(model, sandboxed, previous.allocations if previous else Allocations())
     workloads = plan_workloads(model, pods + pending, sets)
     relabelled = previous.allocations.pod_labels if previous else {}
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,

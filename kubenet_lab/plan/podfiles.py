@@ -126,10 +126,15 @@ def sandbox_error(plan: Plan, pod: PlannedPod) -> str | None:
     """Why kubelet cannot make the pod's sandbox, in its words, or None: setHostnameAsFQDN with
     an FQDN longer than the kernel's nodename holds (util.GetNodenameForKernel). The pod then
     stays ContainerCreating, kubelet retrying (FailedCreatePodSandBox) for ever."""
-    domain = pod_domain(plan, pod)
-    if pod.host_network or not pod.set_hostname_as_fqdn or domain is None:
+    return fqdn_error(pod, plan.cluster.dns_domain)
+
+
+def fqdn_error(pod: PlannedPod, dns_domain: str) -> str | None:
+    """sandbox_error, for planning (the cluster domain given): such a pod gets no address from
+    the CNI plugin, so it is no Service's endpoint."""
+    if pod.host_network or not pod.set_hostname_as_fqdn or not pod.subdomain:
         return None
-    fqdn = f"{_short_hostname(pod)}.{domain}"
+    fqdn = f"{_short_hostname(pod)}.{pod.subdomain}.{pod.namespace}.svc.{dns_domain}"
     if len(fqdn) <= MAX_FQDN_HOSTNAME:
         return None
     return (f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "

@@ -92,7 +92,8 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: fq-long}     # its FQDN has 76 characters: more than the kernel's hostname holds
+metadata: {name: fq-long, labels: {app: db}}  # its FQDN has 76 characters: more than the kernel's
+# hostname holds, so it never has a sandbox, nor an address: no endpoint of dbs or dbs-all
 spec:
   hostname: a-rather-long-hostname-for-this-pod
   subdomain: long-subdomain
@@ -215,3 +216,4 @@ def test_set_hostname_as_fqdn_and_an_fqdn_the_kernel_cannot_hold(lab):
         (e["type"], e["reason"], e["message"]) for e in events if e["involvedObject"]["name"] == "fq-long"]
     refused = lab.exec("fq-long", "hostname", check=False)
     assert refused.returncode != 0 and "has not started" in refused.stderr
+    assert "fq-long" not in {name for names in endpoints(lab, "dbs-all") for name in names}

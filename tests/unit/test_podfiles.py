@@ -205,7 +205,7 @@ def test_an_fqdn_longer_than_the_kernels_hostname_fails_the_sandbox_as_kubelet_s
         ---
         apiVersion: v1
         kind: Pod
-        metadata: {{name: {name}}}
+        metadata: {{name: {name}, labels: {{app: fq}}}}
         spec: {{hostname: {hostname}, {f"subdomain: {subdomain}," if subdomain else ""} setHostnameAsFQDN: {str(fqdn).lower()},
                 containers: [{{name: c, image: nginx}}]}}
         """
@@ -214,7 +214,14 @@ def test_an_fqdn_longer_than_the_kernels_hostname_fails_the_sandbox_as_kubelet_s
     plan = plan_of(text=pod("long", "a-rather-long-hostname-for-this-pod", "long-subdomain")
                    + pod("fits", "h" * 20, "s" * 17) + pod("plain", "a-rather-long-hostname-for-this-pod", "long-subdomain",
                                                            fqdn=False)
-                   + pod("nodomain", "x" * 63, None))
+                   + pod("nodomain", "x" * 63, None)
+                   + """
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: long-subdomain}
+        spec: {clusterIP: None, selector: {app: fq}}
+        """)
     fqdn = "a-rather-long-hostname-for-this-pod.long-subdomain.default.svc.cluster.local"
     assert sandbox_error(plan, plan.pod("default/long")) == (
         f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
@@ -227,6 +234,9 @@ def test_an_fqdn_longer_than_the_kernels_hostname_fails_the_sandbox_as_kubelet_s
         f"pod default/long is ContainerCreating (FailedCreatePodSandBox): {sandbox_error(plan, plan.pod('default/long'))} "
         "(kubelet retries; it never starts)",)
     assert sandbox_warnings(plan, plan) == ()
+    # without a sandbox it has no address: no Service lists it, ready or not
+    [svc] = [s for s in plan.services if s.name == "long-subdomain"]
+    assert sorted(e.pod for e in svc.addresses) == ["default/fits", "default/nodomain", "default/plain"]
 
 
 def test_the_nodes_resolv_conf_is_read_as_kubelet_reads_it():
