@@ -454,10 +454,11 @@ def _addr(text: str | None) -> IPv4Address | None:
 
 def _targets(pod: Pod, services: tuple[Service, ...]):
     """(target port, protocol, Service port) of each Service port selecting the pod; a named
-    targetPort resolved through the pod's declared container ports of the Service port's protocol
-    (None when none has it), as the EndpointSlice controller resolves it."""
+    targetPort resolved through the pod's declared container (and sidecar) ports of the Service
+    port's protocol (None when none has it), as the EndpointSlice controller resolves it."""
     named: dict[tuple[str, str], int] = {}
-    for c in pod.spec.containers:
+    sidecars = (c for c in pod.spec.init_containers if c.restart_policy == "Always")
+    for c in (*pod.spec.containers, *sidecars):
         for p in c.ports:
             if p.name:
                 named.setdefault((p.name, p.protocol), p.container_port)

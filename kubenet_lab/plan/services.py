@@ -35,10 +35,11 @@ def resolve_target(pod: PlannedPod, target: int | str, protocol: str) -> int | N
     """The pod's port a Service port of `protocol` with this targetPort reaches, as the
     EndpointSlice controller's FindPort resolves it: a number is itself, a name is the first
     container port with that name AND protocol (a UDP port named dns is no target of a TCP
-    Service port); None when the pod has none."""
+    Service port), in the containers, then in the sidecars (init containers with restartPolicy
+    Always); None when the pod has none."""
     if isinstance(target, int):
         return target
-    for c in pod.containers:
+    for c in (*pod.containers, *(c for c in pod.init_containers if c.sidecar)):
         for p in c.ports:
             if p.name == target and p.protocol == protocol:
                 return p.container_port

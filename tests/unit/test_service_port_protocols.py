@@ -80,6 +80,19 @@ def _ip(plan, name):
     return int(next(p.ip for p in plan.pods if p.name == name))
 
 
+def test_a_sidecars_named_port_is_a_target_and_a_plain_init_containers_is_not():
+    """FindPort looks at the containers, then at the init containers with restartPolicy Always."""
+    def with_init(name, restart_policy):
+        init = Container("init", "nginx", ports=(ContainerPort(9090, name="metrics"),), restart_policy=restart_policy)
+        return Pod("default", name, {"app": "dns"}, PodSpec(containers=(Container("c", "nginx"),), init_containers=(init,)),
+                   origin=Origin("pods.yaml", 1))
+    plan = make_plan(Model(pods=(with_init("sidecar", "Always"), with_init("plain", None)), services=(
+        svc("m", ServicePort(9090, "TCP", "metrics", "metrics")), svc("u", ServicePort(9090, "UDP", "metrics", "metrics")))),
+        "lab")
+    assert endpoints(plan, "m") == {(9090, "TCP"): [("sidecar", 9090)]}
+    assert endpoints(plan, "u") == {(9090, "UDP"): []}
+
+
 def test_a_tcp_port_naming_only_udp_ports_has_no_endpoints_in_get_ep():
     plan = make_plan(Model(pods=(UDP_ONLY,), services=(svc("cross", ServicePort(53, "TCP", "dns", "dns")),)), "lab")
     s = service(plan, "cross")
