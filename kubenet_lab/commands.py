@@ -938,13 +938,17 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
             headers = list(headers) + ["LABELS"]
             rows = [list(row) + [output.format_labels(output.labels_of(k, o))] for row, o in zip(rows, found[k])]
         tables.append(output.table(headers, rows))
-    if not tables:
-        where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
-        click.echo(f"No resources found{where}.", err=True)
-    else:
-        click.echo("\n".join(tables), nl=False)
-    if watch:
-        _watch(plan.lab, kind, name, namespace, all_ns, labels, out.name == "wide", show_labels)
+    try:  # with -w, Ctrl-C ends the watch (exit 0) from the moment its table shows
+        if not tables:
+            where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
+            click.echo(f"No resources found{where}.", err=True)
+        else:
+            click.echo("\n".join(tables), nl=False)
+        if watch:
+            _watch(plan.lab, kind, name, namespace, all_ns, labels, out.name == "wide", show_labels)
+    except KeyboardInterrupt:
+        if not watch:
+            raise
 
 
 def _watched_rows(lab: str, kind: str, name: str | None, namespace: str, all_ns: bool, labels, wide: bool,
@@ -970,23 +974,21 @@ WATCH_INTERVAL = 0.5  # seconds between looks at the plan and the supervisor's s
 def _watch(lab: str, kind: str, name: str | None, namespace: str, all_ns: bool, labels, wide: bool,
            show_labels: bool) -> None:
     """kubectl get -w: after the table, a row for each object that appears, changes or goes,
-    looking at the plan and the supervisor's status every WATCH_INTERVAL, until interrupted."""
+    looking at the plan and the supervisor's status every WATCH_INTERVAL, until interrupted
+    (KeyboardInterrupt, which `get` takes as the end)."""
     from . import output
 
     headers, before = _watched_rows(lab, kind, name, namespace, all_ns, labels, wide, show_labels)
     widths = [max([len(h), 3] + [len(r[i]) for r in before.values()]) for i, h in enumerate(headers)]
-    try:
-        while True:
-            time.sleep(WATCH_INTERVAL)
-            try:
-                _, after = _watched_rows(lab, kind, name, namespace, all_ns, labels, wide, show_labels)
-            except LabError:  # the lab went (down): every object with it
-                after = {}
-            for row in output.watch_changes(headers, before, after):
-                click.echo(output.aligned(row, widths))
-            before = after
-    except KeyboardInterrupt:
-        return
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        try:
+            _, after = _watched_rows(lab, kind, name, namespace, all_ns, labels, wide, show_labels)
+        except LabError:  # the lab went (down): every object with it
+            after = {}
+        for row in output.watch_changes(headers, before, after):
+            click.echo(output.aligned(row, widths))
+        before = after
 
 
 def _get_events(lab: str, name: str | None, namespace: str, all_ns: bool, out, watch: bool) -> None:
