@@ -1040,9 +1040,9 @@ def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, lab
     """The objects of `kind` that `get` names, in kubectl's order."""
     from . import output
 
-    if kind == "nodes":
-        return [n for n in plan.nodes if name in (None, n.name)
-                and (labels is None or labels.matches(output.labels_of(kind, n)))]
+    if kind == "nodes":  # by name, as the API server lists them
+        return sorted((n for n in plan.nodes if name in (None, n.name)
+                       and (labels is None or labels.matches(output.labels_of(kind, n)))), key=lambda n: n.name)
     if kind == "pods":
         pool = plan.pods + plan.pending
     elif kind in ("services", "endpoints"):

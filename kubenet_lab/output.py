@@ -395,12 +395,14 @@ def node_rows(plan: Plan, nodes: list[PlannedNode], wide: bool):
     headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     if wide:
         headers += ["INTERNAL-IP", "EXTERNAL-IP", "POD-CIDR", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    from .model.objects import node_roles
+
     rows = []
     kernel = os.uname().release
     for n in nodes:
         created = _netns_created(n.netns)
         status = node_status_column([node_ready_condition(node_up(n), created)], n.unschedulable)
-        row = [n.name, status, "<none>", age(created), KUBELET_VERSION]
+        row = [n.name, status, ",".join(node_roles(node_labels(n))) or "<none>", age(created), KUBELET_VERSION]
         if wide:
             row += [str(n.ip), "<none>", str(n.pod_cidr), "kubenet-lab netns", kernel, "kubenet-lab"]
         rows.append(row)

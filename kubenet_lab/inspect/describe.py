@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
-from ..model.objects import PlannedContainer, Probe
+from ..model.objects import PlannedContainer, Probe, node_roles
 
 NONE = "<none>"
 
@@ -448,9 +448,6 @@ def describe_service(svc: Mapping, endpoints: Mapping | None, events: Sequence[E
     return out.text() + network
 
 
-NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
-
-
 def describe_node(node: Mapping, pods: Sequence[tuple[str, str, str]], events: Sequence[EventRow],
                   network: str = "") -> str:
     """kubectl describe node; `pods` the non-terminated pods on it as (namespace, name, age).
@@ -458,8 +455,7 @@ def describe_node(node: Mapping, pods: Sequence[tuple[str, str, str]], events: S
     and there is no Capacity, Allocatable or Allocated resources."""
     meta, spec, status = node["metadata"], node.get("spec", {}), node.get("status", {})
     labels = meta.get("labels") or {}
-    roles = sorted({k[len(NODE_ROLE_PREFIX):] for k in labels if k.startswith(NODE_ROLE_PREFIX)} - {""}
-                   | ({labels["kubernetes.io/role"]} if labels.get("kubernetes.io/role") else set()))
+    roles = node_roles(labels)
     out = Writer()
     out.w(0, f"Name:\t{meta['name']}\n")
     out.w(0, f"Roles:\t{','.join(roles) or NONE}\n")

@@ -71,6 +71,17 @@ class ClusterConfig:
 
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
+
+
+def node_roles(labels: Mapping[str, str]) -> list[str]:
+    """A node's roles as kubectl finds them in its labels (printers.findNodeRoles: `get nodes`
+    ROLES, describe node's Roles): the <role> of each node-role.kubernetes.io/<role> label and
+    the value of kubernetes.io/role, sorted."""
+    roles = {k[len(NODE_ROLE_PREFIX):] for k in labels if k.startswith(NODE_ROLE_PREFIX)}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
+    return sorted(roles - {""})
 
 
 @dataclass(frozen=True)

@@ -358,3 +358,21 @@ def test_a_cordoned_node_shows_scheduling_disabled_as_kubectl_does():
     assert output.node_status_column([{"type": "Ready", "status": "Unknown"}], True) == "NotReady,SchedulingDisabled"
     assert output.node_status_column([{"type": "Ready", "status": "False"}], False) == "NotReady"
     assert output.node_status_column([], False) == "Unknown"
+
+
+def test_roles_and_a_cordon_come_from_the_node_objects(tmp_path, monkeypatch):
+    """ROLES from the node-role labels and kubernetes.io/role, as kubectl finds them; a cordoned
+    node (spec.unschedulable) is Ready,SchedulingDisabled."""
+    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    monkeypatch.setattr(output, "node_up", lambda n: True)
+    state.save_plan(make_plan(Model(nodes=(
+        Node("cp", labels={"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/": "x"},
+             unschedulable=True),
+        Node("w", labels={"kubernetes.io/role": "worker", "node-role.kubernetes.io/infra": "true"}),
+        Node("plain"))), "roles"))
+    out = CliRunner().invoke(main, ["--lab", "roles", "get", "nodes"], catch_exceptions=False).output
+    assert [line.split()[:3] for line in out.splitlines()[1:]] == [  # by name, as the API server lists them
+        ["cp", "Ready,SchedulingDisabled", "control-plane"], ["plain", "Ready", "<none>"],
+        ["w", "Ready", "infra,worker"]]
+    cp = json.loads(CliRunner().invoke(main, ["--lab", "roles", "get", "node", "cp", "-o", "json"]).output)
+    assert cp["spec"]["unschedulable"] is True and "taints" not in cp["spec"]
