@@ -15,6 +15,9 @@ trims them.
 
 hosts: kubelet's managed file, the pod's line `<ip> <hostname>.<subdomain>.<ns>.svc.<zone>
 <hostname>` when it has a subdomain (so `hostname -f` gives the FQDN), and spec.hostAliases.
+
+The hostname: spec.hostname or the pod's name, the FQDN with setHostnameAsFQDN; an FQDN longer
+than the kernel's 64 characters is kubelet's sandbox error (sandbox_error), the pod never starts.
 """
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 plain pod (and every replica of a Deployment whose template sets them) its UTS hostname, kubelet's
 hosts line and the record `<hostname>.<subdomain>.<ns>.svc.cluster.local`; the cluster DNS
 answers a headless Service with its ready pods only (a failing readiness probe takes one out of
-its A, SRV and hostname records) unless the Service has publishNotReadyAddresses."""
+its A, SRV and hostname records) unless the Service has publishNotReadyAddresses. With
+setHostnameAsFQDN the hostname is the FQDN, and one longer than the kernel holds keeps the pod
+ContainerCreating, as kubelet keeps it."""
 from __future__ import annotations
 
 import json
