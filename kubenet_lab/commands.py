@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import click
 
-from . import __version__
+from . import KUBERNETES_VERSION, __version__
 from .errors import EnvironmentProblem, InputError, LabError
 
 # Only click at the top: each verb imports what it needs (output, app.query, the kernel and the
@@ -93,7 +93,9 @@ class KubectlGroup(click.Group):
 @click.option("--lock-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long a command waits while another holds the lab's lock before it gives up "
                    "(default 60; also read from $KUBENET_LAB_LOCK_TIMEOUT).")
-@click.version_option(__version__, prog_name="kubenet-lab")
+# The Kubernetes release the lab emulates (its nodes' kubelet version) beside the lab's own.
+@click.version_option(__version__, prog_name="kubenet-lab",
+                      message=f"%(prog)s, version %(version)s (Kubernetes v{KUBERNETES_VERSION})")
 @click.pass_context
 def main(ctx: click.Context, lab: str, lock_timeout: float | None) -> None:
     """Real Kubernetes pod networks from ordinary manifests, built in network namespaces.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from kubenet_lab import __version__
+from kubenet_lab import KUBERNETES_VERSION, __version__
 from kubenet_lab.cli import main
 from kubenet_lab.errors import EnvironmentProblem
 from kubenet_lab.fabric import checks
@@ -22,6 +22,7 @@ def run(tmp_path, monkeypatch):
 def test_version(run):
     out = run("--version")
     assert out.exit_code == 0 and __version__ in out.output
+    assert out.output == f"kubenet-lab, version {__version__} (Kubernetes v{KUBERNETES_VERSION})\n"
 
 
 @pytest.mark.parametrize("verb", VERBS)
