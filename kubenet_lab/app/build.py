@@ -530,7 +530,8 @@ WARM_MODULE, WARM_COMM = "kubenet_lab.warm.server", "kubenet-warm"
 def teardown(lab: str) -> list[str]:
     """Remove everything lab `lab` owns, found from the ownership marks, state or not."""
     exiting = supervisor.stop(lab, wait=False)  # it has let go of the namespaces; its exit overlaps ours
-    warm = set(procs.running_module(WARM_MODULE, "--lab", lab, WARM_COMM).values())
+    warm = {pid for name, pid in procs.running_module(WARM_MODULE, "--lab", lambda comm: comm == WARM_COMM)
+            if name == lab and pid != os.getppid()}  # not the one that runs this command (a failed up's undo)
     procs.signal_all(warm, signal.SIGTERM)  # it stops serving, and the commands it runs stop too
     try:
         known = planned_namespaces(_saved_plan(lab)) | state.intended(lab)

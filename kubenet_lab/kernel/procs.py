@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 from kubenet_lab.errors import LabError
 from kubenet_lab.kernel import netns
@@ -94,28 +94,28 @@ def kill(pids: Iterable[int], timeout: float = 5.0) -> None:
         raise LabError(f"processes {sorted(left)} did not exit after SIGKILL within {timeout:.0f} s")
 
 
-def running_module(module: str, option: str, value: str | None, name: str) -> dict[str, int]:
-    """Processes started as `python3 -m MODULE ... OPTION VALUE` (every VALUE when `value` is
-    None) whose name (comm) is `name`, by VALUE; this process and its parent left out (a fork
-    keeps its parent's command line: the name tells them apart)."""
-    found = {}
-    skip = {os.getpid(), os.getppid()}
+def running_module(module: str, option: str, keep: Callable[[str], bool] = lambda comm: True) -> list[tuple[str, int]]:
+    """(VALUE, pid) of every process started as `python3 -m MODULE ... OPTION VALUE` whose name
+    (comm) `keep` accepts, this one left out. A fork keeps its parent's command line: the name
+    tells a daemon from its forks."""
+    found = []
     want = module.encode()
+    me = os.getpid()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in skip:
+        if not entry.isdigit() or int(entry) == me:
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 args = f.read().split(b"\0")
         except OSError:
             continue
-        if want not in args or comm(int(entry)) != name:
+        if want not in args:
             continue
         i = args.index(want)
-        if i == 0 or args[i - 1] != b"-m" or option.encode() not in args[i + 1:]:
+        if i == 0 or args[i - 1] != b"-m" or option.encode() not in args[i + 1:] or not keep(comm(int(entry))):
             continue
         rest = [a.decode(errors="replace") for a in args[i + 1:]]
         at = rest.index(option) + 1
-        if at < len(rest) and (value is None or rest[at] == value):
-            found[rest[at]] = int(entry)
+        if at < len(rest):
+            found.append((rest[at], int(entry)))
     return found

@@ -168,28 +168,11 @@ def reap(pids: set[int], timeout: float = 5) -> None:
 
 
 def _scan() -> list[tuple[str, int]]:
+    """(lab, pid) of every supervisor; not a container's first process's stand-in, a fork of the
+    supervisor that keeps its command line (kernel.procs.CONTAINER_COMM)."""
     from ..kernel import procs
 
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        args = [a.decode(errors="replace") for a in args]
-        for i in range(len(args) - 1):
-            if args[i] == "-m" and args[i + 1] == MODULE:
-                if procs.comm(int(entry)) == procs.CONTAINER_COMM:
-                    break  # a container's first process's stand-in, forked from the supervisor
-                rest = args[i + 2:]
-                if "--lab" in rest and rest.index("--lab") + 1 < len(rest):
-                    found.append((rest[rest.index("--lab") + 1], int(entry)))
-                break
-    return found
+    return procs.running_module(MODULE, "--lab", lambda comm: comm != procs.CONTAINER_COMM)
 
 
 def find_supervisors(lab: str | None = None) -> dict[str, int]:

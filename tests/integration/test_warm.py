@@ -25,7 +25,8 @@ CLI = [sys.executable, "-m", "kubenet_lab.cli"]
 
 
 def warm_pid(lab: Lab) -> int | None:
-    return procs.running_module(server.__name__, "--lab", lab.name, server.COMM).get(lab.name)
+    return next((pid for name, pid in procs.running_module(server.__name__, "--lab", lambda comm: comm == server.COMM)
+                 if name == lab.name), None)
 
 
 def served(lab: Lab) -> list[str]:
