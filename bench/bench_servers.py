@@ -91,7 +91,7 @@ def main() -> None:
         time.sleep(2)  # the deferred start-up log lines are written
         t = time.monotonic()
         sample = names[:: max(1, args.pods // 50)]
-        for i, name in enumerate(sample):
+        for name in sample:
             assert ask(name, "/hostname") == name.rsplit(".", 1)[1].encode()
         per_request = (time.monotonic() - t) / len(sample) * 1000
         rss = int(proc_field(pid, "VmRSS"))

@@ -15,6 +15,7 @@ from .errors import InputError, LabError
 from .plan import podstatus
 
 if TYPE_CHECKING:
+    from . import jsonpath
     from .model.objects import ConfigMap, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload
 
 # The model is imported by the functions that look into its objects: `get pods` prints its table

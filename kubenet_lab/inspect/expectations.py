@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..model.objects import (Plan, PlannedPod, PlannedService, PlannedServicePort, RunDns, RunExec, RunHttp,
+from ..model.objects import (Plan, PlannedPod, PlannedServicePort, RunDns, RunExec, RunHttp,
                              RunNetexec, RunServeHostname)
 from ..plan import ipam, naming
 from ..plan.podfiles import pod_dns, pod_hostname
@@ -312,7 +312,7 @@ def dns(plan: Plan, not_running: frozenset[str] = frozenset()) -> list[Expectati
     zone = plan.cluster.dns_domain
     server = str(ipam.dns_service_ip(plan.cluster.service_subnet))
     out = []
-    for node, pod in sorted(client_pods(plan, not_running).items()):
+    for _node, pod in sorted(client_pods(plan, not_running).items()):
         conf = pod_dns(plan, pod)
         if conf is None or server not in conf.nameservers:
             continue

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..kernel.probe import Outcome
 from .conversations import ADDRESSES, CLIENTIP, HOSTNAME, understand
-from .expectations import FAIL, REACH, Expectation
+from .expectations import FAIL, Expectation
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def parse(packet: bytes) -> Received | None:
     if len(packet) < 20 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
-    sender, to = str(IPv4Address(packet[12:16])), str(IPv4Address(packet[16:20]))
+    sender = str(IPv4Address(packet[12:16]))
     icmp = packet[ihl:]
     if len(icmp) < 8:
         return None

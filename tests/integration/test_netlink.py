@@ -24,7 +24,7 @@ from kubenet_lab.plan import naming  # noqa: E402
 from kubenet_lab.model.objects import (  # noqa: E402
     Allocations, ClusterConfig, Plan, PlannedNode, PlannedPod,
 )
-from kubenet_lab.fabric import netlink
+from kubenet_lab.fabric import netlink  # noqa: E402
 from kubenet_lab.kernel import netns, rtnl  # noqa: E402
 
 from .conftest import host_snapshot  # noqa: E402

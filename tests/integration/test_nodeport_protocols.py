@@ -62,7 +62,8 @@ def test_the_shared_node_port_answers_over_tcp_and_udp_from_outside(lab):
     # the pod sits on node2: node1 forwards, node2 delivers locally; both protocols on each
     for node in ("node1", "node2"):
         for proto in ("udp", "tcp"):
-            assert wait_for(lambda: ask(lab, node, port, proto) == "dns", f"{proto} {node}:{port}", timeout=20)
+            assert wait_for(lambda node=node, proto=proto: ask(lab, node, port, proto) == "dns",
+                            f"{proto} {node}:{port}", timeout=20)
 
 
 def test_a_node_port_written_on_both_protocols_answers_on_both(lab):
@@ -102,4 +103,5 @@ def test_up_again_with_a_new_service_listed_first_keeps_the_running_ones(lab, tm
     port = node_ports(lab, "dns-auto")["53/TCP"]
     for proto in ("udp", "tcp"):
         assert ask(lab, "node1", port, proto) == "dns"
-        assert wait_for(lambda: ask(lab, "node1", new["53/TCP"], proto) == "dns", f"{proto} aaa", timeout=20)
+        assert wait_for(lambda proto=proto: ask(lab, "node1", new["53/TCP"], proto) == "dns", f"{proto} aaa",
+                        timeout=20)

@@ -36,8 +36,9 @@ def test_statefulset_pods_have_stable_names_hostnames_and_dns(lab):
     for name in ("web-0", "web-1"):
         assert lab.exec(name, "hostname").stdout.strip() == name
         # web-1 is created once web-0 is ready (OrderedReady); its endpoint follows within a moment
-        got = wait_for(lambda: lab.exec("web-0", "getent", "hosts", f"{name}.nginx", check=False).stdout.split(),
-                       f"{name}.nginx to resolve")
+        got = wait_for(
+            lambda name=name: lab.exec("web-0", "getent", "hosts", f"{name}.nginx", check=False).stdout.split(),
+            f"{name}.nginx to resolve")
         assert got[:2] == [pods[name]["status"]["podIP"], f"{name}.nginx.default.svc.cluster.local"]
     assert wait_for(lambda: rows(lab, "sts")["web"][0] == "2/2", "web to be 2/2")  # READY (AGE moves on)
 

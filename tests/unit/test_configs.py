@@ -94,7 +94,7 @@ spec:
 
 # ------------------------------------------------------------------------------ the API server's checks
 
-def test_config_keys_values_and_base64_are_checked(problems):
+def test_config_keys_values_and_base64_are_checked(problems):  # noqa: F811
     assert problems("""
         apiVersion: v1
         kind: ConfigMap
@@ -149,7 +149,7 @@ def test_base64_as_go_decodes_it(text, expected):
     assert base64_error(text) == expected
 
 
-def test_volumes_and_mounts_are_checked_as_the_api_server_does(problems):
+def test_volumes_and_mounts_are_checked_as_the_api_server_does(problems):  # noqa: F811
     assert problems("""
         apiVersion: v1
         kind: Pod
@@ -214,7 +214,7 @@ spec:
 """
 
 
-def test_host_path_is_refused_unless_the_cluster_allows_it(problems):
+def test_host_path_is_refused_unless_the_cluster_allows_it(problems):  # noqa: F811
     assert problems(HOST_PATH_POD) == [
         "web.yaml:6: spec.volumes[0].hostPath: '/srv/data': a hostPath volume would give the pod this machine's own "
         "files; kubenet-lab refuses it unless the Cluster config (apiVersion: kubenet-lab.dev/v1alpha1, kind: "

@@ -3,7 +3,6 @@ its probe and event wording) from kubectl-style objects, and the network view fr
 kernel output (ip -json, iptables-save -c, nft list). No root, no lab."""
 from __future__ import annotations
 
-import os
 import textwrap
 
 import pytest

@@ -4,7 +4,6 @@ and what relabelling does to a plan: nothing is made anew, only endpoints move; 
 pod keeps its labels in the allocations or is orphaned and replaced."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 from click.testing import CliRunner

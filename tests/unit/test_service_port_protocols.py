@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import pytest
-from dnslib import DNSRecord, RCODE
+from dnslib import DNSRecord
 
 from kubenet_lab.app.trace import Endpoint as TraceEndpoint
 from kubenet_lab.app.trace import resolve_destination

@@ -400,5 +400,5 @@ def test_other_render_inputs_are_part_of_the_fingerprint():
 def test_node_dependence_agrees_with_the_view():
     from kubenet_lab.proxy.endpoints import node_dependent, port_view, proxied_ports
     for p in (plan(*BASE), kube_proxy_plan(), *(plan(*c) for c in CHANGES.values())):
-        for svc, port in proxied_ports(p):
-            assert node_dependent(svc, port) == port_view(svc, port, "node1").uses_local
+        for svc, svc_port in proxied_ports(p):
+            assert node_dependent(svc, svc_port) == port_view(svc, svc_port, "node1").uses_local
