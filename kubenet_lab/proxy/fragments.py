@@ -9,7 +9,7 @@ fragments that differ, which is what keeps a one-service change cheap on a 5000-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from kubenet_lab.model.objects import PlannedService, PlannedServicePort
 from kubenet_lab.proxy import names
@@ -27,8 +27,8 @@ class Fragment:
     # equality: two renders giving the same rules are the same fragment to a sync.
     fingerprint: str = field(default="", compare=False)
 
-    def to_json(self) -> dict:
-        out: dict = {"chains": list(self.chains), "rules": list(self.rules)}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"chains": list(self.chains), "rules": list(self.rules)}
         if self.fingerprint:
             out["fp"] = self.fingerprint
         if self.sets:
@@ -38,7 +38,7 @@ class Fragment:
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> "Fragment":
+    def from_json(cls, data: Mapping[str, Any]) -> "Fragment":
         return cls(chains=tuple(data["chains"]), rules=tuple(data["rules"]),
                    sets=dict(data.get("sets", {})),
                    shared={k: tuple(v) for k, v in data.get("shared", {}).items()},

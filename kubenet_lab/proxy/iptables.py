@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping
 
-from kubenet_lab.model.objects import Plan
+from kubenet_lab.model.objects import Endpoint, Plan
 from kubenet_lab.proxy import names
 from kubenet_lab.proxy.endpoints import PortView, ep_string, port_views, total_endpoints
 from kubenet_lab.proxy.fragments import Changes, Fragment, make_fragment
@@ -109,7 +109,7 @@ def base(plan: Plan | None = None, node: str | None = None) -> dict[str, tuple[s
     }
 
 
-def render_context(plan: Plan) -> tuple:
+def render_context(plan: Plan) -> tuple[str, bool]:
     """The plan-wide inputs a fragment depends on besides its own service port."""
     return str(plan.cluster.pod_subnet), total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS
 
@@ -240,7 +240,8 @@ def probability(n: int) -> str:
     return f"{1.0 / n:0.10f}"
 
 
-def _balance(out: _Out, v: PortView, chain: str, eps, seps: dict[str, str], comments: bool) -> None:
+def _balance(out: _Out, v: PortView, chain: str, eps: tuple[Endpoint, ...], seps: dict[str, str],
+             comments: bool) -> None:
     keys = [ep_string(ep) for ep in eps]
 
     def head(ep: str) -> str:

@@ -132,7 +132,7 @@ def _vmap(plan: Plan, vmap: bool | None) -> bool:
     return plan.cluster.nftables_balancing == "vmap" if vmap is None else vmap
 
 
-def render_context(plan: Plan, vmap: bool | None = None) -> tuple:
+def render_context(plan: Plan, vmap: bool | None = None) -> tuple[str, bool]:
     """The plan-wide inputs a fragment depends on besides its own service port."""
     return str(plan.cluster.pod_subnet), _vmap(plan, vmap)
 

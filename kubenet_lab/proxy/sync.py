@@ -15,15 +15,30 @@ import json
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Protocol
 
 from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
 from kubenet_lab.proxy import endpoints, iptables, names, nftables
 from kubenet_lab.proxy import fragments as fragments_module
-from kubenet_lab.proxy.endpoints import node_dependent, port_view, proxied_ports
+from kubenet_lab.proxy.endpoints import PortView, node_dependent, port_view, proxied_ports
 from kubenet_lab.proxy.fragments import Changes, Fragment, port_key
 
-MODES = {"iptables": iptables, "nftables": nftables}
+
+class Renderer(Protocol):
+    """What a sync needs of a mode's renderer module (proxy.iptables, proxy.nftables). The two
+    take different options (nftables: vmap), hence the loose signatures of the first two."""
+
+    @property
+    def fragment_renderer(self) -> Callable[..., Callable[[PortView], Fragment]]: ...  # (plan, **options)
+    @property
+    def render_context(self) -> Callable[..., tuple[str, bool]]: ...  # (plan, **options)
+    def base(self, plan: Plan, node: str) -> dict[str, tuple[str, ...]]: ...
+    def assemble(self, sections: Mapping[str, tuple[str, ...]], fragments: Iterable[Fragment]) -> str: ...
+    def rule_chain(self, line: str) -> str: ...
+    def sync_text(self, ch: Changes) -> str | None: ...
+
+
+MODES: dict[str, Renderer] = {"iptables": iptables, "nftables": nftables}
 FORMAT = 2  # bump when the cut changes, so that a stored cut of an older version means "unknown"
 
 
@@ -58,7 +73,7 @@ class RenderedNode:
 
 def render_nodes(plan: Plan, mode: str, nodes: Iterable[str] | None = None,
                  previous: Mapping[str, RenderedNode] | None = None,
-                 **options) -> dict[str, RenderedNode]:
+                 **options: bool | None) -> dict[str, RenderedNode]:
     """Several nodes at once. A service port without a Local traffic policy has the same rules
     on every node, so it is rendered once and its fragment shared by all nodes.
 
@@ -118,13 +133,15 @@ def _plain(value: object) -> object:
 
 def _code_digest() -> str:
     """The renderers' own source: a fragment rendered by other code is never reused."""
-    text = "".join(Path(m.__file__).read_text() for m in
-                   (iptables, nftables, endpoints, names, fragments_module))
+    text = ""
+    for m in (iptables, nftables, endpoints, names, fragments_module):
+        assert m.__file__ is not None  # imported from their files, never frozen
+        text += Path(m.__file__).read_text()
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def render_node(plan: Plan, node: str, mode: str, previous: RenderedNode | None = None,
-                **options) -> RenderedNode:
+                **options: bool | None) -> RenderedNode:
     return render_nodes(plan, mode, [node], {node: previous} if previous else None,
                         **options)[node]
 
@@ -174,7 +191,7 @@ def changes(old: RenderedNode, new: RenderedNode, keys: list[str],
     return ch
 
 
-def _chains(fragments: list[Fragment], rule_chain: Callable[[str], str]) -> dict[str, tuple]:
+def _chains(fragments: list[Fragment], rule_chain: Callable[[str], str]) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for f in fragments:
         for chain in f.chains:
