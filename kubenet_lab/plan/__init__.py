@@ -4,10 +4,15 @@
 module of this room (naming, ordering, ...) without the whole planner."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cluster import make_plan
+
 __all__ = ["make_plan"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name == "make_plan":
         from .cluster import make_plan
 

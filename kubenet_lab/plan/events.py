@@ -53,11 +53,12 @@ def _deleted_by_controller(pod: PlannedPod | PendingPod) -> list[Event]:
 def _scaling(previous: Plan | None, plan: Plan) -> list[Event]:
     """ScalingReplicaSet on a Deployment: each of its ReplicaSets whose size changed, the new
     one up first (as the deployment controller scales up before it scales down)."""
-    def sizes(p: Plan | None) -> dict[tuple[str, str], tuple[str, int]]:
+    def sizes(p: Plan | None) -> dict[tuple[str, str], tuple[str | None, int]]:
         return {(w.namespace, w.name): (w.owner, w.replicas) for w in (p.workloads if p else ())
                 if w.kind == "ReplicaSet" and (w.owner or "").startswith("Deployment/")}
     before, after = sizes(previous), sizes(plan)
-    ups, downs = [], []
+    ups: list[Event] = []
+    downs: list[Event] = []
     for key in sorted(before.keys() | after.keys()):
         owner, old = before.get(key, (None, 0))
         owner_now, new = after.get(key, (owner, 0))
@@ -125,12 +126,12 @@ def plan_events(previous: Plan | None, plan: Plan) -> list[Event]:
             events.append(Event(pod.namespace, "Pod", pod.name, "Scheduled",
                                 f"Successfully assigned {pod.namespace}/{pod.name} to {pod.node}", source=SCHEDULER))
         events += _skipped_variables(pod, old)
-    for key, pod in new_pending.items():
+    for key, pending in new_pending.items():
         if not existed(key):
-            events += _created_by_controller(pod)
-        if key not in old_pending or old_pending[key].message != pod.message:
-            events.append(Event(pod.namespace, "Pod", pod.name, "FailedScheduling", pod.message, type="Warning",
-                                source=SCHEDULER))
+            events += _created_by_controller(pending)
+        if key not in old_pending or old_pending[key].message != pending.message:
+            events.append(Event(pending.namespace, "Pod", pending.name, "FailedScheduling", pending.message,
+                                type="Warning", source=SCHEDULER))
     events += _load_balancers(previous, plan)
     for key, pod in old_pods.items():
         now = new_pods.get(key)
@@ -141,9 +142,9 @@ def plan_events(previous: Plan | None, plan: Plan) -> list[Event]:
             events += _deleted_by_controller(pod)
         elif now is not None:  # the same name made anew (a StatefulSet's pod): deleted, then created
             events += _deleted_by_controller(pod) + _created_by_controller(now)
-    for key, pod in old_pending.items():
+    for key, gone in old_pending.items():
         if key not in new_pods and key not in new_pending:
-            events += _deleted_by_controller(pod)
+            events += _deleted_by_controller(gone)
     return events
 
 

@@ -41,7 +41,7 @@ def waiting_at_start(plan: Plan, previous: Plan | None) -> frozenset[str]:
     return frozenset(p.key for p in plan.pods if p.created_after is not None and before.get(p.key) != p.uid)
 
 
-def not_created(status: Mapping[str, Mapping]) -> frozenset[str]:
+def not_created(status: Mapping[str, object]) -> frozenset[str]:
     """The pods the supervisor's status says it has not created yet (waiting for the pods before
     them): `{"ns/name": {"created": false, ...}}`. A status without the field: created."""
     return frozenset(k for k, st in status.items() if isinstance(st, Mapping) and st.get("created") is False)

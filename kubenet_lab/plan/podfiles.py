@@ -21,6 +21,8 @@ than the kernel's 64 characters is kubelet's sandbox error (sandbox_error), the 
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from . import ipam
 from ..model.objects import DnsConfig, Plan, PlannedPod
 
@@ -53,11 +55,12 @@ def parse_resolv_conf(text: str) -> DnsConfig:
     return DnsConfig(tuple(servers), tuple(searches), tuple(options.items()))
 
 
-def _unique(items) -> tuple:
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _merge_options(base, extra) -> tuple[tuple[str, str | None], ...]:
+def _merge_options(base: Iterable[tuple[str, str | None]],
+                   extra: Iterable[tuple[str, str | None]]) -> tuple[tuple[str, str | None], ...]:
     merged = dict(base)
     merged.update(extra)
     return tuple(merged.items())

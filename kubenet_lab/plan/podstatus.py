@@ -30,13 +30,13 @@ def last_termination(s: State) -> tuple[int | None, str | None] | None:
     """kubelet's lastState.terminated as (exitCode, finishedAt): the latest exit of a container
     that is waiting or running again; for a terminated one, the exit before its own."""
     if s.get("state") == "terminated":
-        return (s.get("lastExitCode"), s.get("lastFinishedAt")) if s.get("lastExitCode") is not None else None
-    return (s.get("exitCode"), s.get("finishedAt")) if s.get("exitCode") is not None else None
+        return (_int(s, "lastExitCode"), _str(s, "lastFinishedAt")) if s.get("lastExitCode") is not None else None
+    return (_int(s, "exitCode"), _str(s, "finishedAt")) if s.get("exitCode") is not None else None
 
 
 def has_ended(s: State) -> bool:
     """The container ran (or tried to: a start that failed counts) and ended at least once."""
-    return last_termination(s) is not None or int(s.get("restarts") or 0) > 0
+    return last_termination(s) is not None or (_int(s, "restarts") or 0) > 0
 
 
 def terminated_reason(s: State) -> str:
@@ -59,8 +59,17 @@ def is_ready(s: State) -> bool:
 
 
 def _exit(s: State) -> int | None:
-    code = s.get("exitCode")
-    return code if isinstance(code, int) else None
+    return _int(s, "exitCode")
+
+
+def _int(s: State, key: str) -> int | None:
+    value = s.get(key)
+    return value if isinstance(value, int) else None
+
+
+def _str(s: State, key: str) -> str | None:
+    value = s.get(key)
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -181,11 +190,11 @@ def _columns(the_phase: str, init: Sequence[tuple[State, bool]], containers: Seq
     last = sidecar_last = None
     initializing = False
     for i, (s, sidecar) in enumerate(init):
-        restarts += int(s.get("restarts") or 0)
+        restarts += _int(s, "restarts") or 0
         ended = last_termination(s)
         last = _later(last, ended[1] if ended else None)
         if sidecar:
-            sidecar_restarts += int(s.get("restarts") or 0)
+            sidecar_restarts += _int(s, "restarts") or 0
             sidecar_last = _later(sidecar_last, ended[1] if ended else None)
         st = _state(s)
         if st == "terminated" and _exit(s) == 0:
@@ -205,7 +214,7 @@ def _columns(the_phase: str, init: Sequence[tuple[State, bool]], containers: Seq
         restarts, last = sidecar_restarts, sidecar_last
         running_ready = False
         for s in reversed(containers):
-            restarts += int(s.get("restarts") or 0)
+            restarts += _int(s, "restarts") or 0
             ended = last_termination(s)
             last = _later(last, ended[1] if ended else None)
             st = _state(s)

@@ -79,7 +79,8 @@ def split_port(spec: str) -> tuple[str, str]:
 _PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
-def _activeness(plan: Plan, pod: PlannedPod | PendingPod, states: Mapping[str, PodStatus]):
+def _activeness(plan: Plan, pod: PlannedPod | PendingPod,
+                states: Mapping[str, PodStatus]) -> tuple[bool, int, bool, int, float, str]:
     """kubectl picks the pod that sorts last by podutils.ActivePods (reversed): assigned to a
     node, Running, Ready, fewer restarts, older; then by name here, for a stable choice."""
     st = states.get(pod.key)
@@ -118,7 +119,7 @@ def find_service(plan: Plan, name: str, namespace: str) -> PlannedService:
 def choose_pod(plan: Plan, target: Target, namespace: str,
                states: Mapping[str, PodStatus]) -> PlannedPod | PendingPod | None:
     """The pod TYPE/NAME forwards to; None when a Service or controller selects no pod (yet)."""
-    everyone = [*plan.pods, *plan.pending]
+    everyone: list[PlannedPod | PendingPod] = [*plan.pods, *plan.pending]
     if target.kind == "Pod":
         for p in everyone:
             if p.namespace == namespace and p.name == target.name:

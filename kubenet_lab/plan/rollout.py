@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from ..model.objects import Workload
+from ..model.objects import Plan, PlannedWorkload, Workload
 from . import naming
 
 HISTORY = 10  # revisionHistoryLimit's default: old ReplicaSets kept at 0 replicas
@@ -140,12 +140,12 @@ def rollout_in_progress(w: Workload, sets: Sets) -> bool:
                                                                      sets.templates[k].name) == (w.namespace, w.name))
 
 
-def rolling(plan) -> bool:
+def rolling(plan: Plan) -> bool:
     """Some Deployment of `plan` is still rolling out: its current ReplicaSet is not at the
     Deployment's size, or an old one still has pods."""
-    sets: dict[str, list] = {}
+    sets: dict[str, list[PlannedWorkload]] = {}
     for w in plan.workloads:
-        if w.kind == "ReplicaSet" and (w.owner or "").startswith("Deployment/"):
+        if w.kind == "ReplicaSet" and w.owner is not None and w.owner.startswith("Deployment/"):
             sets.setdefault(f"{w.namespace}/{w.owner.split('/', 1)[1]}", []).append(w)
     for d in plan.workloads:
         if d.kind != "Deployment" or d.current_set is None:

@@ -6,6 +6,7 @@ runAsNonRoot. Pure: the runtime applies it (kernel.confine)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ..model.objects import DEFAULT_CAPABILITIES, LINUX_CAPABILITIES, Confinement, PlannedContainer, PlannedPod, PodSpec, SecurityContext
 
@@ -35,7 +36,7 @@ def confinement(pod: PodSpec, own: SecurityContext | None, pod_name: str, uid: s
     psc = pod.security or SecurityContext()
     sc = own or SecurityContext()
 
-    def pick(name: str):
+    def pick(name: str) -> Any:  # the container's setting, else the pod's
         value = getattr(sc, name)
         return value if value is not None else getattr(psc, name)
 

@@ -37,7 +37,7 @@ def to_data(obj: Any) -> Any:
 
 
 def _convert(obj: Any, memo: dict[int, Any]) -> Any:
-    kind = type(obj)
+    kind: type = type(obj)
     if kind in _PLAIN:
         return obj
     names = _dataclass_fields(kind)
@@ -72,12 +72,12 @@ def _hints(cls: type) -> dict[str, Any]:
     evaluated in the model's namespace. What typing.get_type_hints gives for the model's classes
     (tests/unit/test_fast_reads.py), at an eighth of its cost: every command that reads the plan
     pays it."""
-    return {f.name: _annotation(f.type) for f in dataclasses.fields(cls)}
+    return {f.name: _annotation(f.type) if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
 
 
 @cache
-def _annotation(text: Any) -> Any:
-    return eval(text, vars(model)) if isinstance(text, str) else text  # noqa: S307 (the model's own annotations)
+def _annotation(text: str) -> Any:
+    return eval(text, vars(model))  # noqa: S307 (the model's own annotations)
 
 
 def from_data(tp: Any, data: Any) -> Any:
@@ -113,7 +113,7 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
                     continue
             raise ValueError(f"cannot decode {data!r} as {tp}")
         return _nullable(union)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         fields: dict[str, Callable[[Any], Any]] = {}
 
         def record(data: Any) -> Any:
@@ -138,11 +138,12 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
     return lambda data: data
 
 
-def plan_to_data(plan: model.Plan) -> dict:
-    return to_data(plan)
+def plan_to_data(plan: model.Plan) -> dict[str, Any]:
+    data: dict[str, Any] = to_data(plan)
+    return data
 
 
-def plan_text(data: dict) -> str:
+def plan_text(data: dict[str, Any]) -> str:
     """The plan's data as JSON with each pod on a line of its own (the rest of the plan on the
     first line, `]}` on the last): one JSON document, which a reader that keeps what it decoded
     reads again a pod at a time (split_plan_text), and whose diff names the pods that changed."""
@@ -161,5 +162,6 @@ def split_plan_text(text: str) -> tuple[str, list[str]] | None:
     return lines[0] + lines[-1], [line.removesuffix(",") for line in lines[1:-1] if line]
 
 
-def plan_from_data(data: dict) -> model.Plan:
-    return from_data(model.Plan, data)
+def plan_from_data(data: dict[str, Any]) -> model.Plan:
+    plan: model.Plan = from_data(model.Plan, data)
+    return plan
