@@ -154,6 +154,7 @@ class Builder:
             kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
             nftables_balancing=net.get("nftablesBalancing", defaults.nftables_balancing),
             dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
+            node_port_range=net.get("serviceNodePortRange", defaults.node_port_range),
             allow_host_path=doc.get("allowHostPath", False), origin=_origin(raw, at))
 
     def _add_node(self, raw: LMap, doc: Checked, at: At) -> None:

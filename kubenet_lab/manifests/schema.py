@@ -14,12 +14,12 @@ from itertools import combinations
 from typing import Any
 
 from . import security
-from ..model.objects import DNS_POLICIES, NODEPORT_RANGE, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
+from ..model.objects import DNS_POLICIES, PROTOCOLS, TAINT_EFFECTS, ClusterConfig, LabelSelector, MatchExpression
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, Invalid, ListOf, MapOf, Noted, Obj, OneOf, Str,
                      Type, describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
                      field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, local_path,
-                     qualified_name)
+                     port_range, qualified_name)
 from . import configs
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
@@ -606,7 +606,8 @@ def _check_load_balancer_fields(spec: Checked, kind: str) -> None:
 
 SERVICE_PORT = Obj({
     "name": Str(dns_label), "protocol": PROTOCOL, "port": PORT, "targetPort": Either(PORT, Str(iana_svc_name)),
-    "nodePort": Int(*NODEPORT_RANGE), "appProtocol": Str(qualified_name),
+    # The range is the Cluster config's (networking.serviceNodePortRange), checked when planned.
+    "nodePort": PORT, "appProtocol": Str(qualified_name),
 }, required=("port",))
 
 TRAFFIC_POLICY = OneOf("Cluster", "Local")
@@ -622,7 +623,7 @@ SERVICE_SPEC = Obj({
     "ipFamilyPolicy": OneOf("SingleStack", "PreferDualStack", "RequireDualStack"),
     "publishNotReadyAddresses": Bool(), "allocateLoadBalancerNodePorts": Bool(),
     "loadBalancerClass": Str(qualified_name), "loadBalancerSourceRanges": ListOf(Str(ip_cidr)),
-    "healthCheckNodePort": Int(*NODEPORT_RANGE),
+    "healthCheckNodePort": PORT,
     "trafficDistribution": OneOf("PreferClose", "PreferSameZone", "PreferSameNode"),
 }, post=_check_service)
 
@@ -669,10 +670,22 @@ def _check_networking(net: Checked) -> None:
             net.at("loadBalancerPool").error(f"{first}-{last} must lie inside networking.nodeSubnet {node} "
                                              "(without its first and last address): the load balancer "
                                              "answers on the nodes' network")
+    if "serviceNodePortRange" in net:
+        ports = net["serviceNodePortRange"]
+        first, last = EPHEMERAL_PORTS
+        if ports.first <= last and first <= ports.last:
+            net.at("serviceNodePortRange").warn(
+                f"{ports} overlaps the nodes' ephemeral port range {first}-{last} (the kernel's default "
+                "net.ipv4.ip_local_port_range), which kube-apiserver's --service-node-port-range must not: a "
+                "node's own outgoing connections may take a port that a NodePort then shadows")
 
+
+# The ports a node's outgoing connections take (net.ipv4.ip_local_port_range's default).
+EPHEMERAL_PORTS = (32768, 60999)
 
 NETWORKING = Obj({
     "podSubnet": Str(cidr), "serviceSubnet": Str(cidr), "nodeSubnet": Str(cidr),
+    "serviceNodePortRange": Str(port_range),
     "kubeProxyMode": OneOf("iptables", "nftables", refused={
         "ipvs": "ipvs is not supported: this kernel has no IPVS (ip_vs), so kubenet-lab cannot program it; "
                 "use iptables or nftables"}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, ip_address, ip_network
 
+from ..model.objects import PortRange
 from ..plan.containers import FIELD_PATHS, LABEL_FIELD
 from .fields import Invalid
 
@@ -175,6 +176,26 @@ def address_range(s: str) -> tuple[IPv4Address, IPv4Address]:
     if low > high:
         raise Invalid(f"the range {s!r} ends before it starts")
     return low, high
+
+
+_PORT_RANGE = re.compile(r"(\d+)(?:([-+])(\d+))?")
+
+
+def port_range(s: str) -> PortRange:
+    """A range of ports as kube-apiserver's --service-node-port-range takes it (net.PortRange):
+    `first-last`, both included (also `port` alone and `first+count`), within 1-65535."""
+    m = _PORT_RANGE.fullmatch(s.strip())
+    if not m:
+        raise Invalid(f"expected a port range FIRST-LAST, both included, like 30000-32767, got {s!r}")
+    low = int(m[1])
+    high = low if m[2] is None else (int(m[3]) if m[2] == "-" else low + int(m[3]))
+    if low > 65535 or high > 65535:
+        raise Invalid(f"the port range cannot be greater than 65535: {s}")
+    if high < low:
+        raise Invalid(f"end port cannot be less than start port: {s}")
+    if low < 1:
+        raise Invalid(f"the port range must start at 1 or above (port 0 is no port): {s}")
+    return PortRange(low, high)
 
 
 def env_name(s: str) -> str:

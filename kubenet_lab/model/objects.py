@@ -11,7 +11,6 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Mapping
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-NODEPORT_RANGE = (30000, 32767)
 # With no Node objects the lab has these two nodes.
 DEFAULT_NODES = ("node1", "node2")
 # kubectl's names of the kinds in its messages and `-o name` (`deployment.apps/web created`).
@@ -54,6 +53,29 @@ def at(origin: Origin | None, path: str) -> str:
 
 
 @dataclass(frozen=True)
+class PortRange:
+    """A range of ports, both ends included, written `first-last` as kube-apiserver's
+    --service-node-port-range is (net.PortRange)."""
+
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.first <= port <= self.last
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+# kube-apiserver's default --service-node-port-range.
+NODEPORT_RANGE = PortRange(30000, 32767)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     pod_subnet: IPv4Network = IPv4Network("10.244.0.0/16")
     service_subnet: IPv4Network = IPv4Network("10.96.0.0/16")
@@ -65,6 +87,8 @@ class ClusterConfig:
     dns_domain: str = "cluster.local"
     # LoadBalancer address pool (first, last), inclusive; None: the default range of node_subnet.
     lb_pool: tuple[IPv4Address, IPv4Address] | None = None
+    # networking.serviceNodePortRange: where NodePorts (and healthCheckNodePorts) come from.
+    node_port_range: PortRange = NODEPORT_RANGE
     # hostPath volumes give a pod the host's own files: refused unless the Cluster config allows them.
     allow_host_path: bool = False
     origin: Origin | None = None

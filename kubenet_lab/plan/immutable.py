@@ -17,11 +17,13 @@ SELECTOR_IMMUTABLE = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "J
 
 # The networks a running lab is built on: its nodes' podCIDRs and its pods' addresses come from
 # podSubnet, its Services' cluster IPs (and the cluster DNS address) from serviceSubnet, its nodes'
-# and balancer's addresses from nodeSubnet, every pod's resolv.conf and DNS names from dnsDomain.
+# and balancer's addresses from nodeSubnet, every pod's resolv.conf and DNS names from dnsDomain,
+# its Services' NodePorts from serviceNodePortRange (kube-apiserver's --service-node-port-range).
 CLUSTER_FIXED = (("podSubnet", "pod_subnet", "its nodes' podCIDRs and its pods' addresses come from it"),
                  ("serviceSubnet", "service_subnet", "its Services' cluster IPs come from it"),
                  ("nodeSubnet", "node_subnet", "its nodes' addresses come from it"),
-                 ("dnsDomain", "dns_domain", "every pod's resolv.conf and DNS names are made of it"))
+                 ("dnsDomain", "dns_domain", "every pod's resolv.conf and DNS names are made of it"),
+                 ("serviceNodePortRange", "node_port_range", "its Services' NodePorts come from it"))
 
 
 def _selector_json(selector: LabelSelector) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
+from ..model.objects import PortRange
+
 
 class Exhausted(Exception):
     pass
@@ -85,6 +87,50 @@ class Sequential:
                 return v
             v += 1
         raise Exhausted(f"{self.first}-{self.last}")
+
+
+def node_port_band(size: int) -> int:
+    """How many ports at the bottom of a NodePort range of `size` ports dynamic allocation leaves
+    to requested ones until the rest is full: kube-apiserver's portallocator offset
+    (calculateRangeOffset), min(max(16, size/32), 128), and none in a range of 16 ports or
+    fewer: 86 of the default 30000-32767."""
+    if size <= 16:
+        return 0
+    return min(max(16, size // 32), 128)
+
+
+class NodePorts:
+    """kube-apiserver's NodePort allocator (portallocator on an offset bitmap): a requested port
+    may be any free one of the range; dynamic allocation takes from the upper band (the range
+    above the lower `node_port_band`), and from the lower band only once the upper one is full,
+    so that requested ports rarely find theirs taken. The API server picks at random within a
+    band; the lab takes the lowest free port of it, so the same manifests get the same ports."""
+
+    def __init__(self, ports: PortRange, in_use: Iterable[int] = ()):
+        self.ports = ports
+        self.band = node_port_band(ports.size)
+        self.in_use = set(in_use)
+        # The lowest port of each band that may be free (ports are never given back in a plan).
+        self._next = [ports.first + self.band, ports.first]
+
+    def take(self, port: int) -> bool:
+        """Reserve a requested port; False when it is outside the range or taken."""
+        if port in self.in_use or port not in self.ports:
+            return False
+        self.in_use.add(port)
+        return True
+
+    def allocate(self) -> int:
+        ends = (self.ports.last, self.ports.first + self.band - 1)
+        for band, end in enumerate(ends):
+            port = self._next[band]
+            while port <= end and port in self.in_use:
+                port += 1
+            self._next[band] = port
+            if port <= end:
+                self.in_use.add(port)
+                return port
+        raise Exhausted(str(self.ports))
 
 
 def service_ip_range(subnet: IPv4Network) -> tuple[int, int]:

@@ -6,7 +6,9 @@ whose labels match its selector, resolved per port (a named targetPort is looked
 container ports by name and protocol, as FindPort does; pods without it are no endpoint of that
 port).
 
-NodePorts are allocated as the API server allocates them. When a Service is created
+NodePorts are allocated as the API server allocates them, from the Cluster config's
+serviceNodePortRange: a nodePort written must lie in it, and the allocator (ipam.NodePorts)
+takes the free ones from its upper band first. When a Service is created
 (initNodePorts), its ports with the same port number and different protocols (53/TCP and 53/UDP)
 share one NodePort, the one written on any of them or else one allocated for the first; a port
 added to a running Service gets one of its own (updateNodePorts). No other two ports share one.
@@ -20,7 +22,7 @@ from typing import Collection, Iterable
 
 from ..errors import InputError
 from . import ipam
-from ..model.objects import (NODEPORT_RANGE, at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
+from ..model.objects import (at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
                     PlannedServicePort, Service)
 
 DNS_SERVICE = "kube-system/kube-dns"
@@ -164,7 +166,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             except ipam.Exhausted:
                 problems.append(f"{at(svc.origin, 'spec.clusterIP')}: serviceSubnet {ips.subnet} is full")
 
-    node_ports = ipam.Sequential(*NODEPORT_RANGE)
+    valid_ports = model.cluster.node_port_range
+    node_ports = ipam.NodePorts(valid_ports)
     # Who holds each NodePort: (service, its port number; None for the health check's). Ports
     # of one service with the same number (53/TCP, 53/UDP) may hold the same one, nothing else.
     np_owner: dict[int, tuple[str, int | None]] = {}
@@ -182,6 +185,10 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
         asked.append(("spec.healthCheckNodePort", svc.health_check_node_port, None, None))
         for path, number, key, port in asked:
             if number:
+                if number not in valid_ports:
+                    problems.append(f"{at(svc.origin, path)}: Invalid value: {number}: provided port is not in the "
+                                    f"valid range. The range of valid ports is {valid_ports}")
+                    continue
                 holder = np_owner.get(number)
                 if holder and (holder[0] != svc.key or port is None or holder[1] != port):
                     problems.append(f"{at(svc.origin, path)}: {number} is already allocated to {holder[0]}")
@@ -216,8 +223,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             try:
                 assigned_np[key] = node_ports.allocate()
             except ipam.Exhausted:
-                problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: no free NodePort in "
-                                f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}")
+                problems.append(f"{at(svc.origin, f'spec.ports[{i}].nodePort')}: failed to allocate a nodePort: "
+                                f"range is full (networking.serviceNodePortRange {valid_ports} has no free port)")
                 continue
         np_owner[assigned_np[key]] = (svc.key, p.port)
         shared_np.setdefault((svc.key, p.port), assigned_np[key])

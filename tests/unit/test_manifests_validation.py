@@ -558,7 +558,7 @@ def test_service_values(problems):
           externalIPs: [1.2.3]
           loadBalancerIP: lb
           ports:
-          - {port: 70000, nodePort: 80, protocol: tcp, targetPort: "8080"}
+          - {port: 70000, nodePort: 70000, protocol: tcp, targetPort: "8080"}
           - {name: a, port: 0, targetPort: 65536}
           - {name: b, port: 80, targetPort: [1]}
     """) == [
@@ -570,7 +570,7 @@ def test_service_values(problems):
         "web.yaml:11: spec.externalIPs[0]: expected an IPv4 address like 10.96.0.10, got '1.2.3'",
         "web.yaml:12: spec.loadBalancerIP: expected an IPv4 address like 10.96.0.10, got 'lb'",
         "web.yaml:14: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
-        "web.yaml:14: spec.ports[0].nodePort: Invalid value: 80: must be between 30000 and 32767, inclusive",
+        "web.yaml:14: spec.ports[0].nodePort: Invalid value: 70000: must be between 1 and 65535, inclusive",
         "web.yaml:14: spec.ports[0].protocol: expected one of TCP, UDP, SCTP, got 'tcp'",
         "web.yaml:14: spec.ports[0].targetPort: '8080' " + PORT_NAME,
         "web.yaml:15: spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",

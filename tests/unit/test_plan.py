@@ -276,8 +276,9 @@ def test_headless_service_has_no_cluster_ip_but_endpoints():
 
 def test_node_ports_allocated_honoured_and_conflicts_rejected():
     plan = make_plan(Model(services=(svc("a", type="NodePort"),
-                                     svc("b", type="NodePort", ports=(ServicePort(80, node_port=30000),)))), "lab")
-    assert [s.ports[0].node_port for s in ours(plan.services)] == [30001, 30000]
+                                     svc("b", type="NodePort", ports=(ServicePort(80, node_port=30086),)))), "lab")
+    # a asks for none: the lowest free port of the upper band, the one b asks for being b's
+    assert [s.ports[0].node_port for s in ours(plan.services)] == [30087, 30086]
     with pytest.raises(InputError) as e:
         make_plan(Model(services=(svc("a", type="NodePort", ports=(ServicePort(80, node_port=30080),)),
                                   svc("b", type="NodePort", ports=(ServicePort(81, node_port=30080),)))), "lab")
@@ -298,7 +299,7 @@ def test_endpoints_match_selector_namespace_and_named_target_ports():
 def test_load_balancer_ips_come_from_the_pool():
     plan = make_plan(Model(services=(svc("lb", type="LoadBalancer"),)), "lab")
     s = plan.services[0]
-    assert [str(a) for a in s.load_balancer_ips] == ["172.18.0.192"] and s.ports[0].node_port == 30000
+    assert [str(a) for a in s.load_balancer_ips] == ["172.18.0.192"] and s.ports[0].node_port == 30086
 
 
 # --------------------------------------------------------------------------- containers

@@ -222,7 +222,7 @@ def test_a_load_balancer_without_node_ports_gets_only_those_it_names():
     assert output.ports_column(svc) == "80/TCP,81:30081/TCP"
     assert svc.load_balancer_ips and output.external_ip_column(svc) == str(svc.load_balancer_ips[0])
     assert output.service_object(plan, svc)["spec"]["allocateLoadBalancerNodePorts"] is False
-    assert ours(plan, "np").ports[0].node_port == 30000  # the first free one: nothing was taken for "direct"
+    assert ours(plan, "np").ports[0].node_port == 30086  # the first free one: nothing was taken for "direct"
     with_ports = make_plan(lb_model(), LAB)
     assert all(p.node_port for p in ours(with_ports, "direct").ports)
     assert output.service_object(with_ports, ours(with_ports, "direct"))["spec"]["allocateLoadBalancerNodePorts"]
@@ -286,7 +286,7 @@ def test_load_balancer_only_fields_elsewhere_and_bad_values_are_refused():
         externalTrafficPolicy: Local
         loadBalancerClass: "-bad"
         loadBalancerSourceRanges: [10.0.0.0, "::/0"]
-        healthCheckNodePort: 80
+        healthCheckNodePort: 70000
         ports: [{port: 80, appProtocol: "no good"}]
     """, "lb")) == [
         "<stdin>:6: spec.allocateLoadBalancerNodePorts: may only be used when `type` is 'LoadBalancer'",
@@ -299,7 +299,7 @@ def test_load_balancer_only_fields_elsewhere_and_bad_values_are_refused():
         "'http' or 'kubernetes.io/h2c')",
         "<stdin>:19: spec.loadBalancerSourceRanges[0]: expected an IP range (CIDR) like 10.240.0.0/24, got "
         "'10.0.0.0'",
-        "<stdin>:20: spec.healthCheckNodePort: Invalid value: 80: must be between 30000 and 32767, inclusive",
+        "<stdin>:20: spec.healthCheckNodePort: Invalid value: 70000: must be between 1 and 65535, inclusive",
         "<stdin>:21: spec.ports[0].appProtocol: 'no good' is not a qualified name (at most 63 letters, digits, '-', "
         "'_' or '.', starting and ending with a letter or digit, with an optional DNS-subdomain 'prefix/', such as "
         "'http' or 'kubernetes.io/h2c')",
@@ -313,7 +313,7 @@ def test_health_check_node_port_and_source_ranges_are_kept_and_warned_about():
     model = load(service("""
         type: LoadBalancer
         externalTrafficPolicy: Local
-        healthCheckNodePort: 30000
+        healthCheckNodePort: 30086
         loadBalancerSourceRanges: [203.0.113.0/24, "2001:db8::/32"]
         selector: {app: web}
         ports: [{port: 80}]
@@ -326,9 +326,9 @@ def test_health_check_node_port_and_source_ranges_are_kept_and_warned_about():
     )
     plan = make_plan(model, LAB)
     svc = ours(plan, "web")
-    assert svc.ports[0].node_port == 30001  # 30000 is the health check's
+    assert svc.ports[0].node_port == 30087  # 30086, the upper band's first, is the health check's
     spec = output.service_object(plan, svc)["spec"]
-    assert spec["healthCheckNodePort"] == 30000
+    assert spec["healthCheckNodePort"] == 30086
     assert spec["loadBalancerSourceRanges"] == ["203.0.113.0/24", "2001:db8::/32"]
 
 

@@ -148,8 +148,8 @@ def test_an_allocated_node_port_is_shared_by_the_protocols_of_one_port_number():
         svc("dns", ServicePort(53, "UDP", "dns"), ServicePort(53, "TCP", "dns-tcp"), ServicePort(80, "TCP", "http"),
             type="NodePort"),
         svc("other", ServicePort(53, "UDP", "dns"), type="NodePort"))), "lab")
-    assert node_ports(plan, "dns") == [(53, "UDP", 30000), (53, "TCP", 30000), (80, "TCP", 30001)]
-    assert node_ports(plan, "other") == [(53, "UDP", 30002)]
+    assert node_ports(plan, "dns") == [(53, "UDP", 30086), (53, "TCP", 30086), (80, "TCP", 30087)]
+    assert node_ports(plan, "other") == [(53, "UDP", 30088)]
     assert plan.allocations.node_ports["default/dns:53/TCP"] == plan.allocations.node_ports["default/dns:53/UDP"]
 
 
@@ -196,11 +196,11 @@ def test_a_running_service_keeps_its_shared_node_port_and_others_are_refused_it(
     dns = svc("dns", ServicePort(53, "UDP", "dns"), ServicePort(53, "TCP", "dns-tcp"), type="NodePort")
     first = make_plan(Model(services=(dns,)), "lab")
     again = make_plan(Model(services=(svc("web", ServicePort(80), type="NodePort"), dns)), "lab", first)
-    assert node_ports(again, "dns") == [(53, "UDP", 30000), (53, "TCP", 30000)]
-    assert node_ports(again, "web") == [(80, "TCP", 30001)]
+    assert node_ports(again, "dns") == [(53, "UDP", 30086), (53, "TCP", 30086)]
+    assert node_ports(again, "web") == [(80, "TCP", 30087)]
     with pytest.raises(InputError) as e:
-        make_plan(Model(services=(svc("web", ServicePort(80, node_port=30000), type="NodePort"), dns)), "lab", first)
-    assert e.value.problems == ["svc.yaml:2: spec.ports[0].nodePort: 30000 is already allocated to default/dns, which "
+        make_plan(Model(services=(svc("web", ServicePort(80, node_port=30086), type="NodePort"), dns)), "lab", first)
+    assert e.value.problems == ["svc.yaml:2: spec.ports[0].nodePort: 30086 is already allocated to default/dns, which "
                                 "runs with it and keeps it; ask for another nodePort or leave it out"]
 
 
@@ -211,11 +211,11 @@ def test_a_port_added_to_a_running_service_gets_a_node_port_of_its_own():
     first = make_plan(Model(services=(svc("dns", tcp, type="NodePort"),)), "lab")
     both = svc("dns", ServicePort(53, "UDP", "dns"), tcp, type="NodePort")
     again = make_plan(Model(services=(both,)), "lab", first)
-    assert node_ports(again, "dns") == [(53, "UDP", 30001), (53, "TCP", 30000)]
-    assert node_ports(make_plan(Model(services=(both,)), "lab", again), "dns") == [(53, "UDP", 30001), (53, "TCP", 30000)]
+    assert node_ports(again, "dns") == [(53, "UDP", 30087), (53, "TCP", 30086)]
+    assert node_ports(make_plan(Model(services=(both,)), "lab", again), "dns") == [(53, "UDP", 30087), (53, "TCP", 30086)]
     # from ClusterIP to NodePort is an update too
     plain = make_plan(Model(services=(svc("dns", ServicePort(53, "UDP", "dns"), tcp),)), "lab")
-    assert node_ports(make_plan(Model(services=(both,)), "lab", plain), "dns") == [(53, "UDP", 30000), (53, "TCP", 30001)]
+    assert node_ports(make_plan(Model(services=(both,)), "lab", plain), "dns") == [(53, "UDP", 30086), (53, "TCP", 30087)]
 
 
 def test_a_new_service_listed_first_takes_nothing_a_running_one_has():
@@ -251,10 +251,10 @@ def test_both_proxy_modes_carry_both_protocols_on_the_shared_node_port():
     plan = make_plan(Model(pods=(pod("d", [(53, "dns", "UDP"), (53, "dns-tcp", "TCP")]),), services=(
         svc("dns", ServicePort(53, "UDP", "dns", "dns"), ServicePort(53, "TCP", "dns-tcp", "dns-tcp"),
             type="NodePort"),)), "lab")
-    assert node_ports(plan, "dns") == [(53, "UDP", 30000), (53, "TCP", 30000)]
+    assert node_ports(plan, "dns") == [(53, "UDP", 30086), (53, "TCP", 30086)]
     ipt = [l for l in render_iptables(plan, "node1").splitlines() if l.startswith("-A KUBE-NODEPORTS")]
     assert len(ipt) == 2
-    assert any("--comment default/dns:dns " in l and "-p udp --dport 30000 -j KUBE-EXT-" in l for l in ipt)
-    assert any("--comment default/dns:dns-tcp " in l and "-p tcp --dport 30000 -j KUBE-EXT-" in l for l in ipt)
+    assert any("--comment default/dns:dns " in l and "-p udp --dport 30086 -j KUBE-EXT-" in l for l in ipt)
+    assert any("--comment default/dns:dns-tcp " in l and "-p tcp --dport 30086 -j KUBE-EXT-" in l for l in ipt)
     nft = [l for l in render_nftables(plan, "node1").splitlines() if l.startswith("add element ip kube-proxy service-nodeports")]
-    assert "udp . 30000 : goto external-" in "".join(nft) and "tcp . 30000 : goto external-" in "".join(nft)
+    assert "udp . 30086 : goto external-" in "".join(nft) and "tcp . 30086 : goto external-" in "".join(nft)
