@@ -29,6 +29,7 @@ VERBS = frozenset(("up", "apply", "delete", "scale", "create", "expose", "label"
 # Global options taking a value (commands.main), and the default lab.
 VALUED_OPTIONS = ("--lab", "--lock-timeout")
 DEFAULT_LAB = "kubenet"
+START_WAIT = 5.0  # seconds a command waits for the warm process it started to listen
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -173,8 +174,15 @@ def start(argv: list[str]) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root(), env.get("PYTHONPATH")]))
     try:  # argv[0] "python3" keeps the command line short, as the supervisor's
-        subprocess.Popen(["python3", "-m", SERVER_MODULE, "--lab", lab], executable=sys.executable, env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, cwd="/", close_fds=True)
+        proc = subprocess.Popen(["python3", "-m", SERVER_MODULE, "--lab", lab], executable=sys.executable, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True, cwd="/", close_fds=True)
     except OSError:
-        pass
+        return
+    # Until it listens (or gives way): the command returns once the warm process's files are in
+    # the lab's state, so that nothing is added to it after (a `rm -rf` of the state, or `down`).
+    import select
+
+    with proc.stdout:
+        if select.select([proc.stdout], [], [], START_WAIT)[0]:
+            proc.stdout.readline()

@@ -324,12 +324,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         return 0  # the lab is gone, or another one serves it
     path = client.socket_path(lab)
-    for name in MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    state.keep_plans()
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -337,6 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    # Every file of this process is in the lab's state now: the command that started it may
+    # return (client.start waits for this line), and commands queue until the imports are done.
+    try:
+        os.write(1, b"listening\n")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    except OSError:
+        pass
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    state.keep_plans()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     server = Server(lab, listener, path, lock)
     server.keep_plan()
