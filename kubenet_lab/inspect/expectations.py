@@ -183,10 +183,16 @@ def _talk_to(plan: Plan, sp: PlannedServicePort, proto: str) -> str | None:
     for e in sp.endpoints:
         if not e.ready:
             continue
+        if not e.pod:
+            # an address a written EndpointSlice gives, naming no pod: what answers there, if
+            # anything, is not the lab's to expect
+            return None
         try:
             pod = plan.pod(e.pod)
         except KeyError:
             continue
+        if pod.ip != e.ip:
+            return None  # a written slice's address that is not the pod's it names
         talks.add(_speaks(pod, e.port, proto))
     if not talks or None in talks:
         return None

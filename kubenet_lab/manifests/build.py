@@ -10,10 +10,12 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, ConfigMap, Container,
-                          ContainerPort, DnsConfig, DownwardFile, EnvFrom, EnvVar, Hook, HostAlias, KeyRef, KeyToPath,
-                          LabelSelector, MatchExpression, Model, Node, NodeSelectorTerm, Origin, Pod, PodAffinityTerm,
-                          PodSpec, PROBE_DEFAULTS, Probe, Service, ServicePort, Taint, Toleration, Volume, VolumeMount,
-                          Workload)
+                          ContainerPort, DnsConfig, DownwardFile, EndpointAddress, Endpoints, EndpointSlice,
+                          EndpointSubset, EnvFrom, EnvVar, Hook, HostAlias, KeyRef, KeyToPath,
+                          LabelSelector, MANAGED_BY_LABEL, MatchExpression, Model, Node, NodeSelectorTerm, ObjectRef,
+                          Origin, Pod, PodAffinityTerm, PodSpec, PROBE_DEFAULTS, Probe, SERVICE_NAME_LABEL,
+                          SKIP_MIRROR_LABEL, SLICE_CONTROLLER, Service, ServicePort, SliceEndpoint, SlicePort, Taint,
+                          Toleration, Volume, VolumeMount, Workload)
 from .configs import SECRET_DEFAULT_TYPE, merged_secret_data, volume_kind
 from .security import security_context
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
@@ -57,6 +59,8 @@ class Builder:
         self.workloads: list[Workload] = []
         self.services: list[Service] = []
         self.config_maps: list[ConfigMap] = []  # and Secrets
+        self.endpoint_slices: list[tuple[EndpointSlice, At]] = []
+        self.endpoints: list[tuple[Endpoints, At]] = []
         self.seen: dict[tuple[str, str, str], Origin] = {}
         self.pod_cidrs: list[tuple[At, IPv4Network, str]] = []
         self.zone_preferring: list[At] = []  # trafficDistribution of services that prefer their zone
@@ -93,7 +97,8 @@ class Builder:
         if self.sink.count == before:
             add = {"Cluster": self._add_cluster, "Node": self._add_node, "Namespace": self._add_namespace,
                    "Pod": self._add_pod, "Service": self._add_service, "ConfigMap": self._add_config_map,
-                   "Secret": self._add_config_map}.get(kind, self._add_workload)
+                   "Secret": self._add_config_map, "EndpointSlice": self._add_endpoint_slice,
+                   "Endpoints": self._add_endpoints}.get(kind, self._add_workload)
             add(raw, checked, at)
 
     def _api_version(self, raw: dict, at: At, kind: str | None, expected: str | None) -> None:
@@ -249,6 +254,42 @@ class Builder:
         if spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone") and cluster_ip != "None":
             self.zone_preferring.append(spec.at("trafficDistribution"))
 
+    def _add_endpoint_slice(self, raw: LMap, doc: Checked, at: At) -> None:
+        meta = doc["metadata"]
+        labels = dict(meta.get("labels", {}))
+        if SERVICE_NAME_LABEL not in labels:
+            _field_at(raw, at, "metadata").warn(
+                f"no {SERVICE_NAME_LABEL} label: this EndpointSlice belongs to no Service (kube-proxy finds a "
+                "Service's slices by that label), so no traffic goes to its endpoints")
+        self.endpoint_slices.append((EndpointSlice(
+            namespace=meta.get("namespace", "default"), name=meta["name"], address_type=doc["addressType"],
+            endpoints=tuple(SliceEndpoint(
+                addresses=tuple(e["addresses"]), ready=e.get("conditions", {}).get("ready"),
+                serving=e.get("conditions", {}).get("serving"),
+                terminating=e.get("conditions", {}).get("terminating"), node_name=e.get("nodeName"),
+                hostname=e.get("hostname"), target_ref=_object_ref(e.get("targetRef")))
+                for e in doc.get("endpoints", ())),
+            ports=tuple(SlicePort(name=p.get("name", ""), protocol=p.get("protocol", "TCP"), port=p.get("port"),
+                                  app_protocol=p.get("appProtocol")) for p in doc.get("ports", ())),
+            labels=labels, annotations=dict(meta.get("annotations", {})), origin=_origin(raw, at)), at))
+
+    def _add_endpoints(self, raw: LMap, doc: Checked, at: At) -> None:
+        meta = doc["metadata"]
+
+        def address(a: Checked) -> EndpointAddress:
+            return EndpointAddress(ip=a["ip"], hostname=a.get("hostname"), node_name=a.get("nodeName"),
+                                   target_ref=_object_ref(a.get("targetRef")))
+        self.endpoints.append((Endpoints(
+            namespace=meta.get("namespace", "default"), name=meta["name"],
+            subsets=tuple(EndpointSubset(
+                addresses=tuple(address(a) for a in ss.get("addresses", ())),
+                not_ready_addresses=tuple(address(a) for a in ss.get("notReadyAddresses", ())),
+                ports=tuple(SlicePort(name=p.get("name", ""), protocol=p.get("protocol", "TCP"), port=p["port"],
+                                      app_protocol=p.get("appProtocol")) for p in ss.get("ports", ())))
+                for ss in doc.get("subsets", ())),
+            labels=dict(meta.get("labels", {})), annotations=dict(meta.get("annotations", {})),
+            origin=_origin(raw, at)), at))
+
     @staticmethod
     def _pod_spec(spec: Checked, claims: tuple[Volume, ...] = ()) -> PodSpec:
         return PodSpec(
@@ -281,10 +322,43 @@ class Builder:
         self._check_pod_cidrs()
         self._check_zones()
         self._check_host_paths()
+        self._check_endpoint_owners()
         return Model(cluster=self.cluster or ClusterConfig(), nodes=tuple(self.nodes),
                      namespaces=tuple(dict.fromkeys(self.namespaces)), pods=tuple(self.pods),
                      workloads=tuple(self.workloads), services=tuple(self.services),
-                     config_maps=tuple(self.config_maps))
+                     config_maps=tuple(self.config_maps),
+                     endpoint_slices=tuple(s for s, _ in self.endpoint_slices),
+                     endpoints=tuple(e for e, _ in self.endpoints))
+
+    def _check_endpoint_owners(self) -> None:
+        """What becomes of written EndpointSlices and Endpoints, said where the lab and a cluster
+        would do something the writer may not expect: a Service with a selector has its slices
+        and Endpoints made by the controllers, which replace what is written under their name."""
+        services = {s.key: s for s in self.services}
+        for sl, at in self.endpoint_slices:
+            svc = services.get(f"{sl.namespace}/{sl.service}") if sl.service else None
+            if sl.service and svc is None:
+                at.warn(f"EndpointSlice/{sl.name}: no Service {sl.namespace}/{sl.service} "
+                        f"(its {SERVICE_NAME_LABEL} label): no traffic goes to its endpoints")
+            elif svc is not None and svc.selector and sl.managed_by == SLICE_CONTROLLER:
+                at.warn(f"EndpointSlice/{sl.name}: ignored: Service {svc.key} has a selector, so the EndpointSlice "
+                        f"controller owns the slices labelled {MANAGED_BY_LABEL}={SLICE_CONTROLLER} and deletes "
+                        "one it did not make; the lab makes that Service's slices from the pods it selects")
+            elif svc is not None and svc.selector:
+                at.warn(f"EndpointSlice/{sl.name}: Service {svc.key} has a selector: kube-proxy uses this "
+                        "slice's endpoints as well as those the EndpointSlice controller makes from its pods")
+        for ep, at in self.endpoints:
+            svc = services.get(ep.key)
+            if svc is not None and svc.selector:
+                at.warn(f"Endpoints/{ep.name}: ignored: Service {svc.key} has a selector, so the endpoints "
+                        "controller writes its Endpoints from the pods it selects (this object would be "
+                        "overwritten), and kube-proxy reads EndpointSlices only")
+            elif svc is None:
+                at.warn(f"Endpoints/{ep.name}: no Service {ep.key}: the EndpointSliceMirroring controller mirrors "
+                        "the Endpoints of a Service only, so no traffic goes to these addresses")
+            elif ep.labels.get(SKIP_MIRROR_LABEL) == "true":
+                at.warn(f"Endpoints/{ep.name}: labelled {SKIP_MIRROR_LABEL}=true: not mirrored into "
+                        "EndpointSlices, so kube-proxy sends no traffic to these addresses")
 
     def _check_host_paths(self) -> None:
         """A hostPath volume gives a pod this machine's own files: refused unless the Cluster
@@ -330,6 +404,13 @@ class Builder:
                 if net.overlaps(other):
                     at.error(f"{net} overlaps the podCIDR of node {other_node} ({other})")
             earlier.append((net, node))
+
+
+def _object_ref(ref: Checked | None) -> ObjectRef | None:
+    if ref is None:
+        return None
+    return ObjectRef(kind=ref.get("kind", ""), namespace=ref.get("namespace", ""), name=ref.get("name", ""),
+                     uid=ref.get("uid", ""))
 
 
 def _env_var(v: Checked) -> EnvVar:

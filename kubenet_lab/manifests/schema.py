@@ -18,9 +18,9 @@ from ..model.objects import DNS_POLICIES, PROTOCOLS, TAINT_EFFECTS, ClusterConfi
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, Invalid, ListOf, MapOf, Noted, Obj, OneOf, Str,
                      Type, describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
-                     field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, local_path,
-                     port_range, qualified_name)
-from . import configs
+                     field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, port_range,
+                     qualified_name)
+from . import configs, discovery
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
 PORT = Int(1, 65535)
@@ -734,6 +734,8 @@ KINDS = {k.name: k for k in (
     Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
     Kind("ConfigMap", "v1", configs.config_map(metadata(Str(dns_subdomain), namespaced=True))),
     Kind("Secret", "v1", configs.secret(metadata(Str(dns_subdomain), namespaced=True))),
+    Kind("EndpointSlice", "discovery.k8s.io/v1", discovery.endpoint_slice(metadata(Str(dns_subdomain), namespaced=True))),
+    Kind("Endpoints", "v1", discovery.endpoints(metadata(Str(dns_subdomain), namespaced=True))),
 )}
 
 # Kinds of the Kubernetes API (and common add-ons) that real bundles carry and the lab skips:
@@ -741,7 +743,7 @@ KINDS = {k.name: k for k in (
 OTHER_KINDS = frozenset((
     "APIService", "Binding", "CSIDriver", "CSINode", "CSIStorageCapacity", "CertificateSigningRequest",
     "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "ControllerRevision", "CronJob",
-    "CustomResourceDefinition", "DaemonSet", "Endpoints", "EndpointSlice", "Event", "FlowSchema",
+    "CustomResourceDefinition", "DaemonSet", "Event", "FlowSchema",
     "HorizontalPodAutoscaler", "Ingress", "IngressClass", "Job", "Lease", "LimitRange",
     "MutatingWebhookConfiguration", "NetworkPolicy", "PersistentVolume", "PersistentVolumeClaim",
     "PodDisruptionBudget", "PodTemplate", "PriorityClass", "PriorityLevelConfiguration", "ResourceQuota",

@@ -17,7 +17,8 @@ DEFAULT_NODES = ("node1", "node2")
 RESOURCE_NAMES = {"Pod": "pod", "Service": "service", "Deployment": "deployment.apps",
                   "ReplicaSet": "replicaset.apps", "StatefulSet": "statefulset.apps", "DaemonSet": "daemonset.apps",
                   "Job": "job.batch", "ReplicationController": "replicationcontroller", "Node": "node",
-                  "Namespace": "namespace", "Cluster": "cluster.kind.x-k8s.io"}
+                  "Namespace": "namespace", "Cluster": "cluster.kind.x-k8s.io",
+                  "EndpointSlice": "endpointslice.discovery.k8s.io", "Endpoints": "endpoints"}
 
 
 @dataclass(frozen=True)
@@ -560,6 +561,122 @@ class Service:
         return f"{self.namespace}/{self.name}"
 
 
+# EndpointSlices (discovery.k8s.io/v1) and legacy Endpoints (v1), as written: what a Service
+# without a selector sends its traffic to (plan.endpointslices).
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+MIRRORING_CONTROLLER = "endpointslicemirroring-controller.k8s.io"
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """An endpoint's targetRef, as written (kind Pod for a pod)."""
+
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class SliceEndpoint:
+    """One endpoint of an EndpointSlice: its conditions as written (None: not given; kube-proxy
+    takes a nil ready as ready, a nil serving as the ready value, a nil terminating as false)."""
+
+    addresses: tuple[str, ...]
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+    node_name: str | None = None
+    hostname: str | None = None
+    target_ref: ObjectRef | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready is None or self.ready
+
+
+@dataclass(frozen=True)
+class SlicePort:
+    """A port of an EndpointSlice (name defaulted to "", protocol to TCP, as the API server
+    defaults them); `port` None: all ports, which kube-proxy skips."""
+
+    name: str = ""
+    protocol: str = "TCP"
+    port: int | None = None
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    address_type: str = "IPv4"
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    origin: Origin | None = None
+    # "" for a written slice; the kind of what a controller made it for: "Service" (the
+    # EndpointSlice controller's), "Endpoints" (the mirroring controller's).
+    owner: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def kind(self) -> str:
+        return "EndpointSlice"
+
+    @property
+    def service(self) -> str | None:
+        """The Service it belongs to (its kubernetes.io/service-name label), if any."""
+        return self.labels.get(SERVICE_NAME_LABEL)
+
+    @property
+    def managed_by(self) -> str | None:
+        return self.labels.get(MANAGED_BY_LABEL)
+
+
+@dataclass(frozen=True)
+class EndpointAddress:
+    ip: str
+    hostname: str | None = None
+    node_name: str | None = None
+    target_ref: ObjectRef | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSubset:
+    addresses: tuple[EndpointAddress, ...] = ()
+    not_ready_addresses: tuple[EndpointAddress, ...] = ()
+    ports: tuple[SlicePort, ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """A legacy v1 Endpoints object as written (for a Service without a selector: what the
+    EndpointSliceMirroring controller mirrors into EndpointSlices)."""
+
+    namespace: str
+    name: str
+    subsets: tuple[EndpointSubset, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def kind(self) -> str:
+        return "Endpoints"
+
+
 @dataclass(frozen=True)
 class Model:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -569,6 +686,8 @@ class Model:
     workloads: tuple[Workload, ...] = ()
     services: tuple[Service, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()  # ConfigMaps and Secrets
+    endpoint_slices: tuple[EndpointSlice, ...] = ()  # as written
+    endpoints: tuple[Endpoints, ...] = ()  # legacy v1 Endpoints, as written
     warnings: tuple[str, ...] = ()
 
 
@@ -973,6 +1092,11 @@ class Plan:
     pending: tuple[PendingPod, ...] = ()
     workloads: tuple[PlannedWorkload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()  # ConfigMaps and Secrets, as the model has them
+    # The EndpointSlices written in the manifests and those the mirroring controller makes of
+    # written Endpoints (plan.endpointslices); the EndpointSlice controller's own are derived
+    # from the services' endpoints when shown. And the legacy Endpoints written.
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
+    endpoints: tuple[Endpoints, ...] = ()
 
     def node(self, name: str) -> PlannedNode:
         for n in self.nodes:

@@ -24,6 +24,7 @@ from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSel
 from .serialize import to_data
 from .addons import with_addons
 from .immutable import check_unchanged
+from . import endpointslices
 from .services import plan_services
 
 
@@ -615,6 +616,8 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     sandboxed = tuple(p for p in pods if fqdn_error(p, model.cluster.dns_domain) is None)
     services, svc_alloc = plan_services(model, sandboxed, previous.allocations if previous else Allocations())
     workloads = plan_workloads(model, pods + pending, sets)
+    written_slices = tuple(dataclasses.replace(s, origin=None)
+                           for s in model.endpoint_slices + endpointslices.mirrored(model))
     relabelled = previous.allocations.pod_labels if previous else {}
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
                               replicas=indices, replica_next=next_indices, rs_sizes=sets.sizes,
@@ -622,7 +625,7 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                               pod_labels={p.key: dict(p.labels) for p in pods
                                           if p.owner and relabelled.get(p.key) == dict(p.labels)},
                               created=creation_times(previous, now, services, workloads, pods, pending,
-                                                     model.config_maps))
+                                                     model.config_maps + written_slices + model.endpoints))
     namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
                          *(s.namespace for s in services)})
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
@@ -630,7 +633,9 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                 node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
                 workloads=workloads,
                 config_maps=tuple(dataclasses.replace(c, origin=None)
-                                  for c in model.config_maps + made_secrets(model)))
+                                  for c in model.config_maps + made_secrets(model)),
+                endpoint_slices=written_slices,
+                endpoints=tuple(dataclasses.replace(e, origin=None) for e in model.endpoints))
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

@@ -21,7 +21,7 @@ from ipaddress import IPv4Address
 from typing import Collection, Iterable
 
 from ..errors import InputError
-from . import ipam
+from . import endpointslices, ipam
 from ..model.objects import (at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
                     PlannedServicePort, Service)
 
@@ -234,11 +234,15 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
         raise InputError(problems)
 
     planned = []
+    written = model.endpoint_slices + endpointslices.mirrored(model)
     for svc in services:
+        slices = endpointslices.used_by(svc, written)
         ports = tuple(PlannedServicePort(
             name=p.name, protocol=p.protocol, port=p.port,
             target_port=p.target_port if p.target_port is not None else p.port,
-            node_port=assigned_np.get(port_key(svc, p)), endpoints=endpoints_for(svc, p, pods),
+            node_port=assigned_np.get(port_key(svc, p)),
+            endpoints=endpointslices.merged(endpoints_for(svc, p, pods),
+                                            endpointslices.port_endpoints(slices, p.name, p.protocol)),
             app_protocol=p.app_protocol)
             for p in svc.ports)
         families, family_policy = ip_families(svc)
@@ -321,16 +325,17 @@ def with_readiness(plan: Plan, not_ready: Collection[str], terminal: Collection[
     `terminal` (Succeeded or Failed) are no endpoints at all, as the controller leaves them out
     (whatever publishNotReadyAddresses says). The addresses of a portless headless service
     follow the same rules."""
-    if not any(e.pod in not_ready or e.pod in terminal for s in plan.services
+    if not any(e.pod in not_ready or e.pod in terminal for s in plan.services if s.selector
                for e in (*s.addresses, *(e for p in s.ports for e in p.endpoints))):
         return plan
 
-    def marked(endpoints: tuple[Endpoint, ...], publish: bool) -> tuple[Endpoint, ...]:
-        return tuple(dataclasses.replace(e, ready=publish or e.pod not in not_ready)
-                     for e in endpoints if e.pod not in terminal)
+    def marked(s: PlannedService, endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+        # Only the endpoints the controller made of the pods it selects: a written EndpointSlice's
+        # conditions stay as written, whatever the pod its targetRef names does.
+        mine = {p.key for p in selected(s, plan.pods)}
+        return tuple(dataclasses.replace(e, ready=s.publish_not_ready_addresses or e.pod not in not_ready)
+                     if e.pod in mine else e for e in endpoints if e.pod not in terminal or e.pod not in mine)
     return dataclasses.replace(plan, services=tuple(
-        dataclasses.replace(s, ports=tuple(dataclasses.replace(p, endpoints=marked(p.endpoints,
-                                                                                   s.publish_not_ready_addresses))
-                                           for p in s.ports),
-                            addresses=marked(s.addresses, s.publish_not_ready_addresses))
+        dataclasses.replace(s, ports=tuple(dataclasses.replace(p, endpoints=marked(s, p.endpoints)) for p in s.ports),
+                            addresses=marked(s, s.addresses)) if s.selector else s
         for s in plan.services))

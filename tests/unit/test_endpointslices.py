@@ -1,0 +1,373 @@
+"""EndpointSlices and legacy Endpoints: the schema's messages, the model, and the planner's use
+of them for Services without a selector (kube-proxy's matching, the mirroring controller)."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from kubenet_lab.errors import InputError
+from kubenet_lab.manifests import load_model
+from kubenet_lab.model.objects import ObjectRef
+from kubenet_lab.plan import make_plan, naming
+from kubenet_lab.plan.endpointslices import controller_slices
+from kubenet_lab.plan.services import with_readiness
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: metrics, port: 9100}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # messages name the file as given: m.yaml
+
+
+def load(tmp_path, text: str):
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(text).lstrip("\n"))
+    return load_model(["m.yaml"])
+
+
+def problems(tmp_path, text: str) -> list[str]:
+    with pytest.raises(InputError) as err:
+        load(tmp_path, text)
+    return err.value.problems
+
+
+def slice_doc(body: str, name: str = "ext-a", service: str = "ext") -> str:
+    return ("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+            f"metadata:\n  name: {name}\n  labels: {{kubernetes.io/service-name: {service}}}\n"
+            + textwrap.dedent(body))
+
+
+def service_port(plan, key: str, name: str):
+    svc = next(s for s in plan.services if s.key == key)
+    return next(p for p in svc.ports if p.name == name)
+
+
+# ------------------------------------------------------------------------------------ schema
+
+
+def test_slice_fields_checked_with_the_api_servers_words(tmp_path):
+    text = SERVICE + slice_doc("""\
+        addressType: IPv4
+        ports:
+        - {name: http, port: 0}
+        - {name: http, protocol: ICMP}
+        - {name: Bad_Name}
+        endpoints:
+        - addresses: []
+        - addresses: ["10.0.0.300"]
+        - addresses: ["127.0.0.1"]
+          conditions: {ready: yes please}
+        - addresses: ["10.244.0.9"]
+          hostname: Web.1
+        """)
+    assert problems(tmp_path, text) == [
+        "m.yaml:16: ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "m.yaml:17: ports[1].protocol: expected one of TCP, UDP, SCTP, got 'ICMP'",
+        "m.yaml:18: ports[2].name: " + naming_error("Bad_Name"),
+        "m.yaml:20: endpoints[0].addresses: Required value: must contain at least 1 address",
+        'm.yaml:21: endpoints[1].addresses[0]: Invalid value: "10.0.0.300": must be a valid IP address',
+        'm.yaml:22: endpoints[2].addresses[0]: Invalid value: "127.0.0.1": may not be in the loopback range '
+        "(127.0.0.0/8, ::1/128)",
+        "m.yaml:23: endpoints[2].conditions.ready: expected true or false, got 'yes please'",
+        "m.yaml:25: endpoints[3].hostname: " + naming_error("Web.1"),
+    ]
+
+
+def naming_error(value: str) -> str:
+    from kubenet_lab.manifests.values import dns_label
+    from kubenet_lab.manifests.fields import Invalid
+
+    try:
+        dns_label(value)
+    except Invalid as e:
+        return str(e)
+    raise AssertionError(f"{value} is a DNS label")
+
+
+def test_duplicate_port_names_are_refused(tmp_path):
+    text = SERVICE + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: http, port: 8080}, {name: http, port: 8081}]
+        """)
+    assert problems(tmp_path, text) == ['m.yaml:15: ports[1].name: Duplicate value: "http"']
+
+
+@pytest.mark.parametrize("family, why", [
+    ("IPv6", "IPv6 is not supported: kubenet-lab is a single-stack IPv4 cluster"),
+    ("FQDN", "FQDN is not supported: kube-proxy ignores FQDN slices"),
+    ("IPX", "expected one of IPv4, got 'IPX'"),
+])
+def test_address_types_other_than_ipv4_are_refused_clearly(tmp_path, family, why):
+    found = problems(tmp_path, SERVICE + slice_doc(f"addressType: {family}\n"))
+    assert len(found) == 1 and found[0].startswith(f"m.yaml:14: addressType: {why}")
+
+
+def test_address_type_is_required(tmp_path):
+    assert problems(tmp_path, SERVICE + slice_doc("endpoints: []\n")) == [
+        "m.yaml:9: addressType: required field is missing"]
+
+
+def test_an_ipv6_endpoint_address_is_refused(tmp_path):
+    found = problems(tmp_path, SERVICE + slice_doc("addressType: IPv4\nendpoints: [{addresses: ['fd00::1']}]\n"))
+    assert found == ['m.yaml:15: endpoints[0].addresses[0]: Invalid value: "fd00::1": must be an IPv4 address '
+                     "(kubenet-lab is a single-stack IPv4 cluster: its kube-proxy reads IPv4 slices only)"]
+
+
+@pytest.mark.parametrize("subsets, problem", [
+    ("- addresses: [{ip: 0.0.0.0}]\n",
+     'm.yaml:13: subsets[0].addresses[0].ip: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0, ::)'),
+    ("- addresses: [{ip: 169.254.1.1}]\n", 'm.yaml:13: subsets[0].addresses[0].ip: Invalid value: "169.254.1.1": '
+     "may not be in the link-local range (169.254.0.0/16, fe80::/10)"),
+    ("- addresses: [{ip: 10.1.2.3}]\n  ports: [{port: 80}, {name: b, port: 81}]\n",
+     "m.yaml:14: subsets[0].ports[0].name: Required value"),
+    ("- ports: [{name: a, port: 80}]\n",
+     "m.yaml:13: subsets[0]: Required value: must specify `addresses` or `notReadyAddresses`"),
+    ("- notReadyAddresses: [{ip: 10.1.2.3}]\n  ports: [{name: a}]\n",
+     "m.yaml:14: subsets[0].ports[0].port: required field is missing"),
+])
+def test_endpoints_subsets_checked(tmp_path, subsets, problem):
+    text = SERVICE + "---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: ext}\nsubsets:\n" + subsets
+    assert problems(tmp_path, text) == [problem]
+
+
+def test_model_keeps_the_slice_as_written_with_the_apis_defaults(tmp_path):
+    model = load(tmp_path, SERVICE + slice_doc("""\
+        addressType: IPv4
+        ports: [{port: 8080}]
+        endpoints:
+        - addresses: ["10.244.0.9"]
+          conditions: {serving: true}
+          nodeName: node1
+          hostname: web-0
+          targetRef: {kind: Pod, name: web-0}
+        """))
+    (sl,) = model.endpoint_slices
+    assert (sl.service, sl.address_type, sl.ports[0].name, sl.ports[0].protocol) == ("ext", "IPv4", "", "TCP")
+    (e,) = sl.endpoints
+    assert (e.ready, e.is_ready, e.serving, e.terminating, e.node_name, e.hostname, e.target_ref) == (
+        None, True, True, None, "node1", "web-0", ObjectRef("Pod", "", "web-0", ""))
+
+
+def test_warnings_say_what_becomes_of_slices_the_lab_does_not_use(tmp_path):
+    text = SERVICE + """\
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+""" + slice_doc("addressType: IPv4\n", name="web-mine", service="web") + """\
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-owned
+  labels: {kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}
+addressType: IPv4
+""" + slice_doc("addressType: IPv4\n", name="orphan", service="nothing") + """\
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web}
+"""
+    warnings = load(tmp_path, text).warnings
+    assert any("EndpointSlice/web-owned: ignored: Service default/web has a selector" in w for w in warnings)
+    assert any("EndpointSlice/web-mine: Service default/web has a selector: kube-proxy uses this slice's endpoints "
+               "as well" in w for w in warnings)
+    assert any("EndpointSlice/orphan: no Service default/nothing" in w for w in warnings)
+    assert any("Endpoints/web: ignored: Service default/web has a selector" in w for w in warnings)
+
+
+# ------------------------------------------------------------------------------------ planning
+
+PODS = """\
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers: [{name: c, image: nginx, ports: [{containerPort: 8080}]}]
+"""
+
+
+def test_a_selectorless_service_gets_exactly_its_slices_endpoints_port_by_name(tmp_path):
+    model = load(tmp_path, SERVICE + PODS + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: http, port: 8080}, {name: metrics, port: 9100}]
+        endpoints:
+        - addresses: ["10.244.0.50"]
+        - addresses: ["10.244.1.51"]
+          conditions: {ready: false}
+        """) + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: http, port: 8081}, {name: other, port: 7000}, {name: metrics, protocol: UDP, port: 9101}]
+        endpoints:
+        - addresses: ["192.0.2.10", "192.0.2.11"]
+          nodeName: node2
+        """, name="ext-b") + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: http, port: 9999}]
+        endpoints: [{addresses: ["192.0.2.99"]}]
+        """, name="not-ext", service="web"))
+    plan = make_plan(model, "t")
+    http = [(str(e.ip), e.port, e.ready, e.node) for e in service_port(plan, "default/ext", "http").endpoints]
+    assert http == [("10.244.0.50", 8080, True, ""), ("10.244.1.51", 8080, False, ""),
+                    ("192.0.2.10", 8081, True, "node2")]  # the first address of an endpoint only
+    metrics = [(str(e.ip), e.port) for e in service_port(plan, "default/ext", "metrics").endpoints]
+    assert metrics == [("10.244.0.50", 9100), ("10.244.1.51", 9100)]  # a UDP slice port is no TCP service port
+
+
+def test_an_unnamed_service_port_matches_the_unnamed_slice_port(tmp_path):
+    model = load(tmp_path, """\
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  ports: [{port: 80}]
+""" + slice_doc("""\
+        addressType: IPv4
+        ports: [{port: 8080}, {name: http, port: 9090}]
+        endpoints: [{addresses: ["10.244.0.50"]}]
+        """))
+    (port,) = next(s for s in make_plan(model, "t").services if s.key == "default/ext").ports
+    assert [(str(e.ip), e.port) for e in port.endpoints] == [("10.244.0.50", 8080)]
+
+
+def test_a_slice_endpoint_naming_a_pod_keeps_its_written_readiness(tmp_path):
+    model = load(tmp_path, SERVICE + PODS + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: http, port: 8080}]
+        endpoints:
+        - addresses: ["10.244.0.50"]
+          targetRef: {kind: Pod, name: web}
+        """))
+    plan = make_plan(model, "t")
+    (e,) = service_port(plan, "default/ext", "http").endpoints
+    assert e.pod == "default/web" and e.ready
+    # the pod not ready: the controller's Endpoints of a selecting Service would change; a written slice does not
+    (again,) = service_port(with_readiness(plan, {"default/web"}), "default/ext", "http").endpoints
+    assert again.ready
+
+
+def test_endpoints_are_mirrored_for_a_selectorless_service(tmp_path):
+    model = load(tmp_path, SERVICE + """\
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: ext, labels: {team: a}}
+subsets:
+- addresses: [{ip: 192.0.2.7, nodeName: node1}]
+  notReadyAddresses: [{ip: 192.0.2.8}]
+  ports: [{name: http, port: 8080}, {name: metrics, port: 9100}]
+- addresses: [{ip: 192.0.2.9}]
+  ports: [{name: http, port: 8080}, {name: metrics, port: 9100}]
+""")
+    plan = make_plan(model, "t")
+    http = [(str(e.ip), e.port, e.ready) for e in service_port(plan, "default/ext", "http").endpoints]
+    assert http == [("192.0.2.7", 8080, True), ("192.0.2.8", 8080, False), ("192.0.2.9", 8080, True)]
+    (mirror,) = plan.endpoint_slices  # both subsets have the same ports: one slice
+    assert mirror.name == naming.generate_name("ext", "EndpointSliceMirroring/default/ext", 0)
+    assert mirror.labels == {"team": "a", "kubernetes.io/service-name": "ext",
+                             "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"}
+    assert [(e.addresses, e.ready, e.node_name) for e in mirror.endpoints] == [
+        (("192.0.2.7",), True, "node1"), (("192.0.2.8",), False, None), (("192.0.2.9",), True, None)]
+    assert plan.endpoints[0].name == "ext"
+
+
+def test_endpoints_labelled_skip_mirror_give_no_endpoints(tmp_path):
+    model = load(tmp_path, SERVICE + """\
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: ext, labels: {endpointslice.kubernetes.io/skip-mirror: "true"}}
+subsets:
+- addresses: [{ip: 192.0.2.7}]
+  ports: [{name: http, port: 8080}]
+""")
+    plan = make_plan(model, "t")
+    assert service_port(plan, "default/ext", "http").endpoints == () and plan.endpoint_slices == ()
+    assert any("skip-mirror=true: not mirrored" in w for w in model.warnings)
+
+
+def test_a_selecting_service_ignores_controller_labelled_slices_and_adds_others(tmp_path):
+    model = load(tmp_path, """\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+""" + PODS + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: http, port: 8080}]
+        endpoints: [{addresses: ["192.0.2.1"]}]
+        """, name="extra", service="web") + """\
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-fake
+  labels: {kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: ["192.0.2.2"]}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web}
+subsets: [{addresses: [{ip: 192.0.2.3}], ports: [{name: http, port: 8080}]}]
+""")
+    plan = make_plan(model, "t")
+    web = plan.pod("default/web")
+    eps = [(str(e.ip), e.pod) for e in service_port(plan, "default/web", "http").endpoints]
+    assert sorted(eps) == sorted([(str(web.ip), "default/web"), ("192.0.2.1", "")])
+    assert [s.name for s in plan.endpoint_slices] == ["extra", "web-fake"]  # as written; the mirror makes none
+
+
+def test_the_controllers_slices_are_named_by_generate_name_and_grouped_by_ports(tmp_path):
+    model = load(tmp_path, """\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, labels: {app: web}}
+spec:
+  containers: [{name: c, image: nginx, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, labels: {app: web}}
+spec:
+  containers: [{name: c, image: nginx, ports: [{name: http, containerPort: 9090}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: none}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80}]
+""")
+    plan = make_plan(model, "t")
+    web = next(s for s in plan.services if s.name == "web")
+    slices = controller_slices(web, {})
+    assert [s.name for s in slices] == [naming.generate_name("web", "EndpointSlice/default/web", i) for i in (0, 1)]
+    assert all(len(s.name) == len("web-") + 5 and s.name[4:].isalnum() for s in slices)
+    assert sorted((s.ports[0].port, s.endpoints[0].target_ref.name) for s in slices) == [(8080, "a"), (9090, "b")]
+    assert slices[0].labels["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"
+    (placeholder,) = controller_slices(next(s for s in plan.services if s.name == "none"), {})
+    assert (placeholder.ports, placeholder.endpoints) == ((), ())
