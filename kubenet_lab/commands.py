@@ -23,6 +23,7 @@ RESOURCES = {
     "pods": "pods", "pod": "pods", "po": "pods",
     "services": "services", "service": "services", "svc": "services",
     "endpoints": "endpoints", "ep": "endpoints",
+    "endpointslices": "endpointslices", "endpointslice": "endpointslices",
     "deployments": "deployments", "deployment": "deployments", "deploy": "deployments",
     "replicasets": "replicasets", "replicaset": "replicasets", "rs": "replicasets",
     "replicationcontrollers": "replicationcontrollers", "replicationcontroller": "replicationcontrollers",
@@ -862,7 +863,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         allow_missing_template_keys: bool, watch: bool) -> None:
     """Show nodes, pods, services, endpoints or controllers, like kubectl get.
 
-    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), deployments
+    RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), endpointslices, deployments
     (deploy), replicasets (rs), replicationcontrollers (rc), statefulsets (sts), daemonsets (ds),
     jobs, configmaps (cm), secrets, events (ev), or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
     object; without, to a List of the objects (so a jsonpath template starts at `.items`). Labels
@@ -879,6 +880,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
       sudo kubenet-lab get events -A -w
       sudo kubenet-lab get pod client -o json
       sudo kubenet-lab get ep web -o yaml
+      sudo kubenet-lab get endpointslices -l kubernetes.io/service-name=web
       sudo kubenet-lab get pods -l app=web --show-labels
       sudo kubenet-lab get pods -l 'app in (web,api),tier!=db'
       sudo kubenet-lab get pods -o jsonpath='{.items[*].status.podIP}'
@@ -1047,8 +1049,16 @@ def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, lab
                        and (labels is None or labels.matches(output.labels_of(kind, n)))), key=lambda n: n.name)
     if kind == "pods":
         pool = plan.pods + plan.pending
-    elif kind in ("services", "endpoints"):
+    elif kind == "services":
         pool = plan.services
+    elif kind == "endpoints":
+        from .plan.endpointslices import endpoints_objects
+
+        pool = tuple(endpoints_objects(plan))
+    elif kind == "endpointslices":
+        from .plan.endpointslices import all_slices
+
+        pool = tuple(all_slices(plan))
     elif kind in output.CONFIG_KINDS:
         pool = tuple(c for c in plan.config_maps if c.kind == output.CONFIG_KINDS[kind])
     else:
@@ -1078,6 +1088,8 @@ def _object(plan, kind: str, obj, status: dict) -> dict:
         return output.service_object(plan, obj)
     if kind == "endpoints":
         return output.endpoints_object(plan, obj)
+    if kind == "endpointslices":
+        return output.endpointslice_object(plan, obj)
     if kind in output.CONFIG_KINDS:
         return output.config_map_object(plan, obj)
     return output.workload_object(plan, obj, status)
@@ -1094,6 +1106,8 @@ def _rows(plan, kind: str, items: list, status: dict, wide: bool, all_ns: bool):
         return output.service_rows(plan, items, wide, all_ns)
     if kind == "endpoints":
         return output.endpoint_rows(plan, items, wide, all_ns)
+    if kind == "endpointslices":
+        return output.endpointslice_rows(plan, items, wide, all_ns)
     if kind in output.CONFIG_KINDS:
         return output.config_map_rows(plan, items, all_ns)
     return output.workload_rows(plan, output.WORKLOAD_KINDS[kind], items, status, wide, all_ns)

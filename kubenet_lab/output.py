@@ -526,11 +526,21 @@ def endpoints_column(plan: Plan, s: PlannedService, limit: int = 3) -> str:
     return shown + (f" + {len(eps) - limit} more..." if len(eps) > limit else "")
 
 
-def endpoint_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
+def endpoint_rows(plan: Plan, services: list, wide: bool, all_ns: bool):
+    """The Endpoints table: those the controller makes of Services (PlannedService) and those
+    written (model Endpoints, for a Service without a selector)."""
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "ENDPOINTS", "AGE"]
     rows = [([s.namespace] if all_ns else []) + [s.name, endpoints_column(plan, s, limit=10 ** 6 if wide else 3),
-                                                  age(created_at(plan, f"Service/{s.key}"))] for s in services]
+                                                  age(created_at(plan, _endpoints_ref(s)))] for s in services]
     return headers, rows
+
+
+def _endpoints_ref(obj) -> str:
+    """The key the plan keeps an Endpoints' creation time under: its Service's for the
+    controller's, its own for a written one."""
+    from .model.objects import PlannedService
+
+    return f"Service/{obj.key}" if isinstance(obj, PlannedService) else f"Endpoints/{obj.key}"
 
 
 def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
@@ -542,6 +552,10 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
     here subsets come in the order of their first port in spec.ports, ports in spec.ports order.
     Addresses are sorted as Kubernetes sorts them: by IP as text, then by pod UID. A headless
     Service without ports has its selected pods in one subset without ports."""
+    from .model.objects import Endpoints
+
+    if isinstance(s, Endpoints):
+        return written_subsets(s)
     uids = {p.key: p.uid for p in plan.pods}
     hostnames = endpoint_hostnames(plan, s)
     if s.addresses:
@@ -583,12 +597,14 @@ def endpoint_subsets(plan: Plan, s: PlannedService) -> list[dict]:
 def _address(e, uids: Mapping[str, str], hostnames: Mapping[str, str]) -> dict:
     """A fresh EndpointAddress (each subset its own: YAML would print shared dicts as anchors),
     with the pod's hostname when the endpoints controller sets it (`hostnames`)."""
+    if not e.pod:  # an address of a written EndpointSlice that names no pod
+        return {"ip": str(e.ip), **({"nodeName": e.node} if e.node else {})}
     namespace, name = e.pod.split("/", 1)
     ref = {"kind": "Pod", "namespace": namespace, "name": name}
     if uids.get(e.pod):
         ref["uid"] = uids[e.pod]
     host = {"hostname": hostnames[e.pod]} if e.pod in hostnames else {}
-    return {"ip": str(e.ip), **host, "nodeName": e.node, "targetRef": ref}
+    return {"ip": str(e.ip), **host, **({"nodeName": e.node} if e.node else {}), "targetRef": ref}
 
 
 def endpoint_hostnames(plan: Plan, s: PlannedService) -> dict[str, str]:
@@ -598,16 +614,144 @@ def endpoint_hostnames(plan: Plan, s: PlannedService) -> dict[str, str]:
             if p.hostname and p.subdomain == s.name and p.namespace == s.namespace}
 
 
-def endpoints_object(plan: Plan, s: PlannedService) -> dict:
-    """The endpoints controller copies the Service's labels (and marks a headless one's)."""
+def written_subsets(ep) -> list[dict]:
+    """The subsets of a written Endpoints, as the API server returns them (protocol defaulted)."""
+    def address(a) -> dict:
+        out: dict = {"ip": a.ip}
+        if a.hostname:
+            out["hostname"] = a.hostname
+        if a.node_name:
+            out["nodeName"] = a.node_name
+        if a.target_ref:
+            out["targetRef"] = _object_ref(a.target_ref)
+        return out
+    subsets = []
+    for ss in ep.subsets:
+        subset: dict = {}
+        if ss.addresses:
+            subset["addresses"] = [address(a) for a in ss.addresses]
+        if ss.not_ready_addresses:
+            subset["notReadyAddresses"] = [address(a) for a in ss.not_ready_addresses]
+        if ss.ports:
+            subset["ports"] = [_slice_port(p, v1=True) for p in ss.ports]
+        subsets.append(subset)
+    return subsets
+
+
+def _object_ref(ref) -> dict:
+    return {k: v for k, v in (("kind", ref.kind), ("namespace", ref.namespace), ("name", ref.name),
+                              ("uid", ref.uid)) if v}
+
+
+def _slice_port(p, v1: bool = False) -> dict:
+    """An EndpointSlice's port (its name defaulted to "", shown), or with `v1` an Endpoints'
+    (an empty name left out)."""
+    out: dict = {"name": p.name} if p.name or not v1 else {}
+    if p.port is not None:
+        out["port"] = p.port
+    out["protocol"] = p.protocol
+    if p.app_protocol:
+        out["appProtocol"] = p.app_protocol
+    return out
+
+
+def endpoints_object(plan: Plan, s) -> dict:
+    """The endpoints controller copies the Service's labels (and marks a headless one's); a
+    written Endpoints is shown as written."""
+    from .model.objects import Endpoints
+
+    if isinstance(s, Endpoints):
+        meta = {"name": s.name, "namespace": s.namespace, "creationTimestamp": iso(created_at(plan, _endpoints_ref(s)))}
+        if s.labels:
+            meta["labels"] = dict(s.labels)
+        if s.annotations:
+            meta["annotations"] = dict(s.annotations)
+        return {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta, "subsets": written_subsets(s) or None}
     meta = {"name": s.name, "namespace": s.namespace, "creationTimestamp": iso(created_at(plan, f"Service/{s.key}"))}
     if labels := endpoints_labels(s):
         meta["labels"] = labels
     return {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta, "subsets": endpoint_subsets(plan, s)}
 
 
-def endpoints_labels(s: PlannedService) -> dict[str, str]:
+def endpoints_labels(s) -> dict[str, str]:
+    from .model.objects import Endpoints
+
+    if isinstance(s, Endpoints):
+        return dict(s.labels)
     return {**s.labels, **({"service.kubernetes.io/headless": ""} if s.headless else {})}
+
+
+# ------------------------------------------------------------------------------------------
+# EndpointSlices
+# ------------------------------------------------------------------------------------------
+
+
+def _more(items: list[str], limit: int = 3) -> str:
+    """kubectl's listWithMoreString: the first `limit`, `+ N more...`, <unset> for none."""
+    if not items:
+        return "<unset>"
+    shown = ",".join(items[:limit])
+    return shown + (f" + {len(items) - limit} more..." if len(items) > limit else "")
+
+
+def _slice_ref(sl) -> str:
+    """The key the plan keeps a slice's creation time under: its own for a written or mirrored
+    one, its Service's for the EndpointSlice controller's (made with it)."""
+    return f"EndpointSlice/{sl.key}"
+
+
+def _slice_created(plan: Plan, sl) -> float | None:
+    return plan.allocations.created.get(_slice_ref(sl)) or created_at(plan, f"Service/{sl.namespace}/{sl.service}")
+
+
+def endpointslice_rows(plan: Plan, slices: list, wide: bool, all_ns: bool):
+    """kubectl's EndpointSlice table (printEndpointSlice): NAME ADDRESSTYPE PORTS ENDPOINTS AGE;
+    PORTS the port numbers (`*` for a port without one), ENDPOINTS every address, ready or not."""
+    headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    rows = [([sl.namespace] if all_ns else [])
+            + [sl.name, sl.address_type, _more([str(p.port) if p.port is not None else (p.name or "*")
+                                                for p in sl.ports]),
+               _more([a for e in sl.endpoints for a in e.addresses]), age(_slice_created(plan, sl))]
+            for sl in slices]
+    return headers, rows
+
+
+def endpointslice_object(plan: Plan, sl) -> dict:
+    """An EndpointSlice as the API server returns it: a written one as written (the API's
+    defaults filled in), a controller's with its generateName and its Service as owner."""
+    meta: dict = {"name": sl.name, "namespace": sl.namespace}
+    made = bool(sl.owner)
+    if made:
+        meta["generateName"] = f"{sl.service}-"
+    meta["creationTimestamp"] = iso(_slice_created(plan, sl))
+    if sl.labels:
+        meta["labels"] = dict(sl.labels)
+    if sl.annotations:
+        meta["annotations"] = dict(sl.annotations)
+    if made:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": sl.owner, "name": sl.service,
+                                    "controller": True, "blockOwnerDeletion": True}]
+    uids = {p.key: p.uid for p in plan.pods}
+
+    def endpoint(e) -> dict:
+        out: dict = {"addresses": list(e.addresses)}
+        conditions = {k: v for k, v in (("ready", e.ready), ("serving", e.serving), ("terminating", e.terminating))
+                      if v is not None}
+        out["conditions"] = conditions
+        if e.hostname:
+            out["hostname"] = e.hostname
+        if e.node_name:
+            out["nodeName"] = e.node_name
+        if e.target_ref:
+            ref = _object_ref(e.target_ref)
+            if sl.owner == "Service" and ref.get("kind") == "Pod":
+                ref["uid"] = uids.get(f"{ref['namespace']}/{ref['name']}", "")
+                ref = {k: v for k, v in ref.items() if v}
+            out["targetRef"] = ref
+        return out
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+            "addressType": sl.address_type, "endpoints": [endpoint(e) for e in sl.endpoints] or None,
+            "ports": [_slice_port(p) for p in sl.ports] or None}
 
 
 # ------------------------------------------------------------------------------------------
@@ -1050,7 +1194,7 @@ def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
 FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "name", "wide", "yaml")
 # -o name: KIND[.GROUP]/NAME, as kubectl names each kind.
 NAME_PREFIXES = {"nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event",
-                 "configmaps": "configmap", "secrets": "secret"}
+                 "configmaps": "configmap", "secrets": "secret", "endpointslices": "endpointslice.discovery.k8s.io"}
 
 
 def name_prefix(kind: str) -> str:

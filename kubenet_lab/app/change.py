@@ -35,13 +35,16 @@ KINDS = {
     **dict.fromkeys(("node", "nodes", "no"), "Node"),
     **dict.fromkeys(("configmap", "configmaps", "cm"), "ConfigMap"),
     **dict.fromkeys(("secret", "secrets"), "Secret"),
+    **dict.fromkeys(("endpointslice", "endpointslices", "endpointslice.discovery.k8s.io"), "EndpointSlice"),
+    **dict.fromkeys(("endpoints", "ep"), "Endpoints"),
 }
 SCALABLE = ("Deployment", "ReplicaSet", "ReplicationController", "StatefulSet")
 # The plural kubectl names a kind by in "not found" messages.
 PLURALS = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps", "ReplicaSet": "replicasets.apps",
            "ReplicationController": "replicationcontrollers", "StatefulSet": "statefulsets.apps",
            "DaemonSet": "daemonsets.apps", "Job": "jobs.batch", "Namespace": "namespaces", "Node": "nodes",
-           "ConfigMap": "configmaps", "Secret": "secrets"}
+           "ConfigMap": "configmaps", "Secret": "secrets", "EndpointSlice": "endpointslices.discovery.k8s.io",
+           "Endpoints": "endpoints"}
 
 
 @dataclass

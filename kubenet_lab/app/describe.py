@@ -225,12 +225,17 @@ def _pod(lab: str, plan: Plan, status: dict, namespace: str, name: str) -> str:
 
 
 def _service(lab: str, plan: Plan, namespace: str, name: str, endpoints_only: bool = False) -> str:
+    if endpoints_only:  # the controller's of a selecting Service, or one written
+        from ..plan.endpointslices import endpoints_objects
+
+        obj = next((e for e in endpoints_objects(plan) if e.namespace == namespace and e.name == name), None)
+        if obj is None:
+            raise _not_found("endpoints", name)
+        return text.describe_endpoints(output.endpoints_object(plan, obj), event_rows(lab, "Endpoints", namespace, name))
     svc = next((s for s in plan.services if s.namespace == namespace and s.name == name), None)
     if svc is None:
-        raise _not_found("endpoints" if endpoints_only else "services", name)
+        raise _not_found("services", name)
     endpoints = output.endpoints_object(plan, svc)
-    if endpoints_only:
-        return text.describe_endpoints(endpoints, event_rows(lab, "Endpoints", namespace, name))
     events = event_rows(lab, "Service", namespace, name)
     rules = live.all_node_rules([(n.name, n.netns) for n in plan.nodes], plan.cluster.kube_proxy_mode)
     network = netview.service_network(rules, namespace, name)

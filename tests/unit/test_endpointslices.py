@@ -2,6 +2,7 @@
 of them for Services without a selector (kube-proxy's matching, the mirroring controller)."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -371,3 +372,149 @@ spec:
     assert slices[0].labels["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"
     (placeholder,) = controller_slices(next(s for s in plan.services if s.name == "none"), {})
     assert (placeholder.ports, placeholder.endpoints) == ((), ())
+
+
+# ------------------------------------------------------------------------------------ get
+
+GET_LAB = "unitslices"
+
+
+@pytest.fixture
+def get(tmp_path, monkeypatch):
+    """`get` on a plan of the manifests given, planted in a temporary state directory."""
+    from click.testing import CliRunner
+
+    from kubenet_lab.cli import main
+    from kubenet_lab.fabric import state
+
+    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path / "state"))
+    monkeypatch.setenv("KUBENET_LAB_WARM", "0")
+    runner = CliRunner()
+
+    def run(text: str, *args: str):
+        plan = make_plan(load(tmp_path, text), GET_LAB)
+        state.save_plan(plan)
+        result = runner.invoke(main, ["--lab", GET_LAB, "get", *args], catch_exceptions=False)
+        return plan, result
+    return run
+
+
+MIXED = SERVICE + slice_doc("""\
+    addressType: IPv4
+    ports: [{name: http, port: 8080}, {name: metrics, port: 9100}, {name: a, port: 1}, {name: b}]
+    endpoints:
+    - addresses: ["10.244.0.50"]
+    - addresses: ["10.244.0.51"]
+      conditions: {ready: false}
+    - addresses: ["10.244.0.52", "10.244.0.53"]
+    """) + """\
+---
+apiVersion: v1
+kind: Service
+metadata: {name: only-slices}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mirrored}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: mirrored}
+subsets:
+- addresses: [{ip: 192.0.2.7}]
+  notReadyAddresses: [{ip: 192.0.2.8}]
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: idle}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80}]
+""" + PODS
+
+
+def test_get_endpointslices_lists_written_mirrored_and_controller_slices_as_kubectl_does(get):
+    plan, result = get(MIXED, "endpointslices")
+    rows = [re.split(r"\s{3,}", line.strip()) for line in result.output.splitlines()]
+    assert rows[0] == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    web_ip = str(plan.pod("default/web").ip)
+    by_name = {r[0]: r[1:4] for r in rows[1:]}
+    mirror = naming.generate_name("mirrored", "EndpointSliceMirroring/default/mirrored", 0)
+    assert by_name == {
+        # ports by number (`b` has none: its name), the first three; every address, ready or not
+        "ext-a": ["IPv4", "8080,9100,1 + 1 more...", "10.244.0.50,10.244.0.51,10.244.0.52 + 1 more..."],
+        mirror: ["IPv4", "8080", "192.0.2.7,192.0.2.8"],
+        naming.generate_name("web", "EndpointSlice/default/web", 0): ["IPv4", "8080", web_ip],
+        naming.generate_name("idle", "EndpointSlice/default/idle", 0): ["IPv4", "<unset>", "<unset>"],
+    }
+
+
+def test_get_endpointslice_yaml_as_written_and_as_the_controllers_make_them(get):
+    import yaml
+
+    plan, result = get(MIXED, "endpointslices", "-o", "json")
+    items = {i["metadata"]["name"]: i for i in json_items(result.output)}
+    ext = items["ext-a"]
+    assert (ext["apiVersion"], ext["kind"], ext["addressType"]) == ("discovery.k8s.io/v1", "EndpointSlice", "IPv4")
+    assert "generateName" not in ext["metadata"] and "ownerReferences" not in ext["metadata"]
+    assert ext["endpoints"][:2] == [{"addresses": ["10.244.0.50"], "conditions": {}},
+                                    {"addresses": ["10.244.0.51"], "conditions": {"ready": False}}]
+    assert ext["ports"][3] == {"name": "b", "protocol": "TCP"}
+    web = next(i for n, i in items.items() if n.startswith("web-"))
+    assert web["metadata"]["generateName"] == "web-"
+    assert web["metadata"]["ownerReferences"][0]["kind"] == "Service"
+    assert web["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"
+    (endpoint,) = web["endpoints"]
+    assert endpoint["conditions"] == {"ready": True, "serving": True, "terminating": False}
+    assert endpoint["targetRef"] == {"kind": "Pod", "namespace": "default", "name": "web",
+                                     "uid": plan.pod("default/web").uid}
+    assert web["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    mirror = next(i for n, i in items.items() if n.startswith("mirrored-"))
+    assert mirror["metadata"]["ownerReferences"][0]["kind"] == "Endpoints"
+    assert [e["conditions"] for e in mirror["endpoints"]] == [{"ready": True}, {"ready": False}]
+    assert yaml.safe_load(get(MIXED, "endpointslices", "ext-a", "-o", "yaml")[1].output)["metadata"]["name"] == "ext-a"
+
+
+def json_items(text: str) -> list[dict]:
+    import json
+
+    return json.loads(text)["items"]
+
+
+def test_get_ep_shows_written_endpoints_and_none_for_a_selectorless_service_without_them(get):
+    _, result = get(MIXED, "ep")
+    names = [line.split()[0] for line in result.output.splitlines()[1:]]
+    # kubectl lists Endpoints objects: the controller's for selecting Services, and those written
+    assert names == ["idle", "kubernetes", "mirrored", "web"]
+    mirrored = next(line for line in result.output.splitlines() if line.startswith("mirrored "))
+    assert mirrored.split()[1] == "192.0.2.7:8080"  # the ready addresses
+    _, result = get(MIXED, "ep", "mirrored", "-o", "json")
+    import json
+
+    assert json.loads(result.output)["subsets"] == [{"addresses": [{"ip": "192.0.2.7"}],
+                                                     "notReadyAddresses": [{"ip": "192.0.2.8"}],
+                                                     "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]
+    _, result = get(MIXED, "ep", "only-slices")
+    assert result.exit_code == 1 and 'endpoints "only-slices" not found' in result.output
+
+
+def test_describe_ep_shows_the_written_endpoints(get, tmp_path):
+    from click.testing import CliRunner
+
+    from kubenet_lab.cli import main
+
+    get(MIXED, "ep")  # plants the plan
+    out = CliRunner().invoke(main, ["--lab", GET_LAB, "describe", "ep", "mirrored"], catch_exceptions=False).output
+    assert "Addresses:          192.0.2.7\n" in out and "NotReadyAddresses:  192.0.2.8\n" in out
