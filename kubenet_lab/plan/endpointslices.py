@@ -24,8 +24,8 @@ from typing import Iterable
 
 from . import naming
 from ..model.objects import (MANAGED_BY_LABEL, MIRRORING_CONTROLLER, SERVICE_NAME_LABEL, SKIP_MIRROR_LABEL,
-                             SLICE_CONTROLLER, Endpoint, Endpoints, EndpointSlice, Model, ObjectRef, Plan, PlannedService,
-                             Service, SliceEndpoint, SlicePort)
+                             SLICE_CONTROLLER, Endpoint, Endpoints, EndpointSlice, Model, ObjectRef, Plan, PlannedPod,
+                             PlannedService, Service, SliceEndpoint, SlicePort)
 
 MAX_ENDPOINTS_PER_SLICE = 100  # the EndpointSlice controller's --max-endpoints-per-slice default
 MAX_MIRRORED_PER_SLICE = 1000  # the mirroring controller's --mirroring-max-endpoints-per-subset default
@@ -102,7 +102,7 @@ def port_endpoints(slices: Iterable[EndpointSlice], name: str | None, protocol: 
 
 def merged(*groups: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
     """Endpoints of several sources, one per address:port (a ready one first), sorted."""
-    found: dict[tuple, Endpoint] = {}
+    found: dict[tuple[IPv4Address, int], Endpoint] = {}
     for group in groups:
         for e in group:
             key = (e.ip, e.port)
@@ -116,7 +116,7 @@ def controller_slices(svc: PlannedService, hostnames: dict[str, str]) -> tuple[E
     endpoints grouped by the port numbers their ports resolve to (a named targetPort may differ
     from pod to pod), at most MAX_ENDPOINTS_PER_SLICE each; a Service that selects nothing still
     has one empty slice. `hostnames`: pod key -> the hostname its endpoint carries."""
-    by_pod: dict[str, dict] = {}
+    by_pod: dict[str, dict[tuple[str, str, str | None], int]] = {}  # pod -> (name, protocol, app) -> port
     endpoint_of: dict[str, Endpoint] = {}
     for port in svc.ports:
         for e in port.endpoints:
@@ -140,18 +140,19 @@ def controller_slices(svc: PlannedService, hostnames: dict[str, str]) -> tuple[E
     labels = {**svc.labels, SERVICE_NAME_LABEL: svc.name, MANAGED_BY_LABEL: SLICE_CONTROLLER,
               **({"service.kubernetes.io/headless": ""} if svc.headless else {})}
     out, index = [], 0
-    for ports, members in groups.items():
+    for group_ports, members in groups.items():
         members.sort(key=lambda m: (m.addresses[0], m.target_ref.name if m.target_ref else ""))
         for start in range(0, max(len(members), 1), MAX_ENDPOINTS_PER_SLICE):
             out.append(EndpointSlice(
                 namespace=svc.namespace, name=naming.generate_name(svc.name, f"EndpointSlice/{svc.key}", index),
-                address_type="IPv4", endpoints=tuple(members[start:start + MAX_ENDPOINTS_PER_SLICE]), ports=ports,
+                address_type="IPv4", endpoints=tuple(members[start:start + MAX_ENDPOINTS_PER_SLICE]),
+                ports=group_ports,
                 labels=labels, owner="Service"))
             index += 1
     return tuple(out)
 
 
-def hostnames(pods: Iterable, svc: PlannedService) -> dict[str, str]:
+def hostnames(pods: Iterable[PlannedPod], svc: PlannedService) -> dict[str, str]:
     """Pod key -> the hostname its endpoint carries: spec.hostname of a pod whose spec.subdomain
     names the Service, in its namespace (the controllers' ShouldSetHostname)."""
     return {p.key: p.hostname for p in pods if p.hostname and p.subdomain == svc.name and p.namespace == svc.namespace}
@@ -168,7 +169,7 @@ def all_slices(plan: Plan) -> list[EndpointSlice]:
     return out
 
 
-def endpoints_objects(plan: Plan) -> list:
+def endpoints_objects(plan: Plan) -> list[PlannedService | Endpoints]:
     """Every Endpoints object the lab's API would hold: the endpoints controller's for each Service
     with a selector (and the API server's for default/kubernetes), as PlannedServices, and the
     written ones of any other name."""
