@@ -73,3 +73,19 @@ def test_up_again_keeps_the_ports_and_an_out_of_range_node_port_is_refused(lab, 
             "range. The range of valid ports is 30100-30110") in result.stderr
     assert node_ports(lab) == before
     assert ask(lab, "node1", 30100) == "web"
+
+
+def test_apply_allocates_from_the_running_labs_range(lab, tmp_path):
+    late = tmp_path / "late.yaml"
+    late.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: late}\nspec:\n  type: NodePort\n"
+                    "  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    lab("apply", "-f", str(late))
+    assert node_ports(lab)["late"] == 30102  # the Cluster object the lab holds still says 30100-30110
+    assert wait_for(lambda: ask(lab, "node2", 30102) == "web", "external -> node2:30102", timeout=20)
+    late.write_text(late.read_text().replace("targetPort: 8080}", "targetPort: 8080, nodePort: 30000}")
+                    .replace("name: late}", "name: late-low}"))
+    result = lab("apply", "-f", str(late), check=False)
+    assert result.returncode == 2, result.stderr
+    assert (f"{late}:7: spec.ports[0].nodePort: Invalid value: 30000: provided port is not in the valid range. "
+            "The range of valid ports is 30100-30110") in result.stderr
+    assert "late-low" not in node_ports(lab)
