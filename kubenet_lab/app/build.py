@@ -220,7 +220,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
     changed = {ns for ns, pod in desired_pods.items() if ns in actual and ns in before and before[ns].uid != pod.uid}
     stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed | (half_built & set(actual))
     nodes_changed = previous is None or [(n.name, n.ip, n.pod_cidr) for n in previous.nodes] != \
-        [(n.name, n.ip, n.pod_cidr) for n in plan.nodes]
+        [(n.name, n.ip, n.pod_cidr) for n in plan.nodes] or \
+        previous.cluster.kube_proxy_mode != plan.cluster.kube_proxy_mode  # its sysctls (netlink.proxy_sysctls)
     new_lab = not actual
     made: list[str] = []
     launcher = None

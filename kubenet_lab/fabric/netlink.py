@@ -54,6 +54,16 @@ NODE_SYSCTLS = {
     # tokens, and would then send none.
     "net/ipv4/icmp_ratemask": str(0x1818 & ~(1 << 3)),
 }
+
+
+def proxy_sysctls(mode: str) -> dict[str, str]:
+    """What kube-proxy sets in its node for `mode`: in iptables mode (localhostNodePorts, its
+    default) route_localnet, so that a NodePort answers on 127.0.0.1 (the KUBE-FIREWALL rule
+    guards the hole it opens, proxy/iptables.py); nftables mode has no localhost NodePorts and
+    leaves it off."""
+    return {"net/ipv4/conf/all/route_localnet": "1" if mode == "iptables" else "0"}
+
+
 # Below this many pods per worker a fork costs more than it saves.
 MIN_PODS_PER_WORKER = 16
 
@@ -235,7 +245,7 @@ def ensure_nodes(plan: Plan) -> None:
         for node in plan.nodes:
             netns.ensure(node.netns)
             with in_netns(node.netns):
-                write_sysctls(NODE_SYSCTLS)
+                write_sysctls({**NODE_SYSCTLS, **proxy_sysctls(plan.cluster.kube_proxy_mode)})
                 nl = stack.enter_context(rtnl.Rtnl())
             try:
                 _ensure_node(nl, under, bridge, node, plan, mark)

@@ -24,7 +24,7 @@ MASQ_MARK = "0x4000"
 LARGE_CLUSTER_ENDPOINTS = 1000
 
 FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD",
-                 "KUBE-PROXY-FIREWALL")
+                 "KUBE-PROXY-FIREWALL", "KUBE-FIREWALL")
 NAT_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-MARK-MASQ", "KUBE-POSTROUTING")
 
 _NEW = "-m conntrack --ctstate NEW "
@@ -43,16 +43,25 @@ JUMPS = (
     ("nat", "OUTPUT", "", "kubernetes service portals", "KUBE-SERVICES"),
     ("nat", "PREROUTING", "", "kubernetes service portals", "KUBE-SERVICES"),
     ("nat", "POSTROUTING", "", "kubernetes postrouting rules", "KUBE-POSTROUTING"),
+    # kubelet's own chain, which kube-proxy ensures after its own (iptablesKubeletJumpChains):
+    # no comment, and first in INPUT and OUTPUT.
+    ("filter", "INPUT", "", "", "KUBE-FIREWALL"),
+    ("filter", "OUTPUT", "", "", "KUBE-FIREWALL"),
 )
 
 
 def jump_lines(table: str) -> list[str]:
-    return [f'-I {chain} 1 {extra}-m comment --comment "{comment}" -j {target}'
+    return [f'-I {chain} 1 {extra}' + (f'-m comment --comment "{comment}" ' if comment else "") + f"-j {target}"
             for t, chain, extra, comment, target in JUMPS if t == table]
 
 
 def _static_filter() -> list[str]:
     return [
+        # localhostNodePorts (kube-proxy's default in iptables mode) needs route_localnet in the
+        # node (fabric/netlink.proxy_sysctls), which would let a neighbour reach the node's
+        # 127.0.0.1: this rule, kubelet's too, keeps such packets out (kubernetes issue 90259).
+        '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
+        "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
         "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" '
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",

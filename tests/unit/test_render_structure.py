@@ -48,6 +48,21 @@ def test_iptables_matches_kube_proxy_for_its_own_test_services():
     assert services[-1].endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
 
 
+def test_iptables_has_localhost_nodeports_and_kubelets_guard_as_kube_proxy_writes_them():
+    """localhostNodePorts (kube-proxy's default): the NodePorts rule matches 127.0.0.0/8 too (no
+    `! -d 127.0.0.0/8`), and kubelet's KUBE-FIREWALL chain, first in INPUT and OUTPUT, drops what
+    route_localnet would let in (TestOverallIPTablesRules' filter table, kube-proxy v1.33)."""
+    text = render_iptables(kube_proxy_plan(), "node1")
+    filt = text.split("*filter")[1].split("COMMIT")[0].strip().splitlines()
+    assert ":KUBE-FIREWALL - [0:0]" in filt
+    assert ('-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
+            "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP") in filt
+    jumps = [l for l in filt if l.startswith("-I ")]
+    # prepended last, so first in their chains, with no comment
+    assert jumps[-2:] == ["-I INPUT 1 -j KUBE-FIREWALL", "-I OUTPUT 1 -j KUBE-FIREWALL"]
+    assert "127.0.0.0/8" not in text.split("*nat")[1]
+
+
 def test_nftables_matches_kube_proxy_for_its_own_test_services():
     text = render_nftables(kube_proxy_plan(), "node1").splitlines()  # kube-proxy's form by default
     for line in (  # from kube-proxy's TestOverallNFTablesRules expectations
