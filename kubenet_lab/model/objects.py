@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Mapping
+from typing import Any, Mapping
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 # With no Node objects the lab has these two nodes.
@@ -495,7 +495,7 @@ class Workload:
     template_labels: Mapping[str, str]
     template: PodSpec
     # The template as the manifest wrote it (plain data), for the pod-template-hash.
-    template_raw: Mapping = field(default_factory=dict)
+    template_raw: Mapping[str, Any] = field(default_factory=dict)
     origin: Origin | None = None
     # StatefulSet: its governing Service (the pods' subdomain), first ordinal, pod management.
     service_name: str | None = None

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import InputError
 from . import ipam, naming, replicas, rollout, scheduling
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Protocol
 
 from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_containers, pod_fields,
                          resolve_pod)
@@ -20,7 +20,8 @@ from .podfiles import fqdn_error, parse_resolv_conf
 from .configs import Configs, made_secrets, with_configs
 from .security import confine_pod
 from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
-                    PlannedNode, PlannedPod, PlannedWorkload, Pod, PodSpec, RunHttp, Service, Toleration, Workload)
+                    PlannedNode, PlannedPod, PlannedService, PlannedWorkload, Pod, PodSpec, RunHttp, Service,
+                    ServicePort, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .immutable import check_unchanged
@@ -118,6 +119,7 @@ def _pool_collisions(cluster: ClusterConfig, node_ips: Mapping[str, IPv4Address]
     external client's replies would never come back. Checked here, not with the manifests'
     schema, because how many nodes there are (and which address each keeps from the previous
     plan) is known only now."""
+    assert cluster.lb_pool is not None  # the caller checks only a lab with a pool
     first, last = cluster.lb_pool
     subnet = cluster.node_subnet
     ours = [(ip, f"node {name}") for name, ip in sorted(node_ips.items(), key=lambda kv: kv[1])]
@@ -291,7 +293,7 @@ def deployment_sets(model: Model, previous: Plan | None, not_ready: frozenset[st
     alloc = previous.allocations if previous else Allocations()
     ready: dict[str, int] = {}
     for p in previous.pods if previous else ():
-        if (p.owner or "").startswith("ReplicaSet/") and p.key not in not_ready:
+        if p.owner is not None and p.owner.startswith("ReplicaSet/") and p.key not in not_ready:
             key = f"{p.namespace}/{p.owner.split('/', 1)[1]}"
             ready[key] = ready.get(key, 0) + 1
     return rollout.plan_sets([w for w in model.workloads if w.kind == "Deployment"], alloc.rs_sizes,
@@ -351,7 +353,7 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
     capacity = {n.name: ipam.pod_capacity(n.pod_cidr) for n in nodes}
     count = {n.name: 0 for n in nodes}
     by_name = {n.name: n for n in nodes}
-    needs_ip = {}
+    needs_ip: dict[str, int] = {}  # node -> its pods that take an address from its podCIDR
     placed: dict[str, str] = {}
     pending: dict[str, str] = {}
     others = scheduling.Placed()
@@ -404,7 +406,8 @@ def schedule(pods: list[Pod], nodes: tuple[PlannedNode, ...], previous: Plan | N
         if not fits:
             tally: dict[str, int] = {}
             for reason in reasons.values():
-                tally[reason] = tally.get(reason, 0) + 1  # type: ignore[index]
+                if reason is not None:  # (none is: no node fits)
+                    tally[reason] = tally.get(reason, 0) + 1
             pending[pod.key] = scheduling.failed_scheduling(tally, len(nodes))
             continue
         best = min(fits, key=lambda n: (-scheduling.score(pod, n, others), count[n.name], n.index))
@@ -431,7 +434,8 @@ def pod_uid(pod: Pod, node: str, ip: IPv4Address, specs: dict[int, tuple[PodSpec
 
 
 def assign_addresses(pods: list[Pod], placed: dict[str, str], nodes: tuple[PlannedNode, ...],
-                     previous: Allocations) -> dict[str, IPv4Address]:
+                     previous: Allocations) -> tuple[dict[str, IPv4Address], dict[str, str]]:
+    """(pod key -> its address, node -> the last address its host-local pool handed out)."""
     pools = {n.name: ipam.HostLocal(n.pod_cidr, last_reserved=_addr(previous.last_reserved.get(n.name)))
              for n in nodes}
     by_name = {n.name: n for n in nodes}
@@ -453,16 +457,16 @@ def _addr(text: str | None) -> IPv4Address | None:
     return IPv4Address(text) if text else None
 
 
-def _targets(pod: Pod, services: tuple[Service, ...]):
+def _targets(pod: Pod, services: tuple[Service, ...]) -> Iterator[tuple[int | None, str, ServicePort]]:
     """(target port, protocol, Service port) of each Service port selecting the pod; a named
     targetPort resolved through the pod's declared container (and sidecar) ports of the Service
     port's protocol (None when none has it), as the EndpointSlice controller resolves it."""
     named: dict[tuple[str, str], int] = {}
     sidecars = (c for c in pod.spec.init_containers if c.restart_policy == "Always")
     for c in (*pod.spec.containers, *sidecars):
-        for p in c.ports:
-            if p.name:
-                named.setdefault((p.name, p.protocol), p.container_port)
+        for cp in c.ports:
+            if cp.name:
+                named.setdefault((cp.name, cp.protocol), cp.container_port)
     for svc in services:
         if svc.namespace != pod.namespace or not svc.selector or not LabelSelector(dict(svc.selector)).matches(
                 pod.labels):
@@ -476,7 +480,8 @@ def wanted_ports(pod: Pod, services: tuple[Service, ...]) -> list[Port]:
     """The ports something in the pod must listen on for its Services and probes to work: each
     numeric targetPort (or port) of a Service selecting it, and each numeric probe port."""
     wanted: list[Port] = [(port, proto) for port, proto, p in _targets(pod, services)
-                          if isinstance(p.target_port if p.target_port is not None else p.port, int)]
+                          if port is not None and isinstance(p.target_port if p.target_port is not None else p.port,
+                                                             int)]
     wanted += [(port, "TCP") for c in pod.spec.containers for port in c.probe_ports]
     return wanted
 
@@ -521,7 +526,8 @@ def heard_ports(running: PlannedPod | None) -> list[Port]:
 
 def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: Plan | None,
               has_program: Callable[[str], bool] | None = None,
-              indices: Mapping[str, tuple[int, ...]] | None = None):
+              indices: Mapping[str, tuple[int, ...]] | None = None
+              ) -> tuple[tuple[PlannedPod, ...], dict[str, str], dict[str, str], tuple[PendingPod, ...]]:
     pods = all_pods(model, nodes, indices)
     placed, why_pending = schedule(pods, nodes, previous)
     pending = tuple(PendingPod(p.namespace, p.name, dict(p.labels), p.owner,
@@ -539,12 +545,13 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     configs = Configs(model.config_maps + made_secrets(model))
     for pod in pods:
         node = placed[pod.key]
-        veth = None
+        veth: str | None = None
         if not pod.spec.host_network:
             attempt = 0
-            while (veth := naming.pod_host_veth(lab, pod.namespace, pod.name, attempt)) in veths[node]:
+            while (candidate := naming.pod_host_veth(lab, pod.namespace, pod.name, attempt)) in veths[node]:
                 attempt += 1
-            veths[node].add(veth)
+            veths[node].add(candidate)
+            veth = candidate
         uid = pod_uid(pod, node, ips[pod.key], specs)
         running = before.get(pod.key)
         running = running if running is not None and running.uid == uid else None
@@ -579,8 +586,18 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
     return tuple(planned), pod_ips, last_reserved, pending
 
 
-def creation_times(previous: Plan | None, now: float | None, services, workloads, pods, pending,
-                   config_maps=()) -> dict[str, float]:
+class _Object(Protocol):
+    """An API object as creation_times names it: KIND/namespace/name."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+def creation_times(previous: Plan | None, now: float | None, services: Iterable[PlannedService],
+                   workloads: Iterable[PlannedWorkload], pods: Collection[PlannedPod],
+                   pending: Iterable[PendingPod], config_maps: Iterable[_Object] = ()) -> dict[str, float]:
     """Each object's creation time: the one it had, else `now` (None: none known). A pod made
     anew (its uid changed: a new spec, node or address) is a new object with a new time; one
     that waited unscheduled keeps the time it was created at."""
@@ -588,7 +605,8 @@ def creation_times(previous: Plan | None, now: float | None, services, workloads
     uids = {p.key: p.uid for p in previous.pods} if previous else {}
     renewed = {f"Pod/{p.key}" for p in pods if p.key in uids and uids[p.key] != p.uid}
     refs = ([f"Service/{s.key}" for s in services] + [f"{w.kind}/{w.key}" for w in workloads]
-            + [f"Pod/{p.key}" for p in (*pods, *pending)] + [f"{c.kind}/{c.key}" for c in config_maps])
+            + [f"Pod/{p.key}" for p in pods] + [f"Pod/{p.key}" for p in pending]
+            + [f"{c.kind}/{c.key}" for c in config_maps])
     out = {}
     for ref in refs:
         when = now if ref in renewed else before.get(ref, now)

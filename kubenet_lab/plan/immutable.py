@@ -27,7 +27,7 @@ CLUSTER_FIXED = (("podSubnet", "pod_subnet", "its nodes' podCIDRs and its pods' 
 
 
 def _selector_json(selector: LabelSelector) -> str:
-    data: dict = {}
+    data: dict[str, object] = {}
     if selector.match_labels:
         data["matchLabels"] = dict(selector.match_labels)
     if selector.match_expressions:

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 from ipaddress import IPv4Address
-from typing import Collection, Iterable
+from typing import Collection, Iterable, TypedDict
 
 from ..errors import InputError
 from . import endpointslices, ipam
 from ..model.objects import (at, Allocations, Endpoint, LabelSelector, Model, Plan, PlannedPod, PlannedService,
-                    PlannedServicePort, Service)
+                    PlannedServicePort, Service, ServicePort)
 
 DNS_SERVICE = "kube-system/kube-dns"
 KUBERNETES_SERVICE = "default/kubernetes"
 
 
-def port_key(svc: Service, port) -> str:
+def port_key(svc: Service, port: ServicePort) -> str:
     return f"{svc.key}:{port.port}/{port.protocol}"
 
 
@@ -75,7 +75,7 @@ def allocates_node_ports(svc: Service) -> bool:
     return svc.type == "NodePort" or (svc.type == "LoadBalancer" and svc.allocate_load_balancer_node_ports)
 
 
-def endpoints_for(svc: Service, port, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
+def endpoints_for(svc: Service, port: ServicePort, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
     target = port.target_port if port.target_port is not None else port.port
     eps = []
     for pod in selected(svc, pods):
@@ -148,7 +148,16 @@ class _ClusterIPs:
         return IPv4Address(addr)
 
 
-def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocations):
+class ServiceAllocations(TypedDict):
+    """The Services' share of the plan's Allocations (its fields of these names)."""
+
+    cluster_ips: dict[str, str]
+    node_ports: dict[str, int]
+    lb_ips: dict[str, str]
+
+
+def plan_services(model: Model, pods: tuple[PlannedPod, ...],
+                  previous: Allocations) -> tuple[tuple[PlannedService, ...], ServiceAllocations]:
     problems: list[str] = []
     ips = _ClusterIPs(model, previous)
     services = [s for s in model.services if s.type != "ExternalName"]
@@ -181,7 +190,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                   for p in svc.ports if not p.node_port and port_key(svc, p) in previous.node_ports}
     for svc in wants_np:
         # The ports' own nodePorts, then the health check's: one allocator hands out both.
-        asked = [(f"spec.ports[{i}].nodePort", p.node_port, port_key(svc, p), p.port) for i, p in enumerate(svc.ports)]
+        asked: list[tuple[str, int | None, str | None, int | None]] = [
+            (f"spec.ports[{i}].nodePort", p.node_port, port_key(svc, p), p.port) for i, p in enumerate(svc.ports)]
         asked.append(("spec.healthCheckNodePort", svc.health_check_node_port, None, None))
         for path, number, key, port in asked:
             if number:
@@ -199,7 +209,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
                     continue
                 node_ports.take(number)
                 np_owner[number] = (svc.key, port)
-                if key is not None:
+                if key is not None and port is not None:  # a port's (the health check's has neither)
                     assigned_np[key] = number
                     shared_np.setdefault((svc.key, port), number)
     # The ports that had a NodePort first, so that each keeps it; then the new ones. Ports of a
@@ -260,14 +270,15 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...], previous: Allocati
             load_balancer_class=svc.load_balancer_class, health_check_node_port=svc.health_check_node_port,
             load_balancer_source_ranges=tuple(svc.load_balancer_source_ranges),
             traffic_distribution=svc.traffic_distribution, addresses=portless_addresses(svc, pods)))
-    alloc = dict(
+    alloc = ServiceAllocations(
         cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
         node_ports=assigned_np,
         lb_ips={k: str(v) for k, v in lb_ips.items()})
     return tuple(planned), alloc
 
 
-def _lb_ips(model: Model, services: list[Service], previous: Allocations, problems: list[str]):
+def _lb_ips(model: Model, services: list[Service], previous: Allocations,
+            problems: list[str]) -> dict[str, IPv4Address]:
     pool = model.cluster.lb_pool or ipam.default_lb_pool(model.cluster.node_subnet)
     alloc = ipam.Sequential(int(pool[0]), int(pool[1]))
     out: dict[str, IPv4Address] = {}
