@@ -139,7 +139,8 @@ def report(title: str, times: dict[str, list[tuple[float, float]]]) -> None:
     base = "ip netns exec NS true"
     print(f"\n{title}: ms; wall median, best; CPU median")
     for name in times:
-        line = f"  {name:<28} {statistics.median(wall(name)):7.1f} {min(wall(name)):7.1f} {statistics.median(cpu(name)):7.1f}"
+        line = (f"  {name:<28} {statistics.median(wall(name)):7.1f} {min(wall(name)):7.1f} "
+                f"{statistics.median(cpu(name)):7.1f}")
         if name == "exec POD -- true":
             line += (f"   adds {statistics.median(wall(name)) - statistics.median(wall(base)):.1f} "
                      f"(best {min(wall(name)) - min(wall(base)):.1f}, CPU "

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Time the kube-proxy rules of 100, 1000 and 5000 services (3 endpoints each) on 4 nodes, in both
-modes (nftables with either balancing form): render, the first (complete) load per node and for all nodes, then one-service changes
-loaded incrementally (a service added, an endpoint changed). Runs in throwaway namespaces
-bench-svc-<hex>.node.nX, removed at the end. Prints a table; asserts nothing but that every
-change was loaded incrementally. Run as root: sudo python3 bench/bench_services.py
+modes (nftables with either balancing form): render, the first (complete) load per node and for
+all nodes, then one-service changes loaded incrementally (a service added, an endpoint changed).
+Runs in throwaway namespaces bench-svc-<hex>.node.nX, removed at the end. Prints a table; asserts
+nothing but that every change was loaded incrementally. Run as root: sudo python3 bench/bench_services.py
 """
 from __future__ import annotations
 

@@ -865,9 +865,10 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
 
     RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), endpointslices, deployments
     (deploy), replicasets (rs), replicationcontrollers (rc), statefulsets (sts), daemonsets (ds),
-    jobs, configmaps (cm), secrets, events (ev), or all (pods, services and controllers). With NAME, -o json/yaml/jsonpath apply to that
-    object; without, to a List of the objects (so a jsonpath template starts at `.items`). Labels
-    are metadata.labels (nodes have kubelet's kubernetes.io/hostname, /os and /arch too).
+    jobs, configmaps (cm), secrets, events (ev), or all (pods, services and controllers). With NAME,
+    -o json/yaml/jsonpath apply to that object; without, to a List of the objects (so a jsonpath
+    template starts at `.items`). Labels are metadata.labels (nodes have kubelet's
+    kubernetes.io/hostname, /os and /arch too).
     \b
     Examples:
       sudo kubenet-lab get nodes -o wide

@@ -16,7 +16,8 @@ from .plan import podstatus
 
 if TYPE_CHECKING:
     from . import jsonpath
-    from .model.objects import ConfigMap, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService, PlannedWorkload
+    from .model.objects import (ConfigMap, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService,
+                                PlannedWorkload)
 
 # The model is imported by the functions that look into its objects: `get pods` prints its table
 # from PodLines made of the plan's JSON (app/query.py) and starts without it (bench/bench_cli.py).
@@ -194,8 +195,9 @@ def pod_line_rows(pods: list[PodLine], status: dict, wide: bool, all_ns: bool,
     for pod in pods:
         if pod.pending:  # no node takes it: kubectl's row for an unscheduled pod
             row = ([pod.namespace] if all_ns else []) + [
-                pod.name, f"0/{len(pod.containers)}", "SchedulingGated" if pod.reason == "SchedulingGated" else "Pending",
-                "0", age(created(f"Pod/{pod.key}"))]
+                pod.name, f"0/{len(pod.containers)}",
+                "SchedulingGated" if pod.reason == "SchedulingGated" else "Pending", "0",
+                age(created(f"Pod/{pod.key}"))]
             rows.append(row + (["<none>", "<none>", "<none>", "<none>"] if wide else []))
             continue
         st = pod_state(pod, status)
@@ -306,7 +308,8 @@ def pod_object(plan: Plan, pod: PlannedPod | PendingPod, status: dict) -> dict:
 def _container_spec(c) -> dict:
     out = {"name": c.name, "image": c.image,
            "ports": [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name else {}),
-                      **({"hostPort": p.host_port} if p.host_port else {}), **({"hostIP": p.host_ip} if p.host_ip else {})}
+                      **({"hostPort": p.host_port} if p.host_port else {}),
+                      **({"hostIP": p.host_ip} if p.host_ip else {})}
                      for p in c.ports]}
     if getattr(c, "sidecar", False):
         out["restartPolicy"] = "Always"

@@ -231,7 +231,8 @@ def _service(lab: str, plan: Plan, namespace: str, name: str, endpoints_only: bo
         obj = next((e for e in endpoints_objects(plan) if e.namespace == namespace and e.name == name), None)
         if obj is None:
             raise _not_found("endpoints", name)
-        return text.describe_endpoints(output.endpoints_object(plan, obj), event_rows(lab, "Endpoints", namespace, name))
+        return text.describe_endpoints(output.endpoints_object(plan, obj),
+                                       event_rows(lab, "Endpoints", namespace, name))
     svc = next((s for s in plan.services if s.namespace == namespace and s.name == name), None)
     if svc is None:
         raise _not_found("services", name)

@@ -60,7 +60,8 @@ def _create(lab: str, docs: Callable[[Plan, list[store.Stored]], list[dict]], ve
             raise Refused(f"error: {e}") from None
         for s in made:
             if store.find(held, s.kind, s.namespace, s.name) is not None or (
-                    s.kind == "Pod" and any(p.key == f"{s.namespace}/{s.name}" for p in previous.pods + previous.pending)):
+                    s.kind == "Pod"
+                    and any(p.key == f"{s.namespace}/{s.name}" for p in previous.pods + previous.pending)):
                 raise Refused(_exists(s.kind, s.name))
         out.lines += [f"{s.ref} {said}" for s in made]
         return held + made, previous

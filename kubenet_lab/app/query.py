@@ -91,7 +91,8 @@ def pod_lines(lab: str) -> tuple[list, dict, Callable[[str], float | None]]:
             restart_policy=p["restart_policy"], netns=p["netns"], ip=p["ip"], node=p["node"])
             for p in data["pods"] if f"{p['namespace']}/{p['name']}" not in gone]
         lines += [output.PodLine(
-            p["namespace"], p["name"], p["labels"], pending=True, containers=tuple((c[0], False) for c in p["containers"]),
+            p["namespace"], p["name"], p["labels"], pending=True,
+            containers=tuple((c[0], False) for c in p["containers"]),
             reason="SchedulingGated" if p["message"].startswith("Scheduling is blocked") else "Unschedulable")
             for p in data["pending"]]
         created = data["allocations"]["created"]

@@ -59,7 +59,8 @@ def resolve_source(plan: Plan, text: str, namespace: str) -> Endpoint:
     try:
         pod = plan.pod(f"{namespace}/{name}")
     except KeyError:
-        raise LabError(f'pods "{name}" not found in namespace {namespace!r}; SRC is a pod, node/NAME or external') from None
+        raise LabError(f'pods "{name}" not found in namespace {namespace!r}; '
+                       'SRC is a pod, node/NAME or external') from None
     return Endpoint(f"pod/{pod.name}", pod.netns, str(pod.ip))
 
 

@@ -2,9 +2,10 @@
 
 Only what cannot be read back from the kernel lives here: the objects the lab holds (as applied),
 the plan of the last successful change (with its address allocations), the rules last applied,
-the events (fabric/events.py), the supervisor's socket and the output of real (RunExec) processes. Nothing per pod otherwise: /run may be a disk where each file
-costs a millisecond or two to create and to remove, and a lab has hundreds of pods. Writes are
-atomic (temp file + rename) and a lock keeps two commands on one lab from interleaving.
+the events (fabric/events.py), the supervisor's socket and the output of real (RunExec)
+processes. Nothing per pod otherwise: /run may be a disk where each file costs a millisecond or
+two to create and to remove, and a lab has hundreds of pods. Writes are atomic (temp file +
+rename) and a lock keeps two commands on one lab from interleaving.
 """
 from __future__ import annotations
 

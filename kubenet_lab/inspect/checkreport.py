@@ -48,7 +48,8 @@ def as_json(lab: str, results: Sequence[Result], seconds: float, sampled: bool) 
     for r in results:
         e = r.expectation
         items.append({
-            "kind": e.kind, "from": e.src, "fromAddress": e.src_ip or None, "to": e.dst, "address": e.dst_ip, "port": e.port, "protocol": e.proto,
+            "kind": e.kind, "from": e.src, "fromAddress": e.src_ip or None, "to": e.dst, "address": e.dst_ip,
+            "port": e.port, "protocol": e.proto,
             "must": e.must, "why": e.why, "ok": r.ok, "observed": r.observed, "brokeAt": r.hop or None,
             "answers": list(r.answers), "seconds": round(r.seconds, 4),
         })

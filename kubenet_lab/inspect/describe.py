@@ -637,7 +637,8 @@ def describe_job(job: Mapping, planned: Mapping[str, PlannedContainer], events: 
         out.w(0, f"Parallelism:\t{spec['parallelism']}\n")
     completions = spec.get("completions")
     out.w(0, f"Completions:\t{'<unset>' if completions is None else completions}\n")
-    for key, label in (("completionMode", "Completion Mode"), ("suspend", "Suspend"), ("backoffLimit", "Backoff Limit")):
+    for key, label in (("completionMode", "Completion Mode"), ("suspend", "Suspend"),
+                       ("backoffLimit", "Backoff Limit")):
         if spec.get(key) is not None:
             value = spec[key]
             out.w(0, f"{label}:\t{str(value).lower() if isinstance(value, bool) else value}\n")
@@ -651,7 +652,8 @@ def describe_job(job: Mapping, planned: Mapping[str, PlannedContainer], events: 
     if status.get("ready") is None:
         out.w(0, f"Pods Statuses:\t{active} Active / {succeeded} Succeeded / {failed} Failed\n")
     else:
-        out.w(0, f"Pods Statuses:\t{active} Active ({status['ready']} Ready) / {succeeded} Succeeded / {failed} Failed\n")
+        out.w(0, f"Pods Statuses:\t{active} Active ({status['ready']} Ready) / {succeeded} Succeeded / "
+                 f"{failed} Failed\n")
     _pod_template(out, spec.get("template") or {}, planned)
     events_section(out, events)
     return out.text()

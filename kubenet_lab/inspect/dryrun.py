@@ -33,7 +33,8 @@ def changes(previous: Plan | None, plan: Plan) -> dict[str, list[str]]:
     for name, n in new_nodes.items():
         if name not in old_nodes:
             out["namespaces"].append(f"+ {n.netns}")
-            out["links"].append(f"+ {n.underlay_veth} (in {plan.underlay_netns}) <-> eth0, and bridge cbr0 in {n.netns}")
+            out["links"].append(f"+ {n.underlay_veth} (in {plan.underlay_netns}) <-> eth0, "
+                                f"and bridge cbr0 in {n.netns}")
             out["addresses"].append(f"+ {n.ip} on eth0 and {n.gateway}/{n.pod_cidr.prefixlen} on cbr0 in {n.netns}")
     for name, n in old_nodes.items():
         if name not in new_nodes:

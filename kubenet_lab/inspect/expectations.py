@@ -169,11 +169,12 @@ def pod_to_pod(plan: Plan, full: bool = False, not_running: frozenset[str] = fro
                 continue
             for port, proto, talk in _listening(dst):
                 sees = str(src.ip) if talk in (HTTP, UDP_CLIENTIP) else ""
-                answers = frozenset({pod_hostname(plan, dst)}) if talk in (HTTP_HOSTNAME, TCP_HOSTNAME, UDP) else frozenset()
+                answers = (frozenset({pod_hostname(plan, dst)}) if talk in (HTTP_HOSTNAME, TCP_HOSTNAME, UDP)
+                           else frozenset())
                 out.append(Expectation("pod-pod", _pod_name(src), f"{_pod_name(dst)}:{port}", port, proto, REACH,
                                        why + (", seeing the caller's own address" if sees else ""),
-                                       src_netns=src.netns, src_ip=str(src.ip), dst_ip=str(dst.ip), talk=talk, source_ip=sees,
-                                       answers=answers))
+                                       src_netns=src.netns, src_ip=str(src.ip), dst_ip=str(dst.ip), talk=talk,
+                                       source_ip=sees, answers=answers))
     return out
 
 
@@ -270,8 +271,8 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                                 f"internalTrafficPolicy Local and no endpoint on {node.name}",
                                 src_netns=netns, src_ip=src_ip, dst_ip=str(svc.cluster_ip), talk=talk))
                             continue
-                        out.append(_service_probe("service", src, netns, src_ip, name, str(svc.cluster_ip), sp.port, proto,
-                                                  talk, why, _hostnames(plan, allowed) if names else frozenset(),
+                        out.append(_service_probe("service", src, netns, src_ip, name, str(svc.cluster_ip), sp.port,
+                                                  proto, talk, why, _hostnames(plan, allowed) if names else frozenset(),
                                                   full and names and not affinity, len(allowed)))
             if svc.type in ("NodePort", "LoadBalancer") and sp.node_port:
                 for node in plan.nodes:
@@ -284,14 +285,14 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                                                talk=talk))
                         continue
                     allowed = local if svc.external_traffic_policy == "Local" else ready
-                    out.append(_service_probe("nodeport", "external", external, external_ip, dst, str(node.ip), sp.node_port,
-                                              proto, talk, f"{name}'s NodePort answers from outside",
+                    out.append(_service_probe("nodeport", "external", external, external_ip, dst, str(node.ip),
+                                              sp.node_port, proto, talk, f"{name}'s NodePort answers from outside",
                                               _hostnames(plan, allowed) if names else frozenset(),
                                               full and names and not affinity, len(allowed)))
             if svc.type == "LoadBalancer" and svc.load_balancer_class is None:
                 for ip in svc.load_balancer_ips:
-                    out.append(_service_probe("loadbalancer", "external", external, external_ip, f"lb/{ip}:{sp.port}", str(ip),
-                                              sp.port, proto, talk, f"{name} through the load balancer",
+                    out.append(_service_probe("loadbalancer", "external", external, external_ip, f"lb/{ip}:{sp.port}",
+                                              str(ip), sp.port, proto, talk, f"{name} through the load balancer",
                                               _hostnames(plan, ready) if names else frozenset(),
                                               full and names and not affinity, len(ready)))
     return out

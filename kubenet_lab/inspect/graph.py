@@ -227,7 +227,8 @@ def to_html(plan: Plan, svg: str) -> str:
                    f"<td>{e(p.host_veth or 'host network')}</td></tr>"
                    for p in sorted(plan.pods, key=lambda p: (p.namespace, p.name)))
     services = "".join(
-        f"<tr><td>{e(s.namespace)}</td><td>{e(s.name)}</td><td>{e(s.type)}</td><td>{e(str(s.cluster_ip or 'None'))}</td>"
+        f"<tr><td>{e(s.namespace)}</td><td>{e(s.name)}</td><td>{e(s.type)}</td>"
+        f"<td>{e(str(s.cluster_ip or 'None'))}</td>"
         f"<td>{e(', '.join(str(ip) for ip in s.load_balancer_ips + s.external_ips) or '-')}</td>"
         f"<td>{e(', '.join(sorted({f'{x.ip}:{x.port}' for p in s.ports for x in p.endpoints if x.ready})) or '-')}"
         f"</td></tr>" for s in sorted(plan.services, key=lambda s: (s.namespace, s.name)))

@@ -1,1 +1,2 @@
-"""The kernel, with no knowledge of labs: netlink batches, namespaces, entering them, rule loaders, conntrack, processes."""
+"""The kernel, with no knowledge of labs: netlink batches, namespaces, entering them, rule loaders,
+conntrack, processes."""

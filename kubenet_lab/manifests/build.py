@@ -192,7 +192,8 @@ class Builder:
         secret = kind == "Secret"
         self.config_maps.append(ConfigMap(
             namespace=meta.get("namespace", "default"), name=meta["name"], kind=kind,
-            data=merged_secret_data(doc.get("data", {}), doc.get("stringData", {})) if secret else dict(doc.get("data", {})),
+            data=(merged_secret_data(doc.get("data", {}), doc.get("stringData", {})) if secret
+                  else dict(doc.get("data", {}))),
             binary_data={} if secret else dict(doc.get("binaryData", {})),
             type=doc.get("type") or SECRET_DEFAULT_TYPE if secret else "", labels=dict(meta.get("labels", {})),
             immutable=doc.get("immutable", False), origin=_origin(raw, at)))

@@ -186,7 +186,8 @@ def _selector_of(kind: str, doc: Mapping) -> dict[str, str]:
 
 
 def _go_expressions(exprs: Sequence[Mapping]) -> str:
-    return "[" + " ".join(f"{{Key:{e.get('key')} Operator:{e.get('operator')} Values:[{' '.join(e.get('values') or [])}]}}"
+    return "[" + " ".join(f"{{Key:{e.get('key')} Operator:{e.get('operator')} "
+                          f"Values:[{' '.join(e.get('values') or [])}]}}"
                           for e in exprs) + "]"
 
 

@@ -734,7 +734,8 @@ KINDS = {k.name: k for k in (
     Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
     Kind("ConfigMap", "v1", configs.config_map(metadata(Str(dns_subdomain), namespaced=True))),
     Kind("Secret", "v1", configs.secret(metadata(Str(dns_subdomain), namespaced=True))),
-    Kind("EndpointSlice", "discovery.k8s.io/v1", discovery.endpoint_slice(metadata(Str(dns_subdomain), namespaced=True))),
+    Kind("EndpointSlice", "discovery.k8s.io/v1",
+         discovery.endpoint_slice(metadata(Str(dns_subdomain), namespaced=True))),
     Kind("Endpoints", "v1", discovery.endpoints(metadata(Str(dns_subdomain), namespaced=True))),
 )}
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..model.objects import Container, ContainerPort, LabelSelector, Model, PodSpec, Service, ServicePort, Toleration, Workload
+from ..model.objects import (Container, ContainerPort, LabelSelector, Model, PodSpec, Service, ServicePort, Toleration,
+                             Workload)
 
 DNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 DNS_LABELS = {"k8s-app": "kube-dns"}
@@ -24,7 +25,8 @@ def cluster_dns() -> tuple[Workload, Service]:
                           ports=(ContainerPort(53, "dns", "UDP"), ContainerPort(53, "dns-tcp", "TCP")))
     # kubeadm's coredns tolerations: it may run on control-plane nodes and critical-addon nodes
     template = PodSpec(containers=(container,), tolerations=(
-        Toleration("CriticalAddonsOnly", "Exists"), Toleration("node-role.kubernetes.io/control-plane", effect="NoSchedule")))
+        Toleration("CriticalAddonsOnly", "Exists"),
+        Toleration("node-role.kubernetes.io/control-plane", effect="NoSchedule")))
     workload = Workload(kind="Deployment", namespace="kube-system", name="coredns", replicas=1,
                         selector=LabelSelector(dict(DNS_LABELS)), template_labels=dict(DNS_LABELS),
                         template=template, template_raw={"image": DNS_IMAGE, "labels": DNS_LABELS})

@@ -19,9 +19,9 @@ from .containers import (LABEL_FIELD, Port, container_env, listening, plan_init_
 from .podfiles import fqdn_error, parse_resolv_conf
 from .configs import Configs, made_secrets, with_configs
 from .security import confine_pod
-from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSelector, at, Model, Node, PendingPod, Plan, PlannedContainer,
-                    PlannedNode, PlannedPod, PlannedService, PlannedWorkload, Pod, PodSpec, RunHttp, Service,
-                    ServicePort, Toleration, Workload)
+from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSelector, at, Model, Node, PendingPod,
+                    Plan, PlannedContainer, PlannedNode, PlannedPod, PlannedService, PlannedWorkload, Pod, PodSpec,
+                    RunHttp, Service, ServicePort, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
 from .immutable import check_unchanged

@@ -23,8 +23,8 @@ from typing import Callable, Collection, Iterable, Mapping
 
 from . import images
 from .images import KnownImage
-from ..model.objects import (Container, Plan, PlannedContainer, PlannedPod, PlannedService, RunDns, RunExec, RunHttp, RunNetexec,
-                    RunNothing, RunServeHostname, RunSpec)
+from ..model.objects import (Container, Plan, PlannedContainer, PlannedPod, PlannedService, RunDns, RunExec, RunHttp,
+                    RunNetexec, RunNothing, RunServeHostname, RunSpec)
 
 AGNHOST_IMAGES = ("registry.k8s.io/e2e-test-images/agnhost", "k8s.gcr.io/e2e-test-images/agnhost",
                   "gcr.io/kubernetes-e2e-test-images/agnhost")

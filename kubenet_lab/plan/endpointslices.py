@@ -62,7 +62,8 @@ def mirrored(model: Model) -> tuple[EndpointSlice, ...]:
         for ports, members in groups.items():
             for start in range(0, max(len(members), 1), MAX_MIRRORED_PER_SLICE):
                 out.append(EndpointSlice(
-                    namespace=ep.namespace, name=naming.generate_name(ep.name, f"EndpointSliceMirroring/{ep.key}", index),
+                    namespace=ep.namespace,
+                    name=naming.generate_name(ep.name, f"EndpointSliceMirroring/{ep.key}", index),
                     address_type="IPv4", endpoints=tuple(members[start:start + MAX_MIRRORED_PER_SLICE]), ports=ports,
                     labels=labels, annotations=annotations, origin=ep.origin, owner="Endpoints"))
                 index += 1

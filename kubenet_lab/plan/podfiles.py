@@ -78,7 +78,8 @@ def pod_dns(plan: Plan, pod: PlannedPod) -> DnsConfig | None:
         dns = DnsConfig()
     elif cluster:
         searches = (f"{pod.namespace}.svc.{zone}", f"svc.{zone}", zone, *plan.node_dns.searches)
-        dns = DnsConfig((str(ipam.dns_service_ip(plan.cluster.service_subnet)),), _unique(searches), CLUSTER_DNS_OPTIONS)
+        dns = DnsConfig((str(ipam.dns_service_ip(plan.cluster.service_subnet)),), _unique(searches),
+                        CLUSTER_DNS_OPTIONS)
     else:
         dns = plan.node_dns
     if pod.dns_config is not None:

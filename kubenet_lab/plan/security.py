@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..model.objects import DEFAULT_CAPABILITIES, LINUX_CAPABILITIES, Confinement, PlannedContainer, PlannedPod, PodSpec, SecurityContext
+from ..model.objects import (DEFAULT_CAPABILITIES, LINUX_CAPABILITIES, Confinement, PlannedContainer, PlannedPod,
+                             PodSpec, SecurityContext)
 
 # Every capability Linux has (containerd's list of all).
 ALL_CAPABILITIES = LINUX_CAPABILITIES
@@ -67,6 +68,7 @@ def confine_pod(pod: PlannedPod, spec: PodSpec) -> PlannedPod:
     own = {c.name: c.security for c in (*spec.containers, *spec.init_containers)}
 
     def confined(cs: tuple[PlannedContainer, ...]) -> tuple[PlannedContainer, ...]:
-        return tuple(dataclasses.replace(c, confinement=confinement(spec, own.get(c.name), f"{pod.name}_{pod.namespace}",
-                                                                     pod.uid, c.name)) for c in cs)
+        return tuple(dataclasses.replace(c, confinement=confinement(spec, own.get(c.name),
+                                                                     f"{pod.name}_{pod.namespace}", pod.uid, c.name))
+                     for c in cs)
     return dataclasses.replace(pod, containers=confined(pod.containers), init_containers=confined(pod.init_containers))

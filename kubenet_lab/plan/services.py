@@ -124,7 +124,8 @@ class _ClusterIPs:
                 return None
             holder = self.owner.get(int(addr)) or self.reserved.get(int(addr)) or self.running.get(int(addr))
             if holder and holder != svc.key:
-                what = "reserved for" if int(addr) in self.reserved and int(addr) not in self.owner else "already allocated to"
+                what = ("reserved for" if int(addr) in self.reserved and int(addr) not in self.owner
+                        else "already allocated to")
                 running = (", which runs with it and keeps it; ask for another address or leave clusterIP out"
                            if holder == self.running.get(int(addr)) and int(addr) not in self.owner else "")
                 problems.append(f"{at(svc.origin, 'spec.clusterIP')}: {ip} is {what} {holder}{running}")

@@ -181,7 +181,8 @@ def _nftables_skeleton() -> list[str]:
             f"add rule {TABLE} hostports_all jump {HOSTPORTS}",
             f"{chain} prerouting {{ type nat hook prerouting priority dstnat ; }}",
             f"add rule {TABLE} prerouting fib daddr type local jump hostports_all",
-            f"{chain} output {{ type nat hook output priority -100 ; }}",  # dstnat: nft 1.0.6 knows the name in prerouting only
+            # -100 is dstnat: nft 1.0.6 knows that name in prerouting only
+            f"{chain} output {{ type nat hook output priority -100 ; }}",
             f"add rule {TABLE} output fib daddr type local jump hostports_all",
             f"{chain} {MASQUERADING} {{ type nat hook postrouting priority srcnat ; }}"]
 

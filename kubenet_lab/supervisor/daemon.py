@@ -225,10 +225,11 @@ class Supervisor:
         else:
             if proc.returncode == 0:
                 self._set_view(self.plan, want)
-                log.info("readiness: %d pod(s) not ready %s, ended or not created %s; %s", len(want[0]), sorted(want[0]),
-                         sorted(want[1]), out.decode().strip())
+                log.info("readiness: %d pod(s) not ready %s, ended or not created %s; %s", len(want[0]),
+                         sorted(want[0]), sorted(want[1]), out.decode().strip())
             else:
-                log.warning("readiness: sync failed (exit %s): %s", proc.returncode, err.decode(errors="replace").strip())
+                log.warning("readiness: sync failed (exit %s): %s", proc.returncode,
+                            err.decode(errors="replace").strip())
                 retry = True
         finally:
             self._ready_proc = None

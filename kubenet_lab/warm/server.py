@@ -10,7 +10,8 @@ it run the verb itself.
 
 It exits, once its children have: when told to (SIGTERM: `down`), when its socket is no longer
 the lab's (the lab's state removed), when the code on disk changed or a command comes from another
-copy of kubenet_lab (it answers `stale`: the command runs the verb itself and starts a new one), and after IDLE seconds without a command.
+copy of kubenet_lab (it answers `stale`: the command runs the verb itself and starts a new one),
+and after IDLE seconds without a command.
 Its name (comm) is `kubenet-warm`, its children's `kubenet-lab`, so that `down` finds it alone.
 """
 from __future__ import annotations
@@ -223,7 +224,8 @@ class Server:
             pass
         os.close(pidfd)
         _, status, usage = os.wait4(pid, 0)
-        answer = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
+        answer = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                  else f"exit {os.waitstatus_to_exitcode(status)}")
         try:
             conn.setblocking(True)
             conn.sendall(answer.encode() + b"\n")
