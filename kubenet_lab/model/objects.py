@@ -583,7 +583,7 @@ class ObjectRef:
 @dataclass(frozen=True)
 class SliceEndpoint:
     """One endpoint of an EndpointSlice: its conditions as written (None: not given; kube-proxy
-    takes a nil ready as ready, a nil serving as the ready value, a nil terminating as false)."""
+    takes a nil ready or serving as true, a nil terminating as false)."""
 
     addresses: tuple[str, ...]
     ready: bool | None = None
@@ -977,9 +977,13 @@ class PendingPod:
 class Endpoint:
     ip: IPv4Address
     port: int
-    pod: str  # "namespace/name"
-    node: str
+    pod: str  # "namespace/name"; "" for an address of a written EndpointSlice that names no pod
+    node: str  # "" when unknown (a written slice's endpoint without nodeName)
     ready: bool = True
+    # A written slice's other conditions, as kube-proxy reads them (a nil serving is true): when
+    # a Service has no ready endpoint, kube-proxy uses those that are serving and terminating.
+    serving: bool = True
+    terminating: bool = False
 
 
 @dataclass(frozen=True)

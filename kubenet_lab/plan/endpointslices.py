@@ -9,8 +9,10 @@ from them.
   controller's is deleted by it (the lab ignores it, the manifests warn), any other written slice
   of the Service is used by kube-proxy as well.
 - kube-proxy (its EndpointSliceCache) matches a slice port to a Service port by name and protocol
-  (an unnamed Service port matches the slice port named ""), takes each endpoint's first address,
-  a nil `ready` as ready, and one endpoint per address:port across slices, a ready copy first.
+  (an unnamed Service port matches the slice port named ""), skips a slice port without a number,
+  takes each endpoint's first address, a nil `ready` or `serving` as true, a nil `terminating` as
+  false, and one endpoint per address:port across slices (kube-proxy keeps the copy it reads
+  first, in no set order; here the first in slice-name order).
 
 Generated names: the controllers create slices with generateName `<service>-` (`<endpoints>-`
 for mirrored ones), for which the API server draws 5 random characters; here they are derived
@@ -94,21 +96,18 @@ def port_endpoints(slices: Iterable[EndpointSlice], name: str | None, protocol: 
                 continue
             for e in sl.endpoints:
                 ep = Endpoint(ip=IPv4Address(e.addresses[0]), port=p.port, pod=_pod_key(e.target_ref, sl.namespace),
-                              node=e.node_name or "", ready=e.is_ready)
-                key = (e.addresses[0], p.port)
-                if key not in found or (ep.ready and not found[key].ready):
-                    found[key] = ep
+                              node=e.node_name or "", ready=e.is_ready, serving=e.serving is None or e.serving,
+                              terminating=bool(e.terminating))
+                found.setdefault((e.addresses[0], p.port), ep)
     return tuple(sorted(found.values(), key=lambda e: (int(e.ip), e.port)))
 
 
 def merged(*groups: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
-    """Endpoints of several sources, one per address:port (a ready one first), sorted."""
+    """Endpoints of several sources, one per address:port (the first source's), sorted."""
     found: dict[tuple[IPv4Address, int], Endpoint] = {}
     for group in groups:
         for e in group:
-            key = (e.ip, e.port)
-            if key not in found or (e.ready and not found[key].ready):
-                found[key] = e
+            found.setdefault((e.ip, e.port), e)
     return tuple(sorted(found.values(), key=lambda e: (int(e.ip), e.port)))
 
 

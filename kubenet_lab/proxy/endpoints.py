@@ -29,7 +29,7 @@ class PortView:
     cluster_eps: tuple[Endpoint, ...]  # endpoints behind the cluster-policy chain
     local_eps: tuple[Endpoint, ...]  # endpoints on this node
     reachable: tuple[Endpoint, ...]  # endpoints that get an endpoint chain on this node
-    has_endpoints: bool  # any ready endpoint anywhere
+    has_endpoints: bool  # any usable endpoint anywhere (ready, else serving and terminating)
     internal_local: bool
     external_local: bool
 
@@ -113,16 +113,26 @@ def node_dependent(svc: PlannedService, port: PlannedServicePort) -> bool:
 
 
 def port_view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortView:
+    """CategorizeEndpoints: the ready endpoints, or when there is none (in the cluster, and
+    independently on this node for a Local policy) those that are serving and terminating (only
+    a written EndpointSlice has them here: the lab's own endpoints never terminate)."""
     ready = tuple(ep for ep in port.endpoints if ep.ready)
-    local = tuple(ep for ep in ready if ep.node == node)
+    fallback = tuple(ep for ep in port.endpoints if not ep.ready and ep.serving and ep.terminating)
+    local_ready = tuple(ep for ep in ready if ep.node == node)
+    local = local_ready or tuple(ep for ep in fallback if ep.node == node)
     node_port, ext_ips, lb_ips = _exposure(svc, port)
     internal_local, external_local, uses_cluster, uses_local = _policy(svc, bool(node_port or ext_ips or lb_ips))
-    cluster = ready if uses_cluster else ()
-    reachable = cluster if uses_cluster else local  # cluster holds every ready endpoint
+    cluster = (ready or fallback) if uses_cluster else ()
+    if not uses_cluster:
+        reachable = local
+    elif uses_local and local and not local_ready and ready:  # ready ones elsewhere, terminating ones here
+        reachable = tuple(sorted({*cluster, *local}, key=lambda ep: (int(ep.ip), ep.port)))
+    else:
+        reachable = cluster  # it holds every usable endpoint
     name = names.port_name(svc.namespace, svc.name, port.name)
     return PortView(
         svc=svc, port=port, proto=port.protocol.lower(), spn=name,
         cluster_ip=str(svc.cluster_ip), node_port=node_port, external_ips=ext_ips, lb_ips=lb_ips,
         cluster_eps=cluster, local_eps=local if uses_local else (), reachable=reachable,
-        has_endpoints=bool(ready), internal_local=internal_local, external_local=external_local,
+        has_endpoints=bool(ready or fallback), internal_local=internal_local, external_local=external_local,
     )

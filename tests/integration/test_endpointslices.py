@@ -55,6 +55,28 @@ addressType: IPv4
 ports: [{{name: tcp, port: 9376}}]
 endpoints:
 - addresses: ["{nothing_ip}"]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: unready-1
+  labels: {{kubernetes.io/service-name: unready}}
+addressType: IPv4
+ports: [{{name: tcp, port: 9376}}]
+endpoints:
+- addresses: ["{backend_ip}"]
+  conditions: {{ready: false}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: draining-1
+  labels: {{kubernetes.io/service-name: draining}}
+addressType: IPv4
+ports: [{{name: tcp, port: 9376}}]
+endpoints:
+- addresses: ["{backend_ip}"]
+  conditions: {{ready: false, serving: true, terminating: true}}
 """
 
 
@@ -99,6 +121,14 @@ def test_a_slice_whose_address_nothing_answers_gives_a_failed_connection(lab):
     # DNATed to an address of node1's pod bridge that no pod has: no ARP answer, so the connection
     # fails (host unreachable, or a timeout), as it would on a cluster; never an answer
     assert answer in ("OSError", "TimeoutError"), answer
+
+
+def test_a_not_ready_endpoint_gets_no_traffic_a_serving_terminating_one_does_when_none_is_ready(lab):
+    wait_for(lambda: ask(lab, "ext") == "backend", "the slices applied", timeout=20)
+    # no usable endpoint: kube-proxy rejects (the same backend answers through ext)
+    assert ask(lab, "unready") == "ConnectionRefusedError"
+    # not ready but serving and terminating, and nothing ready: kube-proxy falls back to it
+    assert ask(lab, "draining") == "backend"
 
 
 def test_the_rules_name_the_written_endpoints(lab):

@@ -518,3 +518,27 @@ def test_describe_ep_shows_the_written_endpoints(get, tmp_path):
     get(MIXED, "ep")  # plants the plan
     out = CliRunner().invoke(main, ["--lab", GET_LAB, "describe", "ep", "mirrored"], catch_exceptions=False).output
     assert "Addresses:          192.0.2.7\n" in out and "NotReadyAddresses:  192.0.2.8\n" in out
+
+
+def test_kube_proxy_falls_back_to_serving_terminating_endpoints_only_when_none_is_ready(tmp_path):
+    from kubenet_lab.proxy.endpoints import port_view
+    from kubenet_lab.proxy.iptables import render_iptables
+
+    def view(endpoints: str):
+        model = load(tmp_path, SERVICE + slice_doc(f"addressType: IPv4\nports: [{{name: http, port: 8080}}]\n"
+                                                   f"endpoints:\n{endpoints}"))
+        plan = make_plan(model, "t")
+        svc = next(s for s in plan.services if s.key == "default/ext")
+        return plan, port_view(svc, svc.ports[0], "node1")
+
+    draining = ("- addresses: ['10.244.1.7']\n  conditions: {ready: false, serving: true, terminating: true}\n"
+                "- addresses: ['10.244.1.8']\n  conditions: {ready: false, serving: false, terminating: true}\n"
+                "- addresses: ['10.244.1.9']\n  conditions: {ready: false}\n")
+    plan, only_terminating = view(draining)
+    assert only_terminating.has_endpoints
+    assert [str(e.ip) for e in only_terminating.cluster_eps] == ["10.244.1.7"]
+    assert "10.244.1.7:8080" in render_iptables(plan, "node1") and "10.244.1.9:8080" not in render_iptables(plan, "node1")
+    _, with_ready = view(draining + "- addresses: ['10.244.1.10']\n")
+    assert [str(e.ip) for e in with_ready.cluster_eps] == ["10.244.1.10"]
+    _, none = view("- addresses: ['10.244.1.9']\n  conditions: {ready: false}\n")
+    assert not none.has_endpoints and none.cluster_eps == ()
