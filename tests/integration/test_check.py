@@ -145,8 +145,8 @@ def test_a_service_rule_deleted_in_one_node_fails_check_there_only(mode, host_be
                                    text=True, check=True).stdout
             rule = next(l for l in rules.splitlines() if l.startswith("-A KUBE-SERVICES")
                         and '"default/web:http cluster IP"' in l)
-            subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", f"iptables -t nat {rule.replace('-A ', '-D ', 1)}"],
-                           check=True)
+            subprocess.run(["ip", "netns", "exec", netns, "sh", "-c",
+                            f"iptables -t nat {rule.replace('-A ', '-D ', 1)}"], check=True)
         else:
             chain = subprocess.run(["ip", "netns", "exec", netns, "nft", "-a", "list", "chain", "ip", "kube-proxy",
                                     "services"], capture_output=True, text=True, check=True).stdout

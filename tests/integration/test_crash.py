@@ -1,5 +1,5 @@
-"""A change killed half-way (at any of its named steps) leaves nothing `down` cannot find, and the next command completes it; a killed supervisor comes back; commands on one
-lab take turns."""
+"""A change killed half-way (at any of its named steps) leaves nothing `down` cannot find, and the
+next command completes it; a killed supervisor comes back; commands on one lab take turns."""
 from __future__ import annotations
 
 import contextlib

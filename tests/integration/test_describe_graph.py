@@ -85,7 +85,8 @@ def test_describe_node_deployment_and_not_found(lab):
     bridge = next(l for l in ip_json(f"{lab.name}.node.node1", "addr") if l["ifname"] == "cbr0")
     gw = next(a for a in bridge["addr_info"] if a["family"] == "inet")
     assert f"Bridge:             cbr0 {gw['local']}/{gw['prefixlen']}, {len(on_node1)} ports\n" in out
-    assert re.search(r"\n  Rules:\s+" + ("iptables: filter " if lab.mode == "iptables" else "nftables: table ip kube-proxy: "), out)
+    assert re.search(r"\n  Rules:\s+" + ("iptables: filter " if lab.mode == "iptables"
+                                          else "nftables: table ip kube-proxy: "), out)
     dep = lab("describe", "deploy", "web").stdout
     assert "Replicas:               3 desired | 3 updated | 3 total | 3 available | 0 unavailable\n" in dep
     assert re.search(r"\nNewReplicaSet:\s+web-\w+ \(3/3 replicas created\)\n", dep)

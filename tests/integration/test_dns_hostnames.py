@@ -114,7 +114,8 @@ spec:
 RESOLVE = """
 import socket, sys
 try:
-    print(" ".join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 5432, socket.AF_INET, socket.SOCK_STREAM)})))
+    print(" ".join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 5432, socket.AF_INET,
+                                                                socket.SOCK_STREAM)})))
 except socket.gaierror:
     print("unknown")
 """
@@ -151,7 +152,8 @@ def endpoints(lab: Lab, service: str) -> tuple[set[str], set[str]]:
 def test_a_pods_hostname_subdomain_and_hosts_file_are_kubelets(lab):
     ip = lab.ip("db-x1")
     out = lab.exec("db-x1", "sh", "-c", "hostname; hostname -f; cat /etc/hostname; tail -n 1 /etc/hosts").stdout
-    assert out.splitlines() == ["db-a", f"db-a.dbs.default.svc.{ZONE}", "db-a", f"{ip}\tdb-a.dbs.default.svc.{ZONE}\tdb-a"]
+    assert out.splitlines() == ["db-a", f"db-a.dbs.default.svc.{ZONE}", "db-a",
+                                f"{ip}\tdb-a.dbs.default.svc.{ZONE}\tdb-a"]
     spec = lab.pods()["db-x1"]["spec"]
     assert (spec["hostname"], spec["subdomain"]) == ("db-a", "dbs")
     ep = json.loads(lab("get", "ep", "dbs", "-o", "json").stdout)
@@ -206,7 +208,8 @@ def test_replicas_sharing_the_templates_hostname_share_its_record(lab):
 def test_set_hostname_as_fqdn_and_an_fqdn_the_kernel_cannot_hold(lab):
     """setHostnameAsFQDN: `hostname` is the FQDN; one over 64 characters keeps the pod
     ContainerCreating with kubelet's FailedCreatePodSandBox event ("DNS for Services and Pods")."""
-    assert lab.exec("fq-short", "sh", "-c", "hostname; hostname -f").stdout.split() == [f"fq.dbs.default.svc.{ZONE}"] * 2
+    assert (lab.exec("fq-short", "sh", "-c", "hostname; hostname -f").stdout.split()
+            == [f"fq.dbs.default.svc.{ZONE}"] * 2)
     fqdn = f"a-rather-long-hostname-for-this-pod.long-subdomain.default.svc.{ZONE}"
     message = (f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
                f"(64 characters is the max, {len(fqdn)} characters requested)")

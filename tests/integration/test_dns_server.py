@@ -26,7 +26,8 @@ def ip(*args: str) -> None:
 def model(*extra: Service) -> Model:
     c = Container("c", "nginx", ports=(ContainerPort(8080, "http"),))
     pods = tuple(Pod("default", f"web-{i}", {"app": "web"}, PodSpec(containers=(c,))) for i in range(2))
-    services = (Service("default", "web", selector={"app": "web"}, ports=(ServicePort(80, name="http", target_port="http"),)),
+    services = (Service("default", "web", selector={"app": "web"},
+                        ports=(ServicePort(80, name="http", target_port="http"),)),
                 Service("default", "web-headless", selector={"app": "web"}, cluster_ip="None",
                         ports=(ServicePort(80, name="http", target_port="http"),)), *extra)
     return Model(pods=pods, services=services)

@@ -316,5 +316,6 @@ def test_a_pod_whose_namespace_goes_by_hand_is_made_anew(live):
     on_node = [p for p in lab.pods().values() if p["spec"].get("nodeName") == node  # every namespace's
                and not p["spec"].get("hostNetwork")]
     assert len(veths) == len(on_node)  # the old veths went with their namespaces
-    reasons = lab("get", "events", "-o", "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}").stdout
+    reasons = lab("get", "events", "-o",
+                  "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}").stdout
     assert f"SandboxChanged/{victim}" in reasons and "SandboxChanged/client" in reasons

@@ -73,7 +73,8 @@ def test_link_set_and_addr_route_decode_with_pyroute2():
     addr = _decode(ifaddrmsg, rtnl.addr_add(2, IPv4Address("10.244.0.5"), 24))
     assert (addr["index"], addr["prefixlen"], addr.get_attr("IFA_LOCAL")) == (2, 24, "10.244.0.5")
     route = _decode(rtmsg, rtnl.route_add(IPv4Network("10.244.1.0/24"), IPv4Address("172.18.0.3"), 2))
-    assert (route["dst_len"], route.get_attr("RTA_DST"), route.get_attr("RTA_GATEWAY")) == (24, "10.244.1.0", "172.18.0.3")
+    assert ((route["dst_len"], route.get_attr("RTA_DST"), route.get_attr("RTA_GATEWAY"))
+            == (24, "10.244.1.0", "172.18.0.3"))
     assert (route["table"], route["proto"], route.get_attr("RTA_OIF")) == (254, 3, 2)
     default = _decode(rtmsg, rtnl.route_add(IPv4Network("0.0.0.0/0"), IPv4Address("10.244.0.1"), 2))
     assert default["dst_len"] == 0 and default.get_attr("RTA_DST") is None

@@ -65,7 +65,8 @@ def test_up_again_keeps_the_ports_and_an_out_of_range_node_port_is_refused(lab, 
     assert node_ports(lab) == before
     bad = tmp_path / "outside.yaml"
     bad.write_text(MANIFEST.read_text() + "---\napiVersion: v1\nkind: Service\nmetadata: {name: web-low}\nspec:\n"
-                   "  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30099}]\n")
+                   "  type: NodePort\n  selector: {app: web}\n"
+                   "  ports: [{port: 80, targetPort: 8080, nodePort: 30099}]\n")
     lines = MANIFEST.read_text().count("\n")
     result = lab("up", str(bad), check=False)
     assert result.returncode == 2, result.stderr

@@ -154,7 +154,8 @@ def test_an_address_other_than_loopback_is_refused(lab):
 
 
 def test_what_cannot_be_forwarded_says_so_as_kubectl_does(lab):
-    cases = [(("pod/nowhere", "80"), "error: unable to forward port because pod is not running. Current status=Pending"),
+    cases = [(("pod/nowhere", "80"),
+              "error: unable to forward port because pod is not running. Current status=Pending"),
              (("svc/web", "81"), "error: Service web does not have a service port 81"),
              (("svc/web", "8081"), "error: UDP protocol is not supported for 8081"),
              (("svc/nope", "80"), 'Error from server (NotFound): services "nope" not found')]

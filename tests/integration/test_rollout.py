@@ -59,7 +59,8 @@ def lab(host_before):
 
 def replica_sets(lab: Lab) -> dict[str, tuple[int, str]]:
     items = json.loads(lab("get", "rs", "-o", "json").stdout)["items"]
-    return {i["metadata"]["name"]: (i["spec"]["replicas"], i["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+    return {i["metadata"]["name"]: (i["spec"]["replicas"],
+                                    i["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
             for i in items}
 
 
@@ -125,7 +126,8 @@ def test_recreate_removes_the_old_pods_before_making_new_ones(lab, tmp_path):
     lab("apply", "-f", manifest(tmp_path, "2.52", strategy="{type: Recreate}"))
     lab("rollout", "status", "deploy/web", "--timeout", "120s", timeout=180)
     (new,) = set(replica_sets(lab)) - {old}
-    assert scaling(lab)[1:] == [f"Scaled down replica set {old} to 0 from 3", f"Scaled up replica set {new} to 3 from 0"]
+    assert scaling(lab)[1:] == [f"Scaled down replica set {old} to 0 from 3",
+                                f"Scaled up replica set {new} to 3 from 0"]
 
 
 def json_names(lab: Lab) -> list[str]:

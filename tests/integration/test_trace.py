@@ -103,7 +103,8 @@ def test_external_to_a_load_balancer_cluster_policy_bounces_and_is_masqueraded(l
     doc = trace(lab, "external", "svc/lb-cluster:http")
     assert {b["hops"][1]["name"] for b in doc["branches"]} == {"lb"}
     # through either node to either endpoint: a node without the chosen endpoint forwards it on
-    bounced = [b for b in doc["branches"] if hops(b)[2] != f"node/{pods[b['reached'].split('/')[1]]['spec']['nodeName']}"]
+    bounced = [b for b in doc["branches"]
+               if hops(b)[2] != f"node/{pods[b['reached'].split('/')[1]]['spec']['nodeName']}"]
     assert bounced and all(hops(b)[3].startswith("node/") for b in bounced)
     assert all(b["masqueraded"] and b["seen_source"] != CLIENT for b in doc["branches"])
     probe = agreed(doc)

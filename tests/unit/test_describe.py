@@ -117,9 +117,11 @@ def test_pod_controller_probes_env_and_events():
               d.EventRow("Warning", "Unhealthy", d.event_age(3, "2m", "5s"), "kubelet",
                          "Readiness probe failed: HTTP probe failed with statuscode: 503")]
     out = d.describe_pod(pod, {"nginx": c}, events, "Network:\n  x\n")
-    assert "\nControlled By:    ReplicaSet/web-1\n".replace("    ", "  ") in out  # aligned with the IPs lines above it, as the tabwriter has it
+    # aligned with the IPs lines above it, as the tabwriter has it
+    assert "\nControlled By:    ReplicaSet/web-1\n".replace("    ", "  ") in out
     assert "    Liveness:       tcp-socket :80 delay=5s timeout=1s period=10s #success=1 #failure=3\n" in out
-    assert "    Readiness:      http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3\n" in out
+    assert ("    Readiness:      http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3\n"
+            in out)
     assert "    Environment:\n      MODE:    demo\n      POD_IP:  10.244.1.6\n" in out
     assert out.endswith(textwrap.dedent("""\
         Events:
@@ -129,7 +131,7 @@ def test_pod_controller_probes_env_and_events():
           Warning  Unhealthy  5s (x3 over 2m)  kubelet            Readiness probe failed: HTTP probe failed with statuscode: 503
         Network:
           x
-        """))
+        """))  # noqa: E501 - kubectl's event line as it prints it
 
 
 def test_probe_wording_of_each_handler():
@@ -190,7 +192,8 @@ def test_deployment_replicasets_and_strategy():
 
 def test_node_taints_and_pods():
     node = {"metadata": {"name": "node1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
-            "spec": {"taints": [{"key": "b", "effect": "NoSchedule"}, {"key": "a", "value": "1", "effect": "NoExecute"}],
+            "spec": {"taints": [{"key": "b", "effect": "NoSchedule"},
+                                {"key": "a", "value": "1", "effect": "NoExecute"}],
                      "podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
             "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.2"}]}}
     out = d.describe_node(node, [("default", "client", "5m")], [])
@@ -217,7 +220,8 @@ POD_ROUTES = [{"dst": "default", "gateway": "10.244.0.1", "dev": "eth0", "flags"
               {"dst": "10.244.0.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link",
                "prefsrc": "10.244.0.2", "flags": []}]
 NODE_LINKS = [
-    {"ifindex": 2, "ifname": "cbr0", "flags": ["UP"], "mtu": 1500, "operstate": "UP", "linkinfo": {"info_kind": "bridge"},
+    {"ifindex": 2, "ifname": "cbr0", "flags": ["UP"], "mtu": 1500, "operstate": "UP",
+     "linkinfo": {"info_kind": "bridge"},
      "addr_info": [{"family": "inet", "local": "10.244.0.1", "prefixlen": 24}]},
     {"ifindex": 4, "ifname": "vethcafe8b05", "master": "cbr0", "flags": ["UP"], "mtu": 1500, "operstate": "UP",
      "linkinfo": {"info_kind": "veth", "info_slave_kind": "bridge",
@@ -267,7 +271,7 @@ COMMIT
 [0:0] -A KUBE-SERVICES -d 10.96.0.3/32 -p tcp -m comment --comment "default/web-public:http cluster IP" -j KUBE-SVC-CCC
 [0:0] -A KUBE-EXT-AAA -m comment --comment "masquerade traffic for default/web:http external destinations" -j KUBE-MARK-MASQ
 COMMIT
-"""
+"""  # noqa: E501 - the rules as iptables-save prints them
 
 
 def test_service_rules_are_the_ones_naming_it_in_the_order_a_packet_meets_them():
@@ -350,7 +354,8 @@ def test_statefulset_daemonset_and_job_have_kubectls_own_layouts():
                           "spec": {"parallelism": 1, "completions": None, "suspend": False, "template": TEMPLATE},
                           "status": {"active": 1, "ready": 1, "startTime": "2026-01-01T00:00:00Z"}}, {}, [])
     assert ("Parallelism:    1\nCompletions:    <unset>\nSuspend:        false\n"
-            "Start Time:     Thu, 01 Jan 2026 00:00:00 +0000\nPods Statuses:  1 Active (1 Ready) / 0 Succeeded / 0 Failed\n") in job
+            "Start Time:     Thu, 01 Jan 2026 00:00:00 +0000\n"
+            "Pods Statuses:  1 Active (1 Ready) / 0 Succeeded / 0 Failed\n") in job
 
 
 def test_endpoints_subsets_as_kubectl_lists_them():

@@ -334,7 +334,8 @@ def many_services(count: int) -> tuple[PlannedService, ...]:
         headless = i % 5 == 0
         services.append(PlannedService(
             "default", f"s{i}", "ClusterIP", None if headless else IPv4Address(int(IPv4Address("10.96.1.0")) + i),
-            (PlannedServicePort("http", "TCP", 80, 8080, None, eps), PlannedServicePort("m", "TCP", 81, 8080, None, eps))))
+            (PlannedServicePort("http", "TCP", 80, 8080, None, eps),
+             PlannedServicePort("m", "TCP", 81, 8080, None, eps))))
     return tuple(services)
 
 

@@ -92,7 +92,8 @@ def test_well_known_images_listen_where_they_really_do():
         spec:
           containers: [{name: sh, image: busybox:1.36}]
         """)
-    assert runs(plan, "web") == [[RunHttp((80,), docroot="/usr/share/nginx/html")]]  # its files, when a volume holds them
+    # its files, when a volume holds them
+    assert runs(plan, "web") == [[RunHttp((80,), docroot="/usr/share/nginx/html")]]
     assert runs(plan, "cache") == [[RunHttp((6379,), redis_ports=(6379,))]]  # speaking Redis there
     assert runs(plan, "tools") == [[RunNothing()]]
 

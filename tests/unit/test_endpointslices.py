@@ -537,7 +537,8 @@ def test_kube_proxy_falls_back_to_serving_terminating_endpoints_only_when_none_i
     plan, only_terminating = view(draining)
     assert only_terminating.has_endpoints
     assert [str(e.ip) for e in only_terminating.cluster_eps] == ["10.244.1.7"]
-    assert "10.244.1.7:8080" in render_iptables(plan, "node1") and "10.244.1.9:8080" not in render_iptables(plan, "node1")
+    rules = render_iptables(plan, "node1")
+    assert "10.244.1.7:8080" in rules and "10.244.1.9:8080" not in rules
     _, with_ready = view(draining + "- addresses: ['10.244.1.10']\n")
     assert [str(e.ip) for e in with_ready.cluster_eps] == ["10.244.1.10"]
     _, none = view("- addresses: ['10.244.1.9']\n  conditions: {ready: false}\n")

@@ -55,7 +55,8 @@ def test_a_new_deployment_scales_its_replica_set_up_and_each_pod_is_created_and_
     web = sorted(x.name for x in p.pods if x.owner == f"ReplicaSet/{rs.name}")
     created = [e.message for e in events if e.reason == "SuccessfulCreate" and e.namespace == "default"]
     assert sorted(created) == [f"Created pod: {n}" for n in web] and len(web) == 3
-    creators = {(e.kind, e.name, e.source) for e in events if e.reason == "SuccessfulCreate" and e.namespace == "default"}
+    creators = {(e.kind, e.name, e.source) for e in events
+                if e.reason == "SuccessfulCreate" and e.namespace == "default"}
     assert creators == {("ReplicaSet", rs.name, "replicaset-controller")}
     scheduled = {m for m in said(events, "Scheduled") if "/web-" in m}
     assert scheduled == {f"Successfully assigned default/{x.name} to {x.node}" for x in p.pods if x.name in web}
@@ -73,7 +74,8 @@ def test_scaling_down_deletes_pods_and_stops_their_containers():
     assert len(gone) == 2
     assert sorted(said(events, "SuccessfulDelete")) == sorted(f"Deleted pod: {n}" for n in gone)
     killing = [e for e in events if e.reason == "Killing"]
-    assert {(e.name, e.message, e.source) for e in killing} == {(n, "Stopping container nginx", "kubelet") for n in gone}
+    assert ({(e.name, e.message, e.source) for e in killing}
+            == {(n, "Stopping container nginx", "kubelet") for n in gone})
     assert not said(events, "Scheduled") and not said(events, "SuccessfulCreate")
 
 

@@ -128,7 +128,8 @@ def test_a_pod_the_supervisor_has_not_created_is_not_listed_and_its_state_is_the
 @pytest.mark.parametrize("args, name, namespace, all_ns, selector", [
     ((), None, "default", False, None), (("-o", "wide"), None, "default", False, None),
     (("-A",), None, "default", True, None), (("-A", "-o", "wide"), None, "default", True, None),
-    (("-o", "name"), None, "default", False, None), (("-l", "app=web", "--show-labels"), None, "default", False, "app=web"),
+    (("-o", "name"), None, "default", False, None),
+    (("-l", "app=web", "--show-labels"), None, "default", False, "app=web"),
     (("-n", "shop"), None, "shop", False, None), (("tools",), "tools", "default", False, None),
     (("-n", "none"), None, "none", False, None)])
 def test_get_pods_prints_what_the_decoded_plan_prints(plan, args, name, namespace, all_ns, selector):

@@ -350,7 +350,8 @@ def test_the_kubelet_version_is_the_emulated_kubernetes_release():
     from kubenet_lab.runtime import probes
 
     assert output.KUBELET_VERSION == f"v{KUBERNETES_VERSION}-kubenet-lab.{__version__}"
-    assert probes.USER_AGENT == f"kube-probe/{KUBERNETES_MINOR}" and KUBERNETES_VERSION.startswith(KUBERNETES_MINOR + ".")
+    assert probes.USER_AGENT == f"kube-probe/{KUBERNETES_MINOR}"
+    assert KUBERNETES_VERSION.startswith(KUBERNETES_MINOR + ".")
 
 
 def test_a_cordoned_node_shows_scheduling_disabled_as_kubectl_does():

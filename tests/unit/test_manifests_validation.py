@@ -564,7 +564,8 @@ def test_service_values(problems):
     """) == [
         "web.yaml:5: spec.type: expected one of ClusterIP, NodePort, LoadBalancer, ExternalName, got 'Foo'",
         "web.yaml:6: spec.sessionAffinity: expected one of None, ClientIP, got 'Sticky'",
-        "web.yaml:7: spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be between 1 and 86400, inclusive",
+        "web.yaml:7: spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: "
+        "must be between 1 and 86400, inclusive",
         "web.yaml:8: spec.externalTrafficPolicy: expected one of Cluster, Local, got 'local'",
         "web.yaml:10: spec.clusterIP: expected an IPv4 address, \"None\" (headless) or \"\", got '10.96.0'",
         "web.yaml:11: spec.externalIPs[0]: expected an IPv4 address like 10.96.0.10, got '1.2.3'",

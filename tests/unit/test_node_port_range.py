@@ -40,7 +40,8 @@ def node_port_service(name: str, *node_ports: int | None, health_check: int | No
                     for i, n in enumerate(node_ports))
     kind = "LoadBalancer\n  externalTrafficPolicy: Local" if health_check else "NodePort"
     extra = f"  healthCheckNodePort: {health_check}\n" if health_check else ""
-    return f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n{extra}  ports:\n{ports}"
+    return (f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: {kind}\n"
+            f"{extra}  ports:\n{ports}")
 
 
 def node_ports(plan, name: str) -> list[int | None]:

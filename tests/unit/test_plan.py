@@ -116,7 +116,8 @@ def test_nodes_get_cidrs_in_order_addresses_and_host_gw_routes():
 
 def test_same_input_same_plan_and_json_round_trip():
     m = Model(pods=(pod("a"),), workloads=(deployment("web", 3, {"app": "web"}),),
-              services=(Service("default", "web", "NodePort", {"app": "web"}, ports=(ServicePort(80, target_port="http"),)),))
+              services=(Service("default", "web", "NodePort", {"app": "web"},
+                                ports=(ServicePort(80, target_port="http"),)),))
     plan = make_plan(m, "lab")
     assert make_plan(m, "lab") == plan
     assert plan_from_data(plan_to_data(plan)) == plan

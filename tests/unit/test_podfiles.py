@@ -133,7 +133,8 @@ def test_hostname_and_subdomain_give_the_fqdn_line():
         files(plan, "busybox1")["/etc/hosts"]
 
 
-KUBELET_HOSTS_HEAD = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+KUBELET_HOSTS_HEAD = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
+                      "::1\tlocalhost ip6-localhost ip6-loopback\n"
                       "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
 
 
@@ -176,13 +177,15 @@ def test_hostname_and_subdomain_of_plain_pods_and_of_a_deployments_template():
     assert files(plan, "named-only")["/etc/hosts"] == KUBELET_HOSTS_HEAD + f"{box.ip}\tbox\n"
     assert pod_hostname(plan, box) == "box"
     sub = plan.pod("default/sub-only")
-    assert files(plan, "sub-only")["/etc/hosts"].endswith(f"{sub.ip}\tsub-only.dbs.default.svc.cluster.local\tsub-only\n")
+    assert files(plan, "sub-only")["/etc/hosts"].endswith(
+        f"{sub.ip}\tsub-only.dbs.default.svc.cluster.local\tsub-only\n")
     assert pod_hostname(plan, sub) == "sub-only"
     replicas = [p for p in plan.pods if p.labels.get("app") == "web"]
     assert len(replicas) == 2 and all(p.name.startswith("web-") for p in replicas)
     for pod in replicas:
         assert (pod.hostname, pod.subdomain, pod_hostname(plan, pod)) == ("web", "webs", "web")
-        assert files(plan, pod.name)["/etc/hosts"] == KUBELET_HOSTS_HEAD + f"{pod.ip}\tweb.webs.default.svc.cluster.local\tweb\n"
+        assert (files(plan, pod.name)["/etc/hosts"]
+                == KUBELET_HOSTS_HEAD + f"{pod.ip}\tweb.webs.default.svc.cluster.local\tweb\n")
 
 
 def test_set_hostname_as_fqdn():
@@ -208,12 +211,12 @@ def test_an_fqdn_longer_than_the_kernels_hostname_fails_the_sandbox_as_kubelet_s
         metadata: {{name: {name}, labels: {{app: fq}}}}
         spec: {{hostname: {hostname}, {f"subdomain: {subdomain}," if subdomain else ""} setHostnameAsFQDN: {str(fqdn).lower()},
                 containers: [{{name: c, image: nginx}}]}}
-        """
+        """  # noqa: E501 - a manifest's line
     suffix = ".default.svc.cluster.local"  # 26 characters
     fits = "h" * 20 + "." + "s" * 17  # 38 + 26 = 64
     plan = plan_of(text=pod("long", "a-rather-long-hostname-for-this-pod", "long-subdomain")
-                   + pod("fits", "h" * 20, "s" * 17) + pod("plain", "a-rather-long-hostname-for-this-pod", "long-subdomain",
-                                                           fqdn=False)
+                   + pod("fits", "h" * 20, "s" * 17)
+                   + pod("plain", "a-rather-long-hostname-for-this-pod", "long-subdomain", fqdn=False)
                    + pod("nodomain", "x" * 63, None)
                    + """
         ---
@@ -231,7 +234,8 @@ def test_an_fqdn_longer_than_the_kernels_hostname_fails_the_sandbox_as_kubelet_s
     assert pod_hostname(plan, plan.pod("default/plain")) == "a-rather-long-hostname-for-this-pod"
     # `up` says so once, as it says of other pods kubelet cannot start
     assert sandbox_warnings(plan, None) == (
-        f"pod default/long is ContainerCreating (FailedCreatePodSandBox): {sandbox_error(plan, plan.pod('default/long'))} "
+        "pod default/long is ContainerCreating (FailedCreatePodSandBox): "
+        f"{sandbox_error(plan, plan.pod('default/long'))} "
         "(kubelet retries; it never starts)",)
     assert sandbox_warnings(plan, plan) == ()
     # without a sandbox it has no address: no Service lists it, ready or not
@@ -253,7 +257,8 @@ def test_the_nodes_resolv_conf_is_read_as_kubelet_reads_it():
     ("dnsConfig: {nameservers: [1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4]}",
      "spec.dnsConfig.nameservers: must not have more than 3 nameservers"),
     ("dnsConfig: {nameservers: [dns.example]}", "spec.dnsConfig.nameservers[0]: must be a valid IP address"),
-    ("dnsConfig: {searches: [Bad_Domain]}", "spec.dnsConfig.searches[0]: Invalid value: \"Bad_Domain\": a lowercase RFC 1123 subdomain must consist"),
+    ("dnsConfig: {searches: [Bad_Domain]}",
+     "spec.dnsConfig.searches[0]: Invalid value: \"Bad_Domain\": a lowercase RFC 1123 subdomain must consist"),
     ("dnsPolicy: ClusterFirstt", "spec.dnsPolicy: expected one of ClusterFirst, ClusterFirstWithHostNet, Default"),
     ("hostAliases: [{ip: 10.1.2.300, hostnames: [a]}]", "spec.hostAliases[0].ip: must be a valid IP address"),
 ])

@@ -82,7 +82,7 @@ metadata: {name: nowhere}
 spec:
   nodeSelector: {disk: none}
   containers: [{name: main, image: nginx, ports: [{name: http, containerPort: 80}]}]
-"""
+"""  # noqa: E501 - a manifest's line
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,8 @@ def pod(name: str, *ports: str, node: str | None = None, host_network: bool = Fa
     """A Pod manifest; each port `containerPort[:hostPort[:protocol[:hostIP]]]`."""
     def port(spec: str) -> str:
         cp, hp, proto, ip = (spec.split(":") + ["", "", ""])[:4]
-        return ("{containerPort: " + cp + (f", hostPort: {hp}" if hp else "") + (f", protocol: {proto}" if proto else "")
-                + (f", hostIP: '{ip}'" if ip else "") + "}")
+        return ("{containerPort: " + cp + (f", hostPort: {hp}" if hp else "")
+                + (f", protocol: {proto}" if proto else "") + (f", hostIP: '{ip}'" if ip else "") + "}")
     spec = [f"containers: [{{name: c, image: nginx, ports: [{', '.join(port(p) for p in ports)}]}}]"]
     if node:
         spec.append(f"nodeName: {node}")
@@ -229,7 +229,8 @@ def test_a_node_port_is_kube_proxys_first(mode):
 class PortmapIptables(IptablesModel):
     def full(self, text: str) -> None:
         saved = "".join(f"*{t}\n" + "".join(f":{c} - [0:0]\n" for c in chains) + "".join(
-            f"-A {c} {r}\n" for c, rules in chains.items() for r in rules) + "COMMIT\n" for t, chains in self.tables.items())
+            f"-A {c} {r}\n" for c, rules in chains.items() for r in rules) + "COMMIT\n"
+            for t, chains in self.tables.items())
         self.tables = {}
         self.load(merge_iptables(saved, text, portmap.PREFIXES))
 
@@ -407,7 +408,8 @@ def test_get_pods_shows_the_host_ports():
 
 
 def test_two_daemon_sets_with_one_host_port_are_refused():
-    ds = ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {0}}}\nspec: {{selector: {{matchLabels: {{app: {0}}}}}, "
+    ds = ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {0}}}\n"
+          "spec: {{selector: {{matchLabels: {{app: {0}}}}}, "
           "template: {{metadata: {{labels: {{app: {0}}}}}, spec: {{containers: [{{name: c, image: nginx, "
           "ports: [{{containerPort: 80, hostPort: 80}}]}}]}}}}}}\n---\n")
     p = plan_of(ds.format("one") + pod("x", "80:80"))

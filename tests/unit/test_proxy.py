@@ -56,7 +56,8 @@ def test_requests_pass_to_the_upstream_and_its_answers_come_back():
             assert (req.method, req.target, req.version) == ("GET", "/greet?who=me", "HTTP/1.0")
             assert req.headers["host"] == f"localhost:{upstream.getsockname()[1]}"
             assert req.headers["user-agent"] == "curl/8" and req.headers["connection"] == "close"
-            out = await fetch(port, b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+            out = await fetch(port, b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                                    b"Connection: close\r\n\r\nabc")
             assert out.startswith(b"HTTP/1.1 201 Created\r\n") and seen[1].body == b"abc"
             assert f"listening on TCP port {port} (built-in HTTP proxy to http://localhost:" \
                    f"{upstream.getsockname()[1]})" in lines

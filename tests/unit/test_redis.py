@@ -48,7 +48,8 @@ def test_expiry_by_the_servers_clock():
 
 def test_errors_are_worded_as_redis_words_them():
     r = Redis()
-    assert run(r, "FLY", "to", "the moon") == b"-ERR unknown command 'FLY', with args beginning with: 'to' 'the moon' \r\n"
+    assert (run(r, "FLY", "to", "the moon")
+            == b"-ERR unknown command 'FLY', with args beginning with: 'to' 'the moon' \r\n")
     assert run(r, "nope") == b"-ERR unknown command 'nope', with args beginning with: \r\n"
     long = run(r, "X", "a" * 200, "b")
     assert long == b"-ERR unknown command 'X', with args beginning with: '" + b"a" * 128 + b"' \r\n"
@@ -82,7 +83,8 @@ def test_a_real_connection_speaks_resp_and_inline_commands():
         try:
             reader, writer = await asyncio.open_connection(*sock.getsockname())
             writer.write(b"PING\r\n*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$5\r\nworld\r\n\r\nGET hello\r\n")
-            assert await reader.readexactly(len(b"+PONG\r\n+OK\r\n$5\r\nworld\r\n")) == b"+PONG\r\n+OK\r\n$5\r\nworld\r\n"
+            replies = b"+PONG\r\n+OK\r\n$5\r\nworld\r\n"
+            assert await reader.readexactly(len(replies)) == replies
             writer.write(b"QUIT\r\n")
             assert await reader.read() == b"+OK\r\n"  # and the server closes
             writer.close()

@@ -31,7 +31,8 @@ from kubenet_lab.servers.dns import ClusterDNS
 
 def pod(name, *containers, labels=None):
     """`containers`: each a tuple of (containerPort, name, protocol)."""
-    cs = tuple(Container(f"c{i}", "nginx", ports=tuple(ContainerPort(p, name=n, protocol=proto) for p, n, proto in ports))
+    cs = tuple(Container(f"c{i}", "nginx",
+                         ports=tuple(ContainerPort(p, name=n, protocol=proto) for p, n, proto in ports))
                for i, ports in enumerate(containers))
     return Pod("default", name, labels or {"app": "dns"}, PodSpec(containers=cs), origin=Origin("pods.yaml", 1))
 
@@ -47,7 +48,8 @@ def service(plan, name):
 
 def endpoints(plan, name):
     """{(port, protocol): [(pod, endpoint port)]} of a planned Service."""
-    return {(p.port, p.protocol): [(e.pod.split("/")[1], e.port) for e in p.endpoints] for p in service(plan, name).ports}
+    return {(p.port, p.protocol): [(e.pod.split("/")[1], e.port) for e in p.endpoints]
+            for p in service(plan, name).ports}
 
 
 # ------------------------------------------------------------------------- named targetPort
@@ -84,10 +86,12 @@ def test_a_sidecars_named_port_is_a_target_and_a_plain_init_containers_is_not():
     """FindPort looks at the containers, then at the init containers with restartPolicy Always."""
     def with_init(name, restart_policy):
         init = Container("init", "nginx", ports=(ContainerPort(9090, name="metrics"),), restart_policy=restart_policy)
-        return Pod("default", name, {"app": "dns"}, PodSpec(containers=(Container("c", "nginx"),), init_containers=(init,)),
+        return Pod("default", name, {"app": "dns"},
+                   PodSpec(containers=(Container("c", "nginx"),), init_containers=(init,)),
                    origin=Origin("pods.yaml", 1))
     plan = make_plan(Model(pods=(with_init("sidecar", "Always"), with_init("plain", None)), services=(
-        svc("m", ServicePort(9090, "TCP", "metrics", "metrics")), svc("u", ServicePort(9090, "UDP", "metrics", "metrics")))),
+        svc("m", ServicePort(9090, "TCP", "metrics", "metrics")),
+        svc("u", ServicePort(9090, "UDP", "metrics", "metrics")))),
         "lab")
     assert endpoints(plan, "m") == {(9090, "TCP"): [("sidecar", 9090)]}
     assert endpoints(plan, "u") == {(9090, "UDP"): []}
@@ -212,10 +216,12 @@ def test_a_port_added_to_a_running_service_gets_a_node_port_of_its_own():
     both = svc("dns", ServicePort(53, "UDP", "dns"), tcp, type="NodePort")
     again = make_plan(Model(services=(both,)), "lab", first)
     assert node_ports(again, "dns") == [(53, "UDP", 30087), (53, "TCP", 30086)]
-    assert node_ports(make_plan(Model(services=(both,)), "lab", again), "dns") == [(53, "UDP", 30087), (53, "TCP", 30086)]
+    assert (node_ports(make_plan(Model(services=(both,)), "lab", again), "dns")
+            == [(53, "UDP", 30087), (53, "TCP", 30086)])
     # from ClusterIP to NodePort is an update too
     plain = make_plan(Model(services=(svc("dns", ServicePort(53, "UDP", "dns"), tcp),)), "lab")
-    assert node_ports(make_plan(Model(services=(both,)), "lab", plain), "dns") == [(53, "UDP", 30086), (53, "TCP", 30087)]
+    assert (node_ports(make_plan(Model(services=(both,)), "lab", plain), "dns")
+            == [(53, "UDP", 30086), (53, "TCP", 30087)])
 
 
 def test_a_new_service_listed_first_takes_nothing_a_running_one_has():
@@ -256,5 +262,6 @@ def test_both_proxy_modes_carry_both_protocols_on_the_shared_node_port():
     assert len(ipt) == 2
     assert any("--comment default/dns:dns " in l and "-p udp --dport 30086 -j KUBE-EXT-" in l for l in ipt)
     assert any("--comment default/dns:dns-tcp " in l and "-p tcp --dport 30086 -j KUBE-EXT-" in l for l in ipt)
-    nft = [l for l in render_nftables(plan, "node1").splitlines() if l.startswith("add element ip kube-proxy service-nodeports")]
+    nft = [l for l in render_nftables(plan, "node1").splitlines()
+           if l.startswith("add element ip kube-proxy service-nodeports")]
     assert "udp . 30086 : goto external-" in "".join(nft) and "tcp . 30086 : goto external-" in "".join(nft)

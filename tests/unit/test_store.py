@@ -106,7 +106,8 @@ def test_scaling_a_planned_deployment_keeps_its_pods_and_a_deleted_pods_replacem
     web = lambda p: sorted(x.name for x in p.pods if x.namespace == "default")  # noqa: E731
     four = make_plan(model(4), "lab", two)
     assert set(web(two)) < set(web(four)) and len(web(four)) == 4
-    assert {x.key: x.ip for x in four.pods if x.name in web(two)} == {x.key: x.ip for x in two.pods if x.name in web(two)}
+    assert ({x.key: x.ip for x in four.pods if x.name in web(two)}
+            == {x.key: x.ip for x in two.pods if x.name in web(two)})
     base, owner = replica_owner(model(4).workloads[0])
     gone = web(four)[0]
     index = replicas.index_of(base, owner, gone, four.allocations.replicas[owner])

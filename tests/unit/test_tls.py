@@ -278,7 +278,8 @@ def test_the_wrong_protocol_fails_fast_on_either_port(cert_dir):
             head, body = out.split(b"\r\n\r\n", 1)
             assert head.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request"
             assert b"Content-Type: text/html" in head and b"Connection: close" in head
-            assert body == (b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+            assert body == (b"<html>\r\n"
+                            b"<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
                             b"<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
                             b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
                             b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
