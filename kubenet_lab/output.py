@@ -453,10 +453,20 @@ def ports_column(svc: PlannedService) -> str:
 
 
 def external_ip_column(svc: PlannedService) -> str:
+    if svc.type == "ExternalName":
+        return svc.external_name or "<none>"
     ips = [str(a) for a in svc.load_balancer_ips + svc.external_ips]
     if ips:
         return ",".join(ips)
     return "<pending>" if svc.type == "LoadBalancer" else "<none>"
+
+
+def cluster_ip_column(svc: PlannedService) -> str:
+    """kubectl's CLUSTER-IP: the address, None for a headless Service, <none> for an ExternalName
+    one (which has no spec.clusterIP at all)."""
+    if svc.type == "ExternalName":
+        return "<none>"
+    return str(svc.cluster_ip) if svc.cluster_ip else "None"
 
 
 def service_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns: bool):
@@ -466,7 +476,7 @@ def service_rows(plan: Plan, services: list[PlannedService], wide: bool, all_ns:
     rows = []
     for s in services:
         row = ([s.namespace] if all_ns else []) + [
-            s.name, s.type, str(s.cluster_ip) if s.cluster_ip else "None", external_ip_column(s), ports_column(s),
+            s.name, s.type, cluster_ip_column(s), external_ip_column(s), ports_column(s),
             age(created_at(plan, f"Service/{s.key}"))]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in (s.selector or {}).items()) or "<none>")
@@ -492,6 +502,9 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
     spec["internalTrafficPolicy"] = s.internal_traffic_policy
     if s.external_ips:
         spec["externalIPs"] = [str(a) for a in s.external_ips]
+    if s.type == "ExternalName":  # as the API server keeps it: the name, no address or families
+        spec = {"type": s.type, "externalName": s.external_name, **({"ports": spec["ports"]} if s.ports else {}),
+                **({"selector": spec["selector"]} if "selector" in spec else {}), "sessionAffinity": s.session_affinity}
     if s.type == "LoadBalancer":  # the API server defaults it for a LoadBalancer
         spec["allocateLoadBalancerNodePorts"] = s.allocate_load_balancer_node_ports
     optional = {"publishNotReadyAddresses": s.publish_not_ready_addresses or None,

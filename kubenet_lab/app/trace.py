@@ -121,6 +121,9 @@ def _number(port: str | None, text: str) -> int | None:
 
 
 def _service(svc, port: str | None, proto: str | None, source: Endpoint, text: str) -> Endpoint:
+    if svc.type == "ExternalName":
+        raise LabError(f"service {svc.name} is an ExternalName alias of {svc.external_name}: it has no address "
+                       "to trace; trace what that name resolves to")
     if svc.cluster_ip is None:
         raise LabError(f"service {svc.name} is headless: it has no address to trace; trace one of its pods")
     chosen = None

@@ -418,6 +418,8 @@ def describe_service(svc: Mapping, endpoints: Mapping | None, events: Sequence[E
     out.w(0, f"IP Families:\t{','.join(spec.get('ipFamilies') or []) or NONE}\n")
     out.w(0, f"IP:\t{spec.get('clusterIP', '')}\n")
     out.w(0, f"IPs:\t{','.join(spec.get('clusterIPs') or []) or NONE}\n")
+    if spec.get("type") == "ExternalName":
+        out.w(0, f"External Name:\t{spec.get('externalName', '')}\n")
     if spec.get("externalIPs"):
         out.w(0, f"External IPs:\t{','.join(spec['externalIPs'])}\n")
     ingress = (status.get("loadBalancer") or {}).get("ingress") or []

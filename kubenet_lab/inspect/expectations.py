@@ -235,6 +235,8 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
     external = naming.external_netns(plan.lab)
     external_ip = str(ipam.external_client_ip(plan.cluster.node_subnet))
     for svc in plan.services:
+        if svc.type == "ExternalName":
+            continue  # an alias: nothing to connect to
         for sp in svc.ports:
             proto = sp.protocol.lower()
             if proto not in ("tcp", "udp"):
@@ -326,6 +328,8 @@ def dns(plan: Plan, not_running: frozenset[str] = frozenset()) -> list[Expectati
         if conf is None or server not in conf.nameservers:
             continue
         for svc in plan.services:
+            if svc.type == "ExternalName":
+                continue  # a CNAME, which the pod's resolver follows out of the lab: nothing answers there
             name = f"{svc.name}.{svc.namespace}.svc.{zone}"
             if svc.headless:
                 ready = {str(e.ip) for e in (*svc.addresses, *(e for p in svc.ports for e in p.endpoints)) if e.ready}

@@ -228,9 +228,6 @@ class Builder:
     def _add_service(self, raw: LMap, doc: Checked, at: At) -> None:
         meta, spec = doc["metadata"], doc["spec"]
         kind = spec.get("type", "ClusterIP")
-        if kind == "ExternalName":
-            at.warn(f"skipping Service/{meta['name']} (type ExternalName is not modelled by kubenet-lab)")
-            return
         cluster_ip = spec.get("clusterIP", next(iter(spec.get("clusterIPs", [])), None)) or None
         timeout = spec.get("sessionAffinityConfig", {}).get("clientIP", {}).get("timeoutSeconds", 10800)
         self.services.append(Service(
@@ -240,6 +237,7 @@ class Builder:
                                     target_port=p.get("targetPort"), node_port=p.get("nodePort"),
                                     app_protocol=p.get("appProtocol"))
                         for p in spec.get("ports", [])),
+            external_name=spec.get("externalName") if kind == "ExternalName" else None,
             session_affinity=spec.get("sessionAffinity", "None"), affinity_timeout=timeout,
             external_traffic_policy=spec.get("externalTrafficPolicy", "Cluster"),
             internal_traffic_policy=spec.get("internalTrafficPolicy", "Cluster"),

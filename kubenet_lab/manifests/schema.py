@@ -18,6 +18,7 @@ from ..model.objects import DNS_POLICIES, PROTOCOLS, TAINT_EFFECTS, ClusterConfi
 from .fields import (IGNORE, At, Bool, Checked, Either, Ignore, Int, Invalid, ListOf, MapOf, Noted, Obj, OneOf, Str,
                      Type, describe)
 from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, dns_search, dns_subdomain, env_name,
+                     external_name,
                      field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, port_range,
                      qualified_name)
 from . import configs, discovery
@@ -518,7 +519,12 @@ JOB_SPEC = Obj({
 
 def _check_service(spec: Checked) -> None:
     kind = spec.get("type", "ClusterIP")
-    if kind == "ExternalName":
+    if kind == "ExternalName":  # an alias: no address, no selector's endpoints, no rules
+        if "externalName" not in spec:
+            spec.here.child("externalName").error("Required value: an ExternalName service needs the name it "
+                                                  "stands for (a DNS-1123 subdomain)")
+        if spec.get("clusterIP") not in (None, ""):
+            spec.at("clusterIP").error("must be empty for an ExternalName service")
         return
     ports: list[Checked] = spec.get("ports", [])
     headless = spec.get("clusterIP") == "None"
@@ -618,7 +624,7 @@ SERVICE_SPEC = Obj({
     "sessionAffinity": OneOf("None", "ClientIP"),
     "sessionAffinityConfig": Obj({"clientIP": Obj({"timeoutSeconds": Int(1, 86400)})}),
     "externalTrafficPolicy": TRAFFIC_POLICY, "internalTrafficPolicy": TRAFFIC_POLICY,
-    "externalIPs": ListOf(Str(ipv4_text)), "loadBalancerIP": Str(ipv4_text), "externalName": Str(dns_subdomain),
+    "externalIPs": ListOf(Str(ipv4_text)), "loadBalancerIP": Str(ipv4_text), "externalName": Str(external_name),
     "ipFamilies": ListOf(OneOf("IPv4", "IPv6")),
     "ipFamilyPolicy": OneOf("SingleStack", "PreferDualStack", "RequireDualStack"),
     "publishNotReadyAddresses": Bool(), "allocateLoadBalancerNodePorts": Bool(),

@@ -120,6 +120,13 @@ def dns_search(s: str) -> str:
     return s
 
 
+def external_name(s: str) -> str:
+    """A Service's spec.externalName: a DNS-1123 subdomain; a final dot is allowed, as the API
+    server allows it (a fully qualified name)."""
+    dns_subdomain(s.removesuffix("."))
+    return s
+
+
 def ipv4_text(s: str) -> str:
     """An address kept as written in the model (the planner parses it)."""
     ipv4(s)

@@ -555,6 +555,7 @@ class Service:
     health_check_node_port: int | None = None  # reserved as a NodePort; nothing answers on it yet
     load_balancer_source_ranges: tuple[str, ...] = ()  # not enforced yet
     traffic_distribution: str | None = None  # no zones: every endpoint is as close as any other
+    external_name: str | None = None  # type ExternalName: the name its DNS name is an alias (CNAME) of
 
     @property
     def key(self) -> str:
@@ -1025,6 +1026,7 @@ class PlannedService:
     # A headless Service without ports (a StatefulSet's governing one): the endpoints controller
     # lists the pods it selects all the same, in one portless subset (port 0 here), with their
     # readiness; what its DNS name answers. Empty for every other Service (see `ports`).
+    external_name: str | None = None  # type ExternalName: no address, no rules; its DNS name is a CNAME
     addresses: tuple[Endpoint, ...] = ()
 
     @property
@@ -1033,7 +1035,7 @@ class PlannedService:
 
     @property
     def headless(self) -> bool:
-        return self.cluster_ip is None
+        return self.cluster_ip is None and self.type != "ExternalName"
 
 
 @dataclass(frozen=True)

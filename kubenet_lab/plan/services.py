@@ -271,6 +271,16 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
             load_balancer_class=svc.load_balancer_class, health_check_node_port=svc.health_check_node_port,
             load_balancer_source_ranges=tuple(svc.load_balancer_source_ranges),
             traffic_distribution=svc.traffic_distribution, addresses=portless_addresses(svc, pods)))
+    # ExternalName: an alias the cluster DNS answers with a CNAME; no address, endpoints or rules.
+    planned += [PlannedService(
+        namespace=svc.namespace, name=svc.name, type=svc.type, cluster_ip=None, external_name=svc.external_name,
+        ports=tuple(PlannedServicePort(name=p.name, protocol=p.protocol, port=p.port, node_port=None,
+                                       target_port=p.target_port if p.target_port is not None else p.port)
+                    for p in svc.ports),
+        labels=dict(svc.labels), annotations=dict(svc.annotations), ip_families=(), ip_family_policy="")
+        for svc in model.services if svc.type == "ExternalName"]
+    order = {svc.key: i for i, svc in enumerate(model.services)}
+    planned.sort(key=lambda s: order[s.key])
     alloc = ServiceAllocations(
         cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
         node_ports=assigned_np,

@@ -29,8 +29,8 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Callable, Iterable
 
-from dnslib import (EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError, DNSHeader, DNSQuestion,
-                    DNSRecord)
+from dnslib import (CNAME, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError, DNSHeader,
+                    DNSQuestion, DNSRecord)
 
 from ..model.objects import Plan, PlannedPod, PlannedService
 from ..kernel.nsenter import in_netns
@@ -47,7 +47,8 @@ CLASS_IN, CLASS_ANY = 1, 255
 
 QTYPE_A, QTYPE_NS, QTYPE_SOA, QTYPE_PTR, QTYPE_TXT, QTYPE_SRV = (QTYPE.A, QTYPE.NS, QTYPE.SOA, QTYPE.PTR,
                                                                  QTYPE.TXT, QTYPE.SRV)
-_RDATA = {QTYPE_A: A, QTYPE_PTR: PTR, QTYPE_NS: NS, QTYPE_TXT: TXT}
+QTYPE_CNAME = QTYPE.CNAME
+_RDATA = {QTYPE_A: A, QTYPE_PTR: PTR, QTYPE_NS: NS, QTYPE_TXT: TXT, QTYPE_CNAME: CNAME}
 
 
 def reverse_name(ip: IPv4Address | str) -> str:
@@ -154,6 +155,8 @@ class Index:
         return None
 
     def _service(self, svc: PlannedService) -> list[Record] | None:
+        if svc.type == "ExternalName" and svc.external_name:
+            return [(QTYPE_CNAME, svc.external_name.rstrip(".").lower())]
         if svc.cluster_ip is not None:
             return [(QTYPE_A, str(svc.cluster_ip))]
         # Spec 2.4.1: a headless service without ready endpoints is NXDOMAIN.
@@ -326,8 +329,14 @@ class ClusterDNS:
             if name == apex:
                 records += [(QTYPE_SOA, None), (QTYPE_NS, f"ns.dns.{index.zone}")]
             wanted = [r for r in records if q.qtype in (r[0], QTYPE.ANY)]
+            alias = next((data for rtype, data in records if rtype == QTYPE_CNAME), None)
+            if alias is not None:  # an alias answers a query of any type (RFC 1034 3.6.2)
+                wanted = [(QTYPE_CNAME, alias)]
             for rr in _rrs(q.qname, wanted, index, apex):
                 reply.add_answer(rr)
+            if alias is not None and q.qtype not in (QTYPE_CNAME, QTYPE.ANY):
+                for rr in _chase(alias, q.qtype, index):
+                    reply.add_answer(rr)
             for rr in _additional(wanted, index):
                 reply.add_ar(rr)
         if not reply.rr:
@@ -343,6 +352,15 @@ def _rrs(owner, records: list[Record], index: Index, apex: str) -> Iterable[RR]:
             yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, weight, port, target + "."))
         else:
             yield RR(owner, rtype, ttl=TTL, rdata=_RDATA[rtype](data))
+
+
+def _chase(target: str, qtype: int, index: Index) -> Iterable[RR]:
+    """After an ExternalName's CNAME, the target's records of the type asked when the target is
+    a name of ours (CoreDNS answers "external-to-service" with the CNAME and svc1's A); a name
+    outside the lab gets the CNAME alone, which the client's resolver follows (and is refused)."""
+    apex = index.apex(target)
+    found = index.lookup(target) if apex is not None else None
+    return _rrs(target + ".", [r for r in found or () if r[0] == qtype], index, apex or "")
 
 
 def _additional(records: list[Record], index: Index) -> Iterable[RR]:

@@ -469,3 +469,46 @@ def test_the_endpoints_and_the_pod_show_the_hostname_the_dns_answers():
     assert (spec["hostname"], spec["subdomain"], "setHostnameAsFQDN" in spec) == ("db-a", "dbs", False)
     plain = make_plan(model(), "lab")
     assert not {"hostname", "subdomain"} & set(output.pod_object(plain, plain.pod("default/loner"), {})["spec"])
+
+
+# ExternalName, as CoreDNS's kubernetes plugin answers it (plugin/kubernetes/handler_test.go,
+# coredns/coredns 4b26cced3: "CNAME External", "CNAME External To Internal Service" and the two
+# "subdomain of an external service" cases). Its upstream lookup of a name outside the cluster
+# has no counterpart here: the lab has no way out, so such a name gets the CNAME alone.
+EXTERNAL = (Service("testns", "external", type="ExternalName", external_name="ext.interwebs.test"),
+            Service("testns", "external-to-service", type="ExternalName",
+                    external_name="svc1.testns.svc.cluster.local."),
+            Service("testns", "svc1", selector={"app": "web"}, ports=(ServicePort(80, name="http"),)))
+
+
+@pytest.fixture(scope="module")
+def external_plan():
+    return make_plan(model(EXTERNAL), "lab")
+
+
+def test_an_external_name_is_a_cname_for_every_type_and_no_address_of_its_own(external_plan):
+    dns = ClusterDNS(external_plan)
+    for qtype in ("CNAME", "A", "AAAA", "TXT"):
+        reply = ask(dns, "external.testns.svc.cluster.local.", qtype)
+        assert reply.header.rcode == RCODE.NOERROR
+        assert [(rr.rtype, str(rr.rname), str(rr.rdata)) for rr in reply.rr] == [
+            (QTYPE.CNAME, "external.testns.svc.cluster.local.", "ext.interwebs.test.")], qtype
+    planned = svc(external_plan, "testns/external")
+    assert planned.cluster_ip is None and not planned.headless and planned.external_name == "ext.interwebs.test"
+
+
+def test_an_external_name_inside_the_cluster_is_followed_to_its_address(external_plan):
+    dns = ClusterDNS(external_plan)
+    reply = ask(dns, "external-to-service.testns.svc.cluster.local", "A")
+    svc1 = str(svc(external_plan, "testns/svc1").cluster_ip)
+    assert [(rr.rtype, str(rr.rname), str(rr.rdata)) for rr in reply.rr] == [
+        (QTYPE.CNAME, "external-to-service.testns.svc.cluster.local.", "svc1.testns.svc.cluster.local."),
+        (QTYPE.A, "svc1.testns.svc.cluster.local.", svc1)]
+
+
+@pytest.mark.parametrize("name", ["endpoint.external.testns.svc.cluster.local.",
+                                  "subdomain.subdomain.external.testns.svc.cluster.local."])
+def test_a_name_below_an_external_service_does_not_exist(external_plan, name):
+    reply = ask(ClusterDNS(external_plan), name, "CNAME")
+    assert reply.header.rcode == RCODE.NXDOMAIN and [str(rr.rdata).split()[0] for rr in reply.auth] == [
+        "ns.dns.cluster.local."]

@@ -377,3 +377,21 @@ def test_roles_and_a_cordon_come_from_the_node_objects(tmp_path, monkeypatch):
         ["w", "Ready", "infra,worker"]]
     cp = json.loads(CliRunner().invoke(main, ["--lab", "roles", "get", "node", "cp", "-o", "json"]).output)
     assert cp["spec"]["unschedulable"] is True and "taints" not in cp["spec"]
+
+
+def test_an_external_name_service_shows_as_kubectl_shows_it():
+    import io
+
+    from kubenet_lab.manifests import load_model
+
+    plan = make_plan(load_model(["-"], io.StringIO(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
+        "spec: {type: ExternalName, externalName: ext.interwebs.test, ports: [{port: 80}]}\n")), "unitext")
+    svc = next(s for s in plan.services if s.name == "ext")
+    headers, rows = output.service_rows(plan, [svc], False, False)
+    assert dict(zip(headers, rows[0])) | {"AGE": "-"} == {
+        "NAME": "ext", "TYPE": "ExternalName", "CLUSTER-IP": "<none>", "EXTERNAL-IP": "ext.interwebs.test",
+        "PORT(S)": "80/TCP", "AGE": "-"}
+    assert output.service_object(plan, svc)["spec"] == {
+        "type": "ExternalName", "externalName": "ext.interwebs.test",
+        "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}], "sessionAffinity": "None"}

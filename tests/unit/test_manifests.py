@@ -340,10 +340,9 @@ def test_skipped_kinds_warn_once_each(files):
     assert model.warnings == (
         "ingress.yaml:1: skipping Ingress/web (kind not modelled by kubenet-lab)",
         "ingress.yaml:5: skipping NetworkPolicy/deny (kind not modelled by kubenet-lab)",
-        "ingress.yaml:9: skipping Service/ext (type ExternalName is not modelled by kubenet-lab)",
         "ingress.yaml:14: skipping Deploymnet/typo (kind not modelled by kubenet-lab) (did you mean 'Deployment'?)",
     )
-    assert model.services == ()
+    assert [(s.name, s.type, s.external_name) for s in model.services] == [("ext", "ExternalName", "example.com")]
 
 
 def test_init_containers_restart_policy_grace_period_and_pre_stop_are_read():

@@ -675,3 +675,37 @@ def test_empty_directory_and_unreadable_input(problems, tmp_path):
         load_model(["empty", "bin.yaml"])
     assert err.value.problems == ["empty: no *.yaml or *.yml files in this directory",
                                   "bin.yaml: not a UTF-8 text file"]
+
+
+def test_an_external_name_service_needs_its_name_and_no_address(problems):
+    assert problems("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: ext}
+        spec:
+          type: ExternalName
+          clusterIP: 10.96.0.50
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: bad-name}
+        spec:
+          type: ExternalName
+          externalName: Not_A.Name
+    """) == [
+        "web.yaml:4: spec.externalName: Required value: an ExternalName service needs the name it stands for "
+        "(a DNS-1123 subdomain)",
+        "web.yaml:6: spec.clusterIP: must be empty for an ExternalName service",
+        "web.yaml:13: spec.externalName: Invalid value: \"Not_A.Name\": a lowercase RFC 1123 subdomain must consist "
+        "of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+    ]
+
+
+def test_an_external_name_may_end_with_a_dot(tmp_path):
+    path = tmp_path / "ext.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
+                    "spec: {type: ExternalName, externalName: web.default.svc.cluster.local.}\n")
+    (svc,) = [s for s in load_model([str(path)]).services if s.name == "ext"]
+    assert (svc.type, svc.external_name, svc.cluster_ip) == ("ExternalName", "web.default.svc.cluster.local.", None)
