@@ -327,7 +327,7 @@ class ClusterDNS:
         else:
             records = list(found)
             if name == apex:
-                records += [(QTYPE_SOA, None), (QTYPE_NS, f"ns.dns.{index.zone}")]
+                records += [(QTYPE_SOA, None), (QTYPE_NS, f"ns.dns.{apex}")]
             wanted = [r for r in records if q.qtype in (r[0], QTYPE.ANY)]
             alias = next((data for rtype, data in records if rtype == QTYPE_CNAME), None)
             if alias is not None:  # an alias answers a query of any type (RFC 1034 3.6.2)
@@ -379,7 +379,7 @@ def _additional(records: list[Record], index: Index) -> Iterable[RR]:
 def _soa(index: Index, apex: str) -> RR:
     times = (index.serial, *SOA_TIMERS)
     return RR(apex + ".", QTYPE_SOA, ttl=TTL,
-              rdata=SOA(f"ns.dns.{index.zone}.", f"hostmaster.{index.zone}.", times))
+              rdata=SOA(f"ns.dns.{apex}.", f"hostmaster.{apex}.", times))
 
 
 def _edns(request: DNSRecord) -> int | None:

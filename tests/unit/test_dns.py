@@ -512,3 +512,18 @@ def test_a_name_below_an_external_service_does_not_exist(external_plan, name):
     reply = ask(ClusterDNS(external_plan), name, "CNAME")
     assert reply.header.rcode == RCODE.NXDOMAIN and [str(rr.rdata).split()[0] for rr in reply.auth] == [
         "ns.dns.cluster.local."]
+
+
+def test_a_reverse_zone_answers_with_its_own_soa_as_coredns_writes_it(dns):
+    """CoreDNS's plugin/kubernetes/reverse_test.go (coredns/coredns 4b26cced3): a name that does
+    not exist in a reverse zone gets that zone's SOA, ns.dns.<zone> and hostmaster.<zone>
+    ("101.0.0.10.in-addr.arpa." and "svc1.testns.svc.0.10.in-addr.arpa." there); in the cluster
+    zone, the cluster zone's ("example.org.cluster.local.")."""
+    for name, qtype, zone in (("7.7.244.10.in-addr.arpa.", "PTR", "244.10.in-addr.arpa"),
+                              ("svc1.testns.svc.244.10.in-addr.arpa.", "A", "244.10.in-addr.arpa"),
+                              ("example.org.cluster.local.", "PTR", "cluster.local")):
+        reply = ask(dns, name, qtype)
+        assert reply.header.rcode == RCODE.NXDOMAIN
+        (soa,) = reply.auth
+        assert (str(soa.rname), str(soa.rdata.mname), str(soa.rdata.rname), soa.rdata.times[1:]) == (
+            f"{zone}.", f"ns.dns.{zone}.", f"hostmaster.{zone}.", (7200, 1800, 86400, 5)), name
