@@ -65,10 +65,13 @@ def hosts(plan: Plan) -> tuple[Host, Host]:
                for ip in svc.load_balancer_ips}
     to_pods = {n.pod_cidr: n.ip for n in plan.nodes} if any(
         direct(svc) and svc.load_balancer_ips for svc in plan.services) else {}
+    # A balancer address outside the node network (a manifest's status.loadBalancer.ingress):
+    # the client reaches it through the balancer, as a cloud routes it.
+    beyond = {IPv4Network((i.ip, 32)): balancer.ip for i in ingress if i.ip not in subnet}
     lab = plan.lab
     return (
         Host(EXTERNAL, naming.external_netns(lab), naming.outside_underlay_veth(lab, EXTERNAL), frozenset({client}),
-             {IPv4Network((ip, 32)): first_node for ip in sorted(external_ips)}, {}),
+             {**{IPv4Network((ip, 32)): first_node for ip in sorted(external_ips)}, **beyond}, {}),
         Host(LB, naming.lb_netns(lab), naming.outside_underlay_veth(lab, LB), frozenset({balancer, *ingress}),
              to_pods, LB_SYSCTLS),
     )

@@ -249,9 +249,28 @@ class Builder:
             allocate_load_balancer_node_ports=spec.get("allocateLoadBalancerNodePorts", True),
             load_balancer_class=spec.get("loadBalancerClass"), health_check_node_port=spec.get("healthCheckNodePort"),
             load_balancer_source_ranges=tuple(spec.get("loadBalancerSourceRanges", ())),
-            traffic_distribution=spec.get("trafficDistribution")))
+            traffic_distribution=spec.get("trafficDistribution"),
+            load_balancer_ingress=self._ingress(doc, kind)))
         if spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone") and cluster_ip != "None":
             self.zone_preferring.append(spec.at("trafficDistribution"))
+
+    @staticmethod
+    def _ingress(doc: Checked, kind: str) -> tuple[str, ...]:
+        """status.loadBalancer.ingress[].ip of a LoadBalancer Service, as a cloud controller wrote
+        it; a hostname alone (an AWS balancer's) has no address the lab's balancer could answer on."""
+        status = doc.get("status") or {}
+        ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+        if kind != "LoadBalancer":
+            if ingress:
+                status.at("loadBalancer").warn(f"ignored: only a LoadBalancer Service has load-balancer "
+                                               f"addresses (this one is {kind})")
+            return ()
+        for i, entry in enumerate(ingress):
+            if "ip" not in entry:
+                status["loadBalancer"].at("ingress").item(i).warn(
+                    "a hostname without an ip: the lab's balancer answers on addresses only, so nothing answers "
+                    "on this one")
+        return tuple(entry["ip"] for entry in ingress if "ip" in entry)
 
     def _add_endpoint_slice(self, raw: LMap, doc: Checked, at: At) -> None:
         meta = doc["metadata"]

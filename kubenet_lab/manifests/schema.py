@@ -700,11 +700,19 @@ NETWORKING = Obj({
     "ipFamily": OneOf("ipv4", refused={f: "only ipv4 is supported" for f in ("ipv6", "dual")}),
 }, post=_check_networking)
 
+# A Service's status as a cloud controller writes it: its load-balancer addresses are honoured
+# (the lab's balancer answers on them); the rest of a status is the API server's and ignored.
+SERVICE_STATUS = Obj({
+    "loadBalancer": Obj({"ingress": ListOf(Obj({
+        "ip": Str(ipv4_text), "hostname": Str(dns_subdomain), "ipMode": OneOf("VIP", "Proxy"), "ports": IGNORE}))}),
+    "conditions": IGNORE,
+})
+
 # ------------------------------------------------------------------------------------- kinds
 
 
-def _object(meta: Obj, spec: Obj | None, spec_required: bool = True) -> Obj:
-    fields: dict[str, Type] = {"apiVersion": IGNORE, "kind": IGNORE, "metadata": meta, "status": IGNORE}
+def _object(meta: Obj, spec: Obj | None, spec_required: bool = True, status: Type = IGNORE) -> Obj:
+    fields: dict[str, Type] = {"apiVersion": IGNORE, "kind": IGNORE, "metadata": meta, "status": status}
     if spec is not None:
         fields["spec"] = spec
     required = ("metadata", "spec") if spec_required and spec is not None else ("metadata",)
@@ -737,7 +745,8 @@ KINDS = {k.name: k for k in (
     Kind("StatefulSet", "apps/v1", _object(_NAMESPACED, STATEFULSET_SPEC)),
     Kind("DaemonSet", "apps/v1", _object(_NAMESPACED, DAEMONSET_SPEC)),
     Kind("Job", "batch/v1", _object(_NAMESPACED, JOB_SPEC)),
-    Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC)),
+    Kind("Service", "v1", _object(metadata(Str(dns1035_label), namespaced=True), SERVICE_SPEC,
+                                  status=SERVICE_STATUS)),
     Kind("ConfigMap", "v1", configs.config_map(metadata(Str(dns_subdomain), namespaced=True))),
     Kind("Secret", "v1", configs.secret(metadata(Str(dns_subdomain), namespaced=True))),
     Kind("EndpointSlice", "discovery.k8s.io/v1",

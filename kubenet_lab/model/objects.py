@@ -556,6 +556,8 @@ class Service:
     load_balancer_source_ranges: tuple[str, ...] = ()  # not enforced yet
     traffic_distribution: str | None = None  # no zones: every endpoint is as close as any other
     external_name: str | None = None  # type ExternalName: the name its DNS name is an alias (CNAME) of
+    # status.loadBalancer.ingress[].ip as written (a cloud controller's): the balancer's addresses
+    load_balancer_ingress: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

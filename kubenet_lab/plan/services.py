@@ -240,7 +240,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
         np_owner[assigned_np[key]] = (svc.key, p.port)
         shared_np.setdefault((svc.key, p.port), assigned_np[key])
 
-    lb_ips = _lb_ips(model, services, previous, problems)
+    given = _ingress_ips(model, services, problems)
+    lb_ips = _lb_ips(model, services, previous, problems, given)
     if problems:
         raise InputError(problems)
 
@@ -263,7 +264,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
             session_affinity=svc.session_affinity, affinity_timeout=svc.affinity_timeout,
             external_traffic_policy=svc.external_traffic_policy, internal_traffic_policy=svc.internal_traffic_policy,
             external_ips=tuple(IPv4Address(a) for a in svc.external_ips),
-            load_balancer_ips=(lb_ips[svc.key],) if svc.key in lb_ips else (),
+            load_balancer_ips=given.get(svc.key) or ((lb_ips[svc.key],) if svc.key in lb_ips else ()),
             labels=dict(svc.labels), annotations=dict(svc.annotations),
             ip_families=families, ip_family_policy=family_policy,
             publish_not_ready_addresses=svc.publish_not_ready_addresses,
@@ -288,14 +289,53 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
     return tuple(planned), alloc
 
 
+def _ingress_ips(model: Model, services: list[Service], problems: list[str]) -> dict[str, tuple[IPv4Address, ...]]:
+    """The addresses a manifest's status.loadBalancer.ingress gives a LoadBalancer Service, as
+    if a cloud controller had written them: the lab's balancer answers on them. One inside the
+    node network must lie in the load-balancer pool (the rest of it is the nodes', the
+    balancer's and the external client's); none may be the pods' or the Services', nor another
+    Service's."""
+    cluster = model.cluster
+    pool = cluster.lb_pool or ipam.default_lb_pool(cluster.node_subnet)
+    out: dict[str, tuple[IPv4Address, ...]] = {}
+    owner: dict[IPv4Address, str] = {IPv4Address(s.load_balancer_ip): s.key for s in services if s.load_balancer_ip}
+    for svc in services:
+        ips = []
+        for i, text in enumerate(svc.load_balancer_ingress):
+            ip, where = IPv4Address(text), at(svc.origin, f"status.loadBalancer.ingress[{i}].ip")
+            clash = next((f"networking.{name} {net}" for name, net in (
+                ("podSubnet", cluster.pod_subnet), ("serviceSubnet", cluster.service_subnet)) if ip in net), None)
+            if clash is None and ip in cluster.node_subnet and not pool[0] <= ip <= pool[1]:
+                clash = (f"networking.nodeSubnet {cluster.node_subnet} outside the load-balancer pool "
+                         f"{pool[0]}-{pool[1]} (the nodes', the balancer's and the external client's addresses)")
+            if clash is None and (ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local):
+                clash = "no address a balancer can answer on"
+            if clash is None and owner.get(ip, svc.key) != svc.key:
+                clash = f"the address of Service {owner[ip]}"
+            if clash is not None:
+                problems.append(f"{where}: {ip} is in {clash}" if "networking." in clash else f"{where}: {ip} is {clash}")
+                continue
+            owner[ip] = svc.key
+            ips.append(ip)
+        if ips:
+            out[svc.key] = tuple(dict.fromkeys(ips))
+    return out
+
+
 def _lb_ips(model: Model, services: list[Service], previous: Allocations,
-            problems: list[str]) -> dict[str, IPv4Address]:
+            problems: list[str], given: dict[str, tuple[IPv4Address, ...]]) -> dict[str, IPv4Address]:
+    """The addresses the lab's balancer allocates (a Service whose manifest gives its own in
+    status.loadBalancer.ingress gets none; those in the pool are not handed out again)."""
     pool = model.cluster.lb_pool or ipam.default_lb_pool(model.cluster.node_subnet)
     alloc = ipam.Sequential(int(pool[0]), int(pool[1]))
+    for ips in given.values():
+        for ip in ips:
+            if pool[0] <= ip <= pool[1]:
+                alloc.take(int(ip))
     out: dict[str, IPv4Address] = {}
     # A Service of another loadBalancerClass is left to the controller of that class, which this
     # lab does not have: it gets no address (EXTERNAL-IP <pending>), as on a cluster without one.
-    lbs = [s for s in services if s.type == "LoadBalancer" and s.load_balancer_class is None]
+    lbs = [s for s in services if s.type == "LoadBalancer" and s.load_balancer_class is None and s.key not in given]
     for svc in lbs:
         if svc.load_balancer_ip:
             if not alloc.take(int(IPv4Address(svc.load_balancer_ip))):

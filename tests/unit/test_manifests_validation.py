@@ -709,3 +709,58 @@ def test_an_external_name_may_end_with_a_dot(tmp_path):
                     "spec: {type: ExternalName, externalName: web.default.svc.cluster.local.}\n")
     (svc,) = [s for s in load_model([str(path)]).services if s.name == "ext"]
     assert (svc.type, svc.external_name, svc.cluster_ip) == ("ExternalName", "web.default.svc.cluster.local.", None)
+
+
+LB_SERVICE = """
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: {name}}}
+    spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{port: 80}}]}}
+    status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}
+"""
+
+
+def test_a_manifests_load_balancer_ingress_is_honoured_as_a_cloud_controller_wrote_it(tmp_path):
+    path = tmp_path / "web.yaml"
+    path.write_text(textwrap.dedent(LB_SERVICE.format(name="cloud", ip="203.0.113.10")) + "---\n"
+                    + textwrap.dedent(LB_SERVICE.format(name="pooled", ip="172.18.0.200")) + "---\n"
+                    + "apiVersion: v1\nkind: Service\nmetadata: {name: other}\n"
+                      "spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80}]}\n")
+    plan = make_plan(load_model([str(path)]), "lab")
+    ips = {s.name: [str(a) for a in s.load_balancer_ips] for s in plan.services}
+    assert ips["cloud"] == ["203.0.113.10"] and ips["pooled"] == ["172.18.0.200"]
+    assert ips["other"] and ips["other"] != ["172.18.0.200"]  # the pool does not hand out a given address
+    assert "default/cloud" not in plan.allocations.lb_ips  # written, not allocated
+
+
+@pytest.mark.parametrize("ip, why", [
+    ("10.244.1.9", "is in networking.podSubnet 10.244.0.0/16"),
+    ("10.96.0.77", "is in networking.serviceSubnet 10.96.0.0/16"),
+    ("172.18.0.2", "is in networking.nodeSubnet 172.18.0.0/24 outside the load-balancer pool "
+                   "172.18.0.192-172.18.0.252 (the nodes', the balancer's and the external client's addresses)"),
+    ("127.0.0.5", "is no address a balancer can answer on"),
+])
+def test_a_load_balancer_ingress_the_lab_cannot_answer_on_is_refused(planned, ip, why):
+    assert planned(LB_SERVICE.format(name="cloud", ip=ip)) == [f"web.yaml:5: status.loadBalancer.ingress[0].ip: {ip} {why}"]
+
+
+def test_two_services_may_not_share_an_ingress_address(planned):
+    assert planned(LB_SERVICE.format(name="one", ip="203.0.113.10") + "---" + LB_SERVICE.format(
+        name="two", ip="203.0.113.10")) == [
+        "web.yaml:11: status.loadBalancer.ingress[0].ip: 203.0.113.10 is the address of Service default/one"]
+
+
+def test_a_hostname_ingress_and_a_non_load_balancers_ingress_are_warned_about(tmp_path):
+    path = tmp_path / "web.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: aws}\n"
+                    "spec: {type: LoadBalancer, ports: [{port: 80}]}\n"
+                    "status: {loadBalancer: {ingress: [{hostname: a1.elb.example.com}]}}\n---\n"
+                    "apiVersion: v1\nkind: Service\nmetadata: {name: plain}\nspec: {ports: [{port: 80}]}\n"
+                    "status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}\n")
+    model = load_model([str(path)])
+    assert [s.load_balancer_ingress for s in model.services] == [(), ()]
+    assert [w.split(": ", 1)[1] for w in model.warnings] == [
+        "status.loadBalancer.ingress[0]: a hostname without an ip: the lab's balancer answers on addresses only, "
+        "so nothing answers on this one",
+        "status.loadBalancer: ignored: only a LoadBalancer Service has load-balancer addresses (this one is "
+        "ClusterIP)"]

@@ -1,0 +1,41 @@
+"""A LoadBalancer Service whose manifest carries status.loadBalancer.ingress (as a cloud
+controller writes it, as in a dump of a real cluster) keeps those addresses: the lab's balancer
+answers on them, inside the lab only, one outside the node network too (the outside client
+routes it through the balancer); pods reach it through their node's rules."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import MANIFESTS, Lab, host_snapshot, new_lab_name, torn_down
+
+MANIFEST = MANIFESTS / "lb-ingress.yaml"
+
+
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def lab(request, host_before):
+    lab = Lab(new_lab_name("ig"))
+    with torn_down(lab.name):
+        lab("up", str(MANIFEST), "--proxy-mode", request.param)
+        yield lab
+
+
+def test_the_written_addresses_are_the_services_and_answer_from_outside_and_inside(lab):
+    rows = {l.split()[0]: l.split() for l in lab("get", "svc").stdout.splitlines()[1:]}
+    assert rows["cloud"][3] == "203.0.113.10" and rows["pooled"][3] == "172.18.0.200"
+    status = json.loads(lab("get", "svc", "cloud", "-o", "json").stdout)["status"]
+    assert status == {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}
+    webs = {p for p in lab.pods() if p.startswith("web-")}
+    assert lab.exec("external", "curl", "-s", "-m", "5", "http://203.0.113.10/hostname").stdout in webs
+    # externalTrafficPolicy Local: the pod sees the client's own address
+    assert lab.exec("external", "curl", "-s", "-m", "5", "http://172.18.0.200/clientip").stdout.startswith(
+        "172.18.0.254:")
+    assert "203.0.113.10 via 172.18.0.253 dev eth0" in lab.exec("external", "ip", "route").stdout
+    some_web = sorted(webs)[0]
+    assert lab.exec(some_web, "curl", "-s", "-m", "5", "http://203.0.113.10/hostname").stdout in webs
+
+
+def test_the_host_knows_nothing_of_the_addresses(lab):
+    host = host_snapshot()
+    assert "203.0.113.10" not in json.dumps(host) and "172.18.0.200" not in json.dumps(host)
