@@ -37,6 +37,7 @@ from ..kernel.nsenter import in_netns
 from .base import Served
 
 TTL = 5  # CoreDNS's default: a lab changes under its clients, answers must not linger
+SCHEMA_TTL = 28800  # dns-version's TXT, as CoreDNS's kubernetes plugin serves it
 SCHEMA_VERSION = "1.1.0"  # the specification's current version, which CoreDNS's kubernetes plugin serves
 SOA_TIMERS = (7200, 1800, 86400, TTL)  # refresh, retry, expire, minimum (the negative-answer TTL)
 UDP_PLAIN = 512
@@ -158,9 +159,21 @@ class Index:
         if svc.type == "ExternalName" and svc.external_name:
             return [(QTYPE_CNAME, svc.external_name.rstrip(".").lower())]
         if svc.cluster_ip is not None:
-            return [(QTYPE_A, str(svc.cluster_ip))]
+            return [(QTYPE_A, str(svc.cluster_ip)), *self._bare_srv(svc)]
         # Spec 2.4.1: a headless service without ready endpoints is NXDOMAIN.
-        return [(QTYPE_A, ip) for ip in self.ready(svc)] or None
+        return [*((QTYPE_A, ip) for ip in self.ready(svc)), *self._bare_srv(svc)] or None
+
+    def _bare_srv(self, svc: PlannedService) -> list[Record]:
+        """SRV at the service's own name, as CoreDNS answers it (its handler_test "svc1" SRV
+        case): every port, named or not, of the ClusterIP or of each ready endpoint; each weighs
+        100 / the number of them, and records alike are given once."""
+        name = self.service_name(svc)
+        if svc.cluster_ip is not None:
+            found = [(p.port, name) for p in svc.ports]
+        else:
+            hosts = self.ready(svc)
+            found = [(e.port, f"{hosts[str(e.ip)]}.{name}") for p in svc.ports for e in p.endpoints if e.ready]
+        return [(QTYPE_SRV, (port, target, 100 // len(found))) for port, target in dict.fromkeys(found)]
 
     def _endpoint(self, svc: PlannedService, host: str) -> list[Record] | None:
         return [(QTYPE_A, ip) for ip, h in self.ready(svc).items() if h == host] or None
@@ -350,8 +363,8 @@ def _rrs(owner, records: list[Record], index: Index, apex: str) -> Iterable[RR]:
         elif rtype == QTYPE_SRV:
             port, target, weight = data
             yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, weight, port, target + "."))
-        else:
-            yield RR(owner, rtype, ttl=TTL, rdata=_RDATA[rtype](data))
+        else:  # dns-version's TXT lives longer, as CoreDNS gives it (28800 s)
+            yield RR(owner, rtype, ttl=SCHEMA_TTL if rtype == QTYPE_TXT else TTL, rdata=_RDATA[rtype](data))
 
 
 def _chase(target: str, qtype: int, index: Index) -> Iterable[RR]:

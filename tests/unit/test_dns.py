@@ -301,7 +301,8 @@ def test_large_udp_answers_are_truncated_and_complete_over_tcp(plan):
     small = ask(dns, name, udp=True)
     assert small.header.tc == 1 and not small.rr and str(small.q.qname) == name + "."
     assert len(ask(dns, name).rr) == 100
-    assert len(ask(dns, name, "SRV").rr) == 0  # the name holds A records, not SRV
+    bare = ask(dns, name, "SRV")  # SRV at the bare name too, as CoreDNS answers it: every port of every endpoint
+    assert len(bare.rr) == 100 and {rr.rdata.weight for rr in bare.rr} == {1}
     srv = ask(dns, f"_http._tcp.{name}", "SRV")
     assert len(srv.rr) == 100 and {rr.rdata.weight for rr in srv.rr} == {1}
 
@@ -527,3 +528,20 @@ def test_a_reverse_zone_answers_with_its_own_soa_as_coredns_writes_it(dns):
         (soa,) = reply.auth
         assert (str(soa.rname), str(soa.rdata.mname), str(soa.rdata.rname), soa.rdata.times[1:]) == (
             f"{zone}.", f"ns.dns.{zone}.", f"hostmaster.{zone}.", (7200, 1800, 86400, 5)), name
+
+
+def test_srv_at_a_services_own_name_and_the_schema_txt_as_coredns_answers_them(plan, dns):
+    """CoreDNS's plugin/kubernetes/handler_test.go (coredns/coredns 4b26cced3): "svc1.testns.svc.
+    cluster.local." SRV is "0 100 80 svc1.testns.svc.cluster.local." with the A in the additional
+    section; every port of a Service answers there, each weighing 100 / their number; and
+    "dns-version.cluster.local 28800 IN TXT 1.1.0"."""
+    web = svc(plan, "default/web")
+    reply = ask(dns, f"web.default.svc.{ZONE}", "SRV")
+    assert sorted((rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target)) for rr in reply.rr) == [
+        (0, 50, 80, f"web.default.svc.{ZONE}."), (0, 50, 9090, f"web.default.svc.{ZONE}.")]
+    assert [(str(rr.rname), str(rr.rdata)) for rr in reply.ar] == [(f"web.default.svc.{ZONE}.", str(web.cluster_ip))]
+    one = ask(dns, f"web.shop.svc.{ZONE}", "SRV")
+    assert [(rr.rdata.weight, rr.rdata.port) for rr in one.rr] == [(100, 80)]
+    txt = ask(dns, f"dns-version.{ZONE}", "TXT")
+    assert [(rr.ttl, str(rr.rdata)) for rr in txt.rr] == [(28800, '"1.1.0"')]
+    assert ask(dns, f"web.default.svc.{ZONE}").rr[0].ttl == 5
