@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     # .ci/run runs as root already and adds sudo only when it is not.
     assert any(command.removeprefix("sudo ") in line for line in ci_lines), (
         f".ci/run does not run the README's test command {command!r}")
+
+
+def test_ci_runs_the_linters_the_readme_names_and_the_test_extras_install() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if not line.lstrip().startswith("#")]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    for tool, command in (("ruff", "ruff check"), ("mypy", "mypy")):
+        assert f"`{command}" in readme, f"the README does not name `{command}`"
+        assert any(f"python3 -m {command}" in line for line in ci_lines), f".ci/run does not run {command}"
+        assert any(re.match(rf"{tool}\b", req) for req in extras), f"the test extras do not install {tool}"
 
 
 def test_readme_test_command_is_found_in_fenced_blocks() -> None:
