@@ -741,7 +741,8 @@ def test_a_manifests_load_balancer_ingress_is_honoured_as_a_cloud_controller_wro
     ("127.0.0.5", "is no address a balancer can answer on"),
 ])
 def test_a_load_balancer_ingress_the_lab_cannot_answer_on_is_refused(planned, ip, why):
-    assert planned(LB_SERVICE.format(name="cloud", ip=ip)) == [f"web.yaml:5: status.loadBalancer.ingress[0].ip: {ip} {why}"]
+    assert (planned(LB_SERVICE.format(name="cloud", ip=ip))
+            == [f"web.yaml:5: status.loadBalancer.ingress[0].ip: {ip} {why}"])
 
 
 def test_two_services_may_not_share_an_ingress_address(planned):
