@@ -595,8 +595,8 @@ def _check_load_balancer_fields(spec: Checked, kind: str) -> None:
                 "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'")
         else:
             spec.at("healthCheckNodePort").warn(
-                "not modelled yet: the port is reserved as a NodePort, but no node answers health checks on it "
-                "(the lab's load balancer picks the nodes with a ready endpoint by itself)")
+                "not modelled yet: the port is reserved and every node's rules accept it, but no node answers "
+                "health checks on it (the lab's load balancer picks the nodes with a ready endpoint by itself)")
     if kind != "LoadBalancer":
         return
     if "loadBalancerClass" in spec:

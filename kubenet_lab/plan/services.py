@@ -29,6 +29,17 @@ DNS_SERVICE = "kube-system/kube-dns"
 KUBERNETES_SERVICE = "default/kubernetes"
 
 
+def health_key(svc: Service) -> str:
+    """Where a Service's allocated healthCheckNodePort is kept among the NodePorts (Allocations)."""
+    return f"{svc.key}:healthCheckNodePort"
+
+
+def needs_health_check(svc: Service) -> bool:
+    """The API server gives a healthCheckNodePort to a LoadBalancer Service with
+    externalTrafficPolicy Local (the cloud balancer asks each node whether it has an endpoint)."""
+    return svc.type == "LoadBalancer" and svc.external_traffic_policy == "Local"
+
+
 def port_key(svc: Service, port: ServicePort) -> str:
     return f"{svc.key}:{port.port}/{port.protocol}"
 
@@ -239,6 +250,26 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
                 continue
         np_owner[assigned_np[key]] = (svc.key, p.port)
         shared_np.setdefault((svc.key, p.port), assigned_np[key])
+    # healthCheckNodePort: written, or allocated from the same range after the ports' (a running
+    # Service keeps its own).
+    health: dict[str, int] = {}
+    for svc in wants_np:
+        if not needs_health_check(svc):
+            continue
+        if svc.health_check_node_port:
+            health[svc.key] = svc.health_check_node_port
+            continue
+        old = previous.node_ports.get(health_key(svc))
+        if old and node_ports.take(old):
+            health[svc.key] = old
+            continue
+        try:
+            health[svc.key] = node_ports.allocate()
+        except ipam.Exhausted:
+            problems.append(f"{at(svc.origin, 'spec.healthCheckNodePort')}: failed to allocate a healthCheckNodePort: "
+                            f"range is full (networking.serviceNodePortRange {valid_ports} has no free port)")
+            continue
+        np_owner[health[svc.key]] = (svc.key, None)
 
     given = _ingress_ips(model, services, problems)
     lb_ips = _lb_ips(model, services, previous, problems, given)
@@ -269,7 +300,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
             ip_families=families, ip_family_policy=family_policy,
             publish_not_ready_addresses=svc.publish_not_ready_addresses,
             allocate_load_balancer_node_ports=svc.allocate_load_balancer_node_ports,
-            load_balancer_class=svc.load_balancer_class, health_check_node_port=svc.health_check_node_port,
+            load_balancer_class=svc.load_balancer_class,
+            health_check_node_port=health.get(svc.key, svc.health_check_node_port),
             load_balancer_source_ranges=tuple(svc.load_balancer_source_ranges),
             traffic_distribution=svc.traffic_distribution, addresses=portless_addresses(svc, pods)))
     # ExternalName: an alias the cluster DNS answers with a CNAME; no address, endpoints or rules.
@@ -284,7 +316,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
     planned.sort(key=lambda s: order[s.key])
     alloc = ServiceAllocations(
         cluster_ips={k: str(v) for k, v in cluster_ip.items() if v is not None},
-        node_ports=assigned_np,
+        node_ports={**assigned_np, **{health_key(s): health[s.key] for s in wants_np if s.key in health}},
         lb_ips={k: str(v) for k, v in lb_ips.items()})
     return tuple(planned), alloc
 

@@ -242,6 +242,9 @@ def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: st
                 f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {note}" '
                 f"-m addrtype --dst-type LOCAL -m {v.proto} -p {v.proto} --dport {v.node_port} "
                 f"-j {target}")
+    if v.svc.health_check_node_port:  # accepted whether or not this node has an endpoint
+        out.filter_rules.append(f'-A KUBE-NODEPORTS -m comment --comment "{v.spn} health check node port" '
+                                f"-m tcp -p tcp --dport {v.svc.health_check_node_port} -j ACCEPT")
 
 
 def probability(n: int) -> str:

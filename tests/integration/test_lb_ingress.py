@@ -18,6 +18,7 @@ def lab(request, host_before):
     lab = Lab(new_lab_name("ig"))
     with torn_down(lab.name):
         lab("up", str(MANIFEST), "--proxy-mode", request.param)
+        lab.mode = request.param
         yield lab
 
 
@@ -39,3 +40,15 @@ def test_the_written_addresses_are_the_services_and_answer_from_outside_and_insi
 def test_the_host_knows_nothing_of_the_addresses(lab):
     host = host_snapshot()
     assert "203.0.113.10" not in json.dumps(host) and "172.18.0.200" not in json.dumps(host)
+
+
+def test_a_local_load_balancer_has_a_health_check_node_port_that_every_node_accepts(lab):
+    spec = json.loads(lab("get", "svc", "pooled", "-o", "json").stdout)["spec"]
+    hc = spec["healthCheckNodePort"]
+    assert hc in range(30000, 32768) and hc not in {p["nodePort"] for p in spec["ports"]}
+    assert "healthCheckNodePort" not in json.loads(lab("get", "svc", "cloud", "-o", "json").stdout)["spec"]
+    if lab.mode == "iptables":  # kube-proxy's ACCEPT in every node, endpoint or not (nftables mode has none)
+        for node in ("node1", "node2"):
+            assert (f'-A KUBE-NODEPORTS -p tcp -m comment --comment "default/pooled health check node port" '
+                    f"-m tcp --dport {hc} -j ACCEPT") in lab.exec(f"node/{node}", "iptables-save", "-t",
+                                                                   "filter").stdout.splitlines()

@@ -765,3 +765,25 @@ def test_a_hostname_ingress_and_a_non_load_balancers_ingress_are_warned_about(tm
         "so nothing answers on this one",
         "status.loadBalancer: ignored: only a LoadBalancer Service has load-balancer addresses (this one is "
         "ClusterIP)"]
+
+
+def test_a_local_load_balancer_gets_a_health_check_node_port_as_the_api_server_gives_it(tmp_path):
+    path = tmp_path / "web.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: local}\n"
+        "spec: {type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: web}, ports: [{port: 80}]}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: cluster}\n"
+        "spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80}]}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: written}\n"
+        "spec: {type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 31000, selector: {app: web},"
+        " ports: [{port: 80}]}\n")
+    plan = make_plan(load_model([str(path)]), "lab")
+    by_name = {s.name: s for s in plan.services}
+    local, written = by_name["local"], by_name["written"]
+    assert by_name["cluster"].health_check_node_port is None and written.health_check_node_port == 31000
+    taken = {p.node_port for s in plan.services for p in s.ports} | {31000}
+    assert local.health_check_node_port and local.health_check_node_port not in taken
+    assert local.health_check_node_port in range(30000, 32768)
+    again = make_plan(load_model([str(path)]), "lab", plan)  # a running Service keeps it
+    assert {s.name: s.health_check_node_port for s in again.services} == \
+        {s.name: s.health_check_node_port for s in plan.services}

@@ -68,7 +68,7 @@ def kube_proxy_plan() -> Plan:
         service("ns1", "svc1", "172.30.0.41", port(80, "p80", [ep("10.180.0.1", 80, far)])),
         service("ns2", "svc2", "172.30.0.42", port(80, "p80", [ep("10.180.0.2", 80, far)],
                                                    node_port=3001),
-                type="LoadBalancer", external_traffic_policy="Local",
+                type="LoadBalancer", external_traffic_policy="Local", health_check_node_port=30000,
                 load_balancer_ips=["1.2.3.4"], external_ips=["192.168.99.22"]),
         service("ns3", "svc3", "172.30.0.43", port(80, "p80", [ep("10.180.0.3", 80, far)],
                                                    node_port=3003), type="NodePort"),

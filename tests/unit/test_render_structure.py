@@ -40,6 +40,7 @@ def test_iptables_matches_kube_proxy_for_its_own_test_services():
         '-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns2/svc2:p80 has no local endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 3001 -j DROP',
         "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
         "-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000",
+        '-A KUBE-NODEPORTS -m comment --comment "ns2/svc2:p80 health check node port" -m tcp -p tcp --dport 30000 -j ACCEPT',
     ):
         assert line in text.splitlines()
     nat = text.split("*nat")[1]

@@ -319,8 +319,9 @@ def test_health_check_node_port_and_source_ranges_are_kept_and_warned_about():
         ports: [{port: 80}]
     """))
     assert model.warnings == (
-        "<stdin>:7: spec.healthCheckNodePort: not modelled yet: the port is reserved as a NodePort, but no node "
-        "answers health checks on it (the lab's load balancer picks the nodes with a ready endpoint by itself)",
+        "<stdin>:7: spec.healthCheckNodePort: not modelled yet: the port is reserved and every node's rules accept "
+        "it, but no node answers health checks on it (the lab's load balancer picks the nodes with a ready "
+        "endpoint by itself)",
         "<stdin>:8: spec.loadBalancerSourceRanges: not modelled yet: clients from any address reach the "
         "load-balancer address (kube-proxy's source-range filter is not written)",
     )
