@@ -543,3 +543,28 @@ def test_kube_proxy_falls_back_to_serving_terminating_endpoints_only_when_none_i
     assert [str(e.ip) for e in with_ready.cluster_eps] == ["10.244.1.10"]
     _, none = view("- addresses: ['10.244.1.9']\n  conditions: {ready: false}\n")
     assert not none.has_endpoints and none.cluster_eps == ()
+
+
+def test_a_headless_service_without_a_selector_resolves_to_its_slices_ready_addresses(tmp_path):
+    from dnslib import DNSRecord
+
+    from kubenet_lab.servers.dns import ClusterDNS
+
+    model = load(tmp_path, """\
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  ports: [{name: pg, port: 5432}]
+""" + slice_doc("""\
+        addressType: IPv4
+        ports: [{name: pg, port: 5432}]
+        endpoints:
+        - addresses: ["192.0.2.20"]
+        - addresses: ["192.0.2.21"]
+          conditions: {ready: false}
+        """, name="db-1", service="db"))
+    dns = ClusterDNS(make_plan(model, "t"))
+    reply = DNSRecord.parse(dns.answer(DNSRecord.question("db.default.svc.cluster.local", "A").pack()))
+    assert [str(rr.rdata) for rr in reply.rr] == ["192.0.2.20"]
