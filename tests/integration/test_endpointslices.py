@@ -143,3 +143,14 @@ def test_get_endpointslices_shows_the_written_slices(lab):
     rows = {line.split()[0]: line.split()[1:4] for line in lab("get", "endpointslices").stdout.splitlines()[1:]}
     assert rows["ext-manual"] == ["IPv4", "9376,1", lab.backend_ip]
     assert rows["dead-1"] == ["IPv4", "9376", lab.nothing_ip]
+
+
+def test_deleting_the_endpoints_removes_the_mirrored_endpoint(lab):
+    """(Last: it changes the lab.) kubectl delete endpoints: the mirrored slice goes with it, and
+    the Service, without endpoints, refuses connections."""
+    assert wait_for(lambda: ask(lab, "legacy") == "backend", "legacy -> backend", timeout=20)
+    assert lab("delete", "endpoints", "legacy").stdout.strip() == 'endpoints "legacy" deleted'
+    assert wait_for(lambda: ask(lab, "legacy") == "ConnectionRefusedError", "legacy refused", timeout=20)
+    assert "kubernetes.io/service-name=legacy" not in lab("get", "endpointslices", "--show-labels").stdout
+    assert lab("delete", "endpointslice", "ext-manual").stdout.strip().endswith('"ext-manual" deleted')
+    assert wait_for(lambda: ask(lab, "ext") == "ConnectionRefusedError", "ext refused", timeout=20)
