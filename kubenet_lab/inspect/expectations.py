@@ -24,9 +24,10 @@ run; `full` asks for every pair and for every endpoint of a Service to answer at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
-from ..model.objects import (Plan, PlannedPod, PlannedServicePort, RunDns, RunExec, RunHttp,
+from ..model.objects import (Plan, PlannedPod, PlannedService, PlannedServicePort, RunDns, RunExec, RunHttp,
                              RunNetexec, RunServeHostname)
 from ..plan import ipam, naming
 from ..plan.podfiles import pod_dns, pod_hostname
@@ -295,6 +296,11 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                                               full and names and not affinity, len(allowed)))
             if svc.type == "LoadBalancer" and svc.load_balancer_class is None:
                 for ip in svc.load_balancer_ips:
+                    if not _admitted(svc, external_ip):
+                        out.append(Expectation("loadbalancer", "external", f"lb/{ip}:{sp.port}", sp.port, proto, FAIL,
+                                               f"loadBalancerSourceRanges of {name} leave the external client out",
+                                               src_netns=external, src_ip=external_ip, dst_ip=str(ip), talk=talk))
+                        continue
                     out.append(_service_probe("loadbalancer", "external", external, external_ip, f"lb/{ip}:{sp.port}",
                                               str(ip), sp.port, proto, talk, f"{name} through the load balancer",
                                               _hostnames(plan, ready) if names else frozenset(),
@@ -309,6 +315,17 @@ def _sources(node, clients: dict[str, PlannedPod]) -> list[tuple[str, str, str]]
         pod = clients[node.name]
         out.append((_pod_name(pod), pod.netns, str(pod.ip)))
     return out
+
+
+def _admitted(svc: PlannedService, source: str) -> bool:
+    """Whether the Service's loadBalancerSourceRanges (its IPv4 ones; none: everyone) let `source` in."""
+    ranges = []
+    for text in svc.load_balancer_source_ranges:
+        try:
+            ranges.append(IPv4Network(text.strip(), strict=False))
+        except ValueError:
+            continue
+    return not ranges or any(IPv4Address(source) in r for r in ranges)
 
 
 def _service_probe(kind, src, netns, src_ip, dst, ip, port, proto, talk, why, answers, every,

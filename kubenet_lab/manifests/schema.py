@@ -604,10 +604,6 @@ def _check_load_balancer_fields(spec: Checked, kind: str) -> None:
             f"{spec['loadBalancerClass']!r}: no load balancer of this class runs in kubenet-lab (its own serves "
             "Services without a class, as a cloud provider's default one), so this Service gets no external "
             "address: EXTERNAL-IP stays <pending>; its cluster IP and NodePorts work")
-    if spec.get("loadBalancerSourceRanges"):
-        spec.at("loadBalancerSourceRanges").warn(
-            "not modelled yet: clients from any address reach the load-balancer address (kube-proxy's "
-            "source-range filter is not written)")
 
 
 SERVICE_PORT = Obj({

@@ -553,7 +553,7 @@ class Service:
     allocate_load_balancer_node_ports: bool = True  # False: a LoadBalancer gets no NodePort of its own
     load_balancer_class: str | None = None  # set: the lab's (default) load balancer leaves it alone
     health_check_node_port: int | None = None  # reserved as a NodePort; nothing answers on it yet
-    load_balancer_source_ranges: tuple[str, ...] = ()  # not enforced yet
+    load_balancer_source_ranges: tuple[str, ...] = ()  # as written; kube-proxy and the balancer enforce them
     traffic_distribution: str | None = None  # no zones: every endpoint is as close as any other
     external_name: str | None = None  # type ExternalName: the name its DNS name is an alias (CNAME) of
     # status.loadBalancer.ingress[].ip as written (a cloud controller's): the balancer's addresses

@@ -178,7 +178,11 @@ def _service_port(out: _Out, v: PortView, pod_cidr: str, comments: bool) -> None
     if v.uses_external_chain:
         out.chain(ext_chain)
         _external_chain(out, v, ext_chain, svc_chain, svl_chain, pod_cidr)
-    _dispatch(out, v, svc_chain, svl_chain, ext_chain, pod_cidr)
+    fw_chain = names.fw_chain(v.svc.namespace, v.svc.name, v.port.name, v.proto) if v.source_ranges else None
+    if fw_chain:
+        out.chain(fw_chain)
+        _firewall_chain(out, v, fw_chain, ext_chain)
+    _dispatch(out, v, svc_chain, svl_chain, ext_chain, pod_cidr, fw_chain)
     if v.uses_cluster_chain:
         _balance(out, v, svc_chain, v.cluster_eps, seps, comments)
     if v.uses_local_chain:
@@ -209,7 +213,18 @@ def _external_chain(out: _Out, v: PortView, ext: str, svc: str, svl: str, pod_ci
         out.nat_rules.append(f"-A {ext} -j {svl if v.external_local else svc}")
 
 
-def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: str) -> None:
+def _firewall_chain(out: _Out, v: PortView, fw: str, ext: str) -> None:
+    """loadBalancerSourceRanges: traffic to an LB IP from a range goes on to the external chain;
+    the rest falls through, undNATed, to its KUBE-PROXY-FIREWALL DROP (see _dispatch). (kube-proxy
+    also admits an LB IP as a source when a range holds the node's own address, for balancers
+    that put the VIP on the node itself; the lab's balancer is not one, and it is left out.)"""
+    for cidr in v.source_ranges:
+        out.nat_rules.append(f'-A {fw} -m comment --comment "{v.spn} loadbalancer IP" -s {cidr} -j {ext}')
+    out.nat_rules.append(f'-A {fw} -m comment --comment "other traffic to {v.spn} will be dropped by '
+                         'KUBE-PROXY-FIREWALL"')
+
+
+def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: str, fw: str | None = None) -> None:
     """The entry rules: cluster IP, external IPs, LB IPs, node port; or the filter verdicts."""
     # Where the traffic has no endpoint to go to: refused when the service has none at all,
     # dropped when only this node's (Local policy) are missing.
@@ -227,8 +242,12 @@ def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: st
     for kind, ips in (("external IP", v.external_ips), ("loadbalancer IP", v.lb_ips)):
         for ip in ips:
             if v.has_endpoints:
+                to = fw if fw and kind == "loadbalancer IP" else ext
                 out.services.append(f'-A KUBE-SERVICES -m comment --comment "{v.spn} {kind}" '
-                                    f"{_match(v, ip, v.port.port)} -j {ext}")
+                                    f"{_match(v, ip, v.port.port)} -j {to}")
+            if fw and kind == "loadbalancer IP":
+                out.filter_rules.append(f'-A KUBE-PROXY-FIREWALL -m comment --comment "{v.spn} traffic not accepted '
+                                        f'by {fw}" {_match(v, ip, v.port.port)} -j DROP')
             if not v.has_external:
                 out.filter_rules.append(
                     f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {note}" '

@@ -13,6 +13,11 @@ that target pods do (the reason that field exists), through the routes to the no
 it then has (fabric/outside.py). The backend sees the client's own address, whatever the
 externalTrafficPolicy; the reply goes back through the balancer as above.
 
+loadBalancerSourceRanges are enforced by the balancer, as a cloud's balancer (or its security
+group) enforces them: a packet to the LB IP from outside the ranges is dropped before it is
+forwarded. (kube-proxy's own KUBE-FW rules in the nodes only see the LB IP as destination from
+the cluster's pods and nodes: this balancer forwards to NodePorts.)
+
 A port with no eligible node (or ready endpoint) is rejected by the balancer itself. The
 transaction adds, deletes and re-adds the table, so the previous ruleset goes in the same atomic
 step.
@@ -24,6 +29,7 @@ from ipaddress import IPv4Address
 
 from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
 from kubenet_lab.proxy import names
+from kubenet_lab.proxy.endpoints import ipv4_ranges
 
 TABLE = "ip kubenet-lb"
 COMMENT = "kubenet-lab external load balancer"
@@ -40,6 +46,7 @@ class Forward:
     node_port: int | None  # None: straight to the endpoints
     nodes: tuple[IPv4Address, ...]
     endpoints: tuple[tuple[IPv4Address, int], ...] = ()  # without a node port: the ready ones
+    source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges: only these sources get through
 
     @property
     def targets(self) -> tuple[tuple[IPv4Address, int], ...]:
@@ -66,17 +73,18 @@ def forwards(plan: Plan) -> list[Forward]:
     for svc in plan.services:
         if svc.type != "LoadBalancer":
             continue
+        ranges = ipv4_ranges(svc.load_balancer_source_ranges)
         for port in svc.ports:
             spn = names.port_name(svc.namespace, svc.name, port.name)
             if direct(svc):
                 eps = tuple((ep.ip, ep.port) for ep in port.endpoints if ep.ready)
-                out += [Forward(spn, ip, port.protocol.lower(), port.port, None, (), eps)
+                out += [Forward(spn, ip, port.protocol.lower(), port.port, None, (), eps, ranges)
                         for ip in svc.load_balancer_ips]
                 continue
             if port.node_port is None:
                 continue
             nodes = eligible_nodes(plan, svc, port)
-            out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes)
+            out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes, (), ranges)
                     for ip in svc.load_balancer_ips]
     return out
 
@@ -97,14 +105,22 @@ def _reject(f: Forward) -> str:
     return f'\t\t{_match(f)} {how} comment "{f.spn} has no {what}"'
 
 
+def _firewall(f: Forward) -> str:
+    return (f"\t\t{_match(f)} ip saddr != {{ {', '.join(f.source_ranges)} }} drop "
+            f'comment "{f.spn} loadBalancerSourceRanges"')
+
+
 def render_lb(plan: Plan) -> str:
     """The whole table as one `nft -f` transaction."""
     fs = forwards(plan)
+    guarded = [f for f in fs if f.source_ranges]
     return "\n".join([
         f"add table {TABLE}",
         f"delete table {TABLE}",
         f"table {TABLE} {{",
         f'\tcomment "{COMMENT}"',
+        *(["\tchain firewall {", "\t\ttype filter hook prerouting priority dstnat - 10; policy accept;",
+           *(_firewall(f) for f in guarded), "\t}"] if guarded else []),
         "\tchain prerouting {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
         *(_dnat(f) for f in fs if f.targets),

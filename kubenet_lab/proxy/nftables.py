@@ -197,6 +197,12 @@ def _service_port(tx: _Tx, v: PortView, pod_cidr: str, vmap: bool) -> None:
         _external_chain(tx, v, ext, svc, local, pod_cidr)
     for ep, base in eps.items():
         _endpoint_chain(tx, v, ep, base, affinity)
+    if v.source_ranges:  # loadBalancerSourceRanges: checked before DNAT (firewall-check)
+        fw = names.nft_firewall_chain(v.svc.namespace, v.svc.name, v.port.name, v.proto)
+        tx.chain(fw)
+        tx.rule(fw, f"ip saddr != {{ {', '.join(v.source_ranges)} }} drop")
+        for ip in v.lb_ips:
+            tx.element("firewall-ips", f'{ip} . {v.proto} . {v.port.port} comment "{v.spn}" : goto {fw}')
     _dispatch(tx, v, internal, ext)
 
 

@@ -77,7 +77,8 @@ def kube_proxy_plan() -> Plan:
                 type="NodePort", external_ips=["192.168.99.33"]),
         service("ns5", "svc5", "172.30.0.45", port(80, "p80", [ep("10.180.0.3", 80, far)],
                                                    node_port=3002),
-                type="LoadBalancer", load_balancer_ips=["5.6.7.8"], session_affinity="ClientIP"),
+                type="LoadBalancer", load_balancer_ips=["5.6.7.8"], session_affinity="ClientIP",
+                load_balancer_source_ranges=(" 203.0.113.0/25",)),
         service("ns6", "svc6", "172.30.0.46", port(80, "p80")),
         pod_subnet="10.0.0.0/8",
     )

@@ -41,6 +41,11 @@ def test_iptables_matches_kube_proxy_for_its_own_test_services():
         "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
         "-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000",
         '-A KUBE-NODEPORTS -m comment --comment "ns2/svc2:p80 health check node port" -m tcp -p tcp --dport 30000 -j ACCEPT',
+        # loadBalancerSourceRanges " 203.0.113.0/25" of svc5
+        '-A KUBE-PROXY-FIREWALL -m comment --comment "ns5/svc5:p80 traffic not accepted by KUBE-FW-NUKIZ6OKUXPJNT4C" -m tcp -p tcp -d 5.6.7.8 --dport 80 -j DROP',
+        '-A KUBE-SERVICES -m comment --comment "ns5/svc5:p80 loadbalancer IP" -m tcp -p tcp -d 5.6.7.8 --dport 80 -j KUBE-FW-NUKIZ6OKUXPJNT4C',
+        '-A KUBE-FW-NUKIZ6OKUXPJNT4C -m comment --comment "ns5/svc5:p80 loadbalancer IP" -s 203.0.113.0/25 -j KUBE-EXT-NUKIZ6OKUXPJNT4C',
+        '-A KUBE-FW-NUKIZ6OKUXPJNT4C -m comment --comment "other traffic to ns5/svc5:p80 will be dropped by KUBE-PROXY-FIREWALL"',
     ):
         assert line in text.splitlines()
     nat = text.split("*nat")[1]
@@ -74,6 +79,10 @@ def test_nftables_matches_kube_proxy_for_its_own_test_services():
         'add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"',
         "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips",
         "add rule ip kube-proxy masquerading masquerade fully-random",
+        # loadBalancerSourceRanges " 203.0.113.0/25" of svc5
+        "add chain ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80",
+        "add rule ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr != { 203.0.113.0/25 } drop",
+        'add element ip kube-proxy firewall-ips { 5.6.7.8 . tcp . 80 comment "ns5/svc5:p80" : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80 }',
     ):
         assert line in text
     joined = "\n".join(text)
@@ -115,6 +124,9 @@ def test_iptables_references_only_defined_chains(p):
                 if line.startswith(("-A", "-I")):
                     words = shlex.split(line)
                     assert words[1] in declared | builtin, line
+                    if "-j" not in words:  # kube-proxy's KUBE-FW fall-through: a comment alone
+                        assert words[2:4] == ["-m", "comment"] and len(words) == 6, line
+                        continue
                     target = words[words.index("-j") + 1]
                     assert target in declared | IPT_TARGETS, line
                     assert "--set" not in words or words[words.index("--name") + 1] in declared

@@ -309,7 +309,7 @@ def test_load_balancer_only_fields_elsewhere_and_bad_values_are_refused():
 # --------------------------------------------------------------------------- not modelled yet: warned
 
 
-def test_health_check_node_port_and_source_ranges_are_kept_and_warned_about():
+def test_health_check_node_port_and_source_ranges_are_kept_and_the_health_check_warned_about():
     model = load(service("""
         type: LoadBalancer
         externalTrafficPolicy: Local
@@ -322,8 +322,6 @@ def test_health_check_node_port_and_source_ranges_are_kept_and_warned_about():
         "<stdin>:7: spec.healthCheckNodePort: not modelled yet: the port is reserved and every node's rules accept "
         "it, but no node answers health checks on it (the lab's load balancer picks the nodes with a ready "
         "endpoint by itself)",
-        "<stdin>:8: spec.loadBalancerSourceRanges: not modelled yet: clients from any address reach the "
-        "load-balancer address (kube-proxy's source-range filter is not written)",
     )
     plan = make_plan(model, LAB)
     svc = ours(plan, "web")
