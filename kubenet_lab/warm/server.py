@@ -54,16 +54,18 @@ def _set_comm(name: str) -> None:
 
 
 def _fingerprint() -> dict[str, int]:
-    """The modification times of the package's modules this process has loaded."""
+    """The modification times of every module of the package, taken before this process imports
+    them (a module changed meanwhile makes the process stale at once, never silently current)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = {}
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if path and path.startswith(root):
-            try:
-                out[path] = os.stat(path).st_mtime_ns
-            except OSError:
-                out[path] = -1
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                try:
+                    out[path] = os.stat(path).st_mtime_ns
+                except OSError:
+                    out[path] = -1
     return out
 
 
@@ -149,14 +151,14 @@ def _flush() -> None:
 
 
 class Server:
-    def __init__(self, lab: str, listener: socket.socket, path: str, lock: int):
+    def __init__(self, lab: str, listener: socket.socket, path: str, lock: int, fingerprint: dict[str, int]):
         self.lab, self.listener, self.path, self.lock = lab, listener, path, lock
         self.ident = os.stat(path).st_ino
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, ("listen", None))
         self.children: dict[int, tuple[socket.socket, int, list[str]]] = {}  # pid -> (connection, pidfd, argv)
         self.listening = True
-        self.fingerprint = _fingerprint()
+        self.fingerprint = fingerprint
         self.last_command = time.monotonic()
 
     def stop_listening(self) -> None:
@@ -340,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     except OSError:
         pass
+    fingerprint = _fingerprint()  # before the imports: what they load is at least this new
     for name in MODULES:
         try:
             importlib.import_module(name)
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     state.keep_plans()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    server = Server(lab, listener, path, lock)
+    server = Server(lab, listener, path, lock, fingerprint)
     server.keep_plan()
     server.serve()
     return 0
