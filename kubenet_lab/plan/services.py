@@ -271,7 +271,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
             continue
         np_owner[health[svc.key]] = (svc.key, None)
 
-    given = _ingress_ips(model, services, problems)
+    given = _ingress_ips(model, services, previous, problems)
     lb_ips = _lb_ips(model, services, previous, problems, given)
     if problems:
         raise InputError(problems)
@@ -321,7 +321,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
     return tuple(planned), alloc
 
 
-def _ingress_ips(model: Model, services: list[Service], problems: list[str]) -> dict[str, tuple[IPv4Address, ...]]:
+def _ingress_ips(model: Model, services: list[Service], previous: Allocations,
+                 problems: list[str]) -> dict[str, tuple[IPv4Address, ...]]:
     """The addresses a manifest's status.loadBalancer.ingress gives a LoadBalancer Service, as
     if a cloud controller had written them: the lab's balancer answers on them. One inside the
     node network must lie in the load-balancer pool (the rest of it is the nodes', the
@@ -330,7 +331,11 @@ def _ingress_ips(model: Model, services: list[Service], problems: list[str]) -> 
     cluster = model.cluster
     pool = cluster.lb_pool or ipam.default_lb_pool(cluster.node_subnet)
     out: dict[str, tuple[IPv4Address, ...]] = {}
-    owner: dict[IPv4Address, str] = {IPv4Address(s.load_balancer_ip): s.key for s in services if s.load_balancer_ip}
+    # A running Service keeps the address the balancer gave it (as a ClusterIP is kept): none
+    # other may claim it.
+    keys = {s.key for s in services if s.type == "LoadBalancer"}
+    owner: dict[IPv4Address, str] = {IPv4Address(ip): key for key, ip in previous.lb_ips.items() if key in keys}
+    owner.update({IPv4Address(s.load_balancer_ip): s.key for s in services if s.load_balancer_ip})
     for svc in services:
         ips = []
         for i, text in enumerate(svc.load_balancer_ingress):

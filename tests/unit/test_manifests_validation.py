@@ -787,3 +787,13 @@ def test_a_local_load_balancer_gets_a_health_check_node_port_as_the_api_server_g
     again = make_plan(load_model([str(path)]), "lab", plan)  # a running Service keeps it
     assert {s.name: s.health_check_node_port for s in again.services} == \
         {s.name: s.health_check_node_port for s in plan.services}
+
+
+def test_an_ingress_may_not_take_the_address_a_running_service_was_given(tmp_path, planned):
+    web = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+           "spec: {type: LoadBalancer, selector: {app: web}, ports: [{port: 80}]}\n")
+    (tmp_path / "running.yaml").write_text(web)
+    previous = make_plan(load_model([str(tmp_path / "running.yaml")]), "lab")
+    (taken,) = next(s for s in previous.services if s.name == "web").load_balancer_ips
+    assert planned(web + "---" + LB_SERVICE.format(name="grab", ip=taken), previous) == [
+        f"web.yaml:10: status.loadBalancer.ingress[0].ip: {taken} is the address of Service default/web"]
