@@ -30,6 +30,7 @@ VERBS = frozenset(("up", "apply", "delete", "scale", "create", "expose", "label"
 VALUED_OPTIONS = ("--lab", "--lock-timeout")
 DEFAULT_LAB = "kubenet"
 START_WAIT = 5.0  # seconds a command waits for the warm process it started to listen
+ANSWER_WAIT = 60.0  # seconds a command waits for its warm process to start the verb
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -100,22 +101,39 @@ def run(argv: list[str]) -> int | None:
             os.fstat(fd)
     except OSError:  # a closed standard stream: nothing to hand on
         return None
+    # Signals this command was started with ignored (nohup, a script's background job) stay
+    # ignored in the verb, as they would in the command's own process.
+    ignored = [int(sig) for sig in FORWARDED if signal.getsignal(sig) == signal.SIG_IGN]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        sock.settimeout(ANSWER_WAIT)
         sock.connect(socket_path(lab))
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != 0:
+            sock.close()
+            return None  # not the lab's: a warm process runs as root
         umask = os.umask(0o022)
         os.umask(umask)
         request = {"argv": argv, "prog": program_name(), "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
-                   "package": package_root()}
+                   "package": package_root(), "python": sys.executable, "ignored": ignored}
         socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
         reader = sock.makefile("rb")
         first = reader.readline().decode().split()
+    except socket.timeout:
+        sock.close()
+        print(f"kubenet-lab: lab {lab}'s warm process did not answer within {ANSWER_WAIT:g} s; "
+              f"{DISABLE_ENV}=0 runs the command without it", file=sys.stderr)
+        return 1
     except OSError:
         sock.close()
         return None
+    except KeyboardInterrupt:  # before the verb started: the warm process, seeing us gone, stops it
+        sock.close()
+        return 130
     if len(first) != 2 or first[0] != "pid":
         sock.close()
         return None  # stale, or going away: the command runs the verb itself
+    sock.settimeout(None)
     child = int(first[1])
 
     def forward(signum, _frame):
@@ -125,7 +143,8 @@ def run(argv: list[str]) -> int | None:
             pass
 
     for sig in FORWARDED:
-        signal.signal(sig, forward)
+        if int(sig) not in ignored:
+            signal.signal(sig, forward)
     while True:
         try:
             last = reader.readline().decode().split()

@@ -79,6 +79,43 @@ def _stale(fingerprint: dict[str, int]) -> bool:
     return False
 
 
+CONFINEMENT = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+NAMESPACES = ("mnt", "net", "pid", "user", "uts", "ipc", "cgroup")
+
+
+def _confinement(pid: int | str) -> tuple | None:
+    """What a process may do, as the kernel says: its capabilities, no_new_privs, seccomp mode
+    and namespaces (None when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return (tuple(fields.get(k, "").strip() for k in CONFINEMENT),
+                tuple(os.readlink(f"/proc/{pid}/ns/{ns}") for ns in NAMESPACES))
+    except OSError:
+        return None
+
+
+def _same_confinement(peer: int) -> bool:
+    """A command confined more than this process (fewer capabilities, no_new_privs, seccomp,
+    other namespaces) runs its verb itself: a fork of this process would not be confined so."""
+    mine = _confinement("self")
+    return peer > 0 and mine is not None and _confinement(peer) == mine
+
+
+def _gone(conn: socket.socket) -> bool:
+    """Whether the command closed its end (it sends nothing after its request)."""
+    timeout = conn.gettimeout()
+    conn.setblocking(False)  # a socket with a timeout would wait for data before peeking
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        conn.settimeout(timeout)
+
+
 def _streams(env: dict[str, str]) -> None:
     """sys.stdin/stdout/stderr over the command's descriptors 0-2, buffered as Python would."""
     unbuffered = bool(env.get("PYTHONUNBUFFERED"))
@@ -107,6 +144,8 @@ def _run_child(request: dict, fds: list[int]) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        for sig in request.get("ignored", ()):  # as the command was started (nohup, a background job)
+            signal.signal(int(sig), signal.SIG_IGN)
         os.environ.clear()
         os.environ.update(request["env"])
         os.umask(int(request["umask"]))
@@ -202,14 +241,25 @@ class Server:
                 conn.sendall(b"stale\n")
                 self.stop_listening()
                 raise ValueError("stale")
+            peer = int.from_bytes(creds[:4], sys.byteorder)
+            if request.get("python") != sys.executable or not _same_confinement(peer):
+                conn.sendall(b"foreign\n")  # the command runs the verb itself, as what it is
+                raise ValueError("foreign")
+            if _gone(conn):
+                raise ValueError("the command went while it waited")  # its verb never starts
             pid = os.fork()
             if pid == 0:
                 _run_child(request, fds)
             pidfd = os.pidfd_open(pid)
-            conn.sendall(f"pid {pid}\n".encode())
-            conn.setblocking(False)
+            # registered before the command hears of it: if it is gone already, so is its verb
             self.children[pid] = (conn, pidfd, [str(a) for a in request["argv"][1:]])
             self.selector.register(pidfd, selectors.EVENT_READ, ("child", pid))
+            try:
+                conn.sendall(f"pid {pid}\n".encode())
+            except OSError:
+                os.kill(pid, signal.SIGKILL)
+                return
+            conn.setblocking(False)
             self.selector.register(conn, selectors.EVENT_READ, ("client", pid))
         except (OSError, ValueError, KeyError, TypeError):
             conn.close()

@@ -4,6 +4,7 @@ the command's standard input, working directory and environment; a command kille
 verb with it; `down` stops the process; code changed on disk is never run stale."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -174,3 +175,45 @@ def test_down_stops_the_warm_process_and_what_it_runs():
         assert not procs.alive(pid)
         watch.communicate(timeout=30)
         assert watch.returncode == -signal.SIGTERM  # the watch ended with its lab
+
+
+def test_a_command_confined_more_than_the_warm_process_runs_its_verb_itself(lab):
+    before = len(served(lab))
+    proc = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", *CLI, "--lab", lab.name, "get", "svc",
+                           "web", "-o", "name"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "service/web\n"), proc.stderr
+    assert served(lab)[before:] == []  # a fork of the warm process would have had every capability
+
+
+def test_a_signal_the_command_ignores_stays_ignored(lab):
+    proc = subprocess.Popen(["sh", "-c", f"trap '' HUP; exec {sys.executable} -m kubenet_lab.cli --lab {lab.name} "
+                             "get pods -w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("NAME")
+    proc.send_signal(signal.SIGHUP)  # as nohup leaves it: ignored
+    time.sleep(1)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_a_command_gone_before_its_verb_started_leaves_nothing_running(lab):
+    pid = warm_pid(lab)
+    os.kill(pid, signal.SIGSTOP)  # busy, as while it decodes a big plan
+    try:
+        # no pipes: the descriptors it hands over stay in the stopped process's queue until it reads them
+        gone = subprocess.Popen([*CLI, "--lab", lab.name, "label", "pod", "solo", "late=1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        gone.send_signal(signal.SIGINT)  # Ctrl-C while it waits
+        assert gone.wait(timeout=30) == 130
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: not children_of(pid), "the warm process's children to go")
+    labels = json.loads(lab("get", "pod", "solo", "-o", "json").stdout)["metadata"].get("labels", {})
+    assert "late" not in labels
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
