@@ -989,8 +989,10 @@ def _watch(lab: str, kind: str, name: str | None, namespace: str, all_ns: bool, 
         time.sleep(WATCH_INTERVAL)
         try:
             _, after = _watched_rows(lab, kind, name, namespace, all_ns, labels, wide, show_labels)
-        except LabError:  # the lab went (down): every object with it
-            after = {}
+        except LabError:  # the lab went (down): every object with it, and the watch ends
+            for row in output.watch_changes(headers, before, {}):
+                click.echo(output.aligned(row, widths))
+            raise
         for row in output.watch_changes(headers, before, after):
             click.echo(output.aligned(row, widths))
         before = after

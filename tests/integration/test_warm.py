@@ -112,8 +112,13 @@ def test_ctrl_c_reaches_the_verb_and_a_killed_command_takes_its_verb_along(lab):
         before = set(children())
         proc = subprocess.Popen([*CLI, "--lab", lab.name, "get", "pods", "-w"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().startswith("NAME")
-        (child,) = set(children()) - before
+        try:
+            assert proc.stdout.readline().startswith("NAME")
+            (child,) = set(children()) - before
+        except BaseException:
+            proc.kill()  # a watch left behind would outlive the test
+            proc.wait()
+            raise
         return proc, child
 
     def children() -> list[int]:
@@ -167,14 +172,26 @@ def test_down_stops_the_warm_process_and_what_it_runs():
         pid = warm_pid(lab)
         watch = subprocess.Popen([*CLI, "--lab", lab.name, "get", "pods", "-w"], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-        assert watch.stdout.readline().startswith("NAME")
-        t0 = time.monotonic()
-        kl(lab.name, "down")
-        assert time.monotonic() - t0 < 20
-        assert lab_processes(lab.name) == []
-        assert not procs.alive(pid)
-        watch.communicate(timeout=30)
-        assert watch.returncode == -signal.SIGTERM  # the watch ended with its lab
+        cold_watch = subprocess.Popen([*CLI, "--lab", lab.name, "get", "pods", "-w"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env={**os.environ, client.DISABLE_ENV: "0"})
+        try:
+            assert watch.stdout.readline().startswith("NAME")
+            assert cold_watch.stdout.readline().startswith("NAME")
+            t0 = time.monotonic()
+            kl(lab.name, "down")
+            assert time.monotonic() - t0 < 20
+            assert lab_processes(lab.name) == []
+            assert not procs.alive(pid)
+            watch.communicate(timeout=30)
+            assert watch.returncode == -signal.SIGTERM  # the watch ended with its lab
+            # run by the command itself, the watch sees the lab go (its pods deleted) and ends
+            out, err = cold_watch.communicate(timeout=30)
+            assert cold_watch.returncode == 1 and f"lab {lab.name!r} is not up" in err, err
+        finally:
+            for proc in (watch, cold_watch):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
 
 def test_a_command_confined_more_than_the_warm_process_runs_its_verb_itself(lab):
