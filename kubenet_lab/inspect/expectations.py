@@ -24,7 +24,7 @@ run; `full` asks for every pair and for every endpoint of a Service to answer at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from typing import Iterable
 
 from ..model.objects import (Plan, PlannedPod, PlannedService, PlannedServicePort, RunDns, RunExec, RunHttp,
@@ -319,12 +319,7 @@ def _sources(node, clients: dict[str, PlannedPod]) -> list[tuple[str, str, str]]
 
 def _admitted(svc: PlannedService, source: str) -> bool:
     """Whether the Service's loadBalancerSourceRanges (its IPv4 ones; none: everyone) let `source` in."""
-    ranges = []
-    for text in svc.load_balancer_source_ranges:
-        try:
-            ranges.append(IPv4Network(text.strip(), strict=False))
-        except ValueError:
-            continue
+    ranges = svc.ipv4_source_ranges
     return not ranges or any(IPv4Address(source) in r for r in ranges)
 
 

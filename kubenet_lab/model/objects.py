@@ -1036,6 +1036,18 @@ class PlannedService:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def ipv4_source_ranges(self) -> tuple[IPv4Network, ...]:
+        """loadBalancerSourceRanges as kube-proxy's IPv4 proxier reads them: spaces trimmed, each
+        the network of its CIDR; an IPv6 range is the other family's (this cluster is single-stack)."""
+        out = []
+        for text in self.load_balancer_source_ranges:
+            try:
+                out.append(IPv4Network(text.strip(), strict=False))
+            except ValueError:
+                continue
+        return tuple(out)
+
+    @property
     def headless(self) -> bool:
         return self.cluster_ip is None and self.type != "ExternalName"
 

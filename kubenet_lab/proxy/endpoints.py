@@ -6,25 +6,12 @@ flags derived from it), so it is computed once here, per service port and per no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 from typing import Iterator
 
 from kubenet_lab.model.objects import Endpoint, Plan, PlannedService, PlannedServicePort
 from kubenet_lab.proxy import names
 
 EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
-
-
-def ipv4_ranges(ranges: tuple[str, ...]) -> tuple[str, ...]:
-    """loadBalancerSourceRanges as kube-proxy's IPv4 proxier reads them: spaces trimmed, each the
-    network of its CIDR; an IPv6 range is the other family's (this cluster is single-stack)."""
-    out = []
-    for r in ranges:
-        try:
-            out.append(str(IPv4Network(r.strip(), strict=False)))
-        except ValueError:
-            continue
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -52,7 +39,7 @@ class PortView:
         of its CIDR) when they apply: a LoadBalancer with addresses and an endpoint to go to."""
         if not (self.lb_ips and self.has_endpoints):
             return ()
-        return ipv4_ranges(self.svc.load_balancer_source_ranges)
+        return tuple(str(r) for r in self.svc.ipv4_source_ranges)
 
     @property
     def externally_accessible(self) -> bool:

@@ -29,7 +29,6 @@ from ipaddress import IPv4Address
 
 from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
 from kubenet_lab.proxy import names
-from kubenet_lab.proxy.endpoints import ipv4_ranges
 
 TABLE = "ip kubenet-lb"
 COMMENT = "kubenet-lab external load balancer"
@@ -73,7 +72,7 @@ def forwards(plan: Plan) -> list[Forward]:
     for svc in plan.services:
         if svc.type != "LoadBalancer":
             continue
-        ranges = ipv4_ranges(svc.load_balancer_source_ranges)
+        ranges = tuple(str(r) for r in svc.ipv4_source_ranges)
         for port in svc.ports:
             spn = names.port_name(svc.namespace, svc.name, port.name)
             if direct(svc):
