@@ -202,7 +202,7 @@ def _service_port(tx: _Tx, v: PortView, pod_cidr: str, vmap: bool) -> None:
         tx.chain(fw)
         tx.rule(fw, f"ip saddr != {{ {', '.join(v.source_ranges)} }} drop")
         for ip in v.lb_ips:
-            tx.element("firewall-ips", f'{ip} . {v.proto} . {v.port.port} comment "{v.spn}" : goto {fw}')
+            tx.element("firewall-ips", f"{ip} . {v.proto} . {v.port.port} : goto {fw}")  # no comment
     _dispatch(tx, v, internal, ext)
 
 

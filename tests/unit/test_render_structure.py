@@ -82,7 +82,7 @@ def test_nftables_matches_kube_proxy_for_its_own_test_services():
         # loadBalancerSourceRanges " 203.0.113.0/25" of svc5
         "add chain ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80",
         "add rule ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr != { 203.0.113.0/25 } drop",
-        'add element ip kube-proxy firewall-ips { 5.6.7.8 . tcp . 80 comment "ns5/svc5:p80" : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80 }',
+        "add element ip kube-proxy firewall-ips { 5.6.7.8 . tcp . 80 : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80 }",
     ):
         assert line in text
     joined = "\n".join(text)
