@@ -37,6 +37,8 @@ KINDS = {
     **dict.fromkeys(("secret", "secrets"), "Secret"),
     **dict.fromkeys(("endpointslice", "endpointslices", "endpointslice.discovery.k8s.io"), "EndpointSlice"),
     **dict.fromkeys(("endpoints", "ep"), "Endpoints"),
+    **dict.fromkeys(("networkpolicy", "networkpolicies", "netpol", "networkpolicy.networking.k8s.io"),
+                    "NetworkPolicy"),
 }
 SCALABLE = ("Deployment", "ReplicaSet", "ReplicationController", "StatefulSet")
 # The plural kubectl names a kind by in "not found" messages.
@@ -44,7 +46,7 @@ PLURALS = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps
            "ReplicationController": "replicationcontrollers", "StatefulSet": "statefulsets.apps",
            "DaemonSet": "daemonsets.apps", "Job": "jobs.batch", "Namespace": "namespaces", "Node": "nodes",
            "ConfigMap": "configmaps", "Secret": "secrets", "EndpointSlice": "endpointslices.discovery.k8s.io",
-           "Endpoints": "endpoints"}
+           "Endpoints": "endpoints", "NetworkPolicy": "networkpolicies.networking.k8s.io"}
 
 
 @dataclass

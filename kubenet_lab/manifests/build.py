@@ -12,11 +12,13 @@ from typing import Any
 from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, ConfigMap, Container,
                           ContainerPort, DnsConfig, DownwardFile, EndpointAddress, Endpoints, EndpointSlice,
                           EndpointSubset, EnvFrom, EnvVar, Hook, HostAlias, KeyRef, KeyToPath,
-                          LabelSelector, MANAGED_BY_LABEL, MatchExpression, Model, Node, NodeSelectorTerm, ObjectRef,
+                          LabelSelector, MANAGED_BY_LABEL, MatchExpression, Model, NAMESPACE_NAME_LABEL, Namespace,
+                          NetworkPolicy, Node, NodeSelectorTerm, ObjectRef,
                           Origin, Pod, PodAffinityTerm, PodSpec, PROBE_DEFAULTS, Probe, SERVICE_NAME_LABEL,
                           SKIP_MIRROR_LABEL, SLICE_CONTROLLER, Service, ServicePort, SliceEndpoint, SlicePort, Taint,
                           Toleration, Volume, VolumeMount, Workload)
 from .configs import SECRET_DEFAULT_TYPE, merged_secret_data, volume_kind
+from .netpol import to_policy
 from .security import security_context
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
@@ -55,6 +57,8 @@ class Builder:
         self.nodes: list[Node] = []
         self.node_names: list[str] = []
         self.namespaces: list[str] = []
+        self.namespace_objects: list[Namespace] = []
+        self.network_policies: list[NetworkPolicy] = []
         self.pods: list[Pod] = []
         self.workloads: list[Workload] = []
         self.services: list[Service] = []
@@ -98,7 +102,8 @@ class Builder:
             add = {"Cluster": self._add_cluster, "Node": self._add_node, "Namespace": self._add_namespace,
                    "Pod": self._add_pod, "Service": self._add_service, "ConfigMap": self._add_config_map,
                    "Secret": self._add_config_map, "EndpointSlice": self._add_endpoint_slice,
-                   "Endpoints": self._add_endpoints}.get(kind, self._add_workload)
+                   "Endpoints": self._add_endpoints,
+                   "NetworkPolicy": self._add_network_policy}.get(kind, self._add_workload)
             add(raw, checked, at)
 
     def _api_version(self, raw: dict, at: At, kind: str | None, expected: str | None) -> None:
@@ -178,6 +183,11 @@ class Builder:
         name = doc["metadata"]["name"]
         if name not in IMPLIED_NAMESPACES:
             self.namespaces.append(name)
+        labels = {**doc["metadata"].get("labels", {}), NAMESPACE_NAME_LABEL: name}  # the API server sets it
+        self.namespace_objects.append(Namespace(name, labels, _origin(raw, at)))
+
+    def _add_network_policy(self, raw: LMap, doc: Checked, at: At) -> None:
+        self.network_policies.append(to_policy(doc, _origin(raw, at)))
 
     def _add_pod(self, raw: LMap, doc: Checked, at: At) -> None:
         meta = doc["metadata"]
@@ -346,7 +356,8 @@ class Builder:
                      workloads=tuple(self.workloads), services=tuple(self.services),
                      config_maps=tuple(self.config_maps),
                      endpoint_slices=tuple(s for s, _ in self.endpoint_slices),
-                     endpoints=tuple(e for e, _ in self.endpoints))
+                     endpoints=tuple(e for e, _ in self.endpoints),
+                     namespace_objects=tuple(self.namespace_objects), network_policies=tuple(self.network_policies))
 
     def _check_endpoint_owners(self) -> None:
         """What becomes of written EndpointSlices and Endpoints, said where the lab and a cluster

@@ -21,7 +21,7 @@ from .values import (address_range, cidr, cluster_ip, dns1035_label, dns_label, 
                      external_name,
                      field_path, iana_svc_name, ip_cidr, ip_text, ipv4_text, label_key, label_value, port_range,
                      qualified_name)
-from . import configs, discovery
+from . import configs, discovery, netpol
 
 CLUSTER_API = "kubenet-lab.dev/v1alpha1"
 PORT = Int(1, 65535)
@@ -748,6 +748,7 @@ KINDS = {k.name: k for k in (
     Kind("EndpointSlice", "discovery.k8s.io/v1",
          discovery.endpoint_slice(metadata(Str(dns_subdomain), namespaced=True))),
     Kind("Endpoints", "v1", discovery.endpoints(metadata(Str(dns_subdomain), namespaced=True))),
+    Kind("NetworkPolicy", "networking.k8s.io/v1", netpol.network_policy(metadata(Str(dns_subdomain), namespaced=True))),
 )}
 
 # Kinds of the Kubernetes API (and common add-ons) that real bundles carry and the lab skips:
@@ -757,7 +758,7 @@ OTHER_KINDS = frozenset((
     "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "ControllerRevision", "CronJob",
     "CustomResourceDefinition", "DaemonSet", "Event", "FlowSchema",
     "HorizontalPodAutoscaler", "Ingress", "IngressClass", "Job", "Lease", "LimitRange",
-    "MutatingWebhookConfiguration", "NetworkPolicy", "PersistentVolume", "PersistentVolumeClaim",
+    "MutatingWebhookConfiguration", "PersistentVolume", "PersistentVolumeClaim",
     "PodDisruptionBudget", "PodTemplate", "PriorityClass", "PriorityLevelConfiguration", "ResourceQuota",
     "Role", "RoleBinding", "RuntimeClass", "ServiceAccount", "StatefulSet", "StorageClass",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",

@@ -18,7 +18,8 @@ RESOURCE_NAMES = {"Pod": "pod", "Service": "service", "Deployment": "deployment.
                   "ReplicaSet": "replicaset.apps", "StatefulSet": "statefulset.apps", "DaemonSet": "daemonset.apps",
                   "Job": "job.batch", "ReplicationController": "replicationcontroller", "Node": "node",
                   "Namespace": "namespace", "Cluster": "cluster.kind.x-k8s.io",
-                  "EndpointSlice": "endpointslice.discovery.k8s.io", "Endpoints": "endpoints"}
+                  "EndpointSlice": "endpointslice.discovery.k8s.io", "Endpoints": "endpoints",
+                  "NetworkPolicy": "networkpolicy.networking.k8s.io"}
 
 
 @dataclass(frozen=True)
@@ -680,6 +681,82 @@ class Endpoints:
         return "Endpoints"
 
 
+# Every namespace carries this label, its own name as its value (the API server sets it).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A v1 Namespace, declared or implied by an object in it: `labels` as written, with
+    NAMESPACE_NAME_LABEL set to its name as the API server sets it."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True)
+class IPBlock:
+    """A NetworkPolicy peer's ipBlock: `cidr` and the `except_` ranges inside it, as written
+    (either family; the lab's addresses are IPv4)."""
+
+    cidr: str
+    except_: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyPeer:
+    """One entry of a rule's from/to. Selectors: None when not written (an empty one selects
+    everything). podSelector and namespaceSelector in one peer: both must match (AND)."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+@dataclass(frozen=True)
+class PolicyPort:
+    """A rule's ports entry: `port` a number, a container port's name, or None (every port of
+    `protocol`); `end_port` the last of a numeric range."""
+
+    protocol: str = "TCP"
+    port: int | str | None = None
+    end_port: int | None = None
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """An ingress or egress rule. Empty `ports`: every port; empty `peers` (from/to missing or
+    empty): every source or destination."""
+
+    ports: tuple[PolicyPort, ...] = ()
+    peers: tuple[PolicyPeer, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """A networking.k8s.io/v1 NetworkPolicy, defaulted as the API server stores it:
+    `policy_types` always given (Ingress, and Egress when egress rules exist, if not written)."""
+
+    namespace: str
+    name: str
+    pod_selector: LabelSelector = field(default_factory=LabelSelector)
+    policy_types: tuple[str, ...] = ("Ingress",)
+    ingress: tuple[PolicyRule, ...] = ()
+    egress: tuple[PolicyRule, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    origin: Origin | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def kind(self) -> str:
+        return "NetworkPolicy"
+
+
 @dataclass(frozen=True)
 class Model:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -692,6 +769,8 @@ class Model:
     endpoint_slices: tuple[EndpointSlice, ...] = ()  # as written
     endpoints: tuple[Endpoints, ...] = ()  # legacy v1 Endpoints, as written
     warnings: tuple[str, ...] = ()
+    namespace_objects: tuple[Namespace, ...] = ()  # the Namespace objects written, with their labels
+    network_policies: tuple[NetworkPolicy, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1117,6 +1196,10 @@ class Plan:
     # from the services' endpoints when shown. And the legacy Endpoints written.
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     endpoints: tuple[Endpoints, ...] = ()
+    # Every namespace of `namespaces` with its labels (NAMESPACE_NAME_LABEL on each), and the
+    # NetworkPolicies as the API server stores them (plan.policies).
+    namespace_objects: tuple[Namespace, ...] = ()
+    network_policies: tuple[NetworkPolicy, ...] = ()
 
     def node(self, name: str) -> PlannedNode:
         for n in self.nodes:

@@ -27,6 +27,7 @@ from .addons import with_addons
 from .immutable import check_unchanged
 from . import endpointslices
 from .services import plan_services
+from .namespaces import plan_namespaces
 
 
 
@@ -643,9 +644,11 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                               pod_labels={p.key: dict(p.labels) for p in pods
                                           if p.owner and relabelled.get(p.key) == dict(p.labels)},
                               created=creation_times(previous, now, services, workloads, pods, pending,
-                                                     model.config_maps + written_slices + model.endpoints))
-    namespaces = sorted({"default", "kube-system", *model.namespaces, *(p.namespace for p in pods),
-                         *(s.namespace for s in services)})
+                                                     model.config_maps + written_slices + model.endpoints
+                                                     + model.network_policies))
+    namespace_objects = plan_namespaces(model, [*(p.namespace for p in pods), *(s.namespace for s in services),
+                                                *(n.namespace for n in model.network_policies)])
+    namespaces = [n.name for n in namespace_objects]
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
                 allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
                 node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
@@ -653,7 +656,9 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                 config_maps=tuple(dataclasses.replace(c, origin=None)
                                   for c in model.config_maps + made_secrets(model)),
                 endpoint_slices=written_slices,
-                endpoints=tuple(dataclasses.replace(e, origin=None) for e in model.endpoints))
+                endpoints=tuple(dataclasses.replace(e, origin=None) for e in model.endpoints),
+                namespace_objects=namespace_objects,
+                network_policies=tuple(dataclasses.replace(n, origin=None) for n in model.network_policies))
 
 
 __all__ = ["make_plan", "expand_workload", "schedule", "PodSpec"]

@@ -323,8 +323,8 @@ def test_skipped_kinds_warn_once_each(files):
         kind: Ingress
         metadata: {name: web}
         ---
-        apiVersion: networking.k8s.io/v1
-        kind: NetworkPolicy
+        apiVersion: policy/v1
+        kind: PodDisruptionBudget
         metadata: {name: deny}
         ---
         apiVersion: v1
@@ -339,7 +339,7 @@ def test_skipped_kinds_warn_once_each(files):
     model = load_model(["ingress.yaml"])
     assert model.warnings == (
         "ingress.yaml:1: skipping Ingress/web (kind not modelled by kubenet-lab)",
-        "ingress.yaml:5: skipping NetworkPolicy/deny (kind not modelled by kubenet-lab)",
+        "ingress.yaml:5: skipping PodDisruptionBudget/deny (kind not modelled by kubenet-lab)",
         "ingress.yaml:14: skipping Deploymnet/typo (kind not modelled by kubenet-lab) (did you mean 'Deployment'?)",
     )
     assert [(s.name, s.type, s.external_name) for s in model.services] == [("ext", "ExternalName", "example.com")]
