@@ -158,11 +158,30 @@ def test_normalisation_only_removes_the_lab_services():
             in bl[("map", "no-endpoint-services")])
 
 
-def test_test_node_holds_kube_proxys_expected_ruleset(lab):
-    listing = lab.exec("node/test-node", "nft", "list", "table", *TABLE).stdout
-    ours = canonical(without_lab_services(blocks(listing), lab_cluster_ips(lab)))
+def listing(lab: Lab) -> str:
+    return lab.exec("node/test-node", "nft", "list", "table", *TABLE).stdout
+
+
+def assert_kube_proxys_ruleset(lab: Lab) -> None:
+    ours = canonical(without_lab_services(blocks(listing(lab)), lab_cluster_ips(lab)))
     theirs = canonical(blocks(expected_listing()))
     diff = "\n".join(difflib.unified_diff(theirs, ours, "kube-proxy (TestOverallNFTablesRules)",
                                           "lab (node test-node)", lineterm=""))
     if ours != theirs:
         pytest.fail("test-node's nftables differ from kube-proxy's expectation:\n" + diff, pytrace=False)
+
+
+def test_test_node_holds_kube_proxys_expected_ruleset(lab):
+    assert_kube_proxys_ruleset(lab)
+
+
+def test_an_incremental_sync_comes_back_to_the_same_ruleset(lab):
+    """The lab changes a running node's table in place (only the chains and elements that
+    differ); taking svc4's endpoints away and giving them back must end in kube-proxy's ruleset
+    again, rule for rule."""
+    lab("delete", "endpointslice", "svc4-1", "-n", "ns4")
+    gone = listing(lab)
+    assert "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80" not in gone
+    assert '172.30.0.44 . tcp . 80 comment "ns4/svc4:p80" : goto reject-chain' in gone
+    lab("apply", "-f", str(WORLD / "30-endpointslices.yaml"))
+    assert_kube_proxys_ruleset(lab)
