@@ -4,7 +4,7 @@ kube-proxy's TestOverallNFTablesRules (kubernetes pkg/proxy/nftables/proxier_tes
 small world and asserts the exact transaction its proxier writes. The same world, as ordinary
 manifests (manifests/kube-proxy-world/), goes through `up --proxy-mode nftables`, and what node
 `test-node` holds (`nft list table ip kube-proxy` in its namespace) is compared with kube-proxy's
-expectation (data/kube-proxy-overall-nftables.nft, transcribed with its source and release).
+expectation (data/kube-proxy-TestOverallNFTablesRules.nft, transcribed with its source and release).
 
 Both sides are compared as the kernel holds them: kube-proxy's transaction is loaded into a
 scratch network namespace of this test's own (`unshare --net`, gone when nft exits) and listed
@@ -31,7 +31,7 @@ import pytest
 from .conftest import MANIFESTS, Lab, new_lab_name, torn_down
 
 WORLD = MANIFESTS / "kube-proxy-world"
-EXPECTED = Path(__file__).parent / "data" / "kube-proxy-overall-nftables.nft"
+EXPECTED = Path(__file__).parent / "data" / "kube-proxy-TestOverallNFTablesRules.nft"
 TABLE = ("ip", "kube-proxy")
 LAB_SERVICES = (("default", "kubernetes"), ("kube-system", "kube-dns"))
 _COUNTER = re.compile(r"\s*\bcounter packets \d+ bytes \d+")

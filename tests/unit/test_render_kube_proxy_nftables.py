@@ -2,7 +2,7 @@
 
 kube_proxy_plan() is that test's world built by hand; rendered for the node holding 10.180.0.5,
 its transaction must be the one kube-proxy's test expects (tests/integration/data/
-kube-proxy-overall-nftables.nft, with its source and release), compared as the test's own
+kube-proxy-TestOverallNFTablesRules.nft, with its source and release), compared as the test's own
 assertNFTablesTransactionEqual compares: comment and blank lines dropped, lines ordered by object
 type and then name, the rules of a chain in their order, the elements of a set or map sorted.
 The integration test (test_kube_proxy_nftables) compares a real node's table built from manifests.
@@ -19,7 +19,7 @@ from kubenet_lab.proxy.nftables import render_nftables
 
 from .test_render_fixtures import kube_proxy_plan
 
-EXPECTED = Path(__file__).parents[1] / "integration" / "data" / "kube-proxy-overall-nftables.nft"
+EXPECTED = Path(__file__).parents[1] / "integration" / "data" / "kube-proxy-TestOverallNFTablesRules.nft"
 _ORDER = {"table": 10, "chain": 9, "rule": 8, "set": 7, "map": 6, "element": 5}
 
 
