@@ -278,9 +278,9 @@ def _ipt_rule(table: str, args: list[str]) -> list[Step]:
             neg, i = True, i + 1
             continue
         if a == "-m" and args[i + 1] in ("comment", "tcp", "udp", "sctp", "addrtype", "statistic",
-                                         "recent", "mark", "conntrack", "multiport"):
+                                         "recent", "mark", "conntrack", "multiport", "nfacct"):
             i += 2
-        elif a == "--comment":
+        elif a in ("--comment", "--nfacct-name"):  # an nfacct match only counts: it always matches
             i += 2
         elif a == "-p":
             proto = args[i + 1]

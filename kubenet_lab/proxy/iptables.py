@@ -22,6 +22,13 @@ from kubenet_lab.proxy.fragments import Changes, Fragment, make_fragment
 MASQ_MARK = "0x4000"
 # Above this many endpoints kube-proxy leaves out per-endpoint comments ("large cluster mode").
 LARGE_CLUSTER_ENDPOINTS = 1000
+# kube-proxy's nfacct counters (metrics.IPTablesCTStateInvalidDroppedNFAcctCounter,
+# LocalhostNodePortAcceptedNFAcctCounter): made in the node at start (kernel.nfacct), and named
+# by its rules only when that worked (the `nfacct` render option).
+CT_INVALID_COUNTER = "ct_state_invalid_dropped_pkts"
+LOCALHOST_NODEPORT_COUNTER = "localhost_nps_accepted_pkts"
+NFACCT_COUNTERS = (CT_INVALID_COUNTER, LOCALHOST_NODEPORT_COUNTER)
+BASE_OPTIONS = ("nfacct",)  # the render options `base` takes (proxy.sync.render_nodes)
 
 FILTER_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD",
                  "KUBE-PROXY-FIREWALL", "KUBE-FIREWALL")
@@ -55,14 +62,18 @@ def jump_lines(table: str) -> list[str]:
             for t, chain, extra, comment, target in JUMPS if t == table]
 
 
-def _static_filter() -> list[str]:
+def _nfacct(counter: str, on: bool | None) -> str:
+    return f"-m nfacct --nfacct-name {counter} " if on else ""
+
+
+def _static_filter(nfacct: bool | None = None) -> list[str]:
     return [
         # localhostNodePorts (kube-proxy's default in iptables mode) needs route_localnet in the
         # node (fabric/netlink.proxy_sysctls), which would let a neighbour reach the node's
         # 127.0.0.1: this rule, kubelet's too, keeps such packets out (kubernetes issue 90259).
         '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
         "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
-        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+        f"-A KUBE-FORWARD -m conntrack --ctstate INVALID {_nfacct(CT_INVALID_COUNTER, nfacct)}-j DROP",
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" '
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" '
@@ -105,12 +116,13 @@ class _Out:
             "nat-nodeports": self.nodeports})
 
 
-def base(plan: Plan | None = None, node: str | None = None) -> dict[str, tuple[str, ...]]:
+def base(plan: Plan | None = None, node: str | None = None, nfacct: bool | None = None) -> dict[str, tuple[str, ...]]:
     """The skeleton every node has, cut where `assemble` places the fragments' lines (the same
-    on every node; the arguments are those of nftables.base, which names the node's address)."""
+    on every node; `plan` and `node` are those of nftables.base, which names the node's address).
+    `nfacct`: the node has kube-proxy's nfacct counters (NFACCT_COUNTERS)."""
     return {
         "filter-head": (*(f":{c} - [0:0]" for c in FILTER_CHAINS), *jump_lines("filter")),
-        "filter-tail": tuple(_static_filter()),
+        "filter-tail": tuple(_static_filter(nfacct)),
         "nat-head": tuple(f":{c} - [0:0]" for c in NAT_CHAINS),
         "nat-jumps": tuple(jump_lines("nat")),
         "nat-services-tail": (NODEPORTS_LAST,),
@@ -118,18 +130,19 @@ def base(plan: Plan | None = None, node: str | None = None) -> dict[str, tuple[s
     }
 
 
-def render_context(plan: Plan) -> tuple[str, bool]:
-    """The plan-wide inputs a fragment depends on besides its own service port."""
-    return str(plan.cluster.pod_subnet), total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS
+def render_context(plan: Plan, nfacct: bool | None = None) -> tuple[str, bool, bool]:
+    """The plan-wide inputs a fragment depends on besides its own service port; `nfacct` as for
+    `base`."""
+    return str(plan.cluster.pod_subnet), total_endpoints(plan) <= LARGE_CLUSTER_ENDPOINTS, bool(nfacct)
 
 
-def fragment_renderer(plan: Plan) -> Callable[[PortView], Fragment]:
-    """Binds the plan-wide inputs (pod CIDR, large-cluster mode) once for all service ports."""
-    pod_cidr, comments = render_context(plan)  # the very inputs the fingerprints cover
+def fragment_renderer(plan: Plan, nfacct: bool | None = None) -> Callable[[PortView], Fragment]:
+    """Binds the plan-wide inputs (pod CIDR, large-cluster mode, nfacct) once for all service ports."""
+    pod_cidr, comments, counters = render_context(plan, nfacct)  # the very inputs the fingerprints cover
 
     def render(view: PortView) -> Fragment:
         out = _Out()
-        _service_port(out, view, pod_cidr, comments)
+        _service_port(out, view, pod_cidr, comments, counters)
         return out.fragment()
     return render
 
@@ -149,9 +162,9 @@ def assemble(sections: Mapping[str, tuple[str, ...]], fragments: Iterable[Fragme
     return "\n".join(lines)
 
 
-def render_iptables(plan: Plan, node: str) -> str:
-    render = fragment_renderer(plan)
-    return assemble(base(), (render(v) for v in port_views(plan, node)))
+def render_iptables(plan: Plan, node: str, nfacct: bool | None = None) -> str:
+    render = fragment_renderer(plan, nfacct)
+    return assemble(base(nfacct=nfacct), (render(v) for v in port_views(plan, node)))
 
 
 def _chain_names(v: PortView) -> tuple[str, str, str]:
@@ -164,7 +177,7 @@ def _match(v: PortView, ip: str, port: int) -> str:
     return f"-m {v.proto} -p {v.proto} -d {ip} --dport {port}"
 
 
-def _service_port(out: _Out, v: PortView, pod_cidr: str, comments: bool) -> None:
+def _service_port(out: _Out, v: PortView, pod_cidr: str, comments: bool, nfacct: bool = False) -> None:
     svc_chain, svl_chain, ext_chain = _chain_names(v)
     seps = {ep_string(ep): names.sep_chain(v.svc.namespace, v.svc.name, v.port.name, v.proto,
                                            ep_string(ep)) for ep in v.reachable}
@@ -182,7 +195,7 @@ def _service_port(out: _Out, v: PortView, pod_cidr: str, comments: bool) -> None
     if fw_chain:
         out.chain(fw_chain)
         _firewall_chain(out, v, fw_chain, ext_chain)
-    _dispatch(out, v, svc_chain, svl_chain, ext_chain, pod_cidr, fw_chain)
+    _dispatch(out, v, svc_chain, svl_chain, ext_chain, pod_cidr, fw_chain, nfacct)
     if v.uses_cluster_chain:
         _balance(out, v, svc_chain, v.cluster_eps, seps, comments)
     if v.uses_local_chain:
@@ -224,7 +237,8 @@ def _firewall_chain(out: _Out, v: PortView, fw: str, ext: str) -> None:
                          'KUBE-PROXY-FIREWALL"')
 
 
-def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: str, fw: str | None = None) -> None:
+def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: str, fw: str | None = None,
+              nfacct: bool = False) -> None:
     """The entry rules: cluster IP, external IPs, LB IPs, node port; or the filter verdicts."""
     # Where the traffic has no endpoint to go to: refused when the service has none at all,
     # dropped when only this node's (Local policy) are missing.
@@ -253,6 +267,12 @@ def _dispatch(out: _Out, v: PortView, svc: str, svl: str, ext: str, pod_cidr: st
                     f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{v.spn} {note}" '
                     f"{_match(v, ip, v.port.port)} -j {target}")
     if v.node_port:
+        if v.has_endpoints and nfacct:
+            # localhostNodePorts (kube-proxy's default, IPv4): the same jump for 127.0.0.0/8,
+            # written apart only to count it, so only when the counter exists
+            out.nodeports.append(f"-A KUBE-NODEPORTS -m comment --comment {v.spn} -m {v.proto} -p {v.proto} "
+                                 f"-d 127.0.0.0/8 --dport {v.node_port} "
+                                 f"{_nfacct(LOCALHOST_NODEPORT_COUNTER, nfacct)}-j {ext}")
         if v.has_endpoints:
             out.nodeports.append(f"-A KUBE-NODEPORTS -m comment --comment {v.spn} -m {v.proto} "
                                  f"-p {v.proto} --dport {v.node_port} -j {ext}")

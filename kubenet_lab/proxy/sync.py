@@ -26,13 +26,15 @@ from kubenet_lab.proxy.fragments import Changes, Fragment, port_key
 
 class Renderer(Protocol):
     """What a sync needs of a mode's renderer module (proxy.iptables, proxy.nftables). The two
-    take different options (nftables: vmap), hence the loose signatures of the first two."""
+    take different options (nftables: vmap; iptables: nfacct), hence the loose signatures of the
+    first three."""
 
     @property
     def fragment_renderer(self) -> Callable[..., Callable[[PortView], Fragment]]: ...  # (plan, **options)
     @property
-    def render_context(self) -> Callable[..., tuple[str, bool]]: ...  # (plan, **options)
-    def base(self, plan: Plan, node: str) -> dict[str, tuple[str, ...]]: ...
+    def render_context(self) -> Callable[..., tuple[object, ...]]: ...  # (plan, **options)
+    @property
+    def base(self) -> Callable[..., dict[str, tuple[str, ...]]]: ...  # (plan, node, **BASE_OPTIONS)
     def assemble(self, sections: Mapping[str, tuple[str, ...]], fragments: Iterable[Fragment]) -> str: ...
     def rule_chain(self, line: str) -> str: ...
     def sync_text(self, ch: Changes) -> str | None: ...
@@ -82,6 +84,8 @@ def render_nodes(plan: Plan, mode: str, nodes: Iterable[str] | None = None,
     the service port and, for Local policies, the node) is unchanged is reused as it is, so the
     result equals a fresh render and only the changed service ports are rendered again."""
     module = MODES[mode]
+    # the options the skeleton depends on too (a module's BASE_OPTIONS; iptables: nfacct)
+    base_options = {k: v for k, v in options.items() if k in getattr(module, "BASE_OPTIONS", ())}
     render = module.fragment_renderer(plan, **options)
     context = _digest(_CODE, mode, repr(module.render_context(plan, **options)))
     ports = [(svc, port, port_key(svc, port), _port_fingerprint(context, svc, port),
@@ -103,7 +107,7 @@ def render_nodes(plan: Plan, mode: str, nodes: Iterable[str] | None = None,
             if not local:
                 f = common.setdefault(key, f)
             fragments[key] = f
-        base = module.base(plan, node)
+        base = module.base(plan, node, **base_options)
         out[node] = RenderedNode(mode, base, fragments)
     return out
 

@@ -76,6 +76,15 @@ def test_node_port_from_a_pod_and_from_the_node(mode):
     assert set(t.trace(NODE1_IP, NODE1_IP, 30080, source="node").endpoints) == ALL3
 
 
+@pytest.mark.parametrize("nfacct", [False, True])
+def test_localhost_node_port_from_the_node_in_iptables_mode(nfacct):
+    """localhostNodePorts: 127.0.0.1:NODEPORT from the node reaches every endpoint, masqueraded,
+    whether kube-proxy counts it in a rule of its own (nfacct counters) or not."""
+    t = tracer(plan(web(E1, E2, E3)), "iptables", nfacct=nfacct)
+    out = t.trace("127.0.0.1", "127.0.0.1", 30080, source="node")
+    assert set(out.endpoints) == ALL3 and out.masqueraded
+
+
 def test_node_port_only_on_node_addresses(mode):
     t = tracer(plan(web(E1)), mode)
     assert not t.trace(OUTSIDE, "10.9.9.9", 30080, source="external").endpoints

@@ -69,6 +69,29 @@ def test_iptables_has_localhost_nodeports_and_kubelets_guard_as_kube_proxy_write
     assert "127.0.0.0/8" not in text.split("*nat")[1]
 
 
+def test_iptables_with_nfacct_counters_writes_kube_proxys_counted_rules():
+    """With its nfacct counters made in the node, kube-proxy counts dropped INVALID packets and
+    writes each NodePort's localhost jump apart, before the general one, to count it: the lines of
+    TestOverallIPTablesRules (whose fake proxier has the counters), in its order. Without them,
+    neither (see the test above)."""
+    lines = render_iptables(kube_proxy_plan(), "node1", nfacct=True).splitlines()
+    assert ("-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts "
+            "-j DROP") in lines
+    assert [line for line in lines if line.startswith("-A KUBE-NODEPORTS -m comment --comment ns")] == [
+        "-A KUBE-NODEPORTS -m comment --comment ns2/svc2:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3001 -m nfacct "
+        "--nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-GNZBNJ2PO5MGZ6GT",
+        "-A KUBE-NODEPORTS -m comment --comment ns2/svc2:p80 -m tcp -p tcp --dport 3001 -j KUBE-EXT-GNZBNJ2PO5MGZ6GT",
+        "-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3003 -m nfacct "
+        "--nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-X27LE4BHSL4DOUIK",
+        "-A KUBE-NODEPORTS -m comment --comment ns3/svc3:p80 -m tcp -p tcp --dport 3003 -j KUBE-EXT-X27LE4BHSL4DOUIK",
+        "-A KUBE-NODEPORTS -m comment --comment ns5/svc5:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3002 -m nfacct "
+        "--nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-NUKIZ6OKUXPJNT4C",
+        "-A KUBE-NODEPORTS -m comment --comment ns5/svc5:p80 -m tcp -p tcp --dport 3002 -j KUBE-EXT-NUKIZ6OKUXPJNT4C",
+    ]
+    without = render_iptables(kube_proxy_plan(), "node1", nfacct=False)
+    assert "nfacct" not in without and "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP" in without
+
+
 def test_nftables_matches_kube_proxy_for_its_own_test_services():
     text = render_nftables(kube_proxy_plan(), "node1").splitlines()  # kube-proxy's form by default
     for line in (  # from kube-proxy's TestOverallNFTablesRules expectations
