@@ -28,11 +28,11 @@ from ..plan.events import plan_events
 from ..plan.naming import check_lab_name
 from ..model.objects import Model, Plan, PlannedPod
 from ..plan.services import removed_udp_endpoints, with_readiness
-from ..proxy import portmap
+from ..proxy import iptables, portmap
 from ..proxy.lb import forwards as lb_forwards, render_lb
 from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
 from ..fabric import checks, events, netlink, outside, state
-from ..kernel import conntrack, procs, rules
+from ..kernel import conntrack, nfacct, procs, rules
 from ..kernel.steps import step
 from ..supervisor import client as supervisor
 from ..inspect import dryrun
@@ -160,7 +160,10 @@ def _dry_run_report(previous: Plan | None, plan: Plan) -> str:
         before[n.name] = stored.text() if stored else ""
     pods = {p.key for p in plan.pods}
     effective = with_readiness(plan, state.not_ready(lab) & pods, state.terminal(lab) & pods)
-    after = {name: r.text() for name, r in render_nodes(effective, plan.cluster.kube_proxy_mode).items()}
+    # nfacct counters as the last apply found them (a dry run makes none)
+    counted = {"nfacct": bool(before) and all("nfacct" in text for text in before.values())} \
+        if plan.cluster.kube_proxy_mode == "iptables" else {}
+    after = {name: r.text() for name, r in render_nodes(effective, plan.cluster.kube_proxy_mode, **counted).items()}
     return dryrun.report(previous, plan, before, after)
 
 
@@ -346,6 +349,15 @@ def _rules_path(lab: str, node: str) -> str:
     return os.path.join(state.state_dir(lab), "rules", f"{node}.json")
 
 
+def _render_options(plan: Plan) -> dict[str, bool | None]:
+    """What the rules depend on in the nodes, found as kube-proxy finds it at start: in iptables
+    mode, its nfacct counters, made in every node (kernel.nfacct); its rules name them only
+    when every node has them (a kernel without nfnetlink_acct has none)."""
+    if plan.cluster.kube_proxy_mode != "iptables":
+        return {}
+    return {"nfacct": all([nfacct.ensure(n.netns, iptables.NFACCT_COUNTERS) for n in plan.nodes])}
+
+
 def _stored_rules(lab: str, node: str) -> RenderedNode | None:
     """The node's last applied render, None when missing or unreadable."""
     try:
@@ -382,7 +394,7 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
         return True
 
     # The stored renders also spare re-rendering the service ports that did not change.
-    rendered = render_nodes(plan, mode, previous={n: r for n, r in stored.items() if r})
+    rendered = render_nodes(plan, mode, previous={n: r for n, r in stored.items() if r}, **_render_options(plan))
     with ThreadPoolExecutor(max_workers=max(1, min(len(rendered), os.cpu_count() or 1))) as pool:
         changed = list(pool.map(sync, rendered, rendered.values()))
     return [name for name, did in zip(rendered, changed) if did]

@@ -1066,6 +1066,10 @@ class Endpoint:
     # a Service has no ready endpoint, kube-proxy uses those that are serving and terminating.
     serving: bool = True
     terminating: bool = False
+    # The endpoint's hostname as its slice gives it (a written slice's endpoints[].hostname, or
+    # the pod's spec.hostname when its spec.subdomain names the Service, as the controllers set
+    # it): the cluster DNS names it <hostname>.<svc>.<ns>.svc.<zone>; None: its dashed address.
+    hostname: str | None = None
 
 
 @dataclass(frozen=True)

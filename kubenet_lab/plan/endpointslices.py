@@ -95,11 +95,27 @@ def port_endpoints(slices: Iterable[EndpointSlice], name: str | None, protocol: 
             if p.name != (name or "") or p.protocol != protocol or p.port is None:
                 continue
             for e in sl.endpoints:
-                ep = Endpoint(ip=IPv4Address(e.addresses[0]), port=p.port, pod=_pod_key(e.target_ref, sl.namespace),
-                              node=e.node_name or "", ready=e.is_ready, serving=e.serving is None or e.serving,
-                              terminating=bool(e.terminating))
-                found.setdefault((e.addresses[0], p.port), ep)
+                found.setdefault((e.addresses[0], p.port), _endpoint(sl, e, p.port))
     return tuple(sorted(found.values(), key=lambda e: (int(e.ip), e.port)))
+
+
+def portless_endpoints(svc: Service, slices: Iterable[EndpointSlice]) -> tuple[Endpoint, ...]:
+    """For a headless Service without ports, the endpoints of its written slices (port 0: none),
+    one per address: what its DNS name answers (CoreDNS reads every endpoint of the Service's
+    slices for a headless name, whatever their ports)."""
+    if svc.cluster_ip != "None" or svc.ports:
+        return ()
+    found: dict[str, Endpoint] = {}
+    for sl in slices:
+        for e in sl.endpoints:
+            found.setdefault(e.addresses[0], _endpoint(sl, e, 0))
+    return tuple(sorted(found.values(), key=lambda e: int(e.ip)))
+
+
+def _endpoint(sl: EndpointSlice, e: SliceEndpoint, port: int) -> Endpoint:
+    return Endpoint(ip=IPv4Address(e.addresses[0]), port=port, pod=_pod_key(e.target_ref, sl.namespace),
+                    node=e.node_name or "", ready=e.is_ready, serving=e.serving is None or e.serving,
+                    terminating=bool(e.terminating), hostname=e.hostname)
 
 
 def merged(*groups: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:

@@ -86,13 +86,22 @@ def allocates_node_ports(svc: Service) -> bool:
     return svc.type == "NodePort" or (svc.type == "LoadBalancer" and svc.allocate_load_balancer_node_ports)
 
 
+def endpoint_hostname(pod: PlannedPod, svc: Service | PlannedService) -> str | None:
+    """The hostname the EndpointSlice controller gives a pod's endpoint: spec.hostname when the
+    pod's spec.subdomain names the Service in its namespace (ShouldSetHostname), else none."""
+    if pod.hostname and pod.subdomain == svc.name and pod.namespace == svc.namespace:
+        return pod.hostname
+    return None
+
+
 def endpoints_for(svc: Service, port: ServicePort, pods: tuple[PlannedPod, ...]) -> tuple[Endpoint, ...]:
     target = port.target_port if port.target_port is not None else port.port
     eps = []
     for pod in selected(svc, pods):
         resolved = resolve_target(pod, target, port.protocol)
         if resolved is not None:
-            eps.append(Endpoint(ip=pod.ip, port=resolved, pod=pod.key, node=pod.node))
+            eps.append(Endpoint(ip=pod.ip, port=resolved, pod=pod.key, node=pod.node,
+                                hostname=endpoint_hostname(pod, svc)))
     return tuple(sorted(eps, key=lambda e: (int(e.ip), e.port)))
 
 
@@ -101,7 +110,8 @@ def portless_addresses(svc: Service, pods: tuple[PlannedPod, ...]) -> tuple[Endp
     pod it selects (port 0: none); none for any other service without ports."""
     if svc.cluster_ip != "None" or svc.ports:
         return ()
-    eps = (Endpoint(ip=pod.ip, port=0, pod=pod.key, node=pod.node) for pod in selected(svc, pods))
+    eps = (Endpoint(ip=pod.ip, port=0, pod=pod.key, node=pod.node, hostname=endpoint_hostname(pod, svc))
+           for pod in selected(svc, pods))
     return tuple(sorted(eps, key=lambda e: int(e.ip)))
 
 
@@ -303,7 +313,9 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
             load_balancer_class=svc.load_balancer_class,
             health_check_node_port=health.get(svc.key, svc.health_check_node_port),
             load_balancer_source_ranges=tuple(svc.load_balancer_source_ranges),
-            traffic_distribution=svc.traffic_distribution, addresses=portless_addresses(svc, pods)))
+            traffic_distribution=svc.traffic_distribution,
+            addresses=endpointslices.merged(portless_addresses(svc, pods),
+                                            endpointslices.portless_endpoints(svc, slices))))
     # ExternalName: an alias the cluster DNS answers with a CNAME; no address, endpoints or rules.
     planned += [PlannedService(
         namespace=svc.namespace, name=svc.name, type=svc.type, cluster_ip=None, external_name=svc.external_name,

@@ -2,14 +2,16 @@
 
 Records come from the plan, as CoreDNS's kubernetes plugin takes them from the API server:
   <svc>.<ns>.svc.<zone>            A: the ClusterIP, or each ready endpoint of a headless service
-  <host>.<svc>.<ns>.svc.<zone>     A: an endpoint (host: the pod's hostname when its subdomain is the
-                                   service, else the dashed address, e.g. 10-244-1-5)
+  <host>.<svc>.<ns>.svc.<zone>     A: an endpoint (host: its hostname, the pod's spec.hostname when
+                                   its subdomain is the service or a written slice's
+                                   endpoints[].hostname, else the dashed address, e.g. 10-244-1-5)
   _<port>._<proto>.<svc>...        SRV for named ports (per endpoint for headless services)
   <d>.<c>.<b>.<a>.in-addr.arpa     PTR: ClusterIP -> service, endpoint -> <host>.<svc>..., any other
                                    pod -> its pod record (so every pod address has a name)
   <a>-<b>-<c>-<d>.<ns>.pod.<zone>  A: any well-formed address in an existing namespace ("pods insecure")
   dns-version.<zone>               TXT: the schema version
 Unknown names in our zones get NXDOMAIN, other types of existing names NODATA, both with the SOA.
+The zone is answered in the case the query wrote it (owner, SOA, SRV targets), as CoreDNS does.
 Our zones are the cluster zone and the reverse zones of the pod, service and node subnets; any
 other name is REFUSED at once: the lab has no way out, and a resolver waiting on a forwarder
 would hang.
@@ -32,7 +34,7 @@ from typing import Callable, Iterable
 from dnslib import (CNAME, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError, DNSHeader,
                     DNSQuestion, DNSRecord)
 
-from ..model.objects import Plan, PlannedPod, PlannedService
+from ..model.objects import Endpoint, Plan, PlannedPod, PlannedService
 from ..kernel.nsenter import in_netns
 from .base import Served
 
@@ -102,7 +104,7 @@ class Index:
         (most plans never see one), which keeps update() cheap."""
         found: dict[int, list[PlannedService]] = {}
         for svc in self.services.values():
-            for ip in (int(IPv4Address(ip)) for ip, _ in _ready_refs(svc)):
+            for ip in (int(IPv4Address(e.ip)) for e in _ready_refs(svc)):
                 refs = found.setdefault(ip, [])
                 if not refs or refs[-1] is not svc:
                     refs.append(svc)
@@ -218,30 +220,39 @@ class Index:
             return [(QTYPE_PTR, f"{dashed(pod.ip)}.{pod.namespace}.pod.{self.zone}")]
         return None
 
+    def ns_name(self, apex: str) -> str:
+        """The name a zone's NS record gives its server: kube-dns's, as CoreDNS names it in a
+        cluster (nsAddrs: the Service whose endpoint is its own pod; `ns.dns.<zone>` only when
+        none is), under that zone."""
+        return f"kube-dns.kube-system.svc.{apex}" if self.dns_ip else f"ns.dns.{apex}"
+
     def service_name(self, svc: PlannedService) -> str:
         return f"{svc.name}.{svc.namespace}.svc.{self.zone}".lower()
 
     def ready(self, svc: PlannedService) -> dict[str, str]:
         """Ready endpoint address -> its hostname label, in endpoint order."""
         hosts: dict[str, str] = {}
-        for ip, pod_key in _ready_refs(svc):
+        for e in _ready_refs(svc):
+            ip = str(e.ip)
             if ip not in hosts:
-                hosts[ip] = _pod_hostname(self.pods.get(pod_key), svc) or dashed(ip)
+                hostname = e.hostname or _pod_hostname(self.pods.get(e.pod), svc)
+                hosts[ip] = hostname.lower() if hostname else dashed(ip)
         return hosts
 
 
-def _ready_refs(svc: PlannedService) -> Iterable[tuple[str, str]]:
-    """(address, pod key) of each ready endpoint. A portless headless service (a StatefulSet's
-    governing service) has endpoints too: its `addresses`, with their readiness."""
-    return ((str(e.ip), e.pod) for e in (*svc.addresses, *(e for p in svc.ports for e in p.endpoints)) if e.ready)
+def _ready_refs(svc: PlannedService) -> Iterable[Endpoint]:
+    """Each ready endpoint. A portless headless service (a StatefulSet's governing service, or
+    one whose written slices have no ports) has endpoints too: its `addresses`, with their
+    readiness."""
+    return (e for e in (*svc.addresses, *(e for p in svc.ports for e in p.endpoints)) if e.ready)
 
 
 def _pod_hostname(pod: PlannedPod | None, svc: PlannedService) -> str | None:
-    """The endpoint's hostname as the endpoints controller sets it: spec.hostname when the pod's
+    """For a plan saved before endpoints carried their hostname: spec.hostname when the pod's
     spec.subdomain names this service."""
     hostname = pod.hostname if pod else None
     if hostname and pod.subdomain == svc.name:
-        return hostname.lower()
+        return hostname
     return None
 
 
@@ -334,35 +345,56 @@ class ClusterDNS:
             reply.header.rcode = RCODE.REFUSED
             return
         reply.header.aa = 1
+        cased = _as_written(q.qname, apex)
         found = index.lookup(name)
         if found is None:
             reply.header.rcode = RCODE.NXDOMAIN
         else:
             records = list(found)
             if name == apex:
-                records += [(QTYPE_SOA, None), (QTYPE_NS, f"ns.dns.{apex}")]
+                records += [(QTYPE_SOA, None), (QTYPE_NS, index.ns_name(apex))]
             wanted = [r for r in records if q.qtype in (r[0], QTYPE.ANY)]
             alias = next((data for rtype, data in records if rtype == QTYPE_CNAME), None)
             if alias is not None:  # an alias answers a query of any type (RFC 1034 3.6.2)
                 wanted = [(QTYPE_CNAME, alias)]
-            for rr in _rrs(q.qname, wanted, index, apex):
+            for rr in _rrs(q.qname, wanted, index, apex, cased):
                 reply.add_answer(rr)
             if alias is not None and q.qtype not in (QTYPE_CNAME, QTYPE.ANY):
                 for rr in _chase(alias, q.qtype, index):
                     reply.add_answer(rr)
-            for rr in _additional(wanted, index):
+            for rr in _additional(wanted, index, apex, cased):
                 reply.add_ar(rr)
         if not reply.rr:
-            reply.add_auth(_soa(index, apex))
+            reply.add_auth(_soa(index, cased))
 
 
-def _rrs(owner, records: list[Record], index: Index, apex: str) -> Iterable[RR]:
+def _as_written(qname, apex: str) -> str:
+    """The zone `apex` as the query wrote it (Cluster.Local): CoreDNS answers in the query's case
+    (its handler_case_test), which keeps resolvers that randomise the case (0x20) content."""
+    labels = qname.label[len(qname.label) - apex.count(".") - 1:]
+    try:
+        text = ".".join(label.decode("ascii") for label in labels)
+    except UnicodeDecodeError:
+        return apex
+    return text if text.lower() == apex else apex
+
+
+def _recased(name: str, apex: str, cased: str) -> str:
+    """`name` (a name of ours, lower-case) with its zone written as the query wrote it."""
+    if cased != apex and (name == apex or name.endswith("." + apex)):
+        return name[: len(name) - len(apex)] + cased
+    return name
+
+
+def _rrs(owner, records: list[Record], index: Index, apex: str, cased: str) -> Iterable[RR]:
     for rtype, data in records:
         if rtype == QTYPE_SOA:
-            yield _soa(index, apex)
+            yield _soa(index, cased)
         elif rtype == QTYPE_SRV:
             port, target, weight = data
-            yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, weight, port, target + "."))
+            yield RR(owner, rtype, ttl=TTL, rdata=SRV(0, weight, port, _recased(target, apex, cased) + "."))
+        elif rtype == QTYPE_NS:
+            yield RR(owner, rtype, ttl=TTL, rdata=NS(_recased(data, apex, cased) + "."))
         else:  # dns-version's TXT lives longer, as CoreDNS gives it (28800 s)
             yield RR(owner, rtype, ttl=SCHEMA_TTL if rtype == QTYPE_TXT else TTL, rdata=_RDATA[rtype](data))
 
@@ -373,23 +405,26 @@ def _chase(target: str, qtype: int, index: Index) -> Iterable[RR]:
     outside the lab gets the CNAME alone, which the client's resolver follows (and is refused)."""
     apex = index.apex(target)
     found = index.lookup(target) if apex is not None else None
-    return _rrs(target + ".", [r for r in found or () if r[0] == qtype], index, apex or "")
+    return _rrs(target + ".", [r for r in found or () if r[0] == qtype], index, apex or "", apex or "")
 
 
-def _additional(records: list[Record], index: Index) -> Iterable[RR]:
-    """The addresses of SRV and NS targets, so the client needs no second query."""
+def _additional(records: list[Record], index: Index, apex: str, cased: str) -> Iterable[RR]:
+    """The addresses of SRV and NS targets, so the client needs no second query (an NS target's
+    is kube-dns's ClusterIP, under the name the NS gives, as CoreDNS's nsAddrs makes it)."""
     seen: set[str] = set()
     for rtype, data in records:
         target = data[1] if rtype == QTYPE_SRV else data if rtype == QTYPE_NS else None
         if target is None or target in seen:
             continue
         seen.add(target)
-        for t, ip in index.lookup(target) or ():
+        found = [(QTYPE_A, index.dns_ip)] if rtype == QTYPE_NS and index.dns_ip else index.lookup(target)
+        for t, ip in found or ():
             if t == QTYPE_A:
-                yield RR(target + ".", QTYPE_A, ttl=TTL, rdata=A(ip))
+                yield RR(_recased(target, apex, cased) + ".", QTYPE_A, ttl=TTL, rdata=A(ip))
 
 
 def _soa(index: Index, apex: str) -> RR:
+    """The SOA of zone `apex` (written as the query wrote it)."""
     times = (index.serial, *SOA_TIMERS)
     return RR(apex + ".", QTYPE_SOA, ttl=TTL,
               rdata=SOA(f"ns.dns.{apex}.", f"hostmaster.{apex}.", times))

@@ -18,8 +18,9 @@ Normalised, and nothing else:
 - `--random-fully` on the MASQUERADE rule: kube-proxy writes it where iptables and the kernel
   support it (they do here), its fake iptables in the test does not;
 - nfacct: kube-proxy adds `-m nfacct --nfacct-name <counter>` matches, and its localhost NodePort
-  rules (`-d 127.0.0.0/8`), only when it could create those nfacct counters in the node; where
-  test-node has none, the expectation is taken in kube-proxy's form without them;
+  rules (`-d 127.0.0.0/8`), only when it could make its nfacct counters in the node; on a kernel
+  that cannot (found by trying, in the scratch namespace), the expectation is taken in
+  kube-proxy's form without them. Where it can (this machine), nothing is normalised;
 - the lab's own Services (default/kubernetes, kube-system/kube-dns), which kube-proxy's test
   world does not have: their rules, and the chains only they use, are left out.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import difflib
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,6 @@ EXPECTED = Path(__file__).parent / "data" / "kube-proxy-TestOverallIPTablesRules
 TABLES = ("filter", "nat")
 BUILTIN = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
 LAB_SERVICES = ("default/kubernetes:", "kube-system/kube-dns:")
-NFACCT = re.compile(r" -m nfacct --nfacct-name \S+")
 COMMENT = re.compile(r'--comment (?:"([^"]*)"|(\S+))')
 
 Tables = dict[str, dict[str, list[str]]]  # table -> chain -> its rules, in order
@@ -75,14 +76,39 @@ def parse_save(text: str) -> Tables:
     return tables
 
 
-def saved_from(restore_text: str) -> str:
-    """`restore_text` (iptables-restore input) as iptables-save writes it back, loaded into a
-    network namespace of its own that ends with the command."""
-    script = "iptables-restore && iptables-save -t filter && iptables-save -t nat"
-    done = subprocess.run(["unshare", "--net", "sh", "-c", script], input=restore_text,
-                          capture_output=True, text=True)
+# Run in a network namespace of its own (unshare --net: it ends with the command): kube-proxy's
+# nfacct counters made there if this kernel can (printed: whether it could), then the rules on
+# stdin loaded (without their nfacct matches and counted rules when it could not) and saved.
+IN_SCRATCH = r"""
+import re, subprocess, sys
+from kubenet_lab.kernel import nfacct
+from kubenet_lab.proxy.iptables import NFACCT_COUNTERS
+rules = sys.stdin.read()
+try:
+    nfacct.ensure_here(NFACCT_COUNTERS)
+    counters = True
+except OSError:
+    counters = False
+    # kube-proxy without its counters: no nfacct match, and no localhost NodePort rules (it
+    # writes them apart only to count them; its NodePort rules match 127.0.0.1 all the same)
+    rules = "\n".join(re.sub(r" -m nfacct --nfacct-name \S+", "", line) for line in rules.splitlines()
+                      if not (line.startswith("-A KUBE-NODEPORTS ") and " -d 127.0.0.0/8 " in line)) + "\n"
+subprocess.run(["iptables-restore"], input=rules, text=True, check=True)
+print("nfacct" if counters else "no nfacct")
+for table in ("filter", "nat"):
+    sys.stdout.write(subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True,
+                                    check=True).stdout)
+"""
+
+
+def expected_rules() -> tuple[Tables, bool]:
+    """kube-proxy's expected rules as iptables-save writes them, in kube-proxy's test order, and
+    whether this kernel has nfacct (when not, in kube-proxy's form without its counters)."""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", IN_SCRATCH], input=EXPECTED.read_text(),
+                          capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, f"the expectation does not load: {done.stderr}"
-    return done.stdout
+    first, _, saved = done.stdout.partition("\n")
+    return kube_proxy_order(parse_save(saved)), first == "nfacct"
 
 
 def comment(rule: str) -> str:
@@ -138,22 +164,11 @@ def text(tables: Tables) -> list[str]:
     return lines
 
 
-def expected_rules(nfacct: bool) -> Tables:
-    restore = EXPECTED.read_text()
-    if not nfacct:
-        # kube-proxy without its nfacct counters: no nfacct match, and no localhost NodePort
-        # rules (it writes them only to count them); the NodePort rules still match 127.0.0.1
-        restore = NFACCT.sub("", restore)
-        restore = "\n".join(line for line in restore.splitlines()
-                            if not (line.startswith("-A KUBE-NODEPORTS ") and " -d 127.0.0.0/8 " in line))
-    return kube_proxy_order(parse_save(saved_from(restore + "\n")))
-
-
 def test_node_holds_the_rules_kube_proxy_expects(lab):
     saved = lab.exec("node/test-node", "iptables-save").stdout
     saved = saved.replace(" --random-fully", "")
     actual = kube_proxy_order(without_lab_services(parse_save(saved)))
-    expected = expected_rules(nfacct=" -m nfacct " in saved)
+    expected, _ = expected_rules()
     if actual != expected:
         diff = "\n".join(difflib.unified_diff(text(expected), text(actual), "kube-proxy (TestOverallIPTablesRules)",
                                               "node test-node", lineterm=""))

@@ -214,10 +214,19 @@ def test_dns_version(dns):
 
 
 def test_zone_apex_has_soa_and_ns_with_glue(dns):
+    """The NS names kube-dns, with its ClusterIP as glue, as CoreDNS's nsAddrs (plugin/kubernetes/
+    ns.go, coredns/coredns 4b26cced3) gives it in a cluster: the Service whose endpoint is its own
+    pod, under the zone asked (its apex test's ns.dns.<zone> is the fallback for a server that is
+    no Service's endpoint). `ns.dns.<zone>` still answers with that address."""
     soa = ask(dns, ZONE, "SOA").rr[0]
     assert (str(soa.rdata.mname), soa.rdata.times[-1]) == (f"ns.dns.{ZONE}.", 5)
     ns = ask(dns, ZONE, "NS")
-    assert values(ns) == [f"ns.dns.{ZONE}."] and [str(rr.rdata) for rr in ns.ar] == ["10.96.0.10"]
+    assert values(ns) == [f"kube-dns.kube-system.svc.{ZONE}."]
+    assert [(str(rr.rname), str(rr.rdata)) for rr in ns.ar] == [(f"kube-dns.kube-system.svc.{ZONE}.", "10.96.0.10")]
+    rev = ask(dns, "244.10.in-addr.arpa", "NS")
+    assert values(rev) == ["kube-dns.kube-system.svc.244.10.in-addr.arpa."]
+    assert [str(rr.rdata) for rr in rev.ar] == ["10.96.0.10"]
+    assert values(ask(dns, f"ns.dns.{ZONE}")) == ["10.96.0.10"]
 
 
 # --------------------------------------------------------------------------- negative answers
