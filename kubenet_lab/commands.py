@@ -34,8 +34,11 @@ RESOURCES = {
     "events": "events", "event": "events", "ev": "events",
     "configmaps": "configmaps", "configmap": "configmaps", "cm": "configmaps",
     "secrets": "secrets", "secret": "secrets",
+    "namespaces": "namespaces", "namespace": "namespaces", "ns": "namespaces",
+    "networkpolicies": "networkpolicies", "networkpolicy": "networkpolicies", "netpol": "networkpolicies",
     "all": "all",
 }
+CLUSTER_SCOPED = ("nodes", "namespaces")
 # What `get all` lists, in kubectl's order, and the prefix of each NAME.
 ALL = (("pods", "pod"), ("services", "service"), ("daemonsets", "daemonset.apps"),
        ("deployments", "deployment.apps"), ("replicasets", "replicaset.apps"),
@@ -865,7 +868,8 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
 
     RESOURCE is one of nodes (no), pods (po), services (svc), endpoints (ep), endpointslices, deployments
     (deploy), replicasets (rs), replicationcontrollers (rc), statefulsets (sts), daemonsets (ds),
-    jobs, configmaps (cm), secrets, events (ev), or all (pods, services and controllers). With NAME,
+    jobs, configmaps (cm), secrets, namespaces (ns), networkpolicies (netpol; -o wide adds the pods each
+    selects), events (ev), or all (pods, services and controllers). With NAME,
     -o json/yaml/jsonpath apply to that object; without, to a List of the objects (so a jsonpath
     template starts at `.items`). Labels are metadata.labels (nodes have kubelet's
     kubernetes.io/hostname, /os and /arch too).
@@ -906,7 +910,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         raise InputError("name cannot be provided when a selector is specified")
     if kind == "all" and name is not None:
         raise InputError("a resource cannot be retrieved by name across all types")
-    all_ns = all_namespaces and name is None and kind != "nodes"
+    all_ns = all_namespaces and name is None and kind not in CLUSTER_SCOPED
     kinds = [k for k, _ in ALL] if kind == "all" else [kind]
     if kind == "pods" and not watch and (out.table or out.name == "name"):
         # the table and the names from the plan's JSON, not decoded (query.pod_lines): fast on big labs
@@ -918,7 +922,8 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         plan = query.existing(plan, status)  # a pod its controller has not created yet is not listed
         found = {k: _select(plan, k, name, namespace, all_ns, labels) for k in kinds}
     if name is not None and not found[kind]:
-        raise LabError(f'{kind} "{name}" not found' + ("" if kind == "nodes" else f" in namespace {namespace!r}"))
+        where = "" if kind in CLUSTER_SCOPED else f" in namespace {namespace!r}"
+        raise LabError(f'{kind} "{name}" not found{where}')
     if out.name == "name":
         names = [f"{output.name_prefix(k)}/{o.name}" for k in kinds for o in found[k]]
         click.echo("".join(f"{n}\n" for n in names), nl=False)
@@ -945,7 +950,7 @@ def get(ctx: click.Context, resource: str, name: str | None, namespace: str, all
         tables.append(output.table(headers, rows))
     try:  # with -w, Ctrl-C ends the watch (exit 0) from the moment its table shows
         if not tables:
-            where = "" if kind == "nodes" or all_ns else f" in {namespace} namespace"
+            where = "" if kind in CLUSTER_SCOPED or all_ns else f" in {namespace} namespace"
             click.echo(f"No resources found{where}.", err=True)
         else:
             click.echo("\n".join(tables), nl=False)
@@ -1047,8 +1052,8 @@ def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, lab
     """The objects of `kind` that `get` names, in kubectl's order."""
     from . import output
 
-    if kind == "nodes":  # by name, as the API server lists them
-        return sorted((n for n in plan.nodes if name in (None, n.name)
+    if kind in CLUSTER_SCOPED:  # by name, as the API server lists them
+        return sorted((n for n in (plan.nodes if kind == "nodes" else plan.namespace_objects) if name in (None, n.name)
                        and (labels is None or labels.matches(output.labels_of(kind, n)))), key=lambda n: n.name)
     if kind == "pods":
         pool = plan.pods + plan.pending
@@ -1064,6 +1069,8 @@ def _select(plan, kind: str, name: str | None, namespace: str, all_ns: bool, lab
         pool = tuple(all_slices(plan))
     elif kind in output.CONFIG_KINDS:
         pool = tuple(c for c in plan.config_maps if c.kind == output.CONFIG_KINDS[kind])
+    elif kind == "networkpolicies":
+        pool = plan.network_policies
     else:
         pool = tuple(w for w in plan.workloads if w.kind == output.WORKLOAD_KINDS[kind])
     return _pick(pool, kind, name, namespace, all_ns, labels)
@@ -1095,6 +1102,10 @@ def _object(plan, kind: str, obj, status: dict) -> dict:
         return output.endpointslice_object(plan, obj)
     if kind in output.CONFIG_KINDS:
         return output.config_map_object(plan, obj)
+    if kind == "namespaces":
+        return output.namespace_object(plan, obj)
+    if kind == "networkpolicies":
+        return output.network_policy_object(plan, obj)
     return output.workload_object(plan, obj, status)
 
 
@@ -1113,6 +1124,10 @@ def _rows(plan, kind: str, items: list, status: dict, wide: bool, all_ns: bool):
         return output.endpointslice_rows(plan, items, wide, all_ns)
     if kind in output.CONFIG_KINDS:
         return output.config_map_rows(plan, items, all_ns)
+    if kind == "namespaces":
+        return output.namespace_rows(plan, items)
+    if kind == "networkpolicies":
+        return output.network_policy_rows(plan, items, wide, all_ns)
     return output.workload_rows(plan, output.WORKLOAD_KINDS[kind], items, status, wide, all_ns)
 
 

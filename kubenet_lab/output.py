@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from . import jsonpath
     from .model.objects import (ConfigMap, Event, PendingPod, Plan, PlannedNode, PlannedPod, PlannedService,
                                 PlannedWorkload)
+    from .model.objects import LabelSelector, Namespace, NetworkPolicy, PolicyPeer, PolicyRule
 
 # The model is imported by the functions that look into its objects: `get pods` prints its table
 # from PodLines made of the plan's JSON (app/query.py) and starts without it (bench/bench_cli.py).
@@ -805,6 +806,90 @@ def config_map_object(plan: Plan, c: ConfigMap) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
+# Namespaces and NetworkPolicies
+# ------------------------------------------------------------------------------------------
+
+
+def namespace_rows(plan: Plan, items: list[Namespace]):
+    """kubectl's columns: NAME STATUS AGE (a lab's namespaces are all Active)."""
+    return ["NAME", "STATUS", "AGE"], [[n.name, "Active", age(created_at(plan, f"Namespace/{n.name}"))]
+                                       for n in items]
+
+
+def namespace_object(plan: Plan, n: Namespace) -> dict:
+    meta = {"name": n.name, "creationTimestamp": iso(created_at(plan, f"Namespace/{n.name}")),
+            "labels": dict(n.labels)}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta, "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"}}
+
+
+def network_policy_rows(plan: Plan, items: list[NetworkPolicy], wide: bool, all_ns: bool):
+    """kubectl's columns: NAME POD-SELECTOR AGE (the selector as kubectl formats it, <none> when
+    empty: every pod); -o wide adds the lab's PODS, the pods the policy selects now."""
+    from .policy.select import selected_pods
+
+    headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "POD-SELECTOR", "AGE"] + (["PODS"] if wide else [])
+    rows = []
+    for n in items:
+        row = ([n.namespace] if all_ns else []) + [n.name, n.pod_selector.show() or "<none>",
+                                                   age(created_at(plan, f"NetworkPolicy/{n.key}"))]
+        if wide:
+            row.append(",".join(p.name for p in selected_pods(plan, n)) or "<none>")
+        rows.append(row)
+    return headers, rows
+
+
+def _selector_object(s: LabelSelector) -> dict:
+    out: dict = {}
+    if s.match_labels:
+        out["matchLabels"] = dict(s.match_labels)
+    if s.match_expressions:
+        out["matchExpressions"] = [{"key": e.key, "operator": e.operator, **({"values": list(e.values)}
+                                                                              if e.values else {})}
+                                   for e in s.match_expressions]
+    return out
+
+
+def _peer_object(p: PolicyPeer) -> dict:
+    out: dict = {}
+    if p.pod_selector is not None:
+        out["podSelector"] = _selector_object(p.pod_selector)
+    if p.namespace_selector is not None:
+        out["namespaceSelector"] = _selector_object(p.namespace_selector)
+    if p.ip_block is not None:
+        out["ipBlock"] = {"cidr": p.ip_block.cidr, **({"except": list(p.ip_block.except_)}
+                                                       if p.ip_block.except_ else {})}
+    return out
+
+
+def _rule_object(r: PolicyRule, peers: str) -> dict:
+    out: dict = {}
+    if r.ports:
+        out["ports"] = [{"protocol": p.protocol, **({"port": p.port} if p.port is not None else {}),
+                         **({"endPort": p.end_port} if p.end_port is not None else {})} for p in r.ports]
+    if r.peers:
+        out[peers] = [_peer_object(p) for p in r.peers]
+    return out
+
+
+def network_policy_object(plan: Plan, n: NetworkPolicy) -> dict:
+    """As the API server returns it: defaulted (policyTypes, protocol), empty lists left out."""
+    meta: dict = {"name": n.name, "namespace": n.namespace,
+                  "creationTimestamp": iso(created_at(plan, f"NetworkPolicy/{n.key}"))}
+    if n.labels:
+        meta["labels"] = dict(n.labels)
+    if n.annotations:
+        meta["annotations"] = dict(n.annotations)
+    spec: dict = {"podSelector": _selector_object(n.pod_selector)}
+    if n.ingress:
+        spec["ingress"] = [_rule_object(r, "from") for r in n.ingress]
+    if n.egress:
+        spec["egress"] = [_rule_object(r, "to") for r in n.egress]
+    spec["policyTypes"] = list(n.policy_types)
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": spec}
+
+
+# ------------------------------------------------------------------------------------------
 # Controllers: deployments, replicasets, replicationcontrollers, statefulsets, daemonsets, jobs
 # ------------------------------------------------------------------------------------------
 
@@ -1210,7 +1295,8 @@ def _parse_requirements(tokens: list[tuple[str, str]]) -> list[Requirement]:
 FORMATS = ("custom-columns", "json", "jsonpath", "jsonpath-as-json", "name", "wide", "yaml")
 # -o name: KIND[.GROUP]/NAME, as kubectl names each kind.
 NAME_PREFIXES = {"nodes": "node", "pods": "pod", "services": "service", "endpoints": "endpoints", "events": "event",
-                 "configmaps": "configmap", "secrets": "secret", "endpointslices": "endpointslice.discovery.k8s.io"}
+                 "configmaps": "configmap", "secrets": "secret", "endpointslices": "endpointslice.discovery.k8s.io",
+                 "namespaces": "namespace", "networkpolicies": "networkpolicy.networking.k8s.io"}
 
 
 def name_prefix(kind: str) -> str:

@@ -694,6 +694,14 @@ class Namespace:
     labels: Mapping[str, str] = field(default_factory=dict)
     origin: Origin | None = None
 
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def kind(self) -> str:
+        return "Namespace"
+
 
 @dataclass(frozen=True)
 class IPBlock:

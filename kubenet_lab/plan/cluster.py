@@ -638,6 +638,8 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     written_slices = tuple(dataclasses.replace(s, origin=None)
                            for s in model.endpoint_slices + endpointslices.mirrored(model))
     relabelled = previous.allocations.pod_labels if previous else {}
+    namespace_objects = plan_namespaces(model, [*(p.namespace for p in pods), *(s.namespace for s in services),
+                                                *(n.namespace for n in model.network_policies)])
     allocations = Allocations(pod_ips=pod_ips, last_reserved=last_reserved, **svc_alloc,
                               replicas=indices, replica_next=next_indices, rs_sizes=sets.sizes,
                               rs_templates=sets.templates, rs_revisions=sets.revisions,
@@ -645,12 +647,10 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
                                           if p.owner and relabelled.get(p.key) == dict(p.labels)},
                               created=creation_times(previous, now, services, workloads, pods, pending,
                                                      model.config_maps + written_slices + model.endpoints
-                                                     + model.network_policies))
-    namespace_objects = plan_namespaces(model, [*(p.namespace for p in pods), *(s.namespace for s in services),
-                                                *(n.namespace for n in model.network_policies)])
-    namespaces = [n.name for n in namespace_objects]
+                                                     + model.network_policies + namespace_objects))
     return Plan(lab=lab, cluster=model.cluster, nodes=nodes, pods=pods, services=services,
-                allocations=allocations, underlay_netns=naming.underlay_netns(lab), namespaces=tuple(namespaces),
+                allocations=allocations, underlay_netns=naming.underlay_netns(lab),
+                namespaces=tuple(n.name for n in namespace_objects),
                 node_dns=parse_resolv_conf(node_resolv_conf), pending=pending,
                 workloads=workloads,
                 config_maps=tuple(dataclasses.replace(c, origin=None)
