@@ -108,8 +108,12 @@ def _expected(records: tuple[str, ...]) -> list[RR]:
 
 
 def differences(case: Case, reply: DNSRecord) -> list[str]:
-    """What differs between `reply` and the case, as SortAndCheck would report it; [] when alike."""
+    """What differs between `reply` and the case, as SortAndCheck would report it (and CNAMEOrder,
+    which TestServeDNS runs first: no CNAME after its target's records); [] when alike."""
     problems = []
+    for i, rr in enumerate(reply.rr):  # test.CNAMEOrder, before any sorting
+        if rr.rtype == QTYPE.CNAME and any(str(a.rname) == str(rr.rdata.label) for a in reply.rr[:i]):
+            problems.append(f"CNAME {rr.rname} found after its target's records")
     got_rcode = RCODE.get(reply.header.rcode)
     if got_rcode != case.rcode:
         problems.append(f"rcode is {got_rcode}, expected {case.rcode}")
