@@ -6,6 +6,7 @@ is read. An object with any problem is reported but not built, so one mistake gi
 """
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -16,12 +17,13 @@ from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, Clu
                           NetworkPolicy, Node, NodeSelectorTerm, ObjectRef,
                           Origin, Pod, PodAffinityTerm, PodSpec, PROBE_DEFAULTS, Probe, SERVICE_NAME_LABEL,
                           SKIP_MIRROR_LABEL, SLICE_CONTROLLER, Service, ServicePort, SliceEndpoint, SlicePort, Taint,
-                          Toleration, Volume, VolumeMount, Workload)
+                          Toleration, Volume, VolumeMount, Workload, runs_selected)
 from .configs import SECRET_DEFAULT_TYPE, merged_secret_data, volume_kind
 from .netpol import to_policy
 from .security import security_context
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
+from .subnets import SERVICE_PREFIX_LIMIT, derive
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -67,7 +69,11 @@ class Builder:
         self.endpoints: list[tuple[Endpoints, At]] = []
         self.seen: dict[tuple[str, str, str], Origin] = {}
         self.pod_cidrs: list[tuple[At, IPv4Network, str]] = []
+        self.cluster_ips: list[tuple[At, IPv4Network]] = []  # each Service's, as a /32
+        self.networking_set: set[str] = set()  # the Cluster config's networking keys
+        self.pod_subnet_derived = False
         self.zone_preferring: list[At] = []  # trafficDistribution of services that prefer their zone
+        self.zone_hinted: list[At] = []  # the first endpoints[].hints of each EndpointSlice that has some
 
     # ----------------------------------------------------------------------------- dispatch
 
@@ -157,6 +163,7 @@ class Builder:
 
     def _add_cluster(self, raw: LMap, doc: Checked, at: At) -> None:
         net = doc.get("networking", {})
+        self.networking_set = {key for key in ("podSubnet", "serviceSubnet") if key in net}
         nets = subnets(net)
         defaults = ClusterConfig()
         self.cluster = ClusterConfig(
@@ -239,6 +246,9 @@ class Builder:
         meta, spec = doc["metadata"], doc["spec"]
         kind = spec.get("type", "ClusterIP")
         cluster_ip = spec.get("clusterIP", next(iter(spec.get("clusterIPs", [])), None)) or None
+        if cluster_ip not in (None, "None") and kind != "ExternalName":
+            place = spec.at("clusterIP") if "clusterIP" in spec else spec.at("clusterIPs").item(0)
+            self.cluster_ips.append((place, IPv4Network(cluster_ip)))
         timeout = spec.get("sessionAffinityConfig", {}).get("clientIP", {}).get("timeoutSeconds", 10800)
         self.services.append(Service(
             namespace=meta.get("namespace", "default"), name=meta["name"], type=kind,
@@ -289,6 +299,8 @@ class Builder:
             _field_at(raw, at, "metadata").warn(
                 f"no {SERVICE_NAME_LABEL} label: this EndpointSlice belongs to no Service (kube-proxy finds a "
                 "Service's slices by that label), so no traffic goes to its endpoints")
+        hinted = [e.at("hints") for e in doc.get("endpoints") or () if (e.get("hints") or {}).get("forZones")]
+        self.zone_hinted += hinted[:1]
         self.endpoint_slices.append((EndpointSlice(
             namespace=meta.get("namespace", "default"), name=meta["name"], address_type=doc["addressType"],
             endpoints=tuple(SliceEndpoint(
@@ -347,6 +359,7 @@ class Builder:
 
     def model(self) -> Model:
         self._check_node_refs()
+        self._derive_subnets()
         self._check_pod_cidrs()
         self._check_zones()
         self._check_host_paths()
@@ -369,6 +382,13 @@ class Builder:
             if sl.service and svc is None:
                 at.warn(f"EndpointSlice/{sl.name}: no Service {sl.namespace}/{sl.service} "
                         f"(its {SERVICE_NAME_LABEL} label): no traffic goes to its endpoints")
+            elif svc is not None and svc.selector and sl.managed_by == SLICE_CONTROLLER and \
+                    not runs_selected(svc.selector, svc.namespace, self.pods, self.workloads):
+                # A real cluster's, exported (plan.endpointslices.exported): it stands for the pods
+                # the manifests do not have; but the lab's own DNS runs behind kube-dns.
+                if svc.key == "kube-system/kube-dns":
+                    at.warn(f"EndpointSlice/{sl.name}: ignored: the lab runs its cluster DNS behind Service "
+                            f"{svc.key} (the manifests run nothing it selects), and makes its slices from that pod")
             elif svc is not None and svc.selector and sl.managed_by == SLICE_CONTROLLER:
                 at.warn(f"EndpointSlice/{sl.name}: ignored: Service {svc.key} has a selector, so the EndpointSlice "
                         f"controller owns the slices labelled {MANAGED_BY_LABEL}={SLICE_CONTROLLER} and deletes "
@@ -420,11 +440,58 @@ class Builder:
         for at in self.zone_preferring if zoned else ():
             at.warn(f"not modelled yet: the nodes have {ZONE_LABEL} labels, so on a cluster kube-proxy would "
                     "prefer the ready endpoints of its own zone; here every node uses every ready endpoint")
+        for at in self.zone_hinted if zoned else ():
+            at.warn(f"not modelled yet: the nodes have {ZONE_LABEL} labels, so on a cluster kube-proxy would use "
+                    "only the endpoints hinted for its node's zone (topology-aware routing, when every ready "
+                    "endpoint has a hint); here every node uses every ready endpoint")
+
+    def _derive_subnets(self) -> None:
+        """podSubnet and serviceSubnet that no Cluster config sets, from the Nodes' podCIDRs and the
+        Services' clusterIPs (manifests.subnets); what they cannot hold is reported where it is
+        written. Without any, the defaults."""
+        if self.cluster is None and self.cluster_seen is not None:
+            return  # a Cluster object with problems of its own: nothing to derive against
+        cluster = self.cluster or ClusterConfig()
+        given = self.networking_set
+        hint = ("; or set networking.{} in the Cluster config (apiVersion: " + CLUSTER_API + ", kind: Cluster)")
+
+        def named(key: str, net: IPv4Network, derived_from: str) -> tuple[str, IPv4Network]:
+            how = ("" if key in given else f" (derived from the {derived_from})" if key in derived else
+                   " (the default)")
+            return f"networking.{key} {net}{how}", net
+
+        derived: list[str] = []
+        service = cluster.service_subnet
+        if "serviceSubnet" not in given and self.cluster_ips:
+            avoid = [named("nodeSubnet", cluster.node_subnet, "")]
+            if "podSubnet" in given:
+                avoid.insert(0, named("podSubnet", cluster.pod_subnet, ""))
+            net, refused = derive([n for _, n in self.cluster_ips], "clusterIPs", avoid, limit=SERVICE_PREFIX_LIMIT)
+            for r in refused:
+                self.cluster_ips[r.index][0].error(r.why + hint.format("serviceSubnet"))
+            if net is not None:
+                service = net
+                derived.append("serviceSubnet")
+        pod = cluster.pod_subnet
+        if "podSubnet" not in given and self.pod_cidrs:
+            avoid = [named("serviceSubnet", service, "Services' clusterIPs"),
+                     named("nodeSubnet", cluster.node_subnet, "")]
+            net, refused = derive([n for _, n, _ in self.pod_cidrs], "podCIDRs", avoid)
+            for r in refused:
+                self.pod_cidrs[r.index][0].error(r.why + hint.format("podSubnet"))
+            self.pod_subnet_derived = True
+            if net is not None:
+                pod = net
+                derived.append("podSubnet")
+        if derived:
+            self.cluster = dataclasses.replace(cluster, pod_subnet=pod, service_subnet=service,
+                                               derived=tuple(derived))
 
     def _check_pod_cidrs(self) -> None:
-        # A Cluster object with problems of its own has no podSubnet to compare against.
+        # A Cluster object with problems of its own has no podSubnet to compare against, and a
+        # derived one holds every podCIDR it could (what it could not is reported).
         broken = self.cluster is None and self.cluster_seen is not None
-        pod_subnet = None if broken else (self.cluster or ClusterConfig()).pod_subnet
+        pod_subnet = None if broken or self.pod_subnet_derived else (self.cluster or ClusterConfig()).pod_subnet
         earlier: list[tuple[IPv4Network, str]] = []
         for at, net, node in self.pod_cidrs:
             if pod_subnet is not None and not net.subnet_of(pod_subnet):

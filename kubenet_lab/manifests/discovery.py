@@ -57,6 +57,9 @@ TARGET_REF = Obj({"kind": Str(), "namespace": Str(dns_label), "name": Str(), "ui
                   "apiVersion": IGNORE, "resourceVersion": IGNORE, "fieldPath": IGNORE})
 
 CONDITIONS = Obj({"ready": Bool(), "serving": Bool(), "terminating": Bool()})
+# Topology hints, as the EndpointSlice controller writes them (forNodes: Kubernetes 1.33+, for
+# trafficDistribution PreferSameNode); the manifests warn when they would matter (nodes with zones).
+HINTS = Obj({"forZones": ListOf(Obj({"name": Str()})), "forNodes": ListOf(Obj({"name": Str()}))})
 
 
 def _check_slice_endpoint(e: Checked) -> None:
@@ -69,7 +72,7 @@ def _check_slice_endpoint(e: Checked) -> None:
 
 SLICE_ENDPOINT = Obj({
     "addresses": ListOf(Str(endpoint_ip)), "conditions": CONDITIONS, "hostname": Str(dns_label),
-    "nodeName": Str(dns_subdomain), "targetRef": TARGET_REF, "zone": Str(), "hints": IGNORE,
+    "nodeName": Str(dns_subdomain), "targetRef": TARGET_REF, "zone": Str(), "hints": HINTS,
     "deprecatedTopology": IGNORE,
 }, post=_check_slice_endpoint)
 

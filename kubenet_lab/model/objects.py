@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 # With no Node objects the lab has these two nodes.
@@ -94,6 +94,9 @@ class ClusterConfig:
     # hostPath volumes give a pod the host's own files: refused unless the Cluster config allows them.
     allow_host_path: bool = False
     origin: Origin | None = None
+    # The networking keys no Cluster config set and the manifests gave (manifests.subnets): a
+    # dump's podCIDRs give podSubnet, its clusterIPs serviceSubnet.
+    derived: tuple[str, ...] = ()
 
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -781,6 +784,17 @@ class Model:
     network_policies: tuple[NetworkPolicy, ...] = ()
 
 
+def runs_selected(selector: Mapping[str, str] | None, namespace: str, pods: Iterable[Pod],
+                  workloads: Iterable[Workload]) -> bool:
+    """Whether the manifests run anything a Service's `selector` selects in `namespace`: a Pod, or a
+    workload whose pod template it selects (however many replicas it asks for)."""
+    if not selector:
+        return False
+    match = LabelSelector(dict(selector)).matches
+    return (any(p.namespace == namespace and match(p.labels) for p in pods)
+            or any(w.namespace == namespace and match(w.template_labels) for w in workloads))
+
+
 # --------------------------------------------------------------------------------------------
 # What a container runs (resolved from image/command/args by plan.containers).
 # --------------------------------------------------------------------------------------------
@@ -1121,6 +1135,10 @@ class PlannedService:
     # readiness; what its DNS name answers. Empty for every other Service (see `ports`).
     external_name: str | None = None  # type ExternalName: no address, no rules; its DNS name is a CNAME
     addresses: tuple[Endpoint, ...] = ()
+    # A Service with a selector whose endpoints are the EndpointSlice controller's slices written
+    # in the manifests (a real cluster's, exported), the lab running nothing it selects
+    # (plan.endpointslices.exported): those slices stand, and the lab makes none of its own.
+    exported_slices: bool = False
 
     @property
     def key(self) -> str:

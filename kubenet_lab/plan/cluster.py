@@ -24,7 +24,7 @@ from ..model.objects import (DEFAULT_NODES, Allocations, ClusterConfig, LabelSel
                     RunHttp, Service, ServicePort, Toleration, Workload)
 from .serialize import to_data
 from .addons import with_addons
-from .immutable import check_unchanged
+from .immutable import check_unchanged, kept_subnets
 from . import endpointslices
 from .services import plan_services
 from .namespaces import plan_namespaces
@@ -624,6 +624,7 @@ def make_plan(model: Model, lab: str, previous: Plan | None = None,
     see plan.containers); `node_resolv_conf`, its resolv.conf, which is the lab's nodes' (see
     plan.podfiles); `now`, the time new objects are created at (their creationTimestamp);
     `not_ready`, the pods of `previous` that are not ready (a rollout waits for new ones to be)."""
+    model = kept_subnets(model, previous)  # the networks a running lab was derived onto stay
     check_unchanged(model, previous)  # what a running lab may not change, before anything else
     model = with_addons(model)
     nodes = plan_nodes(model, lab, previous)

@@ -27,7 +27,7 @@ from typing import Iterable
 from . import naming
 from ..model.objects import (MANAGED_BY_LABEL, MIRRORING_CONTROLLER, SERVICE_NAME_LABEL, SKIP_MIRROR_LABEL,
                              SLICE_CONTROLLER, Endpoint, Endpoints, EndpointSlice, Model, ObjectRef, Plan, PlannedPod,
-                             PlannedService, Service, SliceEndpoint, SlicePort)
+                             PlannedService, Service, SliceEndpoint, SlicePort, runs_selected)
 
 MAX_ENDPOINTS_PER_SLICE = 100  # the EndpointSlice controller's --max-endpoints-per-slice default
 MAX_MIRRORED_PER_SLICE = 1000  # the mirroring controller's --mirroring-max-endpoints-per-subset default
@@ -72,12 +72,29 @@ def mirrored(model: Model) -> tuple[EndpointSlice, ...]:
     return tuple(out)
 
 
-def used_by(svc: Service | PlannedService, slices: Iterable[EndpointSlice]) -> list[EndpointSlice]:
+def exported(svc: Service, model: Model) -> bool:
+    """Whether a Service with a selector takes its endpoints from the EndpointSlice controller's
+    slices written in the manifests: a dump of a real cluster (`kubectl get svc,endpointslices -A
+    -o yaml`) has the Services and the slices the controller made of their pods, but not the pods.
+    So long as the lab runs nothing the Service selects (no Pod, no workload's pod template in its
+    namespace: model.runs_selected), those slices stand for the cluster's pods, and kube-proxy and
+    the cluster DNS read them; once it does, the lab's controller makes the slices of the pods it
+    runs, and the written ones go, as the controller deletes slices it did not make."""
+    return bool(svc.selector) and any(
+        s.namespace == svc.namespace and s.service == svc.name and s.managed_by == SLICE_CONTROLLER
+        for s in model.endpoint_slices) and not runs_selected(svc.selector, svc.namespace, model.pods,
+                                                                model.workloads)
+
+
+def used_by(svc: Service | PlannedService, slices: Iterable[EndpointSlice],
+            exported_slices: bool = False) -> list[EndpointSlice]:
     """The written (and mirrored) slices kube-proxy reads for `svc`: labelled with its name, in its
     namespace, IPv4; for a Service with a selector, not those labelled as the EndpointSlice
-    controller's (it deletes them). In name order, as the cache keeps them."""
+    controller's (it deletes them), unless they are a real cluster's, `exported_slices`
+    (`exported`). In name order, as the cache keeps them."""
     return sorted((s for s in slices if s.namespace == svc.namespace and s.service == svc.name
-                   and s.address_type == "IPv4" and not (svc.selector and s.managed_by == SLICE_CONTROLLER)),
+                   and s.address_type == "IPv4"
+                   and not (svc.selector and s.managed_by == SLICE_CONTROLLER and not exported_slices)),
                   key=lambda s: s.name)
 
 
@@ -177,8 +194,9 @@ def hostnames(pods: Iterable[PlannedPod], svc: PlannedService) -> dict[str, str]
 def all_slices(plan: Plan) -> list[EndpointSlice]:
     """Every EndpointSlice the lab's API would hold: the EndpointSlice controller's for each
     Service with a selector, the mirrored ones and the written ones but those the controller
-    deletes (labelled as its own, for a Service with a selector)."""
-    selecting = {s.key: s for s in plan.services if s.selector}
+    deletes (labelled as its own, for a Service with a selector, but a real cluster's exported
+    ones, which stand in for the controller's)."""
+    selecting = {s.key: s for s in plan.services if s.selector and not s.exported_slices}
     out = [sl for s in selecting.values() for sl in controller_slices(s, hostnames(plan.pods, s))]
     out += [sl for sl in plan.endpoint_slices
             if not (sl.managed_by == SLICE_CONTROLLER and f"{sl.namespace}/{sl.service}" in selecting)]

@@ -7,7 +7,9 @@ networks cannot be changed, only made anew.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+from ipaddress import IPv4Network
 
 from ..errors import InputError
 from ..model.objects import ClusterConfig, LabelSelector, Model, Plan, at
@@ -43,7 +45,9 @@ def _cluster(model: Model, before: ClusterConfig) -> list[str]:
     for key, attr, why in CLUSTER_FIXED:
         old, new = getattr(before, attr), getattr(now, attr)
         if old != new:
-            written = "" if now.origin else f" (no Cluster object gives it, so it is the default {new})"
+            written = (f" (no Cluster object sets it, so it is derived from the manifests' "
+                       f"{'podCIDRs' if key == 'podSubnet' else 'clusterIPs'}: {new})" if key in now.derived else
+                       "" if now.origin else f" (no Cluster object gives it, so it is the default {new})")
             problems.append(f"{at(now.origin, 'networking.' + key)}: Invalid value: \"{new}\": may not change on a "
                             f"running lab (it is {old}: {why}){written}; keep {old}, or remove the lab "
                             f"(kubenet-lab down) and bring it up anew")
@@ -112,6 +116,39 @@ def _config_maps(model: Model, previous: Plan) -> list[str]:
         problems += [f"{at(c.origin, f)}: Forbidden: field is immutable when `immutable` is set" + again
                      for f in changed]
     return problems
+
+
+_DERIVED = (("podSubnet", "pod_subnet"), ("serviceSubnet", "service_subnet"))
+
+
+def _written_nets(model: Model, key: str) -> list[IPv4Network]:
+    """What a derived subnet is derived from (manifests.subnets): the podCIDRs, the clusterIPs."""
+    if key == "podSubnet":
+        return [n.pod_cidr for n in model.nodes if n.pod_cidr is not None]
+    return [IPv4Network(s.cluster_ip) for s in model.services
+            if s.cluster_ip not in (None, "None") and s.type != "ExternalName"]
+
+
+def kept_subnets(model: Model, previous: Plan | None) -> Model:
+    """`model` with the subnets of the running lab where it derived them (no Cluster config set
+    them: manifests.subnets) and no Cluster config sets them now, so long as they still hold every
+    podCIDR or clusterIP written: deleting a Service, or adding one, must not move the network
+    every running pod and Service is on because what the subnet is derived from changed. What no
+    longer fits is refused by check_unchanged."""
+    if previous is None:
+        return model
+    before, now = previous.cluster, model.cluster
+    fields = now.origin.fields if now.origin else {}
+    changes: dict = {}
+    for key, attr in _DERIVED:
+        old = getattr(before, attr)
+        if (key in before.derived and f"networking.{key}" not in fields and getattr(now, attr) != old
+                and all(net.subnet_of(old) for net in _written_nets(model, key))):
+            changes[attr] = old
+    if not changes:
+        return model
+    derived = tuple(k for k, attr in _DERIVED if k in now.derived or attr in changes)
+    return dataclasses.replace(model, cluster=dataclasses.replace(now, derived=derived, **changes))
 
 
 def check_unchanged(model: Model, previous: Plan | None) -> None:

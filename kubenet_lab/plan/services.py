@@ -289,7 +289,8 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
     planned = []
     written = model.endpoint_slices + endpointslices.mirrored(model)
     for svc in services:
-        slices = endpointslices.used_by(svc, written)
+        exported = endpointslices.exported(svc, model)
+        slices = endpointslices.used_by(svc, written, exported)
         ports = tuple(PlannedServicePort(
             name=p.name, protocol=p.protocol, port=p.port,
             target_port=p.target_port if p.target_port is not None else p.port,
@@ -307,7 +308,7 @@ def plan_services(model: Model, pods: tuple[PlannedPod, ...],
             external_ips=tuple(IPv4Address(a) for a in svc.external_ips),
             load_balancer_ips=given.get(svc.key) or ((lb_ips[svc.key],) if svc.key in lb_ips else ()),
             labels=dict(svc.labels), annotations=dict(svc.annotations),
-            ip_families=families, ip_family_policy=family_policy,
+            ip_families=families, ip_family_policy=family_policy, exported_slices=exported,
             publish_not_ready_addresses=svc.publish_not_ready_addresses,
             allocate_load_balancer_node_ports=svc.allocate_load_balancer_node_ports,
             load_balancer_class=svc.load_balancer_class,

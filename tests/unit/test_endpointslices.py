@@ -180,7 +180,7 @@ addressType: IPv4
 apiVersion: v1
 kind: Endpoints
 metadata: {name: web}
-"""
+""" + PODS  # the lab runs a pod the Service selects: the controller's slices are made of it
     warnings = load(tmp_path, text).warnings
     assert any("EndpointSlice/web-owned: ignored: Service default/web has a selector" in w for w in warnings)
     assert any("EndpointSlice/web-mine: Service default/web has a selector: kube-proxy uses this slice's endpoints "

@@ -267,6 +267,10 @@ def test_pod_cidrs(problems):
         kind: Node
         metadata: {name: f}
         spec: {podCIDR: 10.244.7.0/24, podCIDRs: [10.244.8.0/24]}
+        ---
+        apiVersion: kubenet-lab.dev/v1alpha1
+        kind: Cluster
+        networking: {podSubnet: 10.244.0.0/16}
     """) == [
         "web.yaml:4: spec.podCIDR: 10.1.0.0/24 is outside networking.podSubnet 10.244.0.0/16",
         "web.yaml:14: spec.podCIDRs: 10.244.1.0/24 overlaps the podCIDR of node b (10.244.0.0/23)",
