@@ -6,8 +6,9 @@ Records come from the plan, as CoreDNS's kubernetes plugin takes them from the A
                                    its subdomain is the service or a written slice's
                                    endpoints[].hostname, else the dashed address, e.g. 10-244-1-5)
   _<port>._<proto>.<svc>...        SRV for named ports (per endpoint for headless services)
-  <d>.<c>.<b>.<a>.in-addr.arpa     PTR: ClusterIP -> service, endpoint -> <host>.<svc>..., any other
-                                   pod -> its pod record (so every pod address has a name)
+  <d>.<c>.<b>.<a>.in-addr.arpa     PTR: ClusterIP -> service, ready endpoint -> <host>.<svc>... (one
+                                   per Service it is an endpoint of); no other address has one, a
+                                   pod behind no Service included, as CoreDNS's reverse.go answers
   <a>-<b>-<c>-<d>.<ns>.pod.<zone>  A: any well-formed address in an existing namespace ("pods insecure")
   dns-version.<zone>               TXT: the schema version
 Unknown names in our zones get NXDOMAIN, other types of existing names NODATA, both with the SOA.
@@ -110,10 +111,6 @@ class Index:
                     refs.append(svc)
         return found
 
-    @cached_property
-    def pod_ips(self) -> dict[int, PlannedPod]:
-        return {int(p.ip): p for p in self.pods.values() if not p.host_network}
-
     def apex(self, name: str) -> str | None:
         """The zone of ours that holds `name`, or None when the name is not ours."""
         for zone in (self.zone, *self.reverse_zones):
@@ -215,9 +212,6 @@ class Index:
         if refs:
             text = str(IPv4Address(ip))
             return [(QTYPE_PTR, f"{self.ready(svc)[text]}.{self.service_name(svc)}") for svc in refs]
-        pod = self.pod_ips.get(ip)
-        if pod is not None:
-            return [(QTYPE_PTR, f"{dashed(pod.ip)}.{pod.namespace}.pod.{self.zone}")]
         return None
 
     def ns_name(self, apex: str) -> str:

@@ -84,3 +84,16 @@ def test_the_lab_answers_as_coredns(replies, case):
     assert reply is not None, f"no reply to {case.qname} {case.qtype}"
     assert reply.header.aa == 1 and reply.header.qr == 1
     assert differences(case, reply) == [], case.source
+
+
+def test_a_pod_behind_no_service_has_no_ptr(labs):
+    """reverse.go names ClusterIPs and endpoints only: the client pod's address, inside the reverse
+    zone of the pods' subnet (0.10.in-addr.arpa), is NXDOMAIN with that zone's SOA."""
+    lab = labs["reverse"]
+    ip = lab.ip("client")
+    name = ".".join(reversed(ip.split("."))) + ".in-addr.arpa."
+    soa = "0.10.in-addr.arpa. 5 IN SOA ns.dns.0.10.in-addr.arpa. hostmaster.0.10.in-addr.arpa. 1 7200 1800 86400 5"
+    case = Case(source="reverse.go serviceRecordForIP", world="reverse", qname=name, qtype="PTR", rcode="NXDOMAIN",
+                ns=(soa,))
+    (reply,) = ask(lab, [case])
+    assert reply is not None and differences(case, reply) == []
