@@ -29,9 +29,9 @@ from ..plan.naming import check_lab_name
 from ..model.objects import Model, Plan, PlannedPod
 from ..plan.services import removed_udp_endpoints, with_readiness
 from ..proxy import iptables, portmap
-from ..proxy.lb import forwards as lb_forwards, render_lb
+from ..proxy.lb import forwards as lb_forwards, health_checks as lb_health_checks, render_lb
 from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
-from ..fabric import checks, events, netlink, outside, state
+from ..fabric import checks, events, lbhealth, netlink, outside, state
 from ..kernel import conntrack, nfacct, procs, rules
 from ..kernel.steps import step
 from ..supervisor import client as supervisor
@@ -303,6 +303,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
             result.rules_changed += [n for n in changed if n not in result.rules_changed]
             result.warnings += more
             step("ready-pods-joined")
+        _sync_balancer(plan)  # the health check ports answer for this plan now: the balancer follows them
         state.clear_intent(plan.lab)  # the change is complete: kernel, plan and supervisor agree
         step("intent-cleared")
     except BaseException:
@@ -506,11 +507,13 @@ def _forget_stale_udp_flows(plan: Plan, previous: Plan | None, fresh: set[str]) 
 
 
 def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:
-    """The external balancer's table, loaded when it differs from the last one (or the balancer is new).
-    Without LoadBalancer services an iptables-mode lab does not need nft installed."""
-    if not lb_forwards(plan) and shutil.which("nft") is None:
+    """The external balancer's table, loaded when it differs from the last one (or the balancer is new),
+    with the nodes that passed its last health checks (fabric.lbhealth). Without LoadBalancer
+    services an iptables-mode lab does not need nft installed."""
+    healthy = lbhealth.saved(plan.lab)
+    if not lb_forwards(plan, healthy) and shutil.which("nft") is None:
         return False
-    text = render_lb(plan)
+    text = render_lb(plan, healthy)
     path = os.path.join(state.state_dir(plan.lab), "rules", "lb.nft")
     if not fresh and os.path.exists(path):
         with open(path) as f:
@@ -519,6 +522,36 @@ def _apply_lb_rules(plan: Plan, fresh: bool) -> bool:
     rules.apply_rules(naming.lb_netns(plan.lab), "nftables", text)
     state.write_atomic(path, text)
     return True
+
+
+def _sync_balancer(plan: Plan) -> bool:
+    """The balancer probes every node's health check ports now (as a cloud balancer does every
+    few seconds), and its table is made again (with the readiness the rules were made with)
+    when the nodes that pass changed. -> whether the table changed. Nothing to do (False) for a
+    plan without health checks."""
+    if not lb_health_checks(plan) and not lbhealth.saved(plan.lab):
+        return False
+    results = lbhealth.probe_now(plan)
+    if results == lbhealth.saved(plan.lab):
+        return False
+    lbhealth.save(plan.lab, results)
+    pods = {p.key for p in plan.pods}
+    _apply_lb_rules(with_readiness(plan, state.not_ready(plan.lab) & pods, state.terminal(plan.lab) & pods),
+                    fresh=False)
+    return True
+
+
+def sync_balancer(lab: str) -> bool | None:
+    """The supervisor's call when the balancer's health checks found other nodes passing than
+    its table was made with: probed again and the table made anew, under the lab's lock. None
+    when the lab is gone; else whether the table changed."""
+    with state.locked(lab, create=False) as held:
+        if not held:
+            return None
+        plan = state.load_plan(lab)
+        if plan is None:
+            return None
+        return _sync_balancer(plan)
 
 
 def planned_namespaces(plan: Plan | None) -> set[str]:

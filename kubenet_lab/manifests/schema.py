@@ -589,14 +589,10 @@ def _check_load_balancer_fields(spec: Checked, kind: str) -> None:
         for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass", "loadBalancerSourceRanges"):
             if key in spec:
                 spec.at(key).error("may only be used when `type` is 'LoadBalancer'")
-    if "healthCheckNodePort" in spec:
-        if kind != "LoadBalancer" or spec.get("externalTrafficPolicy", "Cluster") != "Local":
-            spec.at("healthCheckNodePort").error(
-                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'")
-        else:
-            spec.at("healthCheckNodePort").warn(
-                "not modelled yet: the port is reserved and every node's rules accept it, but no node answers "
-                "health checks on it (the lab's load balancer picks the nodes with a ready endpoint by itself)")
+    if "healthCheckNodePort" in spec and (kind != "LoadBalancer"
+                                          or spec.get("externalTrafficPolicy", "Cluster") != "Local"):
+        spec.at("healthCheckNodePort").error(
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'")
     if kind != "LoadBalancer":
         return
     if "loadBalancerClass" in spec:

@@ -2,10 +2,14 @@
 
 For every port of every LoadBalancer service, LB-IP:port is DNATed to one of the eligible nodes'
 IP:nodePort, chosen by `numgen random`. Eligible are all nodes for externalTrafficPolicy Cluster
-(the node's kube-proxy forwards again if it has no endpoint), and for Local only the nodes with a
-ready endpoint of that port (a cloud balancer learns them from kube-proxy's health check port).
-There is no SNAT, so with Local the backend sees the external client's own address; the nodes
-route the replies back through the balancer, which undoes the DNAT.
+(the node's kube-proxy forwards again if it has no endpoint), and for Local the nodes that passed
+the balancer's last health check of the Service, as a cloud balancer chooses them: an HTTP GET
+of the node's healthCheckNodePort, which kube-proxy answers 200 while the node has a local ready
+endpoint of the Service and 503 without one (`health_checks` says what to probe, `passes` reads
+an answer; fabric/lbhealth.py probes, the supervisor probes again every second and has this
+table made anew when a result changes). A node not probed yet is not chosen. There is no SNAT,
+so with Local the backend sees the external client's own address; the nodes route the replies
+back through the balancer, which undoes the DNAT.
 
 A Service with allocateLoadBalancerNodePorts false has no NodePorts to send to: the balancer
 sends its traffic straight to the ready endpoints (pod IP:target port), as the cloud balancers
@@ -26,9 +30,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from typing import Mapping
 
-from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
+from kubenet_lab.model.objects import Plan, PlannedService
 from kubenet_lab.proxy import names
+from kubenet_lab.proxy.healthcheck import has_health_check
+
+# What the balancer's health checks found: "ns/name" -> the names of the nodes that passed.
+Passing = Mapping[str, frozenset[str]]
+HEALTH_CHECK_PATH = "/healthz"  # the path cloud providers' balancers ask kube-proxy for
 
 TABLE = "ip kubenet-lb"
 COMMENT = "kubenet-lab external load balancer"
@@ -59,15 +69,56 @@ def direct(svc: PlannedService) -> bool:
     return svc.type == "LoadBalancer" and not svc.allocate_load_balancer_node_ports
 
 
-def eligible_nodes(plan: Plan, svc: PlannedService, port: PlannedServicePort) -> tuple[IPv4Address, ...]:
-    """The node IPs the balancer may choose for a port, in the plan's node order."""
+@dataclass(frozen=True)
+class HealthCheck:
+    """One probe the balancer makes: a Service's healthCheckNodePort on one node."""
+
+    service: str  # "ns/name"
+    node: str
+    ip: IPv4Address
+    port: int
+
+    def request(self) -> bytes:
+        return (f"GET {HEALTH_CHECK_PATH} HTTP/1.1\r\nHost: {self.ip}:{self.port}\r\n"
+                f"User-Agent: kubenet-lab-lb/1.0\r\nConnection: close\r\n\r\n").encode()
+
+
+def health_checks(plan: Plan) -> tuple[HealthCheck, ...]:
+    """What the balancer probes: every node, for every LoadBalancer it sends to NodePorts whose
+    nodes it chooses by their health check (externalTrafficPolicy Local)."""
+    return tuple(HealthCheck(svc.key, n.name, n.ip, int(svc.health_check_node_port or 0))
+                 for svc in plan.services
+                 if has_health_check(svc) and svc.load_balancer_ips and not direct(svc)
+                 for n in plan.nodes)
+
+
+def passes(answer: bytes) -> bool:
+    """Whether an HTTP answer passes a health check: status 200, as cloud balancers take it."""
+    line = answer.split(b"\r\n", 1)[0].split()
+    return len(line) >= 2 and line[0].startswith(b"HTTP/1.") and line[1] == b"200"
+
+
+def passing(results: Mapping[HealthCheck, bool]) -> dict[str, frozenset[str]]:
+    """The health checks' results as the nodes that passed, per Service (every probed Service
+    listed, with no node when none passed)."""
+    out: dict[str, set[str]] = {}
+    for check, ok in results.items():
+        out.setdefault(check.service, set())
+        if ok:
+            out[check.service].add(check.node)
+    return {k: frozenset(v) for k, v in sorted(out.items())}
+
+
+def eligible_nodes(plan: Plan, svc: PlannedService, healthy: Passing) -> tuple[IPv4Address, ...]:
+    """The node IPs the balancer may choose for a Service, in the plan's node order: every node
+    for externalTrafficPolicy Cluster, the nodes that passed its health check for Local."""
     if svc.external_traffic_policy != "Local":
         return tuple(n.ip for n in plan.nodes)
-    local = {ep.node for ep in port.endpoints if ep.ready}
-    return tuple(n.ip for n in plan.nodes if n.name in local)
+    up = healthy.get(svc.key, frozenset())
+    return tuple(n.ip for n in plan.nodes if n.name in up)
 
 
-def forwards(plan: Plan) -> list[Forward]:
+def forwards(plan: Plan, healthy: Passing) -> list[Forward]:
     out = []
     for svc in plan.services:
         if svc.type != "LoadBalancer":
@@ -82,7 +133,7 @@ def forwards(plan: Plan) -> list[Forward]:
                 continue
             if port.node_port is None:
                 continue
-            nodes = eligible_nodes(plan, svc, port)
+            nodes = eligible_nodes(plan, svc, healthy)
             out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes, (), ranges)
                     for ip in svc.load_balancer_ips]
     return out
@@ -109,9 +160,9 @@ def _firewall(f: Forward) -> str:
             f'comment "{f.spn} loadBalancerSourceRanges"')
 
 
-def render_lb(plan: Plan) -> str:
-    """The whole table as one `nft -f` transaction."""
-    fs = forwards(plan)
+def render_lb(plan: Plan, healthy: Passing) -> str:
+    """The whole table as one `nft -f` transaction, with the nodes that passed the health checks."""
+    fs = forwards(plan, healthy)
     guarded = [f for f in fs if f.source_ranges]
     return "\n".join([
         f"add table {TABLE}",

@@ -34,6 +34,14 @@ with, it runs `python3 -m kubenet_lab.app.readiness` (a process of its own, unde
 like any command; a thread beside the forks of containers with preexec_fn would not be safe),
 which makes every node's rules again without those pods' endpoints, and the cluster DNS follows.
 
+It also plays two parts of the cluster around the pods. kube-proxy's health servers in every
+node's namespace (supervisor/health.py): the node's port 10256 and every Service's
+healthCheckNodePort, answering from the same view as the cluster DNS, so they follow readiness
+and every change. And the lab's balancer's health checks (watch_balancer): every PROBE_INTERVAL
+it probes those ports from the balancer's namespace, and when the nodes that pass differ from
+those the balancer's table was made with, it runs `python3 -m kubenet_lab.app.balancer` (under
+the lab's lock), which probes again and makes the table anew.
+
 The client side the CLI uses (ensure_running, request, stop, find_supervisors) is
 supervisor/client.py.
 """
@@ -57,15 +65,19 @@ from ..plan.naming import is_lab_name
 from ..plan.ordering import may_create, without_pods
 from ..plan.rollout import rolling
 from ..plan.services import with_readiness
+from ..proxy.lb import health_checks
 from ..kernel import procs
 from ..kernel.nsenter import netns_path
-from ..fabric import events, state
+from ..fabric import events, lbhealth, state
 from ..runtime.containers import PodWorker
 from .client import LOCK, LOG, MODULE, PID, SOCK, STOP_GRACE, _read_pid, path
+from .health import NodeHealthServers
 
 STOP_MIN_GRACE = 0.5  # and SIGTERM at least, whatever preStop took
 READINESS_MODULE = "kubenet_lab.app.readiness"
 VANISHED_MODULE = "kubenet_lab.app.vanished"
+BALANCER_MODULE = "kubenet_lab.app.balancer"
+PROBE_INTERVAL = 1.0  # seconds between the balancer's health checks
 WATCH_INTERVAL = 0.5  # seconds between looks for pod namespaces gone by hand
 READINESS_SETTLE = 0.2  # seconds: changes that come together make one sync
 READINESS_RETRY = 5.0
@@ -109,6 +121,7 @@ class Supervisor:
         self._view: Plan | None = None
         self._ordered = False  # some pod of the plan is created after another
         self._rolling = False  # some Deployment of the plan is rolling out
+        self.health = NodeHealthServers(lab)  # kube-proxy's health servers in the nodes
 
     def view(self) -> Plan | None:
         """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
@@ -126,6 +139,7 @@ class Supervisor:
         for worker in self.pods.values():
             for runner in worker.runners():
                 runner.update(self._view)
+        self.health.update(self._view)
 
     async def reload(self) -> dict:
         async with self._lock:
@@ -295,6 +309,45 @@ class Supervisor:
                 log.warning("cannot run %s: %s", VANISHED_MODULE, e)
             seen.clear()
 
+    # --- the balancer's health checks ------------------------------------------------------
+
+    async def watch_balancer(self) -> None:
+        """As a cloud balancer does: every node's healthCheckNodePort of every Service that has
+        one is probed every PROBE_INTERVAL from the balancer's namespace; when the nodes that pass
+        differ from those its table was made with, `python3 -m kubenet_lab.app.balancer` (under
+        the lab's lock) probes again and makes the table anew."""
+        delay = PROBE_INTERVAL
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            delay = PROBE_INTERVAL
+            plan = self.plan
+            if self._stopping or plan is None or not os.path.exists(state.plan_path(self.lab)):
+                continue
+            if not health_checks(plan) and not lbhealth.saved(self.lab):
+                continue
+            try:
+                results = await lbhealth.probe_all(plan)
+            except OSError:  # the balancer's namespace is not there (yet, or any more)
+                continue
+            if results == lbhealth.saved(self.lab) or self._stopping:
+                continue
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", BALANCER_MODULE, "--lab", self.lab, cwd="/",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                out, err = await proc.communicate()
+            except OSError as e:
+                log.warning("balancer: cannot run %s: %s", BALANCER_MODULE, e)
+                delay = READINESS_RETRY
+                continue
+            if proc.returncode == 0:
+                log.info("balancer: health checks passed by %s; %s",
+                         {k: sorted(v) for k, v in results.items()}, out.decode().strip())
+            else:
+                log.warning("balancer: sync failed (exit %s): %s", proc.returncode,
+                            err.decode(errors="replace").strip())
+                delay = READINESS_RETRY
+
     def status(self, only: list[str] | None = None) -> dict:
         pods = {w.pod.key: w.status() for w in self.pods.values() if only is None or w.pod.key in only}
         return {"ok": True, "pid": os.getpid(), "pods": pods}
@@ -316,6 +369,7 @@ class Supervisor:
             workers, self.pods = list(self.pods.values()), {}
             await asyncio.gather(*(w.stop(min(w.pod.termination_grace_period, STOP_GRACE), STOP_MIN_GRACE)
                                    for w in workers))
+        self.health.close()
         stopped = sum(w.size for w in workers)
         log.info("stopped %d containers", stopped)
         return {"ok": True, "pid": os.getpid(), "stopped": stopped}
@@ -402,6 +456,7 @@ async def serve(lab: str, before: int | None = None) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(sup.reload()))
     log.info("supervisor of lab %s running, pid %d", lab, os.getpid())
     watcher_task = asyncio.ensure_future(sup.watch_namespaces())
+    balancer_task = asyncio.ensure_future(sup.watch_balancer())
     try:
         if before is not None:
             with contextlib.suppress(LabError):  # a process that outlives SIGKILL: its pod starts anyway
@@ -411,6 +466,7 @@ async def serve(lab: str, before: int | None = None) -> None:
         log.exception("initial reload failed")
     await sup.done.wait()
     watcher_task.cancel()
+    balancer_task.cancel()
     server.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock_path)

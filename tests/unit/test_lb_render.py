@@ -12,7 +12,7 @@ import pytest
 
 from kubenet_lab.app.query import resolve_target
 from kubenet_lab.model.objects import Endpoint, PlannedPod
-from kubenet_lab.proxy.lb import TABLE, forwards, render_lb
+from kubenet_lab.proxy.lb import TABLE, HealthCheck, forwards, health_checks, passes, passing, render_lb
 from kubenet_lab.fabric import outside
 from tests.unit.test_render_fixtures import NODE1_IP, NODE2_IP, ep, plan, port, service
 
@@ -51,28 +51,34 @@ def chain(text, name):
 
 
 def test_cluster_policy_sends_to_every_node_even_without_a_local_endpoint():
-    text = render_lb(plan(lb("web", port(80, "http", [ON1], node_port=30080, target=8080))))
+    text = render_lb(plan(lb("web", port(80, "http", [ON1], node_port=30080, target=8080))), {})
     assert dnats(text) == {(LB1, "tcp", 80): ("default/web:http", {0: (NODE1_IP, 30080), 1: (NODE2_IP, 30080)})}
     assert "reject" not in text and "snat" not in text and "masquerade" not in text
 
 
-def test_local_policy_sends_only_to_nodes_with_a_ready_local_endpoint():
+def test_local_policy_sends_only_to_the_nodes_that_passed_the_health_check():
     not_ready = Endpoint(ip=IPv4Address("10.244.1.11"), port=8080, pod="default/x", node="node1", ready=False)
-    text = render_lb(plan(lb("web", port(80, None, [ON2, not_ready], node_port=30080), policy="Local")))
+    p = plan(lb("web", port(80, None, [ON2, not_ready], node_port=30080), policy="Local"))
+    text = render_lb(p, {"default/web": frozenset({"node2"})})
     assert dnats(text) == {(LB1, "tcp", 80): ("default/web", {0: (NODE2_IP, 30080)})}
-    both = render_lb(plan(lb("web", port(80, None, [ON1, ON2], node_port=30080), policy="Local")))
+    both = render_lb(p, {"default/web": frozenset({"node1", "node2"})})
     assert set(dnats(both)[(LB1, "tcp", 80)][1].values()) == {(NODE1_IP, 30080), (NODE2_IP, 30080)}
+    # the probes decide, not the plan: a node the plan gives no endpoint but that passed is chosen
+    # (its kube-proxy answered 200), and one not probed yet is not
+    assert dnats(render_lb(p, {"default/web": frozenset({"node1"})}))[(LB1, "tcp", 80)][1] == {0: (NODE1_IP, 30080)}
+    assert dnats(render_lb(p, {})) == {}
+    assert dnats(render_lb(p, {"default/other": frozenset({"node2"})})) == {}
 
 
 def test_local_policy_without_an_eligible_node_is_rejected_by_the_balancer():
     p = plan(lb("web", port(80, None, [], node_port=30080), port(53, "dns", [], proto="UDP", node_port=30053),
                 policy="Local"))
-    text = render_lb(p)
+    text = render_lb(p, {"default/web": frozenset()})
     assert dnats(text) == {}
     rules = chain(text, "input")
     assert f"ip daddr {LB1} tcp dport 80 reject with tcp reset" in rules
     assert f"ip daddr {LB1} udp dport 53 reject" in rules
-    assert [f.nodes for f in forwards(p)] == [(), ()]
+    assert [f.nodes for f in forwards(p, {"default/web": frozenset()})] == [(), ()]
 
 
 def test_several_services_ports_and_protocols():
@@ -83,7 +89,7 @@ def test_several_services_ports_and_protocols():
            ip=LB2, policy="Local"),
         service("default", "plain", "10.96.0.9", port(80, None, [ON1], node_port=30999), type="NodePort"),
     )
-    got = dnats(render_lb(p))
+    got = dnats(render_lb(p, {"default/dns": frozenset({"node2"})}))
     assert set(got) == {(LB1, "tcp", 80), (LB1, "tcp", 443), (LB2, "udp", 53), (LB2, "tcp", 53), (LB2, "sctp", 9)}
     assert got[(LB2, "udp", 53)] == ("default/dns:udp", {0: (NODE2_IP, 30053)})
     assert got[(LB2, "sctp", 9)][1] == {0: (NODE2_IP, 30009)}
@@ -91,12 +97,36 @@ def test_several_services_ports_and_protocols():
 
 
 def test_the_transaction_replaces_the_table_and_does_not_nat_the_source():
-    text = render_lb(plan(lb("web", port(80, None, [ON1], node_port=30080))))
+    text = render_lb(plan(lb("web", port(80, None, [ON1], node_port=30080))), {})
     lines = text.splitlines()
     assert lines[:3] == [f"add table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
     assert "type nat hook prerouting priority dstnat" in chain(text, "prerouting")
     assert "postrouting" not in text
-    assert render_lb(plan()).count("dnat") == 0
+    assert render_lb(plan(), {}).count("dnat") == 0
+
+
+def test_the_balancer_probes_every_node_for_each_local_load_balancer_with_a_health_check_port():
+    p = plan(lb("loc", port(80, None, [ON2], node_port=30080), policy="Local", health_check_node_port=32000),
+             lb("cl", port(80, None, [ON1], node_port=30081), ip=LB2),  # Cluster: every node, no probe
+             lb("direct", port(80, None, [ON1]), policy="Local", ip="172.18.0.194", health_check_node_port=32001,
+                allocate_load_balancer_node_ports=False),  # to the pods themselves
+             service("default", "pending", "10.96.0.51", port(80, None, [ON1], node_port=30082), type="LoadBalancer",
+                     external_traffic_policy="Local", health_check_node_port=32002))  # no address: nothing to balance
+    assert health_checks(p) == (HealthCheck("default/loc", "node1", IPv4Address(NODE1_IP), 32000),
+                                HealthCheck("default/loc", "node2", IPv4Address(NODE2_IP), 32000))
+    assert health_checks(p)[0].request() == (f"GET /healthz HTTP/1.1\r\nHost: {NODE1_IP}:32000\r\n"
+                                             "User-Agent: kubenet-lab-lb/1.0\r\nConnection: close\r\n\r\n").encode()
+
+
+def test_a_health_check_passes_on_200_only():
+    assert passes(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}")
+    assert not passes(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+    assert not passes(b"")  # refused, or closed without an answer
+    assert not passes(b"SSH-2.0-OpenSSH\r\n") and not passes(b"HTTP/1.1 2000 x\r\n")
+    checks = [HealthCheck(svc, node, IPv4Address(NODE1_IP), 32000)
+              for svc in ("default/a", "default/b") for node in ("node1", "node2")]
+    assert passing(dict(zip(checks, [True, False, False, False]))) == {
+        "default/a": frozenset({"node1"}), "default/b": frozenset()}
 
 
 def test_outside_hosts_addresses_routes_and_sysctls():
@@ -142,5 +172,6 @@ def test_nft_accepts_the_render(scratch_netns):
     ]
     for p in plans:
         proc = subprocess.run(["ip", "netns", "exec", scratch_netns, "nft", "-c", "-f", "-"],
-                              input=render_lb(p), capture_output=True, text=True)
+                              input=render_lb(p, {"default/loc": frozenset({"node2"})}), capture_output=True,
+                              text=True)
         assert proc.returncode == 0, proc.stderr

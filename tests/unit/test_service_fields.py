@@ -232,15 +232,15 @@ def test_the_balancer_sends_a_load_balancer_without_node_ports_to_its_ready_endp
     plan = make_plan(lb_model(allocate_load_balancer_node_ports=False), LAB)
     lb_ip = ours(plan, "direct").load_balancer_ips[0]
     a, b = plan.pod("default/a").ip, plan.pod("default/b").ip
-    fs = {f.port: f for f in forwards(plan)}
+    fs = {f.port: f for f in forwards(plan, {})}
     assert fs[80].node_port is None and fs[80].targets == ((a, 8080), (b, 8080))
     assert fs[81].targets == ((a, 8080), (b, 8080))  # to the pods too, not to its nodePort
-    text = render_lb(plan)
+    text = render_lb(plan, {})
     assert (f"ip daddr {lb_ip} tcp dport 80 dnat ip to numgen random mod 2 map {{ 0 : {a} . 8080, "
             f'1 : {b} . 8080 }} comment "default/direct:http"') in text
     # not ready: left out; none ready: the balancer refuses, as for a port with no eligible node
-    assert [f.targets for f in forwards(with_readiness(plan, {"default/a"})) if f.port == 80] == [((b, 8080),)]
-    none = render_lb(with_readiness(plan, {"default/a", "default/b"}))
+    assert [f.targets for f in forwards(with_readiness(plan, {"default/a"}), {}) if f.port == 80] == [((b, 8080),)]
+    none = render_lb(with_readiness(plan, {"default/a", "default/b"}), {})
     assert f'ip daddr {lb_ip} tcp dport 80 reject with tcp reset comment "default/direct:http has no ready ' \
            f'endpoint"' in none
     # the balancer routes to the pods through their nodes, only while it needs to
@@ -268,7 +268,7 @@ def test_a_load_balancer_of_another_class_gets_no_address_and_a_warning():
     svc = ours(plan, "web")
     assert svc.load_balancer_ips == () and output.external_ip_column(svc) == "<pending>"
     assert svc.ports[0].node_port is not None and svc.cluster_ip is not None
-    assert forwards(plan) == [] and "web" not in plan.allocations.lb_ips
+    assert forwards(plan, {}) == [] and "web" not in plan.allocations.lb_ips
     spec = output.service_object(plan, svc)
     assert spec["spec"]["loadBalancerClass"] == "example.com/internal-vip" and spec["status"] == {"loadBalancer": {}}
 
@@ -309,7 +309,7 @@ def test_load_balancer_only_fields_elsewhere_and_bad_values_are_refused():
 # --------------------------------------------------------------------------- not modelled yet: warned
 
 
-def test_health_check_node_port_and_source_ranges_are_kept_and_the_health_check_warned_about():
+def test_health_check_node_port_and_source_ranges_are_kept_without_a_warning():
     model = load(service("""
         type: LoadBalancer
         externalTrafficPolicy: Local
@@ -318,11 +318,7 @@ def test_health_check_node_port_and_source_ranges_are_kept_and_the_health_check_
         selector: {app: web}
         ports: [{port: 80}]
     """))
-    assert model.warnings == (
-        "<stdin>:7: spec.healthCheckNodePort: not modelled yet: the port is reserved and every node's rules accept "
-        "it, but no node answers health checks on it (the lab's load balancer picks the nodes with a ready "
-        "endpoint by itself)",
-    )
+    assert model.warnings == ()  # every node answers the health check on it, and the balancer probes it
     plan = make_plan(model, LAB)
     svc = ours(plan, "web")
     assert svc.ports[0].node_port == 30087  # 30086, the upper band's first, is the health check's
