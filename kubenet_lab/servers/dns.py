@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 from dnslib import (CNAME, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSError, DNSHeader,
                     DNSQuestion, DNSRecord)
 
-from ..model.objects import Endpoint, Plan, PlannedPod, PlannedService
+from ..model.objects import Endpoint, EndpointSlice, Plan, PlannedPod, PlannedService
 from ..kernel.nsenter import in_netns
 from .base import Served
 
@@ -86,6 +86,12 @@ def _undashed(label: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 Record = tuple[int, object]  # (QTYPE, data): an address or a name, or (port, target, weight) for SRV
+# A ready endpoint as the cluster DNS names it: its address, its hostname label, and its ports,
+# (name, protocol, number) in lower case; a slice without ports gives the one port ("", "", -1),
+# which counts in SRV weights and gives no record, as CoreDNS's port -1.
+Port = tuple[str, str, int]
+Named = tuple[str, str, tuple[Port, ...]]
+NO_PORT: tuple[Port, ...] = (("", "", -1),)
 
 
 @dataclass
@@ -96,19 +102,22 @@ class Index:
     services: dict[str, PlannedService] = field(default_factory=dict)  # "<svc>.<ns>"
     cluster_ips: dict[int, PlannedService] = field(default_factory=dict)
     pods: dict[str, PlannedPod] = field(default_factory=dict)  # "namespace/name"
+    slices: dict[str, list[EndpointSlice]] = field(default_factory=dict)  # "<svc>.<ns>": written, IPv4
     dns_ip: str | None = None
     serial: int = 0
 
     @cached_property
-    def endpoint_ips(self) -> dict[int, list[PlannedService]]:
-        """Ready endpoint address -> its services; built on the first reverse query that needs it
-        (most plans never see one), which keeps update() cheap."""
-        found: dict[int, list[PlannedService]] = {}
+    def endpoint_ips(self) -> dict[int, list[str]]:
+        """Ready endpoint address -> the names of it (<host>.<svc>..., one per Service); built on
+        the first reverse query that needs it (most plans never see one), which keeps update()
+        cheap."""
+        found: dict[int, list[str]] = {}
         for svc in self.services.values():
-            for ip in (int(IPv4Address(e.ip)) for e in _ready_refs(svc)):
-                refs = found.setdefault(ip, [])
-                if not refs or refs[-1] is not svc:
-                    refs.append(svc)
+            for ip, host, _ in self.named(svc):
+                names = found.setdefault(int(IPv4Address(ip)), [])
+                name = f"{host}.{self.service_name(svc)}"
+                if name not in names:
+                    names.append(name)
         return found
 
     def apex(self, name: str) -> str | None:
@@ -158,45 +167,52 @@ class Index:
         if svc.type == "ExternalName" and svc.external_name:
             return [(QTYPE_CNAME, svc.external_name.rstrip(".").lower())]
         if svc.cluster_ip is not None:
-            return [(QTYPE_A, str(svc.cluster_ip)), *self._bare_srv(svc)]
+            return [(QTYPE_A, str(svc.cluster_ip)), *self._srv_records(svc, self._srv_found(svc, None, None))]
         # Spec 2.4.1: a headless service without ready endpoints is NXDOMAIN.
-        return [*((QTYPE_A, ip) for ip in self.ready(svc)), *self._bare_srv(svc)] or None
-
-    def _bare_srv(self, svc: PlannedService) -> list[Record]:
-        """SRV at the service's own name, as CoreDNS answers it (its handler_test "svc1" SRV
-        case): every port, named or not, of the ClusterIP or of each ready endpoint; each weighs
-        100 / the number of them, and records alike are given once."""
-        name = self.service_name(svc)
-        if svc.cluster_ip is not None:
-            found = [(p.port, name) for p in svc.ports]
-        else:
-            hosts = self.ready(svc)
-            found = [(e.port, f"{hosts[str(e.ip)]}.{name}") for p in svc.ports for e in p.endpoints if e.ready]
-        return [(QTYPE_SRV, (port, target, 100 // len(found))) for port, target in dict.fromkeys(found)]
+        named = self.named(svc)
+        if not named:
+            return None
+        ips = dict.fromkeys(ip for ip, _, _ in named)
+        return [*((QTYPE_A, ip) for ip in ips), *self._srv_records(svc, self._srv_found(svc, None, None))]
 
     def _endpoint(self, svc: PlannedService, host: str) -> list[Record] | None:
-        return [(QTYPE_A, ip) for ip, h in self.ready(svc).items() if h == host] or None
+        ips = dict.fromkeys(ip for ip, h, _ in self.named(svc) if h == host)
+        return [(QTYPE_A, ip) for ip in ips] or None
 
     def _proto(self, svc: PlannedService, proto: str) -> list[Record] | None:
         """`_<proto>.<svc>...`: exists (no records) when some SRV record sits below it."""
         ports = {p.name.lower() for p in svc.ports if p.name and p.protocol.lower() == proto}
+        if svc.headless:
+            ports |= {name for _, _, found in self.named(svc) for name, p, _ in found if name and p == proto}
         return [] if any(self._srv(svc, port, proto) for port in ports) else None
 
     def _srv(self, svc: PlannedService, port_name: str, proto: str) -> list[Record] | None:
-        """One SRV record per ready endpoint of the named port (spec 2.4.2), as CoreDNS makes
-        them: each weighs 100 / the number of endpoints, and records alike (endpoints sharing a
-        hostname: a Deployment whose template sets spec.hostname) are given once, weight kept."""
+        """`_<port>._<proto>.<svc>...`: one SRV record per ready endpoint of the named port (spec
+        2.4.2), or the ClusterIP's; None (NXDOMAIN) when no port has that name and protocol."""
+        found = self._srv_found(svc, port_name, proto)
+        return self._srv_records(svc, found) if found else None
+
+    def _srv_found(self, svc: PlannedService, port_name: str | None, proto: str | None) -> list[tuple[int, str]]:
+        """(port, target) of each port the query names (None: any), as CoreDNS's findServices
+        lists them: a ClusterIP Service's own ports, with its name as target; a headless one's
+        ready endpoints with each port of their slice, <host>.<svc>... as target (portless ones:
+        port -1)."""
         name = self.service_name(svc)
-        for port in svc.ports:
-            if (port.name or "").lower() != port_name or port.protocol.lower() != proto:
-                continue
-            if svc.cluster_ip is not None:
-                return [(QTYPE_SRV, (port.port, name, 100))]
-            hosts = self.ready(svc)
-            ready = [e for e in port.endpoints if e.ready]
-            targets = dict.fromkeys((e.port, f"{hosts[str(e.ip)]}.{name}") for e in ready)
-            return [(QTYPE_SRV, (p, target, 100 // len(ready))) for p, target in targets] or None
-        return None
+
+        def wanted(p_name: str, p_proto: str) -> bool:
+            return (port_name is None or p_name == port_name) and (proto is None or p_proto == proto)
+        if svc.cluster_ip is not None:
+            return [(p.port, name) for p in svc.ports if wanted((p.name or "").lower(), p.protocol.lower())]
+        return [(number, f"{host}.{name}") for _, host, ports in self.named(svc)
+                for p_name, p_proto, number in ports if wanted(p_name, p_proto)]
+
+    @staticmethod
+    def _srv_records(svc: PlannedService, found: list[tuple[int, str]]) -> list[Record]:
+        """The SRV records as CoreDNS's backend_lookup.go SRV makes them: each weighs 100 / the
+        number found (portless ones counted), one per target and port (endpoints sharing a
+        hostname share a record), none for port -1."""
+        records = dict.fromkeys((port, target) for port, target in found if port != -1)
+        return [(QTYPE_SRV, (port, target, max(1, 100 // len(found)))) for port, target in records]
 
     def _reverse(self, name: str) -> list[Record] | None:
         octets = name[: -len(".in-addr.arpa")].split(".")
@@ -208,10 +224,9 @@ class Index:
         svc = self.cluster_ips.get(ip)
         if svc is not None:
             return [(QTYPE_PTR, self.service_name(svc))]
-        refs = self.endpoint_ips.get(ip)
-        if refs:
-            text = str(IPv4Address(ip))
-            return [(QTYPE_PTR, f"{self.ready(svc)[text]}.{self.service_name(svc)}") for svc in refs]
+        names = self.endpoint_ips.get(ip)
+        if names:
+            return [(QTYPE_PTR, name) for name in names]
         return None
 
     def ns_name(self, apex: str) -> str:
@@ -223,22 +238,39 @@ class Index:
     def service_name(self, svc: PlannedService) -> str:
         return f"{svc.name}.{svc.namespace}.svc.{self.zone}".lower()
 
-    def ready(self, svc: PlannedService) -> dict[str, str]:
-        """Ready endpoint address -> its hostname label, in endpoint order."""
+    def named(self, svc: PlannedService) -> list[Named]:
+        """The ready endpoints of `svc` as CoreDNS reads them from its EndpointSlices. A Service
+        without a selector: its written (and mirrored) slices themselves, every address of each
+        ready endpoint with the slice's ports, whatever the Service's own ports are. One with a
+        selector (or without slices: the API server's kubernetes): what the EndpointSlice
+        controller puts in its slices, each ready pod with the ports of the Service its ports
+        resolve to (and a portless headless Service's pods)."""
+        slices = None if svc.selector else self.slices.get(f"{svc.name}.{svc.namespace}".lower())
+        if slices:
+            out: list[Named] = []
+            for sl in slices:
+                ports = tuple((p.name.lower(), p.protocol.lower(), p.port if p.port is not None else -1)
+                              for p in sl.ports) or NO_PORT
+                for e in sl.endpoints:
+                    if e.is_ready:
+                        out += [(ip, e.hostname.lower() if e.hostname else dashed(ip), ports) for ip in e.addresses]
+            return out
+        by_ip: dict[str, list[Port]] = {}
         hosts: dict[str, str] = {}
-        for e in _ready_refs(svc):
-            ip = str(e.ip)
-            if ip not in hosts:
-                hostname = e.hostname or _pod_hostname(self.pods.get(e.pod), svc)
-                hosts[ip] = hostname.lower() if hostname else dashed(ip)
-        return hosts
+        for e in svc.addresses:
+            if e.ready:
+                by_ip.setdefault(str(e.ip), [])
+                hosts.setdefault(str(e.ip), self._hostname(e, svc))
+        for p in svc.ports:
+            for e in p.endpoints:
+                if e.ready:
+                    by_ip.setdefault(str(e.ip), []).append(((p.name or "").lower(), p.protocol.lower(), e.port))
+                    hosts.setdefault(str(e.ip), self._hostname(e, svc))
+        return [(ip, hosts[ip], tuple(ports) or NO_PORT) for ip, ports in by_ip.items()]
 
-
-def _ready_refs(svc: PlannedService) -> Iterable[Endpoint]:
-    """Each ready endpoint. A portless headless service (a StatefulSet's governing service, or
-    one whose written slices have no ports) has endpoints too: its `addresses`, with their
-    readiness."""
-    return (e for e in (*svc.addresses, *(e for p in svc.ports for e in p.endpoints)) if e.ready)
+    def _hostname(self, e: Endpoint, svc: PlannedService) -> str:
+        hostname = e.hostname or _pod_hostname(self.pods.get(e.pod), svc)
+        return hostname.lower() if hostname else dashed(e.ip)
 
 
 def _pod_hostname(pod: PlannedPod | None, svc: PlannedService) -> str | None:
@@ -267,6 +299,9 @@ def build_index(plan: Plan) -> Index:
     index = Index(zone=zone, reverse_zones=tuple(sorted({reverse_zone(n) for n in subnets}, key=len, reverse=True)),
                   namespaces=frozenset(n.lower() for n in plan.namespaces), serial=int(time.time()) & 0xFFFFFFFF)
     index.pods = {f"{p.namespace}/{p.name}": p for p in plan.pods}
+    for sl in sorted(plan.endpoint_slices, key=lambda sl: sl.name):  # in name order, as kube-proxy's cache
+        if sl.address_type == "IPv4" and sl.service:
+            index.slices.setdefault(f"{sl.service}.{sl.namespace}".lower(), []).append(sl)
     for svc in plan.services:
         index.services[f"{svc.name}.{svc.namespace}".lower()] = svc
         if svc.cluster_ip is not None:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
+import textwrap
 from ipaddress import IPv4Address
 
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
+from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
 from kubenet_lab.model.objects import (ClusterConfig, Container, ContainerPort, Endpoint, Model, Pod, PodSpec,
                                     PlannedService, PlannedServicePort, Service, ServicePort)
@@ -559,3 +562,31 @@ def test_srv_at_a_services_own_name_and_the_schema_txt_as_coredns_answers_them(p
     txt = ask(dns, f"dns-version.{ZONE}", "TXT")
     assert [(rr.ttl, str(rr.rdata)) for rr in txt.rr] == [(28800, '"1.1.0"')]
     assert ask(dns, f"web.default.svc.{ZONE}").rr[0].ttl == 5
+
+
+def test_a_written_endpoints_hostnames_and_ports_are_what_the_dns_names():
+    """A Service without a selector is named as CoreDNS reads its slices (here the one mirrored
+    from a legacy Endpoints): a ready address's hostname names it (hostname.svc), a not-ready
+    one is in no answer, SRV records carry the slice's port (8080, not the Service's 80), and
+    the address's PTR is its hostname's name."""
+    model = load_model(["-"], io.StringIO(textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: legacy}
+        spec: {clusterIP: None, ports: [{name: tcp, port: 80}]}
+        ---
+        apiVersion: v1
+        kind: Endpoints
+        metadata: {name: legacy}
+        subsets:
+        - addresses: [{ip: 10.244.9.5, hostname: db-a}]
+          notReadyAddresses: [{ip: 10.244.9.6, hostname: db-b}]
+          ports: [{name: tcp, port: 8080}]
+        """)))
+    dns = ClusterDNS(make_plan(model, "lab"))
+    name = f"legacy.default.svc.{ZONE}"
+    assert values(ask(dns, f"db-a.{name}")) == ["10.244.9.5"]
+    assert ask(dns, f"db-b.{name}").header.rcode == RCODE.NXDOMAIN
+    assert values(ask(dns, name)) == ["10.244.9.5"]
+    assert values(ask(dns, f"_tcp._tcp.{name}", "SRV")) == [f"0 100 8080 db-a.{name}."]
+    assert values(ask(dns, reverse_name("10.244.9.5"), "PTR")) == [f"db-a.{name}."]
