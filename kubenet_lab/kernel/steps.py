@@ -19,7 +19,7 @@ STOP_AT_ENV = "KUBENET_LAB_TEST_STOP_AT"
 STEPS = (
     "locked",                  # the lab's lock taken, nothing read yet
     "intent-recorded",         # the namespaces about to be made (or remade) are written down
-    "stale-left-endpoints",    # pods about to go have left every node's rules
+    "stale-left-endpoints",    # pods to be made anew in place have left every node's rules
     "stale-stopped",           # the supervisor has stopped them (an interim plan saved)
     "stale-deleted",           # their namespaces deleted
     "supervisor-launched",     # a supervisor started (when none ran), not waited for
@@ -29,7 +29,8 @@ STEPS = (
     "objects-saved",           # the objects the lab is to hold written
     "plan-saved",              # the plan written
     "supervisor-running",      # the supervisor answers
-    "supervisor-reloaded",     # it runs the plan's containers
+    "supervisor-reloaded",     # it runs the plan's containers, and has stopped the removed pods'
+    "left-deleted",            # the removed pods' namespaces deleted
     "ready-pods-joined",       # the pods made anew that run are in every node's rules
     "intent-cleared",          # the intent journal removed: the change is complete
     "events-recorded",         # the change's events appended

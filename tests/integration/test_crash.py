@@ -38,7 +38,8 @@ def test_a_namespace_made_before_its_mark_is_still_the_labs(tmp_path):
 # --- a change stopped dead at each of its named steps ---------------------------------------------
 
 CRASH = MANIFESTS / "crash"
-STALE = {"stale-left-endpoints", "stale-stopped", "stale-deleted"}
+STALE = {"stale-left-endpoints", "stale-stopped", "stale-deleted"}  # pods made anew in place
+LEAVING = {"left-deleted"}  # pods that go
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,22 @@ class Scenario:
 
 
 SCENARIOS = {
-    "up-new": Scenario(("up", str(CRASH / "base.yaml")), None, ("solo", "web", "web"), frozenset(STALE)),
-    "up-changed": Scenario(("up", str(CRASH / "changed.yaml")), CRASH / "base.yaml", ("extra", "web", "web")),
+    "up-new": Scenario(("up", str(CRASH / "base.yaml")), None, ("solo", "web", "web"), frozenset(STALE | LEAVING)),
+    # solo goes (after the new plan is built), extra comes
+    "up-changed": Scenario(("up", str(CRASH / "changed.yaml")), CRASH / "base.yaml", ("extra", "web", "web"),
+                           frozenset(STALE)),
+    # solo is made anew under its name (it goes before the new plan is built)
+    "up-remade": Scenario(("up", str(CRASH / "remade.yaml")), CRASH / "base.yaml", ("solo", "web", "web"),
+                          frozenset(LEAVING)),
     "apply": Scenario(("apply", "-f", str(CRASH / "extra.yaml")), CRASH / "base.yaml",
-                      ("extra", "solo", "web", "web"), frozenset(STALE)),
+                      ("extra", "solo", "web", "web"), frozenset(STALE | LEAVING)),
     "delete": Scenario(("delete", "pod", "solo"), CRASH / "base.yaml", ("web", "web"),
-                       frozenset({"pods-created", "ready-pods-joined"})),  # no pod made
+                       frozenset({"pods-created", "ready-pods-joined"} | STALE)),  # no pod made
     # a ReplicaSet's pod: it goes, and a new one comes under a new name
-    "delete-owned": Scenario(("delete", "pod", "{web}"), CRASH / "base.yaml", ("solo", "web", "web")),
+    "delete-owned": Scenario(("delete", "pod", "{web}"), CRASH / "base.yaml", ("solo", "web", "web"),
+                             frozenset(STALE)),
     "scale": Scenario(("scale", "deployment", "web", "--replicas", "3"), CRASH / "base.yaml",
-                      ("solo", "web", "web", "web"), frozenset(STALE)),
+                      ("solo", "web", "web", "web"), frozenset(STALE | LEAVING)),
 }
 
 
@@ -169,7 +176,7 @@ def test_a_change_killed_at_any_step_is_completed_by_the_next_and_down_removes_a
 def test_down_right_after_an_up_killed_at_any_step_removes_everything(step):
     """A new lab's `up` stopped dead at `step` (a changed one's where it removes pods): `down`
     alone removes all of it."""
-    scenario = SCENARIOS["up-changed" if step in STALE else "up-new"]
+    scenario = SCENARIOS["up-remade" if step in STALE else "up-changed" if step in LEAVING else "up-new"]
     lab = Lab(new_lab_name("x"))
     with torn_down(lab.name):
         if scenario.base is not None:

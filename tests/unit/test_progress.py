@@ -12,8 +12,8 @@ def test_every_step_of_a_change_has_its_words():
 
 
 def test_a_step_line_says_the_step_its_place_and_the_time():
-    assert progress.step_line("up", "demo", "pods-created", steps.STEPS, 1.44) == "up demo: pods created [8/16] 1.4s"
-    assert progress.step_line("apply", "x", "locked", steps.STEPS, 0) == "apply x: planning [1/16] 0.0s"
+    assert progress.step_line("up", "demo", "pods-created", steps.STEPS, 1.44) == "up demo: pods created [8/17] 1.4s"
+    assert progress.step_line("apply", "x", "locked", steps.STEPS, 0) == "apply x: planning [1/17] 0.0s"
     assert progress.step_line("up", "x", "some-new-step", steps.STEPS, 2) == "up x: some-new-step 2.0s"
 
 
