@@ -121,33 +121,46 @@ def _config_maps(model: Model, previous: Plan) -> list[str]:
 _DERIVED = (("podSubnet", "pod_subnet"), ("serviceSubnet", "service_subnet"))
 
 
-def _written_nets(model: Model, key: str) -> list[IPv4Network]:
-    """What a derived subnet is derived from (manifests.subnets): the podCIDRs, the clusterIPs."""
+def _written_nets(model: Model, key: str) -> list[tuple[str, IPv4Network]]:
+    """What a derived subnet is derived from (manifests.subnets), each with where it is written:
+    the podCIDRs, the clusterIPs."""
     if key == "podSubnet":
-        return [n.pod_cidr for n in model.nodes if n.pod_cidr is not None]
-    return [IPv4Network(s.cluster_ip) for s in model.services
+        return [(at(n.origin, "spec.podCIDR"), n.pod_cidr) for n in model.nodes if n.pod_cidr is not None]
+    return [(at(s.origin, "spec.clusterIP"), IPv4Network(s.cluster_ip)) for s in model.services
             if s.cluster_ip not in (None, "None") and s.type != "ExternalName"]
 
 
 def kept_subnets(model: Model, previous: Plan | None) -> Model:
-    """`model` with the subnets of the running lab where it derived them (no Cluster config set
-    them: manifests.subnets) and no Cluster config sets them now, so long as they still hold every
-    podCIDR or clusterIP written: deleting a Service, or adding one, must not move the network
-    every running pod and Service is on because what the subnet is derived from changed. What no
-    longer fits is refused by check_unchanged."""
+    """`model` with the subnets of the running lab where no Cluster config set them (it derived
+    them, manifests.subnets, or took the defaults) and none sets them now: deleting a Service, or
+    adding one, must not move the network every running pod and Service is on because what the
+    subnet is derived from changed. A podCIDR or clusterIP outside the running subnet is refused where
+    it is written."""
     if previous is None:
         return model
     before, now = previous.cluster, model.cluster
     fields = now.origin.fields if now.origin else {}
+    set_before = before.origin.fields if before.origin else {}
     changes: dict = {}
+    problems = []
     for key, attr in _DERIVED:
         old = getattr(before, attr)
-        if (key in before.derived and f"networking.{key}" not in fields and getattr(now, attr) != old
-                and all(net.subnet_of(old) for net in _written_nets(model, key))):
-            changes[attr] = old
+        if f"networking.{key}" in set_before or f"networking.{key}" in fields or getattr(now, attr) == old:
+            continue
+        how = ("derived from its " + ("Nodes' podCIDRs" if key == "podSubnet" else "Services' clusterIPs")
+               if key in before.derived else "the default")
+        for where, net in _written_nets(model, key):
+            if not net.subnet_of(old):
+                shown = net if net.prefixlen < 32 else net.network_address
+                problems.append(f"{where}: {shown} is outside networking.{key} {old} of the running lab ({how} "
+                                f"when it came up; a running lab's networks may not change); "
+                                f"write one inside it, or remove the lab (kubenet-lab down) and bring it up anew")
+        changes[attr] = old
+    if problems:
+        raise InputError(problems)
     if not changes:
         return model
-    derived = tuple(k for k, attr in _DERIVED if k in now.derived or attr in changes)
+    derived = tuple(k for k, attr in _DERIVED if k in (before.derived if attr in changes else now.derived))
     return dataclasses.replace(model, cluster=dataclasses.replace(now, derived=derived, **changes))
 
 
