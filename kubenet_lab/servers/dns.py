@@ -13,9 +13,9 @@ Records come from the plan, as CoreDNS's kubernetes plugin takes them from the A
   dns-version.<zone>               TXT: the schema version
 Unknown names in our zones get NXDOMAIN, other types of existing names NODATA, both with the SOA.
 The zone is answered in the case the query wrote it (owner, SOA, SRV targets), as CoreDNS does.
-Our zones are the cluster zone and the reverse zones of the pod, service and node subnets; any
-other name is REFUSED at once: the lab has no way out, and a resolver waiting on a forwarder
-would hang.
+Our zones are the cluster zone and the reverse zones of the pod, service and node subnets (and
+the PTR of any ClusterIP or endpoint outside them); any other name is REFUSED at once: the lab
+has no way out, and a resolver waiting on a forwarder would hang.
 
 update() runs on every reload of a running lab (thousands of services), so it only indexes
 services by name and addresses by number; a query derives its few records from those, as CoreDNS
@@ -121,10 +121,16 @@ class Index:
         return found
 
     def apex(self, name: str) -> str | None:
-        """The zone of ours that holds `name`, or None when the name is not ours."""
+        """The zone of ours that holds `name`, or None when the name is not ours. kubeadm's
+        Corefile gives CoreDNS all of in-addr.arpa, falling through to its forwarder for what it
+        has no record of: so the PTR of a ClusterIP or endpoint outside the lab's subnets (a
+        written slice's address) is ours too, in zone in-addr.arpa; any other such name is the
+        forwarder's, which the lab has not (REFUSED)."""
         for zone in (self.zone, *self.reverse_zones):
             if name == zone or name.endswith("." + zone):
                 return zone
+        if name.endswith(".in-addr.arpa") and self._reverse(name):
+            return "in-addr.arpa"
         return None
 
     def lookup(self, name: str) -> list[Record] | None:

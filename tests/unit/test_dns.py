@@ -590,3 +590,30 @@ def test_a_written_endpoints_hostnames_and_ports_are_what_the_dns_names():
     assert values(ask(dns, name)) == ["10.244.9.5"]
     assert values(ask(dns, f"_tcp._tcp.{name}", "SRV")) == [f"0 100 8080 db-a.{name}."]
     assert values(ask(dns, reverse_name("10.244.9.5"), "PTR")) == [f"db-a.{name}."]
+
+
+def test_an_endpoint_outside_the_labs_subnets_has_its_ptr_and_other_addresses_there_are_refused():
+    """kubeadm's Corefile gives CoreDNS all of in-addr.arpa (falling through to its forwarder for
+    names it has no record of): a written slice's address outside the lab's subnets has its PTR,
+    in zone in-addr.arpa (an A query of that name is NODATA with its SOA); an address next to it
+    is the forwarder's, which the lab has not."""
+    model = load_model(["-"], io.StringIO(textwrap.dedent("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: db}
+        spec: {clusterIP: None, ports: [{name: pg, port: 5432}]}
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {name: db-1, labels: {kubernetes.io/service-name: db}}
+        addressType: IPv4
+        endpoints: [{addresses: [192.0.2.7]}]
+        ports: [{name: pg, port: 5432}]
+        """)))
+    dns = ClusterDNS(make_plan(model, "lab"))
+    reply = ask(dns, reverse_name("192.0.2.7"), "PTR")
+    assert (reply.header.aa, values(reply)) == (1, [f"192-0-2-7.db.default.svc.{ZONE}."])
+    nodata = ask(dns, reverse_name("192.0.2.7"), "A")
+    assert (nodata.header.rcode, nodata.rr, [str(rr.rname) for rr in nodata.auth]) == (
+        RCODE.NOERROR, [], ["in-addr.arpa."])
+    assert ask(dns, reverse_name("192.0.2.8"), "PTR").header.rcode == RCODE.REFUSED
