@@ -368,6 +368,8 @@ class ClusterDNS:
             header.rcode = RCODE.FORMERR
         elif request.q.qclass not in (CLASS_IN, CLASS_ANY):
             header.rcode = RCODE.REFUSED
+        elif request.q.qtype in (QTYPE.AXFR, QTYPE.IXFR):  # no transfer plugin: CoreDNS's handler refuses
+            header.rcode = RCODE.REFUSED
         else:
             self._resolve(request.q, reply)
         return reply

@@ -269,6 +269,9 @@ def test_other_classes_and_opcodes(dns):
     notify = DNSRecord.question(f"web.default.svc.{ZONE}")
     notify.header.opcode = 4
     assert DNSRecord.parse(dns.answer(notify.pack())).header.rcode == RCODE.NOTIMP
+    # zone transfers: CoreDNS's kubernetes handler refuses them without the transfer plugin
+    for qtype in ("AXFR", "IXFR"):
+        assert ask(dns, ZONE, qtype).header.rcode == RCODE.REFUSED
 
 
 # --------------------------------------------------------------------------- wire handling
