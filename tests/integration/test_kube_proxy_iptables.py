@@ -1,6 +1,7 @@
 """kube-proxy's own judgement of the lab's iptables mode: its test world
 (manifests/kube-proxy-world/, the Services and EndpointSlices of TestOverallIPTablesRules) is
-brought up in iptables mode, and what node test-node holds (`iptables-save`) must be what
+brought up in iptables mode (at once, or reached by `apply` from part of it, which loads only what
+changed), and what node test-node holds (`iptables-save`) must be what
 kube-proxy's TestOverallIPTablesRules expects it to write (data/kube-proxy-TestOverallIPTablesRules.rules,
 transcribed from kubernetes pkg/proxy/iptables/proxier_test.go, v1.33-v1.36).
 
@@ -32,6 +33,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.kube_proxy_rules import EXPECTED, Tables, diff, kube_proxy_order, parse, without_lab_services
 
@@ -40,11 +42,23 @@ from .conftest import MANIFESTS, Lab, new_lab_name, torn_down
 WORLD = MANIFESTS / "kube-proxy-world"
 
 
-@pytest.fixture(scope="module")
-def lab(host_before):
+@pytest.fixture(scope="module", params=["up", "apply"])
+def lab(request, host_before, tmp_path_factory):
+    """The world brought up at once, or reached by `apply` from a lab holding only part of it
+    (svc1 and svc6: the rest comes as a change, written as kube-proxy's partial sync writes it)."""
     lab = Lab(new_lab_name("kpi"))
     with torn_down(lab.name):
-        lab("up", str(WORLD), "--proxy-mode", "iptables")
+        if request.param == "up":
+            lab("up", str(WORLD), "--proxy-mode", "iptables")
+        else:
+            part = tmp_path_factory.mktemp("kube-proxy-world-part")
+            for path in sorted(WORLD.glob("*.yaml")):
+                docs = [d for d in yaml.safe_load_all(path.read_text())
+                        if d["kind"] not in ("Service", "EndpointSlice")
+                        or d["metadata"]["name"] in ("svc1", "svc1-1", "svc6")]
+                (part / path.name).write_text(yaml.safe_dump_all(docs))
+            lab("up", str(part), "--proxy-mode", "iptables")
+            lab("apply", "-f", str(WORLD))
         yield lab
 
 
