@@ -148,15 +148,21 @@ class Supervisor:
             self._set_view(plan, (state.not_ready(self.lab), state.terminal(self.lab)))
             want = desired(plan)
             gone = [self.pods.pop(k) for k in list(self.pods) if k not in want]
-            # Stop first: a changed container may want the port its old self holds. A removed pod
-            # gets its grace period (its namespace goes once this answers).
-            await asyncio.gather(*(w.stop() for w in gone))
+            # A removed pod gets its grace period (its namespace goes once this answers). Its own
+            # namespace is all it holds, so the new pods start meanwhile; but one in its node's
+            # namespace (hostNetwork) may hold a port another wants: that stops first.
+            stopping = asyncio.gather(*(w.stop() for w in gone))
+            if any(w.pod.host_network for w in gone) or any(p.host_network for k, p in want.items()
+                                                             if k not in self.pods):
+                await stopping
+            # a changed container may want the port its old self holds: it stops, then starts
             kept = [(self.pods[k], pod) for k, pod in want.items() if k in self.pods]
             changes = await asyncio.gather(*(w.update(pod) for w, pod in kept))
             new = {k: PodWorker(self.lab, pod, self.view, on_change=self.readiness_changed)
                    for k, pod in want.items() if k not in self.pods}
             self.pods.update(new)
             await asyncio.gather(*(w.start() for w in new.values()))
+            await stopping
             # The pods created meanwhile (a StatefulSet's next ordinal once the one before is ready)
             # are waited for too, so that `up` returns with every pod that can start started.
             self._release_waiting()
