@@ -32,6 +32,7 @@ from ..proxy import iptables, portmap
 from ..proxy.lb import forwards as lb_forwards, health_checks as lb_health_checks, render_lb
 from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
 from ..fabric import checks, events, lbhealth, netlink, outside, state
+from ..fabric import netpol
 from ..kernel import conntrack, nfacct, procs, rules
 from ..kernel.steps import step
 from ..supervisor import client as supervisor
@@ -506,6 +507,7 @@ def _load_rules(plan: Plan, previous: Plan | None, not_ready: frozenset[str], wa
     -> (the nodes whose rules changed, warnings)."""
     effective = with_readiness(plan, not_ready, terminal)
     changed = _apply_rules(effective, previous, fresh)
+    changed += [n for n in netpol.apply(plan, fresh) if n not in changed]  # NetworkPolicy's tables
     portmap_changed, portmap_warnings = _apply_portmap_rules(plan, fresh, terminal)
     changed += [n for n in portmap_changed if n not in changed]
     _apply_lb_rules(effective, fresh=naming.lb_netns(plan.lab) in fresh)

@@ -58,6 +58,15 @@ def peer_matches(peer: PolicyPeer, policy_namespace: str, ip: IPv4Address, pod: 
     return in_namespace and (peer.pod_selector is None or peer.pod_selector.matches(pod.labels))
 
 
+def peer_pods(plan: Plan, peer: PolicyPeer, policy_namespace: str,
+              ns_labels: Mapping[str, Mapping[str, str]]) -> list[PlannedPod]:
+    """The pods a podSelector/namespaceSelector peer admits (none for an ipBlock peer: it admits
+    addresses, see peer_matches)."""
+    if peer.ip_block is not None:
+        return []
+    return [p for p in policy_pods(plan) if peer_matches(peer, policy_namespace, p.ip, p, ns_labels)]
+
+
 def _inside(ip: IPv4Address, cidr: str) -> bool:
     net = ip_network(cidr, strict=False)
     return net.version == ip.version and ip in net

@@ -1,0 +1,56 @@
+"""NetworkPolicy in the kernel: each node's `inet kubenet-netpol` table (policy.nftables)
+loaded into its namespace when it differs from the one last loaded there (kept in the state
+dir), or when the namespace is new; removed from a node where no policy isolates a pod. A lab
+without policies needs no nft and holds no such table."""
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import EnvironmentProblem
+from ..kernel import rules
+from ..model.objects import Plan
+from ..policy import nftables
+from . import state
+
+OWNER = rules.Owner((), nftables.TABLE)
+
+
+def _path(lab: str, node: str) -> str:
+    return os.path.join(state.state_dir(lab), "rules", "netpol", f"{node}.nft")
+
+
+def _stored(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def apply(plan: Plan, fresh: set[str]) -> list[str]:
+    """Every node's table for `plan`; -> the nodes whose table changed. A node made anew
+    (`fresh`) has none yet."""
+    def sync(name: str) -> bool:
+        netns, path = plan.node(name).netns, _path(plan.lab, name)
+        text = nftables.render(plan, name)
+        old = "" if netns in fresh else _stored(path)
+        if old == text:
+            return False
+        if text:
+            if shutil.which("nft") is None:
+                raise EnvironmentProblem("nft not found: NetworkPolicy is enforced with nftables; install the "
+                                         "nftables package")
+            rules.apply_rules(netns, "nftables", text, OWNER)
+        elif old is None or old:  # unknown, or a table was loaded: none now
+            rules.clear_rules(netns, "nftables", OWNER)
+        state.write_atomic(path, text)
+        return True
+
+    names = [n.name for n in plan.nodes]
+    if not plan.network_policies and all(_stored(_path(plan.lab, n)) in ("", None) for n in names):
+        return []  # no policy now or before: nothing to load, nothing to remove
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        done = list(pool.map(sync, names))
+    return [n for n, did in zip(names, done) if did]
