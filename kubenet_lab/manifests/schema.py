@@ -346,7 +346,7 @@ def _check_pod_spec(spec: Checked, claims: bool = False) -> None:
 
 POD_SPEC = Obj({
     "containers": ListOf(CONTAINER, at_least=1, what="container"),
-    "nodeName": Noted("nodeName", Str(dns_label)), "hostNetwork": Bool(),
+    "nodeName": Noted("nodeName", Str(dns_subdomain)), "hostNetwork": Bool(),
     "hostname": Str(dns_label), "subdomain": Str(dns_label), "enableServiceLinks": Bool(),
     "dnsPolicy": OneOf(*DNS_POLICIES), "dnsConfig": DNS_CONFIG, "hostAliases": ListOf(HOST_ALIAS),
     "topologySpreadConstraints": Ignore(warning="ignored: kubenet-lab spreads pods over the nodes by their pod "
@@ -727,7 +727,9 @@ KINDS = {k.name: k for k in (
                                       "allowHostPath": Bool(),
                                       "metadata": metadata(Str(dns_label), False, required=False)}),
          namespaced=False),
-    Kind("Node", "v1", _object(_CLUSTER_SCOPED, NODE_SPEC, spec_required=False), namespaced=False),
+    # A Node is named as the API server allows (a DNS subdomain: ip-10-0-1-23.ec2.internal).
+    Kind("Node", "v1", _object(metadata(Str(dns_subdomain), namespaced=False), NODE_SPEC, spec_required=False),
+         namespaced=False),
     Kind("Namespace", "v1", _object(_CLUSTER_SCOPED, Obj(_ignored("finalizers")), spec_required=False),
          namespaced=False),
     Kind("Pod", "v1", _object(_NAMESPACED, POD_SPEC)),

@@ -354,3 +354,23 @@ def test_covering():
     assert covering(nets, floor=32) == IPv4Network("10.244.0.0/22")
     assert covering([IPv4Network("10.96.0.1/32"), IPv4Network("10.111.255.254/32")]) == IPv4Network("10.96.0.0/12")
     assert covering([IPv4Network("10.43.0.10/32")]) == IPv4Network("10.43.0.0/16")
+
+
+def test_node_names_are_dns_subdomains_as_a_cloud_names_them(tmp_path, monkeypatch):
+    """An EKS node is ip-10-0-1-23.<region>.compute.internal: the API server takes any DNS
+    subdomain for a Node's name (and a pod's nodeName), and so does the lab."""
+    monkeypatch.chdir(tmp_path)
+    eks = {f"k8s-{n}": f"ip-192-168-56-{i}.eu-west-1.compute.internal"
+           for i, n in ((10, "cp-1"), (11, "worker-1"), (12, "worker-2"))}
+    text = DUMP.read_text()
+    for old, new in eks.items():
+        text = text.replace(old, new)
+    (tmp_path / "eks.yaml").write_text(text)
+    (tmp_path / "pod.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n"
+                                       f"  nodeName: {eks['k8s-worker-2']}\n  containers: [{{name: c}}]\n")
+    plan = make_plan(load_model(["eks.yaml", "pod.yaml"]), "t")
+    assert {n.name: str(n.pod_cidr) for n in plan.nodes} == {
+        eks["k8s-cp-1"]: "10.244.0.0/24", eks["k8s-worker-1"]: "10.244.2.0/24", eks["k8s-worker-2"]: "10.244.1.0/24"}
+    assert next(p for p in plan.pods if p.name == "p").node == eks["k8s-worker-2"]
+    node_of = {str(e.ip): e.node for s in plan.services if s.key == "payments/kafka" for e in s.ports[0].endpoints}
+    assert set(node_of.values()) == set(eks.values())
