@@ -7,7 +7,7 @@ is read. An object with any problem is reported but not built, so one mistake gi
 from __future__ import annotations
 
 import dataclasses
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..model.objects import (DEFAULT_GRACE_SECONDS, DEFAULT_NODES, Affinity, ClusterConfig, ConfigMap, Container,
@@ -23,9 +23,10 @@ from .netpol import to_policy
 from .security import security_context
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
 from .schema import CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
-from .subnets import SERVICE_PREFIX_LIMIT, derive
+from .subnets import SERVICE_PREFIX_LIMIT, anchored, derive
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
+KUBERNETES, KUBE_DNS = "default/kubernetes", "kube-system/kube-dns"  # at the first and tenth service address
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
@@ -71,6 +72,7 @@ class Builder:
         self.pod_cidrs: list[tuple[At, IPv4Network, str]] = []
         self.cluster_ips: list[tuple[At, IPv4Network]] = []  # each Service's, as a /32
         self.networking_set: set[str] = set()  # the Cluster config's networking keys
+        self.fixed_ips: dict[str, tuple[At, IPv4Address]] = {}  # Service key -> its written clusterIP
         self.pod_subnet_derived = False
         self.zone_preferring: list[At] = []  # trafficDistribution of services that prefer their zone
         self.zone_hinted: list[At] = []  # the first endpoints[].hints of each EndpointSlice that has some
@@ -249,6 +251,7 @@ class Builder:
         if cluster_ip not in (None, "None") and kind != "ExternalName":
             place = spec.at("clusterIP") if "clusterIP" in spec else spec.at("clusterIPs").item(0)
             self.cluster_ips.append((place, IPv4Network(cluster_ip)))
+            self.fixed_ips[f"{meta.get('namespace', 'default')}/{meta['name']}"] = (place, IPv4Address(cluster_ip))
         timeout = spec.get("sessionAffinityConfig", {}).get("clientIP", {}).get("timeoutSeconds", 10800)
         self.services.append(Service(
             namespace=meta.get("namespace", "default"), name=meta["name"], type=kind,
@@ -466,12 +469,22 @@ class Builder:
             avoid = [named("nodeSubnet", cluster.node_subnet, "")]
             if "podSubnet" in given:
                 avoid.insert(0, named("podSubnet", cluster.pod_subnet, ""))
-            net, refused = derive([n for _, n in self.cluster_ips], "clusterIPs", avoid, limit=SERVICE_PREFIX_LIMIT)
+            values = [n for _, n in self.cluster_ips]
+            net, refused = derive(values, "clusterIPs", avoid, limit=SERVICE_PREFIX_LIMIT)
             for r in refused:
                 self.cluster_ips[r.index][0].error(r.why + hint.format("serviceSubnet"))
+            if net is not None and not refused and KUBERNETES in self.fixed_ips:
+                net = anchored(net, values, self.fixed_ips[KUBERNETES][1])
             if net is not None:
                 service = net
                 derived.append("serviceSubnet")
+        if "serviceSubnet" in derived and KUBE_DNS in self.fixed_ips:
+            at, ip = self.fixed_ips[KUBE_DNS]
+            if ip != service.network_address + 10:
+                at.warn(f"{ip} is not the tenth address of the service subnet {service} derived from the clusterIPs "
+                        f"(kubeadm's clusterDNS): the lab's pods are told the cluster DNS is at "
+                        f"{service.network_address + 10}, where nothing answers; set networking.serviceSubnet in the "
+                        f"Cluster config (apiVersion: {CLUSTER_API}, kind: Cluster) to the cluster's")
         pod = cluster.pod_subnet
         if "podSubnet" not in given and self.pod_cidrs:
             avoid = [named("serviceSubnet", service, "Services' clusterIPs"),

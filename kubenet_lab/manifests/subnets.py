@@ -5,7 +5,10 @@ yaml`) carries them: the Nodes' podCIDRs and the Services' clusterIPs.
 A derived subnet is the smallest network holding everything written, but never smaller than a
 /16, the usual size (kubeadm's and kind's pod subnet, kind's service subnet: the nets a cluster
 was most likely made with, and room for what the lab allocates itself). A service subnet may not
-be larger than a /12, the largest kube-apiserver takes for --service-cluster-ip-range. Values are
+be larger than a /12, the largest kube-apiserver takes for --service-cluster-ip-range; and when
+the `kubernetes` Service's address is written, the service subnet is one whose first address it
+is, as kube-apiserver gives it (a GKE cluster's 34.118.224.0/20 stays that, not 34.118.0.0/16),
+so the cluster DNS's, the tenth, is the cluster's too. Values are
 taken in the order written; one that would make the subnet overlap another network of the lab (or,
 for Services, exceed a /12) is reported where it is written, against the subnet the values before
 it give.
@@ -13,7 +16,7 @@ it give.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable, Sequence
 
 USUAL_PREFIX = 16  # a derived subnet is at least this large
@@ -62,3 +65,17 @@ def derive(values: Sequence[IPv4Network], what: str, avoid: Sequence[tuple[str, 
             refused.append(Refused(i, f"{shown} is outside the subnet {derived} derived from the {what} before it, "
                                       f"and a subnet holding it too ({candidate}) {problem}"))
     return derived, refused
+
+
+def anchored(derived: IPv4Network, values: Sequence[IPv4Network], first: IPv4Address,
+             floor: int = USUAL_PREFIX) -> IPv4Network:
+    """`derived`, or, when `first` is not its first address, the largest net (up to a /`floor`)
+    whose first address `first` is and that holds every value; `derived` when there is none."""
+    if derived.network_address + 1 == first:
+        return derived
+    base = int(first) - 1
+    for prefix in range(floor, 33):
+        if base % (1 << (32 - prefix)) == 0:
+            net = IPv4Network((base, prefix))
+            return net if all(v.subnet_of(net) for v in values) else derived
+    return derived

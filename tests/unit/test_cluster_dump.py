@@ -374,3 +374,36 @@ def test_node_names_are_dns_subdomains_as_a_cloud_names_them(tmp_path, monkeypat
     assert next(p for p in plan.pods if p.name == "p").node == eks["k8s-worker-2"]
     node_of = {str(e.ip): e.node for s in plan.services if s.key == "payments/kafka" for e in s.ports[0].endpoints}
     assert set(node_of.values()) == set(eks.values())
+
+
+SVC = ("- apiVersion: v1\n  kind: Service\n  metadata: {{name: {name}, namespace: {ns}}}\n"
+       "  spec: {{clusterIP: {ip}, clusterIPs: [{ip}], ports: [{{port: 443, protocol: TCP}}], type: ClusterIP}}\n")
+
+
+def gke(tmp_path, dns_ip: str):
+    """A GKE cluster's Services: its service range 34.118.224.0/20, at no /16 boundary."""
+    items = (SVC.format(name="kubernetes", ns="default", ip="34.118.224.1")
+             + SVC.format(name="kube-dns", ns="kube-system", ip=dns_ip)
+             + SVC.format(name="web", ns="default", ip="34.118.230.77"))
+    (tmp_path / "gke.yaml").write_text("apiVersion: v1\nitems:\n" + items + "kind: List\n")
+    return load_model(["gke.yaml"])
+
+
+def test_the_service_subnet_starts_where_the_kubernetes_service_is(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = gke(tmp_path, "34.118.224.10")
+    # not 34.118.0.0/16, whose first and tenth addresses are no Service's, but the largest net
+    # whose first address is kubernetes' (the cluster's own /20 is its lower half)
+    assert model.cluster.service_subnet == IPv4Network("34.118.224.0/19") and model.warnings == ()
+    plan = make_plan(model, "t")
+    assert {s.key: str(s.cluster_ip) for s in plan.services} == {
+        "default/kubernetes": "34.118.224.1", "kube-system/kube-dns": "34.118.224.10", "default/web": "34.118.230.77"}
+
+
+def test_a_kube_dns_at_another_address_than_the_tenth_is_warned_about(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert gke(tmp_path, "34.118.224.53").warnings == (
+        "gke.yaml:10: items[1].spec.clusterIP: 34.118.224.53 is not the tenth address of the service subnet "
+        "34.118.224.0/19 derived from the clusterIPs (kubeadm's clusterDNS): the lab's pods are told the cluster "
+        "DNS is at 34.118.224.10, where nothing answers; set networking.serviceSubnet in the Cluster config "
+        "(apiVersion: kubenet-lab.dev/v1alpha1, kind: Cluster) to the cluster's",)
