@@ -1,8 +1,9 @@
-"""Build, inspect and remove the lab's topology (host-gw flat L3) over netlink, without forks.
+"""Build, inspect and remove the lab's topology over netlink, without forks.
 
   underlay netns: br0 <- one veth per node
-  node netns:     eth0 (node IP, the planned routes: `<other podCIDR> via <other node IP>`, and the
-                  service CIDR and external client via the load balancer), cbr0 (gateway)
+  node netns:     eth0 (node IP; the routes of the cluster's backend, dataplane/backends, applied
+                  by fabric/backends.py, and the service CIDR and external client via the load
+                  balancer), cbr0 (gateway)
   pod netns:      eth0 (pod IP, default via gateway) <-> host veth on the node's cbr0, hairpin
 
 Every link made here carries the ownership mark as its ifalias, and so does `lo` of every
@@ -26,7 +27,8 @@ from typing import Collection, Iterable, Iterator, Sequence
 from kubenet_lab.errors import EnvironmentProblem, LabError
 from kubenet_lab.plan import naming
 from kubenet_lab.model.objects import Plan, PlannedNode, PlannedPod
-from kubenet_lab.fabric import checks
+from kubenet_lab.dataplane import backends as dataplane
+from kubenet_lab.fabric import backends, checks
 from kubenet_lab.kernel import netns, procs, rtnl
 from kubenet_lab.kernel.nsenter import die_with_parent, in_netns, netns_path
 
@@ -158,7 +160,8 @@ def ensure_addresses(nl: rtnl.Rtnl, index: int, wanted: set[IPv4Interface]) -> N
 
 
 def ensure_routes(nl: rtnl.Rtnl, oif: int, wanted: dict[IPv4Network, IPv4Address]) -> None:
-    """Routes via a gateway in the main table are exactly `wanted` (host-gw; no default)."""
+    """Routes via a gateway in the main table are exactly `wanted` (no default). The nodes' routes
+    go through fabric/backends.py."""
     have: dict[IPv4Network, IPv4Address] = {}
     stale = []
     for route in map(rtnl.route_info, nl.query(rtnl.route_dump())):
@@ -229,7 +232,7 @@ def _ensure_node(nl: rtnl.Rtnl, under: rtnl.Rtnl, bridge: int, node: PlannedNode
     ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, node.pod_cidr.prefixlen))})
     eth0 = ensure_uplink(under, bridge, nl, node.netns, node.underlay_veth, mark)
     ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
-    ensure_routes(nl, eth0, dict(node.routes))
+    backends.ensure_routes(nl, dataplane.node_routes(plan, node))
 
 
 def ensure_nodes(plan: Plan) -> None:

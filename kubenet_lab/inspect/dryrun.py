@@ -7,7 +7,18 @@ from __future__ import annotations
 import difflib
 from typing import Mapping
 
+from ..dataplane.backends import node_routes
+from ..dataplane.backends.base import Route
 from ..model.objects import Plan, PlannedContainer, PlannedPod, RunExec
+
+
+def _route(r: Route) -> str:
+    """As `ip route` shows it, the uplink's routes without their device (as before backends)."""
+    return f"{r.dst} via {r.via}" + ("" if r.dev == "eth0" else f" dev {r.dev}") + (" onlink" if r.onlink else "")
+
+
+def _order(r: Route) -> tuple:
+    return (r.dst, r.via, r.dev)
 
 
 def _process(pod: PlannedPod, c: PlannedContainer) -> str:
@@ -40,10 +51,10 @@ def changes(previous: Plan | None, plan: Plan) -> dict[str, list[str]]:
         if name not in new_nodes:
             out["namespaces"].append(f"- {n.netns}")
     for name, n in new_nodes.items():
-        before = set(old_nodes[name].routes) if name in old_nodes else set()
-        after = set(n.routes)
-        out["routes"] += [f"+ {cidr} via {via} in {n.netns}" for cidr, via in sorted(after - before, key=str)]
-        out["routes"] += [f"- {cidr} via {via} in {n.netns}" for cidr, via in sorted(before - after, key=str)]
+        before = set(node_routes(previous, old_nodes[name])) if previous and name in old_nodes else set()
+        after = set(node_routes(plan, n))
+        out["routes"] += [f"+ {_route(r)} in {n.netns}" for r in sorted(after - before, key=_order)]
+        out["routes"] += [f"- {_route(r)} in {n.netns}" for r in sorted(before - after, key=_order)]
     for p in sorted(gone.values(), key=lambda p: p.key):
         if not p.host_network:
             out["namespaces"].append(f"- {p.netns}")

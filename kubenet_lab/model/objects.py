@@ -888,7 +888,8 @@ class PlannedNode:
     netns: str
     underlay_veth: str  # the node's eth0 peer, in the underlay namespace
     labels: Mapping[str, str] = field(default_factory=dict)
-    # host-gw: (other node's podCIDR, that node's IP)
+    # (destination, gateway on eth0): the service subnet and the external clients via the
+    # underlay's router; the routes between nodes are the backend's (dataplane/backends)
     routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
     taints: tuple[Taint, ...] = ()
     unschedulable: bool = False

@@ -98,8 +98,9 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
             underlay_veth=naming.node_underlay_veth(lab, node.name),
             labels=scheduling.node_labels(node.name, node.labels), taints=node.taints,
             unschedulable=node.unschedulable))
-    # host-gw: every other node's podCIDR via that node. Service IPs and the external client go to
-    # the underlay's router (the load balancer), as a real node's default route sends them: a
+    # Service IPs and the external client go to the underlay's router (the load balancer), as a
+    # real node's default route sends them (the pods' routes are the backend's,
+    # dataplane/backends): a
     # packet to a ClusterIP must be routable for kube-proxy's rules (DNAT, or REJECT when there
     # is no endpoint) to see it, and replies to the external client must return through the
     # balancer that DNATed the request. No default route: nothing leads out of the lab.
@@ -108,7 +109,7 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
               (IPv4Network((ipam.external_client_ip(cluster.node_subnet), 32)), router))
     return tuple(
         PlannedNode(**{**n.__dict__,
-                       "routes": tuple((o.pod_cidr, o.ip) for o in planned if o.name != n.name) + common})
+                       "routes": common})
         for n in planned)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 pyroute2 = pytest.importorskip("pyroute2", reason="pyroute2 is not installed (pip install pyroute2)")
 
+from kubenet_lab.dataplane.backends import node_routes  # noqa: E402
 from kubenet_lab.errors import LabError  # noqa: E402
 from kubenet_lab.plan import naming  # noqa: E402
 from kubenet_lab.model.objects import (  # noqa: E402
@@ -209,7 +210,7 @@ def test_topology(built):
                  for i in a["addr_info"] if i["family"] == "inet"}
         assert ("eth0", f"{node.ip}/24") in addrs and ("cbr0", f"{node.gateway}/24") in addrs
         routes = {(r["dst"], r.get("gateway")) for r in ipj(node.netns, "route")}
-        assert routes >= {(str(c), str(v)) for c, v in node.routes}
+        assert routes >= {(str(r.dst), str(r.via)) for r in node_routes(plan, node)}
         assert not any(r["dst"] == "default" for r in ipj(node.netns, "route"))
         assert sh("ip", "netns", "exec", node.netns, "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
         assert sh("ip", "netns", "exec", node.netns, "cat",
@@ -282,13 +283,14 @@ def test_ensure_is_idempotent_and_repairs(built):
     netlink.ensure_nodes(plan)
     assert state() == before
     # Break things the way a user could; ensure_nodes puts them back.
-    sh("ip", "-n", node.netns, "route", "del", str(node.routes[0][0]))
-    sh("ip", "-n", node.netns, "route", "add", "default", "via", str(node.routes[0][1]))
+    first = node_routes(plan, node)[0]
+    sh("ip", "-n", node.netns, "route", "del", str(first.dst))
+    sh("ip", "-n", node.netns, "route", "add", "default", "via", str(first.via))
     sh("ip", "-n", node.netns, "addr", "add", "172.18.0.250/24", "dev", "eth0")
     sh("ip", "netns", "exec", node.netns, "sysctl", "-qw", "net.ipv4.ip_forward=0")
     netlink.ensure_nodes(plan)
     routes = {(r["dst"], r.get("gateway")) for r in ipj(node.netns, "route")}
-    assert (str(node.routes[0][0]), str(node.routes[0][1])) in routes
+    assert (str(first.dst), str(first.via)) in routes
     assert not any(dst == "default" for dst, _ in routes)
     assert "172.18.0.250" not in sh("ip", "-n", node.netns, "addr")
     assert sh("ip", "netns", "exec", node.netns, "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
@@ -304,7 +306,7 @@ def test_routes_follow_removed_nodes(lab_name):
     netlink.ensure_nodes(two)
     for node in two.nodes:
         gateways = {r["dst"]: r.get("gateway") for r in ipj(node.netns, "route") if r.get("gateway")}
-        assert gateways == {str(c): str(v) for c, v in node.routes}
+        assert gateways == {str(r.dst): str(r.via) for r in node_routes(two, node)}
 
 
 @needs_root

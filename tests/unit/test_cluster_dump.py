@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubenet_lab.dataplane.backends import node_routes
 from kubenet_lab.errors import InputError
 from kubenet_lab.manifests import load_model
 from kubenet_lab.manifests.subnets import covering
@@ -92,7 +93,7 @@ def test_each_node_keeps_exactly_its_pod_cidr(plan, raw):
         "k8s-cp-1": "10.244.0.0/24", "k8s-worker-1": "10.244.2.0/24", "k8s-worker-2": "10.244.1.0/24"}
     # host-gw: every other node's podCIDR through that node; the service subnet through the router
     cp = plan.node("k8s-cp-1")
-    routes = {str(net): str(via) for net, via in cp.routes}
+    routes = {str(r.dst): str(r.via) for r in node_routes(plan, cp)}
     assert routes["10.244.2.0/24"] == str(plan.node("k8s-worker-1").ip)
     assert routes["10.244.1.0/24"] == str(plan.node("k8s-worker-2").ip)
     assert "10.96.0.0/12" in routes

@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from kubenet_lab.dataplane.backends import node_routes
 from kubenet_lab.plan.images import NGINX_HTML
 from kubenet_lab.errors import InputError
 from kubenet_lab.plan import ipam, make_plan, naming
@@ -109,9 +110,9 @@ def test_nodes_get_cidrs_in_order_addresses_and_host_gw_routes():
     assert [str(n.ip) for n in plan.nodes] == ["172.18.0.2", "172.18.0.3", "172.18.0.4"]
     assert [str(n.gateway) for n in plan.nodes] == ["10.244.1.1", "10.244.0.1", "10.244.2.1"]
     a = plan.node("a")
-    assert [(str(c), str(v)) for c, v in a.routes] == [
-        ("10.244.0.0/24", "172.18.0.3"), ("10.244.2.0/24", "172.18.0.4"),
-        ("10.96.0.0/16", "172.18.0.253"), ("172.18.0.254/32", "172.18.0.253")]  # via the underlay's router (the LB)
+    assert [(str(r.dst), str(r.via), r.dev) for r in node_routes(plan, a)] == [
+        ("10.244.0.0/24", "172.18.0.3", "eth0"), ("10.244.2.0/24", "172.18.0.4", "eth0"),  # host-gw's
+        ("10.96.0.0/16", "172.18.0.253", "eth0"), ("172.18.0.254/32", "172.18.0.253", "eth0")]  # via the underlay's router (the LB)
 
 
 def test_same_input_same_plan_and_json_round_trip():
