@@ -192,8 +192,11 @@ def start(argv: list[str]) -> None:
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root(), env.get("PYTHONPATH")]))
-    try:  # argv[0] "python3" keeps the command line short, as the supervisor's
-        proc = subprocess.Popen(["python3", "-m", SERVER_MODULE, "--lab", lab], executable=sys.executable, env=env,
+    # argv[0] is the interpreter's full path: Python finds its own sys.executable (and prefix) from
+    # it, and a bare "python3" is looked up on PATH, where a version manager's shim may come first;
+    # the warm process would then take every command for another Python's.
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, "--lab", lab], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 start_new_session=True, cwd="/", close_fds=True)
     except OSError:

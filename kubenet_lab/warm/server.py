@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import fcntl
+import gc
 import importlib
 import io
 import json
@@ -247,9 +248,13 @@ class Server:
                 raise ValueError("foreign")
             if _gone(conn):
                 raise ValueError("the command went while it waited")  # its verb never starts
+            # What this process holds (modules, decoded plans) is frozen for the child's garbage
+            # collector: its full collections would walk all of it, copying each page they touch.
+            gc.freeze()
             pid = os.fork()
             if pid == 0:
                 _run_child(request, fds)
+            gc.unfreeze()
             pidfd = os.pidfd_open(pid)
             # registered before the command hears of it: if it is gone already, so is its verb
             self.children[pid] = (conn, pidfd, [str(a) for a in request["argv"][1:]])
