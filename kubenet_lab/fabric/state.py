@@ -76,9 +76,17 @@ def plan_path(lab: str) -> str:
 
 
 def save_plan(plan: Plan) -> None:
-    from ..plan.serialize import plan_text, plan_to_data
+    """The plan written a pod a line (plan.serialize.plan_text). A process that keeps plans
+    (keep_plans) writes again, as they were read, the lines of the pods that did not change."""
+    from ..plan.serialize import plan_text, plan_text_of, plan_to_data
 
-    write_atomic(plan_path(plan.lab), plan_text(plan_to_data(plan)))
+    path = plan_path(plan.lab)
+    kept = _kept.get(path) if _keeping else None
+    if kept is not None and kept.head:
+        known = {pod.key: (pod, line) for line, (_, pod) in kept.pods.items() if pod is not None}
+        write_atomic(path, plan_text_of(plan, known))
+    else:
+        write_atomic(path, plan_text(plan_to_data(plan)))
 
 
 def save_objects(lab: str, objects: list[Stored], proxy_mode: str | None) -> None:

@@ -85,3 +85,22 @@ def test_a_plan_written_whole_by_an_earlier_kubenet_lab_is_read(planted):
     assert state.load_plan(LAB) == planted
     state.keep_plans()
     assert state.load_plan(LAB) == planted and state.load_plan(LAB) is state.load_plan(LAB)
+
+
+def test_a_keeping_process_writes_the_same_text_reusing_the_lines_of_unchanged_pods(planted, monkeypatch):
+    from kubenet_lab.plan import serialize
+
+    state.keep_plans()
+    kept = state.load_plan(LAB)
+    first, *rest = kept.pods
+    changed = dataclasses.replace(kept, pods=(dataclasses.replace(first, ip=first.ip + 100), *rest))
+    converted = []
+    convert = serialize._convert
+    monkeypatch.setattr(serialize, "_convert", lambda obj, memo: (converted.append(obj), convert(obj, memo))[1])
+    state.save_plan(changed)
+    pods = [o for o in converted if type(o).__name__ == "PlannedPod"]
+    assert [p.key for p in pods] == [first.key]  # only the changed pod was written anew
+    with open(state.plan_path(LAB)) as f:
+        written = f.read()
+    assert written == serialize.plan_text(serialize.plan_to_data(changed))  # byte for byte what a cold save writes
+    assert state.load_plan(LAB) == changed
