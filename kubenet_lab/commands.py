@@ -816,9 +816,10 @@ def exec_cmd(ctx: click.Context, target: str, namespace: str, container: str | N
     the command is confined as the container's own processes are (its user and capabilities,
     this machine's files read-only, its own /tmp, /run and volumes), as `kubectl exec` runs it;
     --privileged runs it as root with every capability on this machine's files instead. A node
-    (node/NAME), `external` and `lb` are this machine's own processes: full root.
-    TARGET `external` is a client outside the cluster on the nodes' network, `lb` the external
-    load balancer of LoadBalancer services (a pod named so in the namespace wins).
+    (node/NAME), `external`, `external2` and `lb` are this machine's own processes: full root.
+    TARGET `external` is a client outside the cluster on the nodes' network, `external2` a second
+    one at another address, `lb` the external load balancer of LoadBalancer services (a pod named
+    so in the namespace wins).
 
     \b
     Examples:
@@ -1338,7 +1339,7 @@ def trace_cmd(ctx: click.Context, src: str, dst: str, proto: str | None, namespa
     (DNAT, each endpoint's probability, affinity, masquerade and why, REJECT/DROP), where it
     dies when it does, and the answer's way back.
 
-    SRC: a pod, node/NAME or external. DST: a pod, svc/NAME (or the Service's name, NAME.NAMESPACE
+    SRC: a pod, node/NAME, external or external2. DST: a pod, svc/NAME (or the Service's name, NAME.NAMESPACE
     for another namespace), node/NAME or an IP, with :PORT (a number or a port's name).
 
     \b

@@ -140,8 +140,9 @@ class ExecTarget:
     container: object = None
 
 
-# `exec external -- ...` and `exec lb -- ...`: the client outside the cluster and the load balancer.
-OUTSIDE_TARGETS = {"external": naming.external_netns, "lb": naming.lb_netns}
+# `exec external -- ...`, `exec external2 -- ...` and `exec lb -- ...`: the clients outside the
+# cluster and the load balancer.
+OUTSIDE_TARGETS = {"external": naming.external_netns, "external2": naming.external2_netns, "lb": naming.lb_netns}
 
 
 def pod_key(target: str, namespace: str) -> str | None:

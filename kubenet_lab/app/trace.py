@@ -52,6 +52,8 @@ def _split_port(text: str) -> tuple[str, str | None]:
 def resolve_source(plan: Plan, text: str, namespace: str) -> Endpoint:
     if text == "external":
         return Endpoint("external", naming.external_netns(plan.lab))
+    if text == "external2":
+        return Endpoint("external2", naming.external2_netns(plan.lab))
     if text.startswith(("node/", "nodes/")):
         node = _node(plan, text.split("/", 1)[1])
         return Endpoint(f"node/{node.name}", node.netns)
@@ -141,7 +143,7 @@ def _service(svc, port: str | None, proto: str | None, source: Endpoint, text: s
         raise InputError([f"{text}: service {svc.name} has no port {port!r}; ports: "
                           f"{', '.join(f'{p.name or p.port}/{p.protocol}' for p in svc.ports)}"])
     ip = str(svc.cluster_ip)
-    if source.label == "external" and svc.load_balancer_ips:  # from outside: its balancer address
+    if source.label in ("external", "external2") and svc.load_balancer_ips:  # from outside: its balancer address
         ip = str(svc.load_balancer_ips[0])
     return Endpoint(f"svc/{svc.name}", ip=ip, port=chosen.port, proto=chosen.protocol.lower())
 
@@ -158,9 +160,10 @@ def _spaces(plan: Plan) -> dict[str, tuple[str, str, str | None, dict[str, tuple
     for node in plan.nodes:
         out[node.netns] = ("node", f"node/{node.name}", node.name, {"eth0": (under, node.underlay_veth)})
         out[under][3][node.underlay_veth] = (node.netns, "eth0")
-    for role, ns in (("external", naming.external_netns(lab)), ("lb", naming.lb_netns(lab))):
-        veth = naming.outside_underlay_veth(lab, role)
-        out[ns] = (role, role, None, {"eth0": (under, veth)})
+    for role, label, ns in (("external", "external", naming.external_netns(lab)), ("lb", "lb", naming.lb_netns(lab)),
+                            ("external", "external2", naming.external2_netns(lab))):
+        veth = naming.outside_underlay_veth(lab, label)
+        out[ns] = (role, label, None, {"eth0": (under, veth)})
         out[under][3][veth] = (ns, "eth0")
     for pod in plan.pods:
         if pod.host_network or not pod.host_veth:

@@ -1,17 +1,19 @@
-"""The world outside the cluster, on the underlay: an external client and a load balancer.
+"""The world outside the cluster, on the underlay: two external clients and a load balancer.
 
   <lab>.external: eth0 = external client IP; `<externalIP>/32 via <first node>` (as an upstream
                   router would send a service's external IPs to a node); no default route.
+  <lab>.external2: a second client, made as the first, at its own address (ipam.second_client_ip),
+                  so that one source can be in a Service's loadBalancerSourceRanges and another not.
   <lab>.lb:       eth0 = balancer IP plus every LoadBalancer ingress IP as a /32 (so it answers
                   ARP for them); forwards, sends no ICMP redirects; rules from proxy/lb.py.
                   While a LoadBalancer without NodePorts (allocateLoadBalancerNodePorts: false)
                   has an address, `<podCIDR> via <node>` for every node, as a cloud network
                   routes pod addresses, so that the balancer can send to the pods themselves.
-  every node:     `<external client IP>/32 via <balancer IP>` (planned with the node's other
+  every node:     `<external client IP>/32 via <balancer IP>`, for both clients (planned with the node's other
                   routes, see plan/cluster.py), so that replies to the client go back through
                   the balancer that DNATed the request.
 
-Both namespaces hang off the underlay bridge exactly as nodes do: veth made from the underlay
+All three namespaces hang off the underlay bridge exactly as nodes do: veth made from the underlay
 side with its peer created directly inside them, the ownership mark on both ends and on `lo`,
 so `down` finds and removes them with the rest of the lab. Nothing here touches the root
 namespace: sysctls are written by a thread inside the namespace they belong to.
@@ -30,7 +32,7 @@ from .netlink import ensure_addresses, ensure_routes, ensure_uplink, link_index,
 from ..kernel.nsenter import in_netns
 
 ETH0 = "eth0"
-EXTERNAL, LB = "external", "lb"
+EXTERNAL, LB, EXTERNAL2 = "external", "lb", "external2"
 LB_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/ipv4/conf/all/send_redirects": "0",
@@ -43,7 +45,7 @@ LB_SYSCTLS = {
 class Host:
     """One namespace outside the cluster, as the plan implies it."""
 
-    role: str  # EXTERNAL or LB
+    role: str  # EXTERNAL, LB or EXTERNAL2
     netns: str
     underlay_veth: str
     addresses: frozenset[IPv4Interface]
@@ -51,13 +53,15 @@ class Host:
     sysctls: dict[str, str]
 
 
-def namespaces(lab: str) -> tuple[str, str]:
-    return naming.external_netns(lab), naming.lb_netns(lab)
+def namespaces(lab: str) -> tuple[str, str, str]:
+    return naming.external_netns(lab), naming.lb_netns(lab), naming.external2_netns(lab)
 
 
-def hosts(plan: Plan) -> tuple[Host, Host]:
+def hosts(plan: Plan) -> tuple[Host, Host, Host]:
+    """(the external client, the balancer, the second external client)."""
     subnet = plan.cluster.node_subnet
     client = IPv4Interface((ipam.external_client_ip(subnet), subnet.prefixlen))
+    second = IPv4Interface((ipam.second_client_ip(subnet), subnet.prefixlen))
     external_ips = {ip for svc in plan.services for ip in svc.external_ips}
     first_node = plan.nodes[0].ip
     balancer = IPv4Interface((ipam.load_balancer_ip(subnet), subnet.prefixlen))
@@ -69,11 +73,14 @@ def hosts(plan: Plan) -> tuple[Host, Host]:
     # the client reaches it through the balancer, as a cloud routes it.
     beyond = {IPv4Network((i.ip, 32)): balancer.ip for i in ingress if i.ip not in subnet}
     lab = plan.lab
+    client_routes = {**{IPv4Network((ip, 32)): first_node for ip in sorted(external_ips)}, **beyond}
     return (
         Host(EXTERNAL, naming.external_netns(lab), naming.outside_underlay_veth(lab, EXTERNAL), frozenset({client}),
-             {**{IPv4Network((ip, 32)): first_node for ip in sorted(external_ips)}, **beyond}, {}),
+             client_routes, {}),
         Host(LB, naming.lb_netns(lab), naming.outside_underlay_veth(lab, LB), frozenset({balancer, *ingress}),
              to_pods, LB_SYSCTLS),
+        Host(EXTERNAL2, naming.external2_netns(lab), naming.outside_underlay_veth(lab, EXTERNAL2),
+             frozenset({second}), dict(client_routes), {}),
     )
 
 
@@ -92,8 +99,8 @@ def _ensure_host(under: rtnl.Rtnl, bridge: int, host: Host, mark: str) -> None:
 
 
 def ensure_outside(plan: Plan) -> None:
-    """The external client and the load balancer; idempotent, and the balancer's addresses and
-    the client's routes follow the current services. (The nodes' route back to the client is
+    """The external clients and the load balancer; idempotent, and the balancer's addresses and
+    the clients' routes follow the current services. (The nodes' route back to the client is
     planned with their other routes.)"""
     mark = naming.mark(plan.lab)
     netns.prepare_run_dir()

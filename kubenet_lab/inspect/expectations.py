@@ -378,6 +378,8 @@ def who(plan: Plan, ip: str) -> str:
         return "lb"
     if ip == str(ipam.external_client_ip(subnet)):
         return "external"
+    if ip == str(ipam.second_client_ip(subnet)):
+        return "external2"
     return ""
 
 

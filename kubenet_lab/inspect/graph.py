@@ -77,9 +77,11 @@ def picture(plan: Plan) -> Picture:
                     [Vertex("underlay", (plan.underlay_bridge, str(subnet)), "underlay")])
     lb_ips = [str(ip) for s in plan.services for ip in s.load_balancer_ips]
     loose = [Vertex("external", ("external client", str(ipam.external_client_ip(subnet))), "external"),
+             Vertex("external2", ("external client 2", str(ipam.second_client_ip(subnet))), "external"),
              Vertex("lb", ("load balancer", str(ipam.load_balancer_ip(subnet)),
                            *([f"ingress {', '.join(lb_ips)}"] if lb_ips else [])), "lb")]
-    edges = [Edge("external", "underlay", "eth0"), Edge("lb", "underlay", "eth0")]
+    edges = [Edge("external", "underlay", "eth0"), Edge("external2", "underlay", "eth0"),
+             Edge("lb", "underlay", "eth0")]
     clusters = [under]
     pod_ids: dict[str, str] = {}
     for node in plan.nodes:

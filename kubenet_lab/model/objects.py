@@ -556,7 +556,7 @@ class Service:
     publish_not_ready_addresses: bool = False  # not-ready pods are (ready) endpoints all the same
     allocate_load_balancer_node_ports: bool = True  # False: a LoadBalancer gets no NodePort of its own
     load_balancer_class: str | None = None  # set: the lab's (default) load balancer leaves it alone
-    health_check_node_port: int | None = None  # reserved as a NodePort; nothing answers on it yet
+    health_check_node_port: int | None = None  # reserved as a NodePort; every node answers health checks on it
     load_balancer_source_ranges: tuple[str, ...] = ()  # as written; kube-proxy and the balancer enforce them
     traffic_distribution: str | None = None  # no zones: every endpoint is as close as any other
     external_name: str | None = None  # type ExternalName: the name its DNS name is an alias (CNAME) of

@@ -53,9 +53,9 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
     free = (c for c in cluster.pod_subnet.subnets(new_prefix=max(24, cluster.pod_subnet.prefixlen))
             if not any(c.overlaps(t) for t in [*taken, *kept.values()]))
     # Nodes take the underlay's addresses from .2 up; they must stop before the default pool
-    # (or, with a pool of one's own, before the balancer's and the external client's addresses).
+    # (or, with a pool of one's own, before the balancer's and the external clients' addresses).
     room = ipam.default_lb_pool(cluster.node_subnet)[0] if cluster.lb_pool is None \
-        else ipam.load_balancer_ip(cluster.node_subnet)
+        else ipam.second_client_ip(cluster.node_subnet)
     problems = []
     cidrs: list[IPv4Network] = []
     for node in nodes:
@@ -106,7 +106,8 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
     # balancer that DNATed the request. No default route: nothing leads out of the lab.
     router = ipam.load_balancer_ip(cluster.node_subnet)
     common = ((cluster.service_subnet, router),
-              (IPv4Network((ipam.external_client_ip(cluster.node_subnet), 32)), router))
+              (IPv4Network((ipam.external_client_ip(cluster.node_subnet), 32)), router),
+              (IPv4Network((ipam.second_client_ip(cluster.node_subnet), 32)), router))
     return tuple(
         PlannedNode(**{**n.__dict__,
                        "routes": common})
@@ -116,7 +117,7 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
 def _pool_collisions(cluster: ClusterConfig, node_ips: Mapping[str, IPv4Address]) -> list[str]:
     """networking.loadBalancerPool against the addresses the lab itself gives out on the node
     network: the nodes' (from .2 up, ipam.node_ip), the load balancer's and the external
-    client's (ipam.load_balancer_ip, ipam.external_client_ip). A LoadBalancer address handed out
+    clients' (ipam.load_balancer_ip, ipam.external_client_ip, ipam.second_client_ip). A LoadBalancer address handed out
     from the pool would be one of theirs: `lb` would answer ARP for a node's address, or the
     external client's replies would never come back. Checked here, not with the manifests'
     schema, because how many nodes there are (and which address each keeps from the previous
@@ -125,7 +126,8 @@ def _pool_collisions(cluster: ClusterConfig, node_ips: Mapping[str, IPv4Address]
     first, last = cluster.lb_pool
     subnet = cluster.node_subnet
     ours = [(ip, f"node {name}") for name, ip in sorted(node_ips.items(), key=lambda kv: kv[1])]
-    ours += [(ipam.load_balancer_ip(subnet), "the load balancer"),
+    ours += [(ipam.second_client_ip(subnet), "the second external client"),
+             (ipam.load_balancer_ip(subnet), "the load balancer"),
              (ipam.external_client_ip(subnet), "the external client")]
     covered = [f"{ip} ({who})" for ip, who in ours if first <= ip <= last]
     if not covered:
@@ -137,7 +139,8 @@ def _pool_collisions(cluster: ClusterConfig, node_ips: Mapping[str, IPv4Address]
             f"{', '.join(shown[:-1]) + ' and ' if len(shown) > 1 else ''}{shown[-1]}, "
             f"{'addresses' if len(covered) > 1 else 'an address'} the lab itself uses on networking.nodeSubnet "
             f"{subnet}: the pool must leave out the nodes' addresses ({node_span}), the load balancer's "
-            f"({ipam.load_balancer_ip(subnet)}) and the external client's ({ipam.external_client_ip(subnet)})"]
+            f"({ipam.load_balancer_ip(subnet)}) and the external clients' ({ipam.external_client_ip(subnet)}, "
+            f"{ipam.second_client_ip(subnet)})"]
 
 
 # The tolerations the DaemonSet controller adds to every pod it makes

@@ -156,12 +156,17 @@ def external_client_ip(subnet: IPv4Network) -> IPv4Address:
     return subnet.broadcast_address - 1
 
 
+def second_client_ip(subnet: IPv4Network) -> IPv4Address:
+    """The second client outside the cluster (`external2`), below the balancer's address."""
+    return subnet.broadcast_address - 3
+
+
 def load_balancer_ip(subnet: IPv4Network) -> IPv4Address:
     """The external load balancer's own address on the underlay."""
     return subnet.broadcast_address - 2
 
 
 def default_lb_pool(subnet: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
-    """The last quarter of the underlay, below the external client's and the balancer's addresses."""
+    """The last quarter of the underlay, below the external clients' and the balancer's addresses."""
     first = int(subnet.network_address) + subnet.num_addresses * 3 // 4
-    return IPv4Address(first), IPv4Address(int(subnet.broadcast_address) - 3)
+    return IPv4Address(first), IPv4Address(int(subnet.broadcast_address) - 4)

@@ -68,6 +68,11 @@ def external_netns(lab: str) -> str:
     return f"{lab}.external"
 
 
+def external2_netns(lab: str) -> str:
+    """The second client outside the cluster: another source address, for loadBalancerSourceRanges."""
+    return f"{lab}.external2"
+
+
 def lb_netns(lab: str) -> str:
     return f"{lab}.lb"
 

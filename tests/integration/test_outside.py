@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import MANIFESTS, UDP_CLIENT, Lab, host_snapshot, lab_namespaces, new_lab_name, torn_down
 
-CLIENT, BALANCER = "172.18.0.254", "172.18.0.253"
+CLIENT, BALANCER, SECOND = "172.18.0.254", "172.18.0.253", "172.18.0.252"
 EXTERNAL_IP = "203.0.113.10"
 REQUESTS = 30
 
@@ -56,6 +56,10 @@ def test_the_external_client_and_the_balancer_sit_on_the_underlay(lab, lb_ips, n
     routes = lab.exec("external", "ip", "route").stdout
     assert "default" not in routes
     assert f"{EXTERNAL_IP} via {node_ip(nodes, 'node1')} dev eth0" in routes
+    # the second client: its own address, the same routes
+    assert f"{SECOND}/24" in lab.exec("external2", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    added = lambda text: [r for r in text.splitlines() if "proto kernel" not in r]  # noqa: E731
+    assert added(lab.exec("external2", "ip", "route").stdout) == added(routes)
     addrs = lab.exec("lb", "ip", "-4", "-o", "addr", "show", "eth0").stdout
     assert f"{BALANCER}/24" in addrs
     for svc in ("lb-cluster", "lb-local", "lb-right", "lb-empty"):
@@ -70,7 +74,8 @@ def test_sysctls_and_return_routes_keep_replies_on_the_balancer(lab):
     for node in ("node1", "node2"):
         assert read(f"node/{node}", *(f"conf/{i}/accept_redirects" for i in ("all", "default", "eth0"))) == \
             ["0", "0", "0"]
-        assert f"{CLIENT} via {BALANCER} dev eth0" in lab.exec(f"node/{node}", "ip", "route").stdout
+        node_routes = lab.exec(f"node/{node}", "ip", "route").stdout
+        assert f"{CLIENT} via {BALANCER} dev eth0" in node_routes and f"{SECOND} via {BALANCER} dev eth0" in node_routes
 
 
 def test_get_svc_shows_the_load_balancer_address(lab, lb_ips):
@@ -162,6 +167,12 @@ def test_up_again_follows_the_load_balancer_services(lab, tmp_path, lb_ips):
 def test_exec_into_the_outside_namespaces_names_them(lab):
     assert lab.exec("external", "hostname").stdout.strip() == "external"
     assert lab.exec("lb", "hostname").stdout.strip() == "lb"
+    assert lab.exec("external2", "hostname").stdout.strip() == "external2"
+
+
+def test_the_second_client_reaches_the_services_with_its_own_address(lab, lb_ips):
+    out = lab.exec("external2", "curl", "-sS", "-m", "5", f"http://{lb_ips['lb-local']}/clientip").stdout
+    assert out.startswith(f"{SECOND}:")  # Local: the client's own address, the reply back through the balancer
 
 
 def test_down_removes_the_outside_namespaces_and_leaves_the_host_untouched(host_before):
@@ -169,7 +180,7 @@ def test_down_removes_the_outside_namespaces_and_leaves_the_host_untouched(host_
     lab = Lab(name)
     with torn_down(name):
         lab("up", str(MANIFESTS / "outside.yaml"))
-        assert {f"{name}.external", f"{name}.lb"} <= set(lab_namespaces(name))
+        assert {f"{name}.external", f"{name}.lb", f"{name}.external2"} <= set(lab_namespaces(name))
     assert lab_namespaces(name) == []
     after = host_snapshot()
     for key, value in host_before.items():

@@ -1,5 +1,6 @@
 """loadBalancerSourceRanges enforced for real, in both proxy modes: the lab's balancer drops an
-outside client outside the ranges (as a cloud balancer does), and each node's kube-proxy rules
+outside client outside the ranges (as a cloud balancer does) and lets one inside them through,
+for the same Service from the two outside clients (`external`, `external2`), and each node's kube-proxy rules
 (KUBE-FW-/KUBE-PROXY-FIREWALL; nftables firewall-ips) drop a pod outside them that dials the
 LB IP (kube-proxy sends in-cluster LB-IP traffic through its firewall chain). `check` expects
 exactly that."""
@@ -33,6 +34,12 @@ def test_a_source_in_the_ranges_gets_through_and_one_outside_is_dropped(lab):
     assert lab.exec("external", "curl", "-s", "-m", "5", f"http://{open_ip}/hostname").stdout in webs
     dropped = lab.exec("external", "curl", "-s", "-m", "2", f"http://{closed_ip}/hostname", check=False)
     assert dropped.returncode == 28  # timed out: dropped, not refused
+    # the second outside client (172.18.0.252): the same Service drops it, one open to it answers,
+    # and the first client is dropped there
+    second_ip = lb_ip(lab, "open-to-second")
+    assert lab.exec("external2", "curl", "-s", "-m", "2", f"http://{open_ip}/hostname", check=False).returncode == 28
+    assert lab.exec("external2", "curl", "-s", "-m", "5", f"http://{second_ip}/hostname").stdout in webs
+    assert lab.exec("external", "curl", "-s", "-m", "2", f"http://{second_ip}/hostname", check=False).returncode == 28
     # a pod (10.244.0.0/16): the node's kube-proxy rules decide
     assert lab.exec("client", "curl", "-s", "-m", "5", f"http://{closed_ip}/hostname").stdout in webs
     assert lab.exec("client", "curl", "-s", "-m", "2", f"http://{open_ip}/hostname", check=False).returncode == 28

@@ -133,18 +133,21 @@ def test_outside_hosts_addresses_routes_and_sysctls():
     p = plan(lb("web", port(80, None, [ON1], node_port=30080)), lb("api", port(80, None, [ON1], node_port=30081),
                                                                      ip=LB2),
              service("default", "ext", "10.96.0.7", port(8090, None, [ON2]), external_ips=("203.0.113.10",)))
-    external, balancer = outside.hosts(p)
+    external, balancer, second = outside.hosts(p)
     assert external.netns == "kubenet.external" and balancer.netns == "kubenet.lb"
     assert external.addresses == {IPv4Interface("172.18.0.254/24")}
     assert external.routes == {IPv4Network("203.0.113.10/32"): IPv4Address(NODE1_IP)}
+    # the second client: its own address, the first one's routes
+    assert second.netns == "kubenet.external2" and second.addresses == {IPv4Interface("172.18.0.252/24")}
+    assert second.routes == external.routes and second.sysctls == {}
     assert balancer.addresses == {IPv4Interface("172.18.0.253/24"), IPv4Interface(f"{LB1}/32"),
                                   IPv4Interface(f"{LB2}/32")}
     assert balancer.routes == {}
     assert balancer.sysctls["net/ipv4/ip_forward"] == "1"
     assert {k for k, v in balancer.sysctls.items() if v == "0"} == {
         f"net/ipv4/conf/{i}/send_redirects" for i in ("all", "default", "eth0")}
-    veths = {external.underlay_veth, balancer.underlay_veth}
-    assert len(veths) == 2 and all(re.fullmatch(r"veth[0-9a-f]{8}", v) for v in veths)
+    veths = {external.underlay_veth, balancer.underlay_veth, second.underlay_veth}
+    assert len(veths) == 3 and all(re.fullmatch(r"veth[0-9a-f]{8}", v) for v in veths)
     assert not veths & {n.underlay_veth for n in p.nodes}
 
 
@@ -152,6 +155,7 @@ def test_exec_targets_external_and_lb_unless_a_pod_has_that_name():
     p = plan()
     assert resolve_target(p, "external", "default", None).netns == "kubenet.external"
     assert resolve_target(p, "lb", "default", None).netns == "kubenet.lb"
+    assert resolve_target(p, "external2", "default", None).netns == "kubenet.external2"
     pod = PlannedPod(namespace="default", name="external", node="node1", ip=IPv4Address("10.244.1.5"),
                      netns="kubenet.pod.default.external", host_veth="vethx")
     p = dataclasses.replace(p, pods=(pod,))

@@ -391,7 +391,7 @@ def planned(tmp_path, monkeypatch):
 # What every pool must leave out, on the default nodeSubnet 172.18.0.0/24 with node1 and node2.
 LEAVE_OUT = ("addresses the lab itself uses on networking.nodeSubnet 172.18.0.0/24: the pool must leave out the "
              "nodes' addresses (172.18.0.2-172.18.0.3), the load balancer's (172.18.0.253) and the external "
-             "client's (172.18.0.254)")
+             "clients' (172.18.0.254, 172.18.0.252)")
 
 
 def test_lb_pool_covering_a_node_is_refused(planned):
@@ -410,8 +410,8 @@ def test_lb_pool_covering_the_balancer_or_the_external_client_is_refused(planned
         apiVersion: kubenet-lab.dev/v1alpha1
         kind: Cluster
         networking: {loadBalancerPool: 172.18.0.250-172.18.0.253}
-    """) == ["web.yaml:3: networking.loadBalancerPool: 172.18.0.250-172.18.0.253 covers 172.18.0.253 (the load "
-             f"balancer), an address {LEAVE_OUT.removeprefix('addresses ')}"]
+    """) == ["web.yaml:3: networking.loadBalancerPool: 172.18.0.250-172.18.0.253 covers 172.18.0.252 (the second "
+             f"external client) and 172.18.0.253 (the load balancer), {LEAVE_OUT}"]
     assert planned("""
         apiVersion: kubenet-lab.dev/v1alpha1
         kind: Cluster
@@ -422,7 +422,8 @@ def test_lb_pool_covering_the_balancer_or_the_external_client_is_refused(planned
         kind: Cluster
         networking: {loadBalancerPool: 172.18.0.3-172.18.0.254}
     """) == ["web.yaml:3: networking.loadBalancerPool: 172.18.0.3-172.18.0.254 covers 172.18.0.3 (node node2), "
-             f"172.18.0.253 (the load balancer) and 172.18.0.254 (the external client), {LEAVE_OUT}"]
+             f"172.18.0.252 (the second external client), 172.18.0.253 (the load balancer) and 172.18.0.254 (the "
+             f"external client), {LEAVE_OUT}"]
 
 
 def test_lb_pool_meets_the_node_objects_that_are_there(planned):
@@ -433,7 +434,8 @@ def test_lb_pool_meets_the_node_objects_that_are_there(planned):
     assert planned(cluster + nodes) == [
         "web.yaml:3: networking.loadBalancerPool: 172.18.0.4-172.18.0.9 covers 172.18.0.4 (node n3), an address the "
         "lab itself uses on networking.nodeSubnet 172.18.0.0/24: the pool must leave out the nodes' addresses "
-        "(172.18.0.2-172.18.0.4), the load balancer's (172.18.0.253) and the external client's (172.18.0.254)"]
+        "(172.18.0.2-172.18.0.4), the load balancer's (172.18.0.253) and the external clients' (172.18.0.254, "
+        "172.18.0.252)"]
 
 
 def test_lb_pool_clear_of_the_lab_hands_out_its_addresses(tmp_path, monkeypatch):
@@ -479,7 +481,8 @@ def test_lb_pool_meets_a_node_added_to_a_running_lab(planned, tmp_path):
                    previous=running) == [
         "web.yaml:3: networking.loadBalancerPool: 172.18.0.5-172.18.0.9 covers 172.18.0.5 (node d), an address the "
         "lab itself uses on networking.nodeSubnet 172.18.0.0/24: the pool must leave out the nodes' addresses "
-        "(172.18.0.2-172.18.0.5), the load balancer's (172.18.0.253) and the external client's (172.18.0.254)"]
+        "(172.18.0.2-172.18.0.5), the load balancer's (172.18.0.253) and the external clients' (172.18.0.254, "
+        "172.18.0.252)"]
 
 
 def test_names(problems):
@@ -741,7 +744,7 @@ def test_a_manifests_load_balancer_ingress_is_honoured_as_a_cloud_controller_wro
     ("10.244.1.9", "is in networking.podSubnet 10.244.0.0/16"),
     ("10.96.0.77", "is in networking.serviceSubnet 10.96.0.0/16"),
     ("172.18.0.2", "is in networking.nodeSubnet 172.18.0.0/24 outside the load-balancer pool "
-                   "172.18.0.192-172.18.0.252 (the nodes', the balancer's and the external client's addresses)"),
+                   "172.18.0.192-172.18.0.251 (the nodes', the balancer's and the external client's addresses)"),
     ("127.0.0.5", "is no address a balancer can answer on"),
 ])
 def test_a_load_balancer_ingress_the_lab_cannot_answer_on_is_refused(planned, ip, why):
