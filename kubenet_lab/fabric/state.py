@@ -62,12 +62,13 @@ def pod_dir(lab: str, namespace: str, pod: str) -> str:
 
 
 def write_atomic(path: str, text: str) -> None:
+    """`path` holds the old text or the new, whenever the writer is killed. Not synced to disk:
+    what the state describes (namespaces, processes) does not outlive the machine, and where
+    /run is a disk, not a tmpfs, an fsync per file cost 1.5-4 ms, a dozen per change."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
