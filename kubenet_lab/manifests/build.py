@@ -27,6 +27,7 @@ from .subnets import SERVICE_PREFIX_LIMIT, anchored, derive
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
 KUBERNETES, KUBE_DNS = "default/kubernetes", "kube-system/kube-dns"  # at the first and tenth service address
+PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
@@ -276,6 +277,11 @@ class Builder:
             load_balancer_ingress=self._ingress(doc, kind)))
         if spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone") and cluster_ip != "None":
             self.zone_preferring.append(spec.at("trafficDistribution"))
+        if PROXY_NAME_LABEL in meta.get("labels", {}):
+            # kube-proxy watches Services without this label only (another proxy serves the rest)
+            _field_at(raw, at, "metadata", "labels", PROXY_NAME_LABEL).warn(
+                "not modelled: on a cluster kube-proxy writes no rules for a Service with this label (the proxy "
+                f"it names, {meta['labels'][PROXY_NAME_LABEL]!r}, serves it); here kube-proxy's rules serve it")
 
     @staticmethod
     def _ingress(doc: Checked, kind: str) -> tuple[str, ...]:

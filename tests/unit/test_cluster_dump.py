@@ -408,3 +408,16 @@ def test_a_kube_dns_at_another_address_than_the_tenth_is_warned_about(tmp_path, 
         "34.118.224.0/19 derived from the clusterIPs (kubeadm's clusterDNS): the lab's pods are told the cluster "
         "DNS is at 34.118.224.10, where nothing answers; set networking.serviceSubnet in the Cluster config "
         "(apiVersion: kubenet-lab.dev/v1alpha1, kind: Cluster) to the cluster's",)
+
+
+def test_a_service_another_proxy_serves_is_said_to_be_served_here(tmp_path, monkeypatch):
+    """kube-proxy watches only Services without service.kubernetes.io/service-proxy-name (its
+    informer's label selector): such a Service in a dump would get no kube-proxy rules there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  labels:\n"
+                                     "    service.kubernetes.io/service-proxy-name: cilium\n"
+                                     "spec: {ports: [{port: 80}]}\n")
+    assert load_model(["s.yaml"]).warnings == (
+        "s.yaml:6: metadata.labels.service.kubernetes.io/service-proxy-name: not modelled: on a cluster kube-proxy "
+        "writes no rules for a Service with this label (the proxy it names, 'cilium', serves it); here "
+        "kube-proxy's rules serve it",)
