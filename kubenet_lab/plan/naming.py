@@ -7,6 +7,7 @@ names unambiguous, and `<lab>.` is a prefix no other lab shares.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -120,6 +121,12 @@ def pod_template_hash(template: object) -> str:
     the template with the API server's defaults filled in (plan.defaults), so that a default
     written out or left out is the same template (the exact value differs from a real cluster's)."""
     canonical = json.dumps(defaults.pod_template(template), sort_keys=True, separators=(",", ":"), default=str)
+    return _template_hash(canonical)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template_hash(canonical: str) -> str:
+    """fnv32a a byte at a time in Python: 1-2 ms a template, asked several times a change."""
     return safe_encode(str(fnv32a(canonical.encode())))
 
 
