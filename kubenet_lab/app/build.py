@@ -30,8 +30,9 @@ from ..model.objects import Model, Plan, PlannedPod
 from ..plan.services import removed_udp_endpoints, with_readiness
 from ..proxy import iptables, portmap
 from ..proxy.lb import forwards as lb_forwards, health_checks as lb_health_checks, render_lb
-from ..proxy.sync import MODES, RenderedNode, other_syntaxes, plan_sync, render_nodes, syntax
+from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
 from ..fabric import checks, events, lbhealth, netlink, outside, state
+from ..dataplane import backends as dataplane
 from ..fabric import netpol
 from ..kernel import conntrack, nfacct, procs, rules
 from ..kernel.steps import step
@@ -221,7 +222,10 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         raise LabError(f"network namespace {foreign[0]} exists but was not made by lab {plan.lab} (it has no "
                        f"ownership mark); remove it or choose another --lab")
     before = _pod_namespaces(previous)
-    changed = {ns for ns, pod in desired_pods.items() if ns in actual and ns in before and before[ns].uid != pod.uid}
+    # A backend switch rewires every pod (its MTU, its subnet's prefix): they are made anew too.
+    rewired = dataplane.pods_rewired(previous, plan)
+    changed = {ns for ns, pod in desired_pods.items()
+               if ns in actual and ns in before and (rewired or before[ns].uid != pod.uid)}
     stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed | (half_built & set(actual))
     # Pods that simply go leave after the new plan is built: its rules drop their endpoints, the
     # supervisor's reload stops them (as kubelet does, with their grace period) while it starts
@@ -231,7 +235,10 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
     stale -= leaving
     nodes_changed = previous is None or [(n.name, n.ip, n.pod_cidr) for n in previous.nodes] != \
         [(n.name, n.ip, n.pod_cidr) for n in plan.nodes] or \
-        previous.cluster.kube_proxy_mode != plan.cluster.kube_proxy_mode  # its sysctls (netlink.proxy_sysctls)
+        previous.cluster.kube_proxy_mode != plan.cluster.kube_proxy_mode or \
+        previous.cluster.backend != plan.cluster.backend  # its sysctls (netlink.proxy_sysctls); its backend
+    if previous is not None and previous.cluster.backend != plan.cluster.backend:
+        result.warnings += (dataplane.switch_summary(previous, plan),)
     new_lab = not actual
     made: list[str] = []
     launcher = None
@@ -411,12 +418,13 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
         if old_mode == mode and netns not in fresh:
             old = stored[name]  # None when unknown: load everything
         elif netns not in fresh:  # a mode switch, or the state was lost: the other mode's rules may be there
-            for other in other_syntaxes(mode):
-                rules.clear_rules(netns, other)  # a no-op without that syntax's tools
+            for other in MODES:
+                if other != mode:
+                    rules.clear_rules(netns, other)  # a no-op without that mode's tools
         change = plan_sync(old, new)
         if not change.text:
             return False
-        rules.sync_rules(netns, syntax(mode), None if change.full else change.text, new.text)
+        rules.sync_rules(netns, mode, None if change.full else change.text, new.text)
         state.write_atomic(_rules_path(plan.lab, name), new.to_json())
         return True
 
@@ -442,8 +450,9 @@ def _apply_portmap_rules(plan: Plan, fresh: set[str], ended: frozenset[str]) -> 
         new, stored = portmap.render(plan, name, ended), _stored_portmap(path)
         old = portmap.RenderedPortmap(new.backend, {}) if netns in fresh else stored  # made anew: empty
         if old is None or old.backend != new.backend:
-            for other in sorted({syntax(m) for m in MODES} - {new.backend}):
-                rules.clear_rules(netns, other, rules.PORTMAP)  # a no-op without that syntax's tools
+            for other in MODES:
+                if portmap.backend(other) != new.backend:
+                    rules.clear_rules(netns, other, rules.PORTMAP)  # a no-op without that mode's tools
         load = portmap.plan_load(old, new)
         if load is not None:
             rules.sync_rules(netns, new.backend, None if load.full else load.text, new.text, rules.PORTMAP)

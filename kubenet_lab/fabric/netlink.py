@@ -28,6 +28,7 @@ from kubenet_lab.errors import EnvironmentProblem, LabError
 from kubenet_lab.plan import naming
 from kubenet_lab.model.objects import Plan, PlannedNode, PlannedPod
 from kubenet_lab.dataplane import backends as dataplane
+from kubenet_lab.dataplane.backends.base import UNDERLAY_MTU
 from kubenet_lab.fabric import backends, checks
 from kubenet_lab.kernel import netns, procs, rtnl
 from kubenet_lab.kernel.nsenter import die_with_parent, in_netns, netns_path
@@ -226,13 +227,19 @@ def ensure_uplink(under: rtnl.Rtnl, bridge: int, nl: rtnl.Rtnl, netns_name: str,
     return eth0
 
 
+def _pod_prefixlen(network: dataplane.NodeNetwork, node: PlannedNode) -> int:
+    """The prefix of cbr0's and the pods' addresses: the node's podCIDR, or the backend's subnet."""
+    return (network.pod_network or node.pod_cidr).prefixlen
+
+
 def _ensure_node(nl: rtnl.Rtnl, under: rtnl.Rtnl, bridge: int, node: PlannedNode, plan: Plan, mark: str) -> None:
+    network = dataplane.node_network(plan, node)
     nl.batch([rtnl.link_set(1, alias=mark)])
     cbr0 = _ensure_bridge(nl, NODE_BRIDGE, mark)
-    ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, node.pod_cidr.prefixlen))})
+    ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, _pod_prefixlen(network, node)))})
     eth0 = ensure_uplink(under, bridge, nl, node.netns, node.underlay_veth, mark)
     ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
-    backends.ensure_routes(nl, dataplane.node_routes(plan, node))
+    backends.ensure_network(nl, network, dataplane.node_routes(plan, node), mark)
 
 
 def ensure_nodes(plan: Plan) -> None:
@@ -259,9 +266,11 @@ def ensure_nodes(plan: Plan) -> None:
 # --- pods (rtnl, batched, optionally split over forked workers) -------------------------------
 
 
-def _wire_pod(node_nl: rtnl.Rtnl, bridge: int, node: PlannedNode, pod: PlannedPod, mark: str) -> None:
-    """Namespace, veth (peer made directly in the pod), hairpin, address, default route:
-    two batches, one on the node's socket and one on a socket opened inside the new pod."""
+def _wire_pod(node_nl: rtnl.Rtnl, bridge: int, node: PlannedNode, pod: PlannedPod, mark: str,
+              prefixlen: int, mtu: int | None) -> None:
+    """Namespace, veth (peer made directly in the pod, both ends with the backend's MTU), hairpin,
+    address, default route: two batches, one on the node's socket and one on a socket opened
+    inside the new pod."""
     with netns.created(pod.netns):
         pod_nl = rtnl.Rtnl()
         try:
@@ -271,13 +280,13 @@ def _wire_pod(node_nl: rtnl.Rtnl, bridge: int, node: PlannedNode, pod: PlannedPo
             raise
     try:
         node_nl.batch([
-            rtnl.veth_add(pod.host_veth, ETH0, pod_fd, master=bridge),
+            rtnl.veth_add(pod.host_veth, ETH0, pod_fd, master=bridge, mtu=mtu),
             rtnl.link_set(name=pod.host_veth, alias=mark, hairpin=True),
         ])
         pod_nl.batch([
             rtnl.link_set(index=1, alias=mark),
             rtnl.link_set(index=POD_ETH0_INDEX, alias=mark),  # up before the route
-            rtnl.addr_add(POD_ETH0_INDEX, pod.ip, node.pod_cidr.prefixlen),
+            rtnl.addr_add(POD_ETH0_INDEX, pod.ip, prefixlen),
             rtnl.route_add(IPv4Network("0.0.0.0/0"), node.gateway, POD_ETH0_INDEX),
         ])
     finally:
@@ -287,6 +296,9 @@ def _wire_pod(node_nl: rtnl.Rtnl, bridge: int, node: PlannedNode, pod: PlannedPo
 
 def _wire_node_pods(plan: Plan, node: PlannedNode, pods: Sequence[PlannedPod]) -> None:
     mark = naming.mark(plan.lab)
+    network = dataplane.node_network(plan, node)
+    # host-gw's pods keep the kernel's default MTU (the same requests as before backends)
+    mtu = network.mtu if network.mtu != UNDERLAY_MTU else None
     if not netns.exists(node.netns):
         raise LabError(f"node namespace {node.netns} is missing (ensure_nodes first)")
     with in_netns(node.netns):
@@ -297,7 +309,7 @@ def _wire_node_pods(plan: Plan, node: PlannedNode, pods: Sequence[PlannedPod]) -
             raise LabError(f"{node.netns} has no {NODE_BRIDGE} (ensure_nodes first)")
         for pod in pods:
             try:
-                _wire_pod(node_nl, found["index"], node, pod, mark)
+                _wire_pod(node_nl, found["index"], node, pod, mark, _pod_prefixlen(network, node), mtu)
             except OSError as e:
                 raise LabError(f"creating pod {pod.key} ({pod.netns}) on {node.name}: {e.strerror or e}") from e
 

@@ -34,16 +34,21 @@ from pyroute2.netlink import (
     NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, SOL_NETLINK, nlmsg,
 )
 from pyroute2.netlink.rtnl import (
-    RTM_DELADDR, RTM_DELLINK, RTM_DELROUTE, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE,
-    RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, rt_proto, rt_scope, rt_type,
+    RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR, RTM_GETLINK, RTM_GETNEIGH,
+    RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE, rt_proto, rt_scope, rt_type,
 )
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.marshal import Marshal
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 MAIN_TABLE = 254  # RT_TABLE_MAIN: `ip route`'s default table
+RTNH_F_ONLINK = 4  # a route's gateway is on the link whatever its addresses say (`ip route ... onlink`)
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02  # an FDB entry of the device itself (a VXLAN device's), not of a bridge it is a port of
+NLM_F_APPEND = 0x800
 
 Attrs = tuple[tuple[str, Any], ...]  # pyroute2 attributes; a nested one's value is Attrs too
 
@@ -85,26 +90,41 @@ def bridge_add(name: str) -> Request:
     return _link(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, attrs=(("IFLA_IFNAME", name), ("IFLA_LINKINFO", info)))
 
 
+def vxlan_add(name: str, vni: int, port: int, local: IPv4Address, link: int, learning: bool, mac: str,
+              mtu: int) -> Request:
+    """`ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> dstport <port> local <local>
+    dev <link> [nolearning]`, down (set it up with link_set once its mark is on)."""
+    data = (("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_PORT", port), ("IFLA_VXLAN_LOCAL", str(local)),
+            ("IFLA_VXLAN_LINK", link), ("IFLA_VXLAN_LEARNING", int(learning)))
+    info = (("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", data))
+    attrs = (("IFLA_IFNAME", name), ("IFLA_ADDRESS", mac), ("IFLA_MTU", mtu), ("IFLA_LINKINFO", info))
+    return _link(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, attrs=attrs)
+
+
 def link_del(index: int) -> Request:
     return _link(RTM_DELLINK, 0, index)
 
 
-def veth_add(name: str, peer: str, peer_ns_fd: int, master: int) -> Request:
+def veth_add(name: str, peer: str, peer_ns_fd: int, master: int, mtu: int | None = None) -> Request:
     """A veth whose peer is created directly in the namespace `peer_ns_fd` (never moved later),
-    this end up and enslaved to `master` in the same request. The kernel applies neither the
-    alias nor the peer's state on creation: set them afterwards (link_set)."""
-    peer_attrs = (("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_ns_fd))
+    this end up and enslaved to `master` in the same request, both ends with `mtu` when given.
+    The kernel applies neither the alias nor the peer's state on creation: set them afterwards
+    (link_set)."""
+    size: Attrs = (("IFLA_MTU", mtu),) if mtu is not None else ()
+    peer_attrs = (("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_ns_fd)) + size
     info = (("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", (("VETH_INFO_PEER", peer_attrs),)))
-    attrs = (("IFLA_IFNAME", name), ("IFLA_MASTER", master), ("IFLA_LINKINFO", info))
+    attrs = (("IFLA_IFNAME", name), ("IFLA_MASTER", master)) + size + (("IFLA_LINKINFO", info),)
     return _link(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, up=True, attrs=attrs)
 
 
 def link_set(index: int = 0, name: str | None = None, up: bool = True, alias: str | None = None,
-             hairpin: bool = False, master: int | None = None) -> Request:
+             hairpin: bool = False, master: int | None = None, mtu: int | None = None) -> Request:
     """Change an existing link, found by index or (index 0) by name."""
     attrs = _by_name(index, name)
     if master is not None:
         attrs += (("IFLA_MASTER", master),)
+    if mtu is not None:
+        attrs += (("IFLA_MTU", mtu),)
     if alias is not None:
         attrs += (("IFLA_IFALIAS", alias),)
     if hairpin:
@@ -115,6 +135,10 @@ def link_set(index: int = 0, name: str | None = None, up: bool = True, alias: st
 
 def link_get(index: int = 0, name: str | None = None) -> Request:
     return _link(RTM_GETLINK, 0, index, attrs=_by_name(index, name))
+
+
+def link_dump() -> Request:
+    return _link(RTM_GETLINK, NLM_F_DUMP)
 
 
 def _addr(kind: int, flags: int, index: int, address: IPv4Address, prefixlen: int) -> Request:
@@ -134,9 +158,11 @@ def addr_dump() -> Request:
     return Request(RTM_GETADDR, NLM_F_DUMP, ifaddrmsg, (("family", socket.AF_INET),))
 
 
-def _route(kind: int, flags: int, dst: IPv4Network, gateway: IPv4Address, oif: int | None) -> Request:
+def _route(kind: int, flags: int, dst: IPv4Network, gateway: IPv4Address, oif: int | None,
+           onlink: bool = False) -> Request:
     fields = (("family", socket.AF_INET), ("dst_len", dst.prefixlen), ("table", MAIN_TABLE),
-              ("proto", rt_proto["boot"]), ("scope", rt_scope["universe"]), ("type", rt_type["unicast"]))
+              ("proto", rt_proto["boot"]), ("scope", rt_scope["universe"]), ("type", rt_type["unicast"]),
+              ("flags", RTNH_F_ONLINK if onlink else 0))
     attrs: Attrs = (("RTA_DST", str(dst.network_address)),) if dst.prefixlen else ()
     attrs += (("RTA_GATEWAY", str(gateway)),)
     if oif is not None:
@@ -144,9 +170,10 @@ def _route(kind: int, flags: int, dst: IPv4Network, gateway: IPv4Address, oif: i
     return Request(kind, flags, rtmsg, fields, attrs)
 
 
-def route_add(dst: IPv4Network, gateway: IPv4Address, oif: int, replace: bool = False) -> Request:
+def route_add(dst: IPv4Network, gateway: IPv4Address, oif: int, replace: bool = False,
+              onlink: bool = False) -> Request:
     flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
-    return _route(RTM_NEWROUTE, flags, dst, gateway, oif)
+    return _route(RTM_NEWROUTE, flags, dst, gateway, oif, onlink)
 
 
 def route_del(dst: IPv4Network, gateway: IPv4Address) -> Request:
@@ -155,6 +182,38 @@ def route_del(dst: IPv4Network, gateway: IPv4Address) -> Request:
 
 def route_dump() -> Request:
     return Request(RTM_GETROUTE, NLM_F_DUMP, rtmsg, (("family", socket.AF_INET),))
+
+
+def _neigh(kind: int, flags: int, family: int, index: int, ndm_flags: int, attrs: Attrs) -> Request:
+    fields = (("family", family), ("ifindex", index), ("state", NUD_PERMANENT), ("flags", ndm_flags))
+    return Request(kind, flags, ndmsg, fields, attrs)
+
+
+def neigh_set(index: int, ip: IPv4Address, mac: str) -> Request:
+    """`ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`."""
+    attrs = (("NDA_DST", str(ip)), ("NDA_LLADDR", mac))
+    return _neigh(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, socket.AF_INET, index, 0, attrs)
+
+
+def neigh_del(index: int, ip: IPv4Address) -> Request:
+    return _neigh(RTM_DELNEIGH, 0, socket.AF_INET, index, 0, (("NDA_DST", str(ip)),))
+
+
+def neigh_dump(family: int = socket.AF_INET) -> Request:
+    """Every neighbour entry (AF_BRIDGE: every FDB entry) of the namespace."""
+    return Request(RTM_GETNEIGH, NLM_F_DUMP, ndmsg, (("family", family),))
+
+
+def fdb_set(index: int, mac: str, dst: IPv4Address) -> Request:
+    """`bridge fdb append <mac> dev <index> dst <dst> self permanent`: appended, so the all-zeros
+    MAC may name several remotes (head-end replication); another MAC has one remote."""
+    attrs = (("NDA_LLADDR", mac), ("NDA_DST", str(dst)))
+    return _neigh(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND, socket.AF_BRIDGE, index, NTF_SELF, attrs)
+
+
+def fdb_del(index: int, mac: str, dst: IPv4Address) -> Request:
+    attrs = (("NDA_LLADDR", mac), ("NDA_DST", str(dst)))
+    return _neigh(RTM_DELNEIGH, 0, socket.AF_BRIDGE, index, NTF_SELF, attrs)
 
 
 def _pyroute2_attrs(attrs: Attrs) -> list[tuple[str, Any]]:
@@ -184,6 +243,15 @@ class Route(NamedTuple):
     gateway: IPv4Address | None
     oif: int | None
     table: int
+    onlink: bool = False
+
+
+class Neighbour(NamedTuple):
+    """A neighbour (or, AF_BRIDGE, FDB) answer: its device, IP (an FDB entry's remote), MAC."""
+    index: int
+    ip: IPv4Address | None
+    mac: str | None
+    permanent: bool
 
 
 def route_info(msg: rtmsg) -> Route:
@@ -191,7 +259,14 @@ def route_info(msg: rtmsg) -> Route:
     dst = msg.get_attr("RTA_DST") or "0.0.0.0"
     gateway = msg.get_attr("RTA_GATEWAY")
     return Route(IPv4Network(f"{dst}/{msg['dst_len']}"), IPv4Address(gateway) if gateway else None,
-                 msg.get_attr("RTA_OIF"), msg.get_attr("RTA_TABLE") or msg["table"])
+                 msg.get_attr("RTA_OIF"), msg.get_attr("RTA_TABLE") or msg["table"],
+                 bool(msg["flags"] & RTNH_F_ONLINK))
+
+
+def neigh_info(msg: ndmsg) -> Neighbour:
+    ip = msg.get_attr("NDA_DST")
+    return Neighbour(msg["ifindex"], IPv4Address(ip) if ip and ":" not in ip else None,
+                     msg.get_attr("NDA_LLADDR"), bool(msg["state"] & NUD_PERMANENT))
 
 
 def addr_info(msg: ifaddrmsg) -> tuple[int, IPv4Interface | None, str | None]:

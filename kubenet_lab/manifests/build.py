@@ -173,6 +173,7 @@ class Builder:
             pod_subnet=nets["podSubnet"], service_subnet=nets["serviceSubnet"], node_subnet=nets["nodeSubnet"],
             kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
             nftables_balancing=net.get("nftablesBalancing", defaults.nftables_balancing),
+            backend=net.get("backend", defaults.backend),
             dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
             node_port_range=net.get("serviceNodePortRange", defaults.node_port_range),
             allow_host_path=doc.get("allowHostPath", False), origin=_origin(raw, at))

@@ -688,6 +688,14 @@ NETWORKING = Obj({
         "ipvs": "ipvs is not supported: this kernel has no IPVS (ip_vs), so kubenet-lab cannot program it; "
                 "use iptables or nftables"}),
     "nftablesBalancing": OneOf("vmap", "rules"),
+    # how nodes reach each other's pods (dataplane/backends)
+    "backend": OneOf("host-gw", "vxlan", "l2", refused={
+        "ipvlan": "ipvlan is not available: this kernel is built without the ipvlan driver; use host-gw, vxlan "
+                  "or l2",
+        "openvswitch": "Open vSwitch is not available: this kernel is built without its datapath (openvswitch); "
+                       "use host-gw, vxlan or l2",
+        "ovs": "Open vSwitch is not available: this kernel is built without its datapath (openvswitch); "
+               "use host-gw, vxlan or l2"}),
     "dnsDomain": Str(dns_subdomain), "loadBalancerPool": Str(address_range),
     "ipFamily": OneOf("ipv4", refused={f: "only ipv4 is supported" for f in ("ipv6", "dual")}),
 }, post=_check_networking)

@@ -83,6 +83,8 @@ class ClusterConfig:
     service_subnet: IPv4Network = IPv4Network("10.96.0.0/16")
     node_subnet: IPv4Network = IPv4Network("172.18.0.0/24")
     kube_proxy_mode: str = "iptables"
+    # networking.backend: how nodes reach each other's pods (dataplane/backends): host-gw, vxlan, l2
+    backend: str = "host-gw"
     # nftables mode's choice among endpoints: "vmap", kube-proxy's own (one anonymous verdict map
     # per service), or "rules", a cascade of plain rules that loads faster at thousands of services.
     nftables_balancing: str = "vmap"
