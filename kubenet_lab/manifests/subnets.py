@@ -6,12 +6,12 @@ A derived subnet is the smallest network holding everything written, but never s
 /16, the usual size (kubeadm's and kind's pod subnet, kind's service subnet: the nets a cluster
 was most likely made with, and room for what the lab allocates itself). A service subnet may not
 be larger than a /12, the largest kube-apiserver takes for --service-cluster-ip-range; and when
-the `kubernetes` Service's address is written, the service subnet is one whose first address it
-is, as kube-apiserver gives it (a GKE cluster's 34.118.224.0/20 stays that, not 34.118.0.0/16),
-so the cluster DNS's, the tenth, is the cluster's too. Values are
-taken in the order written; one that would make the subnet overlap another network of the lab (or,
-for Services, exceed a /12) is reported where it is written, against the subnet the values before
-it give.
+the `kubernetes` Service's address is written, the service subnet is the largest net (up to a
+/16) whose first address that is, as kube-apiserver gives it the first address of its range (a
+GKE cluster's 34.118.224.0/20 gives 34.118.224.0/19, not 34.118.0.0/16), so that the tenth, the
+cluster DNS's, is the cluster's too. Values are taken in the order written; one that would make
+the subnet overlap another network of the lab (or, for Services, exceed a /12) is reported where
+it is written, against the subnet the values before it give.
 """
 from __future__ import annotations
 
