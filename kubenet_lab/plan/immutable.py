@@ -141,7 +141,7 @@ def kept_subnets(model: Model, previous: Plan | None) -> Model:
     before, now = previous.cluster, model.cluster
     fields = now.origin.fields if now.origin else {}
     set_before = before.origin.fields if before.origin else {}
-    changes: dict = {}
+    changes: dict[str, IPv4Network] = {}
     problems = []
     for key, attr in _DERIVED:
         old = getattr(before, attr)
@@ -161,7 +161,9 @@ def kept_subnets(model: Model, previous: Plan | None) -> Model:
     if not changes:
         return model
     derived = tuple(k for k, attr in _DERIVED if k in (before.derived if attr in changes else now.derived))
-    return dataclasses.replace(model, cluster=dataclasses.replace(now, derived=derived, **changes))
+    cluster = dataclasses.replace(now, derived=derived, pod_subnet=changes.get("pod_subnet", now.pod_subnet),
+                                  service_subnet=changes.get("service_subnet", now.service_subnet))
+    return dataclasses.replace(model, cluster=cluster)
 
 
 def check_unchanged(model: Model, previous: Plan | None) -> None:
