@@ -30,7 +30,7 @@ from ..model.objects import Model, Plan, PlannedPod
 from ..plan.services import removed_udp_endpoints, with_readiness
 from ..proxy import iptables, portmap
 from ..proxy.lb import forwards as lb_forwards, health_checks as lb_health_checks, render_lb
-from ..proxy.sync import MODES, RenderedNode, plan_sync, render_nodes
+from ..proxy.sync import MODES, RenderedNode, other_syntaxes, plan_sync, render_nodes, syntax
 from ..fabric import checks, events, lbhealth, netlink, outside, state
 from ..dataplane import backends as dataplane
 from ..fabric import netpol
@@ -418,13 +418,12 @@ def _apply_rules(plan: Plan, previous: Plan | None, fresh: set[str]) -> list[str
         if old_mode == mode and netns not in fresh:
             old = stored[name]  # None when unknown: load everything
         elif netns not in fresh:  # a mode switch, or the state was lost: the other mode's rules may be there
-            for other in MODES:
-                if other != mode:
-                    rules.clear_rules(netns, other)  # a no-op without that mode's tools
+            for other in other_syntaxes(mode):
+                rules.clear_rules(netns, other)  # a no-op without that syntax's tools
         change = plan_sync(old, new)
         if not change.text:
             return False
-        rules.sync_rules(netns, mode, None if change.full else change.text, new.text)
+        rules.sync_rules(netns, syntax(mode), None if change.full else change.text, new.text)
         state.write_atomic(_rules_path(plan.lab, name), new.to_json())
         return True
 
@@ -450,9 +449,8 @@ def _apply_portmap_rules(plan: Plan, fresh: set[str], ended: frozenset[str]) -> 
         new, stored = portmap.render(plan, name, ended), _stored_portmap(path)
         old = portmap.RenderedPortmap(new.backend, {}) if netns in fresh else stored  # made anew: empty
         if old is None or old.backend != new.backend:
-            for other in MODES:
-                if portmap.backend(other) != new.backend:
-                    rules.clear_rules(netns, other, rules.PORTMAP)  # a no-op without that mode's tools
+            for other in sorted({syntax(m) for m in MODES} - {new.backend}):
+                rules.clear_rules(netns, other, rules.PORTMAP)  # a no-op without that syntax's tools
         load = portmap.plan_load(old, new)
         if load is not None:
             rules.sync_rules(netns, new.backend, None if load.full else load.text, new.text, rules.PORTMAP)

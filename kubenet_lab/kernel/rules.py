@@ -69,19 +69,20 @@ def _run(argv: list[str], text: str | None = None) -> str:
     return proc.stdout
 
 
-def apply_rules(netns: str, mode: str, text: str, owner: Owner = KUBE_PROXY) -> None:
-    """Load a render of `mode` into `netns`, replacing the previous one of the same mode."""
+def apply_rules(netns: str, syntax: str, text: str, owner: Owner = KUBE_PROXY) -> None:
+    """Load a render in `syntax` ("iptables" or "nftables": a mode's proxy.sync.syntax) into
+    `netns`, replacing what `owner` loaded before in that syntax."""
     with _inside(netns):
-        if mode == "iptables":
+        if syntax == "iptables":
             saved = _run(["iptables-save"])
             _run(["iptables-restore", "-w", "5"], merge_iptables(saved, text, owner.prefixes))
-        elif mode == "nftables":
+        elif syntax == "nftables":
             _run(["nft", "-f", "-"], text)
         else:
-            raise LabError(f"unknown proxy mode {mode!r}")
+            raise LabError(f"unknown rule syntax {syntax!r}")
 
 
-def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], str],
+def sync_rules(netns: str, syntax: str, partial: str | None, full: Callable[[], str],
                owner: Owner = KUBE_PROXY) -> bool:
     """Load the incremental `partial` into `netns`, or the complete `full()` when there is no
     partial or the kernel refuses it (rules flushed by hand, a namespace made anew: each partial
@@ -89,37 +90,38 @@ def sync_rules(netns: str, mode: str, partial: str | None, full: Callable[[], st
     if partial is not None:
         try:
             with _inside(netns):
-                if mode == "iptables":
+                if syntax == "iptables":
                     _run(["iptables-restore", "-w", "5", "--noflush"], partial)
-                elif mode == "nftables":
+                elif syntax == "nftables":
                     _run(["nft", "-f", "-"], partial)
                 else:
-                    raise LabError(f"unknown proxy mode {mode!r}")
+                    raise LabError(f"unknown rule syntax {syntax!r}")
             return True
         except EnvironmentProblem:
             raise
         except LabError:
             pass
-    apply_rules(netns, mode, full(), owner)
+    apply_rules(netns, syntax, full(), owner)
     return False
 
 
-def clear_rules(netns: str, mode: str, owner: Owner = KUBE_PROXY) -> None:
-    """Remove everything `mode` installed in `netns` (for a mode switch); a no-op when absent."""
+def clear_rules(netns: str, syntax: str, owner: Owner = KUBE_PROXY) -> None:
+    """Remove everything `owner` loaded in `syntax` into `netns` (for a mode switch); a no-op
+    when absent."""
     with _inside(netns):
-        if mode == "iptables":
+        if syntax == "iptables":
             if shutil.which("iptables-save") is None or shutil.which("iptables-restore") is None:
                 return  # nothing can have been loaded without the tools
             saved = _run(["iptables-save"])
             if any(prefix in saved for prefix in owner.prefixes):
                 _run(["iptables-restore", "-w", "5"], merge_iptables(saved, "", owner.prefixes))
-        elif mode == "nftables":
+        elif syntax == "nftables":
             if shutil.which("nft") is None:
                 return
             # add-then-delete succeeds whether or not the table exists, in one transaction
             _run(["nft", "-f", "-"], f"add table {owner.nft_table}\ndelete table {owner.nft_table}\n")
         else:
-            raise LabError(f"unknown proxy mode {mode!r}")
+            raise LabError(f"unknown rule syntax {syntax!r}")
 
 
 # --- the pure part: merging a render with what the namespace already holds ------------------

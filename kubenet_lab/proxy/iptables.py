@@ -16,9 +16,13 @@ from typing import Callable, Iterable, Mapping
 
 from kubenet_lab.model.objects import Endpoint, Plan
 from kubenet_lab.proxy import names
+from kubenet_lab.proxy.endpoints import node_dependent as endpoints_node_dependent
 from kubenet_lab.proxy.endpoints import PortView, ep_string, port_views, total_endpoints
 from kubenet_lab.proxy.fragments import Changes, Fragment, make_fragment
 
+# the service ports whose rules differ per node (the Renderer interface, proxy.sync): Local policies
+node_dependent = endpoints_node_dependent
+SYNTAX = "iptables"  # loaded with iptables-restore (kernel.rules)
 MASQ_MARK = "0x4000"
 # Above this many endpoints kube-proxy leaves out per-endpoint comments ("large cluster mode").
 LARGE_CLUSTER_ENDPOINTS = 1000

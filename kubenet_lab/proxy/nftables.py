@@ -25,9 +25,13 @@ from typing import Callable, Iterable, Mapping
 
 from kubenet_lab.model.objects import Plan
 from kubenet_lab.proxy import names
+from kubenet_lab.proxy.endpoints import node_dependent as endpoints_node_dependent
 from kubenet_lab.proxy.endpoints import PortView, ep_string, port_views
 from kubenet_lab.proxy.fragments import Changes, Fragment, make_fragment
 
+# the service ports whose rules differ per node (the Renderer interface, proxy.sync): Local policies
+node_dependent = endpoints_node_dependent
+SYNTAX = "nftables"  # loaded with nft -f (kernel.rules)
 TABLE = "ip kube-proxy"
 MASQ_MARK = "0x4000"
 

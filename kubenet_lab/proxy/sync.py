@@ -20,15 +20,18 @@ from typing import Callable, Iterable, Mapping, Protocol
 from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
 from kubenet_lab.proxy import endpoints, iptables, names, nftables
 from kubenet_lab.proxy import fragments as fragments_module
-from kubenet_lab.proxy.endpoints import PortView, node_dependent, port_view, proxied_ports
+from kubenet_lab.proxy.endpoints import PortView, port_view, proxied_ports
 from kubenet_lab.proxy.fragments import Changes, Fragment, port_key
 
 
 class Renderer(Protocol):
     """What a sync needs of a mode's renderer module (proxy.iptables, proxy.nftables). The two
     take different options (nftables: vmap; iptables: nfacct), hence the loose signatures of the
-    first three."""
+    first three. `SYNTAX` names the language of its text, the loader kernel.rules runs for it
+    ("iptables": iptables-restore, "nftables": nft -f); `node_dependent` says which service
+    ports render differently on each node (the others are rendered once for all nodes)."""
 
+    SYNTAX: str
     @property
     def fragment_renderer(self) -> Callable[..., Callable[[PortView], Fragment]]: ...  # (plan, **options)
     @property
@@ -38,9 +41,20 @@ class Renderer(Protocol):
     def assemble(self, sections: Mapping[str, tuple[str, ...]], fragments: Iterable[Fragment]) -> str: ...
     def rule_chain(self, line: str) -> str: ...
     def sync_text(self, ch: Changes) -> str | None: ...
+    def node_dependent(self, svc: PlannedService, port: PlannedServicePort) -> bool: ...
 
 
 MODES: dict[str, Renderer] = {"iptables": iptables, "nftables": nftables}
+
+
+def syntax(mode: str) -> str:
+    """The rule language of `mode`'s text (what kernel.rules loads and clears)."""
+    return MODES[mode].SYNTAX
+
+
+def other_syntaxes(mode: str) -> list[str]:
+    """The rule languages other modes write: what a switch to `mode` clears first."""
+    return sorted({m.SYNTAX for m in MODES.values()} - {syntax(mode)})
 FORMAT = 2  # bump when the cut changes, so that a stored cut of an older version means "unknown"
 
 
@@ -89,7 +103,7 @@ def render_nodes(plan: Plan, mode: str, nodes: Iterable[str] | None = None,
     render = module.fragment_renderer(plan, **options)
     context = _digest(_CODE, mode, repr(module.render_context(plan, **options)))
     ports = [(svc, port, port_key(svc, port), _port_fingerprint(context, svc, port),
-              node_dependent(svc, port)) for svc, port in proxied_ports(plan)]
+              module.node_dependent(svc, port)) for svc, port in proxied_ports(plan)]
     common: dict[str, Fragment] = {}
     out = {}
     for node in nodes if nodes is not None else [n.name for n in plan.nodes]:
