@@ -148,7 +148,7 @@ def _progress(verb: str, lab: str, quiet: bool) -> Iterator[bool]:
 
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
-@click.option("--proxy-mode", type=click.Choice(["iptables", "nftables", "ipvs"]),
+@click.option("--proxy-mode", type=click.Choice(["iptables", "nftables", "userspace", "ipvs"]),
               help="kube-proxy mode for every node (overrides the Cluster config's kubeProxyMode).")
 @dry_run_option
 @quiet_option

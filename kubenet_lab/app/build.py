@@ -66,7 +66,7 @@ def with_proxy_mode(model: Model, proxy_mode: str | None) -> Model:
         return model
     if proxy_mode == "ipvs":
         raise InputError("--proxy-mode: ipvs is not supported: this kernel has no IPVS, and kubenet-lab does not "
-                         "pretend; use iptables or nftables")
+                         "pretend; use iptables, nftables or userspace")
     return dataclasses.replace(model, cluster=dataclasses.replace(model.cluster, kube_proxy_mode=proxy_mode))
 
 

@@ -265,6 +265,11 @@ def trace(lab: str, src: str, dst: str, proto: str | None, namespace: str, probe
     if proto is not None and proto not in PROTOS:
         raise InputError([f"--proto {proto}: expected one of {', '.join(PROTOS)}"])
     plan = running_plan(lab)
+    if plan.cluster.kube_proxy_mode == "userspace":
+        raise LabError(f"lab {lab} runs kube-proxy in userspace mode, which trace does not follow: a Service's "
+                       "traffic ends at its node's proxy port (REDIRECT or DNAT in KUBE-PORTALS-*, KUBE-NODEPORT-*) "
+                       "and the proxy opens a connection of its own to the backend. `kubenet-lab describe svc NAME` "
+                       "shows the rules with their counters")
     source = resolve_source(plan, src, namespace)
     target = resolve_destination(plan, dst, namespace, proto, source)
     proto = target.proto or proto or "tcp"

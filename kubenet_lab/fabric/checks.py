@@ -66,7 +66,7 @@ CONTAINER_TOOLS = ("bash", "tini")
 
 def tools_for_mode(mode: str) -> tuple[str, ...]:
     """The tools a lab in proxy mode `mode` needs: its rules' and its containers'."""
-    return ("iptables-restore", "iptables-save") + CONTAINER_TOOLS if mode == "iptables" else ("nft",) + CONTAINER_TOOLS
+    return ("nft",) + CONTAINER_TOOLS if mode == "nftables" else ("iptables-restore", "iptables-save") + CONTAINER_TOOLS
 
 
 def has_program(name: str) -> bool:

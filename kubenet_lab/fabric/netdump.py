@@ -12,7 +12,7 @@ import subprocess
 import threading
 from typing import Iterable
 
-from ..inspect.netview import Namespace, NodeRules
+from ..inspect.netview import IPTABLES_MODES, Namespace, NodeRules
 from ..kernel.nsenter import in_netns, netns_path
 from ..kernel.rules import NFT_TABLE
 
@@ -84,8 +84,8 @@ def namespaces(names: Iterable[str], neighbours: bool = False) -> dict[str, Name
 
 
 def node_rules(node: str, netns: str, mode: str) -> NodeRules:
-    """The node's rules as its proxy mode keeps them, with counters."""
-    argv = ["iptables-save", "-c"] if mode == "iptables" else ["nft", "list", "table", *NFT_TABLE.split()]
+    """The node's rules as its proxy mode keeps them, with counters (userspace mode: in iptables)."""
+    argv = ["iptables-save", "-c"] if mode in IPTABLES_MODES else ["nft", "list", "table", *NFT_TABLE.split()]
     if shutil.which(argv[0]) is None:
         return NodeRules(node, mode, "", error=f"{argv[0]} not found")
     if not os.path.exists(netns_path(netns)):

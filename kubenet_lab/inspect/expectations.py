@@ -13,7 +13,7 @@ must not work:
   only from its ready endpoints (internalTrafficPolicy Local: only the node's own, and nothing
   from a node without one); a NodePort or LoadBalancer one from the outside client too, through
   each node's NodePort (externalTrafficPolicy Local: only nodes with an endpoint) and through
-  the balancer's address;
+  the balancer's address (in userspace mode, which knows no traffic policies, every endpoint);
 - a Service without ready endpoints refuses;
 - each Service's name resolves through the cluster DNS to its ClusterIP (a headless one: its
   ready endpoints' addresses), asked from a pod on each node.
@@ -261,10 +261,13 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                 continue
             affinity = svc.session_affinity == "ClientIP"
             names = talk in NAMES_HOSTNAME
+            # kube-proxy's userspace proxier predates the traffic policies: every node proxies to every endpoint
+            internal_policy, external_policy = (("Cluster", "Cluster") if plan.cluster.kube_proxy_mode == "userspace"
+                                                else (svc.internal_traffic_policy, svc.external_traffic_policy))
             if not svc.headless:
                 for node in plan.nodes:
                     local = [e for e in ready if e.node == node.name]
-                    if svc.internal_traffic_policy == "Local":
+                    if internal_policy == "Local":
                         allowed = local
                         why = "internalTrafficPolicy Local: only the node's own endpoints"
                     else:
@@ -283,13 +286,13 @@ def services(plan: Plan, full: bool = False, not_running: frozenset[str] = froze
                 for node in plan.nodes:
                     local = [e for e in ready if e.node == node.name]
                     dst = f"node/{node.name}:{sp.node_port}"
-                    if svc.external_traffic_policy == "Local" and not local:
+                    if external_policy == "Local" and not local:
                         out.append(Expectation("nodeport", "external", dst, sp.node_port, proto, FAIL,
                                                f"externalTrafficPolicy Local and no endpoint of {name} on {node.name}",
                                                src_netns=external, src_ip=external_ip, dst_ip=str(node.ip),
                                                talk=talk))
                         continue
-                    allowed = local if svc.external_traffic_policy == "Local" else ready
+                    allowed = local if external_policy == "Local" else ready
                     out.append(_service_probe("nodeport", "external", external, external_ip, dst, str(node.ip),
                                               sp.node_port, proto, talk, f"{name}'s NodePort answers from outside",
                                               _hostnames(plan, allowed) if names else frozenset(),

@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 from .describe import Writer
 
 NONE = "<none>"
+# the proxy modes whose rules are iptables chains (iptables-save lists them)
+IPTABLES_MODES = ("iptables", "userspace")
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ def service_network(rules: Sequence[NodeRules], namespace: str, name: str) -> st
         if r.error:
             out.w(1, f"{r.node} ({r.mode}):\t{r.error}\n")
             continue
-        if r.mode == "iptables":
+        if r.mode in IPTABLES_MODES:
             found = sorted(iptables_rules_for(r.text, namespace, name), key=lambda tl: _flow_order(tl[1]))
             lines = [line.strip() + ("" if table == "nat" else f"   (table {table})") for table, line in found]
             summary = (f"{len(lines)} rules (iptables-save -c: [packets:bytes]), "
@@ -261,7 +263,7 @@ def rule_counts(r: NodeRules) -> str:
     """How many rules and chains a node holds: iptables per table; nftables in table kube-proxy."""
     if r.error:
         return r.error
-    if r.mode == "iptables":
+    if r.mode in IPTABLES_MODES:
         tables: dict[str, list[int]] = {}
         table = ""
         for line in r.text.splitlines():

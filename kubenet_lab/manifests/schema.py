@@ -684,9 +684,9 @@ EPHEMERAL_PORTS = (32768, 60999)
 NETWORKING = Obj({
     "podSubnet": Str(cidr), "serviceSubnet": Str(cidr), "nodeSubnet": Str(cidr),
     "serviceNodePortRange": Str(port_range),
-    "kubeProxyMode": OneOf("iptables", "nftables", refused={
+    "kubeProxyMode": OneOf("iptables", "nftables", "userspace", refused={
         "ipvs": "ipvs is not supported: this kernel has no IPVS (ip_vs), so kubenet-lab cannot program it; "
-                "use iptables or nftables"}),
+                "use iptables, nftables or userspace"}),
     "nftablesBalancing": OneOf("vmap", "rules"),
     # how nodes reach each other's pods (dataplane/backends)
     "backend": OneOf("host-gw", "vxlan", "l2", refused={

@@ -32,6 +32,7 @@ class PortView:
     has_endpoints: bool  # any usable endpoint anywhere (ready, else serving and terminating)
     internal_local: bool
     external_local: bool
+    node: str = ""  # the node whose proxy sees it so
 
     @property
     def source_ranges(self) -> tuple[str, ...]:
@@ -143,4 +144,5 @@ def port_view(svc: PlannedService, port: PlannedServicePort, node: str) -> PortV
         cluster_ip=str(svc.cluster_ip), node_port=node_port, external_ips=ext_ips, lb_ips=lb_ips,
         cluster_eps=cluster, local_eps=local if uses_local else (), reachable=reachable,
         has_endpoints=bool(ready or fallback), internal_local=internal_local, external_local=external_local,
+        node=node,
     )

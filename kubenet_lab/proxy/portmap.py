@@ -50,7 +50,7 @@ from kubenet_lab.proxy.fragments import Fragment, make_fragment
 
 NETWORK = "kubenet"  # the CNI network's name, hashed into the chain names (kubelet's kubenet used cbr0 too)
 MARK = "0x2000"  # the plugin's default markMasqBit 13 (kube-proxy's masquerade mark is 0x4000)
-BACKENDS = {"iptables": "iptables", "nftables": "nftables"}  # kube-proxy mode -> portmap backend
+BACKENDS = {"iptables": "iptables", "nftables": "nftables", "userspace": "iptables"}  # kube-proxy mode -> portmap backend
 FORMAT = 1
 
 # iptables backend

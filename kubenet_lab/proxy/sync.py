@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
 from kubenet_lab.model.objects import Plan, PlannedService, PlannedServicePort
-from kubenet_lab.proxy import endpoints, iptables, names, nftables
+from kubenet_lab.proxy import endpoints, iptables, names, nftables, userspace
 from kubenet_lab.proxy import fragments as fragments_module
 from kubenet_lab.proxy.endpoints import PortView, port_view, proxied_ports
 from kubenet_lab.proxy.fragments import Changes, Fragment, port_key
@@ -44,7 +44,7 @@ class Renderer(Protocol):
     def node_dependent(self, svc: PlannedService, port: PlannedServicePort) -> bool: ...
 
 
-MODES: dict[str, Renderer] = {"iptables": iptables, "nftables": nftables}
+MODES: dict[str, Renderer] = {"iptables": iptables, "nftables": nftables, "userspace": userspace}
 
 
 def syntax(mode: str) -> str:
@@ -152,7 +152,7 @@ def _plain(value: object) -> object:
 def _code_digest() -> str:
     """The renderers' own source: a fragment rendered by other code is never reused."""
     text = ""
-    for m in (iptables, nftables, endpoints, names, fragments_module):
+    for m in (iptables, nftables, userspace, endpoints, names, fragments_module):
         assert m.__file__ is not None  # imported from their files, never frozen
         text += Path(m.__file__).read_text()
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()

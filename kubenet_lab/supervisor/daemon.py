@@ -41,6 +41,9 @@ and every change. And the lab's balancer's health checks (watch_balancer): every
 it probes those ports from the balancer's namespace, and when the nodes that pass differ from
 those the balancer's table was made with, it runs `python3 -m kubenet_lab.app.balancer` (under
 the lab's lock), which probes again and makes the table anew.
+In a lab in kube-proxy's userspace mode it is the proxy too (supervisor/userspace.py): every
+node listens on every service port's proxy port and pumps connections and UDP clients to the
+endpoints of the same view, chosen round robin per node.
 
 The client side the CLI uses (ensure_running, request, stop, find_supervisors) is
 supervisor/client.py.
@@ -72,6 +75,7 @@ from ..fabric import events, lbhealth, state
 from ..runtime.containers import PodWorker
 from .client import LOCK, LOG, MODULE, PID, SOCK, STOP_GRACE, _read_pid, path
 from .health import NodeHealthServers
+from .userspace import NodeProxies
 
 STOP_MIN_GRACE = 0.5  # and SIGTERM at least, whatever preStop took
 READINESS_MODULE = "kubenet_lab.app.readiness"
@@ -122,6 +126,7 @@ class Supervisor:
         self._ordered = False  # some pod of the plan is created after another
         self._rolling = False  # some Deployment of the plan is rolling out
         self.health = NodeHealthServers(lab)  # kube-proxy's health servers in the nodes
+        self.userspace = NodeProxies(lab)  # kube-proxy's proxies in the nodes, in userspace mode
 
     def view(self) -> Plan | None:
         """The plan as the cluster DNS serves it: endpoints of pods not ready left out."""
@@ -140,6 +145,7 @@ class Supervisor:
             for runner in worker.runners():
                 runner.update(self._view)
         self.health.update(self._view)
+        self.userspace.update(self._view)
 
     async def reload(self) -> dict:
         async with self._lock:
@@ -376,6 +382,7 @@ class Supervisor:
             await asyncio.gather(*(w.stop(min(w.pod.termination_grace_period, STOP_GRACE), STOP_MIN_GRACE)
                                    for w in workers))
         self.health.close()
+        self.userspace.close()
         stopped = sum(w.size for w in workers)
         log.info("stopped %d containers", stopped)
         return {"ok": True, "pid": os.getpid(), "stopped": stopped}

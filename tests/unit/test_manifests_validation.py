@@ -302,7 +302,7 @@ def test_cluster_networking(problems):
           podSubnt: 10.0.0.0/8
     """) == [
         "web.yaml:7: networking.kubeProxyMode: ipvs is not supported: this kernel has no IPVS (ip_vs), so "
-        "kubenet-lab cannot program it; use iptables or nftables",
+        "kubenet-lab cannot program it; use iptables, nftables or userspace",
         "web.yaml:8: networking.dnsDomain: Invalid value: \"Cluster_Local\": a lowercase RFC 1123 subdomain must "
         "consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
         "character (e.g. 'example.com', regex used for validation is "
