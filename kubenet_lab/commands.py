@@ -1371,7 +1371,7 @@ def describe(ctx: click.Context, args: tuple[str, ...], namespace: str) -> None:
     """Show an object's details as kubectl describe does, plus its network read from the kernel.
 
     KIND: pod/po, service/svc, node/no, deployment/deploy, replicaset/rs,
-    replicationcontroller/rc, statefulset/sts, daemonset/ds, job, endpoints/ep. Without NAME,
+    replicationcontroller/rc, statefulset/sts, daemonset/ds, job, endpoints/ep, networkpolicy/netpol. Without NAME,
     every object of the kind; a NAME that is no object's describes those whose names start with
     it, as kubectl does (`describe pods web`). After kubectl's fields and events: a pod's
     interfaces, addresses, routes, its veth peer and bridge port (hairpin); a Service's rules in

@@ -826,12 +826,13 @@ def namespace_object(plan: Plan, n: Namespace) -> dict:
 def network_policy_rows(plan: Plan, items: list[NetworkPolicy], wide: bool, all_ns: bool):
     """kubectl's columns: NAME POD-SELECTOR AGE (the selector as kubectl formats it, <none> when
     empty: every pod); -o wide adds the lab's PODS, the pods the policy selects now."""
+    from .inspect.netpoldescribe import format_selector
     from .policy.select import selected_pods
 
     headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "POD-SELECTOR", "AGE"] + (["PODS"] if wide else [])
     rows = []
     for n in items:
-        row = ([n.namespace] if all_ns else []) + [n.name, n.pod_selector.show() or "<none>",
+        row = ([n.namespace] if all_ns else []) + [n.name, format_selector(_selector_object(n.pod_selector)),
                                                    age(created_at(plan, f"NetworkPolicy/{n.key}"))]
         if wide:
             row.append(",".join(p.name for p in selected_pods(plan, n)) or "<none>")

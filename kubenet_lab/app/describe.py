@@ -27,11 +27,13 @@ KINDS = {
     "daemonsets": "DaemonSet", "daemonset": "DaemonSet", "ds": "DaemonSet",
     "jobs": "Job", "job": "Job",
     "endpoints": "endpoints", "ep": "endpoints",
+    "networkpolicies": "networkpolicies", "networkpolicy": "networkpolicies", "netpol": "networkpolicies",
 }
 RESOURCE_NAMES = {"pods": "pods", "services": "services", "nodes": "nodes", "endpoints": "endpoints",
                   "Deployment": "deployments.apps", "ReplicaSet": "replicasets.apps",
                   "ReplicationController": "replicationcontrollers", "StatefulSet": "statefulsets.apps",
-                  "DaemonSet": "daemonsets.apps", "Job": "jobs.batch"}
+                  "DaemonSet": "daemonsets.apps", "Job": "jobs.batch",
+                  "networkpolicies": "networkpolicies.networking.k8s.io"}
 
 
 class NotFound(LabError):
@@ -42,8 +44,8 @@ def parse_target(args: tuple[str, ...]) -> tuple[str, list[str]]:
     """`KIND`, `KIND NAME...` or `KIND/NAME...` (one kind) -> (kind key, names; none: all)."""
     if not args:
         raise InputError("You must specify the type of resource to describe. Use \"kubenet-lab describe pod NAME\", "
-                         "service, node, deployment, replicaset, replicationcontroller, statefulset, daemonset, job "
-                         "or endpoints")
+                         "service, node, deployment, replicaset, replicationcontroller, statefulset, daemonset, job, "
+                         "endpoints or networkpolicy")
     if all("/" in a for a in args):
         kinds = {a.split("/", 1)[0] for a in args}
         if len(kinds) > 1:
@@ -117,6 +119,8 @@ def _names(plan: Plan, kind: str, namespace: str) -> list[str]:
         return sorted(p.name for p in plan.pods + plan.pending if p.namespace == namespace)
     if kind in ("services", "endpoints"):
         return sorted(s.name for s in plan.services if s.namespace == namespace)
+    if kind == "networkpolicies":
+        return sorted(n.name for n in plan.network_policies if n.namespace == namespace)
     return sorted(w.name for w in plan.workloads if w.kind == kind and w.namespace == namespace)
 
 
@@ -157,7 +161,7 @@ def describe(lab: str, args: tuple[str, ...], namespace: str) -> Described:
         plan = query.running_plan(lab, {f"{namespace}/{n}" for n in _described(names, known)}, data)
     else:
         plan = query.running_plan(lab)
-        status = query.pod_status(lab) if kind not in ("nodes", "services", "endpoints") else {}
+        status = query.pod_status(lab) if kind not in ("nodes", "services", "endpoints", "networkpolicies") else {}
         known = _names(plan, kind, namespace)
     plan = query.existing(plan, status) if status else plan
     out = Described()
@@ -190,6 +194,11 @@ def _one(lab: str, plan: Plan, status: dict, kind: str, namespace: str, name: st
         return _service(lab, plan, namespace, name, endpoints_only=kind == "endpoints")
     if kind == "nodes":
         return _node(lab, plan, name)
+    if kind == "networkpolicies":
+        from ..inspect.netpoldescribe import describe_network_policy
+
+        found = next(n for n in plan.network_policies if n.key == f"{namespace}/{name}")
+        return describe_network_policy(output.network_policy_object(plan, found))
     return _workload(lab, plan, status, kind, namespace, name)
 
 

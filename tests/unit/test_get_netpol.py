@@ -86,3 +86,29 @@ def test_a_network_policy_as_the_api_server_returns_it(get):
         "policyTypes": ["Ingress"]}
     deny = yaml.safe_load(get("netpol", "deny-all", "-n", "x", "-o", "yaml").output)
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_describe_network_policies(get, monkeypatch):
+    runner = CliRunner()
+    out = runner.invoke(main, ["--lab", LAB, "describe", "netpol", "-n", "y"], catch_exceptions=False).output
+    assert out.startswith("Name:         allow-b\nNamespace:    y\nCreated on:   ")
+    assert out.split("Annotations:  <none>\n", 1)[1] == (
+        "Spec:\n"
+        "  PodSelector:     pod=a\n"
+        "  Allowing ingress traffic:\n"
+        "    To Port: 80/TCP\n"
+        "    To Port: serve-81-udp/UDP\n"
+        "    To Port Range: 8000-8080/TCP\n"
+        "    From:\n"
+        "      NamespaceSelector: ns in (x)\n"
+        "      PodSelector: pod=b\n"
+        "    ----------\n"
+        "    To Port: <any> (traffic allowed to all ports)\n"
+        "    From:\n"
+        "      IPBlock:\n"
+        "        CIDR: 10.0.0.0/8\n"
+        "        Except: 10.1.0.0/16\n"
+        "  Not affecting egress traffic\n"
+        "  Policy Types: Ingress\n")
+    missing = runner.invoke(main, ["--lab", LAB, "describe", "networkpolicy", "nope", "-n", "x"])
+    assert missing.exit_code == 1 and 'networkpolicies.networking.k8s.io "nope" not found' in missing.output
