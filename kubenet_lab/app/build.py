@@ -319,6 +319,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
                 ready.get("terminal", ())), loaded_nr, set(), frozenset(ready.get("terminal", ())), loaded_term)
             result.rules_changed += [n for n in changed if n not in result.rules_changed]
             result.warnings += more
+            if plan.cluster.kube_proxy_mode == "userspace":  # the supervisor proxies: its view joins them too
+                supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
             step("ready-pods-joined")
         _sync_balancer(plan)  # the health check ports answer for this plan now: the balancer follows them
         state.clear_intent(plan.lab)  # the change is complete: kernel, plan and supervisor agree
