@@ -186,16 +186,44 @@ def _ports(space: Space, bridge: str, snap: Snapshot, nexthop: str) -> list[Link
     return sorted(ports, key=lambda l: not (l.peer and l.peer[0] == likely))
 
 
+def _tunnel_ends(snap: Snapshot, space: Space, link: Link) -> list[tuple[Space, Link]]:
+    """The other nodes' VXLAN devices named as `link` (the backends' flannel.1, or l2's port on
+    cbr0): one segment with it, reached through the underlay (their FDB entries say which node
+    holds which MAC; the nodes are always in the snapshot)."""
+    return [(s, s.links[link.name]) for s in list(dict.values(snap.spaces))
+            if s.role == "node" and s.netns != space.netns and link.name in s.links
+            and s.links[link.name].kind == "vxlan"]
+
+
+def _beyond_tunnel(snap: Snapshot, space: Space, port: Link, nexthop: str) -> Iterator[tuple[Space, Link]]:
+    """Through a VXLAN port of a bridge: the far nodes' bridges' other ports' peers (l2's pods)."""
+    for other, end in _tunnel_ends(snap, space, port):
+        if end.master:
+            yield other, other.links[end.master]
+            for far_port in _ports(other, end.master, snap, nexthop):
+                if far_port.peer and far_port.peer[0] in snap.spaces:
+                    far = snap.spaces[far_port.peer[0]]
+                    if far_port.peer[1] in far.links:
+                        yield far, far.links[far_port.peer[1]]
+
+
 def _segment(snap: Snapshot, space: Space, link: Link, nexthop: str) -> Iterator[tuple[Space, Link, str | None]]:
     """Every (namespace, link) the frame leaving by `link` can reach on its L2 segment, with the
     namespace of a bridge it crosses between two ports (None when it crosses none); read as
-    needed, the likely one first."""
+    needed, the likely one first. A VXLAN device's segment goes on at the other nodes' devices."""
+    if link.kind == "vxlan":
+        for other, end in _tunnel_ends(snap, space, link):
+            yield other, end, None
+        return
     if link.kind == "bridge":
         for port in _ports(space, link.name, snap, nexthop):
             if port.peer and port.peer[0] in snap.spaces:
                 peer_space = snap.spaces[port.peer[0]]
                 if port.peer[1] in peer_space.links:
                     yield peer_space, peer_space.links[port.peer[1]], None
+            elif port.kind == "vxlan":
+                for far, far_link in _beyond_tunnel(snap, space, port, nexthop):
+                    yield far, far_link, None
         return
     if not link.peer or link.peer[0] not in snap.spaces:
         return
@@ -213,6 +241,9 @@ def _segment(snap: Snapshot, space: Space, link: Link, nexthop: str) -> Iterator
             far = snap.spaces[port.peer[0]]
             if port.peer[1] in far.links:
                 yield far, far.links[port.peer[1]], other.netns
+        elif port.kind == "vxlan":
+            for far, far_link in _beyond_tunnel(snap, other, port, nexthop):
+                yield far, far_link, other.netns
 
 
 def _link_by_route(space: Space, route: Route) -> Link | None:
@@ -300,9 +331,13 @@ class _Walk:
                 via += f" -> {link.peer[1]} ({peer_space.name})"
                 master = peer_space.links[link.peer[1]].master
                 if master:
-                    via += f" -> bridge {master}"
+                    via += f" -> bridge {master}" + _across(peer_space, master, other)
+            elif link.kind == "vxlan":
+                via += " (VXLAN over the underlay)"
             elif link.kind == "bridge":
-                via = f"bridge {link.name} -> port {_port_to(space, other, end)}"
+                port = _port_to(space, other, end)
+                via = f"bridge {link.name} -> " + (f"port {port}" if port != "?" else
+                                                   _across(space, link.name, other).removeprefix(" -> "))
             via += f" -> {end.name} ({other.name})"
             state = space.neighbours.get((link.name, nexthop))
             if state in ("FAILED", "INCOMPLETE"):
@@ -369,6 +404,14 @@ def _port_to(space: Space, other: Space, end: Link) -> str:
         if l.peer == (other.netns, end.name):
             return l.name
     return "?"
+
+
+def _across(space: Space, bridge: str, other: Space) -> str:
+    """A bridge's way to a pod of another node: its VXLAN port (l2), then that node's bridge."""
+    if other.role != "pod" or not other.node or other.node == space.name:
+        return ""
+    tunnel = next((l.name for l in space.links.values() if l.master == bridge and l.kind == "vxlan"), None)
+    return f" -> port {tunnel} (VXLAN over the underlay) -> bridge {bridge} (node/{other.node})" if tunnel else ""
 
 
 def _address_on(space: Space, dev: str | None) -> str | None:

@@ -200,6 +200,14 @@ def test_l2_pods_share_one_subnet_and_find_each_other_by_arp(blab):
     assert neigh[server]["lladdr"] == server_mac  # the remote pod itself, not a router
 
 
+def test_trace_follows_the_tunnel(blab):
+    out = blab("trace", "client", "s1").stdout
+    assert f"reaches {blab.ip('s1')}:80 (default/s1), it sees the client's {blab.ip('client')}" in out
+    crossing = ("flannel.1 (VXLAN over the underlay) -> flannel.1 (node/node2)" if blab.backend == "vxlan" else
+                "bridge cbr0 -> port vxlan0 (VXLAN over the underlay) -> bridge cbr0 (node/node2) -> eth0 (default/s1)")
+    assert crossing in out
+
+
 # --- switching and removal -----------------------------------------------------------------
 
 
