@@ -7,14 +7,20 @@ from __future__ import annotations
 import difflib
 from typing import Mapping
 
-from ..dataplane.backends import node_routes
-from ..dataplane.backends.base import Route
+from ..dataplane.backends import node_network, node_routes, pods_rewired
+from ..dataplane.backends.base import Route, Vxlan
 from ..model.objects import Plan, PlannedContainer, PlannedPod, RunExec
 
 
 def _route(r: Route) -> str:
     """As `ip route` shows it, the uplink's routes without their device (as before backends)."""
     return f"{r.dst} via {r.via}" + ("" if r.dev == "eth0" else f" dev {r.dev}") + (" onlink" if r.onlink else "")
+
+
+def _device(d: Vxlan) -> str:
+    """As `ip -d link` shows it, briefly."""
+    return (f"{d.name} (vxlan id {d.vni} dstport {d.port} local {d.local}{'' if d.learning else ' nolearning'}"
+            f" mtu {d.mtu}" + (f", a port of {d.master}" if d.master else "") + ")")
 
 
 def _order(r: Route) -> tuple:
@@ -36,8 +42,9 @@ def _pods(plan: Plan | None) -> dict[str, PlannedPod]:
 def changes(previous: Plan | None, plan: Plan) -> dict[str, list[str]]:
     """Per kind of thing (namespaces, links, addresses, routes, processes): `+ x` made, `- x` removed."""
     old, new = _pods(previous), _pods(plan)
-    made = {k: p for k, p in new.items() if k not in old or old[k].uid != p.uid}
-    gone = {k: p for k, p in old.items() if k not in new or new[k].uid != p.uid}
+    rewired = pods_rewired(previous, plan)  # a backend switch makes every pod anew
+    made = {k: p for k, p in new.items() if k not in old or old[k].uid != p.uid or rewired}
+    gone = {k: p for k, p in old.items() if k not in new or new[k].uid != p.uid or rewired}
     out: dict[str, list[str]] = {"namespaces": [], "links": [], "addresses": [], "routes": [], "processes": []}
     old_nodes = {n.name: n for n in previous.nodes} if previous else {}
     new_nodes = {n.name: n for n in plan.nodes}
@@ -50,6 +57,12 @@ def changes(previous: Plan | None, plan: Plan) -> dict[str, list[str]]:
     for name, n in old_nodes.items():
         if name not in new_nodes:
             out["namespaces"].append(f"- {n.netns}")
+    for name, n in new_nodes.items():
+        was = {d.name: d for d in node_network(previous, old_nodes[name]).devices} \
+            if previous and name in old_nodes else {}
+        now = {d.name: d for d in node_network(plan, n).devices}
+        out["links"] += [f"+ {_device(d)} in {n.netns}" for k, d in sorted(now.items()) if was.get(k) != d]
+        out["links"] += [f"- {_device(d)} in {n.netns}" for k, d in sorted(was.items()) if now.get(k) != d]
     for name, n in new_nodes.items():
         before = set(node_routes(previous, old_nodes[name])) if previous and name in old_nodes else set()
         after = set(node_routes(plan, n))

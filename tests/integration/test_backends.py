@@ -246,3 +246,42 @@ def test_down_finds_the_backends_devices_with_the_state_lost(host_before, tmp_pa
         subprocess.run(["rm", "-rf", f"/run/kubenet-lab/{name}"], check=True)
     assert lab_namespaces(name) == [] and lab_processes(name) == []
     assert host_snapshot() == host_before
+
+
+NODES = "".join(f"---\napiVersion: v1\nkind: Node\nmetadata: {{name: node{i}}}\n" for i in (1, 2, 3))
+
+
+def fdb_remotes(netns: str, dev: str) -> list[tuple[str, str]]:
+    entries = json.loads(subprocess.run(["bridge", "-n", netns, "-j", "fdb", "show", "dev", dev],
+                                        capture_output=True, text=True, check=True).stdout)
+    return sorted((e["mac"], e["dst"]) for e in entries if e.get("dst") and e.get("state") == "permanent")
+
+
+@pytest.mark.parametrize("backend", ["vxlan", "l2"])
+def test_the_entries_follow_nodes_coming_and_going(backend, tmp_path):
+    name = new_lab_name("n")
+    lab = Lab(name)
+    cluster, three, two = tmp_path / "cluster.yaml", tmp_path / "three.yaml", tmp_path / "two.yaml"
+    cluster.write_text(CLUSTER.format(backend=backend))
+    three.write_text(NODES)
+    two.write_text(NODES.rsplit("---", 1)[0])
+    n1 = naming.node_netns(name, "node1")
+    dev = "flannel.1" if backend == "vxlan" else "vxlan0"
+    with torn_down(name):
+        lab("up", str(cluster), str(three), str(MANIFESTS / "backends.yaml"))
+        macs = {n: link(naming.node_netns(name, n), dev)["address"] for n in ("node2", "node3")}
+        if backend == "vxlan":
+            assert fdb_remotes(n1, dev) == sorted([(macs["node2"], NODE2_IP), (macs["node3"], "172.18.0.4")])
+            assert len(ipj(n1, "neigh", "show", "dev", dev)) == 2
+        else:
+            assert fdb_remotes(n1, dev) == [("00:00:00:00:00:00", NODE2_IP), ("00:00:00:00:00:00", "172.18.0.4")]
+        lab("up", str(cluster), str(two), str(MANIFESTS / "backends.yaml"))
+        if backend == "vxlan":
+            assert fdb_remotes(n1, dev) == [(macs["node2"], NODE2_IP)]
+            assert [e["lladdr"] for e in ipj(n1, "neigh", "show", "dev", dev)] == [macs["node2"]]
+            assert [r["dst"] for r in ipj(n1, "route", "show", "dev", dev)] == [
+                next(n["spec"]["podCIDR"] for n in json.loads(lab("get", "nodes", "-o", "json").stdout)["items"]
+                     if n["metadata"]["name"] == "node2")]
+        else:
+            assert fdb_remotes(n1, dev) == [("00:00:00:00:00:00", NODE2_IP)]
+        assert wget(lab, "client", f"http://{lab.ip('s1')}:8080/clientip").split(":")[0] == lab.ip("client")

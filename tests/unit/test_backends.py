@@ -13,6 +13,7 @@ import pytest
 
 from kubenet_lab.dataplane.backends import BACKENDS, node_network, node_routes, pods_rewired, switch_summary
 from kubenet_lab.dataplane.backends.base import Fdb, Neighbour, Route, Vxlan
+from kubenet_lab.inspect.dryrun import changes
 from kubenet_lab.manifests import load_model
 from kubenet_lab.model.objects import ClusterConfig, Model, Node
 from kubenet_lab.plan import make_plan
@@ -123,3 +124,16 @@ def test_the_cluster_config_chooses_the_backend(tmp_path, written, backend):
     path.write_text("apiVersion: kubenet-lab.dev/v1alpha1\nkind: Cluster\nnetworking:\n"
                     "  kubeProxyMode: iptables\n" + written)
     assert load_model([str(path)]).cluster.backend == backend
+
+
+def test_dry_run_shows_a_backend_switch():
+    host_gw = plan("host-gw", nodes=("node1", "node2"))
+    got = changes(host_gw, plan("vxlan", nodes=("node1", "node2"), previous=host_gw))
+    assert "+ flannel.1 (vxlan id 1 dstport 8472 local 172.18.0.2 nolearning mtu 1450) in lab.node.node1" \
+        in got["links"]
+    assert got["routes"] == [
+        "+ 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink in lab.node.node1",
+        "- 10.244.1.0/24 via 172.18.0.3 in lab.node.node1",
+        "+ 10.244.0.0/24 via 10.244.0.0 dev flannel.1 onlink in lab.node.node2",
+        "- 10.244.0.0/24 via 172.18.0.2 in lab.node.node2"]
+    assert changes(host_gw, plan("host-gw", nodes=("node1", "node2"), previous=host_gw))["links"] == []
