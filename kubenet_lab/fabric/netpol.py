@@ -9,9 +9,10 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import EnvironmentProblem
-from ..kernel import rules
+from ..kernel import conntrack, rules
 from ..model.objects import Plan
 from ..policy import nftables
+from ..policy.verdict import End, ends, verdict
 from . import state
 
 OWNER = rules.Owner((), nftables.TABLE)
@@ -43,6 +44,8 @@ def apply(plan: Plan, fresh: set[str]) -> list[str]:
                 raise EnvironmentProblem("nft not found: NetworkPolicy is enforced with nftables; install the "
                                          "nftables package")
             rules.apply_rules(netns, "nftables", text, OWNER)
+            if netns not in fresh:
+                forget_denied(plan, name)
         elif old is None or old:  # unknown, or a table was loaded: none now
             rules.clear_rules(netns, "nftables", OWNER)
         state.write_atomic(path, text)
@@ -54,3 +57,25 @@ def apply(plan: Plan, fresh: set[str]) -> list[str]:
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
         done = list(pool.map(sync, names))
     return [n for n, did in zip(names, done) if did]
+
+
+PROTOCOL_NAMES = {6: "TCP", 17: "UDP", 132: "SCTP"}
+
+
+def forget_denied(plan: Plan, node: str) -> list[conntrack.Entry]:
+    """The connections of `node`'s pods that the policies now deny end: their conntrack entries
+    are deleted, so that their next packet meets the rules as a new one (and the table drops a
+    TCP packet that is no SYN, new, to or from an isolated pod: no connection is picked up
+    mid-stream). Each is judged as the oracle judges it: from its original source to where its
+    replies come from (the endpoint, after DNAT), on that port."""
+    known = ends(plan)
+    local = {p.ip for p in plan.pods if p.node == node and not p.host_network}
+
+    def denied(e: conntrack.Entry) -> bool:
+        src, dst = e.orig.src, e.reply.src
+        if src not in local and dst not in local:
+            return False
+        return not verdict(plan, known.get(src, End(src)), known.get(dst, End(dst)), PROTOCOL_NAMES[e.proto],
+                           e.reply.sport).allowed
+
+    return conntrack.forget(plan.node(node).netns, denied)

@@ -362,8 +362,10 @@ def expectations(plan: Plan, full: bool = False, not_running: frozenset[str] = f
                  not_ready: frozenset[str] = frozenset()) -> list[Expectation]:
     """Everything `check` probes on a lab whose plan (with readiness) is `plan`. `not_running`:
     pods that have no running sandbox to probe from or to (not created yet, ended)."""
-    return [*pod_to_pod(plan, full, not_running, not_ready), *services(plan, full, not_running),
-            *dns(plan, not_running)]
+    from .netpolexpect import with_policies
+
+    return with_policies(plan, [*pod_to_pod(plan, full, not_running, not_ready), *services(plan, full, not_running),
+                                *dns(plan, not_running)])
 
 
 def who(plan: Plan, ip: str) -> str:

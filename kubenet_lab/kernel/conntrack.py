@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import socket
 from ipaddress import IPv4Address
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from pyroute2.netlink import NLM_F_DUMP
 from pyroute2.netlink.marshal import Marshal
@@ -139,16 +139,33 @@ def _tuple(t) -> Tuple | None:
     return Tuple(IPv4Address(ip.get_attr("CTA_IP_V4_SRC")), sport, IPv4Address(ip.get_attr("CTA_IP_V4_DST")), dport)
 
 
+def _entries(nl: rtnl.Rtnl) -> list[Entry]:
+    out = []
+    for msg in nl.query(_DUMP):
+        orig, reply = msg.get_attr("CTA_TUPLE_ORIG"), msg.get_attr("CTA_TUPLE_REPLY")
+        if orig is None or reply is None:
+            continue
+        o, r = _tuple(orig), _tuple(reply)
+        proto = orig.get_attr("CTA_TUPLE_PROTO")
+        if o and r and proto is not None:
+            out.append(Entry(proto.get_attr("CTA_PROTO_NUM"), o, r))
+    return out
+
+
 def entries(netns: str) -> list[Entry]:
     """Every IPv4 conntrack entry of `netns`, both directions."""
-    out = []
     with open_in(netns) as nl:
-        for msg in nl.query(_DUMP):
-            orig, reply = msg.get_attr("CTA_TUPLE_ORIG"), msg.get_attr("CTA_TUPLE_REPLY")
-            if orig is None or reply is None:
-                continue
-            o, r = _tuple(orig), _tuple(reply)
-            proto = orig.get_attr("CTA_TUPLE_PROTO")
-            if o and r and proto is not None:
-                out.append(Entry(proto.get_attr("CTA_PROTO_NUM"), o, r))
-    return out
+        return _entries(nl)
+
+
+PORT_PROTOCOLS = (6, 17, 132)  # TCP, UDP, SCTP: the entries `forget` can name by their ports
+
+
+def forget(netns: str, doomed: Callable[[Entry], bool]) -> list[Entry]:
+    """Delete, in `netns`, the TCP, UDP and SCTP entries `doomed` picks (a flow deleted this way
+    is judged again by the rules at its next packet); the entries deleted."""
+    with open_in(netns) as nl:
+        picked = [e for e in _entries(nl) if e.proto in PORT_PROTOCOLS and doomed(e)]
+        nl.batch([_delete(Flow(e.proto, e.orig.src, e.orig.sport, e.orig.dst, e.orig.dport, e.reply.src))
+                  for e in picked], tolerate=(errno.ENOENT,))
+    return picked

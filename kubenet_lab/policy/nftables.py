@@ -113,7 +113,13 @@ def render(plan: Plan, node: str) -> str:
             chains.append(f"\tchain {name} {{\n" + "".join(f"\t\t{line}\n" for line in body) + "\t}\n")
             base[direction].append(f"ip {addr} {_set(_ips(targets))} jump {name}")
         if isolated:
-            base[direction].append(f"ip {addr} {_set(_ips(isolated))} counter drop comment "
+            ips = _set(_ips(isolated))
+            # a connection is never picked up mid-stream (its entry deleted as the policies changed:
+            # fabric.netpol), in either direction
+            base[direction][:0] = [f"ip {a} {ips} meta l4proto tcp ct state new tcp flags & (syn | ack) != syn drop "
+                                   f"comment \"no connection of isolated pods picked up mid-stream\""
+                                   for a in ("saddr", "daddr")]
+            base[direction].append(f"ip {addr} {ips} counter drop comment "
                                    f"\"{direction.lower()} of isolated pods that no policy allows\"")
     if not base[EGRESS] and not base[INGRESS]:
         return ""

@@ -99,6 +99,15 @@ def verdict(plan: Plan, source: End, destination: End, protocol: str, port: int,
     return Verdict(egress.allowed and ingress.allowed, egress, ingress)
 
 
+def ends(plan: Plan) -> dict[IPv4Address, End]:
+    """Every address the plan knows as an end: its pods' (policy pods), and each node's (on the
+    underlay, and its gateway on cbr0, which the node's own traffic to its pods comes from)."""
+    out = {n.ip: End(n.ip, node=n.name) for n in plan.nodes}
+    out.update({n.gateway: End(n.gateway, node=n.name) for n in plan.nodes})
+    out.update({p.ip: End(p.ip, pod=p) for p in plan.pods if not p.host_network})
+    return out
+
+
 def pod_end(pod: PlannedPod) -> End:
     """A pod as an end: a hostNetwork pod is its node's address."""
     return End(pod.ip, node=pod.node) if pod.host_network else End(pod.ip, pod=pod)

@@ -52,10 +52,10 @@ proto, port = sys.argv[1], int(sys.argv[2])
 def probe(ip):
     try:
         if proto == "TCP":
-            socket.create_connection((ip, port), timeout=2).close()
+            socket.create_connection((ip, port), timeout=1).close()
             return True
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(2)
+        s.settimeout(1)
         s.sendto(b"hello", (ip, port))
         return bool(s.recv(100))
     except OSError:

@@ -44,6 +44,10 @@ def test_deny_all(tmp_path):
     assert ("\tchain ingress {\n"
             "\t\ttype filter hook forward priority filter; policy accept;\n"
             "\t\tct state established,related accept\n"
+            f"\t\tip saddr {ips} meta l4proto tcp ct state new tcp flags & (syn | ack) != syn drop comment "
+            "\"no connection of isolated pods picked up mid-stream\"\n"
+            f"\t\tip daddr {ips} meta l4proto tcp ct state new tcp flags & (syn | ack) != syn drop comment "
+            "\"no connection of isolated pods picked up mid-stream\"\n"
             f"\t\tip daddr {ips} jump ingress/x/deny-all\n"
             f"\t\tip daddr {ips} counter drop comment \"ingress of isolated pods that no policy allows\"\n"
             "\t}\n") in text
