@@ -219,3 +219,17 @@ def test_mode_switches_both_ways_clear_the_other_modes_rules(lab):
         saved = run(lab, "node/node1", "iptables-save")
         assert "KUBE-PORTALS-CONTAINER" in saved and "KUBE-SVC-" not in saved and "KUBE-SERVICES" not in saved
         assert_round_robin(http(lab, "c1", cip, 80), lab.web_pods())
+
+
+def test_check_describe_and_trace_know_the_mode(lab):
+    """check's expectations hold (userspace knows no traffic policies), describe lists the portal
+    rules, and trace says it does not follow this mode instead of failing."""
+    web_pods = lab.web_pods()
+    assert len(web_pods) == 3
+    checked = lab("check")
+    assert "expectations held" in checked.stdout + checked.stderr
+    described = lab("describe", "svc", "web").stdout
+    assert "-A KUBE-PORTALS-CONTAINER" in described and "REDIRECT --to-ports" in described
+    traced = lab("trace", "c1", "svc/web", check=False)
+    assert traced.returncode != 0 and "userspace mode, which trace does not follow" in traced.stderr
+    assert "Traceback" not in traced.stderr
