@@ -96,12 +96,12 @@ def _ensure_neighbours(nl: rtnl.Rtnl, network: NodeNetwork, devices: dict[str, i
     have = {}
     stale = []
     for entry in map(rtnl.neigh_info, nl.query(rtnl.neigh_dump())):
-        if entry.index not in devices.values() or not entry.permanent or entry.ip is None:
+        if entry.ifindex not in devices.values() or not entry.permanent or entry.ip is None:
             continue
-        if (entry.index, entry.ip) in wanted:
-            have[(entry.index, entry.ip)] = entry.mac
+        if (entry.ifindex, entry.ip) in wanted:
+            have[(entry.ifindex, entry.ip)] = entry.mac
         else:
-            stale.append(rtnl.neigh_del(entry.index, entry.ip))
+            stale.append(rtnl.neigh_del(entry.ifindex, entry.ip))
     nl.batch(stale + [rtnl.neigh_set(index, ip, mac) for (index, ip), mac in wanted.items()
                       if have.get((index, ip)) != mac])
 
@@ -112,8 +112,8 @@ def _ensure_fdb(nl: rtnl.Rtnl, network: NodeNetwork, devices: dict[str, int]) ->
     wanted = {(devices[f.dev], f.mac, f.dst) for f in network.fdb}
     have = set()
     for entry in map(rtnl.neigh_info, nl.query(rtnl.neigh_dump(socket.AF_BRIDGE))):
-        if entry.index in devices.values() and entry.permanent and entry.ip is not None:
-            have.add((entry.index, entry.mac, entry.ip))
+        if entry.ifindex in devices.values() and entry.permanent and entry.ip is not None:
+            have.add((entry.ifindex, entry.mac, entry.ip))
     nl.batch([rtnl.fdb_del(*e) for e in sorted(have - wanted, key=str)]
              + [rtnl.fdb_set(*e) for e in sorted(wanted - have, key=str)])
 

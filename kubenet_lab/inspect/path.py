@@ -212,8 +212,8 @@ def _segment(snap: Snapshot, space: Space, link: Link, nexthop: str) -> Iterator
     namespace of a bridge it crosses between two ports (None when it crosses none); read as
     needed, the likely one first. A VXLAN device's segment goes on at the other nodes' devices."""
     if link.kind == "vxlan":
-        for other, end in _tunnel_ends(snap, space, link):
-            yield other, end, None
+        for remote, device in _tunnel_ends(snap, space, link):
+            yield remote, device, None
         return
     if link.kind == "bridge":
         for port in _ports(space, link.name, snap, nexthop):

@@ -248,9 +248,9 @@ class Route(NamedTuple):
 
 class Neighbour(NamedTuple):
     """A neighbour (or, AF_BRIDGE, FDB) answer: its device, IP (an FDB entry's remote), MAC."""
-    index: int
+    ifindex: int
     ip: IPv4Address | None
-    mac: str | None
+    mac: str
     permanent: bool
 
 
@@ -266,7 +266,7 @@ def route_info(msg: rtmsg) -> Route:
 def neigh_info(msg: ndmsg) -> Neighbour:
     ip = msg.get_attr("NDA_DST")
     return Neighbour(msg["ifindex"], IPv4Address(ip) if ip and ":" not in ip else None,
-                     msg.get_attr("NDA_LLADDR"), bool(msg["state"] & NUD_PERMANENT))
+                     msg.get_attr("NDA_LLADDR") or "", bool(msg["state"] & NUD_PERMANENT))
 
 
 def addr_info(msg: ifaddrmsg) -> tuple[int, IPv4Interface | None, str | None]:

@@ -2,13 +2,13 @@
 (base.py), chosen by the Cluster config's networking.backend."""
 from __future__ import annotations
 
-from types import ModuleType
+from ipaddress import IPv4Network
 
 from ...model.objects import Plan, PlannedNode
 from . import hostgw, l2, vxlan
-from .base import NodeNetwork, Route
+from .base import Backend, NodeNetwork, Route
 
-BACKENDS: dict[str, ModuleType] = {m.NAME: m for m in (hostgw, vxlan, l2)}
+BACKENDS: dict[str, Backend] = {hostgw.NAME: hostgw, vxlan.NAME: vxlan, l2.NAME: l2}
 
 
 def node_network(plan: Plan, node: PlannedNode) -> NodeNetwork:
@@ -31,7 +31,7 @@ def pods_rewired(previous: Plan | None, plan: Plan) -> bool:
     return any(_wiring(previous, n) != _wiring(plan, plan.node(n.name)) for n in previous.nodes if n.name in kept)
 
 
-def _wiring(plan: Plan, node: PlannedNode) -> tuple:
+def _wiring(plan: Plan, node: PlannedNode) -> tuple[int, IPv4Network | None]:
     network = node_network(plan, node)
     return network.mtu, network.pod_network
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol, Sequence
+
+from ...model.objects import ClusterConfig, PlannedNode
 
 # The lab's underlay is veths on a bridge: Ethernet's 1500.
 UNDERLAY_MTU = 1500
@@ -71,3 +74,11 @@ class NodeNetwork:
     fdb: tuple[Fdb, ...] = ()
     mtu: int = UNDERLAY_MTU  # of cbr0 and every pod's eth0
     pod_network: IPv4Network | None = None  # the subnet a pod sees as on-link; None: the node's podCIDR
+
+
+class Backend(Protocol):
+    """The interface: a backend module has a NAME (networking.backend's value) and this function."""
+    NAME: str
+
+    def node_network(self, cluster: ClusterConfig, nodes: Sequence[PlannedNode], node: PlannedNode) -> NodeNetwork:
+        ...
