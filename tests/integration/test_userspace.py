@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -102,10 +101,12 @@ def assert_round_robin(got: list[str], backends: set[str]) -> None:
 
 @pytest.fixture(scope="module")
 def lab(host_before, tmp_path_factory):
-    manifests = tmp_path_factory.mktemp("userspace") / "userspace.yaml"
-    shutil.copy(MANIFESTS / "userspace.yaml", manifests)
+    tmp = tmp_path_factory.mktemp("userspace")
+    manifests = tmp / "userspace.yaml"
+    manifests.write_text((MANIFESTS / "userspace.yaml").read_text().replace("@DIR@", str(tmp)))
     name = new_lab_name("us")
     lab = UserspaceLab(name, manifests)
+    lab.dir = tmp
     with torn_down(name):
         lab("up", str(manifests))
         yield lab
@@ -192,6 +193,21 @@ def test_scale_and_delete_change_the_backends(lab):
     lab("scale", "deployment", "web", "--replicas=3")
     three = web_when(lab, lambda w: len(w) == 3, "three web pods")
     assert_round_robin(http(lab, "c2", lab.cip("web"), 80), three)
+
+
+def test_readiness_takes_a_backend_out_and_back(lab):
+    """The supervisor's proxies follow readiness as the other modes' rules do: `toggle` is ready
+    only while its marker file exists."""
+    cip = lab.cip("gated")
+    marker = lab.dir / "ready"
+    wait_for(lambda: set(http(lab, "c1", cip, 80, n=4)) == {"steady"}, "only steady to answer")
+    marker.touch()
+    try:
+        wait_for(lambda: "toggle" in http(lab, "c1", cip, 80, n=2), "toggle to answer", timeout=30)
+        assert_round_robin(http(lab, "c1", cip, 80), {"steady", "toggle"})
+    finally:
+        marker.unlink()
+    wait_for(lambda: set(http(lab, "c1", cip, 80, n=4)) == {"steady"}, "toggle out again", timeout=30)
 
 
 def test_a_service_without_endpoints_refuses(lab):
