@@ -10,6 +10,11 @@ endpoints, so a scale, a deleted pod or a failing readiness probe changes the ba
 (the rules do not change: they name the proxy ports only). A lab in another mode has none.
 A port a node cannot bind is logged and tried again at the next update. SCTP ports are not
 proxied (the userspace proxier never did SCTP).
+
+The proxier bound port 0 and took what the kernel gave; here the ports are fixed by the rules
+(proxy/userspace.proxy_ports), in the ephemeral range, so each node reserves them
+(net.ipv4.ip_local_reserved_ports, in the node's namespace): the node's own outgoing connections,
+the proxies' among them, never take one before its proxy binds it. Cleared when the mode goes.
 """
 from __future__ import annotations
 
@@ -38,6 +43,18 @@ def _socket_in(netns: str, type_: int) -> socket.socket:
         return socket.socket(socket.AF_INET, type_)
 
 
+RESERVED = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+
+def _reserve(netns: str, ports: set[int]) -> None:
+    """The node's reserved ports are `ports` (written from inside it: /proc/sys/net shows the
+    namespace of the thread that opens it)."""
+    with in_netns(netns):
+        f = open(RESERVED, "w")
+    with f:
+        f.write(",".join(str(p) for p in sorted(ports)) + "\n")
+
+
 def _bind(netns: str, proto: str, port: int) -> socket.socket:
     sock = _socket_in(netns, TYPES[proto])
     try:
@@ -58,6 +75,7 @@ class NodeProxies:
         self.choosers: dict[Node, RoundRobin] = {}
         self.open: dict[Key, tuple[str, Served | UdpProxy, socket.socket]] = {}  # -> (service port key, server, socket)
         self._failed: set[Key] = set()
+        self.reserved: dict[Node, frozenset[int]] = {}  # what each node's ip_local_reserved_ports holds
 
     def update(self, view: Plan | None) -> None:
         """Listen and choose as `view` says (None, or another mode: close everything)."""
@@ -82,11 +100,36 @@ class NodeProxies:
                 for gone in set(chooser.services()) - {p[0] for p in ports}:
                     chooser.delete_service(gone)
         self.choosers = choosers
+        self._reserve_all(view)
         for key in [k for k, (svc, *_) in self.open.items() if want.get(k) != svc]:
             self._close(key)
         for key, svc in want.items():
             if key not in self.open:
                 self._listen(key, svc)
+
+    def _reserve_all(self, view: Plan | None) -> None:
+        ports: dict[Node, frozenset[int]] = {}
+        if view is not None and view.cluster.kube_proxy_mode == "userspace":
+            every = frozenset(p[2] for p in userspace.proxied(view))  # with or without backends
+            ports = {node: every for node in self.choosers}
+        for node in set(ports) | set(self.reserved):
+            if node not in ports and node[0] in {n for n, _ in ports}:
+                self.reserved.pop(node)  # a namespace made anew under its name: not the one to clear
+                continue
+            new = ports.get(node, frozenset())
+            if self.reserved.get(node, frozenset()) == new:
+                continue
+            try:
+                _reserve(node[0], set(new))
+            except OSError as e:  # the namespace went, or a kernel without the sysctl
+                if new:
+                    log.warning("userspace proxy: cannot reserve the proxy ports in %s: %s", node[0], e)
+                self.reserved.pop(node, None)
+                continue
+            if new:
+                self.reserved[node] = new
+            else:
+                self.reserved.pop(node, None)
 
     def _choose(self, node: Node, svc: str):
         def choose(client: str, reset: bool) -> str:
@@ -125,3 +168,4 @@ class NodeProxies:
         for key in list(self.open):
             self._close(key)
         self.choosers = {}
+        self._reserve_all(None)

@@ -92,6 +92,16 @@ def udp(lab: Lab, target: str, ip: str, port: int, msg: str = "hostname", n: int
     return run(lab, target, "python3", "-c", UDP_CLIENT, ip, str(port), msg, str(n)).splitlines()
 
 
+def reserved_ports(lab: Lab, node: str) -> set[int]:
+    """The node's net.ipv4.ip_local_reserved_ports ("33000-33002,40000")."""
+    out = set()
+    for part in filter(None, run(lab, f"node/{node}", "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports").strip()
+                       .split(",")):
+        first, _, last = part.partition("-")
+        out |= set(range(int(first), int(last or first) + 1))
+    return out
+
+
 def assert_round_robin(got: list[str], backends: set[str]) -> None:
     """Each backend once per round, the same order every round."""
     k = len(backends)
@@ -134,6 +144,8 @@ def test_the_nodes_nat_table_is_the_articles_layout(lab):
     # the supervisor listens on that port in the node, TCP and UDP as the ports are
     listeners = run(lab, "node/node1", "ss", "-Htlnp")
     assert re.search(rf"0\.0\.0\.0:{proxy_port}\s.*python3", listeners), listeners
+    # and keeps it from the node's own outgoing connections
+    assert int(proxy_port) in reserved_ports(lab, "node1") and int(proxy_port) in reserved_ports(lab, "node2")
 
 
 def test_six_requests_reach_three_endpoints_twice_in_a_repeating_order(lab):
@@ -229,6 +241,7 @@ def test_mode_switches_both_ways_clear_the_other_modes_rules(lab):
         assert "KUBE-PORTALS" not in saved and "KUBE-NODEPORT-" not in saved, saved
         listening = {m for m in re.findall(r"0\.0\.0\.0:(\d+)\s", run(lab, "node/node1", "ss", "-Hlntu"))}
         assert not listening & proxy_ports, listening
+        assert not reserved_ports(lab, "node1")
         assert set(http(lab, "c1", cip, 80, n=12)) == lab.web_pods()
         lab("up", str(lab.manifests))  # back to the Cluster config's userspace
         assert "table ip kube-proxy" not in run(lab, "node/node1", "nft", "list", "tables")
