@@ -50,7 +50,8 @@ from kubenet_lab.proxy.fragments import Fragment, make_fragment
 
 NETWORK = "kubenet"  # the CNI network's name, hashed into the chain names (kubelet's kubenet used cbr0 too)
 MARK = "0x2000"  # the plugin's default markMasqBit 13 (kube-proxy's masquerade mark is 0x4000)
-BACKENDS = {"iptables": "iptables", "nftables": "nftables", "userspace": "iptables"}  # kube-proxy mode -> portmap backend
+# kube-proxy mode -> portmap backend
+BACKENDS = {"iptables": "iptables", "nftables": "nftables", "userspace": "iptables"}
 FORMAT = 1
 
 # iptables backend

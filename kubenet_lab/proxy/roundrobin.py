@@ -88,16 +88,16 @@ class RoundRobin:
             raise NoService(key)
         if not state.endpoints:
             raise NoEndpoints(key)
-        sticky = state.affinity == "ClientIP" and client_ip is not None
-        if sticky and not reset:
-            bound = state.bindings.get(client_ip)
+        sticky = client_ip if state.affinity == "ClientIP" else None
+        if sticky is not None and not reset:
+            bound = state.bindings.get(sticky)
             if bound is not None and int(now - bound.last_used) < state.timeout:
                 bound.last_used = now
                 return bound.endpoint
         endpoint = state.endpoints[state.index]
         state.index = (state.index + 1) % len(state.endpoints)
-        if sticky:
-            state.bindings[client_ip] = _Binding(endpoint, now)
+        if sticky is not None:
+            state.bindings[sticky] = _Binding(endpoint, now)
         return endpoint
 
     def forget_stale(self, key: str, now: float) -> None:

@@ -103,14 +103,14 @@ def base(plan: Plan | None = None, node: str | None = None) -> dict[str, tuple[s
     }
 
 
-def render_context(plan: Plan) -> tuple[object, ...]:
+def render_context(plan: Plan) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]:
     """The plan-wide inputs of a fragment: the proxy ports (one port's depends on the others')
     and the nodes' addresses."""
     return tuple(sorted(proxy_ports(plan).items())), tuple((n.name, str(n.ip)) for n in plan.nodes)
 
 
 def fragment_renderer(plan: Plan) -> Callable[[PortView], Fragment]:
-    ports, nodes = render_context(plan)
+    ports, nodes = render_context(plan)  # the very inputs the fingerprints cover
     port_of, node_ip = dict(ports), dict(nodes)
 
     def render(view: PortView) -> Fragment:

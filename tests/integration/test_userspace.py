@@ -137,7 +137,8 @@ def test_the_nodes_nat_table_is_the_articles_layout(lab):
                      rf"tcp dpt:80 to:{re.escape(node_ip)}:{proxy_port}$", listing, re.M), listing
     assert re.search(rf"/\* default/web:http \*/ tcp dpt:30080 redir ports {proxy_port}$", listing, re.M)
     chains = re.findall(r"^Chain (\S+)", listing, re.M)
-    assert {"KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST"} <= set(chains)
+    assert {"KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER",
+            "KUBE-NODEPORT-HOST"} <= set(chains)
     assert not any(c.startswith(("KUBE-SVC-", "KUBE-SEP-", "KUBE-SERVICES")) for c in chains)
     prerouting = listing.split("Chain PREROUTING", 1)[1].split("Chain ", 1)[0]
     assert prerouting.index("KUBE-PORTALS-CONTAINER") < prerouting.index("KUBE-NODEPORT-CONTAINER")
