@@ -431,9 +431,13 @@ def node_object(plan: Plan, n: PlannedNode) -> dict:
         spec["taints"] = taints
     if n.unschedulable:
         spec["unschedulable"] = True
+    metadata = {"name": n.name, "labels": node_labels(n), "creationTimestamp": iso(created)}
+    from .dataplane.backends import node_annotations  # the model with it: not on `get pods`' path
+    if annotations := node_annotations(plan, n):
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": n.name, "labels": node_labels(n), "creationTimestamp": iso(created)},
+        "metadata": metadata,
         "spec": spec,
         "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)}, {"type": "Hostname", "address": n.name}],
                    "conditions": [node_ready_condition(up, created)],

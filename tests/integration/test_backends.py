@@ -159,6 +159,10 @@ def test_vxlan_device_routes_neighbours_and_fdb(blab):
                                                 capture_output=True, text=True, check=True).stdout)
            if e.get("dst")]
     assert [(e["mac"], e["dst"], e.get("state")) for e in fdb] == [(remote_mac, NODE2_IP, "permanent")]
+    # where flanneld keeps that MAC: node2's annotation names the device the kernel holds
+    node2 = json.loads(blab("get", "node", "node2", "-o", "json").stdout)
+    assert json.loads(node2["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]) == {
+        "VNI": 1, "VtepMAC": remote_mac}
 
 
 def test_vxlan_encapsulation_on_the_underlay(blab):

@@ -13,6 +13,7 @@ import pytest
 
 from kubenet_lab.dataplane.backends import BACKENDS, node_network, node_routes, pods_rewired, switch_summary
 from kubenet_lab.dataplane.backends.base import Fdb, Neighbour, Route, Vxlan
+from kubenet_lab import output
 from kubenet_lab.inspect.dryrun import changes
 from kubenet_lab.manifests import load_model
 from kubenet_lab.model.objects import ClusterConfig, Model, Node
@@ -137,3 +138,19 @@ def test_dry_run_shows_a_backend_switch():
         "+ 10.244.0.0/24 via 10.244.0.0 dev flannel.1 onlink in lab.node.node2",
         "- 10.244.0.0/24 via 172.18.0.2 in lab.node.node2"]
     assert changes(host_gw, plan("host-gw", nodes=("node1", "node2"), previous=host_gw))["links"] == []
+
+
+def test_vxlan_nodes_carry_flanneld_s_annotations():
+    """As flanneld writes them (pkg/subnet/kube/kube.go; backend-data is vxlanLeaseAttrs marshalled
+    by Go's encoding/json, VtepMAC through hardwareAddr.MarshalJSON)."""
+    p = plan("vxlan")
+    node1 = p.node("node1")
+    mac = node_network(p, node1).devices[0].mac
+    assert output.node_object(p, node1)["metadata"]["annotations"] == {
+        "flannel.alpha.coreos.com/backend-data": '{"VNI":1,"VtepMAC":"%s"}' % mac,
+        "flannel.alpha.coreos.com/backend-type": "vxlan",
+        "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+        "flannel.alpha.coreos.com/public-ip": "172.18.0.2"}
+    for backend in ("host-gw", "l2"):
+        q = plan(backend)
+        assert "annotations" not in output.node_object(q, q.node("node1"))["metadata"]

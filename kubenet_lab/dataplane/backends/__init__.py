@@ -16,6 +16,12 @@ def node_network(plan: Plan, node: PlannedNode) -> NodeNetwork:
     return BACKENDS[plan.cluster.backend].node_network(plan.cluster, plan.nodes, node)
 
 
+def node_annotations(plan: Plan, node: PlannedNode) -> dict[str, str]:
+    """The annotations the backend's agent writes on the Node: flanneld's with vxlan (where it
+    keeps the VTEP MAC); none for host-gw and l2, which run no agent of their own."""
+    return vxlan.node_annotations(node) if plan.cluster.backend == vxlan.NAME else {}
+
+
 def node_routes(plan: Plan, node: PlannedNode) -> tuple[Route, ...]:
     """Every route the node holds: the backend's, then those via the underlay's router."""
     return node_network(plan, node).routes + tuple(Route(dst, via) for dst, via in node.routes)

@@ -18,6 +18,7 @@ the lab's underlay, the same every run).
 """
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Network
 from typing import Sequence
 
@@ -49,3 +50,16 @@ def node_network(cluster: ClusterConfig, nodes: Sequence[PlannedNode], node: Pla
         neighbours=tuple(Neighbour(o.pod_cidr.network_address, vtep_mac(o), DEVICE) for o in others),
         fdb=tuple(Fdb(vtep_mac(o), o.ip, DEVICE) for o in others),
         mtu=MTU)
+
+
+ANNOTATION_PREFIX = "flannel.alpha.coreos.com/"
+
+
+def node_annotations(node: PlannedNode) -> dict[str, str]:
+    """What flanneld writes on its Node (pkg/subnet/kube): the lease's backend type, its data
+    (vxlanLeaseAttrs as Go's json.Marshal writes it: the VNI and the VTEP MAC the other nodes'
+    neighbour and FDB entries name), the public IP their FDB entries send to, and that the
+    subnet is the Node's podCIDR (kube-subnet-manager)."""
+    data = json.dumps({"VNI": VNI, "VtepMAC": vtep_mac(node)}, separators=(",", ":"))
+    return {f"{ANNOTATION_PREFIX}backend-data": data, f"{ANNOTATION_PREFIX}backend-type": NAME,
+            f"{ANNOTATION_PREFIX}kube-subnet-manager": "true", f"{ANNOTATION_PREFIX}public-ip": str(node.ip)}
