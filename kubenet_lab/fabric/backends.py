@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 from ipaddress import IPv4Interface
-from typing import Iterable
+from typing import Collection, Iterable
 
 from kubenet_lab.dataplane.backends.base import NODE_BRIDGE, UPLINK, NodeNetwork, Route, Vxlan
 from kubenet_lab.errors import LabError
@@ -76,14 +76,14 @@ def _ensure_device(nl: rtnl.Rtnl, want: Vxlan, uplink: int, bridge: int, mark: s
     return index
 
 
-def _ensure_devices(nl: rtnl.Rtnl, network: NodeNetwork, mark: str) -> dict[str, int]:
-    """The backend's devices, and no other lab-made VXLAN device; their indexes by name."""
+def _ensure_devices(nl: rtnl.Rtnl, network: NodeNetwork, mark: str, known: Collection[str]) -> dict[str, int]:
+    """The backend's devices, and no other lab-made one of the `known` names (any backend's);
+    their indexes by name. Looked up by name: a dump would decode every pod's veth."""
     wanted = {d.name for d in network.devices}
-    for link in nl.query(rtnl.link_dump()):
-        info = link.get_attr("IFLA_LINKINFO")
-        if info is not None and info.get_attr("IFLA_INFO_KIND") == "vxlan" \
-                and link.get_attr("IFLA_IFALIAS") == mark and link.get_attr("IFLA_IFNAME") not in wanted:
-            nl.batch([rtnl.link_del(link["index"])])
+    for name in sorted(set(known) - wanted):
+        found = nl.link(name=name)
+        if found is not None and found.get_attr("IFLA_IFALIAS") == mark:
+            nl.batch([rtnl.link_del(found["index"])])
     if not network.devices:
         return {}
     uplink, bridge = _index(nl, UPLINK), _index(nl, NODE_BRIDGE)
@@ -118,10 +118,14 @@ def _ensure_fdb(nl: rtnl.Rtnl, network: NodeNetwork, devices: dict[str, int]) ->
              + [rtnl.fdb_set(*e) for e in sorted(wanted - have, key=str)])
 
 
-def ensure_network(nl: rtnl.Rtnl, network: NodeNetwork, routes: Iterable[Route], mark: str) -> None:
-    """The node holds `network` (its bridge's MTU, devices, neighbours, FDB) and exactly `routes`."""
+def ensure_network(nl: rtnl.Rtnl, network: NodeNetwork, routes: Iterable[Route], mark: str,
+                   known: Collection[str]) -> None:
+    """The node holds `network` (its bridge's MTU, devices, neighbours, FDB), none of the other
+    `known` devices, and exactly `routes`. Without devices (host-gw) nothing is dumped but the
+    routes: the entries of a device that goes go with it."""
     nl.batch([rtnl.link_set(_index(nl, NODE_BRIDGE), mtu=network.mtu)])
-    devices = _ensure_devices(nl, network, mark)
-    _ensure_neighbours(nl, network, devices)
-    _ensure_fdb(nl, network, devices)
+    devices = _ensure_devices(nl, network, mark, known)
+    if devices:
+        _ensure_neighbours(nl, network, devices)
+        _ensure_fdb(nl, network, devices)
     ensure_routes(nl, routes)

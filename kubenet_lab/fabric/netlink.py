@@ -239,7 +239,7 @@ def _ensure_node(nl: rtnl.Rtnl, under: rtnl.Rtnl, bridge: int, node: PlannedNode
     ensure_addresses(nl, cbr0, {IPv4Interface((node.gateway, _pod_prefixlen(network, node)))})
     eth0 = ensure_uplink(under, bridge, nl, node.netns, node.underlay_veth, mark)
     ensure_addresses(nl, eth0, {IPv4Interface((node.ip, plan.cluster.node_subnet.prefixlen))})
-    backends.ensure_network(nl, network, dataplane.node_routes(plan, node), mark)
+    backends.ensure_network(nl, network, dataplane.node_routes(plan, node), mark, dataplane.DEVICES)
 
 
 def ensure_nodes(plan: Plan) -> None:

@@ -137,10 +137,6 @@ def link_get(index: int = 0, name: str | None = None) -> Request:
     return _link(RTM_GETLINK, 0, index, attrs=_by_name(index, name))
 
 
-def link_dump() -> Request:
-    return _link(RTM_GETLINK, NLM_F_DUMP)
-
-
 def _addr(kind: int, flags: int, index: int, address: IPv4Address, prefixlen: int) -> Request:
     fields = (("family", socket.AF_INET), ("prefixlen", prefixlen), ("index", index))
     return Request(kind, flags, ifaddrmsg, fields, (("IFA_LOCAL", str(address)), ("IFA_ADDRESS", str(address))))

@@ -9,6 +9,8 @@ from . import hostgw, l2, vxlan
 from .base import Backend, NodeNetwork, Route
 
 BACKENDS: dict[str, Backend] = {hostgw.NAME: hostgw, vxlan.NAME: vxlan, l2.NAME: l2}
+# Every device a backend makes in a node: what a switch of backend may leave behind.
+DEVICES = (vxlan.DEVICE, l2.DEVICE)
 
 
 def node_network(plan: Plan, node: PlannedNode) -> NodeNetwork:
