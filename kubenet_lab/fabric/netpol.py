@@ -4,9 +4,11 @@ dir), or when the namespace is new; removed from a node where no policy isolates
 without policies needs no nft and holds no such table."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from ..errors import EnvironmentProblem
 from ..kernel import conntrack, rules
@@ -16,6 +18,19 @@ from ..policy.verdict import End, ends, verdict
 from . import state
 
 OWNER = rules.Owner((), nftables.TABLE)
+# The renderer's own source: a table rendered by other code is never taken for the current one.
+_CODE = hashlib.blake2b(Path(nftables.__file__).read_bytes(), digest_size=12).hexdigest()
+
+
+def _inputs(plan: Plan) -> str:
+    """A digest of what the tables are made of (policies, namespaces' labels, the pods' addresses,
+    nodes, labels and named ports, the nodes' namespaces): equal digests, equal tables, so a change
+    that touches none of it (a readiness change, a Service) renders nothing."""
+    pods = [(p.key, str(p.ip), p.node, sorted(p.labels.items()), p.host_network,
+             [(c.name, [(q.name, q.protocol, q.container_port) for q in c.ports])
+              for c in p.containers + p.init_containers]) for p in plan.pods]
+    text = repr((_CODE, plan.network_policies, plan.namespace_objects, [(n.name, n.netns) for n in plan.nodes], pods))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _path(lab: str, node: str) -> str:
@@ -52,10 +67,14 @@ def apply(plan: Plan, fresh: set[str]) -> list[str]:
         return True
 
     names = [n.name for n in plan.nodes]
+    digest, digest_path = _inputs(plan), os.path.join(state.state_dir(plan.lab), "rules", "netpol", "inputs")
+    if not any(plan.node(n).netns in fresh for n in names) and _stored(digest_path) == digest:
+        return []  # made of the same as the tables loaded last
     if not plan.network_policies and all(_stored(_path(plan.lab, n)) in ("", None) for n in names):
         return []  # no policy now or before: nothing to load, nothing to remove
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
         done = list(pool.map(sync, names))
+    state.write_atomic(digest_path, digest)
     return [n for n, did in zip(names, done) if did]
 
 
