@@ -65,6 +65,7 @@ def route_line(r: Mapping) -> str:
         parts += ["src", r["prefsrc"]]
     if r.get("metric"):
         parts += ["metric", str(r["metric"])]
+    parts += [str(f) for f in r.get("flags", ())]  # onlink (the vxlan backend's routes), linkdown
     return " ".join(parts)
 
 

@@ -15,6 +15,7 @@ from kubenet_lab.dataplane.backends import BACKENDS, node_network, node_routes, 
 from kubenet_lab.dataplane.backends.base import Fdb, Neighbour, Route, Vxlan
 from kubenet_lab import output
 from kubenet_lab.inspect.dryrun import changes
+from kubenet_lab.inspect.netview import route_line
 from kubenet_lab.manifests import load_model
 from kubenet_lab.model.objects import ClusterConfig, Model, Node
 from kubenet_lab.plan import make_plan
@@ -154,3 +155,12 @@ def test_vxlan_nodes_carry_flanneld_s_annotations():
     for backend in ("host-gw", "l2"):
         q = plan(backend)
         assert "annotations" not in output.node_object(q, q.node("node1"))["metadata"]
+
+
+def test_describe_shows_a_routes_flags_as_ip_route_does():
+    # `ip -json route` of a vxlan node: the route's flags come last, as `ip route` prints them
+    assert route_line({"dst": "10.244.1.0/24", "gateway": "10.244.1.0", "dev": "flannel.1", "flags": ["onlink"]}) \
+        == "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink"
+    assert route_line({"dst": "10.244.0.0/24", "dev": "cbr0", "protocol": "kernel", "scope": "link",
+                       "prefsrc": "10.244.0.1", "flags": []}) == \
+        "10.244.0.0/24 dev cbr0 proto kernel scope link src 10.244.0.1"
