@@ -10,6 +10,7 @@ reached and whether its source was translated, set beside the prediction.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -23,6 +24,8 @@ from ..kernel import conntrack, icmp, netstate
 from ..kernel.nsenter import in_netns
 from ..model.objects import Plan
 from ..plan import naming
+from ..policy.nftables import without_table
+from ..policy.verdict import End, ends, verdict
 from .query import running_plan
 
 PROTOS = ("tcp", "udp", "icmp")
@@ -228,6 +231,8 @@ def read_snapshot(plan: Plan, reader: netstate.Reader) -> Snapshot:
             space.syntax = "nft"
         if space.syntax and links:
             space.rules = netstate.rules_listing(netns, space.syntax)
+            if space.syntax == "nft":  # NetworkPolicy's table is judged by the oracle (_with_policies)
+                space.rules = without_table(space.rules)
             if space.syntax == "iptables":
                 space.affinity = dict(netstate.recent_lists(netns))
         return space
@@ -281,8 +286,38 @@ def trace(lab: str, src: str, dst: str, proto: str | None, namespace: str, probe
             raise LabError(f"{source.label}: its namespace {source.netns} is not there (is the lab up?)")
         where = f"{target.ip}/icmp" if proto == "icmp" else f"{target.ip}:{port}/{proto}"
         result = paths.trace(snap, source.netns, pkt, source.label, f"{target.label} ({where})")
+    result = _with_policies(plan, result)
     probed = run_probe(plan, snap, source, result) if probe else None
     return result, snap, probed
+
+
+def _with_policies(plan: Plan, result: paths.Result) -> paths.Result:
+    """A path that reaches its endpoint is dropped where NetworkPolicy's table drops it: at the
+    endpoint pod (after DNAT), as the oracle judges the connection, whose reason ends the path."""
+    if not plan.network_policies:
+        return result
+    known = ends(plan)
+    branches = []
+    for b in result.branches:
+        if b.outcome != "delivered" or not b.endpoint or not b.hops:
+            branches.append(b)
+            continue
+        src_ip = IPv4Address(b.hops[0].packet.src or result.packet.src)
+        ip, _, port = b.endpoint.rpartition(":")
+        dst_ip = IPv4Address(ip or b.endpoint)
+        proto = result.packet.proto.upper()
+        v = verdict(plan, known.get(src_ip, End(src_ip)), known.get(dst_ip, End(dst_ip)), proto,
+                    int(port) if port.isdigit() else 0)
+        if v.allowed:
+            branches.append(b)
+            continue
+        judge = v.ingress if v.egress.allowed else v.egress
+        pod = (known.get(dst_ip) if v.egress.allowed else known.get(src_ip)) or End(dst_ip)
+        where = f"node/{pod.pod.node}'s" if pod.pod is not None else "the"
+        last = dataclasses.replace(b.hops[-1], end=f"dropped by {where} NetworkPolicy table (inet kubenet-netpol, "
+                                                   f"forward): {judge.reason}")
+        branches.append(dataclasses.replace(b, outcome="dropped", hops=b.hops[:-1] + (last,), answer=()))
+    return dataclasses.replace(result, branches=tuple(branches))
 
 
 def _names(snap: Snapshot, ip: str) -> str:

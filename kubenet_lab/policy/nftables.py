@@ -132,3 +132,17 @@ def render(plan: Plan, node: str) -> str:
         text.append(f"\tchain {direction.lower()} {{\n" + "".join(f"\t\t{line}\n" for line in lines) + "\t}\n")
     text.append("}\n")
     return "".join(text)
+
+
+def without_table(listing: str) -> str:
+    """`nft list ruleset` without the lab's NetworkPolicy table (for readers of kube-proxy's)."""
+    out, skipping = [], False
+    for line in listing.splitlines(keepends=True):
+        if line.startswith(f"table {TABLE} "):
+            skipping = True
+        elif skipping and line.startswith("}"):
+            skipping = False
+            continue
+        if not skipping:
+            out.append(line)
+    return "".join(out)

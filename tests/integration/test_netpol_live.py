@@ -154,3 +154,16 @@ def test_check_expects_what_the_policies_allow_and_deny(lab):
         assert denied and all(r["to"].startswith(("pod/x/server", "svc/x/server")) for r in denied), denied
     finally:
         lab("delete", "netpol", "only-from-z", "-n", "x")
+
+
+def test_trace_names_the_policy_and_its_probe_agrees(lab):
+    policy(lab, ONLY_FROM_Z)
+    try:
+        denied = lab("trace", "-n", "y", "client", "server.x:80", "--probe", check=False)
+        assert denied.returncode == 0, denied.stdout + denied.stderr  # the probe agrees with the prediction
+        assert "NetworkPolicy table (inet kubenet-netpol, forward): ingress of x/server denied" in denied.stdout
+        assert "timed out" in denied.stdout
+        allowed = lab("trace", "-n", "z", "client", "server.x:80", "--probe", check=False)
+        assert allowed.returncode == 0 and "reaches" in allowed.stdout, allowed.stdout + allowed.stderr
+    finally:
+        lab("delete", "netpol", "only-from-z", "-n", "x")

@@ -12,7 +12,7 @@ import pytest
 
 from kubenet_lab.manifests import load_model
 from kubenet_lab.plan import make_plan
-from kubenet_lab.policy.nftables import render
+from kubenet_lab.policy.nftables import render, without_table
 from tests import netpol_model as m
 from tests.netpol_cases import CASES, policy
 
@@ -95,3 +95,10 @@ def test_nft_accepts_the_render_of_every_e2e_case(scratch_netns, tmp_path):
                 proc = subprocess.run(["ip", "netns", "exec", scratch_netns, "nft", "-c", "-f", "-"], input=rendered,
                                       capture_output=True, text=True)
                 assert proc.returncode == 0, (case.name, proc.stderr)
+
+
+def test_the_table_is_left_out_of_a_ruleset_listing_for_kube_proxys_readers():
+    listing = ("table ip kube-proxy {\n\tchain a {\n\t}\n}\n"
+               "table inet kubenet-netpol {\n\tchain ingress {\n\t\tct state established,related accept\n\t}\n}\n"
+               "table ip cni_hostport {\n}\n")
+    assert without_table(listing) == "table ip kube-proxy {\n\tchain a {\n\t}\n}\ntable ip cni_hostport {\n}\n"
