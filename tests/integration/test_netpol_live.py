@@ -167,3 +167,48 @@ def test_trace_names_the_policy_and_its_probe_agrees(lab):
         assert allowed.returncode == 0 and "reaches" in allowed.stdout, allowed.stdout + allowed.stderr
     finally:
         lab("delete", "netpol", "only-from-z", "-n", "x")
+
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: x}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: netexec
+        image: registry.k8s.io/e2e-test-images/agnhost:2.53
+        args: ["netexec", "--http-port=8080"]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-z, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: z}}}]
+"""
+
+
+def test_a_pod_its_controller_replaces_is_isolated_as_the_one_before(lab):
+    def web() -> tuple[str, str]:
+        pods = json.loads(lab("get", "pods", "-n", "x", "-l", "app=web", "-o", "json").stdout)["items"]
+        return pods[0]["metadata"]["name"], pods[0]["status"]["podIP"]
+
+    lab("apply", "-f", "-", input=WEB)
+    try:
+        name, ip = web()
+        assert can_get(lab, "z", f"http://{ip}:8080/hostname") and not can_get(lab, "y", f"http://{ip}:8080/hostname")
+        lab("delete", "pod", name, "-n", "x")
+        new_name, new_ip = wait_for(lambda: (w := web())[0] != name and w, "the replacement pod")
+        assert new_ip != ip
+        assert wait_for(lambda: can_get(lab, "z", f"http://{new_ip}:8080/hostname"), "the new pod to answer z")
+        assert not can_get(lab, "y", f"http://{new_ip}:8080/hostname")
+        assert lab("get", "netpol", "web-from-z", "-n", "x", "-o", "wide").stdout.split()[-1] == new_name
+    finally:
+        lab("delete", "deployment", "web", "-n", "x", check=False)
+        lab("delete", "netpol", "web-from-z", "-n", "x", check=False)
