@@ -2,11 +2,14 @@
 """Time NetworkPolicy's rules: 100 and 1000 policies over 500 pods (10 namespaces, 50 app labels,
 2 nodes): the render of each node's `inet kubenet-netpol` table (pure), its load (one `nft -f`
 transaction per node, into a throwaway namespace bench-np-<hex>.nX, removed at the end), and the
-oracle's verdicts for every pair of 100 pods. Prints a table; asserts nothing. Run as root:
-sudo python3 bench/bench_netpol.py
+oracle's verdicts for every pair of 100 pods. With --throughput: pod-to-pod TCP across nodes
+in a lab of its own (bench-np-<hex>, removed at the end), without policies and with 100 that
+isolate the server (one of them lets the client in). Prints a table; asserts nothing. Run as
+root: sudo python3 bench/bench_netpol.py [--throughput]
 """
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -52,7 +55,78 @@ def peer(k: int) -> dict:
             "namespaceSelector": {"matchLabels": {"team": f"t{k % 3}"}}}
 
 
+SINK = """
+import socket
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("", 9000)); srv.listen()
+while True:
+    c = srv.accept()[0]
+    while c.recv(1 << 20):
+        pass
+    c.close()
+"""
+# `python3 -c SEND IP SECONDS`: bytes sent over one connection in SECONDS, as MB/s.
+SEND = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 9000), timeout=5)
+chunk, sent = b"x" * (1 << 16), 0
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    sent += s.send(chunk)
+print(sent / float(sys.argv[2]) / 1e6)
+"""
+LAB_PODS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: server, labels: {app: server}}
+spec: {nodeName: node1, containers: [{name: c, image: busybox, command: [sleep, infinity]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec: {nodeName: node2, containers: [{name: c, image: busybox, command: [sleep, infinity]}]}
+"""
+
+
+def throughput(seconds: float = 5.0, runs: int = 3) -> None:
+    lab = f"bench-np-{uuid.uuid4().hex[:6]}"
+    cli = [sys.executable, "-m", "kubenet_lab.cli", "--lab", lab]
+    policies = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"np{k}"},
+                 "spec": {"podSelector": {"matchLabels": {"app": "server"}},
+                          "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client" if k == 99
+                                                                                 else f"other{k}"}}}],
+                                       "ports": [{"port": 9000 if k == 99 else 10000 + k}]}]}} for k in range(100)]
+    sink = None
+    try:
+        subprocess.run(cli + ["up", "-q", "-"], input=LAB_PODS, text=True, check=True)
+        ip = subprocess.run(cli + ["get", "pod", "server", "-o", "jsonpath={.status.podIP}"], capture_output=True,
+                            text=True, check=True).stdout
+        sink = subprocess.Popen(cli + ["exec", "server", "--", "python3", "-c", SINK])
+        time.sleep(1)
+        rows = []
+        for label in ("no policy", "100 policies"):
+            if label != "no policy":
+                subprocess.run(cli + ["apply", "-f", "-"], input=yaml.safe_dump_all(policies), text=True, check=True,
+                               capture_output=True)
+            rates = [float(subprocess.run(cli + ["exec", "client", "--", "python3", "-c", SEND, ip, str(seconds)],
+                                          capture_output=True, text=True, check=True).stdout) for _ in range(runs)]
+            rows.append((label, sorted(rates)[len(rates) // 2], min(rates), max(rates)))
+    finally:
+        if sink is not None:
+            sink.kill()
+            sink.wait()
+        subprocess.run(cli + ["down", "-q"], capture_output=True)
+    print(f"{'pod-to-pod TCP, node1 <- node2':<32} {'median MB/s':>12} {'min':>8} {'max':>8}")
+    for label, median, low, high in rows:
+        print(f"{label:<32} {median:>12.0f} {low:>8.0f} {high:>8.0f}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--throughput", action="store_true")
+    if parser.parse_args().throughput:
+        throughput()
+        return
     tag = uuid.uuid4().hex[:6]
     made: list[str] = []
     rows = []
