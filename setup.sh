@@ -63,6 +63,8 @@ packages=(
     tcpdump curl bind9-dnsutils iputils-ping # what the tests and the README's session use (dig, ping)
     wget perl                                # programs the corpus manifests run for real (init-containers.yaml's
                                              # wget, the pi Job's perl -Mbignum): a minimal Debian lacks both
+    iperf3                                   # bench/bench_dataplane.py's pod-to-pod throughput (no daemon:
+                                             # noninteractive keeps debconf's start_daemon=false)
 )
 if ! command -v python3 >/dev/null; then
     packages+=(python3 python3-pip python3-venv)
