@@ -65,6 +65,8 @@ packages=(
                                              # wget, the pi Job's perl -Mbignum): a minimal Debian lacks both
     iperf3                                   # bench/bench_dataplane.py's pod-to-pod throughput (no daemon:
                                              # noninteractive keeps debconf's start_daemon=false)
+    containernetworking-plugins              # networking.wiring: cni (bridge, host-local, loopback, portmap
+                                             # in /usr/lib/cni)
 )
 if ! command -v python3 >/dev/null; then
     packages+=(python3 python3-pip python3-venv)

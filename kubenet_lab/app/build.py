@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence, TextIO
 
-from ..errors import InputError, LabError
+from ..errors import EnvironmentProblem, InputError, LabError
 from ..manifests import load_model, store
 from ..manifests.fields import Sink
 from ..manifests.load import model_of, read_docs
@@ -31,7 +31,7 @@ from ..plan.services import removed_udp_endpoints, with_readiness
 from ..proxy import iptables, portmap
 from ..proxy.lb import forwards as lb_forwards, health_checks as lb_health_checks, render_lb
 from ..proxy.sync import MODES, RenderedNode, other_syntaxes, plan_sync, render_nodes, syntax
-from ..fabric import checks, events, lbhealth, netlink, outside, state
+from ..fabric import checks, cni, events, lbhealth, netlink, outside, state
 from ..dataplane import backends as dataplane
 from ..fabric import netpol
 from ..kernel import conntrack, nfacct, procs, rules
@@ -140,6 +140,11 @@ def change(lab: str, decide, verb: str = "up", dry_run: bool = False) -> UpResul
         result = UpResult(plan=plan, warnings=what.warnings + model.warnings + workload_warnings(model)
                           + emulation_warnings(plan) + pending + waiting_warnings(plan, previous)
                           + sandbox_warnings(plan, previous))
+        try:
+            cni.validate(plan)  # the plugins there, a user's conflist usable: before anything changes
+        except (InputError, EnvironmentProblem):
+            state.remove_if_unused(lab)
+            raise
         if dry_run:
             result.dry_run = _dry_run_report(previous, plan)
             state.remove_if_unused(lab)
@@ -223,7 +228,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
                        f"ownership mark); remove it or choose another --lab")
     before = _pod_namespaces(previous)
     # A backend switch rewires every pod (its MTU, its subnet's prefix): they are made anew too.
-    rewired = dataplane.pods_rewired(previous, plan)
+    rewired = dataplane.pods_rewired(previous, plan) or _wiring_changed(previous, plan)
     changed = {ns for ns, pod in desired_pods.items()
                if ns in actual and ns in before and (rewired or before[ns].uid != pod.uid)}
     stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed | (half_built & set(actual))
@@ -239,6 +244,11 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         previous.cluster.backend != plan.cluster.backend  # its sysctls (netlink.proxy_sysctls); its backend
     if previous is not None and previous.cluster.backend != plan.cluster.backend:
         result.warnings += (dataplane.switch_summary(previous, plan),)
+    if _wiring_changed(previous, plan):
+        assert previous is not None
+        was, now = previous.cluster, plan.cluster
+        result.warnings += (f"networking.wiring changed from {was.wiring}{_conflist_shown(was.cni_config)} to "
+                            f"{now.wiring}{_conflist_shown(now.cni_config)}: every pod made anew",)
     new_lab = not actual
     made: list[str] = []
     launcher = None
@@ -261,6 +271,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
                 step("stale-stopped")
             # Pods made anew under their old name need their veth's name free on their node now.
             netlink.release_host_veths(plan, [desired_pods[ns] for ns in sorted(stale & set(desired_pods))])
+            result.warnings += _cni_release(previous, stale)
             netlink.delete_namespaces(sorted(stale))
             step("stale-deleted")
         launcher = supervisor.launch(plan.lab)  # its start-up overlaps the build below
@@ -310,6 +321,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
         if leaving:  # stopped by the reload
+            result.warnings += _cni_release(previous, leaving)
             netlink.delete_namespaces(sorted(leaving))
             step("left-deleted")
         if starting:  # the pods made anew whose containers run now join the endpoints before we return
@@ -330,6 +342,24 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
             launcher.wait()  # so that the undo finds (and stops) the supervisor it started
         _undo(plan.lab, made, new_lab)
         raise
+
+
+def _wiring_changed(previous: Plan | None, plan: Plan) -> bool:
+    """networking.wiring (or the user's conflist) changed: every pod is wired anew by the new one."""
+    return previous is not None and (previous.cluster.wiring, previous.cluster.cni_config) != (
+        plan.cluster.wiring, plan.cluster.cni_config)
+
+
+def _conflist_shown(path: str | None) -> str:
+    return f" ({path})" if path else ""
+
+
+def _cni_release(previous: Plan | None, going: set[str]) -> tuple[str, ...]:
+    """CNI DEL for the pods of `going` the plugins wired, before their namespaces go."""
+    if previous is None:
+        return ()
+    errors = cni.delete_pods(previous, [p for p in previous.pods if p.netns in going and not p.host_network])
+    return tuple(f"CNI DEL failed for {e} (its namespace is removed anyway)" for e in errors)
 
 
 def _leaving_after(previous: Plan | None, plan: Plan, going: set[str]) -> set[str]:
@@ -446,6 +476,9 @@ def _apply_portmap_rules(plan: Plan, fresh: set[str], ended: frozenset[str]) -> 
     plugin does after an ADD, the node's conntrack entries to a new pod's UDP host ports are
     deleted (a failure is only reported, as the plugin only logs it).
     -> (the nodes whose rules changed, warnings)"""
+    if cni.maps_host_ports(plan):  # CNI wiring with portmap in its list: the plugin's rules, never these too
+        ended = frozenset(p.key for p in plan.pods)
+
     def sync(name: str) -> tuple[bool, str | None]:
         netns, path = plan.node(name).netns, os.path.join(state.state_dir(plan.lab), "rules", "portmap", f"{name}.json")
         new, stored = portmap.render(plan, name, ended), _stored_portmap(path)

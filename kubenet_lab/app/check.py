@@ -12,15 +12,17 @@ import asyncio
 import contextlib
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from ..errors import LabError
 from ..progress import Status
-from ..fabric import checks, state
+from ..dataplane import wiring
+from ..fabric import checks, cni, state
 from ..inspect import checkreport
 from ..inspect.conversations import complete, question, understand
-from ..inspect.expectations import (FAIL, FULL_PAIRS_UP_TO, ICMP, Expectation, expectations,
+from ..inspect.expectations import (FAIL, FULL_PAIRS_UP_TO, ICMP, REACH, Expectation, expectations,
                                      neighbours_needed, who)
 from ..inspect.verdicts import Result, judge
 from ..kernel import probe
@@ -230,9 +232,27 @@ def check(lab: str, full: bool = False, progress: bool = False) -> Report:
         results = asyncio.run(_run(exps, shown.tick))
     finally:
         shown.end()
-    results = where_it_broke(plan, results)
+    results = where_it_broke(plan, results) + _cni_checks(plan, not_running)
     sampled = not full and sum(1 for p in plan.pods if not p.host_network) > FULL_PAIRS_UP_TO
     return Report(lab, tuple(results), time.monotonic() - start, sampled)
+
+
+def _cni_checks(plan: Plan, not_running: frozenset[str] | set[str]) -> list[Result]:
+    """With wiring cni, the plugins' CHECK of every pod wired (with the cached result of its ADD):
+    one result each, the plugin's own message when it finds the pod otherwise."""
+    if plan.cluster.wiring != wiring.CNI:
+        return []
+    pods = [p for p in plan.pods if not p.host_network and p.key not in not_running]
+    why = "CNI CHECK: the plugins find the pod's interface, address and routes as their ADD made them"
+
+    def one(pod) -> Result:
+        error = cni.check_pod(plan, pod)
+        exp = Expectation("cni", f"pod/{pod.namespace}/{pod.name}", f"{pod.netns} eth0", 0, "cni", REACH, why,
+                          src_netns=pod.netns, src_ip=str(pod.ip), dst_ip=str(pod.ip))
+        return Result(exp, error is None, error or "CHECK passed")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, pods))
 
 
 def render(report: Report, fmt: str | None) -> str:

@@ -28,8 +28,9 @@ from kubenet_lab.errors import EnvironmentProblem, LabError
 from kubenet_lab.plan import naming
 from kubenet_lab.model.objects import Plan, PlannedNode, PlannedPod
 from kubenet_lab.dataplane import backends as dataplane
+from kubenet_lab.dataplane import wiring
 from kubenet_lab.dataplane.backends.base import UNDERLAY_MTU
-from kubenet_lab.fabric import backends, checks
+from kubenet_lab.fabric import backends, checks, cni
 from kubenet_lab.kernel import netns, procs, rtnl
 from kubenet_lab.kernel.nsenter import die_with_parent, in_netns, netns_path
 
@@ -318,8 +319,10 @@ def _wire(plan: Plan, pods: Sequence[PlannedPod]) -> None:
     by_node: dict[str, list[PlannedPod]] = defaultdict(list)
     for pod in pods:
         by_node[pod.node].append(pod)
+    # networking.wiring: the lab's own veths here, or the CNI plugins (fabric/cni.py)
+    wire = cni.wire_node_pods if plan.cluster.wiring == wiring.CNI else _wire_node_pods
     for node_name, group in by_node.items():
-        _wire_node_pods(plan, plan.node(node_name), group)
+        wire(plan, plan.node(node_name), group)
 
 
 def _chunks(pods: Sequence[PlannedPod], workers: int) -> list[list[PlannedPod]]:
@@ -394,6 +397,8 @@ def create_pods(plan: Plan, pods: Sequence[PlannedPod], workers: int = 2) -> Non
     finally:
         errors += [e for e in (_join(pid, read) for pid, read in children) if e]
     if errors:
+        if plan.cluster.wiring == wiring.CNI:
+            cni.delete_pods(plan, pods)  # DEL while the namespaces are there: the plugins' leases go
         delete_namespaces(p.netns for p in pods)
         raise LabError("; ".join(errors))
 

@@ -133,6 +133,21 @@ def link_set(index: int = 0, name: str | None = None, up: bool = True, alias: st
     return _link(RTM_NEWLINK, 0, index, up, attrs)
 
 
+def link_down(index: int) -> Request:
+    return Request(RTM_NEWLINK, 0, ifinfmsg, (("index", index), ("flags", 0), ("change", IFF_UP)), ())
+
+
+def link_address(index: int, mac: str) -> Request:
+    """`ip link set <index> address <mac>`: on a bridge, a MAC set so stays (NET_ADDR_SET), where
+    one the kernel chose follows the lowest of its ports' as they come and go."""
+    return _link(RTM_NEWLINK, 0, index, True, (("IFLA_ADDRESS", mac),))
+
+
+def link_rename(index: int, name: str) -> Request:
+    """`ip link set <index> name <name>`: the kernel renames only a link that is down (link_down)."""
+    return _link(RTM_NEWLINK, 0, index, attrs=(("IFLA_IFNAME", name),))
+
+
 def link_get(index: int = 0, name: str | None = None) -> Request:
     return _link(RTM_GETLINK, 0, index, attrs=_by_name(index, name))
 

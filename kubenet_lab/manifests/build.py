@@ -22,7 +22,8 @@ from .configs import SECRET_DEFAULT_TYPE, merged_secret_data, volume_kind
 from .netpol import to_policy
 from .security import security_context
 from .fields import At, Checked, LMap, Sink, describe, did_you_mean, field_lines, plain
-from .schema import CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, subnets, template_labels, to_selector
+from .schema import (CLUSTER_API, KINDS, OTHER_KINDS, PROBES, Kind, cni_config_path, subnets, template_labels,
+                     to_selector)
 from .subnets import SERVICE_PREFIX_LIMIT, anchored, derive
 
 IMPLIED_NAMESPACES = ("default", "kube-system")
@@ -174,6 +175,7 @@ class Builder:
             kube_proxy_mode=net.get("kubeProxyMode", defaults.kube_proxy_mode),
             nftables_balancing=net.get("nftablesBalancing", defaults.nftables_balancing),
             backend=net.get("backend", defaults.backend),
+            wiring=net.get("wiring", defaults.wiring), cni_config=cni_config_path(net),
             dns_domain=net.get("dnsDomain", defaults.dns_domain), lb_pool=net.get("loadBalancerPool"),
             node_port_range=net.get("serviceNodePortRange", defaults.node_port_range),
             allow_host_path=doc.get("allowHostPath", False), origin=_origin(raw, at))

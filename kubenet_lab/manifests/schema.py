@@ -7,6 +7,8 @@ anything else is an unknown field, with a hint.
 """
 from __future__ import annotations
 
+import os
+
 import json
 import re
 from dataclasses import dataclass
@@ -650,7 +652,35 @@ def subnets(networking: dict) -> dict[str, Any]:
     return {key: networking.get(key, getattr(defaults, attr)) for key, attr in _SUBNETS}
 
 
+def cni_config_path(net: Checked) -> str | None:
+    """networking.cniConfig as an absolute path: relative to the directory of the manifest that
+    gives it (the working directory for standard input)."""
+    if "cniConfig" not in net:
+        return None
+    where = net.at("cniConfig").file
+    base = os.path.dirname(os.path.abspath(where)) if os.path.isfile(where) else os.getcwd()
+    return os.path.normpath(os.path.join(base, net["cniConfig"]))
+
+
+def _check_cni_config(net: Checked) -> None:
+    """cniConfig only with wiring cni, and a readable file; what it holds is checked before `up`
+    changes anything (dataplane/wiring/cni.py)."""
+    if "cniConfig" not in net:
+        return
+    if net.get("wiring") != "cni":
+        net.at("cniConfig").error("a CNI configuration is only used with networking.wiring: cni")
+        return
+    path = cni_config_path(net)
+    assert path is not None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        net.at("cniConfig").error(f"cannot read the CNI configuration {path}: {e.strerror or e}")
+
+
 def _check_networking(net: Checked) -> None:
+    _check_cni_config(net)
     nets = subnets(net)
     for a, b in combinations(nets, 2):
         if nets[a].overlaps(nets[b]):
@@ -697,6 +727,8 @@ NETWORKING = Obj({
         "ovs": "Open vSwitch is not available: this kernel is built without its datapath (openvswitch); "
                "use host-gw, vxlan or l2"}),
     "dnsDomain": Str(dns_subdomain), "loadBalancerPool": Str(address_range),
+    # what wires each pod into its node (dataplane/wiring); cniConfig: a conflist file for cni
+    "wiring": OneOf("netlink", "cni"), "cniConfig": Str(),
     "ipFamily": OneOf("ipv4", refused={f: "only ipv4 is supported" for f in ("ipv6", "dual")}),
 }, post=_check_networking)
 

@@ -85,6 +85,11 @@ class ClusterConfig:
     kube_proxy_mode: str = "iptables"
     # networking.backend: how nodes reach each other's pods (dataplane/backends): host-gw, vxlan, l2
     backend: str = "host-gw"
+    # networking.wiring: what wires each pod into its node (dataplane/wiring): "netlink", the lab's
+    # own veths, or "cni", the reference CNI plugins run as a container runtime runs them
+    wiring: str = "netlink"
+    # networking.cniConfig: a user's own conflist (its absolute path) for wiring cni; None: the lab's
+    cni_config: str | None = None
     # nftables mode's choice among endpoints: "vmap", kube-proxy's own (one anonymous verdict map
     # per service), or "rules", a cascade of plain rules that loads faster at thousands of services.
     nftables_balancing: str = "vmap"
