@@ -438,9 +438,21 @@ def pod_uid(pod: Pod, node: str, ip: IPv4Address, specs: dict[int, tuple[PodSpec
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
+def named_addresses(model: Model) -> set[IPv4Address]:
+    """The addresses the written EndpointSlices and Endpoints name: in use on the cluster they
+    describe (a dump's pods, which the lab does not run), so a new pod does not take one and get
+    another pod's traffic."""
+    out = {IPv4Address(e.addresses[0]) for sl in model.endpoint_slices for e in sl.endpoints}
+    out |= {IPv4Address(a.ip) for ep in model.endpoints for ss in ep.subsets
+            for a in (*ss.addresses, *ss.not_ready_addresses)}
+    return out
+
+
 def assign_addresses(pods: list[Pod], placed: dict[str, str], nodes: tuple[PlannedNode, ...],
-                     previous: Allocations) -> tuple[dict[str, IPv4Address], dict[str, str]]:
-    """(pod key -> its address, node -> the last address its host-local pool handed out)."""
+                     previous: Allocations, named: Iterable[IPv4Address] = ()
+                     ) -> tuple[dict[str, IPv4Address], dict[str, str]]:
+    """(pod key -> its address, node -> the last address its host-local pool handed out). A pod
+    keeps its address; a new one takes none of `named` (addresses in use elsewhere: named_addresses)."""
     pools = {n.name: ipam.HostLocal(n.pod_cidr, last_reserved=_addr(previous.last_reserved.get(n.name)))
              for n in nodes}
     by_name = {n.name: n for n in nodes}
@@ -452,6 +464,10 @@ def assign_addresses(pods: list[Pod], placed: dict[str, str], nodes: tuple[Plann
         old = _addr(previous.pod_ips.get(pod.key))
         if old is not None and pools[placed[pod.key]].reserve(old):
             ips[pod.key] = old
+    for address in named:
+        for pool in pools.values():
+            if pool.owns(address):
+                pool.in_use.add(int(address))
     for pod in pods:
         if pod.key not in ips:
             ips[pod.key] = pools[placed[pod.key]].allocate()
@@ -540,7 +556,7 @@ def plan_pods(model: Model, lab: str, nodes: tuple[PlannedNode, ...], previous: 
                     for p in pods if p.key in why_pending)
     pods = [p for p in pods if p.key not in why_pending]
     prev_alloc = previous.allocations if previous else Allocations()
-    ips, last_reserved = assign_addresses(pods, placed, nodes, prev_alloc)
+    ips, last_reserved = assign_addresses(pods, placed, nodes, prev_alloc, named_addresses(model))
     by_name = {n.name: n for n in nodes}
     before = {p.key: p for p in previous.pods} if previous else {}
     relabelled = prev_alloc.pod_labels

@@ -176,3 +176,40 @@ def test_the_lab_dns_answers_the_dumps_names(lab, raw):
 def test_the_host_knows_nothing_of_the_dump(lab):
     host = json.dumps(host_snapshot())
     assert "10.244.2.0/24" not in host and "192.168.56.240" not in host and "10.96.0.0/12" not in host
+
+
+FRONTEND = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: frontend}}
+  template:
+    metadata: {labels: {app: frontend}}
+    spec:
+      containers:
+      - name: server
+        image: registry.k8s.io/e2e-test-images/agnhost:2.52
+        args: [netexec, --http-port=8080]
+        ports: [{containerPort: 8080}]
+"""
+
+
+def test_pods_a_dump_service_selects_take_over_its_endpoints(lab, raw):
+    """Last in the module: it changes the lab. The frontend Deployment applied, the lab's
+    controller makes shop/frontend's slices of its pods (the dump's go), whose addresses are none
+    the dump names, and its ClusterIP answers from them; other Services keep the dump's."""
+    lab("apply", "-f", "-", input=FRONTEND)
+    pods = wait_for(lambda: {n: p["status"].get("podIP") for n, p in lab.pods().items() if n.startswith("frontend-")
+                             and p["status"].get("phase") == "Running"} or None, "frontend pods", timeout=60)
+    named = {e["addresses"][0] for sl in raw["EndpointSlice"] for e in sl["endpoints"] or ()}
+    assert len(pods) == 2 and set(pods.values()).isdisjoint(named)
+    ip = svc(raw, "shop/frontend")["spec"]["clusterIP"]
+    assert wait_for(lambda: lab.exec("node/k8s-cp-1", "curl", "-s", "-m", "5", f"http://{ip}/hostname",
+                                     check=False).stdout in pods, "frontend answering", timeout=30)
+    slices = json.loads(lab("get", "endpointslices", "-n", "shop", "-l", "kubernetes.io/service-name=frontend",
+                            "-o", "json").stdout)["items"]
+    assert {a for s in slices for e in s["endpoints"] for a in e["addresses"]} == set(pods.values())
+    cart = lab("get", "ep", "-n", "shop", "cartservice").stdout.splitlines()[1].split()[1]
+    assert cart == "{}:{}".format(*next(iter(ready_endpoints(raw, svc(raw, "shop/cartservice")))))

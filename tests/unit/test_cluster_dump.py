@@ -191,6 +191,10 @@ def test_a_pod_the_service_selects_takes_over_from_the_exported_slices(tmp_path,
     # the other Services keep their dump's endpoints
     cart = {s.key: s for s in plan.services}["shop/cartservice"]
     assert cart.exported_slices and cart.ports[0].endpoints
+    # the lab's pods take no address the dump's endpoints name: those are the cluster's pods'
+    named = {e["addresses"][0] for sl in raw["EndpointSlice"] for e in sl["endpoints"] or ()}
+    assert {str(p.ip) for p in plan.pods}.isdisjoint(named)
+    assert str(local.ip) not in named
 
 
 # ------------------------------------------------------------------------------------ a running lab
