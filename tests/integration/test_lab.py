@@ -162,7 +162,7 @@ def test_down_removes_everything_and_leaves_the_host_untouched(host_before):
     lab = Lab(name)
     with torn_down(name):
         lab("up", str(MANIFESTS / "lab.yaml"))
-        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1 + 2  # underlay, nodes, pods (not hn), kube-dns, external, lb
+        assert len(lab_namespaces(name)) == 1 + 2 + 4 + 1 + 3  # underlay, nodes, pods (not hn), kube-dns, outside (3)
         assert lab_processes(name)
     assert lab_namespaces(name) == []
     assert lab_processes(name) == []
