@@ -112,8 +112,8 @@ def test_nodes_get_cidrs_in_order_addresses_and_host_gw_routes():
     a = plan.node("a")
     assert [(str(r.dst), str(r.via), r.dev) for r in node_routes(plan, a)] == [
         ("10.244.0.0/24", "172.18.0.3", "eth0"), ("10.244.2.0/24", "172.18.0.4", "eth0"),  # host-gw's
-        ("10.96.0.0/16", "172.18.0.253", "eth0"), ("172.18.0.254/32", "172.18.0.253", "eth0"),  # via the underlay's router (the LB)
-        ("172.18.0.252/32", "172.18.0.253", "eth0")]  # both external clients
+        ("10.96.0.0/16", "172.18.0.253", "eth0"),  # via the underlay's router (the LB), as both external clients
+        ("172.18.0.254/32", "172.18.0.253", "eth0"), ("172.18.0.252/32", "172.18.0.253", "eth0")]
 
 
 def test_same_input_same_plan_and_json_round_trip():
