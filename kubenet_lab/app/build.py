@@ -289,6 +289,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         missing = [p for ns, p in desired_pods.items() if ns not in actual or ns in stale]
         if missing:
             made += [p.netns for p in missing]
+            if cni.maps_host_ports(plan):  # the lab's own hostPort rules out before the plugin's come
+                _apply_portmap_rules(plan, set(), frozenset())
             netlink.create_pods(plan, missing)
             step("pods-created")
         result.created = made

@@ -17,8 +17,10 @@ bridge plugin names it veth<random>), which the cached result then names, so tha
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 from typing import Any, Iterable, Mapping
 
@@ -36,6 +38,7 @@ from . import state
 PATH_ENV = "KUBENET_LAB_CNI_PATH"
 DEFAULT_PATH = "/usr/lib/cni:/opt/cni/bin"  # Debian's containernetworking-plugins, then the upstream place
 CALL_TIMEOUT = 60.0
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def cni_path() -> str:
@@ -158,9 +161,23 @@ def _runtime(iface: wiring.PodInterface, pod: PlannedPod) -> cni.RuntimeConfig:
         cni.PortMapping(m.host_port, m.container_port, m.protocol, m.host_ip) for m in portmap.mappings(pod)))
 
 
-def _env(command: str, pod: PlannedPod, cid: str, ifname: str = wiring.POD_IFNAME) -> dict[str, str]:
-    return cni.environment(command, cid, netns_path(pod.netns), cni_path(), ifname,
+def _env(command: str, pod: PlannedPod, cid: str, lab: str, ifname: str = wiring.POD_IFNAME) -> dict[str, str]:
+    return cni.environment(command, cid, netns_path(pod.netns), cni_path(), tools_dir(lab), ifname,
                            cni.pod_args(pod.namespace, pod.name, cid))
+
+
+def tools_dir(lab: str) -> str:
+    """The plugins' PATH: a directory of the lab's state holding links to the IPv4 tools alone
+    (dataplane/wiring/cni.TOOLS), made on first use."""
+    path = os.path.join(state_root(lab), "tools")
+    os.makedirs(path, exist_ok=True)
+    for tool in cni.TOOLS:
+        link = os.path.join(path, tool)
+        found = None if os.path.lexists(link) else shutil.which(tool, path=SYSTEM_PATH)
+        if found:
+            with contextlib.suppress(FileExistsError):  # a concurrent worker's
+                os.symlink(found, link)
+    return path
 
 
 # --- the runtime's verbs -----------------------------------------------------------------------
@@ -177,10 +194,10 @@ def add_pod(plan: Plan, node: PlannedNode, pod: PlannedPod, user: cni.Conflist |
     with netns.created(pod.netns):
         with rtnl.Rtnl() as nl:
             nl.batch([rtnl.link_set(index=1, alias=mark)])
-    loop, env = cni.loopback_conflist(), _env("ADD", pod, cid)
+    loop, env = cni.loopback_conflist(), _env("ADD", pod, cid, plan.lab)
     result = None
     try:
-        _run_list(node, loop, "ADD", _env("ADD", pod, cid, "lo"), cni.RuntimeConfig(), None, binaries)
+        _run_list(node, loop, "ADD", _env("ADD", pod, cid, plan.lab, "lo"), cni.RuntimeConfig(), None, binaries)
         result = _run_list(node, net, "ADD", env, runtime, None, binaries)
         assert result is not None
         wrong = cni.mismatch(cni.read_result(result), iface)
@@ -244,7 +261,7 @@ def release_gone(plan: Plan, node: PlannedNode) -> list[str]:
         if cached.get("node") != node.name or os.path.lexists(cached.get("netns", "")):
             continue
         net = cni.Conflist.from_json(cached["config"])
-        env = cni.environment("DEL", cached["containerId"], cached["netns"], cni_path(), wiring.POD_IFNAME)
+        env = cni.environment("DEL", cached["containerId"], cached["netns"], cni_path(), tools_dir(plan.lab))
         try:
             _run_list(node, net, "DEL", env, cni.RuntimeConfig(), cached["result"], binaries)
         except cni.PluginError as e:
@@ -321,9 +338,10 @@ def delete_pods(plan: Plan, pods: Iterable[PlannedPod]) -> list[str]:
         try:
             if node is not None and netns.exists(node.netns):
                 iface = wiring.pod_interface(plan, node, pod)
-                _run_list(node, net, "DEL", _env("DEL", pod, cid), _runtime(iface, pod), cached["result"], binaries)
-                _run_list(node, cni.loopback_conflist(), "DEL", _env("DEL", pod, cid, "lo"), cni.RuntimeConfig(),
-                          None, binaries)
+                _run_list(node, net, "DEL", _env("DEL", pod, cid, plan.lab), _runtime(iface, pod), cached["result"],
+                          binaries)
+                _run_list(node, cni.loopback_conflist(), "DEL", _env("DEL", pod, cid, plan.lab, "lo"),
+                          cni.RuntimeConfig(), None, binaries)
         except cni.PluginError as e:
             errors.append(f"pod {pod.key}: {e}")
         try:
@@ -345,7 +363,7 @@ def check_pod(plan: Plan, pod: PlannedPod) -> str | None:
     node = plan.node(pod.node)
     iface = wiring.pod_interface(plan, node, pod)
     try:
-        _run_list(node, net, "CHECK", _env("CHECK", pod, cached["containerId"]), _runtime(iface, pod),
+        _run_list(node, net, "CHECK", _env("CHECK", pod, cached["containerId"], plan.lab), _runtime(iface, pod),
                   cached["result"], available())
     except cni.PluginError as e:
         return f"pod {pod.key}: {e}"

@@ -102,13 +102,13 @@ def test_del_gives_portmap_its_capability_argument_and_the_cached_result():
 
 def test_the_environment_names_the_attachment():
     env = cni.environment("ADD", "abc123", "/run/netns/lab.pod.default.web", "/usr/lib/cni",
-                          args=cni.pod_args("default", "web", "abc123"))
-    assert {k: v for k, v in env.items() if k.startswith("CNI_")} == {
+                          "/run/kubenet-lab/lab/cni/tools", args=cni.pod_args("default", "web", "abc123"))
+    assert env == {"PATH": "/run/kubenet-lab/lab/cni/tools",
         "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc123", "CNI_NETNS": "/run/netns/lab.pod.default.web",
         "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni",
         "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=abc123"}
     with pytest.raises(AssertionError):
-        cni.environment("UP", "abc123", "/run/netns/x", "/usr/lib/cni")
+        cni.environment("UP", "abc123", "/run/netns/x", "/usr/lib/cni", "/p")
 
 
 def test_a_plugin_error_is_reported_with_its_own_msg_and_details():

@@ -313,13 +313,19 @@ def plugin_stdin(conflist: Conflist, plugin: Mapping[str, Any], runtime: Runtime
     return json.dumps(config, sort_keys=True).encode()
 
 
-def environment(command: str, container_id: str, netns_path: str, cni_path: str,
+# The programs a plugin may run (portmap's and the bridge's ipMasq iptables), the IPv4 ones only:
+# the lab is IPv4-only, and portmap before plugins 1.2 CHECKs IPv6 rules whenever ip6tables is
+# found, which an IPv4 pod never gets (containernetworking/plugins#819), so CHECK always failed.
+TOOLS = ("iptables", "iptables-save", "iptables-restore")
+
+
+def environment(command: str, container_id: str, netns_path: str, cni_path: str, tools_path: str,
                 ifname: str = POD_IFNAME, args: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    """The CNI_* variables of one call (and PATH, for the iptables a plugin runs)."""
+    """The CNI_* variables of one call, and PATH: `tools_path`, where only TOOLS are."""
     assert command in ("ADD", "DEL", "CHECK", "VERSION")
     return {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns_path,
             "CNI_IFNAME": ifname, "CNI_ARGS": ";".join(f"{k}={v}" for k, v in args), "CNI_PATH": cni_path,
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+            "PATH": tools_path}
 
 
 def pod_args(namespace: str, name: str, container_id: str) -> tuple[tuple[str, str], ...]:
