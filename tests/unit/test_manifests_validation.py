@@ -337,14 +337,14 @@ def test_cluster_default_subnet_overlap_points_at_the_given_one(problems):
         kind: Cluster
         networking:
           nodeSubnet: 10.244.3.0/24
-          kubeProxyMode: userspace
+          kubeProxyMode: ebpf
           nftablesBalancing: random
         ---
         apiVersion: kubenet-lab.dev/v1alpha1
         kind: Cluster
         networking: {serviceSubnet: 10.244.128.0/20}
     """) == [
-        "web.yaml:5: networking.kubeProxyMode: expected one of iptables, nftables, got 'userspace'",
+        "web.yaml:5: networking.kubeProxyMode: expected one of iptables, nftables, userspace, got 'ebpf'",
         "web.yaml:6: networking.nftablesBalancing: expected one of vmap, rules, got 'random'",
         "web.yaml:9: kind: only one Cluster object is allowed (the first is at web.yaml:1)",
         "web.yaml:10: networking.serviceSubnet: 10.244.128.0/20 overlaps networking.podSubnet 10.244.0.0/16",
