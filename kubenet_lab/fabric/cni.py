@@ -231,17 +231,16 @@ def wire_node_pods(plan: Plan, node: PlannedNode, pods: Iterable[PlannedPod]) ->
 
 
 def _pin_bridge_mac(node: PlannedNode) -> None:
-    """cbr0's MAC set as it is, so that it stays: the bridge plugin's result records the bridge's
-    MAC and its CHECK compares it, but a bridge whose MAC the kernel chose takes the lowest of its
-    ports' as pods come and go."""
+    """cbr0 gets its fixed MAC (dataplane/wiring.bridge_mac), so that it stays what the bridge
+    plugin's results record."""
+    mac = wiring.bridge_mac(node)
     with in_netns(node.netns):
         nl = rtnl.Rtnl()
     with nl:
         bridge = nl.link(name=NODE_BRIDGE)
         if bridge is None:
             raise LabError(f"{node.netns} has no {NODE_BRIDGE} (ensure_nodes first)")
-        mac = bridge.get_attr("IFLA_ADDRESS")
-        if mac:  # the same MAC again: a no-op once set
+        if bridge.get_attr("IFLA_ADDRESS") != mac:
             nl.batch([rtnl.link_address(bridge["index"], mac)])
 
 

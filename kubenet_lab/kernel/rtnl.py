@@ -139,7 +139,7 @@ def link_down(index: int) -> Request:
 
 def link_address(index: int, mac: str) -> Request:
     """`ip link set <index> address <mac>`: on a bridge, a MAC set so stays (NET_ADDR_SET), where
-    one the kernel chose follows the lowest of its ports' as they come and go."""
+    one the kernel chose follows the lowest of its ports' as they come and go (all zeros with none)."""
     return _link(RTM_NEWLINK, 0, index, True, (("IFLA_ADDRESS", mac),))
 
 

@@ -272,3 +272,10 @@ def test_a_pod_s_interface_follows_the_backend():
     node = p.node("node2")
     iface = wiring.node_interface(p, node)
     assert iface.subnet == IPv4Network("10.244.0.0/16") and iface.gateway == node.gateway and iface.mtu == 1450
+
+
+def test_cbr0_gets_a_fixed_unicast_locally_administered_mac_per_node():
+    p = plan()
+    macs = [wiring.bridge_mac(n) for n in p.nodes]
+    assert macs == ["16:fb:ac:12:00:02", "16:fb:ac:12:00:03"]  # from 172.18.0.2 and .3
+    assert all(int(m[:2], 16) & 0x03 == 0x02 for m in macs)

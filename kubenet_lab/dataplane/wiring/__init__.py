@@ -11,7 +11,7 @@ from .base import POD_IFNAME, PodInterface
 NETLINK, CNI = "netlink", "cni"
 WIRINGS = (NETLINK, CNI)
 
-__all__ = ["CNI", "NETLINK", "POD_IFNAME", "PodInterface", "WIRINGS", "node_interface", "pod_interface"]
+__all__ = ["CNI", "NETLINK", "POD_IFNAME", "PodInterface", "WIRINGS", "bridge_mac", "node_interface", "pod_interface"]
 
 
 def pod_interface(plan: Plan, node: PlannedNode, pod: PlannedPod) -> PodInterface:
@@ -22,6 +22,14 @@ def pod_interface(plan: Plan, node: PlannedNode, pod: PlannedPod) -> PodInterfac
 def node_interface(plan: Plan, node: PlannedNode) -> PodInterface:
     """The same for the node's side of its pods' subnet: cbr0's address, the gateway."""
     return _interface(plan, node, node.gateway)
+
+
+def bridge_mac(node: PlannedNode) -> str:
+    """The MAC the CNI wiring sets on the node's cbr0 (locally administered, unicast, from the
+    node's underlay address, as the backends derive their VTEP MACs): the bridge plugin's result
+    records the bridge's MAC and its CHECK compares it, while a bridge whose MAC the kernel chose
+    takes the lowest of its ports' as pods come and go, and all zeros once the last one left."""
+    return ":".join(f"{b:02x}" for b in (0x16, 0xFB, *node.ip.packed))
 
 
 def _interface(plan: Plan, node: PlannedNode, ip: IPv4Address) -> PodInterface:
