@@ -517,8 +517,8 @@ def service_object(plan: Plan, s: PlannedService) -> dict:
                 "loadBalancerSourceRanges": list(s.load_balancer_source_ranges) or None,
                 "trafficDistribution": s.traffic_distribution}
     spec.update({k: v for k, v in optional.items() if v is not None})
-    status = {"loadBalancer": {"ingress": [{"ip": str(a)} for a in s.load_balancer_ips]} if s.load_balancer_ips
-              else {}}
+    status = {"loadBalancer": {"ingress": [{"ip": str(a), "ipMode": "Proxy" if a in s.proxied_lb_ips else "VIP"}
+                                           for a in s.load_balancer_ips]} if s.load_balancer_ips else {}}
     return {"apiVersion": "v1", "kind": "Service", "metadata": _object_meta(plan, s), "spec": spec, "status": status}
 
 

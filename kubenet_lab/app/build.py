@@ -238,8 +238,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
     # its old name, its address, its veth) must go first, as must whatever else goes.
     leaving = _leaving_after(previous, plan, stale - changed - half_built)
     stale -= leaving
-    nodes_changed = previous is None or [(n.name, n.ip, n.pod_cidr) for n in previous.nodes] != \
-        [(n.name, n.ip, n.pod_cidr) for n in plan.nodes] or \
+    nodes_changed = previous is None or [(n.name, n.ip, n.pod_cidr, n.routes) for n in previous.nodes] != \
+        [(n.name, n.ip, n.pod_cidr, n.routes) for n in plan.nodes] or \
         previous.cluster.kube_proxy_mode != plan.cluster.kube_proxy_mode or \
         previous.cluster.backend != plan.cluster.backend  # its sysctls (netlink.proxy_sysctls); its backend
     if previous is not None and previous.cluster.backend != plan.cluster.backend:

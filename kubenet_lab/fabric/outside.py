@@ -8,7 +8,8 @@
                   ARP for them); forwards, sends no ICMP redirects; rules from proxy/lb.py.
                   While a LoadBalancer without NodePorts (allocateLoadBalancerNodePorts: false)
                   has an address, `<podCIDR> via <node>` for every node, as a cloud network
-                  routes pod addresses, so that the balancer can send to the pods themselves.
+                  routes pod addresses, so that the balancer can send to the pods themselves;
+                  so too while an ipMode Proxy address exists, to answer the pods asking for it.
   every node:     `<external client IP>/32 via <balancer IP>`, for both clients (planned with the node's other
                   routes, see plan/cluster.py), so that replies to the client go back through
                   the balancer that DNATed the request.
@@ -67,8 +68,10 @@ def hosts(plan: Plan) -> tuple[Host, Host, Host]:
     balancer = IPv4Interface((ipam.load_balancer_ip(subnet), subnet.prefixlen))
     ingress = {IPv4Interface((ip, 32)) for svc in plan.services if svc.type == "LoadBalancer"
                for ip in svc.load_balancer_ips}
+    # routes to the pods when the balancer sends to them, or answers them (a pod asking for an
+    # ipMode Proxy address is a client of the balancer's)
     to_pods = {n.pod_cidr: n.ip for n in plan.nodes} if any(
-        direct(svc) and svc.load_balancer_ips for svc in plan.services) else {}
+        (direct(svc) and svc.load_balancer_ips) or svc.proxied_lb_ips for svc in plan.services) else {}
     # A balancer address outside the node network (a manifest's status.loadBalancer.ingress):
     # the client reaches it through the balancer, as a cloud routes it.
     beyond = {IPv4Network((i.ip, 32)): balancer.ip for i in ingress if i.ip not in subnet}

@@ -277,7 +277,8 @@ class Builder:
             load_balancer_class=spec.get("loadBalancerClass"), health_check_node_port=spec.get("healthCheckNodePort"),
             load_balancer_source_ranges=tuple(spec.get("loadBalancerSourceRanges", ())),
             traffic_distribution=spec.get("trafficDistribution"),
-            load_balancer_ingress=self._ingress(doc, kind)))
+            load_balancer_ingress=self._ingress(doc, kind),
+            load_balancer_ingress_proxied=tuple(ip for ip, mode in self._ingress_modes(doc, kind) if mode == "Proxy")))
         if spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone") and cluster_ip != "None":
             self.zone_preferring.append(spec.at("trafficDistribution"))
         if PROXY_NAME_LABEL in meta.get("labels", {}):
@@ -303,6 +304,15 @@ class Builder:
                     "a hostname without an ip: the lab's balancer answers on addresses only, so nothing answers "
                     "on this one")
         return tuple(entry["ip"] for entry in ingress if "ip" in entry)
+
+    @staticmethod
+    def _ingress_modes(doc: Checked, kind: str) -> list[tuple[str, str]]:
+        """(ip, ipMode) of each status.loadBalancer.ingress[] with an ip (ipMode defaults to VIP,
+        as the API server defaults it)."""
+        if kind != "LoadBalancer":
+            return []
+        ingress = ((doc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        return [(entry["ip"], entry.get("ipMode", "VIP")) for entry in ingress if "ip" in entry]
 
     def _add_endpoint_slice(self, raw: LMap, doc: Checked, at: At) -> None:
         meta = doc["metadata"]

@@ -569,6 +569,8 @@ class Service:
     external_name: str | None = None  # type ExternalName: the name its DNS name is an alias (CNAME) of
     # status.loadBalancer.ingress[].ip as written (a cloud controller's): the balancer's addresses
     load_balancer_ingress: tuple[str, ...] = ()
+    # those of them with ipMode Proxy: the balancer proxies them, kube-proxy leaves them alone
+    load_balancer_ingress_proxied: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -1127,6 +1129,10 @@ class PlannedService:
     internal_traffic_policy: str = "Cluster"
     external_ips: tuple[IPv4Address, ...] = ()
     load_balancer_ips: tuple[IPv4Address, ...] = ()
+    # Those of load_balancer_ips whose status.loadBalancer.ingress[].ipMode is Proxy: kube-proxy
+    # writes no rule for them (the traffic reaches the nodes from the balancer, addressed to
+    # them), and the lab's balancer proxies them: the backend sees the balancer's address.
+    proxied_lb_ips: tuple[IPv4Address, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     # As the API server defaults them (see Service).

@@ -104,10 +104,17 @@ def plan_nodes(model: Model, lab: str, previous: Plan | None = None) -> tuple[Pl
     # packet to a ClusterIP must be routable for kube-proxy's rules (DNAT, or REJECT when there
     # is no endpoint) to see it, and replies to the external client must return through the
     # balancer that DNATed the request. No default route: nothing leads out of the lab.
+    # So do the load-balancer addresses a manifest gives outside the node network (those inside
+    # it the balancer answers ARP for): kube-proxy short-circuits an ipMode VIP address inside
+    # the node, but a pod asking for an ipMode Proxy one is sent to the balancer, as on a cluster.
     router = ipam.load_balancer_ip(cluster.node_subnet)
+    beyond = sorted({IPv4Address(ip) for s in model.services if s.type == "LoadBalancer"
+                     for ip in s.load_balancer_ingress})
     common = ((cluster.service_subnet, router),
               (IPv4Network((ipam.external_client_ip(cluster.node_subnet), 32)), router),
-              (IPv4Network((ipam.second_client_ip(cluster.node_subnet), 32)), router))
+              (IPv4Network((ipam.second_client_ip(cluster.node_subnet), 32)), router),
+              *((IPv4Network((ip, 32)), router) for ip in beyond
+                if not any(ip in net for net in (cluster.node_subnet, cluster.service_subnet, cluster.pod_subnet))))
     return tuple(
         PlannedNode(**{**n.__dict__,
                        "routes": common})

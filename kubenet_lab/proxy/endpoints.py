@@ -102,7 +102,9 @@ def _exposure(svc: PlannedService, port: PlannedServicePort) -> tuple[int | None
     """(node port, external IPs, LB IPs) the port is reachable on from outside, as its type allows."""
     node_port = port.node_port if svc.type in EXTERNAL_TYPES else None
     ext_ips = tuple(str(ip) for ip in svc.external_ips)
-    lb_ips = tuple(str(ip) for ip in svc.load_balancer_ips) if svc.type == "LoadBalancer" else ()
+    # an ipMode Proxy address is the balancer's alone: kube-proxy writes nothing for it
+    lb_ips = tuple(str(ip) for ip in svc.load_balancer_ips if ip not in svc.proxied_lb_ips) \
+        if svc.type == "LoadBalancer" else ()
     return node_port, ext_ips, lb_ips
 
 

@@ -22,6 +22,11 @@ group) enforces them: a packet to the LB IP from outside the ranges is dropped b
 forwarded. (kube-proxy's own KUBE-FW rules in the nodes only see the LB IP as destination from
 the cluster's pods and nodes: this balancer forwards to NodePorts.)
 
+An address whose status.loadBalancer.ingress[].ipMode is Proxy is proxied, as such balancers do
+(a cloud's proxy in front of the nodes, kube-proxy leaving the address alone): the same choice of
+node and NodePort, and the source masqueraded to the balancer's own address, so the backend sees
+the balancer, and a pod that asks for the address is answered through the balancer too.
+
 A port with no eligible node (or ready endpoint) is rejected by the balancer itself. The
 transaction adds, deletes and re-adds the table, so the previous ruleset goes in the same atomic
 step.
@@ -56,6 +61,7 @@ class Forward:
     nodes: tuple[IPv4Address, ...]
     endpoints: tuple[tuple[IPv4Address, int], ...] = ()  # without a node port: the ready ones
     source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges: only these sources get through
+    proxied: bool = False  # ipMode Proxy: the source becomes the balancer's address
 
     @property
     def targets(self) -> tuple[tuple[IPv4Address, int], ...]:
@@ -128,14 +134,14 @@ def forwards(plan: Plan, healthy: Passing) -> list[Forward]:
             spn = names.port_name(svc.namespace, svc.name, port.name)
             if direct(svc):
                 eps = tuple((ep.ip, ep.port) for ep in port.endpoints if ep.ready)
-                out += [Forward(spn, ip, port.protocol.lower(), port.port, None, (), eps, ranges)
-                        for ip in svc.load_balancer_ips]
+                out += [Forward(spn, ip, port.protocol.lower(), port.port, None, (), eps, ranges,
+                                ip in svc.proxied_lb_ips) for ip in svc.load_balancer_ips]
                 continue
             if port.node_port is None:
                 continue
             nodes = eligible_nodes(plan, svc, healthy)
-            out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes, (), ranges)
-                    for ip in svc.load_balancer_ips]
+            out += [Forward(spn, ip, port.protocol.lower(), port.port, port.node_port, nodes, (), ranges,
+                            ip in svc.proxied_lb_ips) for ip in svc.load_balancer_ips]
     return out
 
 
@@ -164,6 +170,7 @@ def render_lb(plan: Plan, healthy: Passing) -> str:
     """The whole table as one `nft -f` transaction, with the nodes that passed the health checks."""
     fs = forwards(plan, healthy)
     guarded = [f for f in fs if f.source_ranges]
+    proxied = sorted({f.ip for f in fs if f.proxied and f.targets})
     return "\n".join([
         f"add table {TABLE}",
         f"delete table {TABLE}",
@@ -175,6 +182,9 @@ def render_lb(plan: Plan, healthy: Passing) -> str:
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
         *(_dnat(f) for f in fs if f.targets),
         "\t}",
+        *(["\tchain postrouting {", "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+           f"\t\tct original ip daddr {{ {', '.join(map(str, proxied))} }} masquerade "
+           f'comment "ipMode Proxy: the balancer proxies"', "\t}"] if proxied else []),
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
         *(_reject(f) for f in fs if not f.targets),

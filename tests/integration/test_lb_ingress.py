@@ -26,7 +26,7 @@ def test_the_written_addresses_are_the_services_and_answer_from_outside_and_insi
     rows = {l.split()[0]: l.split() for l in lab("get", "svc").stdout.splitlines()[1:]}
     assert rows["cloud"][3] == "203.0.113.10" and rows["pooled"][3] == "172.18.0.200"
     status = json.loads(lab("get", "svc", "cloud", "-o", "json").stdout)["status"]
-    assert status == {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}
+    assert status == {"loadBalancer": {"ingress": [{"ip": "203.0.113.10", "ipMode": "VIP"}]}}  # as 1.32+ defaults it
     webs = {p for p in lab.pods() if p.startswith("web-")}
     assert lab.exec("external", "curl", "-s", "-m", "5", "http://203.0.113.10/hostname").stdout in webs
     # externalTrafficPolicy Local: the pod sees the client's own address
@@ -37,9 +37,30 @@ def test_the_written_addresses_are_the_services_and_answer_from_outside_and_insi
     assert lab.exec(some_web, "curl", "-s", "-m", "5", "http://203.0.113.10/hostname").stdout in webs
 
 
+def test_ipmode_proxy_addresses_are_the_balancers_alone_and_proxied(lab):
+    """kube-proxy writes no rule for an ipMode Proxy address (TestLoadBalancerIngressRouteTypeProxy);
+    the balancer proxies it: from outside and from a pod the Service answers, and its pod sees the
+    balancer's address (172.18.0.253), not the client's, for all its externalTrafficPolicy Local."""
+    status = json.loads(lab("get", "svc", "proxied", "-o", "json").stdout)["status"]
+    assert status == {"loadBalancer": {"ingress": [{"ip": "203.0.113.20", "ipMode": "Proxy"},
+                                                   {"ip": "172.18.0.201", "ipMode": "Proxy"}]}}
+    dump = ["iptables-save"] if lab.mode == "iptables" else ["nft", "list", "table", "ip", "kube-proxy"]
+    for node in ("node1", "node2"):
+        rules = lab.exec(f"node/{node}", *dump).stdout
+        assert "203.0.113.10" in rules  # a VIP's address is kube-proxy's
+        assert "203.0.113.20" not in rules and "172.18.0.201" not in rules
+        assert "203.0.113.20 via 172.18.0.253" in lab.exec(f"node/{node}", "ip", "route").stdout
+    webs = {p for p in lab.pods() if p.startswith("web-")}
+    for ip in ("203.0.113.20", "172.18.0.201"):
+        assert lab.exec("external", "curl", "-s", "-m", "5", f"http://{ip}/clientip").stdout.startswith(
+            "172.18.0.253:")
+        some_web = sorted(webs)[0]
+        assert lab.exec(some_web, "curl", "-s", "-m", "5", f"http://{ip}/hostname").stdout in webs
+
+
 def test_the_host_knows_nothing_of_the_addresses(lab):
     host = host_snapshot()
-    assert "203.0.113.10" not in json.dumps(host) and "172.18.0.200" not in json.dumps(host)
+    assert not any(ip in json.dumps(host) for ip in ("203.0.113.10", "172.18.0.200", "203.0.113.20", "172.18.0.201"))
 
 
 def test_a_local_load_balancer_has_a_health_check_node_port_that_every_node_accepts(lab):

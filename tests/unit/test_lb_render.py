@@ -165,9 +165,33 @@ def test_exec_targets_external_and_lb_unless_a_pod_has_that_name():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
 @pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
+def test_an_ipmode_proxy_address_is_masqueraded_by_the_balancer_and_left_out_of_kube_proxys_rules():
+    from kubenet_lab.proxy.sync import render_node
+
+    web = lb("web", port(80, "http", [ON1], node_port=30080, target=8080), ip=LB1)
+    proxied = dataclasses.replace(web, load_balancer_ips=(IPv4Address(LB1), IPv4Address(LB2)),
+                                  proxied_lb_ips=(IPv4Address(LB2),))
+    text = render_lb(plan(proxied), {})
+    assert set(dnats(text)) == {(LB1, "tcp", 80), (LB2, "tcp", 80)}  # the same choice of node for both
+    postrouting = text.split("chain postrouting {", 1)[1].splitlines()
+    assert [line.strip() for line in postrouting[1:4]] == [
+        "type nat hook postrouting priority srcnat; policy accept;",
+        f'ct original ip daddr {{ {LB2} }} masquerade comment "ipMode Proxy: the balancer proxies"', "}"]
+    assert "masquerade" not in render_lb(plan(web), {})
+    for mode in ("iptables", "nftables"):
+        rules = render_node(plan(proxied), "node1", mode).text()
+        assert LB1 in rules and LB2 not in rules, mode
+    hosts = {h.role: h for h in outside.hosts(plan(proxied))}
+    assert hosts["lb"].routes == {IPv4Network("10.244.1.0/24"): IPv4Address(NODE1_IP),
+                                  IPv4Network("10.244.2.0/24"): IPv4Address(NODE2_IP)}  # it answers pods
+    assert not {h.role: h for h in outside.hosts(plan(web))}["lb"].routes
+
+
 def test_nft_accepts_the_render(scratch_netns):
     plans = [
         plan(),
+        plan(dataclasses.replace(lb("px", port(80, "http", [ON1], node_port=30085)),
+                                 proxied_lb_ips=(IPv4Address(LB1),))),
         plan(lb("web", port(80, "http", [ON1], node_port=30080), port(81, "u", [ON2], proto="UDP", node_port=30081)),
              lb("loc", port(80, None, [ON2], node_port=30082), port(9, "s", [ON2], proto="SCTP", node_port=30009),
                 ip=LB2, policy="Local"),

@@ -406,3 +406,26 @@ def test_the_new_fields_survive_the_saved_plan():
                 traffic_distribution="PreferClose", external_traffic_policy="Local",
                 health_check_node_port=31000),)), LAB)
     assert plan_from_data(plan_to_data(plan)) == plan
+
+
+def test_ipmode_is_read_from_the_status_vip_by_default_as_the_api_server_defaults_it():
+    model = load("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: lb}
+        spec:
+          type: LoadBalancer
+          ports: [{port: 80}]
+        status:
+          loadBalancer:
+            ingress: [{ip: 203.0.113.7, ipMode: Proxy}, {ip: 203.0.113.8}, {hostname: lb.example.com}]
+    """)
+    plan = make_plan(model, LAB)
+    svc = next(s for s in plan.services if s.name == "lb")
+    assert svc.load_balancer_ips == (IPv4Address("203.0.113.7"), IPv4Address("203.0.113.8"))
+    assert svc.proxied_lb_ips == (IPv4Address("203.0.113.7"),)
+    assert output.service_object(plan, svc)["status"] == {"loadBalancer": {"ingress": [
+        {"ip": "203.0.113.7", "ipMode": "Proxy"}, {"ip": "203.0.113.8", "ipMode": "VIP"}]}}
+    # every node routes both to the balancer (the address outside the node network)
+    for node in plan.nodes:
+        assert {str(dst) for dst, _ in node.routes} >= {"203.0.113.7/32", "203.0.113.8/32"}
