@@ -218,14 +218,24 @@ def add_pod(plan: Plan, node: PlannedNode, pod: PlannedPod, user: cni.Conflist |
                                          "config": net.to_json(), "result": result}, sort_keys=True))
 
 
+def prepare_nodes(plan: Plan, nodes: Iterable[str]) -> None:
+    """Before pods are wired on `nodes` (by create_pods, before it forks its workers): each cbr0's
+    fixed MAC, and the DEL owed to pods gone without one."""
+    for name in sorted(set(nodes)):
+        node = plan.node(name)
+        if not netns.exists(node.netns):
+            raise LabError(f"node namespace {node.netns} is missing (ensure_nodes first)")
+        _pin_bridge_mac(node)
+        release_gone(plan, node)
+
+
 def wire_node_pods(plan: Plan, node: PlannedNode, pods: Iterable[PlannedPod]) -> None:
     """add_pod for each of `pods` on `node` (fabric/netlink.py's create_pods calls it for wiring
-    cni, in place of its own veths, and removes every namespace again on failure)."""
+    cni, in place of its own veths, after prepare_nodes, and removes every namespace again on
+    failure)."""
     if not netns.exists(node.netns):
         raise LabError(f"node namespace {node.netns} is missing (ensure_nodes first)")
     user = user_conflist(plan)
-    _pin_bridge_mac(node)
-    release_gone(plan, node)
     for pod in pods:
         add_pod(plan, node, pod, user)
 
@@ -292,6 +302,11 @@ def _adopt(node: PlannedNode, pod: PlannedPod, result: dict[str, Any], mark: str
             link = nl.link(name=old)
             if link is None:
                 return result
+            taken = nl.link(name=pod.host_veth)
+            if taken is not None and taken.get_attr("IFLA_IFALIAS") == mark:
+                # the node's end of this pod's previous veth, kept by whatever still held its
+                # namespace: the name is the plan's for this pod alone
+                nl.batch([rtnl.link_del(taken["index"])])
             nl.batch([rtnl.link_down(link["index"])])
             nl.batch([rtnl.link_rename(link["index"], pod.host_veth)])
             nl.batch([rtnl.link_set(index=link["index"], alias=mark)])

@@ -387,6 +387,8 @@ def create_pods(plan: Plan, pods: Sequence[PlannedPod], workers: int = 2) -> Non
     if taken:
         raise LabError(f"pod namespaces already exist: {', '.join(taken)}")
     netns.prepare_run_dir()
+    if plan.cluster.wiring == wiring.CNI:
+        cni.prepare_nodes(plan, (p.node for p in pods))
     first, *rest = _chunks(pods, workers)
     children = [_fork_worker(plan, chunk) for chunk in rest]
     errors = []

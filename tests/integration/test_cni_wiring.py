@@ -15,7 +15,8 @@ import pytest
 
 from kubenet_lab.plan import naming
 
-from .conftest import MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name, torn_down
+from .conftest import (MANIFESTS, Lab, host_snapshot, kl, lab_namespaces, lab_processes, new_lab_name, torn_down,
+                       wait_for)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"),
                                 reason="needs containernetworking-plugins (./setup.sh installs it)")
@@ -231,6 +232,23 @@ def test_a_user_conflist_wires_the_pods_and_leaves_host_ports_to_the_lab(tmp_pat
     assert not (STATE_ROOT / lab.name).exists()
     assert host_snapshot() == host_before
     assert host_cni_files() == cni_before
+
+
+def test_a_pod_whose_namespace_vanished_gets_its_del_before_pods_are_wired_again(labs):
+    # the namespace removed behind the lab's back (as a failed `up` undone removes the ones it
+    # made): no DEL ran, so host-local still holds the address until the runtime's sweep
+    lab = labs["cni"]
+    state = STATE_ROOT / lab.name / "cni"
+    subprocess.run(["ip", "netns", "delete", pod_ns(lab, "near")], check=True)
+    lab("up", str(lab.cluster), str(MANIFESTS / "cni-wiring.yaml"))
+    pods = wait_for(lambda: (p := lab.pods()) and p["near"]["status"].get("podIP") and p, "near wired anew")
+    cached = [json.loads(p.read_text()) for p in (state / "results").iterdir()]
+    assert sorted(c["pod"] for c in cached) == sorted(f"{p['metadata']['namespace']}/{name}"
+                                                      for name, p in pods.items())
+    assert all(os.path.lexists(c["netns"]) for c in cached)  # the vanished one's entry went with its DEL
+    leases = {p.name for p in (state / "networks" / "kubenet").iterdir() if p.name[0].isdigit()}
+    assert leases == {p["status"]["podIP"] for p in pods.values()}  # one lease per live pod, none leaked
+    lab("delete", "pod", "near")  # (its containers stayed in the vanished namespace: none of the wiring's business)
 
 
 def test_down_leaves_nothing(labs, host_before, cni_before):
