@@ -5,6 +5,8 @@
                   by fabric/backends.py, and the service CIDR and external client via the load
                   balancer), cbr0 (gateway)
   pod netns:      eth0 (pod IP, default via gateway) <-> host veth on the node's cbr0, hairpin
+                  (with networking.wiring: cni the CNI plugins make it instead: fabric/cni.py; both
+                  give a pod the same dataplane.wiring.PodInterface)
 
 Every link made here carries the ownership mark as its ifalias, and so does `lo` of every
 namespace made here: that is how discover() tells the lab's namespaces from anything else's
@@ -297,9 +299,9 @@ def _wire_pod(node_nl: rtnl.Rtnl, bridge: int, node: PlannedNode, pod: PlannedPo
 
 def _wire_node_pods(plan: Plan, node: PlannedNode, pods: Sequence[PlannedPod]) -> None:
     mark = naming.mark(plan.lab)
-    network = dataplane.node_network(plan, node)
+    iface = wiring.node_interface(plan, node)  # the pods' prefix and MTU, the same as with cni wiring
     # host-gw's pods keep the kernel's default MTU (the same requests as before backends)
-    mtu = network.mtu if network.mtu != UNDERLAY_MTU else None
+    mtu = iface.mtu if iface.mtu != UNDERLAY_MTU else None
     if not netns.exists(node.netns):
         raise LabError(f"node namespace {node.netns} is missing (ensure_nodes first)")
     with in_netns(node.netns):
@@ -310,7 +312,7 @@ def _wire_node_pods(plan: Plan, node: PlannedNode, pods: Sequence[PlannedPod]) -
             raise LabError(f"{node.netns} has no {NODE_BRIDGE} (ensure_nodes first)")
         for pod in pods:
             try:
-                _wire_pod(node_nl, found["index"], node, pod, mark, _pod_prefixlen(network, node), mtu)
+                _wire_pod(node_nl, found["index"], node, pod, mark, iface.subnet.prefixlen, mtu)
             except OSError as e:
                 raise LabError(f"creating pod {pod.key} ({pod.netns}) on {node.name}: {e.strerror or e}") from e
 
