@@ -117,8 +117,22 @@ def maps_host_ports(plan: Plan) -> bool:
     hostPort rules (proxy/portmap.py) stay out of every node."""
     if plan.cluster.wiring != wiring.CNI:
         return False
-    user = user_conflist(plan)
-    return cni.uses_portmap(user) if user is not None else True
+    if plan.cluster.cni_config is None:
+        return True  # the lab's list ends with portmap
+    try:
+        user = user_conflist(plan)
+    except (InputError, EnvironmentProblem):  # changed since `up` checked it: the list the pods were wired with
+        cached = _cache_files(plan.lab, "")
+        user = _cached_conflist(cached[0]) if cached else None
+    return user is not None and cni.uses_portmap(user)
+
+
+def _cached_conflist(path: str) -> cni.Conflist | None:
+    try:
+        with open(path) as f:
+            return cni.Conflist.from_json(json.load(f)["config"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 # --- one call ------------------------------------------------------------------------------------
