@@ -33,6 +33,7 @@ from ..proxy.lb import forwards as lb_forwards, health_checks as lb_health_check
 from ..proxy.sync import MODES, RenderedNode, other_syntaxes, plan_sync, render_nodes, syntax
 from ..fabric import checks, cni, events, lbhealth, netlink, outside, state
 from ..dataplane import backends as dataplane
+from ..dataplane import wiring
 from ..fabric import netpol
 from ..kernel import conntrack, nfacct, procs, rules
 from ..kernel.steps import step
@@ -228,7 +229,7 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
                        f"ownership mark); remove it or choose another --lab")
     before = _pod_namespaces(previous)
     # A backend switch rewires every pod (its MTU, its subnet's prefix): they are made anew too.
-    rewired = dataplane.pods_rewired(previous, plan) or _wiring_changed(previous, plan)
+    rewired = wiring.pods_rewired(previous, plan)
     changed = {ns for ns, pod in desired_pods.items()
                if ns in actual and ns in before and (rewired or before[ns].uid != pod.uid)}
     stale = {ns for ns, owned in actual.items() if owned and ns not in desired} | changed | (half_built & set(actual))
@@ -244,11 +245,8 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         previous.cluster.backend != plan.cluster.backend  # its sysctls (netlink.proxy_sysctls); its backend
     if previous is not None and previous.cluster.backend != plan.cluster.backend:
         result.warnings += (dataplane.switch_summary(previous, plan),)
-    if _wiring_changed(previous, plan):
-        assert previous is not None
-        was, now = previous.cluster, plan.cluster
-        result.warnings += (f"networking.wiring changed from {was.wiring}{_conflist_shown(was.cni_config)} to "
-                            f"{now.wiring}{_conflist_shown(now.cni_config)}: every pod made anew",)
+    if previous is not None and wiring.wiring_changed(previous, plan):
+        result.warnings += (wiring.switch_summary(previous, plan),)
     new_lab = not actual
     made: list[str] = []
     launcher = None
@@ -344,16 +342,6 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
             launcher.wait()  # so that the undo finds (and stops) the supervisor it started
         _undo(plan.lab, made, new_lab)
         raise
-
-
-def _wiring_changed(previous: Plan | None, plan: Plan) -> bool:
-    """networking.wiring (or the user's conflist) changed: every pod is wired anew by the new one."""
-    return previous is not None and (previous.cluster.wiring, previous.cluster.cni_config) != (
-        plan.cluster.wiring, plan.cluster.cni_config)
-
-
-def _conflist_shown(path: str | None) -> str:
-    return f" ({path})" if path else ""
 
 
 def _cni_release(previous: Plan | None, going: set[str]) -> tuple[str, ...]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import difflib
 from typing import Mapping
 
-from ..dataplane.backends import node_network, node_routes, pods_rewired
+from ..dataplane.backends import node_network, node_routes
+from ..dataplane.wiring import pods_rewired
 from ..dataplane.backends.base import Route, Vxlan
 from ..model.objects import Plan, PlannedContainer, PlannedPod, RunExec
 
@@ -42,7 +43,7 @@ def _pods(plan: Plan | None) -> dict[str, PlannedPod]:
 def changes(previous: Plan | None, plan: Plan) -> dict[str, list[str]]:
     """Per kind of thing (namespaces, links, addresses, routes, processes): `+ x` made, `- x` removed."""
     old, new = _pods(previous), _pods(plan)
-    rewired = pods_rewired(previous, plan)  # a backend switch makes every pod anew
+    rewired = pods_rewired(previous, plan)  # a backend or wiring switch makes every pod anew
     made = {k: p for k, p in new.items() if k not in old or old[k].uid != p.uid or rewired}
     gone = {k: p for k, p in old.items() if k not in new or new[k].uid != p.uid or rewired}
     out: dict[str, list[str]] = {"namespaces": [], "links": [], "addresses": [], "routes": [], "processes": []}

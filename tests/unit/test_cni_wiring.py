@@ -279,3 +279,20 @@ def test_cbr0_gets_a_fixed_unicast_locally_administered_mac_per_node():
     macs = [wiring.bridge_mac(n) for n in p.nodes]
     assert macs == ["16:fb:ac:12:00:02", "16:fb:ac:12:00:03"]  # from 172.18.0.2 and .3
     assert all(int(m[:2], 16) & 0x03 == 0x02 for m in macs)
+
+
+def test_a_wiring_switch_makes_every_pod_anew_and_says_so(tmp_path):
+    from kubenet_lab.inspect.dryrun import changes
+
+    path = tmp_path / "lab.yaml"
+    path.write_text(CLUSTER + "  wiring: netlink\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node1}\n" + POD)
+    netlink = make_plan(load_model([str(path)]), "lab", None)
+    path.write_text(path.read_text().replace("wiring: netlink", "wiring: cni"))
+    cni_plan = make_plan(load_model([str(path)]), "lab", netlink)
+    assert wiring.pods_rewired(netlink, cni_plan) and wiring.wiring_changed(netlink, cni_plan)
+    assert not wiring.pods_rewired(cni_plan, cni_plan)
+    assert wiring.switch_summary(netlink, cni_plan) == \
+        "networking.wiring changed from netlink to cni: every pod made anew"
+    pod = cni_plan.pods[0]
+    got = changes(netlink, cni_plan)
+    assert f"- {pod.netns}" in got["namespaces"] and f"+ {pod.netns}" in got["namespaces"]

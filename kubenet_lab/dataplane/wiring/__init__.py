@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface
 
-from ...model.objects import Plan, PlannedNode, PlannedPod
+from ...model.objects import ClusterConfig, Plan, PlannedNode, PlannedPod
 from .. import backends
 from .base import POD_IFNAME, PodInterface
 
 NETLINK, CNI = "netlink", "cni"
 WIRINGS = (NETLINK, CNI)
 
-__all__ = ["CNI", "NETLINK", "POD_IFNAME", "PodInterface", "WIRINGS", "bridge_mac", "node_interface", "pod_interface"]
+__all__ = ["CNI", "NETLINK", "POD_IFNAME", "PodInterface", "WIRINGS", "bridge_mac", "node_interface", "pod_interface",
+           "pods_rewired", "switch_summary", "wiring_changed"]
 
 
 def pod_interface(plan: Plan, node: PlannedNode, pod: PlannedPod) -> PodInterface:
@@ -36,3 +37,22 @@ def _interface(plan: Plan, node: PlannedNode, ip: IPv4Address) -> PodInterface:
     network = backends.node_network(plan, node)
     prefix = (network.pod_network or node.pod_cidr).prefixlen
     return PodInterface(IPv4Interface((ip, prefix)), node.gateway, network.mtu)
+
+
+def wiring_changed(previous: Plan | None, plan: Plan) -> bool:
+    """networking.wiring (or the user's conflist) changed on a running lab."""
+    return previous is not None and (previous.cluster.wiring, previous.cluster.cni_config) != (
+        plan.cluster.wiring, plan.cluster.cni_config)
+
+
+def pods_rewired(previous: Plan | None, plan: Plan) -> bool:
+    """Whether existing pods must be made anew: a pod is wired once, when it is made, so a new
+    wiring (or conflist), like a backend's new MTU or subnet, reaches only pods made after."""
+    return backends.pods_rewired(previous, plan) or wiring_changed(previous, plan)
+
+
+def switch_summary(previous: Plan, plan: Plan) -> str:
+    """A wiring switch on a running lab, in a sentence."""
+    def shown(cluster: ClusterConfig) -> str:
+        return cluster.wiring + (f" ({cluster.cni_config})" if cluster.cni_config else "")
+    return f"networking.wiring changed from {shown(previous.cluster)} to {shown(plan.cluster)}: every pod made anew"
