@@ -251,6 +251,23 @@ def test_a_pod_whose_namespace_vanished_gets_its_del_before_pods_are_wired_again
     lab("delete", "pod", "near")  # (its containers stayed in the vanished namespace: none of the wiring's business)
 
 
+def test_down_leaves_nothing_the_plugins_made_with_the_state_lost(tmp_path, host_before, cni_before):
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(CLUSTER.format(wiring="cni"))
+    lab = Lab(new_lab_name("w"))
+    with torn_down(lab.name):
+        lab("up", str(cluster), str(MANIFESTS / "cni-wiring.yaml"))
+        node2 = naming.node_netns(lab.name, "node2")
+        assert "CNI-HOSTPORT-DNAT" in subprocess.run(["ip", "netns", "exec", node2, "iptables-save", "-t", "nat"],
+                                                     capture_output=True, text=True, check=True).stdout
+        subprocess.run(["rm", "-rf", str(STATE_ROOT / lab.name)], check=True)  # the runtime's cache and leases too
+        kl(lab.name, "down")
+        assert lab_namespaces(lab.name) == []
+    assert lab_processes(lab.name) == [] and not (STATE_ROOT / lab.name).exists()
+    assert host_snapshot() == host_before
+    assert host_cni_files() == cni_before
+
+
 def test_down_leaves_nothing(labs, host_before, cni_before):
     for lab in labs.values():
         kl(lab.name, "down")
