@@ -217,7 +217,7 @@ def add_pod(plan: Plan, node: PlannedNode, pod: PlannedPod, user: cni.Conflist |
         wrong = cni.mismatch(cni.read_result(result), iface)
         if wrong:
             raise cni.PluginError(f"{net.source}: {wrong}")
-        result = _adopt(node, pod, result, mark)
+        result = _adopt(node, pod, result, mark, iface.mtu, net.source)
     except (cni.PluginError, OSError) as e:
         try:
             _run_list(node, net, "DEL", env, runtime, result, binaries)
@@ -297,14 +297,20 @@ def release_gone(plan: Plan, node: PlannedNode) -> list[str]:
     return errors
 
 
-def _adopt(node: PlannedNode, pod: PlannedPod, result: dict[str, Any], mark: str) -> dict[str, Any]:
+def _adopt(node: PlannedNode, pod: PlannedPod, result: dict[str, Any], mark: str, mtu: int,
+           source: str) -> dict[str, Any]:
     """The pod's links marked as the lab's, and the node's end of its veth (the result's interface
-    with no sandbox on the node's bridge) renamed to the plan's name: the result, renamed too."""
+    with no sandbox on the node's bridge) renamed to the plan's name: the result, renamed too.
+    The pod's eth0 must have the backend's MTU (a list for vxlan or l2 must say so)."""
     with in_netns(pod.netns):
         with rtnl.Rtnl() as nl:
             found = nl.link(name=wiring.POD_IFNAME)
-            if found is not None:
-                nl.batch([rtnl.link_set(index=found["index"], alias=mark)])
+            if found is None:
+                raise cni.PluginError(f"{source}: the plugins made no {wiring.POD_IFNAME} in the pod")
+            if found.get_attr("IFLA_MTU") != mtu:
+                raise cni.PluginError(f"{source}: the pod's {wiring.POD_IFNAME} has MTU {found.get_attr('IFLA_MTU')}, "
+                                      f"the backend's is {mtu} (give the bridge plugin \"mtu\": {mtu})")
+            nl.batch([rtnl.link_set(index=found["index"], alias=mark)])
     interfaces = result.get("interfaces") or []
     host = [i for i, x in enumerate(interfaces) if isinstance(x, dict) and not x.get("sandbox")
             and x.get("name") not in (NODE_BRIDGE, None) and str(x.get("name")).startswith("veth")]

@@ -189,19 +189,29 @@ def test_a_broken_user_conflist_is_refused_and_changes_nothing(labs, tmp_path, t
     assert lab_state(lab) == before
 
 
-def test_a_plugin_s_error_is_reported_in_its_own_words_and_a_new_lab_leaves_nothing(tmp_path, cni_before):
-    # node2's pods' addresses lie in no range: host-local refuses them at ADD
-    conflist = json.loads(json.dumps(USER_CONFLIST))
+def _no_range_for_node2(conflist: dict) -> None:
     conflist["plugins"][0]["ipam"]["ranges"][0].pop()
+
+
+@pytest.mark.parametrize("edit, extra, expected", [
+    # node2's pods' addresses lie in no range: host-local refuses them at ADD, in its words
+    (_no_range_for_node2, "",
+     "with CNI: CNI plugin bridge ADD failed: failed to allocate all requested IPs: 10.244.1."),
+    # vxlan's pods need MTU 1450, which this list does not give
+    (lambda conflist: None, "  backend: vxlan\n",
+     "user.conflist: the pod's eth0 has MTU 1500, the backend's is 1450 (give the bridge plugin \"mtu\": 1450)"),
+], ids=["host-local-refuses", "mtu"])
+def test_a_failed_add_is_reported_and_a_new_lab_leaves_nothing(tmp_path, cni_before, edit, extra, expected):
+    conflist = json.loads(json.dumps(USER_CONFLIST))
+    edit(conflist)
     (tmp_path / "user.conflist").write_text(json.dumps(conflist))
     cluster = tmp_path / "cluster.yaml"
-    cluster.write_text(CLUSTER.format(wiring="cni") + "  cniConfig: user.conflist\n")
+    cluster.write_text(CLUSTER.format(wiring="cni") + "  cniConfig: user.conflist\n" + extra)
     name = new_lab_name("w")
     with torn_down(name):
         proc = kl(name, "up", str(cluster), str(MANIFESTS / "cni-wiring.yaml"), check=False)
         assert proc.returncode != 0
-        assert "with CNI: CNI plugin bridge ADD failed: failed to allocate all requested IPs: 10.244.1." \
-            in proc.stderr, proc.stderr
+        assert expected in proc.stderr, proc.stderr
         assert lab_namespaces(name) == [] and not (STATE_ROOT / name).exists()
     assert host_cni_files() == cni_before
 
