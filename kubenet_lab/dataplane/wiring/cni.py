@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import Any, Collection, Mapping, Sequence
 
@@ -366,7 +366,7 @@ class Wired:
     """What a result says of the pod's interface."""
     addresses: tuple[IPv4Interface, ...] = ()
     gateways: tuple[str, ...] = ()
-    sandbox_interfaces: tuple[str, ...] = field(default_factory=tuple)
+    sandbox_interfaces: tuple[str, ...] = ()
 
 
 def read_result(result: Mapping[str, Any]) -> Wired:
