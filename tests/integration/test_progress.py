@@ -9,6 +9,8 @@ import select
 import subprocess
 import sys
 
+from kubenet_lab.kernel.steps import STEPS
+
 from .conftest import MANIFESTS, kl, new_lab_name, torn_down
 
 ONE_POD = """apiVersion: v1
@@ -75,17 +77,17 @@ def test_on_a_terminal_a_change_shows_its_steps_then_its_summary(tmp_path):
         assert up.returncode == 0 and up.stdout.startswith(f"lab {lab} is up: ")
         # the steps in order, each rewriting the line, and the line cleared at the end
         shown = [s for s in re.split(r"\r\x1b\[K", term) if s.strip("\r")]
-        steps = [re.match(rf"up {lab}: (.+) \[(\d+)/16\] [\d.]+s\r$", s) for s in shown]
+        steps = [re.match(rf"up {lab}: (.+) \[(\d+)/{len(STEPS)}\] [\d.]+s\r$", s) for s in shown]
         assert all(steps), shown
         assert [m.group(1) for m in steps][:1] == ["planning"]
         assert {"pods created", "rules loaded", "containers started", "events recorded"} <= {m.group(1) for m in steps}
         places = [int(m.group(2)) for m in steps]
-        assert places == sorted(places) and places[-1] == 16
+        assert places == sorted(places) and places[-1] == len(STEPS)
         assert term.endswith("\r\x1b[K")  # cleared: what follows stands alone
 
         applied, term = on_a_terminal(lab, "apply", "-f", str(tmp_path / "web.yaml"))
         assert applied.stdout == "deployment.apps/web created\n"
-        assert f"apply {lab}: pods created [8/16]" in term
+        assert f"apply {lab}: pods created [8/{len(STEPS)}]" in term
         summary = term.rsplit("\r\x1b[K", 1)[1]
         assert re.fullmatch(rf"lab {lab} changed: 2 namespaces created, 0 removed, rules loaded in \d nodes? "
                             r"\([\d.]+s\)\r?\n", summary), repr(summary)
