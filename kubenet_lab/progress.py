@@ -27,8 +27,8 @@ STEP_DONE = {
     "plan-saved": "plan saved",
     "supervisor-running": "supervisor running",
     "supervisor-reloaded": "containers started",
-    "left-deleted": "removed pods gone",
     "ready-pods-joined": "new pods in their Services",
+    "left-deleted": "removed pods gone",
     "intent-cleared": "change complete",
     "events-recorded": "events recorded",
 }

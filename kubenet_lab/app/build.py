@@ -304,36 +304,55 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         probing = probes.not_ready_at_start(plan, previous)  # not ready until a probe passes
         before_uids = {p.key: p.uid for p in previous.pods} if previous else {}
         starting = frozenset(p.key for p in plan.pods if before_uids.get(p.key) != p.uid)
-        result.rules_changed, warnings = _load_rules(plan, previous,
-                                                     (was_not_ready - remade) | waiting | probing | starting,
-                                                     was_not_ready,
-                                                     fresh, (was_terminal - remade) | waiting, was_terminal)
-        result.warnings += warnings
-        step("rules-loaded")
+        # Pods that go and pods that come (a replaced pod, a rollout's step) change the rules
+        # once: the new pods start while the old ones still serve, then one load takes the old
+        # ones out and the ready new ones in, and the old ones stop.
+        swap = bool(leaving and starting) and previous is not None
+        first_not_ready = (was_not_ready - remade) | waiting | probing | starting
+        if swap:
+            state.save_not_ready(plan.lab, first_not_ready & {p.key for p in plan.pods},
+                                 ((was_terminal - remade) | waiting) & {p.key for p in plan.pods})
+        else:
+            result.rules_changed, warnings = _load_rules(plan, previous, first_not_ready, was_not_ready, fresh,
+                                                         (was_terminal - remade) | waiting, was_terminal)
+            result.warnings += warnings
+            step("rules-loaded")
         save_objects()
         step("objects-saved")
         state.save_plan(plan)
         step("plan-saved")
         supervisor.ensure_running(plan.lab, launcher=launcher)
         step("supervisor-running")
-        reply = supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
+        keep = sorted(p.key for p in previous.pods if p.netns in leaving) if swap and previous else []
+        reply = supervisor.request(plan.lab, {"op": "reload", "keep": keep} if keep else {"op": "reload"},
+                                   timeout=_reload_timeout(previous))
         step("supervisor-reloaded")
         if not reply.get("ok", False):
             raise LabError(f"the lab's supervisor could not start the pods' containers: {reply.get('error', reply)}")
+        if starting:  # the pods made anew whose containers run now join the endpoints before we return
+            ready = supervisor.request(plan.lab, {"op": "readiness"})
+            ended = frozenset(ready.get("terminal", ()))
+            if swap:  # and the old ones leave
+                changed, more = _load_rules(plan, previous, frozenset(ready.get("notReady", ())) | ended,
+                                            was_not_ready, fresh, ended, was_terminal)
+            else:
+                loaded_nr, loaded_term = state.not_ready(plan.lab), state.terminal(plan.lab)
+                changed, more = _load_rules(plan, plan, frozenset(ready.get("notReady", ())) | ended, loaded_nr,
+                                            set(), ended, loaded_term)
+            result.rules_changed += [n for n in changed if n not in result.rules_changed]
+            result.warnings += more
+            if swap or plan.cluster.kube_proxy_mode == "userspace":
+                # the old pods stop now, with their grace period; in userspace mode the
+                # supervisor's proxies take the new endpoints with this reload too
+                reply = supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
+                if not reply.get("ok", False):
+                    raise LabError(f"the lab's supervisor could not stop the pods that left: "
+                                   f"{reply.get('error', reply)}")
+            step("ready-pods-joined")
         if leaving:  # stopped by the reload
             result.warnings += _cni_release(previous, leaving)
             netlink.delete_namespaces(sorted(leaving))
             step("left-deleted")
-        if starting:  # the pods made anew whose containers run now join the endpoints before we return
-            ready = supervisor.request(plan.lab, {"op": "readiness"})
-            loaded_nr, loaded_term = state.not_ready(plan.lab), state.terminal(plan.lab)
-            changed, more = _load_rules(plan, plan, frozenset(ready.get("notReady", ())) | frozenset(
-                ready.get("terminal", ())), loaded_nr, set(), frozenset(ready.get("terminal", ())), loaded_term)
-            result.rules_changed += [n for n in changed if n not in result.rules_changed]
-            result.warnings += more
-            if plan.cluster.kube_proxy_mode == "userspace":  # the supervisor proxies: its view joins them too
-                supervisor.request(plan.lab, {"op": "reload"}, timeout=_reload_timeout(previous))
-            step("ready-pods-joined")
         _sync_balancer(plan)  # the health check ports answer for this plan now: the balancer follows them
         state.clear_intent(plan.lab)  # the change is complete: kernel, plan and supervisor agree
         step("intent-cleared")

@@ -25,13 +25,16 @@ STEPS = (
     "supervisor-launched",     # a supervisor started (when none ran), not waited for
     "nodes-built",             # underlay, nodes and the outside namespaces in place
     "pods-created",            # the new pods' namespaces made and wired
-    "rules-loaded",            # every node's rules and the balancer's loaded
+    "rules-loaded",            # every node's rules and the balancer's loaded (when pods go as new
+                               # ones come, their one load is at ready-pods-joined instead)
     "objects-saved",           # the objects the lab is to hold written
     "plan-saved",              # the plan written
     "supervisor-running",      # the supervisor answers
-    "supervisor-reloaded",     # it runs the plan's containers, and has stopped the removed pods'
-    "left-deleted",            # the removed pods' namespaces deleted
-    "ready-pods-joined",       # the pods made anew that run are in every node's rules
+    "supervisor-reloaded",     # it runs the plan's containers (and stopped the pods that go, unless they
+                               # go as new ones come: then those run on until the next step)
+    "ready-pods-joined",       # the pods made anew that run are in every node's rules (and the pods
+                               # that go as they come are out, and stopped)
+    "left-deleted",            # the namespaces of the pods that went deleted
     "intent-cleared",          # the intent journal removed: the change is complete
     "events-recorded",         # the change's events appended
 )

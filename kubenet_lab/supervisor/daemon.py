@@ -11,6 +11,8 @@ and answers JSON lines on <state_dir>/supervisor.sock:
 
     {"op": "ping"}    -> {"ok": true, "pid": N, "lab": LAB}
     {"op": "reload"}  -> re-read the plan and reconcile; answers once every socket is bound
+                         (with "keep": ["ns/name", ...], those pods run on though the plan has them
+                         no more: they leave the rules first, and a reload without them stops them)
     {"op": "readiness"} -> {"ok": true, "notReady": [...], "terminal": [...]}: what the rules are to leave out
     {"op": "status"}  -> {"ok": true, "pods": {"ns/name": {"uid": ..., "created": bool, "restartPolicy": ...,
                           "initialized": bool, "initContainers": {"i": {...}}, "containers": {"c": {...}}}}}
@@ -147,13 +149,13 @@ class Supervisor:
         self.health.update(self._view)
         self.userspace.update(self._view)
 
-    async def reload(self) -> dict:
+    async def reload(self, keep: frozenset[str] = frozenset()) -> dict:
         async with self._lock:
             plan = state.load_plan(self.lab)
             # `up` made the rules with these
             self._set_view(plan, (state.not_ready(self.lab), state.terminal(self.lab)))
             want = desired(plan)
-            gone = [self.pods.pop(k) for k in list(self.pods) if k not in want]
+            gone = [self.pods.pop(k) for k in list(self.pods) if k not in want and k[0] not in keep]
             # A removed pod gets its grace period (its namespace goes once this answers). Its own
             # namespace is all it holds, so the new pods start meanwhile; but one in its node's
             # namespace (hostNetwork) may hold a port another wants: that stops first.
@@ -392,7 +394,7 @@ class Supervisor:
         if op == "ping":
             return {"ok": True, "pid": os.getpid(), "lab": self.lab}
         if op == "reload":
-            return await self.reload()
+            return await self.reload(frozenset(msg.get("keep", ())))
         if op == "status":
             return self.status(msg.get("pods"))
         if op == "readiness":  # a change about to load the rules with these: the view follows now
