@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Collection, Iterator
 
 from ..errors import LabError
+from .statedir import DEFAULT_ROOT, ROOT_ENV, state_dir, state_root  # noqa: F401 (the lab's state paths, here too)
 
 if TYPE_CHECKING:  # the model, its decoding and the stored objects' modules are imported by the verbs
     # that use them: `logs` and `get pods` read the plan's JSON without them (app/query.py)
     from ..manifests.store import Stored
     from ..model.objects import Plan, PlannedPod
 
-ROOT_ENV = "KUBENET_LAB_STATE_ROOT"
-DEFAULT_ROOT = "/run/kubenet-lab"
 PLAN_FILE = "plan.json"
 # Namespaces an `up` is about to create, written before it creates any: should it be killed
 # half-way, the next `up` or `down` knows them for the lab's own even where the ownership mark
@@ -40,14 +39,6 @@ NOT_READY_FILE = "not-ready.json"
 # The objects the lab holds (what `up` was given, changed since by apply, delete and scale), each
 # with the place it was written: what the next change is applied to.
 OBJECTS_FILE = "objects.json"
-
-
-def state_root() -> str:
-    return os.environ.get(ROOT_ENV, DEFAULT_ROOT)
-
-
-def state_dir(lab: str) -> str:
-    return os.path.join(state_root(), lab)
 
 
 def log_path(lab: str, namespace: str, pod: str, container: str) -> str:

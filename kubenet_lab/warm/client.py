@@ -75,9 +75,9 @@ def package_root() -> str:
 
 
 def socket_path(lab: str) -> str:
-    from ..fabric import state
+    from ..fabric.statedir import state_dir  # the standard library only, unlike fabric.state
 
-    return os.path.join(state.state_dir(lab), SOCK)
+    return os.path.join(state_dir(lab), SOCK)
 
 
 def wanted(argv: list[str]) -> str | None:

@@ -69,3 +69,11 @@ def test_formats_import_their_libraries_when_asked():
 def test_the_planner_is_still_there_by_its_old_names():
     mods = loaded("from kubenet_lab.plan import make_plan\nfrom kubenet_lab.manifests import load_model")
     assert {"kubenet_lab.plan.cluster", "kubenet_lab.manifests.load"} <= mods
+
+
+def test_finding_the_warm_process_imports_the_standard_library_and_two_small_modules():
+    mods = loaded("from kubenet_lab.warm import client\nclient.socket_path('x')")
+    ours = sorted(m for m in mods if m.startswith("kubenet_lab"))
+    assert ours == ["kubenet_lab", "kubenet_lab.fabric", "kubenet_lab.fabric.statedir", "kubenet_lab.warm",
+                    "kubenet_lab.warm.client"]
+    assert "dataclasses" not in mods  # fabric.state's (and the model's) first import, 4-7 ms
