@@ -306,8 +306,11 @@ def _apply(plan: Plan, previous: Plan | None, result: UpResult, save_objects=lam
         starting = frozenset(p.key for p in plan.pods if before_uids.get(p.key) != p.uid)
         # Pods that go and pods that come (a replaced pod, a rollout's step) change the rules
         # once: the new pods start while the old ones still serve, then one load takes the old
-        # ones out and the ready new ones in, and the old ones stop.
-        swap = bool(leaving and starting) and previous is not None
+        # ones out and the ready new ones in, and the old ones stop. (Worth a second reload of
+        # the supervisor only when a pod that goes is some Service's endpoint.)
+        swap = bool(leaving and starting) and previous is not None and bool(
+            {p.key for p in previous.pods if p.netns in leaving} & {
+                ep.pod for s in previous.services for port in s.ports for ep in port.endpoints})
         first_not_ready = (was_not_ready - remade) | waiting | probing | starting
         if swap:
             state.save_not_ready(plan.lab, first_not_ready & {p.key for p in plan.pods},
