@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import threading
 from typing import Iterator, Mapping
 
@@ -99,6 +100,29 @@ def in_netns(name: str) -> Iterator[None]:
 
 
 PR_SET_PDEATHSIG = 1
+
+
+def socket_in(netns: str, type_: int = socket.SOCK_STREAM) -> socket.socket:
+    """An IPv4 socket of `type_` made inside network namespace `netns` (it stays there)."""
+    with in_netns(netns):
+        return socket.socket(socket.AF_INET, type_)
+
+
+def bound_socket(netns: str, type_: int, port: int) -> socket.socket:
+    """A non-blocking socket of `type_` inside `netns`, bound to 0.0.0.0:port (address reuse on),
+    listening when it is a stream socket: a server of a node's (kube-proxy's health, the
+    userspace proxy's ports)."""
+    sock = socket_in(netns, type_)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        if type_ == socket.SOCK_STREAM:
+            sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def die_with_parent() -> None:

@@ -19,7 +19,7 @@ import socket
 import time
 
 from ..fabric import events
-from ..kernel.nsenter import in_netns, netns_path
+from ..kernel.nsenter import bound_socket, netns_path
 from ..model.objects import Event, Plan
 from ..proxy.healthcheck import NODE_HEALTHZ_PORT, ServiceHealth, service_health
 from ..servers import kubeproxy
@@ -30,20 +30,6 @@ log = logging.getLogger("kubenet-lab.supervisor")
 
 # (node netns, its inode: a namespace made anew is another one, port)
 Key = tuple[str, int, int]
-
-
-def _bind(netns: str, port: int) -> socket.socket:
-    with in_netns(netns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class NodeHealthServers:
@@ -85,7 +71,7 @@ class NodeHealthServers:
     def _listen(self, key: Key, node: str, health: ServiceHealth | None) -> None:
         netns, _, port = key
         try:
-            sock = _bind(netns, port)
+            sock = bound_socket(netns, socket.SOCK_STREAM, port)
         except OSError as e:
             what = "healthz" if health is None else f"{health.namespace}/{health.name}"
             if (node, port, what) not in self._failed:

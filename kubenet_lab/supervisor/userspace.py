@@ -24,7 +24,7 @@ import os
 import socket
 import time
 
-from ..kernel.nsenter import in_netns, netns_path
+from ..kernel.nsenter import bound_socket, in_netns, netns_path, socket_in
 from ..model.objects import Plan
 from ..proxy import userspace
 from ..proxy.roundrobin import RoundRobin
@@ -38,11 +38,6 @@ Key = tuple[str, int, str, int]  # (netns, inode, protocol, proxy port)
 TYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
 
 
-def _socket_in(netns: str, type_: int) -> socket.socket:
-    with in_netns(netns):
-        return socket.socket(socket.AF_INET, type_)
-
-
 RESERVED = "/proc/sys/net/ipv4/ip_local_reserved_ports"
 
 
@@ -53,20 +48,6 @@ def _reserve(netns: str, ports: set[int]) -> None:
         f = open(RESERVED, "w")
     with f:
         f.write(",".join(str(p) for p in sorted(ports)) + "\n")
-
-
-def _bind(netns: str, proto: str, port: int) -> socket.socket:
-    sock = _socket_in(netns, TYPES[proto])
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
-        if proto == "tcp":
-            sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class NodeProxies:
@@ -142,7 +123,7 @@ class NodeProxies:
     def _listen(self, key: Key, svc: str) -> None:
         netns, inode, proto, port = key
         try:
-            sock = _bind(netns, proto, port)
+            sock = bound_socket(netns, TYPES[proto], port)
         except OSError as e:
             if key not in self._failed:
                 self._failed.add(key)
@@ -150,7 +131,7 @@ class NodeProxies:
                             svc, e)
             return
         self._failed.discard(key)
-        choose, new_socket = self._choose((netns, inode), svc), lambda type_: _socket_in(netns, type_)
+        choose, new_socket = self._choose((netns, inode), svc), lambda type_: socket_in(netns, type_)
         logger = lambda line: log.info("userspace proxy %s %s: %s", netns, svc, line)  # noqa: E731
         if proto == "udp":
             self.open[key] = (svc, UdpProxy(sock, choose, new_socket, userspace.UDP_IDLE_TIMEOUT, logger), sock)
