@@ -12,7 +12,7 @@ import types
 import typing
 from functools import cache
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..model import objects as model
 
@@ -147,10 +147,7 @@ def plan_text(data: dict[str, Any]) -> str:
     """The plan's data as JSON with each pod on a line of its own (the rest of the plan on the
     first line, `]}` on the last): one JSON document, which a reader that keeps what it decoded
     reads again a pod at a time (split_plan_text), and whose diff names the pods that changed."""
-    rest = {k: v for k, v in data.items() if k != "pods"}
-    head = json.dumps(rest, separators=(",", ":"))[:-1] + ("," if rest else "")
-    pods = ",\n".join(json.dumps(p, separators=(",", ":")) for p in data.get("pods", ()))
-    return f'{head}"pods":[\n{pods}\n]}}'
+    return _text(data, (json.dumps(p, separators=(",", ":")) for p in data.get("pods", ())))
 
 
 def plan_text_of(plan: model.Plan, known: Mapping[str, tuple[model.PlannedPod, str]]) -> str:
@@ -158,15 +155,21 @@ def plan_text_of(plan: model.Plan, known: Mapping[str, tuple[model.PlannedPod, s
     under its key (pod key -> (pod, its line), as a kept plan read it) taken as it is: comparing
     two pods costs a tenth of writing one."""
     memo: dict[int, Any] = {}
-    data = _convert(dataclasses.replace(plan, pods=()), memo)
+
+    def line(pod: model.PlannedPod) -> str:
+        same = known.get(pod.key)
+        if same is not None and same[0] == pod:
+            return same[1]
+        return json.dumps(_convert(pod, memo), separators=(",", ":"))
+
+    return _text(_convert(dataclasses.replace(plan, pods=()), memo), (line(pod) for pod in plan.pods))
+
+
+def _text(data: dict[str, Any], pod_lines: Iterable[str]) -> str:
+    """plan_text's layout: `data` but its pods on the first line, then a pod a line."""
     rest = {k: v for k, v in data.items() if k != "pods"}
     head = json.dumps(rest, separators=(",", ":"))[:-1] + ("," if rest else "")
-    lines = []
-    for pod in plan.pods:
-        same = known.get(pod.key)
-        lines.append(same[1] if same is not None and same[0] == pod else
-                     json.dumps(_convert(pod, memo), separators=(",", ":")))
-    pods = ",\n".join(lines)
+    pods = ",\n".join(pod_lines)
     return f'{head}"pods":[\n{pods}\n]}}'
 
 
